@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// A Swift toolkit for comparing the internal representations of Vision Transformers
+// with minibatch CKA (Nguyen, Raghu & Kornblith 2020).
+//
+// System libraries (Debian 12): libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev pkg-config.
+import PackageDescription
+
+let package = Package(
+    name: "ViTCKA",
+    products: [
+        .library(name: "CKAKit", targets: ["CKAKit"]),
+        .executable(name: "cka", targets: ["cka"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: - Public API
+        /// Dense row-major tensors and every numeric kernel (the only importer of BLAS/LAPACKE).
+        .target(name: "CKATensor", dependencies: ["CBLAS"]),
+        /// HDF5 stores of formats.md (the only importer of HDF5).
+        .target(name: "CKAIO", dependencies: ["CKATensor", "CHDF5"]),
+        /// CKA estimators: minibatch HSIC₁, debiased, linear and RBF CKA.
+        .target(name: "CKASimilarity", dependencies: ["CKATensor", "CKAIO"]),
+        /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
+        .target(name: "CKAPlot", dependencies: ["CCairo"]),
+        /// Umbrella: `import CKAKit` re-exports every public module.
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKAPlot"]),
+        /// The `cka` command.
+        .executableTarget(name: "cka", dependencies: [
+            "CKAKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // MARK: - C shims (implementation details)
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
+
+        // MARK: - Support
+        .target(name: "_CKATestSupport", dependencies: ["CKATensor"]),
+
+        // MARK: - Unit test bundles
+        .testTarget(name: "CKATensorTests", dependencies: ["CKATensor", "_CKATestSupport"]),
+        .testTarget(name: "CKAIOTests", dependencies: ["CKAIO", "_CKATestSupport"]),
+        .testTarget(name: "CKASimilarityTests", dependencies: ["CKASimilarity", "CKAIO", "_CKATestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CKACommandTests", dependencies: ["CKAKit", "_CKATestSupport"]),
+    ]
+)

@@ -1,0 +1,5 @@
+// The umbrella module: `import CKAKit` brings in the whole public API.
+@_exported import CKATensor
+@_exported import CKAIO
+@_exported import CKASimilarity
+@_exported import CKAPlot

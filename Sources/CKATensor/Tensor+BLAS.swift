@@ -1,0 +1,251 @@
+internal import CBLAS
+
+/// BLAS entry points for each scalar type (row-major throughout). Implementation detail of the
+/// tensor core: use the `Tensor` operations instead.
+public protocol _BLASScalar {
+    static func _gemm(_ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Self,
+                     _ a: UnsafePointer<Self>, _ lda: Int32, _ b: UnsafePointer<Self>, _ ldb: Int32,
+                     _ beta: Self, _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
+    static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Self>, _ lda: Int32,
+                     _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
+    static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Self, _ a: UnsafePointer<Self>, _ lda: Int32,
+                     _ x: UnsafePointer<Self>, _ beta: Self, _ y: UnsafeMutablePointer<Self>)
+    static func _ger(_ m: Int32, _ n: Int32, _ alpha: Self, _ x: UnsafePointer<Self>, _ y: UnsafePointer<Self>,
+                    _ a: UnsafeMutablePointer<Self>, _ lda: Int32)
+}
+
+@inline(__always) private func op(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
+
+extension Float: _BLASScalar {
+    public static func _gemm(_ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Float,
+                                       _ a: UnsafePointer<Float>, _ lda: Int32, _ b: UnsafePointer<Float>, _ ldb: Int32,
+                                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
+        cblas_sgemm(CblasRowMajor, op(ta), op(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Float>, _ lda: Int32,
+                                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, 0, c, ldc)
+    }
+    public static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Float, _ a: UnsafePointer<Float>,
+                                       _ lda: Int32, _ x: UnsafePointer<Float>, _ beta: Float, _ y: UnsafeMutablePointer<Float>) {
+        cblas_sgemv(CblasRowMajor, op(t), m, n, alpha, a, lda, x, 1, beta, y, 1)
+    }
+    public static func _ger(_ m: Int32, _ n: Int32, _ alpha: Float, _ x: UnsafePointer<Float>,
+                                      _ y: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ lda: Int32) {
+        cblas_sger(CblasRowMajor, m, n, alpha, x, 1, y, 1, a, lda)
+    }
+}
+
+extension Double: _BLASScalar {
+    public static func _gemm(_ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Double,
+                                       _ a: UnsafePointer<Double>, _ lda: Int32, _ b: UnsafePointer<Double>, _ ldb: Int32,
+                                       _ beta: Double, _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
+        cblas_dgemm(CblasRowMajor, op(ta), op(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Double>, _ lda: Int32,
+                                       _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, 0, c, ldc)
+    }
+    public static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Double, _ a: UnsafePointer<Double>,
+                                       _ lda: Int32, _ x: UnsafePointer<Double>, _ beta: Double, _ y: UnsafeMutablePointer<Double>) {
+        cblas_dgemv(CblasRowMajor, op(t), m, n, alpha, a, lda, x, 1, beta, y, 1)
+    }
+    public static func _ger(_ m: Int32, _ n: Int32, _ alpha: Double, _ x: UnsafePointer<Double>,
+                                      _ y: UnsafePointer<Double>, _ a: UnsafeMutablePointer<Double>, _ lda: Int32) {
+        cblas_dger(CblasRowMajor, m, n, alpha, x, 1, y, 1, a, lda)
+    }
+}
+
+/// Converts a dimension to BLAS's 32-bit integer, or throws.
+@inline(__always) func blasInt(_ v: Int, _ op: String) throws -> Int32 {
+    guard let r = Int32(exactly: v) else { throw TensorError.dimensionTooLarge(op: op, value: v) }
+    return r
+}
+
+/// The number of threads OpenBLAS uses (set `OPENBLAS_NUM_THREADS` to change it at start-up).
+public var blasThreadCount: Int { Int(openblas_get_num_threads()) }
+/// Sets the number of threads OpenBLAS uses from now on.
+public func setBLASThreadCount(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+/// The OpenBLAS kernel family chosen for this CPU (e.g. "Cooperlake", "Haswell").
+public var blasCoreName: String { String(cString: openblas_get_corename()) }
+
+extension Tensor {
+    /// Matrix product `C = alpha·op(A)·op(B) + beta·C` of 2-D tensors, where `op` transposes when asked.
+    ///
+    /// `a` is `[m, k]` (or `[k, m]` with `transposeA`), `b` is `[k, n]` (or `[n, k]` with `transposeB`),
+    /// and `c` must be `[m, n]`. Row-major: the leading dimension of each matrix is its column count.
+    /// - Throws: `TensorError.shapeMismatch` when the shapes do not fit.
+    public static func gemm(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
+                            alpha: Scalar = 1, beta: Scalar = 0, into c: inout Tensor) throws {
+        let name = "gemm"
+        guard a.rank == 2, b.rank == 2, c.rank == 2 else {
+            throw TensorError.shapeMismatch(op: name, expected: "2-D operands",
+                                            got: "\(describeShape(a.shape)), \(describeShape(b.shape)), \(describeShape(c.shape))")
+        }
+        let (m, k) = transposeA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
+        let (k2, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k == k2, c.shape == [m, n] else {
+            throw TensorError.shapeMismatch(
+                op: name, expected: "op(A) [m, k] · op(B) [k, n] → C [m, n]",
+                got: "op(A) [\(m), \(k)] · op(B) [\(k2), \(n)] → C \(describeShape(c.shape))")
+        }
+        if m == 0 || n == 0 { return }
+        let (M, N, K) = (try blasInt(m, name), try blasInt(n, name), try blasInt(k, name))
+        let lda = try blasInt(a.shape[1], name), ldb = try blasInt(b.shape[1], name)
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                c.withUnsafeMutableBufferPointer { pc in
+                    if k == 0 {
+                        for i in 0..<pc.count { pc[i] = beta * pc[i] }
+                        return
+                    }
+                    Scalar._gemm(transposeA, transposeB, M, N, K, alpha, pa.baseAddress!, lda,
+                                pb.baseAddress!, ldb, beta, pc.baseAddress!, N)
+                }
+            }
+        }
+    }
+
+    /// The matrix product `op(self) · op(other)` as a new tensor.
+    public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) throws -> Tensor {
+        guard rank == 2, other.rank == 2 else {
+            throw TensorError.shapeMismatch(op: "matmul", expected: "2-D operands",
+                                            got: "\(describeShape(shape)), \(describeShape(other.shape))")
+        }
+        let m = transposeSelf ? shape[1] : shape[0]
+        let n = transposeOther ? other.shape[0] : other.shape[1]
+        var c = Tensor(shape: [m, n])
+        try Tensor.gemm(self, transposeA: transposeSelf, other, transposeB: transposeOther, into: &c)
+        return c
+    }
+
+    /// Batched matrix product: `a` is `[batch, m, k]`; `b` is `[batch, k, n]` or a shared `[k, n]`
+    /// (transposes as in `gemm`). Returns `[batch, m, n]`. One BLAS call per batch entry.
+    public static func batchedMatmul(_ a: Tensor, transposeA: Bool = false, _ b: Tensor,
+                                     transposeB: Bool = false, alpha: Scalar = 1) throws -> Tensor {
+        guard a.rank == 3, b.rank == 3 || b.rank == 2, b.rank == 2 || b.shape[0] == a.shape[0] else {
+            throw TensorError.shapeMismatch(op: "batchedMatmul", expected: "[B, m, k] and [B, k, n] or [k, n]",
+                                            got: "\(describeShape(a.shape)), \(describeShape(b.shape))")
+        }
+        let batch = a.shape[0]
+        let aMat = Array(a.shape[1...]), bMat = Array(b.shape.suffix(2))
+        let m = transposeA ? aMat[1] : aMat[0]
+        let n = transposeB ? bMat[0] : bMat[1]
+        var out = Tensor(shape: [batch, m, n])
+        var c = Tensor(shape: [m, n])
+        for i in 0..<batch {
+            let ai = try a.rows(i..<i + 1).reshaped(aMat)
+            let bi = b.rank == 2 ? b : try b.rows(i..<i + 1).reshaped(bMat)
+            try gemm(ai, transposeA: transposeA, bi, transposeB: transposeB, alpha: alpha, into: &c)
+            try out.setRows(i..<i + 1, from: c.reshaped([1, m, n]))
+        }
+        return out
+    }
+
+    /// Copies `source` into rows `range` of `self` (same shape apart from the first axis).
+    public mutating func setRows(_ range: Range<Int>, from source: Tensor) throws {
+        guard source.rowCount == range.count, source.rowSize == rowSize, range.upperBound <= rowCount else {
+            throw TensorError.shapeMismatch(op: "setRows", expected: "\(range.count) rows of \(rowSize)",
+                                            got: describeShape(source.shape))
+        }
+        let start = range.lowerBound * rowSize
+        source.withUnsafeBufferPointer { src in
+            withUnsafeMutableBufferPointer { dst in
+                guard let s = src.baseAddress, let d = dst.baseAddress else { return }
+                (d + start).update(from: s, count: src.count)
+            }
+        }
+    }
+
+    /// Sums over the first axis: for `[n, d]` (or `[n, …]`, flattened) returns `[d]`.
+    public func columnSums() throws -> Tensor {
+        let x = flattenedRows
+        var ones = Tensor(shape: [x.rowCount], repeating: 1)
+        var out = Tensor(shape: [x.rowSize])
+        try Tensor.gemvInto(x, transpose: true, &ones, &out)
+        return out
+    }
+
+    /// Sums over the last axes: for `[n, d]` (or `[n, …]`, flattened) returns `[n]`.
+    public func rowSums() throws -> Tensor {
+        let x = flattenedRows
+        var ones = Tensor(shape: [x.rowSize], repeating: 1)
+        var out = Tensor(shape: [x.rowCount])
+        try Tensor.gemvInto(x, transpose: false, &ones, &out)
+        return out
+    }
+
+    /// Means over the first axis (`[d]`).
+    public func columnMeans() throws -> Tensor {
+        var s = try columnSums()
+        let inv = 1 / Scalar(Swift.max(rowCount, 1))
+        s.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] *= inv } }
+        return s
+    }
+
+    private static func gemvInto(_ x: Tensor, transpose: Bool, _ v: inout Tensor, _ out: inout Tensor) throws {
+        let m = try blasInt(x.rowCount, "gemv"), n = try blasInt(x.rowSize, "gemv")
+        if m == 0 || n == 0 { return }
+        x.withUnsafeBufferPointer { px in
+            v.withUnsafeBufferPointer { pv in
+                out.withUnsafeMutableBufferPointer { po in
+                    Scalar._gemv(transpose, m, n, 1, px.baseAddress!, n, pv.baseAddress!, 0, po.baseAddress!)
+                }
+            }
+        }
+    }
+
+    /// Subtracts each feature column's mean over the rows, in place (`x ← x − 1·meanᵀ`).
+    ///
+    /// This is the within-minibatch centring that makes float32 Grams exact for HSIC-based CKA:
+    /// HSIC₁ and centred HSIC do not change when a column is shifted, while the Gram of
+    /// un-centred activations with a large offset loses every significant digit to cancellation.
+    public mutating func centerColumns() throws {
+        let x = flattenedRows
+        guard x.rowCount > 0, x.rowSize > 0 else { return }
+        var ones = Tensor(shape: [x.rowCount], repeating: 1)
+        let means = try columnMeans()
+        let m = try blasInt(x.rowCount, "centerColumns"), n = try blasInt(x.rowSize, "centerColumns")
+        ones.withUnsafeBufferPointer { po in
+            means.withUnsafeBufferPointer { pm in
+                withUnsafeMutableBufferPointer { px in
+                    Scalar._ger(m, n, -1, po.baseAddress!, pm.baseAddress!, px.baseAddress!, n)
+                }
+            }
+        }
+        _ = ones.withUnsafeMutableBufferPointer { $0.count }
+    }
+
+    /// The Gram matrix `X·Xᵀ` of the rows (examples) of `self`, each row being all its features
+    /// flattened, accumulated by BLAS in `Scalar` and returned in `Double`.
+    ///
+    /// - Parameter centered: subtract each feature column's mean over the rows first (on a copy).
+    /// - Returns: `[n, n]` with `n = rowCount`, symmetric.
+    public func gram(centered: Bool = false) throws -> Tensor<Double> {
+        var x = flattenedRows
+        if centered { try x.centerColumns() }
+        return try x.gramOfRows()
+    }
+
+    /// `X·Xᵀ` without centring; with `centerColumns()` first this is the centred Gram, in place.
+    public func gramOfRows() throws -> Tensor<Double> {
+        let x = flattenedRows
+        let n = x.rowCount, d = x.rowSize
+        let N = try blasInt(n, "gram"), D = try blasInt(d, "gram")
+        var g = Tensor(shape: [n, n])
+        if n > 0 && d > 0 {
+            x.withUnsafeBufferPointer { px in
+                g.withUnsafeMutableBufferPointer { pg in
+                    if n <= 64 {
+                        // Few rows, long rows: sgemm parallelises where syrk does not (platform.md §3).
+                        Scalar._gemm(false, true, N, N, D, 1, px.baseAddress!, D, px.baseAddress!, D, 0, pg.baseAddress!, N)
+                    } else {
+                        Scalar._syrk(N, D, px.baseAddress!, D, pg.baseAddress!, N)
+                        for i in 0..<n { for j in 0..<i { pg[i * n + j] = pg[j * n + i] } }
+                    }
+                }
+            }
+        }
+        return g.converted(to: Double.self)
+    }
+}

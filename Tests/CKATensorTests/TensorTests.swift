@@ -1,0 +1,169 @@
+import CKATensor
+import Testing
+import _CKATestSupport
+
+/// Plain double-precision reference for `op(A)·op(B)`.
+func referenceMatmul(_ a: Tensor<Float>, _ ta: Bool, _ b: Tensor<Float>, _ tb: Bool) -> [Double] {
+    let A = a.scalars.map(Double.init), B = b.scalars.map(Double.init)
+    let m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1]
+    let n = tb ? b.shape[0] : b.shape[1]
+    var c = [Double](repeating: 0, count: m * n)
+    for i in 0..<m { for j in 0..<n {
+        var s = 0.0
+        for p in 0..<k {
+            let x = ta ? A[p * m + i] : A[i * k + p]
+            let y = tb ? B[j * k + p] : B[p * n + j]
+            s += x * y
+        }
+        c[i * n + j] = s
+    } }
+    return c
+}
+
+@Suite("Tensor core")
+struct TensorTests {
+    @Test("GEMM matches a double loop for every transpose case on odd shapes",
+          arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func gemmAllTransposes(ta: Bool, tb: Bool) throws {
+        let (m, k, n) = (7, 13, 5)
+        let a = randomTensor(ta ? [k, m] : [m, k], seed: 1, as: Float.self)
+        let b = randomTensor(tb ? [n, k] : [k, n], seed: 2, as: Float.self)
+        let c = try a.matmul(b, transposeSelf: ta, transposeOther: tb)
+        #expect(c.shape == [m, n])
+        expectClose(c.scalars.map(Double.init), referenceMatmul(a, ta, b, tb), rtol: 1e-5, atol: 1e-5)
+    }
+
+    @Test("GEMM alpha/beta accumulate into C; Double GEMM is exact to 1e-12")
+    func gemmAlphaBeta() throws {
+        let a = randomTensor([3, 4], seed: 3, as: Double.self), b = randomTensor([4, 2], seed: 4, as: Double.self)
+        var c = Tensor<Double>(shape: [3, 2], repeating: 1)
+        try Tensor.gemm(a, b, alpha: 2, beta: 0.5, into: &c)
+        let ref = try a.matmul(b).scalars.map { 2 * $0 + 0.5 }
+        expectClose(c.scalars, ref, atol: 1e-12)
+    }
+
+    @Test("GEMM shape errors are thrown, not trapped")
+    func gemmShapeMismatch() {
+        let a = Tensor<Float>(shape: [3, 4]), b = Tensor<Float>(shape: [5, 2])
+        #expect(throws: TensorError.self) { try a.matmul(b) }
+        var c = Tensor<Float>(shape: [3, 3])
+        #expect(throws: TensorError.self) { try Tensor.gemm(a, Tensor<Float>(shape: [4, 2]), into: &c) }
+    }
+
+    @Test("Batched GEMM with per-batch and shared right operands")
+    func batched() throws {
+        let a = randomTensor([3, 5, 4], seed: 5, as: Float.self)
+        let b = randomTensor([3, 6, 4], seed: 6, as: Float.self)
+        let shared = randomTensor([4, 2], seed: 7, as: Float.self)
+        let c = try Tensor.batchedMatmul(a, b, transposeB: true)
+        let d = try Tensor.batchedMatmul(a, shared)
+        #expect(c.shape == [3, 5, 6] && d.shape == [3, 5, 2])
+        for i in 0..<3 {
+            let ai = try a.rows(i..<i + 1).reshaped([5, 4]), bi = try b.rows(i..<i + 1).reshaped([6, 4])
+            expectClose(try c.rows(i..<i + 1).reshaped([5, 6]).scalars.map(Double.init),
+                        referenceMatmul(ai, false, bi, true), rtol: 1e-5, atol: 1e-5)
+            expectClose(try d.rows(i..<i + 1).reshaped([5, 2]).scalars.map(Double.init),
+                        referenceMatmul(ai, false, shared, false), rtol: 1e-5, atol: 1e-5)
+        }
+    }
+
+    @Test("Gram X·Xᵀ (gemm path n ≤ 64 and syrk path n > 64) matches a double loop, centred or not",
+          arguments: [(9, 37), (70, 11)], [false, true])
+    func gram(shape: (Int, Int), centered: Bool) throws {
+        let (n, d) = shape
+        let x = randomTensor([n, d], seed: 8, offset: 3, as: Float.self)
+        let g = try x.gram(centered: centered)
+        var xs = x.scalars.map(Double.init)
+        if centered {
+            for j in 0..<d {
+                var m = 0.0
+                for i in 0..<n { m += xs[i * d + j] }
+                m /= Double(n)
+                for i in 0..<n { xs[i * d + j] -= m }
+            }
+        }
+        var ref = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { for j in 0..<n { for p in 0..<d { ref[i * n + j] += xs[i * d + p] * xs[j * d + p] } } }
+        expectClose(g.scalars, ref, rtol: 1e-5, atol: 1e-4)
+        #expect(x == randomTensor([n, d], seed: 8, offset: 3, as: Float.self), "gram must not modify its input")
+    }
+
+    @Test("Gram of a 3-D [n, T, D] tensor flattens each example")
+    func gram3D() throws {
+        let x = randomTensor([5, 3, 4], seed: 9, as: Float.self)
+        let g = try x.gram()
+        let flat = try x.reshaped([5, 12])
+        expectClose(g.scalars, referenceMatmul(flat, false, flat, true), rtol: 1e-5, atol: 1e-5)
+    }
+
+    @Test("Column/row reductions and centring")
+    func reductions() throws {
+        let x = try Tensor<Float>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        #expect(try x.columnSums().scalars == [5, 7, 9])
+        #expect(try x.rowSums().scalars == [6, 15])
+        #expect(try x.columnMeans().scalars == [2.5, 3.5, 4.5])
+        var y = x
+        try y.centerColumns()
+        #expect(y.scalars == [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
+        #expect(x.scalars == [1, 2, 3, 4, 5, 6], "copy-on-write keeps the original")
+    }
+
+    @Test("Symmetric eigendecomposition: A·V = V·Λ, VᵀV = I, ascending values")
+    func eigen() throws {
+        let n = 11
+        let b = randomTensor([n, n], seed: 10, as: Double.self)
+        let a = try b.matmul(b, transposeOther: true)    // symmetric PSD
+        let (w, v) = try a.symmetricEigen()
+        let av = try a.matmul(v)
+        var vw = v
+        for i in 0..<n { for j in 0..<n { vw[i, j] = v[i, j] * w[j] } }
+        expectClose(av.scalars, vw.scalars, atol: 1e-10)
+        let vtv = try v.matmul(v, transposeSelf: true)
+        let eye = Tensor<Double>(shape: [n, n]) { $0 / n == $0 % n ? 1 : 0 }
+        expectClose(vtv.scalars, eye.scalars, atol: 1e-12)
+        #expect(zip(w.scalars, w.scalars.dropFirst()).allSatisfy { $0 <= $1 })
+        let wf = try a.converted(to: Float.self).symmetricEigen().values
+        expectClose(wf.scalars.map(Double.init), w.scalars, rtol: 1e-4, atol: 1e-4)
+        #expect(throws: TensorError.self) { try Tensor<Double>(shape: [2, 3]).symmetricEigen() }
+    }
+
+    @Test("Views: rows and reshapes share memory; mutation copies")
+    func views() throws {
+        let x = Tensor<Float>(shape: [4, 3]) { Float($0) }
+        var r = x.rows(1..<3)
+        #expect(r.scalars == [3, 4, 5, 6, 7, 8])
+        r[0, 0] = -1
+        #expect(x[1, 0] == 3 && r[0, 0] == -1)
+        #expect(throws: TensorError.self) { try x.reshaped([5, 2]) }
+        #expect(throws: TensorError.self) { try Tensor<Float>(shape: [2, 2], scalars: [1, 2, 3]) }
+    }
+
+    @Test("Float/Double conversion and finiteness")
+    func conversion() {
+        let x = Tensor<Float>(shape: [3]) { Float($0) + 0.5 }
+        #expect(x.converted(to: Double.self).scalars == [0.5, 1.5, 2.5])
+        #expect(x.isFinite)
+        var y = x
+        y[1] = .nan
+        #expect(!y.isFinite)
+        y[1] = .infinity
+        #expect(!y.isFinite)
+    }
+
+    @Test("Float16 storage: exact round trip of every finite half, ties to even, overflow, subnormals")
+    func float16() {
+        for bits in UInt16.min...UInt16.max {
+            let f = Float(halfBits: bits)
+            if f.isNaN { #expect(Float(halfBits: f.halfBits).isNaN); continue }
+            #expect(f.halfBits == bits || (f == 0 && bits & 0x7fff == 0), "bits \(bits)")
+            #expect(Float(Float16(bitPattern: bits)) == f, "agrees with Swift's Float16 for \(bits)")
+        }
+        var g = SeededGenerator(seed: 11)
+        for _ in 0..<10_000 {
+            let v = Float(g.gaussian() * 1000)
+            #expect(v.halfBits == Float16(v).bitPattern, "rounding of \(v)")
+        }
+        #expect(Float(70000).halfBits == 0x7c00)
+        #expect(Float(1e-8).halfBits == 0)
+    }
+}

@@ -22,10 +22,12 @@ let package = Package(
         .target(name: "CKAIO", dependencies: ["CKATensor", "CHDF5"]),
         /// CKA estimators: minibatch HSIC₁, debiased, linear and RBF CKA.
         .target(name: "CKASimilarity", dependencies: ["CKATensor", "CKAIO"]),
+        /// Untrusted checkpoint files → named tensors: safetensors and PyTorch zip+pickle (never executed).
+        .target(name: "CKACheckpoint", dependencies: ["CKATensor"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAPlot"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
             "CKAKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -45,6 +47,9 @@ let package = Package(
         .testTarget(name: "CKAIOTests", dependencies: ["CKAIO", "_CKATestSupport"]),
         .testTarget(name: "CKASimilarityTests", dependencies: ["CKASimilarity", "CKAIO", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "CKACheckpointTests", dependencies: ["CKACheckpoint", "_CKATestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
         .testTarget(name: "CKACommandTests", dependencies: ["CKAKit", "_CKATestSupport"]),
     ]
 )

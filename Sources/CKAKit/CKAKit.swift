@@ -3,3 +3,4 @@
 @_exported import CKAIO
 @_exported import CKASimilarity
 @_exported import CKAPlot
+@_exported import CKACheckpoint

@@ -25,6 +25,7 @@ static inline hid_t cka_H5T_NATIVE_FLOAT(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t cka_H5T_NATIVE_DOUBLE(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t cka_H5T_NATIVE_INT64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t cka_H5T_NATIVE_UINT8(void) { return H5T_NATIVE_UINT8; }
+static inline hid_t cka_H5T_NATIVE_INT8(void) { return H5T_NATIVE_INT8; }
 static inline hid_t cka_H5T_NATIVE_UINT16(void) { return H5T_NATIVE_UINT16; }
 static inline hid_t cka_H5T_NATIVE_HBOOL(void) { return H5T_NATIVE_HBOOL; }
 static inline hid_t cka_H5T_IEEE_F32LE(void) { return H5T_IEEE_F32LE; }

@@ -233,6 +233,24 @@ public final class ActivationStore {
         try dataset(name).readFloat(rows: rows, into: &out)
     }
 
+    /// The rows listed in `indices` (e.g. a shuffled minibatch) of layer `name`, into `out`.
+    public func read(_ name: String, rowIndices indices: [Int], into out: inout Tensor<Float>) throws {
+        let l = try layer(name)
+        guard l.elementType.isFloat else {
+            throw ActivationStoreError.notFloat(path: path, layer: name, type: "\(l.elementType)")
+        }
+        try dataset(name).readFloat(rowIndices: indices, into: &out)
+    }
+
+    /// All rows of layer `name`, restricted to `axis1` along the second axis (tokens or features).
+    public func read(_ name: String, rows: Range<Int>, axis1: Range<Int>, into out: inout Tensor<Float>) throws {
+        let l = try layer(name)
+        guard l.elementType.isFloat else {
+            throw ActivationStoreError.notFloat(path: path, layer: name, type: "\(l.elementType)")
+        }
+        try dataset(name).readFloat(rows: rows, axis1: axis1, into: &out)
+    }
+
     /// Rows `rows` (default all) of layer `name` as a new `Float` tensor.
     public func read(_ name: String, rows: Range<Int>? = nil) throws -> Tensor<Float> {
         var t = Tensor<Float>(shape: [0])

@@ -63,19 +63,45 @@ public final class HDF5Dataset {
     /// Reads rows into `out`, reusing its memory when it already has the right shape and is not shared.
     public func readFloat(rows: Range<Int>? = nil, into out: inout Tensor<Float>) throws {
         let r = try checkedRows(rows)
-        let target = [r.count] + rowShape
-        if out.shape != target { out = Tensor<Float>(shape: target) }
+        try readFloat(selection: r, axis1: nil, into: &out)
+    }
+
+    /// Reads rows `rows` and, along the second axis, only `axis1` (e.g. a range of tokens of an
+    /// `[N, T, D]` layer, or of features of `[N, D]`) into `out` (`[rows, axis1.count, …]`).
+    public func readFloat(rows: Range<Int>, axis1: Range<Int>, into out: inout Tensor<Float>) throws {
+        let r = try checkedRows(rows)
+        guard shape.count >= 2, axis1.lowerBound >= 0, axis1.upperBound <= shape[1] else {
+            throw HDF5Error.shapeMismatch(path: file.path, object: name, expected: "a second axis covering \(axis1)",
+                                          got: describeShape(shape))
+        }
+        try readFloat(selection: r, axis1: axis1, into: &out)
+    }
+
+    /// Reads the rows listed in `indices` (any order, repeats allowed) into `out` (`[indices.count] + rowShape`).
+    public func readFloat(rowIndices indices: [Int], into out: inout Tensor<Float>) throws {
+        out.prepare(shape: [indices.count] + rowShape)
+        var row = Tensor<Float>(shape: [0])
+        for (k, i) in indices.enumerated() {
+            try readFloat(selection: try checkedRows(i..<i + 1), axis1: nil, into: &row)
+            try out.setRows(k..<k + 1, from: row)
+        }
+    }
+
+    private func readFloat(selection r: Range<Int>, axis1: Range<Int>?, into out: inout Tensor<Float>) throws {
+        var target = [r.count] + rowShape
+        if let axis1 { target[1] = axis1.count }
+        out.prepare(shape: target)
         switch elementType {
         case .float16:
             var bits = [UInt16](repeating: 0, count: out.count)
-            try bits.withUnsafeMutableBytes { try read(rows: r, memType: fileType.id, into: $0.baseAddress!) }
+            try bits.withUnsafeMutableBytes { try read(rows: r, axis1: axis1, memType: fileType.id, into: $0.baseAddress!) }
             bits.withUnsafeBufferPointer { b in
                 out.withUnsafeMutableBufferPointer { Float16Storage.decode(b, into: $0) }
             }
         case .float32, .float64:
             try out.withUnsafeMutableBufferPointer { p in
                 guard let base = p.baseAddress else { return }
-                try read(rows: r, memType: cka_H5T_NATIVE_FLOAT(), into: base)
+                try read(rows: r, axis1: axis1, memType: cka_H5T_NATIVE_FLOAT(), into: base)
             }
         default:
             throw HDF5Error.wrongType(path: file.path, object: name, expected: "float16, float32 or float64",
@@ -149,7 +175,7 @@ public final class HDF5Dataset {
     }
 
     /// The file dataspace with rows `r` selected, and a matching memory dataspace.
-    private func selection(rows r: Range<Int>) throws -> (file: hid_t, mem: hid_t) {
+    private func selection(rows r: Range<Int>, axis1: Range<Int>? = nil) throws -> (file: hid_t, mem: hid_t) {
         let fspace = H5Dget_space(handle.id)
         guard fspace >= 0 else { throw file.failure("read shape of", name) }
         if shape.isEmpty { return (fspace, H5Screate(H5S_SCALAR)) }
@@ -157,6 +183,10 @@ public final class HDF5Dataset {
         var count = shape.map { hsize_t($0) }
         start[0] = hsize_t(r.lowerBound)
         count[0] = hsize_t(r.count)
+        if let axis1 {
+            start[1] = hsize_t(axis1.lowerBound)
+            count[1] = hsize_t(axis1.count)
+        }
         guard H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nil, count, nil) >= 0 else {
             H5Sclose(fspace)
             throw file.failure("select rows of", name)
@@ -165,9 +195,10 @@ public final class HDF5Dataset {
         return (fspace, mspace)
     }
 
-    private func read(rows r: Range<Int>, memType: hid_t, into buffer: UnsafeMutableRawPointer) throws {
-        if r.isEmpty || shape.contains(0) { return }
-        let (fspace, mspace) = try selection(rows: r)
+    private func read(rows r: Range<Int>, axis1: Range<Int>? = nil, memType: hid_t,
+                      into buffer: UnsafeMutableRawPointer) throws {
+        if r.isEmpty || shape.contains(0) || axis1?.isEmpty == true { return }
+        let (fspace, mspace) = try selection(rows: r, axis1: axis1)
         defer { H5Sclose(fspace); H5Sclose(mspace) }
         guard H5Dread(handle.id, memType, mspace, fspace, cka_H5P_DEFAULT(), buffer) >= 0 else {
             throw file.failure("read", name)

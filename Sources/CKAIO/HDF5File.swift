@@ -17,8 +17,20 @@ public enum HDF5ElementType: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .float16: return "float16"
+        case .float32: return "float32"
+        case .float64: return "float64"
+        case .int8: return "int8"
+        case .int16: return "int16"
+        case .int32: return "int32"
+        case .int64: return "int64"
+        case .uint8: return "uint8"
+        case .uint16: return "uint16"
+        case .uint32: return "uint32"
+        case .uint64: return "uint64"
+        case .bool: return "bool"
+        case .string: return "string"
         case .other(let s): return s
-        default: return "\(self)".replacingOccurrences(of: "CKAIO.HDF5ElementType.", with: "")
         }
     }
     /// True for the floating-point types a `Tensor<Float>` can be read from.

@@ -128,6 +128,19 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         return flat
     }
 
+    /// Gives `self` the shape `newShape`, reusing its memory when it is not shared and large enough
+    /// (for buffers that are refilled in a loop). The contents are unspecified afterwards.
+    public mutating func prepare(shape newShape: [Int]) {
+        if shape == newShape { return }
+        let n = newShape.reduce(1, *)
+        if isKnownUniquelyReferenced(&storage) && storage.capacity >= n {
+            shape = newShape
+            offset = 0
+        } else {
+            self = Tensor(shape: newShape)
+        }
+    }
+
     /// Rows `range` of the first axis, as a view (no copy).
     public func rows(_ range: Range<Int>) -> Tensor {
         precondition(range.lowerBound >= 0 && range.upperBound <= rowCount, "rows \(range) of \(shape)")

@@ -1,0 +1,322 @@
+import CKAIO
+import CKATensor
+import Foundation
+
+/// Where the Grams of a minibatch comparison come from.
+public enum GramSource: String, CaseIterable, Sendable {
+    /// Stored `/grams/<layer>` when both files have them for every layer with the asked batch size
+    /// and token reduction (and no shuffling); activations otherwise.
+    case auto
+    /// Always from the activations.
+    case activations
+    /// Only stored Grams; an error if any is missing or does not match.
+    case stored
+}
+
+/// Settings of a comparison between two activation stores.
+public struct CKAOptions: Sendable {
+    public var estimator: CKAEstimator = .minibatch
+    /// Examples per minibatch (`minibatch` estimator); at least 4.
+    public var batchSize = 32
+    /// How `[N, T, D]` layers become vectors.
+    public var tokens: TokenReduction = .flatten
+    /// Shuffle the examples with this seed (one permutation, applied to both files) before batching.
+    public var shuffleSeed: UInt64?
+    /// Number of passes over the data, each with its own permutation (seed, seed+1, …).
+    public var passes = 1
+    /// Layer name globs for A and B (`fnmatch` patterns, e.g. `blocks.*.norm1`); nil = all layers.
+    public var layersA: [String]?
+    public var layersB: [String]?
+    /// RBF bandwidth as a fraction of √median squared distance, and the centring it uses.
+    public var rbfThreshold = 0.5
+    public var rbfDebiased = false
+    public var gramSource: GramSource = .auto
+    /// Upper bound on the memory of full-set Grams (N² Doubles per layer), in bytes.
+    public var fullSetMemoryLimit = 8 << 30
+
+    public init() {}
+}
+
+/// A layer×layer CKA matrix and how it was computed.
+public struct CKAResult: Sendable {
+    public var modelA: String
+    public var modelB: String
+    public var fileA: String
+    public var fileB: String
+    /// Row labels (A's layers, A's order) and column labels (B's layers).
+    public var layersA: [String]
+    public var layersB: [String]
+    /// `matrix[i][j]` = CKA(A.layers[i], B.layers[j]).
+    public var matrix: [[Double]]
+    public var estimator: CKAEstimator
+    /// Examples per minibatch, or N for full-set estimators.
+    public var batchSize: Int
+    public var tokens: TokenReduction
+    /// Examples that entered the estimate (per pass).
+    public var examplesUsed: Int
+    public var batches: Int
+    public var passes: Int
+    public var usedStoredGrams: Bool
+    /// Things the user should know (e.g. a dropped short batch).
+    public var warnings: [String]
+}
+
+/// Progress of a long computation: `done` of `total` units of `unit`.
+public struct CKAProgress: Sendable {
+    public let done: Int
+    public let total: Int
+    public let unit: String
+
+    public init(done: Int, total: Int, unit: String) { self.done = done; self.total = total; self.unit = unit }
+}
+
+/// Layer×layer CKA between two activation stores, streaming minibatches with bounded memory.
+public enum CKAComparison {
+    /// Layer names of `store` matching any of `patterns` (all layers if nil), in network order.
+    /// Layers that only have stored Grams are included after the activation layers.
+    public static func selectLayers(_ store: ActivationStore, patterns: [String]?) throws -> [String] {
+        var names = store.layers.map(\.name)
+        for g in store.grams.keys.sorted(by: naturalOrder) where !names.contains(g) { names.append(g) }
+        guard let patterns, !patterns.isEmpty else { return names }
+        let picked = names.filter { n in patterns.contains { fnmatch($0, n, 0) == 0 } }
+        guard !picked.isEmpty else {
+            throw CKAError.noLayersMatch(pattern: patterns.joined(separator: ","), file: store.path, available: names)
+        }
+        return picked
+    }
+
+    /// Checks that two stores hold the same inputs in the same order.
+    public static func checkSameInputs(_ a: ActivationStore, _ b: ActivationStore) throws {
+        guard a.count == b.count else {
+            throw CKAError.inputsDiffer(fileA: a.path, fileB: b.path, detail: "N = \(a.count) vs N = \(b.count)")
+        }
+        if let i = a.ids.indices.first(where: { a.ids[$0] != b.ids[$0] }) {
+            let setA = Set(a.ids), setB = Set(b.ids)
+            let detail = setA == setB ? "same ids in another order (first difference at index \(i): '\(a.ids[i])' vs '\(b.ids[i])')"
+                                      : "id \(i) is '\(a.ids[i])' vs '\(b.ids[i])'"
+            throw CKAError.inputsDiffer(fileA: a.path, fileB: b.path, detail: detail)
+        }
+    }
+
+    /// Compares every selected layer of `a` with every selected layer of `b` (or of `a` itself).
+    public static func run(_ a: ActivationStore, _ b: ActivationStore? = nil, options: CKAOptions = CKAOptions(),
+                           progress: ((CKAProgress) -> Void)? = nil) throws -> CKAResult {
+        let other = b ?? a
+        if b != nil { try checkSameInputs(a, other) }
+        let layersA = try selectLayers(a, patterns: options.layersA)
+        let layersB = try selectLayers(other, patterns: options.layersB ?? (b == nil ? options.layersA : nil))
+        let n = a.count
+        var result = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
+                               layersA: layersA, layersB: layersB, matrix: [], estimator: options.estimator,
+                               batchSize: options.batchSize, tokens: options.tokens, examplesUsed: 0, batches: 0,
+                               passes: 1, usedStoredGrams: false, warnings: [])
+        switch options.estimator {
+        case .minibatch:
+            try runMinibatch(a, other, layersA, layersB, options, &result, progress)
+        case .debiased, .linear, .rbf:
+            try runFullSet(a, other, layersA, layersB, options, &result, progress)
+        }
+        return result
+    }
+
+    // MARK: Minibatch
+
+    private static func runMinibatch(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+                                     _ o: CKAOptions, _ result: inout CKAResult,
+                                     _ progress: ((CKAProgress) -> Void)?) throws {
+        let n = a.count, bs = o.batchSize
+        guard bs >= 4, bs <= n else { throw CKAError.batchSize(requested: bs, examples: n) }
+        guard o.passes >= 1 else { throw CKAError.invalidOption("--passes must be at least 1") }
+        let k = n / bs
+        if n % bs != 0 {
+            result.warnings.append("the last \(n % bs) of \(n) examples do not fill a batch of \(bs) and were dropped")
+        }
+        let shuffled = o.shuffleSeed != nil || o.passes > 1
+        let useStored = try decideStoredGrams(a, b, la, lb, o, shuffled: shuffled)
+        result.usedStoredGrams = useStored
+        var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
+        var source = GramBuilder(stores: [a, b], tokens: o.tokens)
+        let total = k * o.passes
+        for pass in 0..<o.passes {
+            let order: [Int]? = shuffled ? permutation(n, seed: (o.shuffleSeed ?? 0) &+ UInt64(pass)) : nil
+            for batch in 0..<k {
+                let rows = batch * bs..<(batch + 1) * bs
+                let indices = order.map { Array($0[rows]) }
+                var cache: [String: Tensor<Double>] = [:]
+                func grams(_ store: ActivationStore, _ names: [String]) throws -> [Tensor<Double>] {
+                    try names.map { name in
+                        let key = "\(ObjectIdentifier(store).hashValue)|\(name)"
+                        if let g = cache[key] { return g }
+                        let g = useStored ? try store.gram(name, batch: batch)
+                                          : try source.gram(store, name, rows: rows, indices: indices)
+                        guard g.isFinite else { throw CKAError.nonFinite(file: store.path, layer: name, batch: batch) }
+                        cache[key] = g
+                        return g
+                    }
+                }
+                let ga = try grams(a, la), gb = try grams(b, lb)
+                try acc.add(gramsA: ga, gramsB: gb)
+                progress?(CKAProgress(done: pass * k + batch + 1, total: total, unit: "minibatches"))
+            }
+        }
+        result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
+        result.examplesUsed = k * bs
+        result.batches = k
+        result.passes = o.passes
+    }
+
+    private static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+                                          _ o: CKAOptions, shuffled: Bool) throws -> Bool {
+        if o.gramSource == .activations { return false }
+        var problems: [(String, String, String)] = []
+        for (store, names) in [(a, la), (b, lb)] {
+            for name in names {
+                let hasActivations = store.layers.contains { $0.name == name }
+                guard let g = store.grams[name] else {
+                    problems.append((store.path, name, "no /grams/\(name)"))
+                    continue
+                }
+                var why: String?
+                if g.batchSize != o.batchSize { why = "stored with batch size \(g.batchSize), asked for \(o.batchSize)" }
+                else if g.tokens != o.tokens.rawValue { why = "stored with tokens=\(g.tokens), asked for \(o.tokens.rawValue)" }
+                else if g.batchCount < store.count / o.batchSize { why = "only \(g.batchCount) batches stored" }
+                else if shuffled { why = "stored Grams follow file order, so --shuffle/--passes need activations" }
+                if let why {
+                    // Without activations to fall back on, a mismatch is an error even in auto mode.
+                    if !hasActivations || o.gramSource == .stored { throw CKAError.gramsMismatch(file: store.path, layer: name, detail: why) }
+                    problems.append((store.path, name, why))
+                }
+            }
+        }
+        if problems.isEmpty { return true }
+        if o.gramSource == .stored, let p = problems.first { throw CKAError.gramsMismatch(file: p.0, layer: p.1, detail: p.2) }
+        return false
+    }
+
+    /// A seeded permutation of 0..<n (Fisher–Yates with SplitMix64; the same on every platform).
+    public static func permutation(_ n: Int, seed: UInt64) -> [Int] {
+        var state = seed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        var p = Array(0..<n)
+        if n < 2 { return p }
+        for i in stride(from: n - 1, to: 0, by: -1) {
+            let j = Int(next() % UInt64(i + 1))
+            p.swapAt(i, j)
+        }
+        return p
+    }
+
+    // MARK: Full set
+
+    private static func runFullSet(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+                                   _ o: CKAOptions, _ result: inout CKAResult,
+                                   _ progress: ((CKAProgress) -> Void)?) throws {
+        let n = a.count
+        guard n >= 4 else { throw CKAError.batchSize(requested: n, examples: n) }
+        let distinct = a === b ? Array(Set(la).union(lb)).count : la.count + lb.count
+        let bytes = distinct * n * n * 8
+        guard bytes <= o.fullSetMemoryLimit else {
+            throw CKAError.tooManyExamples(estimator: o.estimator, examples: n,
+                                           limit: Int((Double(o.fullSetMemoryLimit) / Double(8 * max(distinct, 1))).squareRoot()))
+        }
+        var source = GramBuilder(stores: [a, b], tokens: o.tokens)
+        var done = 0
+        let total = distinct
+        var centeredCache: [String: Tensor<Double>] = [:]
+        func centered(_ store: ActivationStore, _ name: String) throws -> Tensor<Double> {
+            let key = "\(ObjectIdentifier(store).hashValue)|\(name)"
+            if let c = centeredCache[key] { return c }
+            var g = try source.fullGram(store, name)
+            guard g.isFinite else { throw CKAError.nonFinite(file: store.path, layer: name, batch: 0) }
+            switch o.estimator {
+            case .linear: g = try HSIC.centered(g)
+            case .debiased: try HSIC.uCenter(&g)
+            case .rbf:
+                let r = try FullSetCKA.rbfGram(fromLinear: g, threshold: o.rbfThreshold)
+                g = o.rbfDebiased ? try HSIC.uCentered(r) : try HSIC.centered(r)
+            case .minibatch: break
+            }
+            let selfTerm = try HSIC.frobeniusInner(g, g)
+            guard selfTerm > 0 else { throw CKAError.zeroVariance(file: store.path, layer: name) }
+            centeredCache[key] = g
+            done += 1
+            progress?(CKAProgress(done: done, total: total, unit: "layers"))
+            return g
+        }
+        let ca = try la.map { try centered(a, $0) }
+        let cb = try lb.map { try centered(b, $0) }
+        let na = try ca.map { try HSIC.frobeniusInner($0, $0).squareRoot() }
+        let nb = try cb.map { try HSIC.frobeniusInner($0, $0).squareRoot() }
+        result.matrix = try ca.indices.map { i in
+            try cb.indices.map { j in try HSIC.frobeniusInner(ca[i], cb[j]) / (na[i] * nb[j]) }
+        }
+        result.batchSize = n
+        result.examplesUsed = n
+        result.batches = 1
+    }
+}
+
+/// Builds Grams from activation stores with reusable buffers (one per thread of work).
+struct GramBuilder {
+    let stores: [ActivationStore]
+    let tokens: TokenReduction
+    var buffer = Tensor<Float>(shape: [0])
+
+    init(stores: [ActivationStore], tokens: TokenReduction) {
+        self.stores = stores
+        self.tokens = tokens
+    }
+
+    /// The centred Gram of rows `rows` (or of the listed `indices`) of a layer, after token reduction.
+    mutating func gram(_ store: ActivationStore, _ name: String, rows: Range<Int>, indices: [Int]?) throws -> Tensor<Double> {
+        if let indices { try store.read(name, rowIndices: indices, into: &buffer) }
+        else { try store.read(name, rows: rows, into: &buffer) }
+        if tokens != .flatten && buffer.rank == 3 {
+            var reduced = try tokens.apply(buffer)
+            try reduced.centerColumns()
+            return try reduced.gramOfRows()
+        }
+        try buffer.centerColumns()
+        return try buffer.gramOfRows()
+    }
+
+    /// The centred Gram `[N, N]` of a whole layer, built from slices along the second axis so that
+    /// memory stays bounded (about 256 MiB of activations at a time).
+    mutating func fullGram(_ store: ActivationStore, _ name: String) throws -> Tensor<Double> {
+        let layer = try store.layer(name)
+        let n = store.count
+        if tokens != .flatten && layer.shape.count == 3 {
+            // Reduce in row batches, then one Gram of the reduced [N, D] matrix.
+            var reduced = Tensor<Float>(shape: [n, layer.shape[2]])
+            let step = max(1, (64 << 20) / max(1, layer.shape.dropFirst().reduce(1, *)))
+            for start in stride(from: 0, to: n, by: step) {
+                let r = start..<min(n, start + step)
+                try store.read(name, rows: r, into: &buffer)
+                try reduced.setRows(r, from: tokens.apply(buffer))
+            }
+            try reduced.centerColumns()
+            return try reduced.gramOfRows()
+        }
+        guard layer.shape.count >= 2 else {
+            throw TensorError.shapeMismatch(op: "CKA of \(name)", expected: "[N, D] or [N, T, D]", got: describeShape(layer.shape))
+        }
+        let perAxis1 = max(1, layer.shape.dropFirst(2).reduce(1, *))
+        let step = max(1, (64 << 20) / max(1, n * perAxis1))
+        var total = Tensor<Double>(shape: [n, n])
+        for start in stride(from: 0, to: layer.shape[1], by: step) {
+            try store.read(name, rows: 0..<n, axis1: start..<min(layer.shape[1], start + step), into: &buffer)
+            try buffer.centerColumns()
+            let g = try buffer.gramOfRows()
+            total.withUnsafeMutableBufferPointer { t in
+                g.withUnsafeBufferPointer { p in for i in 0..<p.count { t[i] += p[i] } }
+            }
+        }
+        return total
+    }
+}

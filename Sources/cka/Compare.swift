@@ -1,0 +1,189 @@
+import ArgumentParser
+import CKAKit
+import Foundation
+
+/// Options shared by `compare` and `compare-all`.
+struct EstimatorOptions: ParsableArguments {
+    @Option(help: "Estimator: minibatch (unbiased HSIC₁ averaged over minibatches), debiased (HSIC₁ on all N), linear (biased, Kornblith 2019) or rbf (Gaussian kernel, full set).")
+    var estimator: CKAEstimator = .minibatch
+
+    @Option(help: "Examples per minibatch (minibatch estimator). Batches are consecutive runs in file order; a short last batch is dropped.")
+    var batchSize = 32
+
+    @Option(help: "How [N, T, D] token layers become vectors: flatten (T·D, the default), cls, gap (mean of all tokens) or gap_nocls.")
+    var tokens: TokenReduction = .flatten
+
+    @Option(help: "Comma-separated globs of layers to compare, e.g. 'blocks.*.norm1,blocks.*.mlp.fc1' (default: all).")
+    var layers: String?
+
+    @Option(name: .customLong("layers-b"), help: "Globs for the second file's layers (default: --layers).")
+    var layersB: String?
+
+    @Option(help: "Shuffle the examples with this seed before batching (one permutation, applied to both files).")
+    var shuffle: UInt64?
+
+    @Option(help: "Passes over the data, each with its own permutation (seed, seed+1, …).")
+    var passes = 1
+
+    @Option(name: .customLong("rbf-threshold"), help: "RBF bandwidth: σ = threshold · √median squared distance.")
+    var rbfThreshold = 0.5
+
+    @Flag(name: .customLong("rbf-debiased"), help: "Use the debiased (U-statistic) centring with the RBF kernel.")
+    var rbfDebiased = false
+
+    @Option(help: "Where minibatch Grams come from: auto (stored /grams when they match), activations, or stored.")
+    var grams: GramSource = .auto
+
+    @Flag(help: "No progress messages.")
+    var quiet = false
+
+    func validate() throws {
+        if batchSize < 4 { throw ValidationError("--batch-size must be at least 4 (HSIC₁ divides by n(n−3))") }
+        if passes < 1 { throw ValidationError("--passes must be at least 1") }
+        if !(rbfThreshold > 0) { throw ValidationError("--rbf-threshold must be positive") }
+    }
+
+    var options: CKAOptions {
+        var o = CKAOptions()
+        o.estimator = estimator
+        o.batchSize = batchSize
+        o.tokens = tokens
+        o.layersA = globs(layers)
+        o.layersB = globs(layersB) ?? globs(layers)
+        o.shuffleSeed = shuffle
+        o.passes = passes
+        o.rbfThreshold = rbfThreshold
+        o.rbfDebiased = rbfDebiased
+        o.gramSource = grams
+        return o
+    }
+}
+
+extension CKACommand {
+    struct Compare: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Layer×layer CKA between two activation stores (or one store with itself).",
+            discussion: """
+            Prints a summary (matrix size, estimator, N used, the diagonal); writes the matrix as a wide CSV
+            (--csv), a long CSV for pandas (--long-csv), HDF5 (--h5) and a heatmap (--heatmap, .png or .svg).
+            Both files must hold the same inputs in the same order (/inputs/ids).
+            """)
+
+        @Argument(help: "Activation store A.")
+        var a: String
+        @Argument(help: "Activation store B (default: A itself).")
+        var b: String?
+
+        @OptionGroup var settings: EstimatorOptions
+
+        @Option(help: "Wide CSV: header 'layer,<B layers>', one row per layer of A.")
+        var csv: String?
+        @Option(name: .customLong("long-csv"), help: "Long CSV: model_a,layer_a,model_b,layer_b,estimator,batch_size,cka.")
+        var longCSV: String?
+        @Option(help: "HDF5 result (format cka-matrix).")
+        var h5: String?
+        @Option(help: "Heatmap picture (.png or .svg).")
+        var heatmap: String?
+
+        func validate() throws {
+            if let heatmap, !(heatmap.hasSuffix(".png") || heatmap.hasSuffix(".svg")) {
+                throw ValidationError("--heatmap must end in .png or .svg")
+            }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                let storeA = try ActivationStore(path: a)
+                let storeB = try b.map { try ActivationStore(path: $0) }
+                let progress = ProgressLine("compare", quiet: settings.quiet)
+                let r = try CKAComparison.run(storeA, storeB, options: settings.options, progress: progress.update)
+                for w in r.warnings { note("warning: \(w)") }
+                if let csv { try r.writeWideCSV(to: csv) }
+                if let longCSV { try r.writeLongCSV(to: longCSV) }
+                if let h5 { try r.writeHDF5(to: h5) }
+                if let heatmap { try r.heatmap().write(to: heatmap) }
+                print(Compare.summary(r))
+            }
+        }
+
+        static func summary(_ r: CKAResult) -> String {
+            var s = "\(r.modelA) × \(r.modelB): \(r.layersA.count)×\(r.layersB.count) CKA matrix, estimator \(r.estimator.rawValue)"
+            if r.estimator == .minibatch {
+                s += ", batch size \(r.batchSize), \(r.batches) batches × \(r.passes) pass\(r.passes == 1 ? "" : "es")"
+                if r.usedStoredGrams { s += " (stored Grams)" }
+            }
+            s += ", N used \(r.examplesUsed), tokens \(r.tokens.rawValue)"
+            let pairs = zip(r.layersA, r.layersB).prefix(min(r.layersA.count, r.layersB.count))
+            let diag = r.diagonal
+            let label = r.layersA == r.layersB ? "diagonal" : "diagonal (A[i] vs B[i])"
+            s += "\n\(label):"
+            for (k, (la, lb)) in pairs.enumerated() {
+                s += "\n  \(la == lb ? la : "\(la) / \(lb)")".padding(toLength: 34, withPad: " ", startingAt: 0)
+                    + String(format: "%.4f", diag[k])
+            }
+            return s
+        }
+    }
+
+    struct CompareAll: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "compare-all",
+            abstract: "CKA of every pair of models (and each with itself): CSVs, heatmaps and one overview picture.",
+            discussion: """
+            Writes into --out-dir: <A>__<B>.csv (wide) and <A>__<B>.png per pair, all.csv (long, one row per cell,
+            for pandas) and overview.png (all heatmaps in a grid). Model names come from each file's 'model'
+            attribute (else the file name).
+            """)
+
+        @Argument(help: "Two or more activation stores over the same inputs.")
+        var files: [String]
+
+        @OptionGroup var settings: EstimatorOptions
+
+        @Option(name: .customLong("out-dir"), help: "Folder for the outputs (created if missing).")
+        var outDir: String
+
+        @Option(help: "Picture format: png or svg.")
+        var format = "png"
+
+        func validate() throws {
+            if files.isEmpty { throw ValidationError("give at least one activation store") }
+            if format != "png" && format != "svg" { throw ValidationError("--format must be png or svg") }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+                let stores = try files.map { try ActivationStore(path: $0) }
+                for s in stores.dropFirst() { try CKAComparison.checkSameInputs(stores[0], s) }
+                var names = stores.map { safeName($0.modelName) }
+                for i in names.indices where names[..<i].contains(names[i]) { names[i] += "_\(i)" }
+                var long = [CKAResult.longCSVHeader]
+                var panels: [Heatmap] = []
+                for i in stores.indices {
+                    for j in i..<stores.count {
+                        let progress = ProgressLine("\(names[i]) × \(names[j])", quiet: settings.quiet)
+                        let r = try CKAComparison.run(stores[i], i == j ? nil : stores[j], options: settings.options,
+                                                      progress: progress.update)
+                        for w in r.warnings where i == 0 && j == 0 { note("warning: \(w)") }
+                        let base = "\(outDir)/\(names[i])__\(names[j])"
+                        try r.writeWideCSV(to: base + ".csv")
+                        try r.heatmap().write(to: base + "." + format)
+                        long += r.longCSVRows()
+                        panels.append(r.heatmap(title: "\(r.modelA) vs \(r.modelB)"))
+                        print("\(names[i]) × \(names[j]): mean diagonal \(String(format: "%.4f", r.diagonal.reduce(0, +) / Double(max(1, r.diagonal.count))))  → \(base).csv")
+                    }
+                }
+                try AtomicOutput.write(long.joined(separator: "\n") + "\n", to: "\(outDir)/all.csv")
+                let est = settings.estimator == .minibatch ? "minibatch CKA, batch \(settings.batchSize)" : "\(settings.estimator.rawValue) CKA"
+                try HeatmapGrid(panels: panels, title: "Layer×layer \(est) of \(stores.count) models").write(to: "\(outDir)/overview.\(format)")
+                print("wrote \(panels.count) pairs, \(outDir)/all.csv and \(outDir)/overview.\(format)")
+            }
+        }
+    }
+}
+
+/// A model name usable in a file name.
+func safeName(_ s: String) -> String {
+    String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+}

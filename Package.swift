@@ -50,6 +50,6 @@ let package = Package(
         .testTarget(name: "CKACheckpointTests", dependencies: ["CKACheckpoint", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
-        .testTarget(name: "CKACommandTests", dependencies: ["CKAKit", "_CKATestSupport"]),
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),
     ]
 )

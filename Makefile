@@ -1,0 +1,44 @@
+# The toolkit's entry points. Each target installs what it needs (Debian 12, as root or with sudo).
+#   make demo   — build, then run the main job end to end on the bundled default; results in demo-output/
+#   make test   — install test dependencies, build, run the whole test suite and the conformance checks
+SHELL := /bin/bash
+APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev pkg-config fonts-dejavu-core
+PIP_PACKAGES := h5py numpy
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CKA := .build/release/cka
+SHARED ?= ../shared
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: deps deps-test build demo test conformance bench clean
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps-test: deps
+	@python3 -c "import h5py, numpy" 2>/dev/null || python3 -m pip install -q $(PIP_PACKAGES)
+
+build: deps
+	swift build -c release --product cka
+
+demo: build
+	@bash scripts/demo.sh
+
+test: deps-test
+	swift build --build-tests
+	swift test --skip-build
+	swift build -c release --product cka
+	@if [ -d "$(SHARED)/conformance" ]; then python3 $(SHARED)/conformance/check.py $(CKA); \
+	 else echo "($(SHARED)/conformance not found: conformance checks skipped)"; fi
+
+conformance: build
+	python3 $(SHARED)/conformance/check.py $(CKA)
+
+bench: deps
+	cd Benchmarks && swift run -c release gflops-report
+
+clean:
+	rm -rf .build demo-output

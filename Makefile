@@ -2,7 +2,7 @@
 #   make demo   — build, then run the main job end to end on the bundled default; results in demo-output/
 #   make test   — install test dependencies, build, run the whole test suite and the conformance checks
 SHELL := /bin/bash
-APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev pkg-config fonts-dejavu-core
+APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev pkg-config fonts-dejavu-core
 PIP_PACKAGES := h5py numpy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CKA := .build/release/cka

@@ -24,10 +24,12 @@ let package = Package(
         .target(name: "CKASimilarity", dependencies: ["CKATensor", "CKAIO"]),
         /// Untrusted checkpoint files → named tensors: safetensors and PyTorch zip+pickle (never executed).
         .target(name: "CKACheckpoint", dependencies: ["CKATensor"]),
+        /// Images → network input: JPEG/PNG decoding, PIL-faithful resizing, crops, normalisation.
+        .target(name: "CKAImages", dependencies: ["CKATensor", "CTurboJPEG", "CPNG"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAPlot"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
             "CKAKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -37,6 +39,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
 
         // MARK: - Support
@@ -48,6 +52,8 @@ let package = Package(
         .testTarget(name: "CKASimilarityTests", dependencies: ["CKASimilarity", "CKAIO", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKACheckpointTests", dependencies: ["CKACheckpoint", "_CKATestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CKAImagesTests", dependencies: ["CKAImages", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
         .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),

@@ -4,3 +4,4 @@
 @_exported import CKASimilarity
 @_exported import CKAPlot
 @_exported import CKACheckpoint
+@_exported import CKAImages

@@ -26,10 +26,14 @@ let package = Package(
         .target(name: "CKACheckpoint", dependencies: ["CKATensor"]),
         /// Images → network input: JPEG/PNG decoding, PIL-faithful resizing, crops, normalisation.
         .target(name: "CKAImages", dependencies: ["CKATensor", "CTurboJPEG", "CPNG"]),
+        /// The Vision Transformer forward pass with a hook at every layer (timm module paths).
+        .target(name: "CKAViT", dependencies: ["CKATensor", "CKACheckpoint"]),
+        /// `cka extract`: checkpoint + inputs → forward pass with hooks → activation store (activations, pooled, Grams).
+        .target(name: "CKAExtraction", dependencies: ["CKAViT", "CKAIO", "CKAImages", "CKACheckpoint"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAPlot"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
             "CKAKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -54,6 +58,8 @@ let package = Package(
         .testTarget(name: "CKACheckpointTests", dependencies: ["CKACheckpoint", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAImagesTests", dependencies: ["CKAImages", "_CKATestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
         .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),

@@ -34,16 +34,51 @@ public final class ActivationStoreWriter {
     private var file: HDF5File?
     private var layers: [String: HDF5Dataset] = [:]
     private var gramSets: [String: HDF5Dataset] = [:]
+    private var extraDatasets: [String: HDF5Dataset] = [:]
     private var layerOrder: [String] = []
-    /// Number of inputs N.
-    public let count: Int
+    /// Number of inputs N (nil until `setInputs` for a writer created without ids).
+    public private(set) var count: Int?
     private var finished = false
 
-    /// Starts a new store for the inputs `ids` (in order).
-    public init(path: String, ids: [String], labels: [Int]? = nil, classes: [String]? = nil,
-                metadata: StoreMetadata) throws {
-        output = AtomicOutput(path: path)
+    /// Starts a new store whose inputs are given later with `setInputs` (e.g. when unreadable images
+    /// are skipped while the store is written).
+    public convenience init(path: String, metadata: StoreMetadata) throws {
+        try self.init(path: path, ids: nil, labels: nil, classes: nil, metadata: metadata)
+    }
+
+    /// Records `/inputs/ids` (and optional labels and class names) of a writer created without them.
+    public func setInputs(ids: [String], labels: [Int]? = nil, classes: [String]? = nil) throws {
+        let f = try openFile()
+        guard count == nil else {
+            throw HDF5Error.operationFailed(operation: "set inputs", path: output.finalPath, object: "/inputs/ids",
+                                            stack: "the inputs were already recorded")
+        }
+        try writeInputs(f, ids: ids, labels: labels, classes: classes)
         count = ids.count
+    }
+
+    private func writeInputs(_ f: HDF5File, ids: [String], labels: [Int]?, classes: [String]?) throws {
+        try f.writeStrings("inputs/ids", ids)
+        if let labels {
+            guard labels.count == ids.count else {
+                throw ActivationStoreError.rowCountMismatch(path: output.finalPath, dataset: "/inputs/labels",
+                                                            expected: ids.count, got: labels.count)
+            }
+            let ds = try f.createDataset("inputs/labels", type: .int64, shape: [labels.count])
+            try ds.write(labels.map { Int64($0) })
+        }
+        if let classes { try f.writeStrings("inputs/classes", classes) }
+    }
+
+    /// Starts a new store for the inputs `ids` (in order).
+    public convenience init(path: String, ids: [String], labels: [Int]? = nil, classes: [String]? = nil,
+                            metadata: StoreMetadata) throws {
+        try self.init(path: path, ids: Optional(ids), labels: labels, classes: classes, metadata: metadata)
+    }
+
+    private init(path: String, ids: [String]?, labels: [Int]?, classes: [String]?, metadata: StoreMetadata) throws {
+        output = AtomicOutput(path: path)
+        count = ids?.count
         do {
             let f = try HDF5File(path: output.temporaryPath, mode: .create)
             file = f
@@ -55,16 +90,7 @@ public final class ActivationStoreWriter {
             ]
             attrs += metadata.extra.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
             for (k, v) in attrs { try f.setAttribute(k, v) }
-            try f.writeStrings("inputs/ids", ids)
-            if let labels {
-                guard labels.count == ids.count else {
-                    throw ActivationStoreError.rowCountMismatch(path: path, dataset: "/inputs/labels", expected: ids.count,
-                                                                got: labels.count)
-                }
-                let ds = try f.createDataset("inputs/labels", type: .int64, shape: [labels.count])
-                try ds.write(labels.map { Int64($0) })
-            }
-            if let classes { try f.writeStrings("inputs/classes", classes) }
+            if let ids { try writeInputs(f, ids: ids, labels: labels, classes: classes) }
         } catch {
             file = nil
             output.discard()
@@ -116,10 +142,23 @@ public final class ActivationStoreWriter {
         guard let ds = layers[name] else {
             throw ActivationStoreError.layerNotFound(path: output.finalPath, layer: name, available: Array(layers.keys).sorted())
         }
-        guard ds.rowCount + batch.rowCount <= count else {
+        if let count, ds.rowCount + batch.rowCount > count {
             throw ActivationStoreError.rowCountMismatch(path: output.finalPath, dataset: "/activations/\(name)",
                                                         expected: count, got: ds.rowCount + batch.rowCount)
         }
+        try ds.append(batch)
+    }
+
+    /// Declares an extendable `Float` dataset at `name` (e.g. `inputs/pixels`) with rows of `featureShape`.
+    public func addLayerDataset(_ name: String, featureShape: [Int], elementType: HDF5ElementType = .float32) throws {
+        let f = try openFile()
+        extraDatasets[name] = try f.createDataset(name, type: elementType, shape: [0] + featureShape, extendable: true)
+    }
+
+    /// Appends rows to a dataset declared with `addLayerDataset`.
+    public func appendRows(_ batch: Tensor<Float>, to name: String) throws {
+        _ = try openFile()
+        guard let ds = extraDatasets[name] else { throw HDF5Error.objectNotFound(path: output.finalPath, object: name) }
         try ds.append(batch)
     }
 
@@ -162,12 +201,16 @@ public final class ActivationStoreWriter {
     public func finish() throws {
         _ = try openFile()
         do {
+            guard let count else {
+                throw ActivationStoreError.missingIDs(path: output.finalPath)
+            }
             for (name, ds) in layers where ds.rowCount != count {
                 throw ActivationStoreError.missingLayerData(path: output.finalPath, layer: name, expected: count, got: ds.rowCount)
             }
             try file?.flush()
             layers.removeAll()
             gramSets.removeAll()
+            extraDatasets.removeAll()
             file = nil                      // closes the HDF5 file
             finished = true
             try output.commit()
@@ -181,6 +224,7 @@ public final class ActivationStoreWriter {
     public func abandon() {
         layers.removeAll()
         gramSets.removeAll()
+        extraDatasets.removeAll()
         file = nil
         finished = true
         output.discard()

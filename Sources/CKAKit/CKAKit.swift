@@ -5,3 +5,5 @@
 @_exported import CKAPlot
 @_exported import CKACheckpoint
 @_exported import CKAImages
+@_exported import CKAViT
+@_exported import CKAExtraction

@@ -108,6 +108,16 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         }
     }
 
+    /// The address of the first element for kernels that work on raw buffers, after making the
+    /// storage unique. Valid until `self` is copied, reshaped into another buffer, or goes away.
+    @inlinable public mutating func mutablePointer() -> UnsafeMutablePointer<Scalar> {
+        makeUnique()
+        return storage.base + offset
+    }
+
+    /// The address of the first element for reading (valid while `self` holds its storage).
+    @inlinable public var pointer: UnsafePointer<Scalar> { UnsafePointer(storage.base + offset) }
+
     /// The element at a multi-index (bounds are checked; meant for tests and small tensors).
     public subscript(_ index: Int...) -> Scalar {
         get { storage.base[offset + flatIndex(index)] }

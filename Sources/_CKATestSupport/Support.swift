@@ -68,7 +68,7 @@ public func makeTemporaryDirectory() throws -> URL {
 /// The `shared/` folder beside the checkout (`../shared`), if present: real data for tests.
 public var sharedDirectory: URL? {
     var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<4 { url.deleteLastPathComponent() }   // Sources/_CKATestSupport/Support.swift → checkout
+    for _ in 0..<3 { url.deleteLastPathComponent() }   // Sources/_CKATestSupport/Support.swift → checkout
     let shared = url.deletingLastPathComponent().appendingPathComponent("shared")
     return FileManager.default.fileExists(atPath: shared.path) ? shared : nil
 }

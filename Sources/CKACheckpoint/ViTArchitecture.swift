@@ -1,0 +1,94 @@
+/// Where a checkpoint came from, which decides how its keys map to timm's names.
+public enum CheckpointSource: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    /// DINO backbone release (`dino_vitbase16_pretrain.pth`): a bare state dict of the backbone.
+    case dino
+    /// DINO full training checkpoint: `teacher` (default) or `student`, prefixes `module.` / `backbone.`,
+    /// DINOHead `head.*` dropped.
+    case dinoFull = "dino-full"
+    /// MoCo-v3 (`vit-b-300ep.pth.tar`): `state_dict` with `module.base_encoder.` kept minus its projection `head`;
+    /// also the linear-eval file (`module.` + classifier `head`).
+    case mocoV3 = "mocov3"
+    /// MAE (`mae_pretrain_vit_base.pth`, `…_full.pth`, `mae_visualize_…`, `mae_finetuned_…`): weights under
+    /// `model`; decoder kept separately; finetuned files have `fc_norm` instead of `norm`.
+    case mae
+    /// RC-MAE: `teacher` (default), else `model`, else `student` (`module.` stripped); decoder kept separately.
+    case rcmae
+    /// timm state dict (usually safetensors): bare backbone plus classifier `head`.
+    case timm
+    /// DINOv2-style ViT: LayerScale `ls1.gamma`/`ls2.gamma`, patch 14, optional `mask_token`/registers.
+    case dinov2
+
+    public var description: String { rawValue }
+}
+
+/// The shape hyper-parameters of a Vision Transformer, inferred from its tensors.
+public struct ViTArchitecture: Sendable, Equatable, Codable {
+    /// Embedding width D.
+    public var width: Int
+    /// Number of blocks.
+    public var depth: Int
+    /// Attention heads (from the width unless overridden).
+    public var heads: Int
+    /// Patch side length (the stride of the patch-embedding convolution).
+    public var patchSize: Int
+    /// Input channels of the patch embedding (3 for RGB).
+    public var inputChannels: Int
+    /// Rows of `pos_embed` (for the standard layout: 1 + grid², e.g. 197 or 257).
+    public var tokenCount: Int
+    /// Tokens before the patches: the class token plus any register tokens.
+    public var prefixTokens: Int
+    /// True if `pos_embed` has rows for the prefix tokens (DINO, MAE, MoCo, timm, DINOv2).
+    public var positionIncludesPrefix: Bool
+    /// Patches per side of the square grid `pos_embed` was made for, if square.
+    public var gridSize: Int?
+    /// `gridSize · patchSize`, the input resolution the position table fits.
+    public var imageSize: Int?
+    /// Hidden width of the MLP.
+    public var mlpHiddenWidth: Int
+    /// `mlpHiddenWidth / width` (4 for all reference models).
+    public var mlpRatio: Double
+    /// True if `attn.qkv` has a bias.
+    public var qkvBias: Bool
+    /// True if blocks have LayerScale (`ls1.gamma`, `ls2.gamma`).
+    public var layerScale: Bool
+    /// True if the final norm is `norm` (applied to all tokens); false for MAE-finetuned `fc_norm` (global pool).
+    public var hasFinalNorm: Bool
+    /// True if there is an `fc_norm` (applied after global average pooling).
+    public var hasFCNorm: Bool
+    /// Classes of the classifier head, if the checkpoint has one.
+    public var classCount: Int?
+    /// LayerNorm epsilon (1e-6 for every reference model).
+    public var layerNormEpsilon: Double = 1e-6
+
+    /// The head count conventionally used with `width` (ViT-Ti/S/B/L/H), or nil.
+    public static func defaultHeads(forWidth width: Int) -> Int? {
+        switch width {
+        case 192: return 3
+        case 384: return 6
+        case 768: return 12
+        case 1024: return 16
+        case 1280: return 16
+        case 1536: return 24   // DINOv2 ViT-g
+        default: return nil
+        }
+    }
+
+    /// Dimension of each head.
+    public var headDimension: Int { width / max(heads, 1) }
+
+    /// A timm-style model name, e.g. `vit_base_patch16_224` or `vit_small_patch14_dinov2`.
+    public var timmName: String {
+        let size: String
+        switch width {
+        case 192: size = "tiny"
+        case 384: size = "small"
+        case 768: size = "base"
+        case 1024: size = "large"
+        case 1280: size = "huge"
+        case 1536: size = "giant"
+        default: size = "w\(width)d\(depth)"
+        }
+        if layerScale && patchSize == 14 { return "vit_\(size)_patch14_dinov2" }
+        return "vit_\(size)_patch\(patchSize)" + (imageSize.map { "_\($0)" } ?? "")
+    }
+}

@@ -1,0 +1,208 @@
+import CKACheckpoint
+import CKAIO
+import CKATensor
+import CKAViT
+import Foundation
+
+/// What an extraction writes for the selected hook points.
+public struct StoreSelection: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    /// Token-level activations `/activations/<layer>` `[N, T, C]`.
+    public static let activations = StoreSelection(rawValue: 1)
+    /// Pooled features `/activations/<layer>:{cls,gap,gap_nocls}` `[N, D]` of block outputs and `norm`.
+    public static let pooled = StoreSelection(rawValue: 2)
+    /// Per-minibatch Grams `/grams/<layer>` `[k, b, b]` of the token-level layers.
+    public static let grams = StoreSelection(rawValue: 4)
+    /// The network input `/inputs/pixels`.
+    public static let pixels = StoreSelection(rawValue: 8)
+}
+
+/// Settings of an extraction.
+public struct ExtractionOptions: Sendable {
+    /// Globs over hook names (`blocks.*.norm1`, `blocks.*`, …); nil = every hook point.
+    public var layers: [String]?
+    public var store: StoreSelection = [.pooled, .grams]
+    /// Examples per forward pass.
+    public var batchSize = 32
+    /// Examples per stored Gram (consecutive runs in output order).
+    public var gramBatchSize = 32
+    /// Token reduction before the Grams.
+    public var gramTokens: TokenReduction = .flatten
+    /// Float type of stored activations.
+    public var elementType: HDF5ElementType = .float32
+    /// Model name recorded in the file.
+    public var modelName: String?
+
+    public init() {}
+}
+
+/// Progress of an extraction.
+public struct ExtractionProgress: Sendable {
+    public let done: Int
+    public let total: Int?
+    public let seconds: Double
+    public var imagesPerSecond: Double { seconds > 0 ? Double(done) / seconds : 0 }
+}
+
+/// Summary of a finished extraction.
+public struct ExtractionSummary: Sendable {
+    public let examples: Int
+    public let layers: Int
+    public let gramLayers: Int
+    public let skipped: [String]
+    public let seconds: Double
+    public let warnings: [String]
+}
+
+/// Runs a Vision Transformer over inputs and streams the selected hook points into an activation store
+/// (formats.md §1): token activations, pooled features and/or per-minibatch Grams. Memory is bounded by
+/// one batch (plus one Gram batch per layer); the store appears under its name only when complete.
+public enum ActivationExtractor {
+    /// The hook names an extraction with `options` will record for `architecture`, in network order.
+    public static func selectedHooks(_ a: ViTArchitecture, options: ExtractionOptions) throws -> (tokens: [String], pooled: [String]) {
+        func match(_ names: [String]) -> [String] {
+            guard let globs = options.layers else { return names }
+            return names.filter { n in globs.contains { fnmatch($0, n, 0) == 0 } }
+        }
+        var tokens = options.store.contains(.activations) || options.store.contains(.grams) ? match(HookPoint.tokenHooks(for: a)) : []
+        var pooled: [String] = []
+        if options.store.contains(.pooled) {
+            let all = HookPoint.pooledHooks(for: a)
+            // Pooled features follow their block: a glob that selects `blocks.3` selects `blocks.3:cls` too.
+            pooled = all.filter { name in
+                let base = String(name.split(separator: ":").first ?? "")
+                return options.layers == nil || match([name]).count == 1 || match([base]).count == 1
+            }
+        }
+        if options.layers != nil && tokens.isEmpty && pooled.isEmpty {
+            throw ExtractionError.noHooksMatch(pattern: options.layers!.joined(separator: ","),
+                                               available: HookPoint.allHooks(for: a))
+        }
+        if !options.store.contains(.activations) && !options.store.contains(.grams) { tokens = [] }
+        return (tokens, pooled)
+    }
+
+    /// Extracts into `path`. `progress` is called after every batch.
+    public static func run(model: VisionTransformer, checkpoint: Checkpoint?, input: inout some InputSource, to path: String,
+                           options: ExtractionOptions, progress: ((ExtractionProgress) -> Void)? = nil) throws -> ExtractionSummary {
+        let a = model.architecture
+        guard options.batchSize >= 1 else { throw ExtractionError.invalidOption("--batch-size must be at least 1") }
+        if options.store.contains(.grams) && options.gramBatchSize < 4 {
+            throw ExtractionError.invalidOption("--gram-batch-size must be at least 4 (HSIC₁ needs 4 examples)")
+        }
+        let (tokenHooks, pooledHooks) = try selectedHooks(a, options: options)
+        var meta = StoreMetadata(model: options.modelName ?? checkpoint.map { modelName(for: $0) } ?? "model")
+        if let checkpoint {
+            meta.checkpoint = URL(fileURLWithPath: checkpoint.file).lastPathComponent
+            meta.checkpointSHA256 = checkpoint.sha256 ?? ""
+            meta.extra["source"] = .string(checkpoint.source.rawValue)
+        }
+        meta.architecture = a.timmName
+        meta.preprocessing = input.preprocessing
+        let writer = try ActivationStoreWriter(path: path, metadata: meta)
+        let storeTokens = options.store.contains(.activations)
+        let storeGrams = options.store.contains(.grams)
+        let hooks = Set(tokenHooks + pooledHooks)
+        var declared = Set<String>()
+        var pending: [String: GramBatcher] = [:]
+        var ids: [String] = [], labels: [Int] = []
+        var pixelsStored = false
+        let start = Date()
+        while let batch = try input.next(maxCount: options.batchSize) {
+            if options.store.contains(.pixels) {
+                if !pixelsStored {
+                    try writer.addLayerDataset("inputs/pixels", featureShape: Array(batch.pixels.shape.dropFirst()))
+                    pixelsStored = true
+                }
+                try writer.appendRows(batch.pixels, to: "inputs/pixels")
+            }
+            try model.forward(batch.pixels, hooks: hooks) { name, value in
+                let isPooled = name.contains(":") || name == "fc_norm"
+                if isPooled || storeTokens {
+                    if !declared.contains(name) {
+                        try writer.addLayer(name, kind: isPooled ? .pooled : LayerKind.infer(from: name),
+                                            block: LayerKind.blockIndex(of: name), featureShape: Array(value.shape.dropFirst()),
+                                            elementType: options.elementType)
+                        declared.insert(name)
+                    }
+                    try writer.append(value, to: name)
+                }
+                if storeGrams && !isPooled {
+                    if pending[name] == nil {
+                        try writer.addGrams(name, batchSize: options.gramBatchSize, tokens: options.gramTokens, centered: true)
+                        pending[name] = GramBatcher(batchSize: options.gramBatchSize, tokens: options.gramTokens)
+                    }
+                    try pending[name]!.add(value) { gram in try writer.appendGram(gram, to: name) }
+                }
+            }
+            ids += batch.ids
+            labels += batch.labels
+            progress?(ExtractionProgress(done: ids.count, total: input.expectedCount, seconds: Date().timeIntervalSince(start)))
+        }
+        guard !ids.isEmpty else { throw ExtractionError.noInputs(skipped: input.skipped.map(\.id)) }
+        var warnings: [String] = []
+        if storeGrams && ids.count % options.gramBatchSize != 0 {
+            warnings.append("the last \(ids.count % options.gramBatchSize) of \(ids.count) examples do not fill a Gram batch of \(options.gramBatchSize) and have no Gram")
+        }
+        try writer.setInputs(ids: ids, labels: labels.contains { $0 >= 0 } ? labels : nil, classes: input.classes)
+        try writer.finish()
+        return ExtractionSummary(examples: ids.count, layers: declared.count, gramLayers: pending.count,
+                                 skipped: input.skipped.map { "\($0.id): \($0.reason)" },
+                                 seconds: Date().timeIntervalSince(start), warnings: warnings)
+    }
+
+    /// A model name from the checkpoint's file name (`dino_vitbase16_pretrain.pth` → `dino_vitbase16_pretrain`).
+    public static func modelName(for c: Checkpoint) -> String {
+        var name = URL(fileURLWithPath: c.file).lastPathComponent
+        for ext in [".pth.tar", ".pth", ".pt", ".safetensors", ".bin"] where name.hasSuffix(ext) { name.removeLast(ext.count); break }
+        return name
+    }
+}
+
+/// Errors of an extraction.
+public enum ExtractionError: Error, Equatable, CustomStringConvertible {
+    case noHooksMatch(pattern: String, available: [String])
+    case noInputs(skipped: [String])
+    case invalidOption(String)
+
+    public var description: String {
+        switch self {
+        case let .noHooksMatch(pattern, available):
+            return "no hook point matches '\(pattern)' (e.g. \(available.prefix(12).joined(separator: ", ")), …)"
+        case let .noInputs(skipped):
+            return "no usable input" + (skipped.isEmpty ? "" : " (\(skipped.count) skipped: \(skipped.prefix(3).joined(separator: ", ")))")
+        case let .invalidOption(s): return s
+        }
+    }
+}
+
+/// Collects rows of one layer until a Gram batch is full, then emits its centred Gram.
+struct GramBatcher {
+    let batchSize: Int
+    let tokens: TokenReduction
+    var buffer: Tensor<Float>?
+    var filled = 0
+
+    init(batchSize: Int, tokens: TokenReduction) { self.batchSize = batchSize; self.tokens = tokens }
+
+    mutating func add(_ value: Tensor<Float>, emit: (Tensor<Double>) throws -> Void) throws {
+        let rows = try (tokens == .flatten ? value.flattenedRows : tokens.apply(value)).flattenedRows
+        if buffer == nil { buffer = Tensor(shape: [batchSize, rows.rowSize]) }
+        var start = 0
+        while start < rows.rowCount {
+            let take = min(batchSize - filled, rows.rowCount - start)
+            try buffer!.setRows(filled..<filled + take, from: rows.rows(start..<start + take))
+            filled += take
+            start += take
+            if filled == batchSize {
+                var full = buffer!
+                buffer = nil                 // hand the buffer over: centring happens in place, no copy
+                try full.centerColumns()
+                try emit(try full.gramOfRows())
+                buffer = full
+                filled = 0
+            }
+        }
+    }
+}

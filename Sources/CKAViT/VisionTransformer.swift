@@ -1,0 +1,261 @@
+import CKACheckpoint
+import CKATensor
+import Foundation
+
+/// Errors of building or running a Vision Transformer.
+public enum ViTError: Error, Equatable, CustomStringConvertible {
+    case missingParameter(name: String, file: String)
+    case parameterShape(name: String, expected: [Int], got: [Int])
+    case inputShape(expected: String, got: [Int])
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case let .missingParameter(name, file): return "\(file): the checkpoint has no parameter '\(name)'"
+        case let .parameterShape(name, expected, got):
+            return "parameter '\(name)' has shape \(describeShape(got)), expected \(describeShape(expected))"
+        case let .inputShape(expected, got): return "input has shape \(describeShape(got)), expected \(expected)"
+        case let .unsupported(s): return s
+        }
+    }
+}
+
+/// A pre-norm Vision Transformer (ViT, DeiT, DINO, MoCo-v3, MAE, DINOv2) evaluated on the tensor core.
+///
+/// Semantics follow timm's `VisionTransformer` in eval mode: patch embedding (a convolution with
+/// stride = kernel = patch, computed as one GEMM), class token, position table, blocks
+/// `x = x + ls1(proj(attn(norm1(x))))`, `x = x + ls2(fc2(GELU(fc1(norm2(x)))))`, final `norm`.
+/// LayerNorm eps comes from the architecture (1e-6 for every reference model), GELU is exact erf,
+/// attention scale is `headDim^-0.5`, qkv channels are ordered `(q|k|v, head, dim)`.
+///
+/// Every matrix product goes through BLAS; buffers are allocated once per batch shape and reused.
+public final class VisionTransformer {
+    public let architecture: ViTArchitecture
+    let p: [String: Tensor<Float>]
+    private var workspace: Workspace?
+
+    /// Builds the model from canonical (timm-named) parameters.
+    /// - Throws: `ViTError` if a parameter is missing or has the wrong shape.
+    public init(parameters: [String: Tensor<Float>], architecture a: ViTArchitecture, file: String = "checkpoint") throws {
+        architecture = a
+        guard a.prefixTokens == 1 else {
+            throw ViTError.unsupported("\(file): \(a.prefixTokens) prefix tokens (register tokens) are not supported yet")
+        }
+        guard a.width % a.heads == 0 else { throw ViTError.unsupported("width \(a.width) is not divisible by \(a.heads) heads") }
+        var p = parameters
+        let d = a.width, hid = a.mlpHiddenWidth
+        func need(_ name: String, _ shape: [Int]) throws {
+            guard let t = p[name] else { throw ViTError.missingParameter(name: name, file: file) }
+            guard t.count == shape.reduce(1, *) else { throw ViTError.parameterShape(name: name, expected: shape, got: t.shape) }
+            p[name] = try t.reshaped(shape)
+        }
+        try need("patch_embed.proj.weight", [d, a.inputChannels * a.patchSize * a.patchSize])
+        try need("patch_embed.proj.bias", [d])
+        try need("cls_token", [d])
+        try need("pos_embed", [a.tokenCount, d])
+        for i in 0..<a.depth {
+            let b = "blocks.\(i)."
+            for n in ["norm1", "norm2"] { try need(b + n + ".weight", [d]); try need(b + n + ".bias", [d]) }
+            try need(b + "attn.qkv.weight", [3 * d, d])
+            if p[b + "attn.qkv.bias"] == nil { p[b + "attn.qkv.bias"] = Tensor(shape: [3 * d]) }
+            try need(b + "attn.qkv.bias", [3 * d])
+            try need(b + "attn.proj.weight", [d, d]); try need(b + "attn.proj.bias", [d])
+            try need(b + "mlp.fc1.weight", [hid, d]); try need(b + "mlp.fc1.bias", [hid])
+            try need(b + "mlp.fc2.weight", [d, hid]); try need(b + "mlp.fc2.bias", [d])
+            if a.layerScale { try need(b + "ls1.gamma", [d]); try need(b + "ls2.gamma", [d]) }
+        }
+        if a.hasFinalNorm { try need("norm.weight", [d]); try need("norm.bias", [d]) }
+        if a.hasFCNorm { try need("fc_norm.weight", [d]); try need("fc_norm.bias", [d]) }
+        self.p = p
+    }
+
+    /// Builds the model of a loaded checkpoint.
+    public convenience init(checkpoint: Checkpoint) throws {
+        try self.init(parameters: checkpoint.parameters, architecture: checkpoint.architecture, file: checkpoint.file)
+    }
+
+    /// The input side length the position table fits (`gridSize · patchSize`).
+    public var imageSize: Int { architecture.imageSize ?? (architecture.gridSize ?? 14) * architecture.patchSize }
+
+    /// Buffers of one forward pass, reused while the batch size stays the same.
+    struct Workspace {
+        let batch: Int
+        var cols, patches, x, h, qkv, attn, proj, fc1, scores: Tensor<Float>
+        init(batch b: Int, a: ViTArchitecture, patchesPerImage np: Int) {
+            let t = np + 1, d = a.width
+            batch = b
+            cols = Tensor(shape: [b * np, a.inputChannels * a.patchSize * a.patchSize])
+            patches = Tensor(shape: [b * np, d])
+            x = Tensor(shape: [b * t, d]); h = Tensor(shape: [b * t, d]); attn = Tensor(shape: [b * t, d])
+            proj = Tensor(shape: [b * t, d]); qkv = Tensor(shape: [b * t, 3 * d])
+            fc1 = Tensor(shape: [b * t, a.mlpHiddenWidth]); scores = Tensor(shape: [t, t])
+        }
+    }
+
+    /// Runs the model on `pixels` `[B, C, H, W]` (normalised network input, H = W = `imageSize`).
+    ///
+    /// - Parameters:
+    ///   - hooks: names of the hook points to report (see `HookPoint`); others cost nothing.
+    ///   - sink: called with each selected hook's value as soon as it is computed, in network order.
+    ///     The tensor is valid after the call too (copy-on-write), but keeping it forces a copy.
+    /// - Returns: the final normed tokens `[B, T, D]` (or, without a final norm, the last block output).
+    @discardableResult
+    public func forward(_ pixels: Tensor<Float>, hooks: Set<String> = [],
+                        sink: (String, Tensor<Float>) throws -> Void = { _, _ in }) throws -> Tensor<Float> {
+        let a = architecture
+        let size = imageSize
+        guard pixels.rank == 4, pixels.shape[1] == a.inputChannels, pixels.shape[2] == size, pixels.shape[3] == size else {
+            throw ViTError.inputShape(expected: "[B, \(a.inputChannels), \(size), \(size)]", got: pixels.shape)
+        }
+        let b = pixels.shape[0], ps = a.patchSize, g = size / ps, np = g * g, t = np + 1, d = a.width
+        guard t == a.tokenCount || !a.positionIncludesPrefix && np == a.tokenCount else {
+            throw ViTError.unsupported("input \(size)px gives \(t) tokens; the position table has \(a.tokenCount)")
+        }
+        if workspace?.batch != b { workspace = Workspace(batch: b, a: a, patchesPerImage: np) }
+        var w = workspace!
+        defer { workspace = w }
+        let eps = Float(a.layerNormEpsilon)
+
+        func emit(_ name: String, _ tensor: Tensor<Float>, _ shape: [Int]) throws {
+            if hooks.contains(name) { try sink(name, try tensor.reshaped(shape)) }
+        }
+        func linear(_ input: Tensor<Float>, rows: Int, _ weight: String, into out: inout Tensor<Float>) throws {
+            let wt = p[weight + ".weight"]!, bias = p[weight + ".bias"]!
+            let outW = wt.shape[0], inW = wt.shape[1]
+            let o = out.mutablePointer()
+            NeuralKernels.broadcastRows(bias.pointer, into: o, rows: rows, width: outW)
+            try gemm(MatrixRef(input.pointer, rows: rows, cols: inW), wt.matrixRef, transposeB: true, beta: 1,
+                     into: MutableMatrixRef(o, rows: rows, cols: outW))
+        }
+        func layerNorm(_ input: Tensor<Float>, _ name: String, into out: inout Tensor<Float>) {
+            NeuralKernels.layerNorm(input.pointer, out.mutablePointer(), rows: b * t, width: d,
+                                    weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: eps)
+        }
+        func pooled(_ prefix: String) throws {
+            for kind in HookPoint.poolings where hooks.contains("\(prefix):\(kind)") {
+                try sink("\(prefix):\(kind)", pool(w.x, batch: b, tokens: t, width: d, kind: kind))
+            }
+        }
+
+        // Patch embedding as im2col + GEMM: column order (channel, row, col) matches the conv weight.
+        im2col(pixels, into: &w.cols, patch: ps, grid: g)
+        try linear(w.cols, rows: b * np, "patch_embed.proj", into: &w.patches)
+        try emit("patch_embed", w.patches, [b, np, d])
+
+        // Tokens: [CLS, patches] + position table.
+        let xp = w.x.mutablePointer(), pp = w.patches.pointer
+        let cls = p["cls_token"]!.pointer, pos = p["pos_embed"]!.pointer
+        for i in 0..<b {
+            let row = xp + i * t * d
+            for j in 0..<d { row[j] = cls[j] + pos[j] }
+            for k in 0..<np {
+                let dst = row + (k + 1) * d, src = pp + (i * np + k) * d, pk = pos + (k + 1) * d
+                for j in 0..<d { dst[j] = src[j] + pk[j] }
+            }
+        }
+
+        let heads = a.heads, dh = d / heads
+        let scale = Float(1 / Double(dh).squareRoot())
+        for blk in 0..<a.depth {
+            let n = "blocks.\(blk)"
+            layerNorm(w.x, n + ".norm1", into: &w.h)
+            try emit(n + ".norm1", w.h, [b, t, d])
+            try linear(w.h, rows: b * t, n + ".attn.qkv", into: &w.qkv)
+            try emit(n + ".attn.qkv", w.qkv, [b, t, 3 * d])
+            // Multi-head attention, one (image, head) at a time: S = softmax(scale·Q·Kᵀ), O = S·V.
+            let q = w.qkv.pointer, o = w.attn.mutablePointer(), s = w.scores.mutablePointer()
+            for i in 0..<b {
+                for hd in 0..<heads {
+                    let base = q + i * t * 3 * d + hd * dh
+                    try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
+                             MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
+                             alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
+                    NeuralKernels.softmaxRows(s, rows: t, width: t)
+                    try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
+                             MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
+                             into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
+                }
+            }
+            try linear(w.attn, rows: b * t, n + ".attn.proj", into: &w.proj)
+            try emit(n + ".attn.proj", w.proj, [b, t, d])
+            if a.layerScale {
+                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: b * t, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
+                try emit(n + ".ls1", w.proj, [b, t, d])
+            }
+            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: b * t, width: d, scale: nil)
+
+            layerNorm(w.x, n + ".norm2", into: &w.h)
+            try emit(n + ".norm2", w.h, [b, t, d])
+            try linear(w.h, rows: b * t, n + ".mlp.fc1", into: &w.fc1)
+            try emit(n + ".mlp.fc1", w.fc1, [b, t, a.mlpHiddenWidth])
+            NeuralKernels.gelu(w.fc1.mutablePointer(), count: w.fc1.count)
+            try emit(n + ".mlp.act", w.fc1, [b, t, a.mlpHiddenWidth])
+            try linear(w.fc1, rows: b * t, n + ".mlp.fc2", into: &w.proj)
+            try emit(n + ".mlp.fc2", w.proj, [b, t, d])
+            if a.layerScale {
+                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: b * t, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
+                try emit(n + ".ls2", w.proj, [b, t, d])
+            }
+            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: b * t, width: d, scale: nil)
+            try emit(n, w.x, [b, t, d])
+            try pooled(n)
+        }
+        if a.hasFCNorm, hooks.contains("fc_norm") {
+            var g = pool(w.x, batch: b, tokens: t, width: d, kind: "gap_nocls")
+            NeuralKernels.layerNorm(g.pointer, g.mutablePointer(), rows: b, width: d, weight: p["fc_norm.weight"]!.pointer,
+                                    bias: p["fc_norm.bias"]!.pointer, epsilon: eps)
+            try sink("fc_norm", g)
+        }
+        guard a.hasFinalNorm else { return try w.x.reshaped([b, t, d]) }
+        var out = Tensor<Float>(shape: [b * t, d])
+        layerNorm(w.x, "norm", into: &out)
+        let normed = try out.reshaped([b, t, d])
+        try emit("norm", out, [b, t, d])
+        if HookPoint.poolings.contains(where: { hooks.contains("norm:\($0)") }) {
+            for kind in HookPoint.poolings where hooks.contains("norm:\(kind)") {
+                try sink("norm:\(kind)", pool(out, batch: b, tokens: t, width: d, kind: kind))
+            }
+        }
+        return normed
+    }
+
+    /// Rearranges `[B, C, H, W]` pixels into patch rows `[B·g², C·p·p]` in (channel, row, col) order.
+    private func im2col(_ x: Tensor<Float>, into cols: inout Tensor<Float>, patch p: Int, grid g: Int) {
+        let b = x.shape[0], c = x.shape[1], hw = x.shape[2]
+        let src = x.pointer, dst = cols.mutablePointer()
+        let rowLen = c * p * p
+        for i in 0..<b {
+            for gy in 0..<g { for gx in 0..<g {
+                var o = dst + ((i * g + gy) * g + gx) * rowLen
+                for ch in 0..<c {
+                    for ky in 0..<p {
+                        let s = src + ((i * c + ch) * hw + gy * p + ky) * hw + gx * p
+                        o.update(from: s, count: p)
+                        o += p
+                    }
+                }
+            } }
+        }
+    }
+
+    /// Pooled features `[B, D]` of tokens `[B·T, D]`: token 0, the mean of all tokens, or of tokens 1…T−1.
+    private func pool(_ x: Tensor<Float>, batch b: Int, tokens t: Int, width d: Int, kind: String) -> Tensor<Float> {
+        var out = Tensor<Float>(shape: [b, d])
+        let src = x.pointer, dst = out.mutablePointer()
+        for i in 0..<b {
+            let o = dst + i * d, rows = src + i * t * d
+            if kind == "cls" { o.update(from: rows, count: d); continue }
+            let first = kind == "gap" ? 0 : 1
+            var acc = [Double](repeating: 0, count: d)
+            for k in first..<t { let r = rows + k * d; for j in 0..<d { acc[j] += Double(r[j]) } }
+            let inv = 1 / Double(t - first)
+            for j in 0..<d { o[j] = Float(acc[j] * inv) }
+        }
+        return out
+    }
+}
+
+extension Tensor where Scalar == Float {
+    /// A read-only matrix view `[rows, cols]` of a 2-D tensor.
+    var matrixRef: MatrixRef<Float> { MatrixRef(pointer, rows: shape[0], cols: shape[1]) }
+}

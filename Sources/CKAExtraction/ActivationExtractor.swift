@@ -63,7 +63,7 @@ public enum ActivationExtractor {
     public static func selectedHooks(_ a: ViTArchitecture, options: ExtractionOptions) throws -> (tokens: [String], pooled: [String]) {
         func match(_ names: [String]) -> [String] {
             guard let globs = options.layers else { return names }
-            return names.filter { n in globs.contains { fnmatch($0, n, 0) == 0 } }
+            return names.filter { LayerGlob.matches(any: globs, $0) }
         }
         var tokens = options.store.contains(.activations) || options.store.contains(.grams) ? match(HookPoint.tokenHooks(for: a)) : []
         var pooled: [String] = []
@@ -153,9 +153,15 @@ public enum ActivationExtractor {
     }
 
     /// A model name from the checkpoint's file name (`dino_vitbase16_pretrain.pth` → `dino_vitbase16_pretrain`).
+    /// A generic file name (`model.safetensors`, as model hubs name them) gives its folder's name instead.
     public static func modelName(for c: Checkpoint) -> String {
-        var name = URL(fileURLWithPath: c.file).lastPathComponent
+        let url = URL(fileURLWithPath: c.file)
+        var name = url.lastPathComponent
         for ext in [".pth.tar", ".pth", ".pt", ".safetensors", ".bin"] where name.hasSuffix(ext) { name.removeLast(ext.count); break }
+        if ["model", "pytorch_model", "checkpoint"].contains(name) {
+            let folder = url.deletingLastPathComponent().lastPathComponent
+            if !folder.isEmpty && folder != "." && folder != "/" { return folder }
+        }
         return name
     }
 }

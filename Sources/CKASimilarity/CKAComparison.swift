@@ -72,13 +72,13 @@ public struct CKAProgress: Sendable {
 
 /// Layer×layer CKA between two activation stores, streaming minibatches with bounded memory.
 public enum CKAComparison {
-    /// Layer names of `store` matching any of `patterns` (all layers if nil), in network order.
+    /// Layer names of `store` matching any of `patterns` (`LayerGlob`; all layers if nil), in network order.
     /// Layers that only have stored Grams are included after the activation layers.
     public static func selectLayers(_ store: ActivationStore, patterns: [String]?) throws -> [String] {
         var names = store.layers.map(\.name)
         for g in store.grams.keys.sorted(by: naturalOrder) where !names.contains(g) { names.append(g) }
         guard let patterns, !patterns.isEmpty else { return names }
-        let picked = names.filter { n in patterns.contains { fnmatch($0, n, 0) == 0 } }
+        let picked = names.filter { LayerGlob.matches(any: patterns, $0) }
         guard !picked.isEmpty else {
             throw CKAError.noLayersMatch(pattern: patterns.joined(separator: ","), file: store.path, available: names)
         }

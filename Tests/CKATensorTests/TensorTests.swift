@@ -1,4 +1,5 @@
 import CKATensor
+import Foundation
 import Testing
 import _CKATestSupport
 
@@ -165,5 +166,42 @@ struct TensorTests {
         }
         #expect(Float(70000).halfBits == 0x7c00)
         #expect(Float(1e-8).halfBits == 0)
+    }
+}
+
+@Suite("Transformer kernels")
+struct KernelTests {
+    @Test("Vectorised GELU equals 0.5·x·(1+erf(x/√2)) with libm's erf to 3e-7 absolute over [−10, 10]")
+    func gelu() {
+        let n = 200_003
+        var xs = (0..<n).map { Float(-10 + 20 * Double($0) / Double(n - 1)) }
+        let ref = xs.map { v -> Double in let d = Double(v); return 0.5 * d * (1 + erf(d / 2.0.squareRoot())) }
+        xs.withUnsafeMutableBufferPointer { NeuralKernels.gelu($0.baseAddress!, count: n) }
+        var worst = 0.0
+        for i in 0..<n { worst = max(worst, abs(Double(xs[i]) - ref[i]) / max(1, abs(ref[i]))) }
+        #expect(worst < 3e-7, "worst error \(worst)")
+    }
+
+    @Test("LayerNorm (biased variance, eps) and softmax against double loops")
+    func layerNormSoftmax() {
+        let (rows, width) = (5, 37)
+        let x = randomTensor([rows, width], seed: 3, offset: 4, as: Float.self)
+        let w = randomTensor([width], seed: 4, as: Float.self), b = randomTensor([width], seed: 5, as: Float.self)
+        var y = Tensor<Float>(shape: [rows, width])
+        NeuralKernels.layerNorm(x.pointer, y.mutablePointer(), rows: rows, width: width, weight: w.pointer, bias: b.pointer,
+                                epsilon: 1e-6)
+        var s = x
+        NeuralKernels.softmaxRows(s.mutablePointer(), rows: rows, width: width)
+        for r in 0..<rows {
+            let row = (0..<width).map { Double(x[r, $0]) }
+            let mean = row.reduce(0, +) / Double(width)
+            let v = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(width)
+            for j in 0..<width {
+                let ref = (row[j] - mean) / (v + 1e-6).squareRoot() * Double(w[j]) + Double(b[j])
+                #expect(abs(Double(y[r, j]) - ref) < 1e-5)
+            }
+            let mx = row.max()!, z = row.reduce(0) { $0 + exp($1 - mx) }
+            for j in 0..<width { #expect(abs(Double(s[r, j]) - exp(row[j] - mx) / z) < 1e-6) }
+        }
     }
 }

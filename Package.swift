@@ -30,10 +30,12 @@ let package = Package(
         .target(name: "CKAViT", dependencies: ["CKATensor", "CKACheckpoint"]),
         /// `cka extract`: checkpoint + inputs → forward pass with hooks → activation store (activations, pooled, Grams).
         .target(name: "CKAExtraction", dependencies: ["CKAViT", "CKAIO", "CKAImages", "CKACheckpoint"]),
+        /// Analyses on stored features: DINO k-NN per layer, linear probes, Kendall-τ and prediction agreement.
+        .target(name: "CKAAnalysis", dependencies: ["CKATensor", "CKAIO"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKAPlot"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
             "CKAKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -60,6 +62,8 @@ let package = Package(
         .testTarget(name: "CKAImagesTests", dependencies: ["CKAImages", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
         .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),

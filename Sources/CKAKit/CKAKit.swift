@@ -7,3 +7,4 @@
 @_exported import CKAImages
 @_exported import CKAViT
 @_exported import CKAExtraction
+@_exported import CKAAnalysis

@@ -33,6 +33,8 @@ public struct ExtractionOptions: Sendable {
     public var elementType: HDF5ElementType = .float32
     /// Model name recorded in the file.
     public var modelName: String?
+    /// Further file attributes (e.g. `random_init_seed`).
+    public var attributes: [String: HDF5AttributeValue] = [:]
 
     public init() {}
 }
@@ -99,6 +101,7 @@ public enum ActivationExtractor {
             meta.extra["source"] = .string(checkpoint.source.rawValue)
         }
         meta.architecture = a.timmName
+        meta.extra.merge(options.attributes) { $1 }
         meta.preprocessing = input.preprocessing
         let writer = try ActivationStoreWriter(path: path, metadata: meta)
         let storeTokens = options.store.contains(.activations)

@@ -74,6 +74,9 @@ public final class VisionTransformer {
         try self.init(parameters: checkpoint.parameters, architecture: checkpoint.architecture, file: checkpoint.file)
     }
 
+    /// A parameter by its timm name (reshaped to the form the model uses).
+    public func parameter(_ name: String) -> Tensor<Float>? { p[name] }
+
     /// The input side length the position table fits (`gridSize · patchSize`).
     public var imageSize: Int { architecture.imageSize ?? (architecture.gridSize ?? 14) * architecture.patchSize }
 

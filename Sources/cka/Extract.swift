@@ -43,6 +43,9 @@ extension CKACommand {
         @Option(help: "Checkpoint layout (default: detected): \(CheckpointSource.allCases.map(\.rawValue).joined(separator: ", ")).")
         var source: CheckpointSource?
 
+        @Option(name: .customLong("random-init"), help: "Use a randomly initialised model (timm's init, this seed) with the checkpoint's architecture: the untrained baseline.")
+        var randomInit: UInt64?
+
         @Option(help: "Attention heads (default: from the width: 192→3, 384→6, 768→12, 1024→16).")
         var heads: Int?
 
@@ -116,7 +119,8 @@ extension CKACommand {
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
-                let model = try VisionTransformer(checkpoint: ckpt)
+                let model = try randomInit.map { try VisionTransformer.randomlyInitialized(ckpt.architecture, seed: $0) }
+                    ?? VisionTransformer(checkpoint: ckpt)
                 var options = ExtractionOptions()
                 options.layers = globs(layers)
                 options.store = try selection()
@@ -124,7 +128,8 @@ extension CKACommand {
                 options.gramBatchSize = gramBatchSize
                 options.gramTokens = gramTokens
                 options.elementType = dtype == "float16" ? .float16 : .float32
-                options.modelName = model_
+                options.modelName = model_ ?? randomInit.map { "\(ActivationExtractor.modelName(for: ckpt))-random-init-seed\($0)" }
+                if let seed = randomInit { options.attributes["random_init_seed"] = .int(Int(truncatingIfNeeded: seed)) }
                 removePartialOutputOnInterrupt(out)
                 let line = ProgressLine("extract", quiet: quiet)
                 let report: (ExtractionProgress) -> Void = { p in

@@ -1,21 +1,48 @@
 #!/usr/bin/env bash
-# The end-to-end demo on the bundled default (see README). Rerunning reuses what exists.
+# The end-to-end demo (make demo): extract a trained ViT and a random-init twin over the bundled images,
+# compare them layer by layer, and write pictures and CSVs to demo-output/. Rerunning reuses what exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKA=.build/release/cka
 OUT=demo-output
+IMAGES=demo/images/cifar10
+SHARED=${SHARED:-../shared}
+MODEL=${MODEL:-$SHARED/data/models/vit-small-patch14-dinov2-imgfocus/model.safetensors}
 mkdir -p "$OUT"
-FIX=Tests/CKASimilarityTests/Fixtures
 
-echo "== 1. What is in an activation store"
-$CKA inspect $FIX/cka_a.h5
+if [ ! -f "$MODEL" ]; then
+  echo "No model at $MODEL (set MODEL=path/to/checkpoint.pth|.safetensors)."
+  echo "Falling back to the small bundled stores: CKA between two synthetic models."
+  FIX=Tests/CKASimilarityTests/Fixtures
+  $CKA compare $FIX/cka_a.h5 $FIX/cka_b.h5 --batch-size 16 --csv $OUT/a_vs_b.csv --heatmap $OUT/a_vs_b.png
+  exit 0
+fi
 
-echo "== 2. Layer×layer minibatch CKA between two models (batch 16), with a heatmap"
-$CKA compare $FIX/cka_a.h5 $FIX/cka_b.h5 --batch-size 16 \
-  --csv $OUT/a_vs_b.csv --long-csv $OUT/a_vs_b_long.csv --h5 $OUT/a_vs_b.h5 --heatmap $OUT/a_vs_b.png
+LAYERS='blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'
+step() { echo; echo "== $*"; }
 
-echo "== 3. Every pair, one long CSV for pandas and an overview picture"
-$CKA compare-all $FIX/cka_a.h5 $FIX/cka_b.h5 --batch-size 16 --out-dir $OUT/all --quiet
+step "1/5 Extract the trained model over $(find $IMAGES -type f | wc -l) images (Grams of every paper layer + pooled features)"
+[ -f $OUT/trained.h5 ] || $CKA extract --checkpoint "$MODEL" --images $IMAGES --out $OUT/trained.h5 \
+  --layers "$LAYERS" --store grams,pooled --gram-batch-size 20 --batch-size 20 --model trained
+step "2/5 Extract a random-init model of the same shape (seed 0)"
+[ -f $OUT/random.h5 ] || $CKA extract --checkpoint "$MODEL" --random-init 0 --images $IMAGES --out $OUT/random.h5 \
+  --layers "$LAYERS" --store grams,pooled --gram-batch-size 20 --batch-size 20 --model random-init
+$CKA inspect $OUT/trained.h5 | head -12
+
+step "3/5 Block outputs: trained vs itself, trained vs random"
+$CKA compare $OUT/trained.h5 --layers 'blocks.*' --batch-size 20 --csv $OUT/trained_self.csv --heatmap $OUT/trained_self.png --quiet
+$CKA compare $OUT/trained.h5 $OUT/random.h5 --layers 'blocks.*' --batch-size 20 --csv $OUT/trained_vs_random.csv \
+  --heatmap $OUT/trained_vs_random.png --quiet
+
+step "4/5 Layer types against each other (norm1 / attn.qkv / mlp.fc1, as the seed paper's Figure 2)"
+$CKA compare $OUT/trained.h5 --layers 'blocks.*.norm1' --layers-b 'blocks.*.attn.qkv' --batch-size 20 \
+  --csv $OUT/norm1_vs_qkv.csv --heatmap $OUT/norm1_vs_qkv.png --quiet
+$CKA compare $OUT/trained.h5 --layers 'blocks.*.norm1' --layers-b 'blocks.*.mlp.fc1' --batch-size 20 \
+  --csv $OUT/norm1_vs_fc1.csv --heatmap $OUT/norm1_vs_fc1.png --quiet
+
+step "5/5 Every pair at once, one long CSV for pandas"
+$CKA compare-all $OUT/trained.h5 $OUT/random.h5 --layers 'blocks.*' --batch-size 20 --out-dir $OUT/all --quiet
 
 echo
-echo "Results in $OUT/: a_vs_b.csv, a_vs_b.png, all/all.csv, all/overview.png"
+echo "Done. Pictures and CSVs in $OUT/: trained_self.png, trained_vs_random.png, norm1_vs_qkv.png, norm1_vs_fc1.png,"
+echo "all/overview.png, all/all.csv"

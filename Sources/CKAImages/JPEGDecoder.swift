@@ -5,8 +5,9 @@ import Foundation
 /// upsampling, greyscale replicated to RGB, CMYK/YCCK read with Adobe (inverted) polarity and converted with
 /// PIL's `cmyk2rgb`. EXIF orientation is ignored (PIL's `open` + `convert('RGB')` ignores it too).
 ///
-/// Decoder warnings that PIL also ignores (e.g. extraneous bytes before a marker) are tolerated; a premature
-/// end of data is an error, as PIL's "image file is truncated".
+/// Decoder warnings that PIL also ignores (extraneous bytes before a marker, a corrupt data segment …) are
+/// tolerated; libjpeg's "Premature end of JPEG file" (the data ran out) is an error, as PIL's
+/// "image file is truncated". Progressive files with an absurd number of scans are refused (TJFLAG_LIMITSCANS).
 func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, maxPixels: Int) throws -> RGBImage {
     guard let handle = tjInitDecompress() else {
         throw ImageError.corrupt(path: path, format: "JPEG", reason: "cannot create a TurboJPEG decompressor")
@@ -60,7 +61,7 @@ func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, maxPixels: Int) t
     }
     if status != 0 {
         let text = message()
-        let fatal = tjGetErrorCode(handle) != Int32(TJERR_WARNING.rawValue) || text.contains("Premature end")
+        let fatal = tjGetErrorCode(handle) != Int32(TJERR_WARNING.rawValue) || text.contains("Premature end of JPEG file")
         if fatal { throw ImageError.corrupt(path: path, format: "JPEG", reason: text) }
     }
 

@@ -3,7 +3,14 @@ import Foundation
 /// An 8-bit RGB image: `pixels` holds `height` rows of `width` interleaved R, G, B bytes, top row first.
 ///
 /// This is what PIL's `Image.open(path).convert('RGB')` gives (torchvision's `ImageFolder` loader), and the
-/// input of the eval transforms (`Preprocessing`).
+/// input of the eval transforms (`Preprocessing`). Decoding matches PIL byte for byte:
+///
+/// - JPEG (TurboJPEG): accurate IDCT, smooth chroma upsampling; greyscale replicated; CMYK/YCCK read with Adobe
+///   polarity and converted with PIL's formula; EXIF orientation ignored, as PIL ignores it.
+/// - PNG (libpng): grey, grey+alpha, RGB, RGBA, palette, 1–16 bits, interlaced. **Alpha is discarded, not
+///   composited** — like PIL's `convert('RGB')`, which drops it. Gamma/colour-space chunks are ignored, as in
+///   PIL. 16-bit samples keep their high byte (PIL would clip 16-bit *grey* to 255; 16-bit images *with alpha*
+///   may differ from PIL by 1 level, as libpng rounds them).
 public struct RGBImage: Sendable, Equatable {
     /// Columns.
     public let width: Int
@@ -35,14 +42,22 @@ public struct RGBImage: Sendable, Equatable {
     /// - Throws: `ImageError` when the file cannot be read, is empty, is neither JPEG nor PNG, is corrupt or
     ///   truncated, or has more than `maxPixels` pixels.
     public init(contentsOf url: URL, maxPixels: Int = RGBImage.defaultMaxPixels) throws {
+        try self.init(data: try RGBImage.read(url), path: url.path, maxPixels: maxPixels)
+    }
+
+    /// The bytes of a file, or `ImageError.unreadable` with a plain reason.
+    static func read(_ url: URL) throws -> Data {
         let path = url.path
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .mappedIfSafe)
-        } catch {
-            throw ImageError.unreadable(path: path, reason: Self.reason(error))
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ImageError.unreadable(path: path, reason: "no such file")
         }
-        try self.init(data: data, path: path, maxPixels: maxPixels)
+        if isDirectory.boolValue { throw ImageError.unreadable(path: path, reason: "is a directory") }
+        do {
+            return try Data(contentsOf: url)
+        } catch {
+            throw ImageError.unreadable(path: path, reason: reason(error))
+        }
     }
 
     /// Decodes JPEG or PNG bytes; `path` only labels errors.
@@ -51,7 +66,7 @@ public struct RGBImage: Sendable, Equatable {
                                         maxPixels: Int = RGBImage.defaultMaxPixels) throws {
         self = try data.withUnsafeBytes { raw in
             if raw.isEmpty { throw ImageError.empty(path: path) }
-            switch ImageFormat(detecting: raw) {
+            switch ImageFormat(detectingRaw: raw) {
             case .jpeg: return try decodeJPEG(raw, path: path, maxPixels: maxPixels)
             case .png: return try decodePNG(raw, path: path, maxPixels: maxPixels)
             case nil: throw ImageError.unsupportedFormat(path: path, found: ImageFormat.describeUnknown(raw))
@@ -65,6 +80,7 @@ public struct RGBImage: Sendable, Equatable {
            let s = strerror(Int32(u.code)) {
             return String(cString: s)
         }
+        if ns.domain == NSCocoaErrorDomain && ns.code == NSFileReadNoPermissionError { return "permission denied" }
         return ns.localizedDescription
     }
 }
@@ -74,7 +90,12 @@ public enum ImageFormat: String, Sendable, CaseIterable {
     case jpeg, png
 
     /// Detects the format from the first bytes (JPEG: `FF D8 FF`; PNG: the 8-byte signature); nil otherwise.
-    public init?(detecting bytes: UnsafeRawBufferPointer) {
+    public init?<Bytes: ContiguousBytes>(detecting bytes: Bytes) {
+        guard let format = bytes.withUnsafeBytes({ ImageFormat(detectingRaw: $0) }) else { return nil }
+        self = format
+    }
+
+    init?(detectingRaw bytes: UnsafeRawBufferPointer) {
         let b = Array(bytes.prefix(8))
         if b.count >= 3, b[0] == 0xFF, b[1] == 0xD8, b[2] == 0xFF {
             self = .jpeg

@@ -115,91 +115,140 @@ struct ResampleCoefficients {
 }
 
 /// Resizes `src` to `outWidth × outHeight` exactly as PIL's `Image.resize(size, filter)` on an 8-bit RGB image
-/// (separable convolution with antialiasing, horizontal pass first, each pass rounded and clamped to uint8),
-/// but computes only the output pixels in `columns × rows` (a crop of the full result; the values are the same).
+/// (separable convolution with antialiasing, each pass rounded and clamped to uint8), but computes only the
+/// output pixels in `columns × rows` (a crop of the full result; the values are the same).
+///
+/// Pass order follows Pillow ≥ 13: horizontal first, unless the height shrinks by more than twice as many pixels
+/// as the width (then vertical first). Pillow ≤ 12 always went horizontal first; the two orders can differ by a
+/// few levels, and only for such images (e.g. a short-side resize of a portrait image taller than 2:1).
 func resample(_ src: RGBImage, width outWidth: Int, height outHeight: Int, filter: Interpolation,
               columns: Range<Int>, rows: Range<Int>) -> RGBImage {
     precondition(outWidth > 0 && outHeight > 0, "resize to \(outWidth)×\(outHeight)")
     precondition(src.width > 0 && src.height > 0, "resize of an empty \(src.width)×\(src.height) image")
     precondition(columns.lowerBound >= 0 && columns.upperBound <= outWidth && rows.lowerBound >= 0
                  && rows.upperBound <= outHeight, "region \(columns)×\(rows) outside \(outWidth)×\(outHeight)")
-    let needHorizontal = outWidth != src.width
-    let needVertical = outHeight != src.height
-    let regionWidth = columns.count
+    let horizontal = outWidth != src.width ? ResampleCoefficients(inSize: src.width, outSize: outWidth, filter: filter) : nil
+    let vertical = outHeight != src.height ? ResampleCoefficients(inSize: src.height, outSize: outHeight, filter: filter) : nil
+    let dh = src.height - outHeight, dw = src.width - outWidth
+    let horizontalFirst = !(dh > 0 && dh > dw * 2)
+    if columns.isEmpty || rows.isEmpty { return RGBImage(width: columns.count, height: rows.count) }
 
-    // Source rows the vertical pass reads (or the output rows themselves when there is no vertical pass).
-    let vertical = needVertical ? ResampleCoefficients(inSize: src.height, outSize: outHeight, filter: filter) : nil
-    var firstRow = rows.lowerBound, lastRow = rows.upperBound
-    if let v = vertical, !rows.isEmpty {
-        firstRow = rows.map { v.start[$0] }.min()!
-        lastRow = rows.map { v.start[$0] + v.count[$0] }.max()!
+    return src.pixels.withUnsafeBufferPointer { s -> RGBImage in
+        let sp = s.baseAddress!
+        if horizontalFirst {
+            // Source rows the vertical pass reads (or the output rows themselves without a vertical pass).
+            let needed = vertical?.inputRange(of: rows) ?? rows
+            var temp: [UInt8]
+            if let h = horizontal {
+                temp = horizontalPass(sp + needed.lowerBound * src.width * 3, stride: src.width, rows: needed.count,
+                                      columnOffset: 0, h, columns: columns)
+            } else {
+                temp = copyRegion(sp, stride: src.width, rows: needed, columns: columns)
+            }
+            if let v = vertical {
+                temp = temp.withUnsafeBufferPointer {
+                    verticalPass($0.baseAddress!, stride: columns.count, rowOffset: needed.lowerBound,
+                                 columns: 0..<columns.count, v, rows: rows)
+                }
+            }
+            return RGBImage(width: columns.count, height: rows.count, pixels: temp)
+        } else {
+            let v = vertical!                                    // dh > 0
+            let needed = horizontal?.inputRange(of: columns) ?? columns
+            var temp = verticalPass(sp, stride: src.width, rowOffset: 0, columns: needed, v, rows: rows)
+            if let h = horizontal {
+                temp = temp.withUnsafeBufferPointer {
+                    horizontalPass($0.baseAddress!, stride: needed.count, rows: rows.count,
+                                   columnOffset: needed.lowerBound, h, columns: columns)
+                }
+            }
+            return RGBImage(width: columns.count, height: rows.count, pixels: temp)
+        }
     }
-    let tempRows = max(lastRow - firstRow, 0)
+}
 
-    // Horizontal pass: source rows firstRow..<lastRow → regionWidth columns.
-    var temp = [UInt8](repeating: 0, count: tempRows * regionWidth * 3)
-    src.pixels.withUnsafeBufferPointer { s in
-        temp.withUnsafeMutableBufferPointer { t in
-            guard let sp = s.baseAddress, let tp = t.baseAddress else { return }
-            if needHorizontal {
-                let h = ResampleCoefficients(inSize: src.width, outSize: outWidth, filter: filter)
-                h.weights.withUnsafeBufferPointer { wb in
+extension ResampleCoefficients {
+    /// The input indices read by output pixels `outputs`.
+    func inputRange(of outputs: Range<Int>) -> Range<Int> {
+        var lo = Int.max, hi = Int.min
+        for i in outputs { lo = min(lo, start[i]); hi = max(hi, start[i] + count[i]) }
+        return lo < hi ? lo..<hi : 0..<0
+    }
+}
+
+/// Rows `rows`, columns `columns` of an interleaved RGB buffer with `stride` pixels per row.
+private func copyRegion(_ src: UnsafePointer<UInt8>, stride: Int, rows: Range<Int>, columns: Range<Int>) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: rows.count * columns.count * 3)
+    out.withUnsafeMutableBufferPointer { o in
+        for (i, r) in rows.enumerated() {
+            (o.baseAddress! + i * columns.count * 3).update(from: src + (r * stride + columns.lowerBound) * 3,
+                                                          count: columns.count * 3)
+        }
+    }
+    return out
+}
+
+/// PIL's horizontal 8-bit pass over `rows` rows of `src` (`stride` pixels each; buffer column 0 is input column
+/// `columnOffset`), for output columns `columns`.
+private func horizontalPass(_ src: UnsafePointer<UInt8>, stride: Int, rows: Int, columnOffset: Int,
+                            _ h: ResampleCoefficients, columns: Range<Int>) -> [UInt8] {
+    let width = columns.count
+    var out = [UInt8](repeating: 0, count: rows * width * 3)
+    out.withUnsafeMutableBufferPointer { o in
+        h.weights.withUnsafeBufferPointer { wb in
+            h.start.withUnsafeBufferPointer { starts in
+                h.count.withUnsafeBufferPointer { counts in
                     let w = wb.baseAddress!
-                    for r in 0..<tempRows {
-                        let line = sp + (firstRow + r) * src.width * 3
-                        var out = tp + r * regionWidth * 3
+                    for r in 0..<rows {
+                        let line = src + r * stride * 3
+                        var dst = o.baseAddress! + r * width * 3
                         for xx in columns {
                             let k = w + xx * h.ksize
-                            var p = line + h.start[xx] * 3
+                            var p = line + (starts[xx] - columnOffset) * 3
                             var s0: Int32 = 1 << (precisionBits - 1), s1 = s0, s2 = s0
-                            for x in 0..<h.count[xx] {
+                            for x in 0..<counts[xx] {
                                 let c = k[x]
                                 s0 = s0 &+ Int32(p[0]) &* c
                                 s1 = s1 &+ Int32(p[1]) &* c
                                 s2 = s2 &+ Int32(p[2]) &* c
                                 p += 3
                             }
-                            out[0] = clip8(s0); out[1] = clip8(s1); out[2] = clip8(s2)
-                            out += 3
+                            dst[0] = clip8(s0); dst[1] = clip8(s1); dst[2] = clip8(s2)
+                            dst += 3
                         }
                     }
-                }
-            } else {
-                for r in 0..<tempRows {
-                    (tp + r * regionWidth * 3).update(from: sp + ((firstRow + r) * src.width + columns.lowerBound) * 3,
-                                                       count: regionWidth * 3)
                 }
             }
         }
     }
-    guard let v = vertical else {
-        return RGBImage(width: regionWidth, height: rows.count, pixels: temp)
-    }
+    return out
+}
 
-    // Vertical pass: rows are accumulated a whole line at a time (integer sums, so the order is free).
-    let lineLength = regionWidth * 3
+/// PIL's vertical 8-bit pass: output rows `rows` from `src` (`stride` pixels per row; buffer row 0 is input row
+/// `rowOffset`), over input columns `columns`. Integer sums are accumulated a whole line at a time (the order of
+/// integer additions does not change the result).
+private func verticalPass(_ src: UnsafePointer<UInt8>, stride: Int, rowOffset: Int, columns: Range<Int>,
+                          _ v: ResampleCoefficients, rows: Range<Int>) -> [UInt8] {
+    let lineLength = columns.count * 3
     var out = [UInt8](repeating: 0, count: rows.count * lineLength)
     var acc = [Int32](repeating: 0, count: lineLength)
-    temp.withUnsafeBufferPointer { t in
-        out.withUnsafeMutableBufferPointer { o in
-            acc.withUnsafeMutableBufferPointer { a in
-                v.weights.withUnsafeBufferPointer { wb in
-                    guard let tp = t.baseAddress, let op = o.baseAddress, let ap = a.baseAddress,
-                          let w = wb.baseAddress else { return }
-                    for (i, yy) in rows.enumerated() {
-                        ap.update(repeating: 1 << (precisionBits - 1), count: lineLength)
-                        let k = w + yy * v.ksize
-                        for y in 0..<v.count[yy] {
-                            let c = k[y]
-                            let line = tp + (v.start[yy] + y - firstRow) * lineLength
-                            for j in 0..<lineLength { ap[j] = ap[j] &+ Int32(line[j]) &* c }
-                        }
-                        let dst = op + i * lineLength
-                        for j in 0..<lineLength { dst[j] = clip8(ap[j]) }
+    out.withUnsafeMutableBufferPointer { o in
+        acc.withUnsafeMutableBufferPointer { a in
+            v.weights.withUnsafeBufferPointer { wb in
+                let ap = a.baseAddress!, w = wb.baseAddress!
+                for (i, yy) in rows.enumerated() {
+                    ap.update(repeating: 1 << (precisionBits - 1), count: lineLength)
+                    let k = w + yy * v.ksize
+                    for y in 0..<v.count[yy] {
+                        let c = k[y]
+                        let line = src + ((v.start[yy] + y - rowOffset) * stride + columns.lowerBound) * 3
+                        for j in 0..<lineLength { ap[j] = ap[j] &+ Int32(line[j]) &* c }
                     }
+                    let dst = o.baseAddress! + i * lineLength
+                    for j in 0..<lineLength { dst[j] = clip8(ap[j]) }
                 }
             }
         }
     }
-    return RGBImage(width: regionWidth, height: rows.count, pixels: out)
+    return out
 }

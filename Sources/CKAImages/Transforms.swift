@@ -1,6 +1,9 @@
 extension RGBImage {
     /// The image resized to `width × height` with exactly PIL's `Image.resize((width, height), filter)` result
-    /// (antialiased separable convolution; see `Interpolation`).
+    /// (antialiased separable convolution in 22-bit fixed point, each pass rounded and clamped to uint8; see
+    /// `Interpolation`). The order of the two passes is Pillow ≥ 13's: vertical first only when the height shrinks
+    /// by more than twice as many pixels as the width (Pillow ≤ 12 always went horizontal first; the results can
+    /// then differ by a few levels, e.g. for a short-side resize of a portrait image taller than 2:1).
     /// - Precondition: `width, height > 0` and the image is not empty.
     public func resized(width: Int, height: Int, interpolation: Interpolation) -> RGBImage {
         if width == self.width && height == self.height { return self }

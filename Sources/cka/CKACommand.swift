@@ -30,7 +30,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let e as ValidationError {
         throw e
     } catch {
-        let text = (error as? CustomStringConvertible)?.description ?? "\(error)"
+        let text = error is CocoaError ? error.localizedDescription : "\(error)"
         FileHandle.standardError.write(Data(("error: " + text.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
         throw ExitCode(1)
     }

@@ -27,7 +27,7 @@ step "1/5 Extract the trained model over $(find $IMAGES -type f | wc -l) images 
 step "2/5 Extract a random-init model of the same shape (seed 0)"
 [ -f $OUT/random.h5 ] || $CKA extract --checkpoint "$MODEL" --random-init 0 --images $IMAGES --out $OUT/random.h5 \
   --layers "$LAYERS" --store grams,pooled --gram-batch-size 20 --batch-size 20 --model random-init
-$CKA inspect $OUT/trained.h5 | head -12
+$CKA inspect $OUT/trained.h5 > $OUT/trained-inspect.txt && head -12 $OUT/trained-inspect.txt
 
 step "3/5 Block outputs: trained vs itself, trained vs random"
 $CKA compare $OUT/trained.h5 --layers 'blocks.*' --batch-size 20 --csv $OUT/trained_self.csv --heatmap $OUT/trained_self.png --quiet

@@ -113,13 +113,12 @@ extension CKACommand {
                 if r.usedStoredGrams { s += " (stored Grams)" }
             }
             s += ", N used \(r.examplesUsed), tokens \(r.tokens.rawValue)"
-            let pairs = zip(r.layersA, r.layersB).prefix(min(r.layersA.count, r.layersB.count))
-            let diag = r.diagonal
+            let names = zip(r.layersA, r.layersB).map { $0 == $1 ? $0 : "\($0) / \($1)" }
+            let width = (names.map(\.count).max() ?? 0) + 2
             let label = r.layersA == r.layersB ? "diagonal" : "diagonal (A[i] vs B[i])"
             s += "\n\(label):"
-            for (k, (la, lb)) in pairs.enumerated() {
-                s += "\n  \(la == lb ? la : "\(la) / \(lb)")".padding(toLength: 34, withPad: " ", startingAt: 0)
-                    + String(format: "%.4f", diag[k])
+            for (name, v) in zip(names, r.diagonal) {
+                s += "\n  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%.4f", v)
             }
             return s
         }

@@ -24,8 +24,8 @@ step() { echo; echo "== $*"; }
 step "1/5 Extract the trained model over $(find $IMAGES -type f | wc -l) images (Grams of every paper layer + pooled features)"
 [ -f $OUT/trained.h5 ] || $CKA extract --checkpoint "$MODEL" --images $IMAGES --out $OUT/trained.h5 \
   --layers "$LAYERS" --store grams,pooled --gram-batch-size 20 --batch-size 20 --model trained
-step "2/5 Extract a random-init model of the same shape (seed 0)"
-[ -f $OUT/random.h5 ] || $CKA extract --checkpoint "$MODEL" --random-init 0 --images $IMAGES --out $OUT/random.h5 \
+step "2/5 Extract a random-init model of the same shape (seed 0; LayerScale 1 so every branch counts)"
+[ -f $OUT/random.h5 ] || $CKA extract --checkpoint "$MODEL" --random-init 0 --random-layer-scale 1 --images $IMAGES --out $OUT/random.h5 \
   --layers "$LAYERS" --store grams,pooled --gram-batch-size 20 --batch-size 20 --model random-init
 $CKA inspect $OUT/trained.h5 > $OUT/trained-inspect.txt && head -12 $OUT/trained-inspect.txt
 

@@ -46,6 +46,9 @@ extension CKACommand {
         @Option(name: .customLong("random-init"), help: "Use a randomly initialised model (timm's init, this seed) with the checkpoint's architecture: the untrained baseline.")
         var randomInit: UInt64?
 
+        @Option(name: .customLong("random-layer-scale"), help: "LayerScale γ of a --random-init model (timm/DINOv2: 1e-5, which leaves every residual branch nearly off; 1 makes them count).")
+        var randomLayerScale: Float = 1e-5
+
         @Option(help: "Attention heads (default: from the width: 192→3, 384→6, 768→12, 1024→16).")
         var heads: Int?
 
@@ -119,7 +122,7 @@ extension CKACommand {
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
-                let model = try randomInit.map { try VisionTransformer.randomlyInitialized(ckpt.architecture, seed: $0) }
+                let model = try randomInit.map { try VisionTransformer.randomlyInitialized(ckpt.architecture, seed: $0, layerScaleInit: randomLayerScale) }
                     ?? VisionTransformer(checkpoint: ckpt)
                 var options = ExtractionOptions()
                 options.layers = globs(layers)
@@ -129,7 +132,10 @@ extension CKACommand {
                 options.gramTokens = gramTokens
                 options.elementType = dtype == "float16" ? .float16 : .float32
                 options.modelName = model_ ?? randomInit.map { "\(ActivationExtractor.modelName(for: ckpt))-random-init-seed\($0)" }
-                if let seed = randomInit { options.attributes["random_init_seed"] = .int(Int(truncatingIfNeeded: seed)) }
+                if let seed = randomInit {
+                    options.attributes["random_init_seed"] = .int(Int(truncatingIfNeeded: seed))
+                    if ckpt.architecture.layerScale { options.attributes["random_init_layer_scale"] = .double(Double(randomLayerScale)) }
+                }
                 removePartialOutputOnInterrupt(out)
                 let line = ProgressLine("extract", quiet: quiet)
                 let report: (ExtractionProgress) -> Void = { p in

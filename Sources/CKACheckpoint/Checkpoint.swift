@@ -130,6 +130,12 @@ public struct Checkpoint: Sendable {
 
         let extraction = try Checkpoint.extract(root: root, format: format, options: options, fileName: name)
         var mapping = try KeyMapper.map(extraction.stateDict, source: extraction.source, fileName: name)
+        if mapping.canonical.isEmpty {
+            let keys = extraction.stateDict.prefix(8).map(\.key).joined(separator: ", ")
+            throw CheckpointError.unrecognizedLayout(
+                file: name, expected: "a Vision Transformer state dict (cls_token, pos_embed, patch_embed.proj.*, blocks.N.*)",
+                found: extraction.stateDict.isEmpty ? "no tensors" : "keys \(keys)\(extraction.stateDict.count > 8 ? ", …" : "")")
+        }
         mapping.ignored.insert(contentsOf: extraction.ignored, at: 0)
         if options.strict && !mapping.unexpected.isEmpty {
             throw CheckpointError.unrecognizedLayout(
@@ -144,6 +150,7 @@ public struct Checkpoint: Sendable {
         for key in order {
             guard let t = mapping.canonical[key] else { continue }
             parameters[key] = try t.floatTensor()
+            t.releaseMappedPages()
         }
         self.file = name
         self.format = format
@@ -277,7 +284,7 @@ public struct Checkpoint: Sendable {
         if key != nil {
             for e in top where e.key != key {
                 if e.value.stringKeyedEntries.map(isStateDict) == true {
-                    ignored.append(IgnoredKey(key: e.key, reason: "other weights in the file (\(e.key)); pick with checkpointKey"))
+                    ignored.append(IgnoredKey(key: e.key, reason: "other weights in the file (choose with checkpointKey)"))
                 } else {
                     extras.append(e)
                 }

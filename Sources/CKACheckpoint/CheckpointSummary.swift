@@ -1,4 +1,5 @@
 import CKATensor
+import Foundation
 
 extension Checkpoint {
     /// A human-readable report for `cka checkpoint FILE`: source, architecture, tensor count/bytes, the mapped
@@ -112,5 +113,3 @@ private func formatBytes(_ n: Int) -> String {
     if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / 1024) }
     return "\(n) B"
 }
-
-import Foundation

@@ -74,12 +74,26 @@ public final class MappedFile: @unchecked Sendable {
         return withExtendedLifetime(self) { Array(UnsafeRawBufferPointer(start: base + offset, count: n)) }
     }
 
-    /// Hints the kernel that `range` will be read sequentially soon (no effect on correctness).
-    func adviseWillNeed(offset: Int, count n: Int) {
+    /// Drops the pages wholly inside `offset..<offset+n` from this process's mapping (they stay in the page cache
+    /// and are faulted in again if read later), so a loaded checkpoint costs one copy of its parameters, not two.
+    func releasePages(offset: Int, count n: Int) {
         guard mappedLength > 0, n > 0 else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset + page - 1) / page * page
+        let end = (offset + n) / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
+    /// Maps the pages of `offset..<offset+n` in one call before they are read (MADV_POPULATE_READ, Linux 5.14+;
+    /// a no-op elsewhere), which is much cheaper than taking one page fault per 4 KiB during the copy.
+    func prefault(offset: Int, count n: Int) {
+        guard mappedLength > 0, n >= 1 << 16 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = offset / page * page
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), offset + n - start, MADV_WILLNEED)
+        #if os(Linux)
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), offset + n - start, 22 /* MADV_POPULATE_READ */)
+        #endif
     }
 }
 

@@ -97,11 +97,7 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
     }
 
     /// The same tensor under another name (for key mapping).
-    public func renamed(_ newName: String) -> StoredTensor {
-        var t = self
-        t = StoredTensor(copying: t, name: newName)
-        return t
-    }
+    public func renamed(_ newName: String) -> StoredTensor { StoredTensor(copying: self, name: newName) }
 
     private init(copying t: StoredTensor, name: String) {
         dtype = t.dtype; shape = t.shape; strides = t.strides; storageOffset = t.storageOffset
@@ -116,6 +112,21 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
     /// The elements as a `Tensor<Float>` (float32 copied once; float16, bfloat16, float64, float8, integers and
     /// booleans converted). Non-contiguous layouts are gathered into row-major order.
     public func floatTensor() throws -> Tensor<Float> {
+        let start = storageByteOffset + storageOffset * dtype.byteSize
+        file.prefault(offset: start, count: isContiguous ? byteCount : storageByteCount - storageOffset * dtype.byteSize)
+        #if _endian(little)
+        if dtype == .float32 && isContiguous && elementCount > 0 {
+            // One copy straight into the new tensor (no zero-fill first) when the data is aligned, as torch's
+            // 64-byte aligned records and safetensors' padded headers make it.
+            let copied: Tensor<Float>? = file.withUnsafeBytes { raw in
+                let p = raw.baseAddress! + start
+                guard Int(bitPattern: p) % MemoryLayout<Float>.alignment == 0 else { return nil }
+                let src = UnsafeBufferPointer(start: p.assumingMemoryBound(to: Float.self), count: elementCount)
+                return try? Tensor<Float>(shape: shape, scalars: src)
+            }
+            if let copied { return copied }
+        }
+        #endif
         var out = Tensor<Float>(shape: shape)
         guard elementCount > 0 else { return out }
         out.withUnsafeMutableBufferPointer { dst in
@@ -128,6 +139,11 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
             }
         }
         return out
+    }
+
+    /// Releases the mapped pages of this tensor's storage (see `MappedFile.releasePages`); values are unaffected.
+    func releaseMappedPages() {
+        file.releasePages(offset: storageByteOffset, count: storageByteCount)
     }
 
     /// The elements as 64-bit integers (integer and boolean dtypes only).

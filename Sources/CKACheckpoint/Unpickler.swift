@@ -3,9 +3,10 @@
 /// Plain values (None, bools, ints of any size, floats, str, bytes, tuples, lists, sets, dicts) are built as
 /// Python builds them. Globals are only *named*: `GLOBAL`/`STACK_GLOBAL`/`INST` produce `PickleValue.global`,
 /// and `REDUCE`/`NEWOBJ`/`OBJ` on a global produce an inert `OpaqueObject`, except for a small allowlist that
-/// is interpreted (not called): `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` /
-/// `_rebuild_tensor`, `torch._utils._rebuild_parameter` / `_rebuild_parameter_with_state` and
-/// `torch._tensor._rebuild_from_type_v2`. Persistent ids are handed to `persistentLoad` (for torch: storages).
+/// is interpreted (not called): `collections.OrderedDict`, `builtins.set`/`frozenset`, `_codecs.encode(str,
+/// 'latin1')` (how protocol 2 stores bytes), `torch._utils._rebuild_tensor_v2` / `_rebuild_tensor`,
+/// `torch._utils._rebuild_parameter` / `_rebuild_parameter_with_state` and `torch._tensor._rebuild_from_type_v2`.
+/// `REDUCE`, `NEWOBJ` and `BUILD` on an opaque value give (or update) another opaque value. Persistent ids are handed to `persistentLoad` (for torch: storages).
 ///
 /// Every malformed stream ends in a `CheckpointError` with the byte offset: unknown opcodes, truncated
 /// arguments, stack underflow, marks missing, bad memo keys, wrong argument types, and resource limits.
@@ -57,6 +58,9 @@ public struct Unpickler {
     public static func load(_ bytes: UnsafeRawBufferPointer, fileName: String = "<pickle>", options: Options = Options(),
                             persistentLoad: PersistentLoad? = nil) throws -> PickleValue {
         var u = Unpickler(data: bytes, fileName: fileName, options: options, persistentLoad: persistentLoad)
+        // A pickle can make reference cycles between containers (a list appended to itself, a dict that is its
+        // own BUILD state); empty every container afterwards so nothing leaks.
+        defer { u.releaseContainers() }
         let root = try u.run()
         var budget = options.limits.maxValueNodes
         return try u.convert(root, depth: 0, budget: &budget)
@@ -70,18 +74,39 @@ public struct Unpickler {
 
     // MARK: - Intermediate object graph (reference semantics, as pickle's memo needs)
 
-    final class ListBox { var items: [Node] = [] }
-    final class DictBox { var items: [(Node, Node)] = []; var state: Node? }
-    final class SetBox { var items: [Node] = [] }
-    final class ObjBox {
+    /// Every container made while decoding, so that `releaseContainers` can break cycles.
+    final class Arena { var all: [Container] = [] }
+    let arena = Arena()
+
+    class Container {
+        init(_ arena: Arena) { arena.all.append(self) }
+        func clear() {}
+    }
+    final class ListBox: Container { var items: [Node] = []; override func clear() { items = [] } }
+    final class DictBox: Container {
+        var items: [(Node, Node)] = []; var state: Node?
+        override func clear() { items = []; state = nil }
+    }
+    final class SetBox: Container { var items: [Node] = []; override func clear() { items = [] } }
+    final class ObjBox: Container {
         let kind: OpaqueObject.Kind
         let module: String, name: String
         var args: [Node], kwargs: [(Node, Node)] = []
         var state: Node?
         var listItems: [Node] = [], dictItems: [(Node, Node)] = []
-        init(kind: OpaqueObject.Kind, module: String, name: String, args: [Node]) {
+        init(_ arena: Arena, kind: OpaqueObject.Kind, module: String, name: String, args: [Node]) {
             self.kind = kind; self.module = module; self.name = name; self.args = args
+            super.init(arena)
         }
+        override func clear() { args = []; kwargs = []; state = nil; listItems = []; dictItems = [] }
+    }
+
+    mutating func releaseContainers() {
+        stack = []
+        metastack = []
+        memo = [:]
+        for c in arena.all { c.clear() }
+        arena.all = []
     }
 
     indirect enum Node {
@@ -316,9 +341,9 @@ public struct Unpickler {
 
             // Containers
             case 0x29: try push(.tuple([]))                      // EMPTY_TUPLE ')'
-            case 0x5d: try push(.list(ListBox()))                 // EMPTY_LIST ']'
-            case 0x7d: try push(.dict(DictBox()))                 // EMPTY_DICT '}'
-            case 0x8f: try push(.set(SetBox()))                   // EMPTY_SET
+            case 0x5d: try push(.list(ListBox(arena)))                 // EMPTY_LIST ']'
+            case 0x7d: try push(.dict(DictBox(arena)))                 // EMPTY_DICT '}'
+            case 0x8f: try push(.set(SetBox(arena)))                   // EMPTY_SET
             case 0x85: // TUPLE1
                 let a = try pop(); try push(.tuple([a]))
             case 0x86: // TUPLE2
@@ -328,15 +353,15 @@ public struct Unpickler {
             case 0x74: // TUPLE 't'
                 try push(.tuple(try popMark()))
             case 0x6c: // LIST 'l'
-                let box = ListBox(); box.items = try popMark(); try push(.list(box))
+                let box = ListBox(arena); box.items = try popMark(); try push(.list(box))
             case 0x64: // DICT 'd'
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail("key/value pairs after the mark", "\(items.count) items") }
-                let box = DictBox()
+                let box = DictBox(arena)
                 for k in stride(from: 0, to: items.count, by: 2) { box.items.append((items[k], items[k + 1])) }
                 try push(.dict(box))
             case 0x91: // FROZENSET
-                let box = SetBox(); box.items = try popMark(); try push(.set(box))
+                let box = SetBox(arena); box.items = try popMark(); try push(.set(box))
             case 0x61: // APPEND 'a'
                 let v = try pop()
                 try append([v], to: try top())
@@ -540,15 +565,15 @@ public struct Unpickler {
     func call(_ callable: Node, _ args: [Node]) throws -> Node {
         guard case let .value(.global(module, name)) = callable else {
             // Calling something that is itself opaque (or a non-callable): still inert.
-            return .object(ObjBox(kind: .call, module: "", name: "<call of \(callable.typeName)>", args: args))
+            return .object(ObjBox(arena, kind: .call, module: "", name: "<call of \(callable.typeName)>", args: args))
         }
         switch (module, name) {
         case ("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict"):
-            let box = DictBox()
+            let box = DictBox(arena)
             if args.isEmpty { return .dict(box) }
             if args.count == 1, let pairs = pairList(args[0]) { box.items = pairs; return .dict(box) }
         case ("builtins", "set"), ("__builtin__", "set"), ("builtins", "frozenset"), ("__builtin__", "frozenset"):
-            let box = SetBox()
+            let box = SetBox(arena)
             if args.isEmpty { return .set(box) }
             if args.count == 1 {
                 switch args[0] {
@@ -584,19 +609,19 @@ public struct Unpickler {
         default:
             break
         }
-        return .object(ObjBox(kind: .call, module: module, name: name, args: args))
+        return .object(ObjBox(arena, kind: .call, module: module, name: name, args: args))
     }
 
     func newObject(_ cls: Node, _ args: [Node], kwargs: [(Node, Node)], kind: OpaqueObject.Kind = .newObject) -> Node {
         if case let .value(.global(module, name)) = cls {
             if (module == "collections" && name == "OrderedDict") || ((module == "builtins" || module == "__builtin__") && name == "dict") {
-                return .dict(DictBox())
+                return .dict(DictBox(arena))
             }
-            let o = ObjBox(kind: kind, module: module, name: name, args: args)
+            let o = ObjBox(arena, kind: kind, module: module, name: name, args: args)
             o.kwargs = kwargs
             return .object(o)
         }
-        let o = ObjBox(kind: kind, module: "", name: "<instance of \(cls.typeName)>", args: args)
+        let o = ObjBox(arena, kind: kind, module: "", name: "<instance of \(cls.typeName)>", args: args)
         o.kwargs = kwargs
         return .object(o)
     }
@@ -644,7 +669,7 @@ public struct Unpickler {
         }
         guard case let .value(.storage(s)) = args[0] else {
             // A storage we could not resolve (unknown type): the tensor stays opaque.
-            return .object(ObjBox(kind: .call, module: "torch._utils", name: function, args: args))
+            return .object(ObjBox(arena, kind: .call, module: "torch._utils", name: function, args: args))
         }
         let offset = try intArg(args[1], "the storage offset")
         let size = try intTuple(args[2], "the tensor size")

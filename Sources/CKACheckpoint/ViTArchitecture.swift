@@ -60,6 +60,19 @@ public struct ViTArchitecture: Sendable, Equatable, Codable {
     /// LayerNorm epsilon (1e-6 for every reference model).
     public var layerNormEpsilon: Double = 1e-6
 
+    /// An architecture given explicitly (e.g. for a randomly initialised model of a known shape).
+    public init(width: Int, depth: Int, heads: Int, patchSize: Int, inputChannels: Int = 3, tokenCount: Int,
+                prefixTokens: Int = 1, positionIncludesPrefix: Bool = true, gridSize: Int?, imageSize: Int?,
+                mlpHiddenWidth: Int, mlpRatio: Double, qkvBias: Bool = true, layerScale: Bool = false,
+                hasFinalNorm: Bool = true, hasFCNorm: Bool = false, classCount: Int? = nil, layerNormEpsilon: Double = 1e-6) {
+        self.width = width; self.depth = depth; self.heads = heads; self.patchSize = patchSize
+        self.inputChannels = inputChannels; self.tokenCount = tokenCount; self.prefixTokens = prefixTokens
+        self.positionIncludesPrefix = positionIncludesPrefix; self.gridSize = gridSize; self.imageSize = imageSize
+        self.mlpHiddenWidth = mlpHiddenWidth; self.mlpRatio = mlpRatio; self.qkvBias = qkvBias
+        self.layerScale = layerScale; self.hasFinalNorm = hasFinalNorm; self.hasFCNorm = hasFCNorm
+        self.classCount = classCount; self.layerNormEpsilon = layerNormEpsilon
+    }
+
     /// The head count conventionally used with `width` (ViT-Ti/S/B/L/H), or nil.
     public static func defaultHeads(forWidth width: Int) -> Int? {
         switch width {

@@ -32,16 +32,8 @@ enum Fixtures {
     static let heads = 2
 }
 
-/// `../shared` beside the checkout. Uses `_CKATestSupport.sharedDirectory` when it finds the folder, else looks
-/// beside the checkout relative to this file (`sharedDirectory` strips one path component too many when the
-/// checkout is not at the file-system root's second level).
-var sharedFolder: URL? {
-    if let s = sharedDirectory { return s }
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }   // Tests/CKACheckpointTests/Helpers.swift → checkout
-    let shared = url.deletingLastPathComponent().appendingPathComponent("shared")
-    return FileManager.default.fileExists(atPath: shared.path) ? shared : nil
-}
+/// `../shared` beside the checkout, if present.
+var sharedFolder: URL? { sharedDirectory }
 
 /// `[shape, sum, Σ (i+1)·x_i]` as the generator records it.
 struct TensorDigest: Equatable {

@@ -100,7 +100,7 @@ struct OfficialLayoutTests {
     }
 
     @Test("MoCo-v3: base encoder kept, projector/momentum encoder/predictor ignored, non-contiguous qkv gathered")
-    func mocoV3() throws {
+    func mocov3() throws {
         let ckpt = try load("mocov3.pth.tar")
         #expect(ckpt.originalNames["blocks.0.attn.qkv.weight"] == "module.base_encoder.blocks.0.attn.qkv.weight")
         let reasons = Set(ckpt.ignored.map(\.reason))

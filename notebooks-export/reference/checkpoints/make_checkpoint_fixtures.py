@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the small checkpoint fixtures of Tests/CKACheckpointTests/Fixtures/ (run by developers, not in CI).
 
-Every .pth file is real `torch.save` output (torch 2.15.0 CPU, default zip format, pickle protocol 2) and every
+Every .pth file is real `torch.save` output (torch 2.15.0 from PyPI, run on CPU; default zip format, pickle protocol 2) and every
 .safetensors file is real `safetensors.torch.save_file` output (safetensors 0.8.0). The tiny ViT below (width 8, MLP 32, patch 4 on
 8×8 inputs = 5 tokens; depth 2, or depth 1 in the larger wrapped files to keep all fixtures under 200 KB) has the
 exact parameter names of DINO / MoCo-v3 / MAE / timm (`patch_embed.proj`, `blocks.N.norm1`, `attn.qkv`, …), and

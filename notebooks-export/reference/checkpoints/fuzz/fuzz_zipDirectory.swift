@@ -1,0 +1,8 @@
+// libFuzzer harness: CheckpointFuzzing.zipDirectory over arbitrary bytes (built by run_fuzzers.sh).
+import CKACheckpoint
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    CheckpointFuzzing.zipDirectory(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import CKAKit
+import Foundation
+
+extension CKACommand {
+    struct CheckpointInfo: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "checkpoint",
+            abstract: "Load a checkpoint safely and show its layout: source, architecture, parameters, what was ignored.",
+            discussion: """
+            Reads .pth/.pth.tar (torch zip + pickle, never executed: only an allow-list of tensor constructors is
+            interpreted, anything else stays an inert value) and .safetensors. Shows the detected source (DINO,
+            MoCo-v3, MAE, RC-MAE, timm, DINOv2), the inferred architecture and the mapping to timm's names.
+            """)
+
+        @Argument(help: "Checkpoint file (.pth, .pth.tar, .safetensors).")
+        var file: String
+
+        @Option(help: "Checkpoint layout (default: detected).")
+        var source: CheckpointSource?
+
+        @Option(help: "Attention heads (default: from the width).")
+        var heads: Int?
+
+        @Flag(help: "Print JSON instead of text.")
+        var json = false
+
+        @Flag(help: "Also compute the file's SHA-256.")
+        var sha256 = false
+
+        @Flag(name: .customLong("no-parameters"), help: "Do not list the parameters.")
+        var noParameters = false
+
+        func run() throws {
+            try reportingErrors {
+                var options = Checkpoint.Options(source: source, heads: heads)
+                options.computeSHA256 = sha256
+                let c = try Checkpoint(contentsOf: URL(fileURLWithPath: file), options: options)
+                print(json ? c.summaryJSON() : c.summaryText(listParameters: !noParameters))
+            }
+        }
+    }
+}

@@ -205,11 +205,7 @@ struct GramBatcher {
             filled += take
             start += take
             if filled == batchSize {
-                var full = buffer!
-                buffer = nil                 // hand the buffer over: centring happens in place, no copy
-                try full.centerColumns()
-                try emit(try full.gramOfRows())
-                buffer = full
+                try emit(try buffer!.centeredGram())
                 filled = 0
             }
         }

@@ -277,13 +277,8 @@ struct GramBuilder {
     mutating func gram(_ store: ActivationStore, _ name: String, rows: Range<Int>, indices: [Int]?) throws -> Tensor<Double> {
         if let indices { try store.read(name, rowIndices: indices, into: &buffer) }
         else { try store.read(name, rows: rows, into: &buffer) }
-        if tokens != .flatten && buffer.rank == 3 {
-            var reduced = try tokens.apply(buffer)
-            try reduced.centerColumns()
-            return try reduced.gramOfRows()
-        }
-        try buffer.centerColumns()
-        return try buffer.gramOfRows()
+        if tokens != .flatten && buffer.rank == 3 { return try tokens.apply(buffer).centeredGram() }
+        return try buffer.centeredGram()
     }
 
     /// The centred Gram `[N, N]` of a whole layer, built from slices along the second axis so that

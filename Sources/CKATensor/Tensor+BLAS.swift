@@ -75,6 +75,8 @@ extension Tensor {
     /// `a` is `[m, k]` (or `[k, m]` with `transposeA`), `b` is `[k, n]` (or `[n, k]` with `transposeB`),
     /// and `c` must be `[m, n]`. Row-major: the leading dimension of each matrix is its column count.
     /// - Throws: `TensorError.shapeMismatch` when the shapes do not fit.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public static func gemm(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
                             alpha: Scalar = 1, beta: Scalar = 0, into c: inout Tensor) throws {
         let name = "gemm"
@@ -107,6 +109,8 @@ extension Tensor {
     }
 
     /// The matrix product `op(self) · op(other)` as a new tensor.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) throws -> Tensor {
         guard rank == 2, other.rank == 2 else {
             throw TensorError.shapeMismatch(op: "matmul", expected: "2-D operands",
@@ -143,6 +147,8 @@ extension Tensor {
     }
 
     /// Copies `source` into rows `range` of `self` (same shape apart from the first axis).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public mutating func setRows(_ range: Range<Int>, from source: Tensor) throws {
         guard source.rowCount == range.count, source.rowSize == rowSize, range.upperBound <= rowCount else {
             throw TensorError.shapeMismatch(op: "setRows", expected: "\(range.count) rows of \(rowSize)",
@@ -158,6 +164,8 @@ extension Tensor {
     }
 
     /// Sums over the first axis: for `[n, d]` (or `[n, …]`, flattened) returns `[d]`.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func columnSums() throws -> Tensor {
         let x = flattenedRows
         var ones = Tensor(shape: [x.rowCount], repeating: 1)
@@ -167,6 +175,8 @@ extension Tensor {
     }
 
     /// Sums over the last axes: for `[n, d]` (or `[n, …]`, flattened) returns `[n]`.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func rowSums() throws -> Tensor {
         let x = flattenedRows
         var ones = Tensor(shape: [x.rowSize], repeating: 1)
@@ -176,6 +186,8 @@ extension Tensor {
     }
 
     /// Means over the first axis (`[d]`).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func columnMeans() throws -> Tensor {
         var s = try columnSums()
         let inv = 1 / Scalar(Swift.max(rowCount, 1))
@@ -195,16 +207,34 @@ extension Tensor {
         }
     }
 
+    /// Column means of the rows (flattened), accumulated in Double and rounded once.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    func columnMeansAccurate() -> [Scalar] {
+        let x = flattenedRows
+        let n = x.rowCount, d = x.rowSize
+        var acc = [Double](repeating: 0, count: d)
+        x.withUnsafeBufferPointer { px in
+            acc.withUnsafeMutableBufferPointer { a in
+                for r in 0..<n { let row = px.baseAddress! + r * d; for j in 0..<d { a[j] += Double(row[j]) } }
+            }
+        }
+        let inv = 1 / Double(Swift.max(n, 1))
+        return acc.map { Scalar($0 * inv) }
+    }
+
     /// Subtracts each feature column's mean over the rows, in place (`x ← x − 1·meanᵀ`).
     ///
     /// This is the within-minibatch centring that makes float32 Grams exact for HSIC-based CKA:
     /// HSIC₁ and centred HSIC do not change when a column is shifted, while the Gram of
     /// un-centred activations with a large offset loses every significant digit to cancellation.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public mutating func centerColumns() throws {
         let x = flattenedRows
         guard x.rowCount > 0, x.rowSize > 0 else { return }
         var ones = Tensor(shape: [x.rowCount], repeating: 1)
-        let means = try columnMeans()
+        let means = columnMeansAccurate()
         let m = try blasInt(x.rowCount, "centerColumns"), n = try blasInt(x.rowSize, "centerColumns")
         ones.withUnsafeBufferPointer { po in
             means.withUnsafeBufferPointer { pm in
@@ -221,13 +251,59 @@ extension Tensor {
     ///
     /// - Parameter centered: subtract each feature column's mean over the rows first (on a copy).
     /// - Returns: `[n, n]` with `n = rowCount`, symmetric.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func gram(centered: Bool = false) throws -> Tensor<Double> {
-        var x = flattenedRows
-        if centered { try x.centerColumns() }
-        return try x.gramOfRows()
+        if centered { return try centeredGram() }
+        return try flattenedRows.gramOfRows()
+    }
+
+    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, without modifying `self`.
+    ///
+    /// For a minibatch (n ≤ 64 rows) the centring is fused with the product: the columns are taken in
+    /// blocks of `blockColumns`, each block is centred into a cache-resident buffer and accumulated by
+    /// GEMM (beta = 1), so X is read twice (means, blocks) and never written. Larger n copy, centre and
+    /// use SYRK. Returns `[n, n]` in Double.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    public func centeredGram(blockColumns: Int = 4096) throws -> Tensor<Double> {
+        let x = flattenedRows
+        let n = x.rowCount, d = x.rowSize
+        if n > 64 || d <= blockColumns {
+            var c = x
+            try c.centerColumns()
+            return try c.gramOfRows()
+        }
+        let N = try blasInt(n, "centeredGram"), D = try blasInt(d, "centeredGram")
+        _ = D
+        let means = x.columnMeansAccurate()
+        var g = Tensor(shape: [n, n])
+        var buffer = [Scalar](repeating: 0, count: n * blockColumns)
+        x.withUnsafeBufferPointer { px in
+            let src = px.baseAddress!
+            let gp = g.mutablePointer()
+            means.withUnsafeBufferPointer { m in
+                buffer.withUnsafeMutableBufferPointer { b in
+                    var first = true
+                    for c0 in stride(from: 0, to: d, by: blockColumns) {
+                        let w = Swift.min(blockColumns, d - c0)
+                        for r in 0..<n {
+                            let row = src + r * d + c0, out = b.baseAddress! + r * w, mm = m.baseAddress! + c0
+                            for j in 0..<w { out[j] = row[j] - mm[j] }
+                        }
+                        Scalar._gemm(false, true, N, N, Int32(w), 1, b.baseAddress!, Int32(w), b.baseAddress!, Int32(w),
+                                     first ? 0 : 1, gp, N)
+                        first = false
+                    }
+                }
+            }
+        }
+        return g.converted(to: Double.self)
     }
 
     /// `X·Xᵀ` without centring; with `centerColumns()` first this is the centred Gram, in place.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func gramOfRows() throws -> Tensor<Double> {
         let x = flattenedRows
         let n = x.rowCount, d = x.rowSize

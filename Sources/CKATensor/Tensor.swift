@@ -180,6 +180,9 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     /// Element-wise conversion to another scalar type.
+    @_specialize(exported: true, where Scalar == Float, T == Double)
+    @_specialize(exported: true, where Scalar == Double, T == Float)
+    @_specialize(exported: true, where Scalar == Float, T == Float)
     public func converted<T: TensorScalar>(to _: T.Type = T.self) -> Tensor<T> {
         var out = Tensor<T>(shape: shape)
         withUnsafeBufferPointer { src in
@@ -191,8 +194,12 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     /// True if no element is NaN or ±Inf.
-    public var isFinite: Bool {
-        withUnsafeBufferPointer { p in
+    public var isFinite: Bool { Tensor.allFinite(self) }
+
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    static func allFinite(_ t: Tensor) -> Bool {
+        t.withUnsafeBufferPointer { p in
             // x·0 is 0 for every finite x and NaN for NaN or ±Inf: one vectorisable pass.
             var acc: Scalar = 0
             for x in p { acc += x * 0 }

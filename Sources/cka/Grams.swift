@@ -44,9 +44,8 @@ extension CKACommand {
                 for batch in 0..<k {
                     for name in names {
                         try store.read(name, rows: batch * batchSize..<(batch + 1) * batchSize, into: &buffer)
-                        var x = buffer.rank == 3 && tokens != .flatten ? try tokens.apply(buffer) : buffer.flattenedRows
-                        try x.centerColumns()
-                        try writer.appendGram(try x.gramOfRows(), to: name)
+                        let x = buffer.rank == 3 && tokens != .flatten ? try tokens.apply(buffer) : buffer
+                        try writer.appendGram(try x.centeredGram(), to: name)
                     }
                     progress.update(CKAProgress(done: batch + 1, total: k, unit: "minibatches"))
                 }

@@ -89,6 +89,22 @@ struct TensorTests {
         #expect(x == randomTensor([n, d], seed: 8, offset: 3, as: Float.self), "gram must not modify its input")
     }
 
+    @Test("Fused centred Gram (column blocks, ragged last block) equals centring then X·Xᵀ, even with a +1000 offset")
+    func blockedCenteredGram() throws {
+        let x = randomTensor([12, 41], seed: 21, offset: 1000, as: Float.self)
+        let blocked = try x.centeredGram(blockColumns: 8)          // 6 blocks, the last of 1 column
+        var xs = x.scalars.map(Double.init)
+        for j in 0..<41 {
+            let m = (0..<12).reduce(0.0) { $0 + xs[$1 * 41 + j] } / 12
+            for i in 0..<12 { xs[i * 41 + j] -= m }
+        }
+        var ref = [Double](repeating: 0, count: 144)
+        for i in 0..<12 { for j in 0..<12 { for p in 0..<41 { ref[i * 12 + j] += xs[i * 41 + p] * xs[j * 41 + p] } } }
+        // float32 inputs near 1000 carry ±3e-5 of rounding; the centred products are O(1).
+        expectClose(blocked.scalars, ref, rtol: 1e-4, atol: 1e-3)
+        expectClose(blocked.scalars, try x.gram(centered: true).scalars, rtol: 1e-5, atol: 1e-4)
+    }
+
     @Test("Gram of a 3-D [n, T, D] tensor flattens each example")
     func gram3D() throws {
         let x = randomTensor([5, 3, 4], seed: 9, as: Float.self)

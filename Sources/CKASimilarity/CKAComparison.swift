@@ -135,20 +135,43 @@ public enum CKAComparison {
         let useStored = try decideStoredGrams(a, b, la, lb, o, shuffled: shuffled)
         result.usedStoredGrams = useStored
         var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
-        var source = GramBuilder(stores: [a, b], tokens: o.tokens)
         let total = k * o.passes
+        var orders: [[Int]?] = []
+        for pass in 0..<o.passes { orders.append(shuffled ? permutation(n, seed: (o.shuffleSeed ?? 0) &+ UInt64(pass)) : nil) }
+        // Every (batch, store, layer) read in the order the Grams are computed; a layer of a file compared
+        // with itself is read once per batch.
+        var jobs: [BatchPrefetcher.Job] = []
         for pass in 0..<o.passes {
-            let order: [Int]? = shuffled ? permutation(n, seed: (o.shuffleSeed ?? 0) &+ UInt64(pass)) : nil
             for batch in 0..<k {
                 let rows = batch * bs..<(batch + 1) * bs
-                let indices = order.map { Array($0[rows]) }
+                var seen = Set<String>()
+                for (store, names) in [(a, la), (b, lb)] {
+                    for name in names where seen.insert("\(ObjectIdentifier(store).hashValue)|\(name)").inserted {
+                        jobs.append(.init(store: store, layer: name, rows: rows, indices: orders[pass].map { Array($0[rows]) },
+                                          batch: batch))
+                    }
+                }
+            }
+        }
+        let prefetcher = useStored ? nil : BatchPrefetcher(jobs: jobs)
+        defer { prefetcher?.cancel() }
+        var next = 0
+        for pass in 0..<o.passes {
+            for batch in 0..<k {
                 var cache: [String: Tensor<Double>] = [:]
                 func grams(_ store: ActivationStore, _ names: [String]) throws -> [Tensor<Double>] {
                     try names.map { name in
                         let key = "\(ObjectIdentifier(store).hashValue)|\(name)"
                         if let g = cache[key] { return g }
-                        let g = useStored ? try store.gram(name, batch: batch)
-                                          : try source.gram(store, name, rows: rows, indices: indices)
+                        let g: Tensor<Double>
+                        if let prefetcher {
+                            g = try prefetcher.withNext(next) { x in
+                                x.rank == 3 && o.tokens != .flatten ? try o.tokens.apply(x).centeredGram() : try x.centeredGram()
+                            }
+                            next += 1
+                        } else {
+                            g = try store.gram(name, batch: batch)
+                        }
                         guard g.isFinite else { throw CKAError.nonFinite(file: store.path, layer: name, batch: batch) }
                         cache[key] = g
                         return g
@@ -273,14 +296,6 @@ struct GramBuilder {
         self.tokens = tokens
     }
 
-    /// The centred Gram of rows `rows` (or of the listed `indices`) of a layer, after token reduction.
-    mutating func gram(_ store: ActivationStore, _ name: String, rows: Range<Int>, indices: [Int]?) throws -> Tensor<Double> {
-        if let indices { try store.read(name, rowIndices: indices, into: &buffer) }
-        else { try store.read(name, rows: rows, into: &buffer) }
-        if tokens != .flatten && buffer.rank == 3 { return try tokens.apply(buffer).centeredGram() }
-        return try buffer.centeredGram()
-    }
-
     /// The centred Gram `[N, N]` of a whole layer, built from slices along the second axis so that
     /// memory stays bounded (about 256 MiB of activations at a time).
     mutating func fullGram(_ store: ActivationStore, _ name: String) throws -> Tensor<Double> {
@@ -313,5 +328,74 @@ struct GramBuilder {
             }
         }
         return total
+    }
+}
+
+/// Reads the activation minibatches of a comparison on a background thread, one step ahead of the Gram
+/// computation, into two alternating buffers — so reading the files and building Grams overlap and memory
+/// stays at two minibatches of the largest layer.
+final class BatchPrefetcher: @unchecked Sendable {
+    struct Job {
+        let store: ActivationStore
+        let layer: String
+        let rows: Range<Int>
+        let indices: [Int]?
+        let batch: Int
+    }
+
+    private let jobs: [Job]
+    private let slots: UnsafeMutablePointer<Tensor<Float>>
+    private var failures: [Error?] = [nil, nil]
+    private let filled = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
+    private let free = [DispatchSemaphore(value: 1), DispatchSemaphore(value: 1)]
+    private let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var cancelled = false
+
+    init(jobs: [Job]) {
+        self.jobs = jobs
+        slots = .allocate(capacity: 2)
+        slots.initialize(repeating: Tensor<Float>(shape: [0]), count: 2)
+        let thread = Thread { [self] in run() }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    private func run() {
+        defer { done.signal() }
+        for (i, job) in jobs.enumerated() {
+            let s = i % 2
+            free[s].wait()
+            if lock.withLock({ cancelled }) { return }
+            do {
+                if let indices = job.indices { try job.store.read(job.layer, rowIndices: indices, into: &slots[s]) }
+                else { try job.store.read(job.layer, rows: job.rows, into: &slots[s]) }
+                failures[s] = nil
+            } catch {
+                failures[s] = error
+            }
+            filled[s].signal()
+        }
+    }
+
+    /// Waits for job `i` (taken in order) and calls `body` with its activations.
+    func withNext<R>(_ i: Int, _ body: (Tensor<Float>) throws -> R) throws -> R {
+        let s = i % 2
+        filled[s].wait()
+        defer { free[s].signal() }
+        if let e = failures[s] { throw e }
+        return try body(slots[s])
+    }
+
+    /// Stops the reader (after its current read) and waits for it.
+    func cancel() {
+        lock.withLock { cancelled = true }
+        free[0].signal(); free[1].signal()
+        done.wait()
+    }
+
+    deinit {
+        slots.deinitialize(count: 2)
+        slots.deallocate()
     }
 }

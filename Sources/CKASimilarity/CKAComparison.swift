@@ -153,8 +153,19 @@ public enum CKAComparison {
                 }
             }
         }
-        let prefetcher = useStored ? nil : BatchPrefetcher(jobs: jobs)
+        // The reader thread also reduces tokens and centres the columns, so the two cores split the work:
+        // reading + centring on one, the Gram GEMMs on the other.
+        let tokens = o.tokens
+        let prefetcher = useStored ? nil : BatchPrefetcher(jobs: jobs) { x in
+            if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
+            try x.centerColumns()
+        }
         defer { prefetcher?.cancel() }
+        // The reader thread takes one core; leave BLAS the others (on 2 cores, 2 BLAS threads would
+        // fight the reader and spin-wait).
+        let blasThreads = blasThreadCount
+        if prefetcher != nil && blasThreads > 1 { setBLASThreadCount(blasThreads - 1) }
+        defer { setBLASThreadCount(blasThreads) }
         var next = 0
         for pass in 0..<o.passes {
             for batch in 0..<k {
@@ -165,9 +176,7 @@ public enum CKAComparison {
                         if let g = cache[key] { return g }
                         let g: Tensor<Double>
                         if let prefetcher {
-                            g = try prefetcher.withNext(next) { x in
-                                x.rank == 3 && o.tokens != .flatten ? try o.tokens.apply(x).centeredGram() : try x.centeredGram()
-                            }
+                            g = try prefetcher.withNext(next) { x in try x.gramOfRows() }
                             next += 1
                         } else {
                             g = try store.gram(name, batch: batch)
@@ -344,6 +353,7 @@ final class BatchPrefetcher: @unchecked Sendable {
     }
 
     private let jobs: [Job]
+    private let prepare: @Sendable (inout Tensor<Float>) throws -> Void
     private let slots: UnsafeMutablePointer<Tensor<Float>>
     private var failures: [Error?] = [nil, nil]
     private let filled = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
@@ -352,8 +362,10 @@ final class BatchPrefetcher: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false
 
-    init(jobs: [Job]) {
+    /// - Parameter prepare: applied to each minibatch on the reader thread after it is read.
+    init(jobs: [Job], prepare: @escaping @Sendable (inout Tensor<Float>) throws -> Void) {
         self.jobs = jobs
+        self.prepare = prepare
         slots = .allocate(capacity: 2)
         slots.initialize(repeating: Tensor<Float>(shape: [0]), count: 2)
         let thread = Thread { [self] in run() }
@@ -370,6 +382,7 @@ final class BatchPrefetcher: @unchecked Sendable {
             do {
                 if let indices = job.indices { try job.store.read(job.layer, rowIndices: indices, into: &slots[s]) }
                 else { try job.store.read(job.layer, rows: job.rows, into: &slots[s]) }
+                try prepare(&slots[s])
                 failures[s] = nil
             } catch {
                 failures[s] = error

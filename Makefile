@@ -9,7 +9,7 @@ CKA := .build/release/cka
 SHARED ?= ../shared
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: deps deps-test build demo test conformance bench clean
+.PHONY: deps deps-test build demo test conformance fuzz bench clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -33,6 +33,11 @@ test: deps-test
 	swift build -c release --product cka
 	@if [ -d "$(SHARED)/conformance" ]; then python3 $(SHARED)/conformance/check.py $(CKA); \
 	 else echo "($(SHARED)/conformance not found: conformance checks skipped)"; fi
+	bash Tests/Fuzz/run_fuzzers.sh 15
+
+# The checkpoint readers under libFuzzer + ASan, 10 minutes per target (corpus in /tmp/cka-checkpoint-fuzz).
+fuzz:
+	bash Tests/Fuzz/run_fuzzers.sh 600
 
 conformance: build
 	python3 $(SHARED)/conformance/check.py $(CKA)

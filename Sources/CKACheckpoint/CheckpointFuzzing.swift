@@ -1,7 +1,7 @@
 /// Entry points for fuzzers: each takes arbitrary bytes, runs one reader over them and returns normally —
 /// every malformed input must end in a caught `CheckpointError`. A libFuzzer harness is a three-line
 /// `@_cdecl("LLVMFuzzerTestOneInput")` function calling one of these (see
-/// notebooks-export/reference/checkpoints/fuzz/).
+/// Tests/Fuzz/).
 public enum CheckpointFuzzing {
     /// The safetensors reader (header JSON, offsets), then every tensor converted to `Float`.
     public static func safetensors(_ data: UnsafeRawBufferPointer) {

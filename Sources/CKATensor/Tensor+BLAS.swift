@@ -319,8 +319,9 @@ extension Tensor {
         if n > 0 && d > 0 {
             x.withUnsafeBufferPointer { px in
                 g.withUnsafeMutableBufferPointer { pg in
-                    if n <= 64 {
-                        // Few rows, long rows: sgemm parallelises where syrk does not (platform.md §3).
+                    if n <= 64 && blasThreadCount > 1 {
+                        // Few rows, long rows: sgemm parallelises where syrk does not (platform.md §3);
+                        // with one thread SYRK is faster (it computes one triangle).
                         Scalar._gemm(false, true, N, N, D, 1, px.baseAddress!, D, px.baseAddress!, D, 0, pg.baseAddress!, N)
                     } else {
                         Scalar._syrk(N, D, px.baseAddress!, D, pg.baseAddress!, N)

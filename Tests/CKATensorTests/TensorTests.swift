@@ -105,6 +105,20 @@ struct TensorTests {
         expectClose(blocked.scalars, try x.gram(centered: true).scalars, rtol: 1e-5, atol: 1e-4)
     }
 
+    @Test("Gram by SYRK (one BLAS thread) and by GEMM (several) agree")
+    func gramPaths() throws {
+        let x = randomTensor([32, 1000], seed: 22, as: Float.self)
+        let before = blasThreadCount
+        setBLASThreadCount(1)
+        let syrk = try x.gramOfRows()
+        setBLASThreadCount(2)
+        let gemm = try x.gramOfRows()
+        setBLASThreadCount(before)
+        expectClose(syrk.scalars, gemm.scalars, rtol: 1e-5, atol: 1e-3)
+        #expect(syrk == syrk.converted(to: Double.self), "symmetric result filled on both triangles")
+        for i in 0..<32 { for j in 0..<i { #expect(syrk[i, j] == syrk[j, i]) } }
+    }
+
     @Test("Gram of a 3-D [n, T, D] tensor flattens each example")
     func gram3D() throws {
         let x = randomTensor([5, 3, 4], seed: 9, as: Float.self)

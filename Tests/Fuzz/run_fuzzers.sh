@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libFuzzer+ASan binaries for the checkpoint readers and runs each for SECONDS (default 600).
 #
-#   notebooks-export/reference/checkpoints/fuzz/run_fuzzers.sh [SECONDS] [TARGET…]
+#   Tests/Fuzz/run_fuzzers.sh [SECONDS] [TARGET…]      (make fuzz: 600 s each; make test: a 15 s smoke run)
 #
 # Targets: safetensors zipDirectory unpickler checkpoint (default: all four, run in parallel).
 # The package has no executable fuzz targets (that needs a Package.swift change), so this script compiles
@@ -14,7 +14,7 @@ shift || true
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors zipDirectory unpickler checkpoint)
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../../../.." && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
 WORK=${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz}
 mkdir -p "$WORK/build"
 export SWIFT_BACKTRACE=enable=no   # otherwise the backtracer eats the crash and no crash file is written

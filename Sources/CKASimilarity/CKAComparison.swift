@@ -357,7 +357,9 @@ final class BatchPrefetcher: @unchecked Sendable {
     private let slots: UnsafeMutablePointer<Tensor<Float>>
     private var failures: [Error?] = [nil, nil]
     private let filled = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
-    private let free = [DispatchSemaphore(value: 1), DispatchSemaphore(value: 1)]
+    // Created at 0 and signalled once in init: libdispatch traps when a semaphore is destroyed with a
+    // value below the one it was created with, which a cancelled run can leave behind.
+    private let free = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
     private let done = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private var cancelled = false
@@ -368,6 +370,7 @@ final class BatchPrefetcher: @unchecked Sendable {
         self.prepare = prepare
         slots = .allocate(capacity: 2)
         slots.initialize(repeating: Tensor<Float>(shape: [0]), count: 2)
+        free[0].signal(); free[1].signal()
         let thread = Thread { [self] in run() }
         thread.stackSize = 1 << 20
         thread.start()

@@ -205,7 +205,9 @@ struct GramBatcher {
             filled += take
             start += take
             if filled == batchSize {
-                try emit(try buffer!.centeredGram())
+                // The buffer is ours: centre it in place (one pass) and let BLAS build the Gram.
+                try buffer!.centerColumns()
+                try emit(try buffer!.gramOfRows())
                 filled = 0
             }
         }

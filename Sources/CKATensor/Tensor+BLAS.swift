@@ -1,4 +1,5 @@
 internal import CBLAS
+import Dispatch
 
 /// BLAS entry points for each scalar type (row-major throughout). Implementation detail of the
 /// tensor core: use the `Tensor` operations instead.
@@ -236,19 +237,25 @@ extension Tensor {
     public mutating func centerColumns() throws {
         let n = rowCount, d = rowSize
         guard n > 0, d > 0 else { return }
-        let base = mutablePointer()
+        let base = UnsafeMutableSendablePointer(mutablePointer())
         let block = 2048
-        var mean = [Scalar](repeating: 0, count: block)
-        let inv = 1 / Scalar(n)
-        mean.withUnsafeMutableBufferPointer { mb in
-            let m = mb.baseAddress!
-            for c0 in stride(from: 0, to: d, by: block) {
-                let w = Swift.min(block, d - c0)
-                let first = base + c0
-                for j in 0..<w { m[j] = 0 }
-                for r in 1..<Swift.max(n, 1) { let row = base + r * d + c0; for j in 0..<w { m[j] += row[j] - first[j] } }
-                for j in 0..<w { m[j] = first[j] + m[j] * inv }
-                for r in 0..<n { let row = base + r * d + c0; for j in 0..<w { row[j] -= m[j] } }
+        // Large rows are split over the BLAS threads (a memory-bound pass on one core leaves the other idle).
+        let parts = d >= 1 << 16 ? Swift.max(1, Swift.min(blasThreadCount, 8)) : 1
+        let perPart = (d + parts - 1) / parts
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            var mean = [Scalar](repeating: 0, count: block)
+            let inv = 1 / Scalar(n)
+            let start = part * perPart, end = Swift.min(d, start + perPart)
+            mean.withUnsafeMutableBufferPointer { mb in
+                let m = mb.baseAddress!, base = base.pointer
+                for c0 in stride(from: start, to: end, by: block) {
+                    let w = Swift.min(block, end - c0)
+                    let first = base + c0
+                    for j in 0..<w { m[j] = 0 }
+                    for r in 1..<Swift.max(n, 1) { let row = base + r * d + c0; for j in 0..<w { m[j] += row[j] - first[j] } }
+                    for j in 0..<w { m[j] = first[j] + m[j] * inv }
+                    for r in 0..<n { let row = base + r * d + c0; for j in 0..<w { row[j] -= m[j] } }
+                }
             }
         }
     }
@@ -339,4 +346,10 @@ extension Tensor {
 /// the activation files); up to 512 MiB of freed memory is kept for reuse. Call once at start-up.
 public func configureAllocatorForStreaming() {
     cka_configure_malloc(256 << 20, 512 << 20)
+}
+
+/// A pointer handed to `concurrentPerform` workers that write disjoint parts of one buffer.
+struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<T>
+    init(_ p: UnsafeMutablePointer<T>) { pointer = p }
 }

@@ -45,7 +45,7 @@ let scriptDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().dele
 func torchFigures(threads: Int) -> [String: Any]? {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", scriptDir.appendingPathComponent("torch_vit_forward.py").path, "--threads", "\(threads)",
+    p.arguments = ["python3", scriptDir.appendingPathComponent("torch_vit_forward.py").path, "\(threads)",
                    "--batch", "\(batch)"]
     let out = Pipe()
     p.standardOutput = out

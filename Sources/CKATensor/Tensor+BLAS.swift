@@ -208,22 +208,6 @@ extension Tensor {
         }
     }
 
-    /// Column means of the rows (flattened), accumulated in Double and rounded once.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
-    func columnMeansAccurate() -> [Scalar] {
-        let x = flattenedRows
-        let n = x.rowCount, d = x.rowSize
-        var acc = [Double](repeating: 0, count: d)
-        x.withUnsafeBufferPointer { px in
-            acc.withUnsafeMutableBufferPointer { a in
-                for r in 0..<n { let row = px.baseAddress! + r * d; for j in 0..<d { a[j] += Double(row[j]) } }
-            }
-        }
-        let inv = 1 / Double(Swift.max(n, 1))
-        return acc.map { Scalar($0 * inv) }
-    }
-
     /// Subtracts each feature column's mean over the rows, in place (`x ← x − 1·meanᵀ`).
     ///
     /// This is the within-minibatch centring that makes float32 Grams exact for HSIC-based CKA:
@@ -272,47 +256,15 @@ extension Tensor {
         return try flattenedRows.gramOfRows()
     }
 
-    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, without modifying `self`.
-    ///
-    /// For a minibatch (n ≤ 64 rows) the centring is fused with the product: the columns are taken in
-    /// blocks of `blockColumns`, each block is centred into a cache-resident buffer and accumulated by
-    /// GEMM (beta = 1), so X is read twice (means, blocks) and never written. Larger n copy, centre and
-    /// use SYRK. Returns `[n, n]` in Double.
+    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, without modifying `self`:
+    /// a copy centred by `centerColumns()`, then `gramOfRows()` (callers that own their buffer can
+    /// centre in place and skip the copy). Returns `[n, n]` in Double.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
-    public func centeredGram(blockColumns: Int = 4096) throws -> Tensor<Double> {
-        let x = flattenedRows
-        let n = x.rowCount, d = x.rowSize
-        if n > 64 || d <= blockColumns {
-            var c = x
-            try c.centerColumns()
-            return try c.gramOfRows()
-        }
-        let N = try blasInt(n, "centeredGram"), D = try blasInt(d, "centeredGram")
-        _ = D
-        let means = x.columnMeansAccurate()
-        var g = Tensor(shape: [n, n])
-        var buffer = [Scalar](repeating: 0, count: n * blockColumns)
-        x.withUnsafeBufferPointer { px in
-            let src = px.baseAddress!
-            let gp = g.mutablePointer()
-            means.withUnsafeBufferPointer { m in
-                buffer.withUnsafeMutableBufferPointer { b in
-                    var first = true
-                    for c0 in stride(from: 0, to: d, by: blockColumns) {
-                        let w = Swift.min(blockColumns, d - c0)
-                        for r in 0..<n {
-                            let row = src + r * d + c0, out = b.baseAddress! + r * w, mm = m.baseAddress! + c0
-                            for j in 0..<w { out[j] = row[j] - mm[j] }
-                        }
-                        Scalar._gemm(false, true, N, N, Int32(w), 1, b.baseAddress!, Int32(w), b.baseAddress!, Int32(w),
-                                     first ? 0 : 1, gp, N)
-                        first = false
-                    }
-                }
-            }
-        }
-        return g.converted(to: Double.self)
+    public func centeredGram() throws -> Tensor<Double> {
+        var c = flattenedRows
+        try c.centerColumns()
+        return try c.gramOfRows()
     }
 
     /// `X·Xᵀ` without centring; with `centerColumns()` first this is the centred Gram, in place.

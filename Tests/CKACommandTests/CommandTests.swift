@@ -163,7 +163,8 @@ struct CommandTests {
             try String(contentsOfFile: p, encoding: .utf8).split(separator: "\n").dropFirst()
                 .flatMap { $0.split(separator: ",").dropFirst().map { Double($0)! } }
         }
-        expectClose(try values(path("g.csv")), try values(path("x.csv")), atol: 1e-12)
+        // Same Grams up to float32 summation order (SYRK vs GEMM, thread counts).
+        expectClose(try values(path("g.csv")), try values(path("x.csv")), atol: 1e-6)
         let mismatch = try cka(["compare", a, b, "--batch-size", "32", "--grams", "stored"])
         #expect(mismatch.status == 1 && mismatch.stderr.contains("batch size 16"))
     }

@@ -43,7 +43,7 @@ conformance: build
 	python3 $(SHARED)/conformance/check.py $(CKA)
 
 bench: deps
-	cd Benchmarks && swift run -c release gflops-report
+	cd Benchmarks && swift run -c release gflops-report && swift run -c release cka-report && swift run -c release vit-report
 
 clean:
 	rm -rf .build demo-output

@@ -110,6 +110,7 @@ public enum ActivationExtractor {
         var declared = Set<String>()
         var pending: [String: GramBatcher] = [:]
         var ids: [String] = [], labels: [Int] = []
+        var scratch = Tensor<Float>(shape: [0])      // shared by all layers when batches line up
         var pixelsStored = false
         let start = Date()
         while let batch = try input.next(maxCount: options.batchSize) {
@@ -136,7 +137,7 @@ public enum ActivationExtractor {
                         try writer.addGrams(name, batchSize: options.gramBatchSize, tokens: options.gramTokens, centered: true)
                         pending[name] = GramBatcher(batchSize: options.gramBatchSize, tokens: options.gramTokens)
                     }
-                    try pending[name]!.add(value) { gram in try writer.appendGram(gram, to: name) }
+                    try pending[name]!.add(value, scratch: &scratch) { gram in try writer.appendGram(gram, to: name) }
                 }
             }
             ids += batch.ids
@@ -195,8 +196,17 @@ struct GramBatcher {
 
     init(batchSize: Int, tokens: TokenReduction) { self.batchSize = batchSize; self.tokens = tokens }
 
-    mutating func add(_ value: Tensor<Float>, emit: (Tensor<Double>) throws -> Void) throws {
+    /// - Parameter scratch: a buffer shared by every layer, used when a whole Gram batch arrives at once
+    ///   (forward batch = Gram batch), so memory is one batch of the largest layer, not one per layer.
+    mutating func add(_ value: Tensor<Float>, scratch: inout Tensor<Float>, emit: (Tensor<Double>) throws -> Void) throws {
         let rows = try (tokens == .flatten ? value.flattenedRows : tokens.apply(value)).flattenedRows
+        if filled == 0 && rows.rowCount == batchSize {
+            scratch.prepare(shape: rows.shape)
+            try scratch.setRows(0..<batchSize, from: rows)
+            try scratch.centerColumns()
+            try emit(try scratch.gramOfRows())
+            return
+        }
         if buffer == nil { buffer = Tensor(shape: [batchSize, rows.rowSize]) }
         var start = 0
         while start < rows.rowCount {

@@ -51,7 +51,7 @@ public func gemm<S: TensorScalar>(_ a: MatrixRef<S>, transposeA: Bool = false, _
     }
     if m == 0 || n == 0 { return }
     if k == 0 {
-        for i in 0..<m { for j in 0..<n { c.base[i * c.leadingDimension + j] *= beta } }
+        for i in 0..<m { for j in 0..<n { let k = i * c.leadingDimension + j; c.base[k] = beta == 0 ? 0 : beta * c.base[k] } }
         return
     }
     S._gemm(transposeA, transposeB, try blasInt(m, "gemm"), try blasInt(n, "gemm"), try blasInt(k, "gemm"), alpha,

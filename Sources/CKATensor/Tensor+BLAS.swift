@@ -99,7 +99,8 @@ extension Tensor {
             b.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableBufferPointer { pc in
                     if k == 0 {
-                        for i in 0..<pc.count { pc[i] = beta * pc[i] }
+                        // As BLAS: beta = 0 overwrites (a NaN in C must not survive).
+                        for i in 0..<pc.count { pc[i] = beta == 0 ? 0 : beta * pc[i] }
                         return
                     }
                     Scalar._gemm(transposeA, transposeB, M, N, K, alpha, pa.baseAddress!, lda,
@@ -278,9 +279,33 @@ extension Tensor {
         if n > 0 && d > 0 {
             x.withUnsafeBufferPointer { px in
                 g.withUnsafeMutableBufferPointer { pg in
-                    if n <= 64 && blasThreadCount > 1 {
-                        // Few rows, long rows: sgemm parallelises where syrk does not (platform.md §3);
-                        // with one thread SYRK is faster (it computes one triangle).
+                    let threads = blasThreadCount
+                    if n <= 64 && threads > 1 && d >= 1 << 14 {
+                        // Few rows, long rows: OpenBLAS's SYRK does not parallelise here and its GEMM syncs its
+                        // threads at every block of d. Split the columns instead: one single-threaded SYRK per
+                        // thread on its share of the columns, then add the triangles.
+                        let parts = Swift.min(threads, 8), chunk = (d + parts - 1) / parts
+                        var partial = [Scalar](repeating: 0, count: parts * n * n)
+                        setBLASThreadCount(1)
+                        partial.withUnsafeMutableBufferPointer { pp in
+                            let out = UnsafeMutableSendablePointer(pp.baseAddress!)
+                            let src = UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: px.baseAddress!))
+                            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                                let c0 = p * chunk, w = Swift.min(chunk, d - c0)
+                                guard w > 0 else { return }
+                                Scalar._syrk(N, Int32(w), src.pointer + c0, D, out.pointer + p * n * n, N)
+                            }
+                        }
+                        setBLASThreadCount(threads)
+                        for i in 0..<n {
+                            for j in i..<n {
+                                var v: Scalar = 0
+                                for p in 0..<parts { v += partial[p * n * n + i * n + j] }
+                                pg[i * n + j] = v
+                                pg[j * n + i] = v
+                            }
+                        }
+                    } else if n <= 64 && threads > 1 {
                         Scalar._gemm(false, true, N, N, D, 1, px.baseAddress!, D, px.baseAddress!, D, 0, pg.baseAddress!, N)
                     } else {
                         Scalar._syrk(N, D, px.baseAddress!, D, pg.baseAddress!, N)

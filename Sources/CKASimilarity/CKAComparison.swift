@@ -227,18 +227,11 @@ public enum CKAComparison {
 
     /// A seeded permutation of 0..<n (Fisher–Yates with SplitMix64; the same on every platform).
     public static func permutation(_ n: Int, seed: UInt64) -> [Int] {
-        var state = seed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var rng = SplitMix64(seed: seed)
         var p = Array(0..<n)
         if n < 2 { return p }
         for i in stride(from: n - 1, to: 0, by: -1) {
-            let j = Int(next() % UInt64(i + 1))
+            let j = Int(rng.next() % UInt64(i + 1))
             p.swapAt(i, j)
         }
         return p

@@ -3,24 +3,8 @@ import CKATensor
 import Foundation
 import Testing
 
-/// A small, seeded, platform-independent generator (SplitMix64) for repeatable tests.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// A standard normal sample (Box–Muller).
-    public mutating func gaussian() -> Double {
-        let u1 = Double.random(in: Double.leastNonzeroMagnitude..<1, using: &self)
-        let u2 = Double.random(in: 0..<1, using: &self)
-        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
-    }
-}
+/// The toolkit's seeded generator, under the name the tests use.
+public typealias SeededGenerator = SplitMix64
 
 /// A tensor of standard normal samples.
 public func randomTensor<S: TensorScalar>(_ shape: [Int], seed: UInt64, scale: Double = 1, offset: Double = 0,

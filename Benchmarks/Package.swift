@@ -61,5 +61,11 @@ let package = Package(
             dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
             path: "Sources/vit-report"
         ),
+        /// k-NN of 10 000 queries against 50 000 × 768 features vs the GEMM it needs.
+        .executableTarget(
+            name: "knn-report",
+            dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
+            path: "Sources/knn-report"
+        ),
     ]
 )

@@ -11,13 +11,16 @@ let ckaBinary: String = {
 
 struct RunResult { let status: Int32; let stdout: String; let stderr: String }
 
-/// Runs `cka` with `args` and collects its output.
-func cka(_ args: [String]) throws -> RunResult {
+/// Runs `executable` with `args` (extra `environment`, working `directory`) and collects its output.
+func runProcess(_ executable: String, _ args: [String], environment: [String: String] = [:],
+                directory: URL? = nil) throws -> RunResult {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: ckaBinary)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
+    if let directory { p.currentDirectoryURL = directory }
     var env = ProcessInfo.processInfo.environment
     env["SWIFT_BACKTRACE"] = "enable=no"
+    for (k, v) in environment { env[k] = v }
     p.environment = env
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
@@ -27,6 +30,9 @@ func cka(_ args: [String]) throws -> RunResult {
     p.waitUntilExit()
     return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
+
+/// Runs `cka` with `args` and collects its output.
+func cka(_ args: [String]) throws -> RunResult { try runProcess(ckaBinary, args) }
 
 /// The CKA fixtures of the similarity tests (same package).
 func similarityFixture(_ name: String) -> String {

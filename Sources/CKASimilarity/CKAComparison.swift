@@ -105,7 +105,6 @@ public enum CKAComparison {
         if b != nil { try checkSameInputs(a, other) }
         let layersA = try selectLayers(a, patterns: options.layersA)
         let layersB = try selectLayers(other, patterns: options.layersB ?? (b == nil ? options.layersA : nil))
-        let n = a.count
         var result = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
                                layersA: layersA, layersB: layersB, matrix: [], estimator: options.estimator,
                                batchSize: options.batchSize, tokens: options.tokens, examplesUsed: 0, batches: 0,

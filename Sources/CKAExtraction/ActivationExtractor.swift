@@ -114,6 +114,8 @@ public enum ActivationExtractor {
         var pixelsStored = false
         let start = Date()
         while let batch = try input.next(maxCount: options.batchSize) {
+            // Sources return full batches until the inputs run out, so a short batch is the last one.
+            let isLastBatch = batch.ids.count < options.batchSize
             if options.store.contains(.pixels) {
                 if !pixelsStored {
                     try writer.addLayerDataset("inputs/pixels", featureShape: Array(batch.pixels.shape.dropFirst()))
@@ -137,7 +139,7 @@ public enum ActivationExtractor {
                         try writer.addGrams(name, batchSize: options.gramBatchSize, tokens: options.gramTokens, centered: true)
                         pending[name] = GramBatcher(batchSize: options.gramBatchSize, tokens: options.gramTokens)
                     }
-                    try pending[name]!.add(value, scratch: &scratch) { gram in try writer.appendGram(gram, to: name) }
+                    try pending[name]!.add(value, scratch: &scratch, isLast: isLastBatch) { gram in try writer.appendGram(gram, to: name) }
                 }
             }
             ids += batch.ids
@@ -198,8 +200,16 @@ struct GramBatcher {
 
     /// - Parameter scratch: a buffer shared by every layer, used when a whole Gram batch arrives at once
     ///   (forward batch = Gram batch), so memory is one batch of the largest layer, not one per layer.
-    mutating func add(_ value: Tensor<Float>, scratch: inout Tensor<Float>, emit: (Tensor<Double>) throws -> Void) throws {
+    /// - Parameter isLast: no rows follow; rows that cannot complete a Gram batch are dropped instead of
+    ///   buffered (a per-layer buffer for every hooked layer would cost far more than the batch itself).
+    mutating func add(_ value: Tensor<Float>, scratch: inout Tensor<Float>, isLast: Bool = false,
+                      emit: (Tensor<Double>) throws -> Void) throws {
         let rows = try (tokens == .flatten ? value.flattenedRows : tokens.apply(value)).flattenedRows
+        if isLast && (filled + rows.rowCount) % batchSize != 0 && filled + rows.rowCount < batchSize {
+            buffer = nil
+            filled = 0
+            return
+        }
         if filled == 0 && rows.rowCount == batchSize {
             scratch.prepare(shape: rows.shape)
             try scratch.setRows(0..<batchSize, from: rows)

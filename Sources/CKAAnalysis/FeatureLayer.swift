@@ -121,6 +121,16 @@ func checkSameInputs(_ a: ActivationStore, _ b: ActivationStore) throws {
     }
 }
 
+/// Refuses a training store that holds every test input; otherwise a warning when some inputs are shared.
+func leakageWarning(train: ActivationStore, test: ActivationStore, noun: String, consequence: String = "") throws -> String? {
+    let shared = sharedIDs(train, test)
+    if shared.count == test.count && test.count > 0 {
+        throw AnalysisError.queriesAreTrainingInputs(trainPath: train.path, testPath: test.path)
+    }
+    guard let first = shared.first else { return nil }
+    return "\(shared.count) of \(test.count) \(noun) are also training inputs (e.g. '\(first)')\(consequence)"
+}
+
 /// Ids that two stores share (for train/test leakage checks).
 func sharedIDs(_ a: ActivationStore, _ b: ActivationStore) -> [String] {
     let set = Set(a.ids)

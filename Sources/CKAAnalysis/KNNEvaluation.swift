@@ -118,12 +118,8 @@ public enum KNNEvaluation {
         let space = try LabelSpace.shared(train == nil ? [test] : [trainStore, test], labels: [trainLabels, testLabels])
         var warnings: [String] = []
         if let train {
-            let shared = sharedIDs(train, test)
-            if shared.count == test.count && test.count > 0 {
-                throw AnalysisError.queriesAreTrainingInputs(trainPath: train.path, testPath: test.path)
-            }
-            if let first = shared.first {
-                warnings.append("\(shared.count) of \(test.count) queries are also training inputs (e.g. '\(first)'): they find themselves")
+            if let w = try leakageWarning(train: train, test: test, noun: "queries", consequence: ": they find themselves") {
+                warnings.append(w)
             }
             var present = [Bool](repeating: false, count: space.classCount)
             for l in trainLabels { present[l] = true }

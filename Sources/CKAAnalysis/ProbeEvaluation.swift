@@ -131,13 +131,7 @@ public enum ProbeEvaluation {
         var warnings: [String] = []
         let trainRows: [Int], testRows: [Int]
         if let train {
-            let shared = sharedIDs(train, test)
-            if shared.count == test.count && test.count > 0 {
-                throw AnalysisError.queriesAreTrainingInputs(trainPath: train.path, testPath: test.path)
-            }
-            if let first = shared.first {
-                warnings.append("\(shared.count) of \(test.count) test inputs are also training inputs (e.g. '\(first)')")
-            }
+            if let w = try leakageWarning(train: train, test: test, noun: "test inputs") { warnings.append(w) }
             trainRows = Array(0..<train.count)
             testRows = Array(0..<test.count)
         } else {

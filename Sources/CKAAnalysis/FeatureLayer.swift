@@ -47,6 +47,24 @@ public struct FeatureLayer: Sendable, Equatable {
         block = LayerKind.blockIndex(of: layer)
     }
 
+    /// The `[N, D]` layers of `test` matching `patterns` (see `select(_:patterns:)`), each checked to exist
+    /// with the same width in `train` when a separate training store is given.
+    public static func select(_ test: ActivationStore, train: ActivationStore?, patterns: [String]?) throws -> [FeatureLayer] {
+        let selected = try select(test, patterns: patterns)
+        guard let train else { return selected }
+        for f in selected {
+            guard let t = train.layers.first(where: { $0.name == f.name }) else {
+                throw AnalysisError.layerMissingInTrain(layer: f.name, trainPath: train.path)
+            }
+            guard t.shape.count == 2, t.shape[1] == f.width else {
+                throw AnalysisError.featureWidthMismatch(layer: f.name, trainPath: train.path,
+                                                         trainWidth: t.shape.dropFirst().reduce(1, *),
+                                                         testPath: test.path, testWidth: f.width)
+            }
+        }
+        return selected
+    }
+
     /// The `[N, D]` feature layers of `store` matching any of `patterns` (`LayerGlob`; all if nil or
     /// empty), in the store's network order. Matching layers that are not `[N, D]` (token layers) are
     /// skipped; if that leaves none, the error says so.

@@ -132,17 +132,7 @@ public enum KNNEvaluation {
         if let k = options.ks.max(), k > available {
             throw AnalysisError.kTooLarge(k: k, trainCount: available, path: trainStore.path, leaveOneOut: train == nil)
         }
-        let selected = try FeatureLayer.select(test, patterns: layers)
-        for f in selected where train != nil {
-            guard let t = trainStore.layers.first(where: { $0.name == f.name }) else {
-                throw AnalysisError.layerMissingInTrain(layer: f.name, trainPath: trainStore.path)
-            }
-            guard t.shape.count == 2, t.shape[1] == f.width else {
-                throw AnalysisError.featureWidthMismatch(layer: f.name, trainPath: trainStore.path,
-                                                         trainWidth: t.shape.count == 2 ? t.shape[1] : t.shape.dropFirst().reduce(1, *),
-                                                         testPath: test.path, testWidth: f.width)
-            }
-        }
+        let selected = try FeatureLayer.select(test, train: train, patterns: layers)
         var rows: [KNNRow] = []
         var queries = Tensor<Float>(shape: [0])
         for (li, f) in selected.enumerated() {

@@ -154,16 +154,7 @@ public enum ProbeEvaluation {
             throw AnalysisError.classWithoutTrainingExamples(path: test.path, trainPath: trainStore.path, classIndex: missing,
                                                              className: space.name(missing))
         }
-        let selected = try FeatureLayer.select(test, patterns: layers)
-        for f in selected where train != nil {
-            guard let t = trainStore.layers.first(where: { $0.name == f.name }) else {
-                throw AnalysisError.layerMissingInTrain(layer: f.name, trainPath: trainStore.path)
-            }
-            guard t.shape.count == 2, t.shape[1] == f.width else {
-                throw AnalysisError.featureWidthMismatch(layer: f.name, trainPath: trainStore.path,
-                                                         trainWidth: t.shape.dropFirst().reduce(1, *), testPath: test.path, testWidth: f.width)
-            }
-        }
+        let selected = try FeatureLayer.select(test, train: train, patterns: layers)
         var rows: [ProbeRow] = []
         for (li, f) in selected.enumerated() {
             var xTrain = Tensor<Float>(shape: [0]), xTest = Tensor<Float>(shape: [0])

@@ -32,10 +32,12 @@ let package = Package(
         .target(name: "CKAExtraction", dependencies: ["CKAViT", "CKAIO", "CKAImages", "CKACheckpoint"]),
         /// Analyses on stored features: DINO k-NN per layer, linear probes, Kendall-τ and prediction agreement.
         .target(name: "CKAAnalysis", dependencies: ["CKATensor", "CKAIO"]),
+        /// Loss landscapes: filter-normalised directions, resumable 1-D/2-D surfaces, flatness statistics.
+        .target(name: "CKALandscape", dependencies: ["CKATensor", "CKAIO", "CKAViT", "CKACheckpoint"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
             "CKAKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -65,6 +67,8 @@ let package = Package(
                     exclude: ["OfficialFixtures"]),
         .testTarget(name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
         .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),
     ]

@@ -8,3 +8,4 @@
 @_exported import CKAViT
 @_exported import CKAExtraction
 @_exported import CKAAnalysis
+@_exported import CKALandscape

@@ -1,0 +1,66 @@
+import CKAIO
+import CKATensor
+import Foundation
+
+/// The directions of a landscape run on disk, so a run can be resumed or repeated with other examples or
+/// losses: groups `xdirection` (and `ydirection`) holding one float32 dataset per perturbed parameter,
+/// named after it, with the parameter order in the group attribute `names` (as loss-landscape's direction
+/// files, with names instead of positions). Root attributes record how they were made.
+public enum DirectionFile {
+    static let groups = ["xdirection", "ydirection"]
+
+    /// Writes one or two directions atomically.
+    public static func write(_ directions: [ParameterSet], attributes: [String: HDF5AttributeValue], to path: String) throws {
+        let out = AtomicOutput(path: path)
+        do {
+            let f = try HDF5File(path: out.temporaryPath, mode: .create)
+            try f.setAttribute("format", .string("landscape-directions"))
+            try f.setAttribute("format_version", .int(1))
+            for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
+            for (group, d) in zip(groups, directions) {
+                try f.createGroup(group)
+                try f.setAttribute("names", .strings(d.names), of: group)
+                for name in d.names {
+                    let t = d[name]!
+                    try f.createDataset(group + "/" + name, type: .float32, shape: t.shape).write(t)
+                }
+            }
+            try f.flush()
+            try out.commit()
+        } catch {
+            out.discard()
+            throw error
+        }
+    }
+
+    /// Reads the directions of `path`, checking that each tensor has the shape of the parameter of the same
+    /// name in `parameters`.
+    /// - Throws: `LandscapeError.mismatch` naming the file and the parameter.
+    public static func read(_ path: String, like parameters: ParameterSet) throws -> (directions: [ParameterSet], attributes: [String: HDF5AttributeValue]) {
+        let f = try HDF5File(path: path)
+        let attrs = try f.attributes()
+        guard attrs["format"]?.stringValue == "landscape-directions" else {
+            throw LandscapeError.mismatch(file: path, what: "attribute 'format'", expected: "\"landscape-directions\"",
+                                          got: attrs["format"].map { "\"\($0)\"" } ?? "missing")
+        }
+        var out: [ParameterSet] = []
+        for group in groups where f.exists(group) {
+            guard case .strings(let names)? = try f.attribute("names", of: group) else {
+                throw LandscapeError.mismatch(file: path, what: "\(group) attribute 'names'", expected: "a list of parameter names", got: "missing")
+            }
+            var d = ParameterSet()
+            for name in names {
+                guard let w = parameters[name] else {
+                    throw LandscapeError.mismatch(file: path, what: "\(group)/\(name)", expected: "a parameter of the model", got: "an unknown name")
+                }
+                let ds = try f.dataset(group + "/" + name)
+                guard ds.shape == w.shape else {
+                    throw LandscapeError.mismatch(file: path, what: "\(group)/\(name)", expected: describe(w.shape), got: describe(ds.shape))
+                }
+                d.set(name, try ds.readFloat().reshaped(w.shape))
+            }
+            out.append(d)
+        }
+        return (out, attrs)
+    }
+}

@@ -24,6 +24,8 @@ public struct ContourPlot: Sendable {
     public var colorRange: ClosedRange<Double>?
     /// The colour map.
     public var colormap: Colormap
+    /// Writes each level's value on its longest contour line (as matplotlib's `clabel`).
+    public var labelsLevels: Bool = true
 
     /// A contour plot of `z` over the grid `x × y`.
     public init(x: [Double], y: [Double], z: [[Double]], title: String = "", xLabel: String = "",
@@ -174,9 +176,46 @@ public struct ContourPlot: Sendable {
                                         alpha: 0.65, closed: line.isClosed)
                     }
                 }
+                if labelsLevels { drawLevelLabels(levels, on: canvas, map: { p in
+                    (x: px + decoration.x.fraction(p.x) * pw, y: py + (1 - decoration.y.fraction(p.y)) * ph)
+                }) }
             }
             decoration.drawFrame(on: canvas, x: px, y: py, width: pw, height: ph)
             bar.draw(on: canvas, plotRight: px + pw, top: py, height: ph)
+        }
+    }
+}
+
+extension ContourPlot {
+    /// Labels each level at the middle (by length on the page) of its longest line, on a white patch,
+    /// skipping lines shorter than three label widths and labels that would overlap an earlier one.
+    func drawLevelLabels(_ levels: [Double], on canvas: Canvas, map: ((x: Double, y: Double)) -> (x: Double, y: Double)) {
+        let size = 8.0
+        let spacing = levels.count > 1 ? (levels.last! - levels.first!) / Double(levels.count - 1) : Swift.max(abs(levels.first ?? 1), 1e-12)
+        var placed: [(x: Double, y: Double, w: Double)] = []
+        for level in levels {
+            let lines = marchingSquares(x: x, y: y, z: z, level: level).map { $0.points.map(map) }
+            func length(_ pts: [(x: Double, y: Double)]) -> Double {
+                zip(pts, pts.dropFirst()).reduce(0) { $0 + hypot($1.1.x - $1.0.x, $1.1.y - $1.0.y) }
+            }
+            guard let longest = lines.max(by: { length($0) < length($1) }) else { continue }
+            let text = formatTick(level, step: spacing / 10)
+            let w = canvas.textWidth(text, size: size), total = length(longest)
+            guard total >= 3 * w else { continue }
+            var walked = 0.0, at = longest[0]
+            for (a, b) in zip(longest, longest.dropFirst()) {
+                let seg = hypot(b.x - a.x, b.y - a.y)
+                if walked + seg >= total / 2 {
+                    let t = seg > 0 ? (total / 2 - walked) / seg : 0
+                    at = (x: a.x + t * (b.x - a.x), y: a.y + t * (b.y - a.y))
+                    break
+                }
+                walked += seg
+            }
+            if placed.contains(where: { abs($0.x - at.x) < ($0.w + w) / 2 + 2 && abs($0.y - at.y) < size + 2 }) { continue }
+            placed.append((at.x, at.y, w))
+            canvas.fillRect(x: at.x - w / 2 - 1.5, y: at.y - size * 0.6, width: w + 3, height: size * 1.2, color: .white, alpha: 0.8)
+            canvas.text(text, x: at.x, y: at.y, size: size, align: 0.5, vertical: .middle)
         }
     }
 }

@@ -1,0 +1,92 @@
+import ArgumentParser
+import CKAKit
+import Foundation
+
+extension CKACommand {
+    struct LandscapePlot: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "landscape-plot",
+            abstract: "Draw a loss surface: contour map with labelled levels and a heatmap (2-D), or a curve (1-D).",
+            discussion: """
+            Reads a landscape store written by 'cka landscape'. A plane gives two pictures, OUT-contour.png (filled
+            contours, each level labelled on its line, colour bar with the levels) and OUT-heatmap.png (the grid
+            values, y upwards); a line gives OUT-curve.png (the loss and any stored parts, e.g. RC-MAE's
+            reconstruction and consistency). Points not computed yet are grey, so a running surface can be looked at.
+            Levels follow loss-landscape's plot_2D: --vmin, --vmax, --vlevel (default: 12 levels over the data range).
+              cka landscape-plot surface.h5 --format svg
+              cka landscape-plot surface.h5 --vmin 0.5 --vmax 3 --vlevel 0.25 --log
+            """)
+
+        @Argument(help: "The landscape store (.h5).")
+        var surface: String
+
+        @Option(help: "Output path prefix (default: the store's path without .h5).")
+        var out: String?
+
+        @Option(help: "Picture format: png or svg.")
+        var format = "png"
+
+        @Option(help: "Lowest contour level / colour (default: the minimum loss).")
+        var vmin: Double?
+
+        @Option(help: "Highest contour level / colour (default: the maximum loss).")
+        var vmax: Double?
+
+        @Option(help: "Spacing of the contour levels (default: 12 levels over the range).")
+        var vlevel: Double?
+
+        @Flag(help: "Plot log10(loss) (for surfaces whose loss spans orders of magnitude).")
+        var log = false
+
+        func validate() throws {
+            if format != "png" && format != "svg" { throw ValidationError("--format must be png or svg") }
+            if let vlevel, !(vlevel > 0) { throw ValidationError("--vlevel must be positive") }
+            if let vmin, let vmax, !(vmin < vmax) { throw ValidationError("--vmin must be below --vmax") }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                let s = try LandscapeSurface(contentsOf: surface)
+                let prefix = out ?? (surface.hasSuffix(".h5") ? String(surface.dropLast(3)) : surface)
+                let transform: (Double) -> Double = log ? { $0 > 0 ? Foundation.log10($0) : .nan } : { $0 }
+                let lossName = s.attributes["loss"]?.stringValue ?? "loss"
+                let label = log ? "log10 \(lossName) loss" : "\(lossName) loss"
+                let title = [s.attributes["model"]?.stringValue ?? s.attributes["checkpoint"]?.stringValue.map { URL(fileURLWithPath: $0).lastPathComponent },
+                             "\(lossName) loss, \(s.attributes["normalization"]?.stringValue ?? "filter")-normalised directions"]
+                    .compactMap { $0 }.joined(separator: " — ")
+                var written: [String] = []
+                if s.dimensions == 1 {
+                    var series = [LinePlot.Series(name: lossName, x: s.x, y: s.loss.map(transform))]
+                    for (name, v) in s.parts.sorted(by: { $0.key < $1.key }) {
+                        series.append(LinePlot.Series(name: name, x: s.x, y: v.map(transform)))
+                    }
+                    let path = "\(prefix)-curve.\(format)"
+                    try LinePlot(series: series, title: title, xLabel: "α (direction x)", yLabel: label,
+                                 showsMarkers: s.nx <= 31, showsLegend: series.count > 1).write(to: path)
+                    written.append(path)
+                } else {
+                    let z = (0..<s.ny).map { iy in (0..<s.nx).map { ix in transform(s.loss[iy * s.nx + ix]) } }
+                    let finite = z.joined().filter(\.isFinite)
+                    guard let lo = finite.min(), let hi = finite.max() else {
+                        throw LandscapeError.invalidArgument("\(surface): no point computed yet")
+                    }
+                    let low = vmin.map(transform) ?? lo, high = vmax.map(transform) ?? max(hi, lo + 1e-12)
+                    guard low < high else { throw ValidationError("--vmin/--vmax leave an empty range") }
+                    let levels: [Double]? = vlevel.map { step in Array(stride(from: vmin ?? low, through: vmax ?? high, by: step)).map(transform) }
+                    let contour = "\(prefix)-contour.\(format)"
+                    try ContourPlot(x: s.x, y: s.y, z: z, title: title, xLabel: "α (direction x)", yLabel: "β (direction y)",
+                                    colorbarLabel: label, levelCount: 12, levels: levels, colorRange: low...high).write(to: contour)
+                    let heat = "\(prefix)-heatmap.\(format)"
+                    let fmt: (Double) -> String = { String(format: "%g", $0) }
+                    try Heatmap(values: z.reversed().map { $0.map { $0.isNaN ? .nan : min(max($0, low), high) } },
+                                rowLabels: s.y.reversed().map(fmt), columnLabels: s.x.map(fmt), title: title,
+                                xLabel: "α (direction x)", yLabel: "β (direction y)", colorRange: low...high,
+                                colorbarLabel: label).write(to: heat)
+                    written += [contour, heat]
+                }
+                let done = s.completedCount, total = s.done.count
+                print(written.joined(separator: "\n") + (done < total ? "\n(\(done) of \(total) points computed so far)" : ""))
+            }
+        }
+    }
+}

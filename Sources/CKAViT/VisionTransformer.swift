@@ -104,7 +104,7 @@ public final class VisionTransformer {
             throw ViTError.unsupported("input \(size)px gives \(t) tokens; the position table has \(a.tokenCount)")
         }
         if workspace?.batch != b { workspace = Workspace(batch: b, a: a, patchesPerImage: np) }
-        var w = workspace!
+        var w = workspace.take()!          // uniquely referenced while in use: no copy-on-write of the buffers
         defer { workspace = w }
         let eps = Float(a.layerNormEpsilon)
 

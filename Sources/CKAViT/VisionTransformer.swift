@@ -32,6 +32,8 @@ public enum ViTError: Error, Equatable, CustomStringConvertible {
 public final class VisionTransformer {
     public let architecture: ViTArchitecture
     let p: [String: Tensor<Float>]
+    /// The encoder blocks `blocks.*` (shared code with the MAE decoder).
+    let blocks: TransformerBlocks
     private var workspace: Workspace?
 
     /// Builds the model from canonical (timm-named) parameters.
@@ -43,30 +45,19 @@ public final class VisionTransformer {
         }
         guard a.width % a.heads == 0 else { throw ViTError.unsupported("width \(a.width) is not divisible by \(a.heads) heads") }
         var p = parameters
-        let d = a.width, hid = a.mlpHiddenWidth
-        func need(_ name: String, _ shape: [Int]) throws {
-            guard let t = p[name] else { throw ViTError.missingParameter(name: name, file: file) }
-            guard t.count == shape.reduce(1, *) else { throw ViTError.parameterShape(name: name, expected: shape, got: t.shape) }
-            p[name] = try t.reshaped(shape)
-        }
+        let d = a.width
+        func need(_ name: String, _ shape: [Int]) throws { try reshapeParameter(&p, name, shape, file: file) }
         try need("patch_embed.proj.weight", [d, a.inputChannels * a.patchSize * a.patchSize])
         try need("patch_embed.proj.bias", [d])
         try need("cls_token", [d])
         try need("pos_embed", [a.tokenCount, d])
-        for i in 0..<a.depth {
-            let b = "blocks.\(i)."
-            for n in ["norm1", "norm2"] { try need(b + n + ".weight", [d]); try need(b + n + ".bias", [d]) }
-            try need(b + "attn.qkv.weight", [3 * d, d])
-            if p[b + "attn.qkv.bias"] == nil { p[b + "attn.qkv.bias"] = Tensor(shape: [3 * d]) }
-            try need(b + "attn.qkv.bias", [3 * d])
-            try need(b + "attn.proj.weight", [d, d]); try need(b + "attn.proj.bias", [d])
-            try need(b + "mlp.fc1.weight", [hid, d]); try need(b + "mlp.fc1.bias", [hid])
-            try need(b + "mlp.fc2.weight", [d, hid]); try need(b + "mlp.fc2.bias", [d])
-            if a.layerScale { try need(b + "ls1.gamma", [d]); try need(b + "ls2.gamma", [d]) }
-        }
+        try TransformerBlocks.validate(&p, prefix: "blocks", depth: a.depth, width: d, hiddenWidth: a.mlpHiddenWidth,
+                                       layerScale: a.layerScale, file: file)
         if a.hasFinalNorm { try need("norm.weight", [d]); try need("norm.bias", [d]) }
         if a.hasFCNorm { try need("fc_norm.weight", [d]); try need("fc_norm.bias", [d]) }
         self.p = p
+        blocks = TransformerBlocks(prefix: "blocks", depth: a.depth, width: d, heads: a.heads, hiddenWidth: a.mlpHiddenWidth,
+                                   layerScale: a.layerScale, epsilon: Float(a.layerNormEpsilon), p: p)
     }
 
     /// Builds the model of a loaded checkpoint.
@@ -83,15 +74,13 @@ public final class VisionTransformer {
     /// Buffers of one forward pass, reused while the batch size stays the same.
     struct Workspace {
         let batch: Int
-        var cols, patches, x, h, qkv, attn, proj, fc1, scores: Tensor<Float>
+        var cols, patches: Tensor<Float>
+        var blocks: TransformerBlocks.Workspace
         init(batch b: Int, a: ViTArchitecture, patchesPerImage np: Int) {
-            let t = np + 1, d = a.width
             batch = b
             cols = Tensor(shape: [b * np, a.inputChannels * a.patchSize * a.patchSize])
-            patches = Tensor(shape: [b * np, d])
-            x = Tensor(shape: [b * t, d]); h = Tensor(shape: [b * t, d]); attn = Tensor(shape: [b * t, d])
-            proj = Tensor(shape: [b * t, d]); qkv = Tensor(shape: [b * t, 3 * d])
-            fc1 = Tensor(shape: [b * t, a.mlpHiddenWidth]); scores = Tensor(shape: [t, t])
+            patches = Tensor(shape: [b * np, a.width])
+            blocks = TransformerBlocks.Workspace(images: b, tokens: np + 1, width: a.width, hiddenWidth: a.mlpHiddenWidth)
         }
     }
 
@@ -115,38 +104,30 @@ public final class VisionTransformer {
             throw ViTError.unsupported("input \(size)px gives \(t) tokens; the position table has \(a.tokenCount)")
         }
         if workspace?.batch != b { workspace = Workspace(batch: b, a: a, patchesPerImage: np) }
-        var w = workspace!
+        var w = workspace.take()!          // uniquely referenced while in use: no copy-on-write of the buffers
         defer { workspace = w }
         let eps = Float(a.layerNormEpsilon)
 
         func emit(_ name: String, _ tensor: Tensor<Float>, _ shape: [Int]) throws {
             if hooks.contains(name) { try sink(name, try tensor.reshaped(shape)) }
         }
-        func linear(_ input: Tensor<Float>, rows: Int, _ weight: String, into out: inout Tensor<Float>) throws {
-            let wt = p[weight + ".weight"]!, bias = p[weight + ".bias"]!
-            let outW = wt.shape[0], inW = wt.shape[1]
-            let o = out.mutablePointer()
-            NeuralKernels.broadcastRows(bias.pointer, into: o, rows: rows, width: outW)
-            try gemm(MatrixRef(input.pointer, rows: rows, cols: inW), wt.matrixRef, transposeB: true, beta: 1,
-                     into: MutableMatrixRef(o, rows: rows, cols: outW))
-        }
         func layerNorm(_ input: Tensor<Float>, _ name: String, into out: inout Tensor<Float>) {
             NeuralKernels.layerNorm(input.pointer, out.mutablePointer(), rows: b * t, width: d,
                                     weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: eps)
         }
-        func pooled(_ prefix: String) throws {
+        func pooled(_ prefix: String, _ x: Tensor<Float>) throws {
             for kind in HookPoint.poolings where hooks.contains("\(prefix):\(kind)") {
-                try sink("\(prefix):\(kind)", pool(w.x, batch: b, tokens: t, width: d, kind: kind))
+                try sink("\(prefix):\(kind)", pool(x, batch: b, tokens: t, width: d, kind: kind))
             }
         }
 
         // Patch embedding as im2col + GEMM: column order (channel, row, col) matches the conv weight.
         im2col(pixels, into: &w.cols, patch: ps, grid: g)
-        try linear(w.cols, rows: b * np, "patch_embed.proj", into: &w.patches)
+        try blocks.linear(w.cols.pointer, rows: b * np, "patch_embed.proj", into: w.patches.mutablePointer())
         try emit("patch_embed", w.patches, [b, np, d])
 
         // Tokens: [CLS, patches] + position table.
-        let xp = w.x.mutablePointer(), pp = w.patches.pointer
+        let xp = w.blocks.x.mutablePointer(), pp = w.patches.pointer
         let cls = p["cls_token"]!.pointer, pos = p["pos_embed"]!.pointer
         for i in 0..<b {
             let row = xp + i * t * d
@@ -157,61 +138,16 @@ public final class VisionTransformer {
             }
         }
 
-        let heads = a.heads, dh = d / heads
-        let scale = Float(1 / Double(dh).squareRoot())
-        for blk in 0..<a.depth {
-            let n = "blocks.\(blk)"
-            layerNorm(w.x, n + ".norm1", into: &w.h)
-            try emit(n + ".norm1", w.h, [b, t, d])
-            try linear(w.h, rows: b * t, n + ".attn.qkv", into: &w.qkv)
-            try emit(n + ".attn.qkv", w.qkv, [b, t, 3 * d])
-            // Multi-head attention, one (image, head) at a time: S = softmax(scale·Q·Kᵀ), O = S·V.
-            let q = w.qkv.pointer, o = w.attn.mutablePointer(), s = w.scores.mutablePointer()
-            for i in 0..<b {
-                for hd in 0..<heads {
-                    let base = q + i * t * 3 * d + hd * dh
-                    try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
-                             MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
-                             alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
-                    NeuralKernels.softmaxRows(s, rows: t, width: t)
-                    try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
-                             MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
-                             into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
-                }
-            }
-            try linear(w.attn, rows: b * t, n + ".attn.proj", into: &w.proj)
-            try emit(n + ".attn.proj", w.proj, [b, t, d])
-            if a.layerScale {
-                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: b * t, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
-                try emit(n + ".ls1", w.proj, [b, t, d])
-            }
-            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: b * t, width: d, scale: nil)
-
-            layerNorm(w.x, n + ".norm2", into: &w.h)
-            try emit(n + ".norm2", w.h, [b, t, d])
-            try linear(w.h, rows: b * t, n + ".mlp.fc1", into: &w.fc1)
-            try emit(n + ".mlp.fc1", w.fc1, [b, t, a.mlpHiddenWidth])
-            NeuralKernels.gelu(w.fc1.mutablePointer(), count: w.fc1.count)
-            try emit(n + ".mlp.act", w.fc1, [b, t, a.mlpHiddenWidth])
-            try linear(w.fc1, rows: b * t, n + ".mlp.fc2", into: &w.proj)
-            try emit(n + ".mlp.fc2", w.proj, [b, t, d])
-            if a.layerScale {
-                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: b * t, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
-                try emit(n + ".ls2", w.proj, [b, t, d])
-            }
-            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: b * t, width: d, scale: nil)
-            try emit(n, w.x, [b, t, d])
-            try pooled(n)
-        }
+        try blocks.run(&w.blocks, emit: emit, afterBlock: pooled)
         if a.hasFCNorm, hooks.contains("fc_norm") {
-            var g = pool(w.x, batch: b, tokens: t, width: d, kind: "gap_nocls")
+            var g = pool(w.blocks.x, batch: b, tokens: t, width: d, kind: "gap_nocls")
             NeuralKernels.layerNorm(g.pointer, g.mutablePointer(), rows: b, width: d, weight: p["fc_norm.weight"]!.pointer,
                                     bias: p["fc_norm.bias"]!.pointer, epsilon: eps)
             try sink("fc_norm", g)
         }
-        guard a.hasFinalNorm else { return try w.x.reshaped([b, t, d]) }
+        guard a.hasFinalNorm else { return try w.blocks.x.reshaped([b, t, d]) }
         var out = Tensor<Float>(shape: [b * t, d])
-        layerNorm(w.x, "norm", into: &out)
+        layerNorm(w.blocks.x, "norm", into: &out)
         let normed = try out.reshaped([b, t, d])
         try emit("norm", out, [b, t, d])
         if HookPoint.poolings.contains(where: { hooks.contains("norm:\($0)") }) {

@@ -1,0 +1,159 @@
+import CKATensor
+import Foundation
+
+/// A stack of pre-norm transformer blocks (timm `Block`, eval mode) that share width, head count and MLP width:
+/// the encoder `blocks.*` of a ViT or the decoder `decoder_blocks.*` of an MAE.
+///
+/// `x = x + ls1(proj(attn(norm1(x))))`, `x = x + ls2(fc2(GELU(fc1(norm2(x)))))` on `images` sequences of `tokens`
+/// tokens each, stored as `[images·tokens, width]` rows; the token count is free (visible tokens of a masked
+/// encoder, all tokens of a decoder). One implementation for every caller.
+struct TransformerBlocks {
+    /// The module path of the stack (`blocks`, `decoder_blocks`); block i's parameters are `prefix.i.*`.
+    let prefix: String
+    let depth: Int
+    let width: Int
+    let heads: Int
+    let hiddenWidth: Int
+    let layerScale: Bool
+    let epsilon: Float
+    /// Weights by name (`prefix.i.attn.qkv.weight`, …), validated and reshaped by `validate`.
+    let p: [String: Tensor<Float>]
+
+    /// Checks that `parameters` holds every tensor of blocks `prefix.0 … prefix.(depth−1)` with the right element
+    /// count and reshapes them to the form the blocks use (a missing qkv bias becomes zeros).
+    /// - Throws: `ViTError.missingParameter` / `.parameterShape` naming the tensor.
+    static func validate(_ p: inout [String: Tensor<Float>], prefix: String, depth: Int, width d: Int, hiddenWidth hid: Int,
+                         layerScale: Bool, file: String) throws {
+        for i in 0..<depth {
+            let b = "\(prefix).\(i)."
+            for n in ["norm1", "norm2"] {
+                try reshapeParameter(&p, b + n + ".weight", [d], file: file)
+                try reshapeParameter(&p, b + n + ".bias", [d], file: file)
+            }
+            try reshapeParameter(&p, b + "attn.qkv.weight", [3 * d, d], file: file)
+            if p[b + "attn.qkv.bias"] == nil { p[b + "attn.qkv.bias"] = Tensor(shape: [3 * d]) }
+            try reshapeParameter(&p, b + "attn.qkv.bias", [3 * d], file: file)
+            try reshapeParameter(&p, b + "attn.proj.weight", [d, d], file: file)
+            try reshapeParameter(&p, b + "attn.proj.bias", [d], file: file)
+            try reshapeParameter(&p, b + "mlp.fc1.weight", [hid, d], file: file)
+            try reshapeParameter(&p, b + "mlp.fc1.bias", [hid], file: file)
+            try reshapeParameter(&p, b + "mlp.fc2.weight", [d, hid], file: file)
+            try reshapeParameter(&p, b + "mlp.fc2.bias", [d], file: file)
+            if layerScale {
+                try reshapeParameter(&p, b + "ls1.gamma", [d], file: file)
+                try reshapeParameter(&p, b + "ls2.gamma", [d], file: file)
+            }
+        }
+    }
+
+    /// Buffers of one run of the stack, reused while the row count stays the same.
+    struct Workspace {
+        let images: Int
+        let tokens: Int
+        var x, h, qkv, attn, proj, fc1, scores: Tensor<Float>
+        init(images b: Int, tokens t: Int, width d: Int, hiddenWidth: Int) {
+            images = b; tokens = t
+            x = Tensor(shape: [b * t, d]); h = Tensor(shape: [b * t, d]); attn = Tensor(shape: [b * t, d])
+            proj = Tensor(shape: [b * t, d]); qkv = Tensor(shape: [b * t, 3 * d])
+            fc1 = Tensor(shape: [b * t, hiddenWidth]); scores = Tensor(shape: [t, t])
+        }
+    }
+
+    /// A workspace for `images` sequences of `tokens` tokens (the given one if it already fits).
+    func workspace(_ w: Workspace?, images b: Int, tokens t: Int) -> Workspace {
+        if let w, w.images == b, w.tokens == t { return w }
+        return Workspace(images: b, tokens: t, width: width, hiddenWidth: hiddenWidth)
+    }
+
+    /// `out = input·Wᵀ + b` for `rows` rows, W `[out, in]` named `name.weight`, through BLAS GEMM.
+    func linear(_ input: UnsafePointer<Float>, rows: Int, _ name: String, into out: UnsafeMutablePointer<Float>) throws {
+        try TransformerBlocks.linear(input, rows: rows, weight: p[name + ".weight"]!, bias: p[name + ".bias"]!, into: out)
+    }
+
+    /// `out = input·Wᵀ + bias` for `rows` rows with W `[out, in]`, through BLAS GEMM (beta = 1 on the broadcast bias).
+    static func linear(_ input: UnsafePointer<Float>, rows: Int, weight wt: Tensor<Float>, bias: Tensor<Float>,
+                       into o: UnsafeMutablePointer<Float>) throws {
+        let outW = wt.shape[0], inW = wt.shape[1]
+        NeuralKernels.broadcastRows(bias.pointer, into: o, rows: rows, width: outW)
+        try gemm(MatrixRef(input, rows: rows, cols: inW), wt.matrixRef, transposeB: true, beta: 1,
+                 into: MutableMatrixRef(o, rows: rows, cols: outW))
+    }
+
+    /// Runs every block on the tokens in `w.x` (`[images·tokens, width]`), in place.
+    ///
+    /// - Parameters:
+    ///   - emit: called with each intermediate (`prefix.i.norm1`, `.attn.qkv`, …, `prefix.i`), its rows and the
+    ///     `[images, tokens, channels]` shape; callers filter by name.
+    ///   - afterBlock: called with `prefix.i` after block i, when `w.x` holds its output.
+    func run(_ w: inout Workspace, emit: (String, Tensor<Float>, [Int]) throws -> Void = { _, _, _ in },
+             afterBlock: (String, Tensor<Float>) throws -> Void = { _, _ in }) throws {
+        let b = w.images, t = w.tokens, d = width, rows = b * t
+        let dh = d / heads
+        let scale = Float(1 / Double(dh).squareRoot())
+        func layerNorm(_ name: String) {
+            NeuralKernels.layerNorm(w.x.pointer, w.h.mutablePointer(), rows: rows, width: d,
+                                    weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon)
+        }
+        for blk in 0..<depth {
+            let n = "\(prefix).\(blk)"
+            layerNorm(n + ".norm1")
+            try emit(n + ".norm1", w.h, [b, t, d])
+            try linear(w.h.pointer, rows: rows, n + ".attn.qkv", into: w.qkv.mutablePointer())
+            try emit(n + ".attn.qkv", w.qkv, [b, t, 3 * d])
+            // Multi-head attention, one (image, head) at a time: S = softmax(scale·Q·Kᵀ), O = S·V.
+            let q = w.qkv.pointer, o = w.attn.mutablePointer(), s = w.scores.mutablePointer()
+            for i in 0..<b {
+                for hd in 0..<heads {
+                    let base = q + i * t * 3 * d + hd * dh
+                    try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
+                             MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
+                             alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
+                    NeuralKernels.softmaxRows(s, rows: t, width: t)
+                    try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
+                             MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
+                             into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
+                }
+            }
+            try linear(w.attn.pointer, rows: rows, n + ".attn.proj", into: w.proj.mutablePointer())
+            try emit(n + ".attn.proj", w.proj, [b, t, d])
+            if layerScale {
+                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
+                try emit(n + ".ls1", w.proj, [b, t, d])
+            }
+            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
+
+            layerNorm(n + ".norm2")
+            try emit(n + ".norm2", w.h, [b, t, d])
+            try linear(w.h.pointer, rows: rows, n + ".mlp.fc1", into: w.fc1.mutablePointer())
+            try emit(n + ".mlp.fc1", w.fc1, [b, t, hiddenWidth])
+            NeuralKernels.gelu(w.fc1.mutablePointer(), count: w.fc1.count)
+            try emit(n + ".mlp.act", w.fc1, [b, t, hiddenWidth])
+            try linear(w.fc1.pointer, rows: rows, n + ".mlp.fc2", into: w.proj.mutablePointer())
+            try emit(n + ".mlp.fc2", w.proj, [b, t, d])
+            if layerScale {
+                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
+                try emit(n + ".ls2", w.proj, [b, t, d])
+            }
+            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
+            try emit(n, w.x, [b, t, d])
+            try afterBlock(n, w.x)
+        }
+    }
+
+    /// GEMM floating-point operations (2·m·n·k per product, attention included) of one run on
+    /// `images` sequences of `tokens` tokens.
+    static func flops(images b: Int, tokens t: Int, width d: Int, hiddenWidth hid: Int, depth: Int) -> Double {
+        let rows = Double(b * t), dd = Double(d), hh = Double(hid)
+        let linear = 2 * rows * dd * (3 * dd + dd + 2 * hh)          // qkv, proj, fc1, fc2
+        let attention = 2 * 2 * Double(b) * Double(t) * Double(t) * dd  // Q·Kᵀ and S·V over all heads
+        return Double(depth) * (linear + attention)
+    }
+}
+
+/// Checks that `p[name]` exists with `shape.product` elements and reshapes it to `shape`.
+/// - Throws: `ViTError.missingParameter` / `.parameterShape`.
+func reshapeParameter(_ p: inout [String: Tensor<Float>], _ name: String, _ shape: [Int], file: String) throws {
+    guard let t = p[name] else { throw ViTError.missingParameter(name: name, file: file) }
+    guard t.count == shape.reduce(1, *) else { throw ViTError.parameterShape(name: name, expected: shape, got: t.shape) }
+    p[name] = try t.reshaped(shape)
+}

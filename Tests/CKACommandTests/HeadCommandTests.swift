@@ -80,6 +80,28 @@ struct HeadCommandTests {
                       "--head-last-blocks / --head-avgpool", "e.h5")
     }
 
+    @Test("An image folder: class labels and names are stored with the logits; a class-count mismatch is a warning",
+          .enabled(if: sharedDirectory != nil, "needs ../shared/data/images"))
+    func imageFolderLabels() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cifar = sharedDirectory!.appendingPathComponent("data/images/cifar10-test-1000")
+        let images = dir.appendingPathComponent("images")
+        for cls in ["cat", "dog"] {
+            let d = images.appendingPathComponent(cls)
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            for f in ["0000.jpg", "0001.jpg"] {
+                try FileManager.default.copyItem(at: cifar.appendingPathComponent("\(cls)/\(f)"), to: d.appendingPathComponent(f))
+            }
+        }
+        let r = try cka(["extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4", "--images", images.path,
+                         "--out", path("folder.h5"), "--store", "logits", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("warning: the inputs have 2 classes but the head has 10 outputs"), "\(r.stderr)")
+        let store = try ActivationStore(path: path("folder.h5"))
+        #expect(store.labels == [0, 0, 1, 1] && store.classes == ["cat", "dog"])
+        #expect(try store.readFloatDataset("logits").shape == [4, 10])
+    }
+
     @Test("extract --help documents --store logits and --head")
     func help() throws {
         let r = try cka(["extract", "--help"])

@@ -107,8 +107,8 @@ public struct ProbeReport: Sendable {
 /// Linear probes on the feature layers of activation stores.
 ///
 /// Released linear heads of the checkpoints (MoCo-v3 `head`, MAE `fc_norm` + `head`, DINO's
-/// interleaved [CLS, GAP] linear weights) are not applied here: that needs the checkpoint loader and
-/// belongs with extraction.
+/// interleaved [CLS, GAP] linear weights) are not applied here but by `ClassifierHead` during extraction
+/// (`cka extract --store logits`), which writes the same `/logits` dataset.
 public enum ProbeEvaluation {
     /// Trains a probe per selected `[N, D]` layer and measures its accuracy: on `train` and `test`
     /// when `train` is given, else on a seeded stratified split of `test` (`stratifiedSplit`).

@@ -16,6 +16,8 @@ public struct StoreSelection: OptionSet, Sendable {
     public static let grams = StoreSelection(rawValue: 4)
     /// The network input `/inputs/pixels`.
     public static let pixels = StoreSelection(rawValue: 8)
+    /// Logits `/logits` `[N, C]` of a classifier head (`ExtractionOptions.head`), read by `cka agreement`.
+    public static let logits = StoreSelection(rawValue: 16)
 }
 
 /// Settings of an extraction.
@@ -35,6 +37,8 @@ public struct ExtractionOptions: Sendable {
     public var modelName: String?
     /// Further file attributes (e.g. `random_init_seed`).
     public var attributes: [String: HDF5AttributeValue] = [:]
+    /// The classifier head whose logits `.logits` stores (computed from the same forward pass).
+    public var head: ClassifierHead?
 
     public init() {}
 }
@@ -55,6 +59,8 @@ public struct ExtractionSummary: Sendable {
     public let skipped: [String]
     public let seconds: Double
     public let warnings: [String]
+    /// Classes C of the stored `/logits`, nil when none were stored.
+    public var logitClassCount: Int?
 }
 
 /// Runs a Vision Transformer over inputs and streams the selected hook points into an activation store
@@ -77,7 +83,7 @@ public enum ActivationExtractor {
                 return options.layers == nil || match([name]).count == 1 || match([base]).count == 1
             }
         }
-        if options.layers != nil && tokens.isEmpty && pooled.isEmpty {
+        if options.layers != nil && tokens.isEmpty && pooled.isEmpty && !options.store.subtracting(.logits).isEmpty {
             throw ExtractionError.noHooksMatch(pattern: options.layers!.joined(separator: ","),
                                                available: HookPoint.allHooks(for: a))
         }
@@ -94,6 +100,19 @@ public enum ActivationExtractor {
             throw ExtractionError.invalidOption("--gram-batch-size must be at least 4 (HSIC₁ needs 4 examples)")
         }
         let (tokenHooks, pooledHooks) = try selectedHooks(a, options: options)
+        var warnings: [String] = []
+        let head = options.store.contains(.logits) ? options.head : nil
+        if options.store.contains(.logits) {
+            guard let head else {
+                throw ExtractionError.invalidOption("--store logits: no classifier head (the checkpoint's head.*, or DINO's linear weights with --head)")
+            }
+            guard head.width == a.width, head.depth == a.depth else {
+                throw ExtractionError.invalidOption("\(head.file): the head was built for width \(head.width), depth \(head.depth); the model has width \(a.width), depth \(a.depth)")
+            }
+            if let classes = input.classes, classes.count != head.classCount {
+                warnings.append("the inputs have \(classes.count) classes but the head has \(head.classCount) outputs: /inputs/labels index the input classes, so the both_correct/both_wrong subsets of 'cka agreement' are not meaningful")
+            }
+        }
         var meta = StoreMetadata(model: options.modelName ?? checkpoint.map { modelName(for: $0) } ?? "model")
         if let checkpoint {
             meta.checkpoint = URL(fileURLWithPath: checkpoint.file).lastPathComponent
@@ -102,11 +121,24 @@ public enum ActivationExtractor {
         }
         meta.architecture = a.timmName
         meta.extra.merge(options.attributes) { $1 }
+        if let head {
+            meta.extra["head_kind"] = .string(head.readout.kind)
+            meta.extra["head_readout"] = .string(head.readout.description)
+            meta.extra["head_file"] = .string(URL(fileURLWithPath: head.file).lastPathComponent)
+            meta.extra["head_classes"] = .int(head.classCount)
+            if case let .dinoLinear(n, avg) = head.readout {
+                meta.extra["head_n_last_blocks"] = .int(n)
+                meta.extra["head_avgpool_patchtokens"] = .bool(avg)
+            }
+        }
         meta.preprocessing = input.preprocessing
         let writer = try ActivationStoreWriter(path: path, metadata: meta)
         let storeTokens = options.store.contains(.activations)
         let storeGrams = options.store.contains(.grams)
-        let hooks = Set(tokenHooks + pooledHooks)
+        let selected = Set(tokenHooks + pooledHooks)
+        let headHooks = head?.hookPoints ?? []
+        let hooks = selected.union(headHooks)
+        var logitsDeclared = false
         var declared = Set<String>()
         var pending: [String: GramBatcher] = [:]
         var ids: [String] = [], labels: [Int] = []
@@ -123,7 +155,10 @@ public enum ActivationExtractor {
                 }
                 try writer.appendRows(batch.pixels, to: "inputs/pixels")
             }
+            var headValues: [String: Tensor<Float>] = [:]
             try model.forward(batch.pixels, hooks: hooks) { name, value in
+                if headHooks.contains(name) { headValues[name] = value }
+                guard selected.contains(name) else { return }
                 let isPooled = name.contains(":") || name == "fc_norm"
                 if isPooled || storeTokens {
                     if !declared.contains(name) {
@@ -142,12 +177,22 @@ public enum ActivationExtractor {
                     try pending[name]!.add(value, scratch: &scratch, isLast: isLastBatch) { gram in try writer.appendGram(gram, to: name) }
                 }
             }
+            if let head {
+                let logits = try head.logits(hooks: headValues)
+                if !logitsDeclared {
+                    try writer.addLayerDataset("logits", featureShape: [head.classCount])
+                    try writer.setAttribute("kind", .string(head.readout.kind), of: "logits")
+                    try writer.setAttribute("readout", .string(head.readout.description), of: "logits")
+                    try writer.setAttribute("head_file", .string(URL(fileURLWithPath: head.file).lastPathComponent), of: "logits")
+                    logitsDeclared = true
+                }
+                try writer.appendRows(logits, to: "logits")
+            }
             ids += batch.ids
             labels += batch.labels
             progress?(ExtractionProgress(done: ids.count, total: input.expectedCount, seconds: Date().timeIntervalSince(start)))
         }
         guard !ids.isEmpty else { throw ExtractionError.noInputs(skipped: input.skipped.map(\.id)) }
-        var warnings: [String] = []
         if storeGrams && ids.count % options.gramBatchSize != 0 {
             warnings.append("the last \(ids.count % options.gramBatchSize) of \(ids.count) examples do not fill a Gram batch of \(options.gramBatchSize) and have no Gram")
         }
@@ -155,7 +200,8 @@ public enum ActivationExtractor {
         try writer.finish()
         return ExtractionSummary(examples: ids.count, layers: declared.count, gramLayers: pending.count,
                                  skipped: input.skipped.map { "\($0.id): \($0.reason)" },
-                                 seconds: Date().timeIntervalSince(start), warnings: warnings)
+                                 seconds: Date().timeIntervalSince(start), warnings: warnings,
+                                 logitClassCount: head?.classCount)
     }
 
     /// A model name from the checkpoint's file name (`dino_vitbase16_pretrain.pth` → `dino_vitbase16_pretrain`).

@@ -197,6 +197,11 @@ public final class ActivationStoreWriter {
         try openFile().setAttribute(name, value)
     }
 
+    /// Sets an attribute of the dataset or group `object` (e.g. `logits`).
+    public func setAttribute(_ name: String, _ value: HDF5AttributeValue, of object: String) throws {
+        try openFile().setAttribute(name, value, of: object)
+    }
+
     /// Checks that every layer has N rows, closes the file and renames it into place.
     public func finish() throws {
         _ = try openFile()

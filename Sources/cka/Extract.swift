@@ -31,10 +31,21 @@ extension CKACommand {
               pooled       /activations/blocks.{i}:cls|gap|gap_nocls [N, D] (and norm:…) — small, for k-NN and probes
               grams        /grams/<layer> [N/b, b, b]: per-minibatch Grams for 'cka compare' without the activations
               pixels       /inputs/pixels, the preprocessed network input
+              logits       /logits [N, C] of the released classifier head, for 'cka agreement' (labels of class
+                           folders are stored too). The head is the checkpoint's own (timm and MoCo-v3 linear-eval
+                           head(norm(x)[:, 0]); MAE finetuned head(fc_norm(mean of patch tokens))) or, with --head,
+                           DINO's separate linear weights (CLS of the last n normed blocks, with average pooling
+                           interleaved [CLS_i, GAP_i] as eval_linear.py does; n and pooling follow from the weight
+                           width: 2·D = n 1 with pooling (ViT-B), k·D = n k (ViT-S: 4); override with
+                           --head-last-blocks / --head-avgpool). No head, or one that does not fit: error, no file.
             Hook points (timm names): patch_embed, blocks.{i}.norm1, .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1,
             .mlp.act, .mlp.fc2, .ls2, blocks.{i} (block output), norm. Example:
               cka extract --checkpoint dino_vitbase16_pretrain.pth --images val/ --out dino.h5 \\
                 --layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*' --store grams,pooled
+              cka extract --checkpoint dino_vitbase16_pretrain.pth --head dino_vitbase16_linearweights.pth \\
+                --images val/ --out dino-logits.h5 --store logits
+              cka extract --checkpoint linear-vit-b-300ep.pth.tar --images val/ --out moco-logits.h5 --store logits
+              cka agreement dino-logits.h5 moco-logits.h5
             """)
 
         @Option(help: "Checkpoint file (.pth, .pth.tar, .safetensors).")
@@ -64,8 +75,17 @@ extension CKACommand {
         @Option(help: "Comma-separated globs over hook names (default: all).")
         var layers: String?
 
-        @Option(help: "What to store: any of activations, pooled, grams, pixels (comma-separated).")
+        @Option(help: "What to store: any of activations, pooled, grams, pixels, logits (comma-separated).")
         var store = "pooled,grams"
+
+        @Option(help: "DINO's linear classifier weights (e.g. dino_vitbase16_linearweights.pth) for --store logits (default: the checkpoint's own head).")
+        var head: String?
+
+        @Option(name: .customLong("head-last-blocks"), help: "Blocks whose class tokens the --head classifier reads (eval_linear.py --n_last_blocks; default: from the weight width).")
+        var headLastBlocks: Int?
+
+        @Option(name: .customLong("head-avgpool"), help: "Whether the --head classifier also reads the mean patch token (eval_linear.py --avgpool_patchtokens: true/false; default: from the weight width).")
+        var headAvgpool: Bool?
 
         @Option(name: .customLong("gram-batch-size"), help: "Examples per stored Gram (consecutive in output order).")
         var gramBatchSize = 32
@@ -99,7 +119,12 @@ extension CKACommand {
             if dtype != "float32" && dtype != "float16" { throw ValidationError("--dtype must be float32 or float16") }
             if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
-            _ = try selection()
+            let s = try selection()
+            if head != nil && !s.contains(.logits) { throw ValidationError("--head is used by --store logits only") }
+            if (headLastBlocks != nil || headAvgpool != nil) && head == nil {
+                throw ValidationError("--head-last-blocks / --head-avgpool describe a DINO linear file given with --head")
+            }
+            if let n = headLastBlocks, n < 1 { throw ValidationError("--head-last-blocks must be at least 1") }
         }
 
         func selection() throws -> StoreSelection {
@@ -110,7 +135,8 @@ extension CKACommand {
                 case "pooled": s.insert(.pooled)
                 case "grams": s.insert(.grams)
                 case "pixels": s.insert(.pixels)
-                default: throw ValidationError("--store: unknown '\(part)' (use activations, pooled, grams, pixels)")
+                case "logits": s.insert(.logits)
+                default: throw ValidationError("--store: unknown '\(part)' (use activations, pooled, grams, pixels, logits)")
                 }
             }
             if s.isEmpty { throw ValidationError("--store is empty") }
@@ -127,6 +153,12 @@ extension CKACommand {
                 var options = ExtractionOptions()
                 options.layers = globs(layers)
                 options.store = try selection()
+                if options.store.contains(.logits) {   // built before the output is created: a bad head writes nothing
+                    options.head = try head.map {
+                        try ClassifierHead(dinoLinearFile: URL(fileURLWithPath: $0), model: model, lastBlocks: headLastBlocks,
+                                           averagePatchTokens: headAvgpool)
+                    } ?? ClassifierHead(checkpoint: ckpt)
+                }
                 options.batchSize = batchSize
                 options.gramBatchSize = gramBatchSize
                 options.gramTokens = gramTokens
@@ -156,7 +188,8 @@ extension CKACommand {
                     note("warning: skipped \(summary.skipped.count) unreadable input(s):")
                     for s in summary.skipped.prefix(20) { note("  \(s)") }
                 }
-                print("\(out): \(summary.examples) inputs, \(summary.layers) layers stored, \(summary.gramLayers) with Grams "
+                print("\(out): \(summary.examples) inputs, \(summary.layers) layers stored, \(summary.gramLayers) with Grams"
+                      + (summary.logitClassCount.map { ", /logits [\(summary.examples), \($0)] (\(options.head?.readout.kind ?? ""))" } ?? "") + " "
                       + "(\(ckpt.source.rawValue) \(ckpt.architecture.timmName), \(String(format: "%.1f", summary.seconds)) s, "
                       + "\(String(format: "%.1f", Double(summary.examples) / max(summary.seconds, 1e-9))) img/s)")
             }

@@ -15,7 +15,8 @@ extension CKACommand {
             With --train the probe is trained on TRAIN.h5 and tested on TEST.h5; without it, TEST.h5 is split per class
             (--split of each class to training, shuffled with --seed). --save OUT.h5 writes one layer's probe and its test
             logits as a store for 'cka agreement' (/logits, /inputs/ids, labels and classes, /probe/weight, bias, mean,
-            scale). Released checkpoint heads (MoCo-v3 head, MAE fc_norm+head, DINO linear) are not applied here.
+            scale). The released checkpoint heads (MoCo-v3 head, MAE fc_norm+head, DINO linear) are applied by
+            'cka extract --store logits'.
               cka probe feats.h5 --layers 'blocks.*:cls,norm:cls' --csv probe.csv
               cka probe test.h5 --train train.h5 --layers norm:cls --save probe-logits.h5
             """)

@@ -31,13 +31,11 @@ extension CKACommand {
               pooled       /activations/blocks.{i}:cls|gap|gap_nocls [N, D] (and norm:…) — small, for k-NN and probes
               grams        /grams/<layer> [N/b, b, b]: per-minibatch Grams for 'cka compare' without the activations
               pixels       /inputs/pixels, the preprocessed network input
-              logits       /logits [N, C] of the released classifier head, for 'cka agreement' (labels of class
-                           folders are stored too). The head is the checkpoint's own (timm and MoCo-v3 linear-eval
-                           head(norm(x)[:, 0]); MAE finetuned head(fc_norm(mean of patch tokens))) or, with --head,
-                           DINO's separate linear weights (CLS of the last n normed blocks, with average pooling
-                           interleaved [CLS_i, GAP_i] as eval_linear.py does; n and pooling follow from the weight
-                           width: 2·D = n 1 with pooling (ViT-B), k·D = n k (ViT-S: 4); override with
-                           --head-last-blocks / --head-avgpool). No head, or one that does not fit: error, no file.
+              logits       /logits [N, C] of the released classifier, for 'cka agreement' (class-folder labels too):
+                           the checkpoint's head (timm, MoCo-v3 linear-eval, MAE finetuned) or, with --head,
+                           DINO's linear weights file (last blocks and average pooling follow from its width;
+                           override with --head-last-blocks, --head-avgpool). No head, or one that does not
+                           fit the model: one-line error, nothing written.
             Hook points (timm names): patch_embed, blocks.{i}.norm1, .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1,
             .mlp.act, .mlp.fc2, .ls2, blocks.{i} (block output), norm. Example:
               cka extract --checkpoint dino_vitbase16_pretrain.pth --images val/ --out dino.h5 \\

@@ -52,7 +52,7 @@ let package = Package(
         .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
 
         // MARK: - Support
-        .target(name: "_CKATestSupport", dependencies: ["CKATensor"]),
+        .target(name: "_CKATestSupport", dependencies: ["CKATensor", "CKACheckpoint"]),
 
         // MARK: - Unit test bundles
         .testTarget(name: "CKATensorTests", dependencies: ["CKATensor", "_CKATestSupport"]),

@@ -225,8 +225,8 @@ public struct Checkpoint: Sendable {
             source = forced
         } else if bare {
             if hasLayerScale(top) { source = .dinov2 }
+            else if topKeys.contains(where: { $0.hasPrefix("decoder_") }) { source = .mae }   // an MAE model with its decoder
             else if format == .safetensors || topKeys.contains("head.weight") || topKeys.contains("module.head.weight") { source = .timm }
-            else if topKeys.contains(where: { $0.hasPrefix("decoder_") }) { source = .mae }
             else { source = .dino }
         } else if has("teacher") {
             let t = keys(of: root["teacher"])

@@ -1,0 +1,172 @@
+import CKACheckpoint
+import CKAIO
+import CKATensor
+import CKAViT
+import Foundation
+
+/// A minibatch of the fixed examples a landscape loss averages over.
+public struct LandscapeBatch: Sendable {
+    /// Normalised network input `[B, 3, H, W]`.
+    public var pixels: Tensor<Float>
+    /// Class indices (cross-entropy), or empty.
+    public var labels: [Int]
+    /// One mask per image (MAE / RC-MAE), or empty.
+    public var masks: [MAEMask]
+
+    public init(pixels: Tensor<Float>, labels: [Int] = [], masks: [MAEMask] = []) {
+        self.pixels = pixels
+        self.labels = labels
+        self.masks = masks
+    }
+}
+
+/// Which parameters of a checkpoint are fixed sin-cos tables (stored, but `requires_grad=False` in the
+/// official code): MAE's, RC-MAE's and MoCo-v3's `pos_embed`, and every `decoder_pos_embed`.
+func fixedPositionTables(source: CheckpointSource, names: [String]) -> [String: String] {
+    var fixed: [String: String] = [:]
+    if [CheckpointSource.mae, .rcmae, .mocoV3].contains(source), names.contains("pos_embed") {
+        fixed["pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in the official \(source) code)"
+    }
+    if names.contains("decoder_pos_embed") {
+        fixed["decoder_pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in models_mae.py)"
+    }
+    return fixed
+}
+
+/// The MAE decoder's tensor names in a fixed order: embedding, mask token, position table, blocks, norm, prediction.
+func orderedDecoderNames(_ names: some Sequence<String>) -> [String] {
+    let head = ["decoder_embed.weight", "decoder_embed.bias", "mask_token", "decoder_pos_embed"]
+    let tail = ["decoder_norm.weight", "decoder_norm.bias", "decoder_pred.weight", "decoder_pred.bias"]
+    let all = Set(names)
+    let middle = all.subtracting(head).subtracting(tail).sorted(by: naturalOrder)
+    return head.filter(all.contains) + middle + tail.filter(all.contains)
+}
+
+/// MAE's pre-training loss (`models_mae.py` `forward_loss`) — or RC-MAE's reconstruction + γ·consistency with a
+/// fixed EMA teacher — over fixed examples with one fixed mask per image, as a function of the student's encoder
+/// and decoder parameters. The loss over all examples is Σ(per-patch loss · mask) / Σ mask, i.e. the official
+/// batch loss with all examples in one batch (every image has the same number of masked patches, so it is also
+/// the mean of equal-sized batch losses).
+public struct MAELandscapeObjective: LandscapeObjective {
+    public let name: String
+    public let center: ParameterSet
+    public let fixedParameters: [String: String]
+    /// `encoder` (timm names) and `decoder` (MAE names).
+    public let groups: [String: [String]]
+    let architecture: ViTArchitecture
+    let batches: [LandscapeBatch]
+    let normPixLoss: Bool
+    let teacher: MaskedAutoencoder?
+    let gamma: Double
+    let decoderHeads: Int?
+    let file: String
+
+    /// - Parameters:
+    ///   - checkpoint: the student (an MAE / RC-MAE pre-training checkpoint with its decoder).
+    ///   - teacher: RC-MAE's EMA teacher; nil for the plain MAE loss. The teacher stays at its weights.
+    ///   - batches: the examples with their masks.
+    /// - Throws: `MAEError.noDecoder` for a checkpoint without decoder, `LandscapeError` for batches without masks.
+    public init(checkpoint: Checkpoint, teacher: Checkpoint? = nil, batches: [LandscapeBatch], normPixLoss: Bool = true,
+                gamma: Double = 1, decoderHeads: Int? = nil) throws {
+        guard !checkpoint.decoder.isEmpty else { throw MAEError.noDecoder(file: checkpoint.file) }
+        guard batches.allSatisfy({ $0.masks.count == $0.pixels.shape.first }) else {
+            throw LandscapeError.invalidArgument("the MAE loss needs one mask per image")
+        }
+        var tensors = checkpoint.parameters
+        for (name, t) in checkpoint.decoder { tensors[name] = try t.floatTensor() }
+        let decoderNames = orderedDecoderNames(checkpoint.decoder.keys)
+        center = try ParameterSet(names: checkpoint.parameterNames + decoderNames, tensors: tensors, file: checkpoint.file)
+        groups = ["encoder": checkpoint.parameterNames, "decoder": decoderNames]
+        fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
+        architecture = checkpoint.architecture
+        self.batches = batches
+        self.normPixLoss = normPixLoss
+        self.gamma = gamma
+        self.decoderHeads = decoderHeads
+        file = checkpoint.file
+        self.teacher = try teacher.map { try MaskedAutoencoder(checkpoint: $0, decoderHeads: decoderHeads) }
+        name = teacher == nil ? "mae" : "rcmae"
+    }
+
+    public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
+        var encoder: [String: Tensor<Float>] = [:], decoder: [String: Tensor<Float>] = [:]
+        for n in groups["encoder"]! { encoder[n] = p[n] }
+        for n in groups["decoder"]! { decoder[n] = p[n] }
+        let model = try MaskedAutoencoder(encoder: encoder, architecture: architecture, decoder: decoder,
+                                          decoderHeads: decoderHeads, file: file)
+        if let teacher {
+            var sums = RCMAELossSums()
+            for b in batches {
+                sums = sums + (try MaskedAutoencoder.rcmaeForward(student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
+                                                                  normPixLoss: normPixLoss, gamma: gamma)).sums
+            }
+            return LandscapeValue(loss: sums.loss(gamma: gamma),
+                                  parts: ["reconstruction": sums.reconstruction, "consistency": sums.consistency])
+        }
+        var sums = MAELossSums()
+        for b in batches { sums = sums + (try model.forward(b.pixels, masks: b.masks, normPixLoss: normPixLoss)).sums }
+        return LandscapeValue(loss: sums.loss)
+    }
+}
+
+/// Cross-entropy (and top-1 accuracy) of a linear classifier on a ViT's features over fixed labelled examples,
+/// as a function of the backbone and the head: timm's supervised head, MoCo-v3's and MAE's released heads,
+/// DINO's linear weights (`ClassifierHead`). The head's tensors are named `head.weight` / `head.bias` here.
+/// Loss = mean over examples of logsumexp(logits) − logit[label] (PyTorch's `CrossEntropyLoss`), in Double.
+public struct CrossEntropyLandscapeObjective: LandscapeObjective {
+    public let name = "ce"
+    public let center: ParameterSet
+    public let fixedParameters: [String: String]
+    /// `encoder` (timm names, including `fc_norm` where the model has one) and `head`.
+    public let groups: [String: [String]]
+    let architecture: ViTArchitecture
+    let head: ClassifierHead
+    let batches: [LandscapeBatch]
+    let file: String
+
+    /// - Throws: `LandscapeError` if a label is outside the head's classes.
+    public init(checkpoint: Checkpoint, head: ClassifierHead, batches: [LandscapeBatch]) throws {
+        for b in batches {
+            guard b.labels.count == b.pixels.shape.first else {
+                throw LandscapeError.invalidArgument("the cross-entropy loss needs a label for every example (/inputs/labels or class folders)")
+            }
+            if let bad = b.labels.first(where: { !(0..<head.classCount).contains($0) }) {
+                throw LandscapeError.invalidArgument("label \(bad) is outside the head's \(head.classCount) classes (\(head.file))")
+            }
+        }
+        var tensors = checkpoint.parameters
+        tensors["head.weight"] = head.weight
+        tensors["head.bias"] = head.bias
+        center = try ParameterSet(names: checkpoint.parameterNames + ["head.weight", "head.bias"], tensors: tensors, file: checkpoint.file)
+        groups = ["encoder": checkpoint.parameterNames, "head": ["head.weight", "head.bias"]]
+        fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
+        architecture = checkpoint.architecture
+        self.head = head
+        self.batches = batches
+        file = checkpoint.file
+    }
+
+    public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
+        var encoder: [String: Tensor<Float>] = [:]
+        for n in groups["encoder"]! { encoder[n] = p[n] }
+        let model = try VisionTransformer(parameters: encoder, architecture: architecture, file: file)
+        let moved = try ClassifierHead(readout: head.readout, weight: p["head.weight"]!, bias: p["head.bias"]!,
+                                       architecture: architecture, file: head.file)
+        var loss = 0.0, correct = 0, count = 0
+        for b in batches {
+            let logits = try moved.logits(model: model, pixels: b.pixels)
+            let c = logits.shape[1], z = logits.pointer
+            for (i, label) in b.labels.enumerated() {
+                let row = z + i * c
+                var best = 0, top = -Double.infinity
+                for j in 0..<c where Double(row[j]) > top { top = Double(row[j]); best = j }
+                var s = 0.0
+                for j in 0..<c { s += Foundation.exp(Double(row[j]) - top) }
+                loss += top + Foundation.log(s) - Double(row[label])
+                if best == label { correct += 1 }
+                count += 1
+            }
+        }
+        return LandscapeValue(loss: loss / Double(count), accuracy: 100 * Double(correct) / Double(count))
+    }
+}

@@ -152,12 +152,12 @@ public enum CKAComparison {
                 }
             }
         }
-        // The reader thread also reduces tokens and centres the columns, so the two cores split the work:
-        // reading + centring on one, the Gram GEMMs on the other.
+        // The reader thread reads (and reduces tokens) while the main thread turns the previous minibatch
+        // into its Gram: centred block by block in cache and accumulated by SYRK (`centeredGramOfRows`), so
+        // each batch crosses the memory bus once after the read instead of three times.
         let tokens = o.tokens
         let prefetcher = useStored ? nil : BatchPrefetcher(jobs: jobs) { x in
             if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
-            try x.centerColumns()
         }
         defer { prefetcher?.cancel() }
         // The reader thread takes one core; leave BLAS the others (on 2 cores, 2 BLAS threads would
@@ -175,7 +175,7 @@ public enum CKAComparison {
                         if let g = cache[key] { return g }
                         let g: Tensor<Double>
                         if let prefetcher {
-                            g = try prefetcher.withNext(next) { x in try x.gramOfRows() }
+                            g = try prefetcher.withNext(next) { x in try x.centeredGramOfRows() }
                             next += 1
                         } else {
                             g = try store.gram(name, batch: batch)

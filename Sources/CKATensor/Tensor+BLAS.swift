@@ -7,7 +7,7 @@ public protocol _BLASScalar {
     static func _gemm(_ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Self,
                      _ a: UnsafePointer<Self>, _ lda: Int32, _ b: UnsafePointer<Self>, _ ldb: Int32,
                      _ beta: Self, _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
-    static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Self>, _ lda: Int32,
+    static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Self>, _ lda: Int32, _ beta: Self,
                      _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
     static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Self, _ a: UnsafePointer<Self>, _ lda: Int32,
                      _ x: UnsafePointer<Self>, _ beta: Self, _ y: UnsafeMutablePointer<Self>)
@@ -23,9 +23,9 @@ extension Float: _BLASScalar {
                                        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
         cblas_sgemm(CblasRowMajor, op(ta), op(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
-    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Float>, _ lda: Int32,
+    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Float>, _ lda: Int32, _ beta: Float,
                                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, 0, c, ldc)
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, beta, c, ldc)
     }
     public static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Float, _ a: UnsafePointer<Float>,
                                        _ lda: Int32, _ x: UnsafePointer<Float>, _ beta: Float, _ y: UnsafeMutablePointer<Float>) {
@@ -43,9 +43,9 @@ extension Double: _BLASScalar {
                                        _ beta: Double, _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
         cblas_dgemm(CblasRowMajor, op(ta), op(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
-    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Double>, _ lda: Int32,
+    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Double>, _ lda: Int32, _ beta: Double,
                                        _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, 0, c, ldc)
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, beta, c, ldc)
     }
     public static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Double, _ a: UnsafePointer<Double>,
                                        _ lda: Int32, _ x: UnsafePointer<Double>, _ beta: Double, _ y: UnsafeMutablePointer<Double>) {
@@ -268,6 +268,65 @@ extension Tensor {
         return try c.gramOfRows()
     }
 
+    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, in one pass over `self` and
+    /// without a centred copy: the columns are taken in blocks of `blockColumns`; each block is centred
+    /// into a small buffer that stays in the core's cache (means of the differences to the first row, as
+    /// `centerColumns()`) and added to the Gram by SYRK. For a minibatch streamed from a file this touches
+    /// memory once instead of three times (centre in place, write back, read again for the Gram).
+    /// Long rows are split over the BLAS threads, one single-threaded SYRK stream each. Returns `[n, n]`
+    /// in Double; equal to `centeredGram()` up to float rounding.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    public func centeredGramOfRows(blockColumns: Int = 4096) throws -> Tensor<Double> {
+        let x = flattenedRows
+        let n = x.rowCount, d = x.rowSize
+        let N = try blasInt(n, "gram")
+        var g = Tensor<Double>(shape: [n, n])
+        guard n > 0, d > 0 else { return g }
+        let threads = blasThreadCount
+        let parts = threads > 1 && d >= 1 << 14 ? Swift.min(threads, 8) : 1
+        let chunk = (d + parts - 1) / parts, block = Swift.max(1, Swift.min(blockColumns, chunk))
+        var partial = [Scalar](repeating: 0, count: parts * n * n)
+        var scratch = [Scalar](repeating: 0, count: parts * (n * block + block))
+        if parts > 1 { setBLASThreadCount(1) }
+        defer { if parts > 1 { setBLASThreadCount(threads) } }
+        let inv = 1 / Scalar(n)
+        x.withUnsafeBufferPointer { px in
+            partial.withUnsafeMutableBufferPointer { pp in
+                scratch.withUnsafeMutableBufferPointer { ps in
+                    let src = UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: px.baseAddress!))
+                    let out = UnsafeMutableSendablePointer(pp.baseAddress!), buf = UnsafeMutableSendablePointer(ps.baseAddress!)
+                    DispatchQueue.concurrentPerform(iterations: parts) { p in
+                        let base = src.pointer, c = buf.pointer + p * (n * block + block), m = c + n * block
+                        let start = p * chunk, end = Swift.min(d, start + chunk)
+                        var beta: Scalar = 0
+                        for c0 in stride(from: start, to: end, by: block) {
+                            let w = Swift.min(block, end - c0)
+                            let first = base + c0
+                            for j in 0..<w { m[j] = 0 }
+                            for r in 1..<n { let row = base + r * d + c0; for j in 0..<w { m[j] += row[j] - first[j] } }
+                            for j in 0..<w { m[j] = first[j] + m[j] * inv }
+                            for r in 0..<n { let row = base + r * d + c0, o = c + r * w; for j in 0..<w { o[j] = row[j] - m[j] } }
+                            Scalar._syrk(N, Int32(w), c, Int32(w), beta, out.pointer + p * n * n, N)
+                            beta = 1
+                        }
+                    }
+                }
+            }
+        }
+        g.withUnsafeMutableBufferPointer { pg in
+            for i in 0..<n {
+                for j in i..<n {
+                    var v = 0.0
+                    for p in 0..<parts { v += Double(partial[p * n * n + i * n + j]) }
+                    pg[i * n + j] = v
+                    pg[j * n + i] = v
+                }
+            }
+        }
+        return g
+    }
+
     /// `X·Xᵀ` without centring; with `centerColumns()` first this is the centred Gram, in place.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
@@ -293,7 +352,7 @@ extension Tensor {
                             DispatchQueue.concurrentPerform(iterations: parts) { p in
                                 let c0 = p * chunk, w = Swift.min(chunk, d - c0)
                                 guard w > 0 else { return }
-                                Scalar._syrk(N, Int32(w), src.pointer + c0, D, out.pointer + p * n * n, N)
+                                Scalar._syrk(N, Int32(w), src.pointer + c0, D, 0, out.pointer + p * n * n, N)
                             }
                         }
                         setBLASThreadCount(threads)
@@ -308,7 +367,7 @@ extension Tensor {
                     } else if n <= 64 && threads > 1 {
                         Scalar._gemm(false, true, N, N, D, 1, px.baseAddress!, D, px.baseAddress!, D, 0, pg.baseAddress!, N)
                     } else {
-                        Scalar._syrk(N, D, px.baseAddress!, D, pg.baseAddress!, N)
+                        Scalar._syrk(N, D, px.baseAddress!, D, 0, pg.baseAddress!, N)
                         for i in 0..<n { for j in 0..<i { pg[i * n + j] = pg[j * n + i] } }
                     }
                 }

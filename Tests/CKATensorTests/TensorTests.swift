@@ -103,6 +103,9 @@ struct TensorTests {
         defer { setBLASThreadCount(before) }
         let x = randomTensor([12, 70_001], seed: 21, offset: 1000, as: Float.self)
         let blocked = try x.centeredGram()
+        let fused = try x.centeredGramOfRows(blockColumns: 3000)     // centred block by block into cache, SYRK per block
+        setBLASThreadCount(1)
+        let fusedOneThread = try x.centeredGramOfRows()
         let d = 70_001
         var xs = x.scalars.map(Double.init)
         for j in 0..<d {
@@ -119,6 +122,9 @@ struct TensorTests {
         } }
         // The centred entries are ~70 000 (diagonal) and ~±300 (off-diagonal); float32 data near 1000.
         expectClose(blocked.scalars, ref, rtol: 1e-5, atol: 0.05)
+        expectClose(fused.scalars, ref, rtol: 1e-5, atol: 0.05)
+        expectClose(fusedOneThread.scalars, ref, rtol: 1e-5, atol: 0.05)
+        #expect(x == randomTensor([12, 70_001], seed: 21, offset: 1000, as: Float.self), "the input is not modified")
     }
 
     @Test("Gram by SYRK (one BLAS thread), by GEMM and by column-split SYRK (several) agree",

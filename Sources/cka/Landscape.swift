@@ -17,7 +17,8 @@ extension CKACommand {
               rcmae   RC-MAE: reconstruction + γ·consistency to the EMA teacher (--teacher; same masks), the
                       teacher held at its weights, the student moved
               ce      cross-entropy and top-1 accuracy of the checkpoint's linear head (timm, MoCo-v3 linear,
-                      MAE finetuned) or DINO's linear weights (--head); labels from class folders or /inputs/labels
+                      MAE finetuned), DINO's linear weights or one of our probes (--head); labels from class folders
+                      or /inputs/labels
             Each image has one mask for the whole grid: seeded (--mask-seed, default --seed) or --masks F.h5
             (/masks [N, patches] uint8, 1 = masked, e.g. another surface). Images get the method's eval transform.
             The store (formats.md §3) is rewritten atomically after every grid point; rerunning the same command
@@ -47,7 +48,7 @@ extension CKACommand {
         @Option(help: "Loss: mae, rcmae or ce.")
         var loss: String
 
-        @Option(help: "DINO's linear classifier file (dino_vitbase16_linearweights.pth) for --loss ce.")
+        @Option(help: "The linear head for --loss ce instead of the checkpoint's: DINO's dino_vitbase16_linearweights.pth, or a probe of norm:cls saved by 'cka probe --save' (.h5).")
         var head: String?
 
         @Option(help: "A folder of images (class subfolders give labels).")
@@ -175,8 +176,10 @@ extension CKACommand {
                 let groups: [String: [String]]
                 var maskRows: [UInt8] = []
                 if loss == "ce" {
-                    let h = try head.map { try ClassifierHead(dinoLinearFile: URL(fileURLWithPath: $0), model: VisionTransformer(checkpoint: ckpt)) }
-                        ?? ClassifierHead(checkpoint: ckpt)
+                    let h = try head.map { path in
+                        path.hasSuffix(".h5") ? try ProbeHead.load(path, architecture: ckpt.architecture)
+                            : try ClassifierHead(dinoLinearFile: URL(fileURLWithPath: path), model: VisionTransformer(checkpoint: ckpt))
+                    } ?? ClassifierHead(checkpoint: ckpt)
                     let o = try CrossEntropyLandscapeObjective(checkpoint: ckpt, head: h, batches: batches)
                     attributes["head"] = .string("\(h.readout.kind) (\(URL(fileURLWithPath: h.file).lastPathComponent))")
                     objective = o

@@ -1,4 +1,5 @@
 import CKACheckpoint
+import CKAIO
 import CKALandscape
 import CKATensor
 import CKAViT
@@ -75,5 +76,33 @@ struct ObjectiveTests {
         #expect(throws: LandscapeError.self) {
             try CrossEntropyLandscapeObjective(checkpoint: ckpt, head: head, batches: [LandscapeBatch(pixels: pixels, labels: [0, 1, 2, 3, 4, 5, 0])])
         }
+    }
+
+    @Test("a saved probe becomes a head on raw features: the same logits as the probe on standardised features")
+    func probeHead() throws {
+        let ckpt = try checkpoint("sup.safetensors", classes: 5, seed: 11)
+        let path = dir.appendingPathComponent("probe.h5").path
+        let w = randomTensor([4, 192], seed: 12, as: Float.self), b = randomTensor([4], seed: 13, as: Float.self)
+        let mean = randomTensor([192], seed: 14, as: Float.self), scale = randomTensor([192], seed: 15, scale: 0.1, offset: 1, as: Float.self)
+        let f = try HDF5File(path: path, mode: .create)
+        for (name, t) in [("probe/weight", w), ("probe/bias", b), ("probe/mean", mean), ("probe/scale", scale)] {
+            try f.createDataset(name, type: .float32, shape: t.shape).write(t)
+        }
+        try f.setAttribute("probe_layer", .string("norm:cls"))
+        try f.flush()
+        let head = try ProbeHead.load(path, architecture: ckpt.architecture)
+        #expect(head.readout == .classToken && head.classCount == 4)
+        let x = randomTensor([3, 192], seed: 16, as: Float.self)
+        let got = try head.logits(features: x).scalars.map(Double.init)
+        var ref: [Double] = []
+        for r in 0..<3 { for c in 0..<4 {
+            var z = Double(b.scalars[c])
+            for j in 0..<192 { z += (Double(x.scalars[r * 192 + j]) - Double(mean.scalars[j])) / Double(scale.scalars[j]) * Double(w.scalars[c * 192 + j]) }
+            ref.append(z)
+        } }
+        expectClose(got, ref, rtol: 1e-5, atol: 1e-5)
+        try f.setAttribute("probe_layer", .string("blocks.3:gap"))
+        try f.flush()
+        #expect(throws: LandscapeError.self) { try ProbeHead.load(path, architecture: ckpt.architecture) }
     }
 }

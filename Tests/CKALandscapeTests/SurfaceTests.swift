@@ -130,3 +130,49 @@ struct SurfaceTests {
         #expect(f.standardError < 1e-5 * f.meanIncrease && f.samples == 4 && f.centerLoss == 0)
     }
 }
+
+/// L(θ) = ½ Σᵢ cᵢ (θᵢ − θ₀ᵢ)² over two tensors, with ∇L = c ⊙ (θ − θ₀) and H = diag(c).
+struct DiagonalQuadratic: DifferentiableLandscapeObjective {
+    let name = "diagonal-quadratic"
+    let center: ParameterSet
+    let c: [String: [Double]]
+
+    func valueAndGradient(at p: ParameterSet) throws -> (value: LandscapeValue, gradient: ParameterSet) {
+        var loss = 0.0
+        var g = ParameterSet()
+        for name in center.names {
+            let t = p[name]!.scalars, t0 = center[name]!.scalars, cs = c[name]!
+            var gt = [Float](repeating: 0, count: t.count)
+            for i in t.indices {
+                let d = Double(t[i]) - Double(t0[i])
+                loss += 0.5 * cs[i] * d * d
+                gt[i] = Float(cs[i] * d)
+            }
+            g.set(name, try Tensor(shape: center[name]!.shape, scalars: gt))
+        }
+        return (LandscapeValue(loss: loss), g)
+    }
+
+    func evaluate(at p: ParameterSet) throws -> LandscapeValue { try valueAndGradient(at: p).value }
+}
+
+@Suite("Largest Hessian eigenvalue by power iteration")
+struct HessianTests {
+    @Test("a diagonal quadratic: λ_max = max cᵢ, found over the chosen tensors only, with a tiny step error")
+    func diagonalQuadratic() throws {
+        let w = try toyParameters()
+        var g = SeededGenerator(seed: 3)
+        var c: [String: [Double]] = [:]
+        for name in w.names { c[name] = (0..<w[name]!.count).map { _ in 0.5 + g.unit() } }
+        c["blocks.0.attn.qkv.bias"]![5] = 5          // the top eigenvalue sits on a 1-D tensor
+        c["cls_token"]![2] = 9                        // larger, but not among the chosen tensors
+        let o = DiagonalQuadratic(center: w, c: c)
+        let h = try HessianEigenvalue(objective: o, parameters: ["blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias"],
+                                      maxIterations: 60, tolerance: 1e-7, seed: 1)
+        expectClose(h.eigenvalue, 5, rtol: 1e-3)
+        #expect(h.iterations < 60 && h.history.count == h.iterations && h.stepError < 1e-3)
+        let all = try HessianEigenvalue(objective: o, parameters: Set(w.names), maxIterations: 60, tolerance: 1e-7, seed: 1)
+        expectClose(all.eigenvalue, 9, rtol: 1e-3)
+        #expect(all.attributes["hessian_max_eigenvalue"] == .double(all.eigenvalue))
+    }
+}

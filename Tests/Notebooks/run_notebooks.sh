@@ -24,9 +24,9 @@ if [ "${KEEP:-0}" = 1 ]; then echo "work folder: $WORK"; else trap 'rm -rf "$WOR
 
 # 4 images per class (40), the first of each class folder in name order.
 for dir in demo/images/cifar10/*/; do
-  class=$(basename "$dir")
-  mkdir -p "$WORK/images/$class"
-  find "$dir" -maxdepth 1 -type f | sort | head -4 | xargs -I{} cp {} "$WORK/images/$class/"
+  files=("$dir"*)
+  mkdir -p "$WORK/images/$(basename "$dir")"
+  cp "${files[@]:0:4}" "$WORK/images/$(basename "$dir")/"
 done
 python3 Tests/Notebooks/make_tiny_vit.py "$WORK/tiny-vit.safetensors" > /dev/null
 

@@ -1,9 +1,12 @@
 # The toolkit's entry points. Each target installs what it needs (Debian 12, as root or with sudo).
 #   make demo   — build, then run the main job end to end on the bundled default; results in demo-output/
-#   make test   — install test dependencies, build, run the whole test suite and the conformance checks
+#   make test   — install test dependencies, build, run the whole test suite, the conformance checks and the
+#                 notebook test (every notebook of notebooks-export/ executed on a small output set)
 SHELL := /bin/bash
 APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev pkg-config fonts-dejavu-core
 PIP_PACKAGES := h5py numpy
+# The notebook test (Tests/Notebooks/run_notebooks.sh) executes notebooks-export/ headlessly: no torch, no jupyter server.
+PIP_TEST_PACKAGES := $(PIP_PACKAGES) pandas matplotlib nbformat nbclient ipykernel
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CKA := .build/release/cka
 SHARED ?= ../shared
@@ -19,7 +22,8 @@ deps:
 	fi
 
 deps-test: deps
-	@python3 -c "import h5py, numpy" 2>/dev/null || python3 -m pip install -q $(PIP_PACKAGES)
+	@python3 -c "import h5py, numpy, pandas, matplotlib, nbformat, nbclient, ipykernel" 2>/dev/null || \
+	  python3 -m pip install -q $(PIP_TEST_PACKAGES)
 
 build: deps
 	swift build -c release --product cka
@@ -36,6 +40,7 @@ test: deps-test
 	swift build -c release --product cka
 	@if [ -d "$(SHARED)/conformance" ]; then python3 $(SHARED)/conformance/check.py $(CKA); \
 	 else echo "($(SHARED)/conformance not found: conformance checks skipped)"; fi
+	bash Tests/Notebooks/run_notebooks.sh
 	bash Tests/Fuzz/run_fuzzers.sh 15
 
 # The checkpoint readers under libFuzzer + ASan, 10 minutes per target (corpus in /tmp/cka-checkpoint-fuzz).

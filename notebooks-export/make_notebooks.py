@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
 """Generate the notebooks of notebooks-export/ (standard library only: writes nbformat-4 JSON directly).
 
-    python3 notebooks-export/make_notebooks.py          # rewrites the four .ipynb files, outputs cleared
+    python3 notebooks-export/make_notebooks.py              # rewrites the four .ipynb files, outputs cleared
+    python3 notebooks-export/make_notebooks.py --check      # exit 1 unless the committed notebooks (executed or
+                                                            # not) have exactly the generated cells
 
 The notebooks READ the toolkit's HDF5/CSV outputs (h5py, pandas, matplotlib); they never recompute CKA.
 Each one starts with the `cka` commands that produce its inputs for the official ViT-B/16 checkpoints
 (MoCo-v3, DINO, MAE) and defaults to the files of `make demo` (../demo-output/, see scripts/demo.sh and
 scripts/notebook_inputs.sh). Set CKA_OUT=/path/to/your/results to point them elsewhere.
+The committed copies are executed on the demo outputs (see notebooks-export/README.md, "Regenerate").
 """
 import json
 import os
+import sys
 import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def md(src):
-    return {"cell_type": "markdown", "metadata": {}, "source": textwrap.dedent(src).strip("\n")}
+def md(*parts):
+    """A Markdown cell; each part is dedented on its own (indented literals mixed with shared snippets)."""
+    return {"cell_type": "markdown", "metadata": {}, "source": "".join(textwrap.dedent(p) for p in parts).strip("\n")}
 
 
 def code(src):
@@ -40,25 +45,30 @@ def notebook(cells, prefix):
 
 # Shared: where the official checkpoints are and how to extract them (the first cell of every notebook).
 CHECKPOINTS = """
-**Official ViT-B/16 checkpoints** (load unchanged, see `cka checkpoint FILE`):
+**Official ViT-B/16 checkpoints** (they load unchanged; `cka checkpoint FILE` shows what is inside):
 
-| model | file | URL |
+| model | file | download |
 |---|---|---|
 | MoCo-v3 | `vit-b-300ep.pth.tar` | https://dl.fbaipublicfiles.com/moco-v3/vit-b-300ep/vit-b-300ep.pth.tar |
 | DINO | `dino_vitbase16_pretrain.pth` | https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth |
 | MAE | `mae_pretrain_vit_base.pth` | https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth |
 
-`val/` is an ImageFolder (`class/file.JPEG`), e.g. a class-balanced subset of the ImageNet validation set.
+`val/` is an ImageFolder (`class/file.JPEG`), e.g. a class-balanced subset of the ImageNet validation set;
+every model must be extracted over the same folder (CKA pairs examples by `/inputs/ids`).
 """
 
 EXTRACT = """
 ```bash
 LAYERS='blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'
-cka extract --checkpoint vit-b-300ep.pth.tar         --images val/ --out moco.h5 --model moco-v3 --layers "$LAYERS" --store grams,pooled
-cka extract --checkpoint dino_vitbase16_pretrain.pth --images val/ --out dino.h5 --model dino    --layers "$LAYERS" --store grams,pooled
-cka extract --checkpoint mae_pretrain_vit_base.pth   --images val/ --out mae.h5  --model mae     --layers "$LAYERS" --store grams,pooled
+cka extract --checkpoint vit-b-300ep.pth.tar         --images val/ --out moco.h5 --model moco-v3 --layers "$LAYERS" --store grams,pooled --gram-batch-size 256
+cka extract --checkpoint dino_vitbase16_pretrain.pth --images val/ --out dino.h5 --model dino    --layers "$LAYERS" --store grams,pooled --gram-batch-size 256
+cka extract --checkpoint mae_pretrain_vit_base.pth   --images val/ --out mae.h5  --model mae     --layers "$LAYERS" --store grams,pooled --gram-batch-size 256
 ```
+The stores keep per-minibatch Grams of 256 consecutive images (not the activations), so `cka compare` must use
+`--batch-size 256` and file order; `--shuffle`/`--passes` need `--store activations` (0.6 MB per image and layer).
 """
+
+CKPT_ARRAY = """declare -A CKPT=([moco]=vit-b-300ep.pth.tar [dino]=dino_vitbase16_pretrain.pth [mae]=mae_pretrain_vit_base.pth)"""
 
 SETUP = """
 import os
@@ -71,7 +81,15 @@ import matplotlib.pyplot as plt
 # Default: the outputs of `make demo` (DINOv2 ViT-S/14 "trained" and its random-init twin, 200 CIFAR-10 images).
 OUT = os.environ.get("CKA_OUT", os.path.join("..", "demo-output"))
 assert os.path.isdir(OUT), f"no {OUT}: run `make demo` (and scripts/notebook_inputs.sh) first, or set CKA_OUT"
-print("reading", os.path.abspath(OUT))
+plt.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72})   # small embedded PNGs
+
+
+def need(path):   # fail with a clear message when an input file is missing
+    assert os.path.exists(path), f"missing {path}: see the commands at the top of this notebook"
+    return path
+
+
+print("reading", OUT)
 """
 
 HELPERS_MATRIX = '''
@@ -113,14 +131,14 @@ nb1 = notebook([
     `cka compare-all` (`all.csv`); draws one heatmap per pair of models. No CKA is computed here.
 
     ## Producing the inputs for your own checkpoints
-    """ + CHECKPOINTS + EXTRACT + """
+    """, CHECKPOINTS, EXTRACT, """
     ```bash
     # every pair at once: A__B.csv, A__B.png per pair, all.csv (long), overview.png
-    cka compare-all moco.h5 dino.h5 mae.h5 --layers 'blocks.*' --batch-size 256 --shuffle 0 --passes 10 --out-dir results/
+    cka compare-all moco.h5 dino.h5 mae.h5 --layers 'blocks.*' --batch-size 256 --out-dir results/
     # or one pair, as HDF5 and wide CSV
-    cka compare dino.h5 mae.h5 --layers 'blocks.*' --batch-size 256 --shuffle 0 --passes 10 --csv dino_vs_mae.csv --h5 dino_vs_mae.h5
+    cka compare dino.h5 mae.h5 --layers 'blocks.*' --batch-size 256 --csv results/dino_vs_mae.csv --h5 results/dino_vs_mae.h5
     ```
-    Then set `CKA_OUT=results/` (and the file names below). By default the notebook reads the demo outputs:
+    Then set `CKA_OUT=results/` and `H5` below to `dino_vs_mae.h5`. By default the notebook reads the demo outputs:
     `demo-output/all/all.csv` (from `scripts/demo.sh`) and `demo-output/trained_vs_random.h5`
     (from `scripts/notebook_inputs.sh`).
     """),
@@ -128,7 +146,7 @@ nb1 = notebook([
     code(HELPERS_MATRIX),
     md("## All pairs from `compare-all`'s long CSV"),
     code("""
-    ALL_CSV = os.path.join(OUT, "all", "all.csv")
+    ALL_CSV = need(os.path.join(OUT, "all", "all.csv"))
     df = pd.read_csv(ALL_CSV)   # model_a, layer_a, model_b, layer_b, estimator, batch_size, cka
     print(df.head())
     pairs = df[["model_a", "model_b"]].drop_duplicates().values.tolist()
@@ -160,7 +178,7 @@ nb1 = notebook([
         m, attrs = read_matrix_h5(H5)
         print({k: attrs[k] for k in ("model_a", "model_b", "estimator", "batch_size", "n_examples", "passes", "tokens")})
     else:  # fall back to the wide CSV written by `cka compare --csv`
-        m, attrs = read_wide_csv(os.path.join(OUT, "trained_vs_random.csv")), {"model_a": "A", "model_b": "B"}
+        m, attrs = read_wide_csv(need(os.path.join(OUT, "trained_vs_random.csv"))), {"model_a": "A", "model_b": "B"}
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
     im = heatmap(ax0, m, f"{attrs['model_a']} vs {attrs['model_b']}", xlabel=str(attrs["model_b"]), ylabel=str(attrs["model_a"]))
     fig.colorbar(im, ax=ax0, shrink=0.8)
@@ -181,7 +199,7 @@ nb2 = notebook([
     as the seed paper's Figure 2, the diagonal (same block) per block. No CKA is computed here.
 
     ## Producing the inputs for your own checkpoints
-    """ + CHECKPOINTS + EXTRACT + """
+    """, CHECKPOINTS, EXTRACT, """
     ```bash
     for M in moco dino mae; do
       cka compare $M.h5 --layers 'blocks.*.norm1'    --layers-b 'blocks.*.attn.qkv' --batch-size 256 --csv ${M}_norm1_vs_qkv.csv
@@ -204,6 +222,7 @@ nb2 = notebook([
         "attn.qkv vs mlp.fc1": os.path.join(OUT, "qkv_vs_fc1.csv"),   # optional
     }
     mats = {k: read_wide_csv(p) for k, p in FILES.items() if os.path.exists(p)}
+    assert mats, f"none of {list(FILES.values())}: see the commands at the top of this notebook"
     print({k: m.shape for k, m in mats.items()})
     """),
     code("""
@@ -240,16 +259,18 @@ nb3 = notebook([
     for one or more models and plots top-1 per block, one line per model and pooling. No features are read.
 
     ## Producing the inputs for your own checkpoints
-    """ + CHECKPOINTS + """
+    """, CHECKPOINTS, """
     ```bash
-    for M in moco dino mae; do   # pooled features only: blocks.{i}:cls|gap|gap_nocls
-      cka extract --checkpoint $CKPT_$M --images val/ --out ${M}_feats.h5 --model $M --store pooled
+    """, CKPT_ARRAY, """
+    for M in moco dino mae; do   # pooled features only: blocks.{i}:cls|gap|gap_nocls and norm:…
+      cka extract --checkpoint ${CKPT[$M]} --images val/ --out ${M}_feats.h5 --model $M --store pooled
       cka knn ${M}_feats.h5 --k 10,20,100 --csv knn_${M}.csv --plot knn_${M}.png
     done
-    # with a separate training set: cka knn test.h5 --train train.h5 --layers 'blocks.*:cls,norm:cls'
+    # DINO's protocol, neighbours from a training set (extracted the same way):
+    # cka knn dino_feats.h5 --train dino_train_feats.h5 --layers 'blocks.*:cls,norm:cls' --csv knn_dino.csv
     ```
-    (`$CKPT_moco` = `vit-b-300ep.pth.tar`, `$CKPT_dino` = `dino_vitbase16_pretrain.pth`,
-    `$CKPT_mae` = `mae_pretrain_vit_base.pth`.) Edit `FILES` below. By default: `demo-output/knn_trained.csv`
+    (The stores of the CKA notebooks, extracted with `--store grams,pooled`, hold the same pooled features.)
+    Edit `FILES` below. By default: `demo-output/knn_trained.csv`
     and `knn_random.csv` (from `scripts/demo.sh`, k = 20, 200 CIFAR-10 images).
     """),
     code(SETUP),
@@ -258,7 +279,7 @@ nb3 = notebook([
         "trained": os.path.join(OUT, "knn_trained.csv"),
         "random-init": os.path.join(OUT, "knn_random.csv"),
     }
-    knn = pd.concat([pd.read_csv(p).assign(model=m) for m, p in FILES.items()], ignore_index=True)
+    knn = pd.concat([pd.read_csv(need(p)).assign(model=m) for m, p in FILES.items()], ignore_index=True)
     knn["block"] = knn.layer.str.extract(r"blocks\\.(\\d+)", expand=False).astype(float)
     print(knn.head())
     """),
@@ -293,32 +314,37 @@ nb4 = notebook([
     frozen layer). Nothing is recomputed here.
 
     ## Producing the inputs for your own checkpoints
-    """ + CHECKPOINTS + """
+    """, CHECKPOINTS, """
     ```bash
-    for M in moco dino mae; do
-      cka extract --checkpoint $CKPT_$M --images train/ --out ${M}_train.h5 --model $M --store pooled --layers 'norm'
-      cka extract --checkpoint $CKPT_$M --images val/   --out ${M}_val.h5   --model $M --store pooled --layers 'norm'
-      cka probe ${M}_val.h5 --train ${M}_train.h5 --layers 'norm:cls' --save ${M}_logits.h5
+    """, CKPT_ARRAY, """
+    mkdir -p agreement
+    for M in moco dino mae; do   # train/: a class-balanced ImageNet training subset, val/ as above
+      cka extract --checkpoint ${CKPT[$M]} --images train/ --out ${M}_train.h5 --model $M --store pooled --layers norm
+      cka extract --checkpoint ${CKPT[$M]} --images val/   --out ${M}_val.h5   --model $M --store pooled --layers norm
+      cka probe ${M}_val.h5 --train ${M}_train.h5 --layers 'norm:cls' --save agreement/${M}_logits.h5
     done
-    cka agreement dino_logits.h5 mae_logits.h5  --top 5,10,100 --csv dino_vs_mae.csv
-    cka agreement dino_logits.h5 moco_logits.h5 --top 5,10,100 --csv dino_vs_moco.csv
-    cka agreement mae_logits.h5  moco_logits.h5 --top 5,10,100 --csv mae_vs_moco.csv
+    cka agreement agreement/dino_logits.h5 agreement/mae_logits.h5  --top 5,10,100 --csv agreement/dino_vs_mae.csv
+    cka agreement agreement/dino_logits.h5 agreement/moco_logits.h5 --top 5,10,100 --csv agreement/dino_vs_moco.csv
+    cka agreement agreement/mae_logits.h5  agreement/moco_logits.h5 --top 5,10,100 --csv agreement/mae_vs_moco.csv
     ```
-    (`$CKPT_moco` = `vit-b-300ep.pth.tar`, `$CKPT_dino` = `dino_vitbase16_pretrain.pth`,
-    `$CKPT_mae` = `mae_pretrain_vit_base.pth`; released heads are not applied, the probe is trained.)
-    By default the notebook reads `demo-output/agreement/` written by `scripts/notebook_inputs.sh`:
-    probes on `blocks.6:cls` and `blocks.11:cls` of the demo's trained model and on `blocks.6:cls` of the
-    random-init twin (10 CIFAR-10 classes, so k ≤ 10).
+    Here each model gets the same kind of head, a probe trained on its frozen final CLS token. To compare the
+    released classifiers instead (`linear-vit-b-300ep.pth.tar`, `dino_vitbase16_linearweights.pth`,
+    `mae_finetuned_vit_base.pth`), write their logits with `cka extract --store logits` (see the README's
+    agreement section). Then set `CKA_OUT` to the folder that holds `agreement/`.
+
+    By default the notebook reads `demo-output/agreement/` written by `scripts/notebook_inputs.sh`: probes on
+    the middle and the last block (`blocks.6:cls`, `blocks.11:cls`) of the demo's trained model and on the middle
+    block of the random-init twin (10 CIFAR-10 classes, so k ≤ 10).
     """),
     code(SETUP),
     code("""
-    AG = os.path.join(OUT, "agreement")
-    FILES = {   # pair label -> `cka agreement --csv`
-        "block 6 vs block 11": os.path.join(AG, "blocks6_vs_blocks11.csv"),
-        "trained vs random (block 6)": os.path.join(AG, "blocks6_vs_random6.csv"),
-    }
-    ag = pd.concat([pd.read_csv(p).assign(pair=k) for k, p in FILES.items() if os.path.exists(p)], ignore_index=True)
-    ag
+    import glob
+    AG = need(os.path.join(OUT, "agreement"))
+    # pair label -> `cka agreement --csv`: every agreement/<A>_vs_<B>.csv
+    FILES = {os.path.basename(p)[:-4].replace("_vs_", " vs "): p for p in sorted(glob.glob(os.path.join(AG, "*_vs_*.csv")))}
+    assert FILES, f"no {AG}/*_vs_*.csv: see the commands at the top of this notebook"
+    ag = pd.concat([pd.read_csv(p).assign(pair=k) for k, p in FILES.items()], ignore_index=True)
+    ag.pivot_table(index=["metric", "subset", "k"], columns="pair", values="value", sort=False).round(3)
     """),
     code("""
     tau = ag[ag.metric == "kendall_tau_b"].copy()
@@ -337,14 +363,16 @@ nb4 = notebook([
     """),
     md("What to look for: τ rises as more classes are ranked; models that agree on correct examples may still rank classes differently when both are wrong."),
     code("""
-    # Probe logits themselves (written by `cka probe --save`): accuracy of each probe on its test split.
+    # The logits stores themselves (`cka probe --save`): /logits [N, C] and the probe's provenance attributes.
+    rows = []
     for name in sorted(os.listdir(AG)):
         if name.endswith("_logits.h5"):
             with h5py.File(os.path.join(AG, name), "r") as f:
-                logits = f["logits"][...]
-                labels = f["inputs/labels"][...] if "inputs/labels" in f else None
-            acc = (logits.argmax(1) == labels).mean() * 100 if labels is not None else float("nan")
-            print(f"{name:24s} logits {logits.shape}  top-1 {acc:.1f}%")
+                a = dict(f.attrs)
+                rows.append({"file": name, "logits": f["logits"].shape, "model": a.get("model"),
+                             "probe layer": a.get("probe_layer"), "train top-1 (%)": a.get("probe_train_top1"),
+                             "test top-1 (%)": a.get("probe_test_top1")})
+    pd.DataFrame(rows)
     """),
 ], "fig4")
 
@@ -355,7 +383,22 @@ NOTEBOOKS = {
     "04_kendall_tau.ipynb": nb4,
 }
 
+def cells_of(nb):
+    return [(c["id"], c["cell_type"], c["source"] if isinstance(c["source"], str) else "".join(c["source"]))
+            for c in nb["cells"]]
+
+
 if __name__ == "__main__":
+    if "--check" in sys.argv[1:]:   # the committed notebooks hold exactly the generated cells (outputs aside)
+        stale = []
+        for name, nb in NOTEBOOKS.items():
+            with open(os.path.join(HERE, name)) as f:
+                if cells_of(json.load(f)) != cells_of(nb):
+                    stale.append(name)
+        if stale:
+            sys.exit(f"out of date with make_notebooks.py: {', '.join(stale)} (regenerate and re-execute them)")
+        print(f"{len(NOTEBOOKS)} notebooks match make_notebooks.py")
+        sys.exit(0)
     for name, nb in NOTEBOOKS.items():
         with open(os.path.join(HERE, name), "w") as f:
             json.dump(nb, f, indent=1, ensure_ascii=False)

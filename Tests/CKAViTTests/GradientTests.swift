@@ -138,6 +138,25 @@ struct GradientTests {
         #expect(worst.error < Self.tolerance, "\(name): \(worst.name) off by \(worst.error)")
     }
 
+    @Test("LayerScale (timm init_values): the γ gradients and everything else match timm autograd")
+    func layerScaleGradients() throws {
+        let f = try GradientFixture.open("gradients_ls_small.h5")
+        let a = ViTArchitecture(width: 24, depth: 2, heads: 4, patchSize: 4, tokenCount: 17, gridSize: 4, imageSize: 16,
+                                mlpHiddenWidth: 96, mlpRatio: 4, layerScale: true, classCount: 5)
+        let weights = try GradientFixture.tensors(f, "ls/weights")
+        let model = try VisionTransformer(parameters: weights.filter { !$0.key.hasPrefix("head.") }, architecture: a)
+        let head = try ClassifierHead(readout: .classToken, weight: weights["head.weight"]!, bias: weights["head.bias"]!, architecture: a)
+        let images = try f.dataset("images").readFloat()
+        let labels = try f.dataset("labels").readInt64().map(Int.init)
+        let (sums, grads) = try head.lossAndGradient(model: model, pixels: images, labels: labels)
+        #expect(relativeError(sums.loss, try f.attribute("loss", of: "ls")?.doubleValue ?? .nan) < 1e-5)
+        let ref = try GradientFixture.tensors(f, "ls/grad")
+        #expect(Set(grads.keys) == Set(ref.keys) && ref.keys.contains("blocks.1.ls2.gamma"))
+        let worst = GradientFixture.worst(grads, scale: 1 / Double(sums.count), ref)
+        print("gradient ce layer-scale: worst relative error \(worst.error) (\(worst.name)) over \(ref.count) tensors")
+        #expect(worst.error < Self.tolerance, "\(worst.name) off by \(worst.error)")
+    }
+
     @Test("Batches accumulate: the gradient of a split batch equals the whole batch's")
     func accumulation() throws {
         let f = try GradientFixture.open("gradients_mae_small.h5")

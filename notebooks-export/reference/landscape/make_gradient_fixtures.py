@@ -57,7 +57,7 @@ MAE_SIZES = dict(img_size=16, patch_size=4, in_chans=3, embed_dim=24, depth=2, n
                  decoder_embed_dim=20, decoder_depth=2, decoder_num_heads=4, mlp_ratio=4)
 CE_SIZES = dict(img_size=16, patch_size=4, in_chans=3, embed_dim=24, depth=3, num_heads=4, mlp_ratio=4, num_classes=5)
 MAE_BATCH, CE_BATCH, MASK_RATIO, GAMMA = 3, 4, 0.75, 0.7
-SEEDS = dict(student=21, teacher=22, images=23, noise=24, tok=31, avg=32, ce_images=33, labels=34, heads=35)
+SEEDS = dict(student=21, teacher=22, images=23, noise=24, tok=31, avg=32, ce_images=33, labels=34, heads=35, ls=36)
 SOURCE_MAE = "facebookresearch/mae@efb2a80:models_mae.py MaskedAutoencoderViT"
 
 
@@ -123,8 +123,8 @@ def mae(args, out):
         f["images"] = imgs.numpy().astype(np.float32)
         f["noise"] = noise.numpy().astype(np.float32)
         f["mask"] = s_mask.float().numpy()
-        f.attrs["rcmae_reconstruction"] = float(s_loss)
-        f.attrs["rcmae_consistency"] = float(rec_cons_loss)
+        f.attrs["rcmae_reconstruction"] = s_loss.item()
+        f.attrs["rcmae_consistency"] = rec_cons_loss.item()
         f.attrs["gamma"] = GAMMA
         f.attrs["mask_ratio"] = MASK_RATIO
         f.attrs["sizes"] = json.dumps(MAE_SIZES)
@@ -147,12 +147,14 @@ def ce(out):
 
     def build(seed, **kw):
         torch.manual_seed(seed)
-        m = VisionTransformer(**CE_SIZES, qkv_bias=True, **kw)
+        m = VisionTransformer(**{**CE_SIZES, **kw})
         g = torch.Generator().manual_seed(seed + 1000)
         with torch.no_grad():
             for name, p in m.named_parameters():
                 leaf = name.split(".")[-2] if "." in name else name
-                if name == "cls_token":
+                if name.endswith(".gamma"):
+                    p.copy_(0.5 + 0.3 * torch.randn(p.shape, generator=g))
+                elif name == "cls_token":
                     p.copy_(0.5 * torch.randn(p.shape, generator=g))
                 elif name == "pos_embed":
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
@@ -164,8 +166,9 @@ def ce(out):
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
         return m.float().double().eval()
 
-    tok = build(SEEDS["tok"], global_pool="token")
-    avg = build(SEEDS["avg"], global_pool="avg", fc_norm=True)
+    tok = build(SEEDS["tok"], global_pool="token", qkv_bias=True)
+    avg = build(SEEDS["avg"], global_pool="avg", fc_norm=True, qkv_bias=True)
+    ls = build(SEEDS["ls"], global_pool="token", qkv_bias=True, init_values=0.1, depth=2)
     assert isinstance(avg.norm, nn.Identity) and not isinstance(avg.fc_norm, nn.Identity)
     n = CE_SIZES["img_size"]
     imgs = torch.randn(CE_BATCH, 3, n, n, generator=torch.Generator().manual_seed(SEEDS["ce_images"]))
@@ -183,12 +186,13 @@ def ce(out):
         logits = logits_fn()
         loss = F.cross_entropy(logits, labels)
         loss.backward()
-        results[name] = (float(loss), {k: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+        results[name] = (loss.item(), {k: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
                                        for k, p in params.items()},
                          {k: p.detach().clone() for k, p in params.items()}, logits.detach())
 
     run("token", tok, lambda: tok(x), {})
     run("avg", avg, lambda: avg(x), {})
+    run("ls", ls, lambda: ls(x), {})
 
     def intermediate(model, nlast):
         # timm's forward_features path, keeping the last nlast block outputs, each through the final norm
@@ -221,6 +225,8 @@ def ce(out):
         write_tensors(f, "tok/weights", {k: v for k, v in tok.named_parameters() if not k.startswith("head.")})
         write_tensors(f, "avg/weights", {k: v for k, v in avg.named_parameters() if not k.startswith("head.")})
         for name, (loss, g, params, logits) in results.items():
+            if name == "ls":
+                continue
             write_tensors(f, f"{name}/grad", g)
             write_tensors(f, f"{name}/head", {k: params[k] for k in ("head.weight", "head.bias")})
             f[f"{name}/logits"] = logits.float().numpy()
@@ -231,6 +237,18 @@ def ce(out):
         f.attrs["seeds"] = json.dumps(SEEDS)
         common_attrs(f)
     print(f"wrote {path} ({os.path.getsize(path)} bytes): " + ", ".join(f"{k} {v[0]:.6f}" for k, v in results.items()))
+    path = os.path.join(out, "gradients_ls_small.h5")
+    with h5py.File(path, "w") as f:
+        loss, g, params, logits = results["ls"]
+        write_tensors(f, "ls/weights", {k: v for k, v in params.items()})
+        write_tensors(f, "ls/grad", g)
+        f["ls"].attrs["loss"] = loss
+        f["images"] = imgs.numpy().astype(np.float32)
+        f["labels"] = labels.numpy().astype(np.int64)
+        f.attrs["sizes"] = json.dumps({**CE_SIZES, "depth": 2, "init_values": 0.1})
+        f.attrs["seeds"] = json.dumps(SEEDS)
+        common_attrs(f)
+    print(f"wrote {path} ({os.path.getsize(path)} bytes): ls {loss:.6f}")
 
 
 def main():

@@ -112,7 +112,7 @@ extension MaskedAutoencoder {
         var w = takeBuffers(batch: b, keep: keep)
         defer { buffers = w }
         let (prediction, recorded) = try run(pixels, masks: masks, keep: keep, buffers: &w, record: true)
-        guard let tapes = recorded else { preconditionFailure("run(record: true) returns tapes") }
+        guard let tapes = recorded else { throw ViTError.unsupported("internal: the forward pass recorded no activations") }
         let eps = Float(a.layerNormEpsilon)
         let ep = encoder.p, dp = decoder.p
         let names = gradientNames

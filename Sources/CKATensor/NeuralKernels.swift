@@ -114,3 +114,108 @@ public enum NeuralKernels {
         }
     }
 }
+
+// MARK: - Backward (reverse-mode) kernels
+
+extension NeuralKernels {
+    /// Backward of `layerNorm`: given x and ∂L/∂y, adds ∂L/∂x to `inputGradient` (or writes it when
+    /// `accumulate` is false) and adds Σ_rows ∂L/∂y·x̂ to `weightGradient`, Σ_rows ∂L/∂y to `biasGradient`.
+    /// ∂L/∂x = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = ∂L/∂y·weight, x̂ = (x − mean)·rstd; row statistics are
+    /// recomputed in Double as in the forward pass. `inputGradient` must not alias `outputGradient`.
+    public static func layerNormBackward(input x0: UnsafePointer<Float>, outputGradient dy0: UnsafePointer<Float>,
+                                         rows: Int, width: Int, weight: UnsafePointer<Float>, epsilon: Float = 1e-6,
+                                         inputGradient dx0: UnsafeMutablePointer<Float>, accumulate: Bool,
+                                         weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>) {
+        let n = Double(width)
+        let acc = UnsafeMutablePointer<Double>.allocate(capacity: 2 * width)
+        acc.initialize(repeating: 0, count: 2 * width)
+        let xhat = UnsafeMutablePointer<Float>.allocate(capacity: width)
+        defer { acc.deallocate(); xhat.deallocate() }
+        let accW = acc, accB = acc + width
+        for r in 0..<rows {
+            let x = x0 + r * width, dy = dy0 + r * width, dx = dx0 + r * width
+            var sum = 0.0
+            for j in 0..<width { sum += Double(x[j]) }
+            let mean = sum / n
+            var sq = 0.0
+            for j in 0..<width { let c = Double(x[j]) - mean; sq += c * c }
+            let rstd = 1 / (sq / n + Double(epsilon)).squareRoot()
+            let m = Float(mean), rs = Float(rstd)
+            var s1 = 0.0, s2 = 0.0
+            for j in 0..<width {
+                let h = (x[j] - m) * rs
+                xhat[j] = h
+                let g = Double(dy[j] * weight[j])
+                s1 += g
+                s2 += g * Double(h)
+                accW[j] += Double(dy[j] * h)
+                accB[j] += Double(dy[j])
+            }
+            let a = Float(s1 / n), c = Float(s2 / n)
+            if accumulate {
+                for j in 0..<width { dx[j] += rs * (dy[j] * weight[j] - a - xhat[j] * c) }
+            } else {
+                for j in 0..<width { dx[j] = rs * (dy[j] * weight[j] - a - xhat[j] * c) }
+            }
+        }
+        for j in 0..<width { dw[j] += Float(accW[j]); db[j] += Float(accB[j]) }
+    }
+
+    /// GELU out of place: `output[i] = gelu(input[i])` (the same function as `gelu(_:count:)`).
+    public static func gelu(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let v = input[i]
+            output[i] = 0.5 * v * (1 + erfApprox(v * 0.707_106_781_186_547_5))
+        }
+    }
+
+    /// Backward of GELU: `gradient[i] *= Φ(a) + a·φ(a)` at the pre-activation a = `input[i]`, the derivative of
+    /// exact-erf GELU with Φ from the same erf approximation as the forward pass (|error| ≤ 1.5e-7) and
+    /// φ(a) = e^(−a²/2)/√(2π).
+    public static func geluBackward(_ input: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let a = input[i]
+            let cdf = 0.5 * (1 + erfApprox(a * 0.707_106_781_186_547_5))
+            let pdf = 0.398_942_280_401_432_7 * expApprox(-0.5 * a * a)
+            g[i] *= cdf + a * pdf
+        }
+    }
+
+    /// Backward of `softmaxRows`: given the probabilities s and ∂L/∂s in `gradient` (both `rows × width`,
+    /// leading dimension `stride`), replaces it by ∂L/∂z = s ⊙ (∂L/∂s − Σⱼ ∂L/∂sⱼ·sⱼ).
+    public static func softmaxBackwardRows(_ s0: UnsafePointer<Float>, gradient g0: UnsafeMutablePointer<Float>,
+                                           rows: Int, width: Int, stride: Int? = nil) {
+        let ld = stride ?? width
+        for r in 0..<rows {
+            let s = s0 + r * ld, g = g0 + r * ld
+            var dot: Float = 0
+            for j in 0..<width { dot += s[j] * g[j] }
+            for j in 0..<width { g[j] = s[j] * (g[j] - dot) }
+        }
+    }
+
+    /// `sums[j] += Σ_r x[r, j]` over `rows × width` (bias gradients), accumulated in Double.
+    public static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, width: Int, into sums: UnsafeMutablePointer<Float>) {
+        let acc = UnsafeMutablePointer<Double>.allocate(capacity: width)
+        acc.initialize(repeating: 0, count: width)
+        defer { acc.deallocate() }
+        for r in 0..<rows {
+            let row = x + r * width
+            for j in 0..<width { acc[j] += Double(row[j]) }
+        }
+        for j in 0..<width { sums[j] += Float(acc[j]) }
+    }
+
+    /// `sums[j] += Σ_r x[r, j]·y[r, j]` (LayerScale γ gradients), accumulated in Double.
+    public static func addColumnDots(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
+                                     into sums: UnsafeMutablePointer<Float>) {
+        let acc = UnsafeMutablePointer<Double>.allocate(capacity: width)
+        acc.initialize(repeating: 0, count: width)
+        defer { acc.deallocate() }
+        for r in 0..<rows {
+            let a = x + r * width, b = y + r * width
+            for j in 0..<width { acc[j] += Double(a[j] * b[j]) }
+        }
+        for j in 0..<width { sums[j] += Float(acc[j]) }
+    }
+}

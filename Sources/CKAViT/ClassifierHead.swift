@@ -18,6 +18,8 @@ public enum ClassifierHeadError: Error, Equatable, CustomStringConvertible {
     case hook(name: String, expected: String, got: [Int]?)
     /// The file holds keys a strict load would refuse.
     case unexpectedKeys(file: String, keys: [String], expected: String)
+    /// Class labels that do not fit the batch or the head (cross-entropy).
+    case labels(String)
 
     public var description: String {
         switch self {
@@ -37,6 +39,7 @@ public enum ClassifierHeadError: Error, Equatable, CustomStringConvertible {
                 ?? "hook '\(name)' is missing (the head needs it; run the model with `hookPoints`)"
         case let .unexpectedKeys(file, keys, expected):
             return "\(file): unexpected keys \(keys.prefix(8).joined(separator: ", "))\(keys.count > 8 ? ", …" : ""); expected \(expected)"
+        case let .labels(s): return "labels: \(s)"
         }
     }
 }

@@ -84,7 +84,9 @@ public final class MaskedAutoencoder {
     /// Decoder MLP hidden width.
     public let decoderHiddenWidth: Int
     let decoder: TransformerBlocks
-    private var buffers: Buffers?
+    /// The shapes the decoder parameters were given in (e.g. `mask_token` `[1, 1, dd]`), by name.
+    let decoderShapes: [String: [Int]]
+    var buffers: Buffers?
 
     /// The encoder's architecture.
     public var architecture: ViTArchitecture { encoder.architecture }
@@ -114,6 +116,7 @@ public final class MaskedAutoencoder {
         }
         encoder = try VisionTransformer(parameters: encoderParameters, architecture: a, file: file)
         var p = decoderParameters
+        decoderShapes = decoderParameters.mapValues(\.shape)
         guard let embed = p["decoder_embed.weight"] else { throw ViTError.missingParameter(name: "decoder_embed.weight", file: file) }
         guard embed.rank == 2, embed.shape[1] == a.width, embed.shape[0] > 0 else {
             throw ViTError.parameterShape(name: "decoder_embed.weight", expected: [-1, a.width], got: embed.shape)
@@ -200,16 +203,29 @@ public final class MaskedAutoencoder {
     /// - Throws: `MAEError.inputShape` / `.invalidArgument` naming the argument.
     public func predict(_ pixels: Tensor<Float>, masks: [MAEMask]) throws -> Tensor<Float> {
         let keep = try check(pixels, masks: masks)
-        let a = encoder.architecture
-        let b = pixels.shape[0], ps = a.patchSize, g = imageSize / ps, np = g * g, d = a.width, dd = decoderWidth
-        let te = keep + 1, td = np + 1, out = targetWidth
-        if buffers?.batch != b || buffers?.keep != keep {
-            buffers = Buffers(batch: b, keep: keep, patches: np, inputWidth: a.inputChannels * ps * ps, width: d,
-                              decoderWidth: dd, targetWidth: out)
-        }
-        // Taken out of `self` so that each buffer is uniquely referenced (no copy-on-write).
-        var w = buffers.take()!
+        var w = takeBuffers(batch: pixels.shape[0], keep: keep)
         defer { buffers = w }
+        return try run(pixels, masks: masks, keep: keep, buffers: &w, record: false).prediction
+    }
+
+    /// The buffers for a batch of `b` images with `keep` visible patches, taken out of `self` so that each is
+    /// uniquely referenced (no copy-on-write); put them back when done.
+    func takeBuffers(batch b: Int, keep: Int) -> Buffers {
+        let a = encoder.architecture
+        if buffers?.batch != b || buffers?.keep != keep {
+            buffers = Buffers(batch: b, keep: keep, patches: patchCount, inputWidth: a.inputChannels * a.patchSize * a.patchSize,
+                              width: a.width, decoderWidth: decoderWidth, targetWidth: targetWidth)
+        }
+        return buffers.take()!
+    }
+
+    /// The forward pass on validated inputs into `w` (encoder and decoder token buffers end in `w.encoder!.x`,
+    /// `w.decoder!.x`); with `record`, the blocks' activations for `backward` are returned too.
+    func run(_ pixels: Tensor<Float>, masks: [MAEMask], keep: Int, buffers w: inout Buffers, record: Bool) throws
+        -> (prediction: Tensor<Float>, tapes: (encoder: TransformerBlocks.Tape, decoder: TransformerBlocks.Tape)?) {
+        let a = encoder.architecture
+        let b = pixels.shape[0], np = patchCount, d = a.width, dd = decoderWidth
+        let te = keep + 1, td = np + 1, out = targetWidth
         var enc = encoder.blocks.workspace(w.encoder.take(), images: b, tokens: te)
         var dec = decoder.workspace(w.decoder.take(), images: b, tokens: td)
         defer { w.encoder = enc; w.decoder = dec }
@@ -230,7 +246,8 @@ public final class MaskedAutoencoder {
                 for j in 0..<d { dst[j] = src[j] + pk[j] }
             }
         }
-        try encoder.blocks.run(&enc)
+        var encoderTape: TransformerBlocks.Tape?
+        if record { encoderTape = try encoder.blocks.record(&enc) } else { try encoder.blocks.run(&enc) }
         NeuralKernels.layerNorm(enc.x.pointer, w.latent.mutablePointer(), rows: b * te, width: d,
                                 weight: ep["norm.weight"]!.pointer, bias: ep["norm.bias"]!.pointer, epsilon: eps)
 
@@ -248,7 +265,8 @@ public final class MaskedAutoencoder {
                 for j in 0..<dd { dst[j] = s[j] + pk[j] }
             }
         }
-        try decoder.run(&dec)
+        var decoderTape: TransformerBlocks.Tape?
+        if record { decoderTape = try decoder.record(&dec) } else { try decoder.run(&dec) }
         // decoder_norm and decoder_pred on the patch tokens only (CLS is dropped from the output).
         let normW = dp["decoder_norm.weight"]!.pointer, normB = dp["decoder_norm.bias"]!.pointer
         let normed = w.decoded.mutablePointer()
@@ -257,7 +275,8 @@ public final class MaskedAutoencoder {
                                     weight: normW, bias: normB, epsilon: eps)
         }
         try decoder.linear(w.decoded.pointer, rows: b * np, "decoder_pred", into: w.prediction.mutablePointer())
-        return try w.prediction.reshaped([b, np, out])
+        let tapes = encoderTape.flatMap { e in decoderTape.map { (encoder: e, decoder: $0) } }
+        return (try w.prediction.reshaped([b, np, out]), tapes)
     }
 
     /// The reconstruction-loss sums of `prediction` `[B, P, p²·C]` against `patchify(pixels)` on the masked patches.
@@ -296,7 +315,7 @@ public final class MaskedAutoencoder {
     }
 
     /// Copies patch `k` of image `i` in the official `patchify` order, index (row·p + col)·C + channel.
-    private func patch(_ pixels: Tensor<Float>, image i: Int, patch k: Int, into t: UnsafeMutablePointer<Float>) {
+    func patch(_ pixels: Tensor<Float>, image i: Int, patch k: Int, into t: UnsafeMutablePointer<Float>) {
         let c = pixels.shape[1], hw = pixels.shape[2], ps = patchSize, g = hw / ps
         let gy = k / g, gx = k % g, src = pixels.pointer + i * c * hw * hw
         for ch in 0..<c {
@@ -407,7 +426,7 @@ public final class MaskedAutoencoder {
         }
     }
 
-    private func checkPixels(_ pixels: Tensor<Float>) throws {
+    func checkPixels(_ pixels: Tensor<Float>) throws {
         let a = encoder.architecture, size = imageSize
         guard pixels.rank == 4, pixels.shape[1] == a.inputChannels, pixels.shape[2] == size, pixels.shape[3] == size,
               pixels.shape[0] > 0 else {
@@ -417,7 +436,7 @@ public final class MaskedAutoencoder {
     }
 
     /// Validates pixels and masks; returns the common visible-patch count.
-    private func check(_ pixels: Tensor<Float>, masks: [MAEMask]) throws -> Int {
+    func check(_ pixels: Tensor<Float>, masks: [MAEMask]) throws -> Int {
         try checkPixels(pixels)
         let b = pixels.shape[0], np = patchCount
         guard masks.count == b else {
@@ -438,7 +457,7 @@ public final class MaskedAutoencoder {
 
     /// Rows `[B·keep, C·p²]` of the visible patches in `idsShuffle` order, columns (channel, row, col) as the
     /// patch-embedding convolution's weight.
-    private func gatherPatches(_ pixels: Tensor<Float>, masks: [MAEMask], keep: Int, into dst: UnsafeMutablePointer<Float>) {
+    func gatherPatches(_ pixels: Tensor<Float>, masks: [MAEMask], keep: Int, into dst: UnsafeMutablePointer<Float>) {
         let c = pixels.shape[1], hw = pixels.shape[2], ps = patchSize, g = hw / ps, rowLen = c * ps * ps
         let src = pixels.pointer
         for i in 0..<masks.count {

@@ -79,6 +79,26 @@ struct TransformerBlocks {
                  into: MutableMatrixRef(o, rows: rows, cols: outW))
     }
 
+    /// Multi-head attention of `images` sequences from fused qkv rows `[images·tokens, 3·width]` into
+    /// `[images·tokens, width]`, one (image, head) at a time: S = softmax(scale·Q·Kᵀ), O = S·V (`scores`: t×t).
+    func attention(_ q: UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>, images b: Int, tokens t: Int,
+                   scores s: UnsafeMutablePointer<Float>) throws {
+        let d = width, dh = d / heads
+        let scale = Float(1 / Double(dh).squareRoot())
+        for i in 0..<b {
+            for hd in 0..<heads {
+                let base = q + i * t * 3 * d + hd * dh
+                try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
+                         MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
+                         alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
+                NeuralKernels.softmaxRows(s, rows: t, width: t)
+                try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
+                         MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
+                         into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
+            }
+        }
+    }
+
     /// Runs every block on the tokens in `w.x` (`[images·tokens, width]`), in place.
     ///
     /// - Parameters:
@@ -88,8 +108,6 @@ struct TransformerBlocks {
     func run(_ w: inout Workspace, emit: (String, Tensor<Float>, [Int]) throws -> Void = { _, _, _ in },
              afterBlock: (String, Tensor<Float>) throws -> Void = { _, _ in }) throws {
         let b = w.images, t = w.tokens, d = width, rows = b * t
-        let dh = d / heads
-        let scale = Float(1 / Double(dh).squareRoot())
         func layerNorm(_ name: String) {
             NeuralKernels.layerNorm(w.x.pointer, w.h.mutablePointer(), rows: rows, width: d,
                                     weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon)
@@ -100,20 +118,7 @@ struct TransformerBlocks {
             try emit(n + ".norm1", w.h, [b, t, d])
             try linear(w.h.pointer, rows: rows, n + ".attn.qkv", into: w.qkv.mutablePointer())
             try emit(n + ".attn.qkv", w.qkv, [b, t, 3 * d])
-            // Multi-head attention, one (image, head) at a time: S = softmax(scale·Q·Kᵀ), O = S·V.
-            let q = w.qkv.pointer, o = w.attn.mutablePointer(), s = w.scores.mutablePointer()
-            for i in 0..<b {
-                for hd in 0..<heads {
-                    let base = q + i * t * 3 * d + hd * dh
-                    try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
-                             MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
-                             alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
-                    NeuralKernels.softmaxRows(s, rows: t, width: t)
-                    try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
-                             MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
-                             into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
-                }
-            }
+            try attention(w.qkv.pointer, into: w.attn.mutablePointer(), images: b, tokens: t, scores: w.scores.mutablePointer())
             try linear(w.attn.pointer, rows: rows, n + ".attn.proj", into: w.proj.mutablePointer())
             try emit(n + ".attn.proj", w.proj, [b, t, d])
             if layerScale {

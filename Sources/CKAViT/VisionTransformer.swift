@@ -34,6 +34,8 @@ public final class VisionTransformer {
     let p: [String: Tensor<Float>]
     /// The encoder blocks `blocks.*` (shared code with the MAE decoder).
     let blocks: TransformerBlocks
+    /// The shapes the parameters were given in (checkpoint shapes, e.g. `cls_token` `[1, 1, D]`), by name.
+    let parameterShapes: [String: [Int]]
     private var workspace: Workspace?
 
     /// Builds the model from canonical (timm-named) parameters.
@@ -45,6 +47,7 @@ public final class VisionTransformer {
         }
         guard a.width % a.heads == 0 else { throw ViTError.unsupported("width \(a.width) is not divisible by \(a.heads) heads") }
         var p = parameters
+        parameterShapes = parameters.mapValues(\.shape)
         let d = a.width
         func need(_ name: String, _ shape: [Int]) throws { try reshapeParameter(&p, name, shape, file: file) }
         try need("patch_embed.proj.weight", [d, a.inputChannels * a.patchSize * a.patchSize])
@@ -159,7 +162,7 @@ public final class VisionTransformer {
     }
 
     /// Rearranges `[B, C, H, W]` pixels into patch rows `[B·g², C·p·p]` in (channel, row, col) order.
-    private func im2col(_ x: Tensor<Float>, into cols: inout Tensor<Float>, patch p: Int, grid g: Int) {
+    func im2col(_ x: Tensor<Float>, into cols: inout Tensor<Float>, patch p: Int, grid g: Int) {
         let b = x.shape[0], c = x.shape[1], hw = x.shape[2]
         let src = x.pointer, dst = cols.mutablePointer()
         let rowLen = c * p * p
@@ -178,7 +181,7 @@ public final class VisionTransformer {
     }
 
     /// Pooled features `[B, D]` of tokens `[B·T, D]`: token 0, the mean of all tokens, or of tokens 1…T−1.
-    private func pool(_ x: Tensor<Float>, batch b: Int, tokens t: Int, width d: Int, kind: String) -> Tensor<Float> {
+    func pool(_ x: Tensor<Float>, batch b: Int, tokens t: Int, width d: Int, kind: String) -> Tensor<Float> {
         var out = Tensor<Float>(shape: [b, d])
         let src = x.pointer, dst = out.mutablePointer()
         for i in 0..<b {

@@ -67,5 +67,11 @@ let package = Package(
             dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
             path: "Sources/knn-report"
         ),
+        /// One loss-landscape grid point: MAE / RC-MAE loss on 64 images at ViT-B/16 shape vs the sgemm peak.
+        .executableTarget(
+            name: "landscape-report",
+            dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
+            path: "Sources/landscape-report"
+        ),
     ]
 )

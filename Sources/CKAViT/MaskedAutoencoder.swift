@@ -288,7 +288,8 @@ public final class MaskedAutoencoder {
         target.withUnsafeMutableBufferPointer { tb in
             let t = tb.baseAddress!
             for i in 0..<b {
-                for k in 0..<np where masks[i].mask[k] == 1 {
+                let mask = masks[i].mask
+                for k in 0..<np where mask[k] == 1 {
                     patch(pixels, image: i, patch: k, into: t)
                     sum += Self.patchLoss(pred + (i * np + k) * l, t, count: l, normalize: normPixLoss)
                     count += 1
@@ -375,7 +376,8 @@ public final class MaskedAutoencoder {
         var consistency = 0.0
         let sp = s.prediction.pointer, tp = t.pointer
         for i in 0..<masks.count {
-            for k in 0..<np where masks[i].mask[k] == 1 {
+            let mask = masks[i].mask
+            for k in 0..<np where mask[k] == 1 {
                 let a = sp + (i * np + k) * l, c = tp + (i * np + k) * l
                 var acc = 0.0
                 for j in 0..<l { let e = Double(a[j]) - Double(c[j]); acc += e * e }

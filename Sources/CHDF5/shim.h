@@ -19,6 +19,7 @@ static inline unsigned cka_H5F_ACC_RDWR(void) { return H5F_ACC_RDWR; }
 
 static inline hid_t cka_H5P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
 static inline hid_t cka_H5P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
+static inline hid_t cka_H5P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
 static inline hid_t cka_H5P_DATASET_ACCESS(void) { return H5P_DATASET_ACCESS; }
 
 static inline hid_t cka_H5T_NATIVE_FLOAT(void) { return H5T_NATIVE_FLOAT; }

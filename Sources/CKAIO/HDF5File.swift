@@ -167,7 +167,10 @@ public final class HDF5File {
         let lcpl = H5Pcreate(cka_H5P_LINK_CREATE())
         defer { H5Pclose(lcpl) }
         H5Pset_create_intermediate_group(lcpl, 1)
-        let gid = H5Gcreate2(fileID, name, lcpl, cka_H5P_DEFAULT(), cka_H5P_DEFAULT())
+        let gcpl = H5Pcreate(cka_H5P_GROUP_CREATE())
+        defer { H5Pclose(gcpl) }
+        H5Pset_obj_track_times(gcpl, false)   // no timestamps: the same content gives the same bytes
+        let gid = H5Gcreate2(fileID, name, lcpl, gcpl, cka_H5P_DEFAULT())
         guard gid >= 0 else { throw failure("create group", name) }
         H5Gclose(gid)
     }
@@ -208,6 +211,7 @@ public final class HDF5File {
         defer { H5Sclose(space) }
         let dcpl = H5Pcreate(cka_H5P_DATASET_CREATE())
         defer { H5Pclose(dcpl) }
+        H5Pset_obj_track_times(dcpl, false)   // no timestamps: the same content gives the same bytes
         if (extendable || chunkRows != nil), !shape.isEmpty {
             let rowBytes = max(1, shape.dropFirst().reduce(1, *) * Int(H5Tget_size(ftype)))
             let rows = max(1, chunkRows ?? max(1, min(1024, (4 << 20) / rowBytes)))
@@ -233,7 +237,10 @@ public final class HDF5File {
         let lcpl = H5Pcreate(cka_H5P_LINK_CREATE())
         defer { H5Pclose(lcpl) }
         H5Pset_create_intermediate_group(lcpl, 1)
-        let id = H5Dcreate2(fileID, name, t, space, lcpl, cka_H5P_DEFAULT(), cka_H5P_DEFAULT())
+        let dcpl = H5Pcreate(cka_H5P_DATASET_CREATE())
+        defer { H5Pclose(dcpl) }
+        H5Pset_obj_track_times(dcpl, false)
+        let id = H5Dcreate2(fileID, name, t, space, lcpl, dcpl, cka_H5P_DEFAULT())
         guard id >= 0 else { throw failure("create dataset", name) }
         defer { H5Dclose(id) }
         let status = withCStringArray(strings) { ptrs in

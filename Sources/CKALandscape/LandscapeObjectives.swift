@@ -47,7 +47,7 @@ func orderedDecoderNames(_ names: some Sequence<String>) -> [String] {
 /// and decoder parameters. The loss over all examples is Σ(per-patch loss · mask) / Σ mask, i.e. the official
 /// batch loss with all examples in one batch (every image has the same number of masked patches, so it is also
 /// the mean of equal-sized batch losses).
-public struct MAELandscapeObjective: LandscapeObjective {
+public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
     public let name: String
     public let center: ParameterSet
     public let fixedParameters: [String: String]
@@ -88,12 +88,34 @@ public struct MAELandscapeObjective: LandscapeObjective {
         name = teacher == nil ? "mae" : "rcmae"
     }
 
-    public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
+    func model(at p: ParameterSet) throws -> MaskedAutoencoder {
         var encoder: [String: Tensor<Float>] = [:], decoder: [String: Tensor<Float>] = [:]
         for n in groups["encoder"]! { encoder[n] = p[n] }
         for n in groups["decoder"]! { decoder[n] = p[n] }
-        let model = try MaskedAutoencoder(encoder: encoder, architecture: architecture, decoder: decoder,
-                                          decoderHeads: decoderHeads, file: file)
+        return try MaskedAutoencoder(encoder: encoder, architecture: architecture, decoder: decoder,
+                                     decoderHeads: decoderHeads, file: file)
+    }
+
+    /// The loss and its gradient (backpropagation through the student; the teacher's prediction is a constant).
+    public func valueAndGradient(at p: ParameterSet) throws -> (value: LandscapeValue, gradient: ParameterSet) {
+        let model = try model(at: p)
+        var g: [String: Tensor<Float>] = [:]
+        if let teacher {
+            var sums = RCMAELossSums()
+            for b in batches {
+                sums = sums + (try MaskedAutoencoder.rcmaeLossAndGradient(student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
+                                                                          normPixLoss: normPixLoss, gamma: gamma, accumulatingInto: &g))
+            }
+            return (LandscapeValue(loss: sums.loss(gamma: gamma), parts: ["reconstruction": sums.reconstruction, "consistency": sums.consistency]),
+                    try gradientSet(g, center: center, scale: 1 / Double(sums.maskedPatches)))
+        }
+        var sums = MAELossSums()
+        for b in batches { sums = sums + (try model.lossAndGradient(b.pixels, masks: b.masks, normPixLoss: normPixLoss, accumulatingInto: &g)) }
+        return (LandscapeValue(loss: sums.loss), try gradientSet(g, center: center, scale: 1 / Double(sums.maskedPatches)))
+    }
+
+    public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
+        let model = try model(at: p)
         if let teacher {
             var sums = RCMAELossSums()
             for b in batches {
@@ -113,7 +135,7 @@ public struct MAELandscapeObjective: LandscapeObjective {
 /// as a function of the backbone and the head: timm's supervised head, MoCo-v3's and MAE's released heads,
 /// DINO's linear weights (`ClassifierHead`). The head's tensors are named `head.weight` / `head.bias` here.
 /// Loss = mean over examples of logsumexp(logits) − logit[label] (PyTorch's `CrossEntropyLoss`), in Double.
-public struct CrossEntropyLandscapeObjective: LandscapeObjective {
+public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
     public let name = "ce"
     public let center: ParameterSet
     public let fixedParameters: [String: String]
@@ -146,12 +168,25 @@ public struct CrossEntropyLandscapeObjective: LandscapeObjective {
         file = checkpoint.file
     }
 
-    public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
+    func model(at p: ParameterSet) throws -> (VisionTransformer, ClassifierHead) {
         var encoder: [String: Tensor<Float>] = [:]
         for n in groups["encoder"]! { encoder[n] = p[n] }
-        let model = try VisionTransformer(parameters: encoder, architecture: architecture, file: file)
-        let moved = try ClassifierHead(readout: head.readout, weight: p["head.weight"]!, bias: p["head.bias"]!,
-                                       architecture: architecture, file: head.file)
+        return (try VisionTransformer(parameters: encoder, architecture: architecture, file: file),
+                try ClassifierHead(readout: head.readout, weight: p["head.weight"]!, bias: p["head.bias"]!,
+                                   architecture: architecture, file: head.file))
+    }
+
+    /// The loss and its gradient by backpropagation through the head and the backbone.
+    public func valueAndGradient(at p: ParameterSet) throws -> (value: LandscapeValue, gradient: ParameterSet) {
+        let (model, moved) = try model(at: p)
+        var g: [String: Tensor<Float>] = [:]
+        var sums = CrossEntropySums()
+        for b in batches { sums = sums + (try moved.lossAndGradient(model: model, pixels: b.pixels, labels: b.labels, accumulatingInto: &g)) }
+        return (LandscapeValue(loss: sums.loss, accuracy: sums.accuracy), try gradientSet(g, center: center, scale: 1 / Double(sums.count)))
+    }
+
+    public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
+        let (model, moved) = try model(at: p)
         var loss = 0.0, correct = 0, count = 0
         for b in batches {
             let logits = try moved.logits(model: model, pixels: b.pixels)
@@ -169,4 +204,23 @@ public struct CrossEntropyLandscapeObjective: LandscapeObjective {
         }
         return LandscapeValue(loss: loss / Double(count), accuracy: 100 * Double(correct) / Double(count))
     }
+}
+
+/// Gradient sums by name → the gradient of the mean as a `ParameterSet` over `center` (zero where a tensor
+/// got no gradient), reshaped to the centre's shapes.
+func gradientSet(_ sums: [String: Tensor<Float>], center: ParameterSet, scale: Double) throws -> ParameterSet {
+    var out = ParameterSet()
+    let f = Float(scale)
+    for name in center.names {
+        let shape = center[name]!.shape
+        guard var t = sums[name] else { out.set(name, Tensor<Float>(shape: shape)); continue }
+        guard t.count == center[name]!.count else {
+            throw LandscapeError.mismatch(file: "gradient", what: name, expected: describe(shape), got: describe(t.shape))
+        }
+        t = try t.reshaped(shape)
+        let p = t.mutablePointer()
+        for i in 0..<t.count { p[i] *= f }
+        out.set(name, t)
+    }
+    return out
 }

@@ -189,8 +189,9 @@ public struct LandscapeSurface: Sendable {
         try grid("loss", loss)
         try f.createDataset("done", type: .uint8, shape: [ny, nx]).write(done)
         if let accuracy { try grid("accuracy", accuracy) }
+        if !parts.isEmpty { try f.createGroup("parts") }
         for (name, v) in parts.sorted(by: { $0.key < $1.key }) { try grid("parts/" + name, v) }
-        if !ids.isEmpty { try f.writeStrings("inputs/ids", ids) }
+        if !ids.isEmpty { try f.createGroup("inputs"); try f.writeStrings("inputs/ids", ids) }
         if let masks, patchCount > 0 {
             try f.createDataset("masks", type: .uint8, shape: [masks.count / patchCount, patchCount]).write(masks)
         }

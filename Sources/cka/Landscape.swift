@@ -23,8 +23,10 @@ extension CKACommand {
             (/masks [N, patches] uint8, 1 = masked, e.g. another surface). Images get the method's eval transform.
             The store (formats.md §3) is rewritten atomically after every grid point; rerunning the same command
             resumes where it stopped. Directions are saved to --directions (default OUT.directions.h5) and reused
-            when that file exists. When the grid is complete, curvature and convex-area statistics are stored
-            (see 'cka landscape-stats'), and with --flatness-radius the average flatness.
+            when that file exists. When the grid is complete, the store gets curvature and convex-area statistics
+            (see 'cka landscape-stats'), the largest Hessian eigenvalue over the perturbed parameters (power
+            iteration with finite-difference Hessian-vector products of backpropagated gradients), and with
+            --flatness-radius the average flatness.
               cka landscape --checkpoint mae_pretrain_vit_base_full.pth --loss mae --images val/ \\
                 --examples 64 --grid -1:1:21 --out mae-surface.h5
               cka landscape-plot mae-surface.h5
@@ -111,6 +113,12 @@ extension CKACommand {
         @Option(name: .customLong("flatness-samples"), help: "Random perturbations per flatness radius.")
         var flatnessSamples = 8
 
+        @Option(name: .customLong("hessian-iterations"), help: "Power iterations for the largest Hessian eigenvalue (two gradients each; 0 = skip).")
+        var hessianIterations = 10
+
+        @Option(name: .customLong("hessian-step"), help: "Finite-difference step of the Hessian-vector products, relative to ‖θ‖.")
+        var hessianStep = 1e-5
+
         @Option(name: .customLong("max-points"), help: "Stop after this many new grid points (resume later).")
         var maxPoints: Int?
 
@@ -134,6 +142,7 @@ extension CKACommand {
             if !(0..<1).contains(maskRatio) { throw ValidationError("--mask-ratio must be in [0, 1)") }
             if let maxPoints, maxPoints < 1 { throw ValidationError("--max-points must be at least 1") }
             if flatnessSamples < 1 { throw ValidationError("--flatness-samples must be at least 1") }
+            if hessianIterations < 0 || !(hessianStep > 0) { throw ValidationError("--hessian-iterations must be ≥ 0 and --hessian-step positive") }
             _ = try radii()
             do { _ = try GridAxis(parsing: grid); _ = try yGrid.map { try GridAxis(parsing: $0) } } catch { throw ValidationError("\(error)") }
         }
@@ -298,6 +307,16 @@ extension CKACommand {
                     surface.attributes["flatness_standard_error"] = .doubles(errors)
                     surface.attributes["flatness_samples"] = .int(flatnessSamples)
                     surface.attributes["flatness_seed"] = .int(Int(truncatingIfNeeded: seed &+ 1000))
+                }
+                if hessianIterations > 0, surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"] != .double(hessianStep),
+                   let differentiable = objective as? any DifferentiableLandscapeObjective {
+                    let h = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
+                                                  relativeStep: hessianStep, seed: seed &+ 2000) { it, lambda in
+                        if !quiet { note(String(format: "landscape: Hessian power iteration %d/%d: λ = %.6g", it, hessianIterations, lambda)) }
+                    }
+                    for (k, v) in h.attributes { surface.attributes[k] = v }
+                    surface.attributes["hessian_step_relative"] = .double(hessianStep)
+                    surface.attributes["hessian_seed"] = .int(Int(truncatingIfNeeded: seed &+ 2000))
                 }
                 if let st = try? LandscapeStatistics(surface: surface) {
                     for (k, v) in st.attributes { surface.attributes[k] = v }

@@ -14,8 +14,9 @@ extension CKACommand {
               convexity     2×2 Hessian of the surface by central differences at every interior point; locally
                             convex where λ_min ≥ −tolerance·|λ_max| (Li et al.'s convexity map)
               convex area   the 4-connected locally convex region containing the centre, in grid units²
-            Stored with the surface by 'cka landscape' (when asked for): the average flatness (mean loss increase
-            under random filter-normalised perturbations of a given radius). The statistics are written back into
+            Stored with the surface by 'cka landscape': the largest Hessian eigenvalue (± the change when the
+            finite-difference step is halved) and, when asked for, the average flatness (mean loss increase under
+            random filter-normalised perturbations of a given radius). The statistics are written back into
             the store as attributes stat_* (the file is rewritten atomically) unless --no-write.
             """)
 
@@ -57,6 +58,11 @@ extension CKACommand {
                     for (r, (m, e)) in zip(radii, zip(inc, se)) {
                         print(String(format: "  average flatness     +%.6g ± %.2g at radius %g (%d samples)", m, e, r, samples))
                     }
+                }
+                if let lambda = s.attributes["hessian_max_eigenvalue"]?.doubleValue {
+                    print(String(format: "  Hessian λ_max        %.6g ± %.2g (power iteration, %d iterations, step %.3g)", lambda,
+                                 s.attributes["hessian_step_error"]?.doubleValue ?? .nan, s.attributes["hessian_iterations"]?.intValue ?? 0,
+                                 s.attributes["hessian_step"]?.doubleValue ?? .nan))
                 }
                 if !noWrite {
                     for (k, v) in st.attributes { s.attributes[k] = v }

@@ -67,7 +67,7 @@ public struct SurfaceEvaluation {
 extension LandscapeSurface {
     /// Attributes that must agree for a stored surface to be resumed with new settings.
     public static let identityAttributes = ["loss", "normalization", "ignore", "seed", "checkpoint", "teacher",
-                                            "n_examples", "perturbed", "excluded", "norm_pix_loss", "gamma", "mask_ratio",
+                                            "n_examples", "pick", "perturbed", "excluded", "norm_pix_loss", "gamma", "mask_ratio",
                                             "mask_seed", "head"]
 
     /// Why `other` (a stored surface) cannot be resumed as `self`, or nil if it can.

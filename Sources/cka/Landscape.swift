@@ -59,8 +59,11 @@ extension CKACommand {
         @Option(help: "An HDF5 file with preprocessed /inputs/pixels and /inputs/ids (and /inputs/labels).")
         var inputs: String?
 
-        @Option(help: "Number of examples (the first N in order).")
+        @Option(help: "Number of examples the loss averages over (see --pick).")
         var examples = 64
+
+        @Option(help: "Which examples: spread (N evenly spaced over the inputs, every class of a sorted folder) or first.")
+        var pick = "spread"
 
         @Option(name: .customLong("batch-size"), help: "Examples per forward pass.")
         var batchSize = 32
@@ -138,6 +141,7 @@ extension CKACommand {
             if loss != "ce" && head != nil { throw ValidationError("--head is for --loss ce") }
             if dims != 1 && dims != 2 { throw ValidationError("--dims must be 1 or 2") }
             if examples < 1 || batchSize < 1 { throw ValidationError("--examples and --batch-size must be at least 1") }
+            if pick != "spread" && pick != "first" { throw ValidationError("--pick must be spread or first") }
             if ignore != "biasbn" && ignore != "none" { throw ValidationError("--ignore must be biasbn or none") }
             if !(0..<1).contains(maskRatio) { throw ValidationError("--mask-ratio must be in [0, 1)") }
             if let maxPoints, maxPoints < 1 { throw ValidationError("--max-points must be at least 1") }
@@ -173,7 +177,7 @@ extension CKACommand {
                 var attributes: [String: HDF5AttributeValue] = [
                     "loss": .string(loss), "checkpoint": .string(URL(fileURLWithPath: checkpoint).lastPathComponent),
                     "normalization": .string(normalization.rawValue), "ignore": .string(ignore),
-                    "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count),
+                    "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count), "pick": .string(pick),
                     "directions_seeds": .ints([Int(truncatingIfNeeded: seed), Int(truncatingIfNeeded: seed &+ 1)].prefix(dims).map { $0 }),
                     "source": .string(ckpt.source.rawValue), "architecture": .string(ckpt.architecture.timmName),
                     "created_by": .string("cka \(toolkitVersion)"),
@@ -335,14 +339,33 @@ extension CKACommand {
             var batches: [LandscapeBatch] = []
             var ids: [String] = []
             func collect(_ source: inout some InputSource) throws {
-                while ids.count < examples, let b = try source.next(maxCount: min(batchSize, examples - ids.count)) {
-                    ids += b.ids
-                    batches.append(LandscapeBatch(pixels: b.pixels, labels: loss == "ce" ? b.labels : []))
+                // The examples: the first N, or N spread evenly over the inputs (index ⌊i·total/N⌋), which for a
+                // class-sorted image folder gives every class.
+                let total = source.expectedCount ?? examples
+                let chosen = pick == "first" || total <= examples ? Set(0..<examples)
+                    : Set((0..<examples).map { $0 * total / examples })
+                var index = 0, rows: [(id: String, label: Int, pixels: Tensor<Float>)] = []
+                func flush() throws {
+                    guard let first = rows.first else { return }
+                    var pixels = Tensor<Float>(shape: [rows.count] + Array(first.pixels.shape.dropFirst()))
+                    for (k, r) in rows.enumerated() { try pixels.setRows(k..<k + 1, from: r.pixels) }
+                    batches.append(LandscapeBatch(pixels: pixels, labels: loss == "ce" ? rows.map(\.label) : []))
+                    rows = []
                 }
+                while ids.count < examples, let b = try source.next(maxCount: batchSize) {
+                    for i in 0..<b.ids.count {
+                        defer { index += 1 }
+                        guard chosen.contains(index), ids.count < examples else { continue }
+                        ids.append(b.ids[i])
+                        rows.append((b.ids[i], b.labels[i], b.pixels.rows(i..<i + 1)))
+                        if rows.count == batchSize { try flush() }
+                    }
+                }
+                try flush()
                 for s in source.skipped { note("warning: skipped \(s.id): \(s.reason)") }
             }
             if let inputs {
-                var s = try PixelStoreInput(path: inputs, limit: examples)
+                var s = try PixelStoreInput(path: inputs, limit: pick == "first" ? examples : nil)
                 try collect(&s)
             } else {
                 var transform = try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: imageSize)
@@ -352,7 +375,7 @@ extension CKACommand {
                     }
                     transform = p.crop == imageSize ? p : try p.with(crop: imageSize)
                 }
-                var s = try ImageFolderInput(root: images!, preprocessing: transform, batchSize: batchSize, limit: examples)
+                var s = try ImageFolderInput(root: images!, preprocessing: transform, batchSize: batchSize, limit: pick == "first" ? examples : nil)
                 try collect(&s)
             }
             guard !ids.isEmpty else { throw LandscapeError.invalidArgument("no usable examples in \(images ?? inputs ?? "")") }

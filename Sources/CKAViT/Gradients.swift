@@ -288,15 +288,7 @@ extension ClassifierHead {
         var ws = TransformerBlocks.Workspace(images: b, tokens: t, width: d, hiddenWidth: a.mlpHiddenWidth)
         var patches = Tensor<Float>(shape: [b * np, d])
         try blocks.linear(cols.pointer, rows: b * np, "patch_embed.proj", into: patches.mutablePointer())
-        let xp = ws.x.mutablePointer(), pp = patches.pointer, cls = p["cls_token"]!.pointer, pos = p["pos_embed"]!.pointer
-        for i in 0..<b {
-            let row = xp + i * t * d
-            for j in 0..<d { row[j] = cls[j] + pos[j] }
-            for k in 0..<np {
-                let dst = row + (k + 1) * d, src = pp + (i * np + k) * d, pk = pos + (k + 1) * d
-                for j in 0..<d { dst[j] = src[j] + pk[j] }
-            }
-        }
+        model.assembleTokens(patches.pointer, into: ws.x.mutablePointer(), images: b, patches: np)
         let tape = try blocks.record(&ws)
         let x = ws.x.pointer, rows = b * t
 

@@ -130,16 +130,7 @@ public final class VisionTransformer {
         try emit("patch_embed", w.patches, [b, np, d])
 
         // Tokens: [CLS, patches] + position table.
-        let xp = w.blocks.x.mutablePointer(), pp = w.patches.pointer
-        let cls = p["cls_token"]!.pointer, pos = p["pos_embed"]!.pointer
-        for i in 0..<b {
-            let row = xp + i * t * d
-            for j in 0..<d { row[j] = cls[j] + pos[j] }
-            for k in 0..<np {
-                let dst = row + (k + 1) * d, src = pp + (i * np + k) * d, pk = pos + (k + 1) * d
-                for j in 0..<d { dst[j] = src[j] + pk[j] }
-            }
-        }
+        assembleTokens(w.patches.pointer, into: w.blocks.x.mutablePointer(), images: b, patches: np)
 
         try blocks.run(&w.blocks, emit: emit, afterBlock: pooled)
         if a.hasFCNorm, hooks.contains("fc_norm") {
@@ -159,6 +150,20 @@ public final class VisionTransformer {
             }
         }
         return normed
+    }
+
+    /// Token rows `[B·(1+P), D]` = [CLS, patches] + the position table, from patch embeddings `[B·P, D]`.
+    func assembleTokens(_ patches: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, images b: Int, patches np: Int) {
+        let d = architecture.width, t = np + 1
+        let cls = p["cls_token"]!.pointer, pos = p["pos_embed"]!.pointer
+        for i in 0..<b {
+            let row = x + i * t * d
+            for j in 0..<d { row[j] = cls[j] + pos[j] }
+            for k in 0..<np {
+                let dst = row + (k + 1) * d, src = patches + (i * np + k) * d, pk = pos + (k + 1) * d
+                for j in 0..<d { dst[j] = src[j] + pk[j] }
+            }
+        }
     }
 
     /// Rearranges `[B, C, H, W]` pixels into patch rows `[B·g², C·p·p]` in (channel, row, col) order.

@@ -200,13 +200,16 @@ extension CKACommand {
 extension CKACommand.Extract {
     /// The image source with the checkpoint's evaluation transform (or `--preprocessing`).
     func imageInput(for ckpt: Checkpoint, size: Int) throws -> ImageFolderInput {
-        var transform = try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: size)
-        if let name = preprocessing {
-            guard let p = Preprocessing.preset(named: name) else {
-                throw ValidationError("--preprocessing: unknown preset '\(name)' (\(Preprocessing.presets.map(\.name).joined(separator: ", ")))")
-            }
-            transform = p.crop == size ? p : try p.with(crop: size)
-        }
-        return try ImageFolderInput(root: images!, preprocessing: transform, batchSize: batchSize, limit: limit, strict: strict)
+        try ImageFolderInput(root: images!, preprocessing: evalTransform(for: ckpt, size: size, preset: preprocessing),
+                             batchSize: batchSize, limit: limit, strict: strict)
     }
+}
+
+/// The checkpoint method's evaluation transform at the model's input size, or the `--preprocessing` preset.
+func evalTransform(for ckpt: Checkpoint, size: Int, preset: String?) throws -> Preprocessing {
+    guard let name = preset else { return try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: size) }
+    guard let p = Preprocessing.preset(named: name) else {
+        throw ValidationError("--preprocessing: unknown preset '\(name)' (\(Preprocessing.presets.map(\.name).joined(separator: ", ")))")
+    }
+    return p.crop == size ? p : try p.with(crop: size)
 }

@@ -368,14 +368,7 @@ extension CKACommand {
                 var s = try PixelStoreInput(path: inputs, limit: pick == "first" ? examples : nil)
                 try collect(&s)
             } else {
-                var transform = try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: imageSize)
-                if let name = preprocessing {
-                    guard let p = Preprocessing.preset(named: name) else {
-                        throw ValidationError("--preprocessing: unknown preset '\(name)' (\(Preprocessing.presets.map(\.name).joined(separator: ", ")))")
-                    }
-                    transform = p.crop == imageSize ? p : try p.with(crop: imageSize)
-                }
-                var s = try ImageFolderInput(root: images!, preprocessing: transform, batchSize: batchSize, limit: pick == "first" ? examples : nil)
+                var s = try ImageFolderInput(root: images!, preprocessing: evalTransform(for: ckpt, size: imageSize, preset: preprocessing), batchSize: batchSize, limit: pick == "first" ? examples : nil)
                 try collect(&s)
             }
             guard !ids.isEmpty else { throw LandscapeError.invalidArgument("no usable examples in \(images ?? inputs ?? "")") }

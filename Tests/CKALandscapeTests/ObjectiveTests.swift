@@ -149,7 +149,7 @@ struct ObjectiveTests {
         expectClose((lp - 2 * l0 + lm) / (t * t), h.eigenvalue, rtol: 1e-2)
         // No other direction is sharper: random unit directions have smaller curvature.
         for seed in UInt64(40)..<43 {
-            var r = FilterNormalizedDirections.random(like: o.center.restricted(to: names), seed: seed, normalization: .none, ignoreBiasAndNorm: false)
+            let r = FilterNormalizedDirections.random(like: o.center.restricted(to: names), seed: seed, normalization: .none, ignoreBiasAndNorm: false)
             var n2 = 0.0
             for name in r.names { n2 += r[name]!.scalars.reduce(0.0) { $0 + Double($1) * Double($1) } }
             let s = 1 / n2.squareRoot()

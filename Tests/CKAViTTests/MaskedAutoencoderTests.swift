@@ -189,6 +189,18 @@ struct MaskedAutoencoderTests {
         #expect(throws: MAEError.noDecoder(file: "encoder-only")) {
             try MaskedAutoencoder(encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: [:], file: "encoder-only")
         }
+        // An encoder-only checkpoint file (like mae_pretrain_vit_base.pth): the convenience init names the file.
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let encoderOnly = dir.appendingPathComponent("encoder-only.safetensors")
+        try SafeTensorsWriter.write(try ckpt.parameterNames.compactMap { name in
+            try ckpt.parameters[name].map { try SafeTensorsWriter.Entry(name: name, tensor: $0) }
+        }, to: encoderOnly)
+        let encoderCkpt = try Checkpoint(contentsOf: encoderOnly, options: Checkpoint.Options(source: .mae, heads: 4))
+        #expect(encoderCkpt.decoder.isEmpty)
+        #expect(throws: MAEError.noDecoder(file: encoderCkpt.file)) { try MaskedAutoencoder(checkpoint: encoderCkpt) }
+        #expect(MAEError.noDecoder(file: encoderCkpt.file).description.contains("encoder-only"))
+
         var decoder: [String: Tensor<Float>] = [:]
         for (k, t) in ckpt.decoder { decoder[k] = try t.floatTensor() }
         var missing = decoder

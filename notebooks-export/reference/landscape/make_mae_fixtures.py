@@ -203,8 +203,10 @@ def main():
     from safetensors.torch import save_file
     for name, model in (("student", student), ("teacher", teacher)):
         sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(sd, os.path.join(args.out, f"mae_loss_small.{name}.safetensors"),
-                  metadata={"source": SOURCES["mae"], "seed": str(SEEDS[name]), "sizes": json.dumps(SIZES)})
+        out = os.path.join(args.out, f"mae_loss_small.{name}.safetensors")
+        # The tensors are reproducible bit for bit; the header's metadata order is not (safetensors hashes it).
+        save_file(sd, out, metadata={"source": SOURCES["mae"], "seed": str(SEEDS[name]), "sizes": json.dumps(SIZES)})
+        os.chmod(out, 0o644)
     path = os.path.join(args.out, "mae_loss_small.h5")
     with h5py.File(path, "w") as f:
         f["images"] = imgs.numpy().astype(np.float32)

@@ -53,7 +53,8 @@ conformance: build
 
 bench: deps
 	cd Benchmarks && swift run -c release gflops-report && swift run -c release cka-report && \
-	  swift run -c release vit-report && swift run -c release knn-report && swift run -c release landscape-report
+	  swift run -c release vit-report && swift run -c release knn-report && \
+	  swift run -c release landscape-report
 
 clean:
 	rm -rf .build demo-output

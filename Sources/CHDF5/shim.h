@@ -31,6 +31,7 @@ static inline hid_t cka_H5T_NATIVE_UINT16(void) { return H5T_NATIVE_UINT16; }
 static inline hid_t cka_H5T_NATIVE_HBOOL(void) { return H5T_NATIVE_HBOOL; }
 static inline hid_t cka_H5T_IEEE_F32LE(void) { return H5T_IEEE_F32LE; }
 static inline hid_t cka_H5T_IEEE_F64LE(void) { return H5T_IEEE_F64LE; }
+static inline haddr_t cka_HADDR_UNDEF(void) { return HADDR_UNDEF; }
 static inline hid_t cka_H5T_STD_I64LE(void) { return H5T_STD_I64LE; }
 static inline hid_t cka_H5T_STD_U8LE(void) { return H5T_STD_U8LE; }
 static inline hid_t cka_H5T_C_S1(void) { return H5T_C_S1; }

@@ -230,6 +230,8 @@ public final class ActivationStore {
         return l
     }
 
+    func activationDataset(_ name: String) throws -> HDF5Dataset { try dataset(name) }
+
     private func dataset(_ name: String, group: String = "activations") throws -> HDF5Dataset {
         let key = "\(group)/\(name)"
         if let d = datasets[key] { return d }

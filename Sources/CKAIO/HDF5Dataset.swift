@@ -51,6 +51,43 @@ public final class HDF5Dataset {
         return r > 0 ? dims.prefix(Int(r)).map { Int($0) } : nil
     }
 
+    /// The file byte offset of every row when the rows lie in the file as plain little-endian float32 — a
+    /// contiguous dataset, or allocated chunks that hold whole rows and no filter (what our writer and h5py's
+    /// defaults produce) — so they can be used straight from a memory map; nil otherwise (compressed, another
+    /// type, chunks split along other axes, unwritten chunks).
+    public func float32RowOffsets() -> [Int]? {
+        guard elementType == .float32, H5Tequal(fileType.id, cka_H5T_IEEE_F32LE()) > 0, !shape.isEmpty else { return nil }
+        let dcpl = H5Dget_create_plist(handle.id)
+        guard dcpl >= 0 else { return nil }
+        defer { H5Pclose(dcpl) }
+        guard H5Pget_nfilters(dcpl) == 0 else { return nil }
+        let n = shape[0], rowBytes = rowShape.reduce(1, *) * 4
+        switch H5Pget_layout(dcpl) {
+        case H5D_CONTIGUOUS:
+            let base = H5Dget_offset(handle.id)
+            guard base != cka_HADDR_UNDEF() else { return nil }
+            return (0..<n).map { Int(base) + $0 * rowBytes }
+        case H5D_CHUNKED:
+            guard let chunk = chunkShape, chunk.count == shape.count, Array(chunk.dropFirst()) == rowShape, chunk[0] > 0 else { return nil }
+            var offsets: [Int] = []
+            offsets.reserveCapacity(n)
+            var coords = [hsize_t](repeating: 0, count: shape.count)
+            for start in stride(from: 0, to: n, by: chunk[0]) {
+                coords[0] = hsize_t(start)
+                var mask: UInt32 = 0, address: haddr_t = 0, size: hsize_t = 0
+                guard H5Dget_chunk_info_by_coord(handle.id, coords, &mask, &address, &size) >= 0, mask == 0,
+                      address != cka_HADDR_UNDEF(), Int(size) == chunk[0] * rowBytes else {
+                    _ = hdf5ErrorStack()
+                    return nil
+                }
+                for r in 0..<min(chunk[0], n - start) { offsets.append(Int(address) + r * rowBytes) }
+            }
+            return offsets
+        default:
+            return nil
+        }
+    }
+
     // MARK: Reading
 
     /// Rows `rows` (default all) as a `Float` tensor, whatever the stored float type (16/32/64 bits).

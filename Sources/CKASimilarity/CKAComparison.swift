@@ -33,6 +33,8 @@ public struct CKAOptions: Sendable {
     public var gramSource: GramSource = .auto
     /// Upper bound on the memory of full-set Grams (N² Doubles per layer), in bytes.
     public var fullSetMemoryLimit = 8 << 30
+    /// Read plain float32 layers through a memory map of the file (minibatch estimator; `--no-mmap` turns it off).
+    public var memoryMap = true
 
     public init() {}
 }
@@ -57,6 +59,8 @@ public struct CKAResult: Sendable {
     public var batches: Int
     public var passes: Int
     public var usedStoredGrams: Bool
+    /// True if the minibatch Grams were built straight from memory-mapped files.
+    public var usedMemoryMap = false
     /// Things the user should know (e.g. a dropped short batch).
     public var warnings: [String]
 }
@@ -137,6 +141,19 @@ public enum CKAComparison {
         let total = k * o.passes
         var orders: [[Int]?] = []
         for pass in 0..<o.passes { orders.append(shuffled ? permutation(n, seed: (o.shuffleSeed ?? 0) &+ UInt64(pass)) : nil) }
+        // Fast path: every layer's rows sit in its file as plain float32 (our writer, h5py's defaults) and need
+        // no token reduction → each Gram is built straight from a memory map of the file (no read, no copy),
+        // centred block by block in cache, the layers of a batch spread over the cores.
+        if !useStored, o.memoryMap, let mapped = try mappedLayers(a, la, b, lb, tokens: o.tokens) {
+            result.usedMemoryMap = true
+            try runMapped(mapped, a, b, la, lb, batches: k, batchSize: bs, orders: orders, passes: o.passes,
+                          accumulator: &acc, progress: progress)
+            result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
+            result.examplesUsed = k * bs
+            result.batches = k
+            result.passes = o.passes
+            return
+        }
         // Every (batch, store, layer) read in the order the Grams are computed; a layer of a file compared
         // with itself is read once per batch.
         var jobs: [BatchPrefetcher.Job] = []
@@ -152,13 +169,14 @@ public enum CKAComparison {
                 }
             }
         }
-        // The reader thread reads (and reduces tokens) while the main thread turns the previous minibatch
-        // into its Gram: centred block by block in cache and accumulated by SYRK (`centeredGramOfRows`), so
-        // each batch crosses the memory bus once after the read instead of three times.
+        // The reader thread reads (and reduces tokens) the next minibatches while the main thread builds Grams.
+        // The centring goes to whichever thread has time: the reader centres a read batch in place unless the
+        // main thread is already waiting for it, in which case the main thread centres it block by block in
+        // cache while building the Gram (`centeredGramOfRows`). The two cores stay busy whichever is slower.
         let tokens = o.tokens
-        let prefetcher = useStored ? nil : BatchPrefetcher(jobs: jobs) { x in
+        let prefetcher = useStored ? nil : BatchPrefetcher(jobs: jobs, prepare: { x in
             if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
-        }
+        }, centre: { x in try x.centerColumns() })
         defer { prefetcher?.cancel() }
         // The reader thread takes one core; leave BLAS the others (on 2 cores, 2 BLAS threads would
         // fight the reader and spin-wait).
@@ -175,7 +193,7 @@ public enum CKAComparison {
                         if let g = cache[key] { return g }
                         let g: Tensor<Double>
                         if let prefetcher {
-                            g = try prefetcher.withNext(next) { x in try x.centeredGramOfRows() }
+                            g = try prefetcher.withNext(next) { x, centred in try centred ? x.gramOfRows() : x.centeredGramOfRows() }
                             next += 1
                         } else {
                             g = try store.gram(name, batch: batch)
@@ -194,6 +212,62 @@ public enum CKAComparison {
         result.examplesUsed = k * bs
         result.batches = k
         result.passes = o.passes
+    }
+
+    /// The memory-mapped rows of every compared layer, keyed by store and layer, or nil if any layer cannot be
+    /// mapped (compressed, float16, chunked across features) or needs a token reduction.
+    private static func mappedLayers(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+                                     tokens: TokenReduction) throws -> [String: MappedRows]? {
+        var out: [String: MappedRows] = [:]
+        for (store, names) in [(a, la), (b, lb)] {
+            for name in names {
+                let key = "\(ObjectIdentifier(store).hashValue)|\(name)"
+                if out[key] != nil { continue }
+                guard try store.layer(name).shape.count == 2 || tokens == .flatten, let m = try store.mappedRows(name) else { return nil }
+                out[key] = m
+            }
+        }
+        return out
+    }
+
+    /// Minibatch CKA from memory-mapped rows: per batch, the Grams of all layers (one per core at a time,
+    /// one BLAS thread each), then the HSIC sums.
+    private static func runMapped(_ mapped: [String: MappedRows], _ a: ActivationStore, _ b: ActivationStore,
+                                  _ la: [String], _ lb: [String], batches k: Int, batchSize bs: Int, orders: [[Int]?],
+                                  passes: Int, accumulator acc: inout MinibatchCKA,
+                                  progress: ((CKAProgress) -> Void)?) throws {
+        var keys: [String] = [], owners: [(ActivationStore, String)] = []
+        for (store, names) in [(a, la), (b, lb)] {
+            for name in names {
+                let key = "\(ObjectIdentifier(store).hashValue)|\(name)"
+                if !keys.contains(key) { keys.append(key); owners.append((store, name)) }
+            }
+        }
+        let blasThreads = blasThreadCount
+        setBLASThreadCount(1)
+        defer { setBLASThreadCount(blasThreads) }
+        let results = GramResults(count: keys.count)
+        let sources = keys.map { mapped[$0]! }
+        for pass in 0..<passes {
+            for batch in 0..<k {
+                let rows = batch * bs..<(batch + 1) * bs
+                let indices = orders[pass].map { Array($0[rows]) } ?? Array(rows)
+                DispatchQueue.concurrentPerform(iterations: keys.count) { i in
+                    let m = sources[i]
+                    results.set(i, Result { try Tensor<Float>.centeredGram(rows: indices.map(m.row), width: m.rowLength) })
+                }
+                var byKey: [String: Tensor<Double>] = [:]
+                for (i, key) in keys.enumerated() {
+                    let g = try results.get(i)
+                    guard g.isFinite else { throw CKAError.nonFinite(file: owners[i].0.path, layer: owners[i].1, batch: batch) }
+                    byKey[key] = g
+                }
+                let ga = la.map { byKey["\(ObjectIdentifier(a).hashValue)|\($0)"]! }
+                let gb = lb.map { byKey["\(ObjectIdentifier(b).hashValue)|\($0)"]! }
+                try acc.add(gramsA: ga, gramsB: gb)
+                progress?(CKAProgress(done: pass * k + batch + 1, total: passes * k, unit: "minibatches"))
+            }
+        }
     }
 
     private static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
@@ -344,22 +418,32 @@ final class BatchPrefetcher: @unchecked Sendable {
         let batch: Int
     }
 
+    /// Who centres a slot's batch.
+    private enum State { case reading, raw, centring, centred, takenRaw }
+
     private let jobs: [Job]
     private let prepare: @Sendable (inout Tensor<Float>) throws -> Void
+    private let centre: @Sendable (inout Tensor<Float>) throws -> Void
     private let slots: UnsafeMutablePointer<Tensor<Float>>
     private var failures: [Error?] = [nil, nil]
+    private var states: [State] = [.reading, .reading]
+    private var consumerWaiting = [false, false]
     private let filled = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
     // Created at 0 and signalled once in init: libdispatch traps when a semaphore is destroyed with a
     // value below the one it was created with, which a cancelled run can leave behind.
     private let free = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
     private let done = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var cancelled = false
 
-    /// - Parameter prepare: applied to each minibatch on the reader thread after it is read.
-    init(jobs: [Job], prepare: @escaping @Sendable (inout Tensor<Float>) throws -> Void) {
+    /// - Parameters:
+    ///   - prepare: applied to each minibatch on the reader thread after it is read (token reduction).
+    ///   - centre: applied on the reader thread too when the consumer is not yet waiting for that minibatch.
+    init(jobs: [Job], prepare: @escaping @Sendable (inout Tensor<Float>) throws -> Void,
+         centre: @escaping @Sendable (inout Tensor<Float>) throws -> Void) {
         self.jobs = jobs
         self.prepare = prepare
+        self.centre = centre
         slots = .allocate(capacity: 2)
         slots.initialize(repeating: Tensor<Float>(shape: [0]), count: 2)
         free[0].signal(); free[1].signal()
@@ -373,7 +457,7 @@ final class BatchPrefetcher: @unchecked Sendable {
         for (i, job) in jobs.enumerated() {
             let s = i % 2
             free[s].wait()
-            if lock.withLock({ cancelled }) { return }
+            if condition.withLock({ cancelled }) { return }
             do {
                 if let indices = job.indices { try job.store.read(job.layer, rowIndices: indices, into: &slots[s]) }
                 else { try job.store.read(job.layer, rows: job.rows, into: &slots[s]) }
@@ -382,22 +466,42 @@ final class BatchPrefetcher: @unchecked Sendable {
             } catch {
                 failures[s] = error
             }
+            // Centre here unless the consumer is already waiting for this batch (then it centres on the fly).
+            let claim = condition.withLock {
+                states[s] = failures[s] == nil && !consumerWaiting[s] ? .centring : .raw
+                return states[s] == .centring
+            }
             filled[s].signal()
+            if claim {
+                do { try centre(&slots[s]) } catch { failures[s] = error }
+                condition.withLock { states[s] = .centred; condition.broadcast() }
+            }
         }
     }
 
-    /// Waits for job `i` (taken in order) and calls `body` with its activations.
-    func withNext<R>(_ i: Int, _ body: (Tensor<Float>) throws -> R) throws -> R {
+    /// Waits for job `i` (taken in order) and calls `body` with its activations and whether they are centred.
+    func withNext<R>(_ i: Int, _ body: (Tensor<Float>, _ centred: Bool) throws -> R) throws -> R {
         let s = i % 2
+        condition.withLock { consumerWaiting[s] = true }
         filled[s].wait()
-        defer { free[s].signal() }
+        let centred: Bool = condition.withLock {
+            consumerWaiting[s] = false
+            while states[s] == .centring { condition.wait() }
+            let c = states[s] == .centred
+            states[s] = c ? .centred : .takenRaw
+            return c
+        }
+        defer {
+            condition.withLock { states[s] = .reading }
+            free[s].signal()
+        }
         if let e = failures[s] { throw e }
-        return try body(slots[s])
+        return try body(slots[s], centred)
     }
 
     /// Stops the reader (after its current read) and waits for it.
     func cancel() {
-        lock.withLock { cancelled = true }
+        condition.withLock { cancelled = true }
         free[0].signal(); free[1].signal()
         done.wait()
     }
@@ -406,4 +510,13 @@ final class BatchPrefetcher: @unchecked Sendable {
         slots.deinitialize(count: 2)
         slots.deallocate()
     }
+}
+
+/// Per-layer Gram results written by `concurrentPerform` workers (each index by one worker).
+private final class GramResults: @unchecked Sendable {
+    private var values: [Result<Tensor<Double>, Error>?]
+    private let lock = NSLock()
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<Tensor<Double>, Error>) { lock.withLock { values[i] = r } }
+    func get(_ i: Int) throws -> Tensor<Double> { try lock.withLock { values[i]! }.get() }
 }

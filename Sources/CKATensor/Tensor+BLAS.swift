@@ -268,65 +268,6 @@ extension Tensor {
         return try c.gramOfRows()
     }
 
-    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, in one pass over `self` and
-    /// without a centred copy: the columns are taken in blocks of `blockColumns`; each block is centred
-    /// into a small buffer that stays in the core's cache (means of the differences to the first row, as
-    /// `centerColumns()`) and added to the Gram by SYRK. For a minibatch streamed from a file this touches
-    /// memory once instead of three times (centre in place, write back, read again for the Gram).
-    /// Long rows are split over the BLAS threads, one single-threaded SYRK stream each. Returns `[n, n]`
-    /// in Double; equal to `centeredGram()` up to float rounding.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
-    public func centeredGramOfRows(blockColumns: Int = 4096) throws -> Tensor<Double> {
-        let x = flattenedRows
-        let n = x.rowCount, d = x.rowSize
-        let N = try blasInt(n, "gram")
-        var g = Tensor<Double>(shape: [n, n])
-        guard n > 0, d > 0 else { return g }
-        let threads = blasThreadCount
-        let parts = threads > 1 && d >= 1 << 14 ? Swift.min(threads, 8) : 1
-        let chunk = (d + parts - 1) / parts, block = Swift.max(1, Swift.min(blockColumns, chunk))
-        var partial = [Scalar](repeating: 0, count: parts * n * n)
-        var scratch = [Scalar](repeating: 0, count: parts * (n * block + block))
-        if parts > 1 { setBLASThreadCount(1) }
-        defer { if parts > 1 { setBLASThreadCount(threads) } }
-        let inv = 1 / Scalar(n)
-        x.withUnsafeBufferPointer { px in
-            partial.withUnsafeMutableBufferPointer { pp in
-                scratch.withUnsafeMutableBufferPointer { ps in
-                    let src = UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: px.baseAddress!))
-                    let out = UnsafeMutableSendablePointer(pp.baseAddress!), buf = UnsafeMutableSendablePointer(ps.baseAddress!)
-                    DispatchQueue.concurrentPerform(iterations: parts) { p in
-                        let base = src.pointer, c = buf.pointer + p * (n * block + block), m = c + n * block
-                        let start = p * chunk, end = Swift.min(d, start + chunk)
-                        var beta: Scalar = 0
-                        for c0 in stride(from: start, to: end, by: block) {
-                            let w = Swift.min(block, end - c0)
-                            let first = base + c0
-                            for j in 0..<w { m[j] = 0 }
-                            for r in 1..<n { let row = base + r * d + c0; for j in 0..<w { m[j] += row[j] - first[j] } }
-                            for j in 0..<w { m[j] = first[j] + m[j] * inv }
-                            for r in 0..<n { let row = base + r * d + c0, o = c + r * w; for j in 0..<w { o[j] = row[j] - m[j] } }
-                            Scalar._syrk(N, Int32(w), c, Int32(w), beta, out.pointer + p * n * n, N)
-                            beta = 1
-                        }
-                    }
-                }
-            }
-        }
-        g.withUnsafeMutableBufferPointer { pg in
-            for i in 0..<n {
-                for j in i..<n {
-                    var v = 0.0
-                    for p in 0..<parts { v += Double(partial[p * n * n + i * n + j]) }
-                    pg[i * n + j] = v
-                    pg[j * n + i] = v
-                }
-            }
-        }
-        return g
-    }
-
     /// `X·Xᵀ` without centring; with `centerColumns()` first this is the centred Gram, in place.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
@@ -388,4 +329,69 @@ public func configureAllocatorForStreaming() {
 struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<T>
     init(_ p: UnsafeMutablePointer<T>) { pointer = p }
+}
+
+extension Tensor where Scalar == Float {
+    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, in one pass over `self` and
+    /// without a centred copy (see `centeredGram(rows:width:blockColumns:)`). Returns `[n, n]` in Double;
+    /// equal to `centeredGram()` up to float rounding.
+    public func centeredGramOfRows(blockColumns: Int = 4096) throws -> Tensor<Double> {
+        let x = flattenedRows
+        let n = x.rowCount, d = x.rowSize
+        return try x.withUnsafeBufferPointer { p in
+            try Tensor.centeredGram(rows: (0..<n).map { p.baseAddress! + $0 * d }, width: d, blockColumns: blockColumns)
+        }
+    }
+
+    /// The Gram of the column-centred rows given as pointers (rows of a memory-mapped file, say — they need not
+    /// be evenly spaced), each `width` long. The columns are taken in blocks of `blockColumns`; each block is
+    /// centred into a small buffer that stays in the core's cache (means of the differences to the first row,
+    /// as `centerColumns()`) and added to the Gram by SYRK, so the rows are read from memory once. Long rows
+    /// are split over the BLAS threads, one single-threaded SYRK stream each. Returns `[n, n]` in Double.
+    public static func centeredGram(rows: [UnsafePointer<Float>], width d: Int, blockColumns: Int = 4096) throws -> Tensor<Double> {
+        let n = rows.count
+        let N = try blasInt(n, "gram")
+        var g = Tensor<Double>(shape: [n, n])
+        guard n > 0, d > 0 else { return g }
+        let threads = blasThreadCount
+        let parts = threads > 1 && d >= 1 << 14 ? Swift.min(threads, 8) : 1
+        let chunk = (d + parts - 1) / parts, block = Swift.max(1, Swift.min(blockColumns, chunk))
+        var partial = [Float](repeating: 0, count: parts * n * n)
+        var scratch = [Float](repeating: 0, count: parts * (n * block + block))
+        if parts > 1 { setBLASThreadCount(1) }
+        defer { if parts > 1 { setBLASThreadCount(threads) } }
+        let inv = 1 / Float(n)
+        let rowPointers = rows.map { UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: $0)) }
+        partial.withUnsafeMutableBufferPointer { pp in
+            scratch.withUnsafeMutableBufferPointer { ps in
+                let out = UnsafeMutableSendablePointer(pp.baseAddress!), buf = UnsafeMutableSendablePointer(ps.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                    let c = buf.pointer + p * (n * block + block), m = c + n * block
+                    let start = p * chunk, end = Swift.min(d, start + chunk)
+                    var beta: Float = 0
+                    for c0 in stride(from: start, to: end, by: block) {
+                        let w = Swift.min(block, end - c0)
+                        let first = rowPointers[0].pointer + c0
+                        for j in 0..<w { m[j] = 0 }
+                        for r in 1..<n { let row = rowPointers[r].pointer + c0; for j in 0..<w { m[j] += row[j] - first[j] } }
+                        for j in 0..<w { m[j] = first[j] + m[j] * inv }
+                        for r in 0..<n { let row = rowPointers[r].pointer + c0, o = c + r * w; for j in 0..<w { o[j] = row[j] - m[j] } }
+                        Float._syrk(N, Int32(w), c, Int32(w), beta, out.pointer + p * n * n, N)
+                        beta = 1
+                    }
+                }
+            }
+        }
+        g.withUnsafeMutableBufferPointer { pg in
+            for i in 0..<n {
+                for j in i..<n {
+                    var v = 0.0
+                    for p in 0..<parts { v += Double(partial[p * n * n + i * n + j]) }
+                    pg[i * n + j] = v
+                    pg[j * n + i] = v
+                }
+            }
+        }
+        return g
+    }
 }

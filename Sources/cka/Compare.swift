@@ -34,6 +34,9 @@ struct EstimatorOptions: ParsableArguments {
     @Option(help: "Where minibatch Grams come from: auto (stored /grams when they match), activations, or stored.")
     var grams: GramSource = .auto
 
+    @Flag(name: .customLong("no-mmap"), help: "Read activations with HDF5 reads instead of a memory map of plain float32 files.")
+    var noMmap = false
+
     @Flag(help: "No progress messages.")
     var quiet = false
 
@@ -55,6 +58,7 @@ struct EstimatorOptions: ParsableArguments {
         o.rbfThreshold = rbfThreshold
         o.rbfDebiased = rbfDebiased
         o.gramSource = grams
+        o.memoryMap = !noMmap
         return o
     }
 }

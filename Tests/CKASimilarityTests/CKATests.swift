@@ -262,3 +262,64 @@ struct BadInputTests {
         #expect(throws: CKAError.nonFinite(file: path, layer: "blocks.1", batch: 3)) { try CKAComparison.run(bad, b, options: o) }
     }
 }
+
+@Suite("Minibatch Grams straight from memory-mapped files")
+struct MemoryMapTests {
+    /// A store with a token layer (+1000 offset) and a pooled layer, written by our writer (chunked float32),
+    /// or with every layer as float16 (not mappable), or contiguous (h5py's default for fixed-size data).
+    func store(_ dir: URL, _ name: String, layout: String, seed: UInt64) throws -> ActivationStore {
+        let path = dir.appendingPathComponent(name).path
+        let n = 96, ids = (0..<n).map { "img\($0)" }
+        let tokens = randomTensor([n, 5, 7], seed: seed, offset: 1000, as: Float.self), pooled = randomTensor([n, 11], seed: seed + 1, as: Float.self)
+        if layout == "contiguous" {
+            let w = try ActivationStoreWriter(path: path, ids: ids, metadata: StoreMetadata(model: name))
+            try w.finish()
+            let f = try HDF5File(path: path, mode: .readWrite)
+            try f.createDataset("activations/blocks.0", type: .float32, shape: [n, 5, 7]).write(tokens)
+            try f.createDataset("activations/blocks.0:cls", type: .float32, shape: [n, 11]).write(pooled)
+            try f.flush()
+        } else {
+            let type: HDF5ElementType = layout == "float16" ? .float16 : .float32
+            let w = try ActivationStoreWriter(path: path, ids: ids, metadata: StoreMetadata(model: name))
+            try w.addLayer("blocks.0", kind: .block, block: 0, featureShape: [5, 7], elementType: type)
+            try w.addLayer("blocks.0:cls", kind: .pooled, block: 0, featureShape: [11], elementType: type)
+            for r in stride(from: 0, to: n, by: 40) {
+                let rows = r..<min(n, r + 40)
+                try w.append(tokens.rows(rows), to: "blocks.0")
+                try w.append(pooled.rows(rows), to: "blocks.0:cls")
+            }
+            try w.finish()
+        }
+        return try ActivationStore(path: path)
+    }
+
+    @Test("the mapped path equals the read path (file order and shuffled passes, +1000 offsets); float16 falls back")
+    func mappedEqualsRead() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for layout in ["chunked", "contiguous"] {
+            let a = try store(dir, "a-\(layout).h5", layout: layout, seed: 1), b = try store(dir, "b-\(layout).h5", layout: layout, seed: 7)
+            #expect(try a.mappedRows("blocks.0")?.rowLength == 35, "\(layout)")
+            for shuffle: UInt64? in [nil, 3] {
+                var o = CKAOptions()
+                o.batchSize = 16
+                o.shuffleSeed = shuffle
+                o.passes = shuffle == nil ? 1 : 2
+                let mapped = try CKAComparison.run(a, b, options: o)
+                o.memoryMap = false
+                let read = try CKAComparison.run(a, b, options: o)
+                #expect(mapped.usedMemoryMap && !read.usedMemoryMap)
+                expectClose(mapped.matrix.flatMap { $0 }, read.matrix.flatMap { $0 }, rtol: 1e-6, atol: 1e-7)
+                let selfMapped = try CKAComparison.run(a, options: o)
+                expectClose(selfMapped.matrix[0][0], 1, rtol: 1e-6)
+            }
+        }
+        let h = try store(dir, "half.h5", layout: "float16", seed: 1)
+        #expect(try h.mappedRows("blocks.0") == nil)
+        #expect(try !CKAComparison.run(h, options: { var o = CKAOptions(); o.batchSize = 16; return o }()).usedMemoryMap)
+        var o = CKAOptions()
+        o.batchSize = 16
+        o.tokens = .cls                                 // a token reduction needs the read path
+        #expect(try !CKAComparison.run(try store(dir, "c.h5", layout: "chunked", seed: 2), options: o).usedMemoryMap)
+    }
+}

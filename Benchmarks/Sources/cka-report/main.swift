@@ -102,6 +102,16 @@ func report(_ name: String, layers: [(String, [Int])]) throws {
     let bytes = Double(batches.reduce(0) { $0 + $1.count * 4 })
     let tCentre = try best { for i in scratch.indices { try scratch[i].centerColumns() } }
     sweep.append("in-place centring alone: \(String(format: "%.1f", bytes / tCentre / 1e9)) GB/s")
+    let threads = blasThreadCount
+    for block in [2048, 4096, 8192, 16384] {
+        let t = try best { for x in batches { _ = try x.centeredGramOfRows(blockColumns: block) } }
+        sweep.append("one-pass centred Gram (blocks of \(block)): \(String(format: "%.1f", gramFlops / t / 1e9)) GFLOP/s")
+    }
+    setBLASThreadCount(1)
+    let tFused1 = try best { for x in batches { _ = try x.centeredGramOfRows() } }
+    let tPlain1 = try best { for x in batches { _ = try x.gramOfRows() } }
+    setBLASThreadCount(threads)
+    sweep.append("at 1 thread: one-pass centred Gram \(String(format: "%.1f", gramFlops / tFused1 / 1e9)), Gram alone \(String(format: "%.1f", gramFlops / tPlain1 / 1e9)) GFLOP/s")
 
     // (b) Reading both files vs the whole comparison.
     let tRead = try best {

@@ -38,6 +38,16 @@ public final class MappedRows: @unchecked Sendable {
         UnsafePointer((base + offsets[i]).assumingMemoryBound(to: Float.self))
     }
 
+    /// Drops the pages of `rows` from this process's mapping once they are used (they stay in the page
+    /// cache), so the resident memory of a streaming pass stays bounded by what is in flight.
+    public func release(rows: [Int]) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE))), rowBytes = rowLength * 4
+        for i in rows {
+            let start = offsets[i] / page * page, end = min(length, offsets[i] + rowBytes)
+            madvise(base + start, end - start, MADV_DONTNEED)
+        }
+    }
+
     deinit { munmap(base, length) }
 }
 

@@ -255,6 +255,7 @@ public enum CKAComparison {
                 DispatchQueue.concurrentPerform(iterations: keys.count) { i in
                     let m = sources[i]
                     results.set(i, Result { try Tensor<Float>.centeredGram(rows: indices.map(m.row), width: m.rowLength) })
+                    m.release(rows: indices)
                 }
                 var byKey: [String: Tensor<Double>] = [:]
                 for (i, key) in keys.enumerated() {

@@ -55,17 +55,18 @@ store of formats.md holding /inputs/ids, /inputs/labels, /inputs/classes and /in
 dino_n1_avgpool, dino_n4, mocov3 and mae, plus each official feature vector /official/<name>_features.
 """
 import argparse
-import importlib.util
 import inspect
 import os
 import sys
 import textwrap
-import types
 from functools import partial
 
 import h5py
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from official_code import install_timm_shims, load_module  # noqa: E402
 import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,31 +80,6 @@ SOURCES = {
     "mocov3": "facebookresearch/moco-v3@c349e6e: vits.VisionTransformerMoCo with a linear head (main_lincls.py)",
     "mae": "facebookresearch/mae@efb2a80: models_vit.VisionTransformer(global_pool=True), head(forward_features(x))",
 }
-
-
-def load_module(name, path, extra_path=None):
-    if extra_path:
-        sys.path.insert(0, extra_path)
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        if extra_path:
-            sys.path.remove(extra_path)
-
-
-def install_timm_shims():
-    import timm.layers
-    import timm.models.vision_transformer as tvt
-    helpers = types.ModuleType("timm.models.layers.helpers")
-    helpers.to_2tuple = timm.layers.to_2tuple
-    sys.modules["timm.models.layers.helpers"] = helpers                                  # shim 1
-    if not hasattr(tvt.VisionTransformer, "num_tokens"):
-        tvt.VisionTransformer.num_tokens = property(lambda self: self.num_prefix_tokens)  # shim 2
-    timm.layers.set_fused_attn(False)                                                   # shim 4
 
 
 def randomize(model, seed, skip=()):

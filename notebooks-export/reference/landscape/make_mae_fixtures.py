@@ -56,7 +56,6 @@ Written (Tests/CKAViTTests/OfficialFixtures/):
 """
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import sys
@@ -66,6 +65,9 @@ import h5py
 import numpy as np
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import official_code  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "../../.."))
@@ -97,16 +99,8 @@ def install_shims():
 
 
 def load_module(name, path, repo_dir):
-    for k in [k for k in sys.modules if k == "util" or k.startswith("util.")]:
-        del sys.modules[k]
-    sys.path.insert(0, repo_dir)
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(repo_dir)
+    """The official file `path` with its checkout first on sys.path; a previous checkout's `util` is forgotten."""
+    return official_code.load_module(name, path, repo_dir, purge=("util",))
 
 
 def perturb(model, seed):

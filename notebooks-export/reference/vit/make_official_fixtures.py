@@ -55,15 +55,16 @@ Stored per model (<model>_vitb16.h5, an activation store of formats.md: inputs/i
 The attention inside every stored block still mixes all 197 tokens, so the subset checks the whole computation.
 """
 import argparse
-import importlib.util
 import json
 import os
 import sys
-import types
 
 import h5py
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from official_code import install_timm_shims, load_module  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -79,30 +80,6 @@ SEEDS = {"dino": 1, "mocov3": 2, "mae": 3}
 SOURCES = {"dino": "facebookresearch/dino@7c446df:vision_transformer.py vit_base(patch_size=16, num_classes=0)",
            "mocov3": "facebookresearch/moco-v3@c349e6e:vits.py vit_base(num_classes=0)",
            "mae": "facebookresearch/mae@efb2a80:models_vit.py vit_base_patch16(global_pool=True, num_classes=0)"}
-
-
-def load_module(name, path, extra_path=None):
-    if extra_path:
-        sys.path.insert(0, extra_path)
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        if extra_path:
-            sys.path.remove(extra_path)
-
-
-def install_timm_shims():
-    import timm.layers
-    import timm.models.vision_transformer as tvt
-    helpers = types.ModuleType("timm.models.layers.helpers")
-    helpers.to_2tuple = timm.layers.to_2tuple
-    sys.modules["timm.models.layers.helpers"] = helpers                                  # shim 1
-    if not hasattr(tvt.VisionTransformer, "num_tokens"):
-        tvt.VisionTransformer.num_tokens = property(lambda self: self.num_prefix_tokens)  # shim 2
-    timm.layers.set_fused_attn(False)                                                   # shim 4
 
 
 def images():

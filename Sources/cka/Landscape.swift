@@ -116,7 +116,7 @@ extension CKACommand {
         @Option(name: .customLong("flatness-samples"), help: "Random perturbations per flatness radius.")
         var flatnessSamples = 8
 
-        @Option(name: .customLong("hessian-iterations"), help: "Power iterations for the largest Hessian eigenvalue (two gradients each; 0 = skip).")
+        @Option(name: .customLong("hessian-iterations"), help: "Power iterations for the largest Hessian eigenvalue (two gradients each, a gradient costing a few forward passes; 0 = skip).")
         var hessianIterations = 10
 
         @Option(name: .customLong("hessian-step"), help: "Finite-difference step of the Hessian-vector products, relative to ‖θ‖.")
@@ -127,6 +127,9 @@ extension CKACommand {
 
         @Option(help: "Preprocessing preset (default: the checkpoint's method).")
         var preprocessing: String?
+
+        @Option(help: "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
+        var model: String?
 
         @Option(help: "The landscape store to write (resumed if it exists with the same settings).")
         var out: String
@@ -180,6 +183,7 @@ extension CKACommand {
                     "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count), "pick": .string(pick),
                     "directions_seeds": .ints([Int(truncatingIfNeeded: seed), Int(truncatingIfNeeded: seed &+ 1)].prefix(dims).map { $0 }),
                     "source": .string(ckpt.source.rawValue), "architecture": .string(ckpt.architecture.timmName),
+                    "model": .string(model ?? ActivationExtractor.modelName(for: ckpt)),
                     "created_by": .string("cka \(toolkitVersion)"),
                 ]
                 if let teacher { attributes["teacher"] = .string(URL(fileURLWithPath: teacher).lastPathComponent) }

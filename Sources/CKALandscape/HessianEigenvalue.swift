@@ -15,7 +15,8 @@ public protocol DifferentiableLandscapeObjective: LandscapeObjective {
 ///     H·v ≈ (∇L(θ₀ + ε·v) − ∇L(θ₀ − ε·v)) / (2ε),   λ = vᵀ·H·v,   v ← H·v / ‖H·v‖
 ///
 /// from a seeded Gaussian v₀ over the chosen tensors, stopping when λ changes by less than `tolerance`
-/// relative, or after `maxIterations` (two gradients each).
+/// relative, or after `maxIterations` (two gradients each). If λ(ε) and λ(ε/2) then differ by more than 1 %,
+/// ε is divided by 10 and the iteration continues (at most three times; `stepRefinements`).
 ///
 /// **Step and error.** ‖v‖ = 1, and ε = `relativeStep`·‖θ₀‖ over the chosen tensors (default 1e-5). The
 /// central difference is exact for a quadratic loss; otherwise its truncation error is O(ε²·‖∇³L‖), and the
@@ -32,8 +33,10 @@ public struct HessianEigenvalue: Sendable {
     public var iterations: Int
     /// |λ_k − λ_{k−1}| / |λ_k| at the end.
     public var relativeChange: Double
-    /// The finite-difference step ε.
+    /// The finite-difference step ε finally used.
     public var step: Double
+    /// How many times ε was divided by 10 because λ(ε) and λ(ε/2) differed by more than 1 %.
+    public var stepRefinements: Int
     /// |λ(ε) − λ(ε/2)| on the final vector.
     public var stepError: Double
     /// λ after each iteration.
@@ -49,8 +52,7 @@ public struct HessianEigenvalue: Sendable {
         }
         let center = objective.center, weights = center.restricted(to: names)
         guard weights.scalarCount > 0 else { throw LandscapeError.invalidArgument("no parameters to take the Hessian over") }
-        let eps = relativeStep * Self.norm(weights)
-        guard eps > 0 else { throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step") }
+        guard Self.norm(weights) > 0 else { throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step") }
 
         var v = FilterNormalizedDirections.random(like: weights, seed: seed, normalization: .none, ignoreBiasAndNorm: false)
         // With ignoreBiasAndNorm false, 1-D tensors are copied from the weights: draw them too.
@@ -78,27 +80,41 @@ public struct HessianEigenvalue: Sendable {
             return hv
         }
 
-        var lambda = 0.0, change = Double.infinity, history: [Double] = []
-        for it in 1...maxIterations {
-            let hv = try hessianTimes(v, step: eps)
-            let next = Self.dot(v, hv)
-            change = it == 1 ? .infinity : abs(next - lambda) / max(abs(next), 1e-300)
-            lambda = next
-            history.append(lambda)
-            progress?(it, lambda)
-            let n = Self.norm(hv)
-            if n == 0 || change <= tolerance || it == maxIterations { break }
-            v = hv
-            Self.scale(&v, by: 1 / n)
+        var lambda = 0.0, change = Double.infinity, trace: [Double] = []
+        var eps = relativeStep * Self.norm(weights)
+        /// Power iterations from v at the current step; v ends as the vector whose Rayleigh quotient is λ.
+        func iterate(_ count: Int) throws {
+            for it in 1...count {
+                let hv = try hessianTimes(v, step: eps)
+                let next = Self.dot(v, hv)
+                change = trace.isEmpty ? .infinity : abs(next - lambda) / max(abs(next), 1e-300)
+                lambda = next
+                trace.append(lambda)
+                progress?(trace.count, lambda)
+                let n = Self.norm(hv)
+                if n == 0 || (it > 1 && change <= tolerance) || it == count { break }
+                v = hv
+                Self.scale(&v, by: 1 / n)
+            }
         }
-        // v is the vector whose Rayleigh quotient is λ: redo it with half the step.
-        let half = Self.dot(v, try hessianTimes(v, step: eps / 2))
+        try iterate(maxIterations)
+        // The same Rayleigh quotient with half the step. If they disagree by more than 1 %, the step is too
+        // coarse for this (narrow) eigenvector: shrink it tenfold and iterate on, at most three times.
+        var error = abs(lambda - Self.dot(v, try hessianTimes(v, step: eps / 2)))
+        var refinements = 0
+        while error > 0.01 * abs(lambda), refinements < 3 {
+            refinements += 1
+            eps /= 10
+            try iterate(Swift.max(3, maxIterations / 3))
+            error = abs(lambda - Self.dot(v, try hessianTimes(v, step: eps / 2)))
+        }
         eigenvalue = lambda
-        iterations = history.count
+        iterations = trace.count
         relativeChange = change
         step = eps
-        stepError = abs(lambda - half)
-        self.history = history
+        stepError = error
+        stepRefinements = refinements
+        history = trace
         eigenvector = v
     }
 
@@ -127,6 +143,7 @@ public struct HessianEigenvalue: Sendable {
     public var attributes: [String: HDF5AttributeValue] {
         ["hessian_max_eigenvalue": .double(eigenvalue), "hessian_iterations": .int(iterations),
          "hessian_relative_change": .double(relativeChange), "hessian_step": .double(step),
-         "hessian_step_error": .double(stepError), "hessian_history": .doubles(history)]
+         "hessian_step_error": .double(stepError), "hessian_step_refinements": .int(stepRefinements),
+         "hessian_history": .doubles(history)]
     }
 }

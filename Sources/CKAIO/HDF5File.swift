@@ -54,6 +54,16 @@ public enum HDF5AttributeValue: Equatable, Sendable, CustomStringConvertible {
         }
     }
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    /// The value with one-element lists as scalars (HDF5 hands a one-element list back as a scalar), for
+    /// comparing a written value with the one read back.
+    public var normalized: HDF5AttributeValue {
+        switch self {
+        case .strings(let v) where v.count == 1: return .string(v[0])
+        case .ints(let v) where v.count == 1: return .int(v[0])
+        case .doubles(let v) where v.count == 1: return .double(v[0])
+        default: return self
+        }
+    }
     public var intValue: Int? {
         switch self {
         case .int(let v): return v

@@ -76,7 +76,7 @@ extension LandscapeSurface {
         if other.y != y || other.dimensions != dimensions { return "y coordinates differ" }
         if other.ids != ids { return "the examples (/inputs/ids) differ" }
         if other.masks != masks { return "the masks differ" }
-        for key in Self.identityAttributes where attributes[key] != other.attributes[key] {
+        for key in Self.identityAttributes where attributes[key]?.normalized != other.attributes[key]?.normalized {
             return "'\(key)' is \(other.attributes[key].map { "\($0)" } ?? "missing") there, \(attributes[key].map { "\($0)" } ?? "missing") now"
         }
         return nil

@@ -258,7 +258,7 @@ extension CKACommand {
                                                             "ignore": .string(ignore), "checkpoint": attributes["checkpoint"]!]
                 if FileManager.default.fileExists(atPath: directionPath) {
                     let (read, attrs) = try DirectionFile.read(directionPath, like: objective.center)
-                    for (k, v) in recipe where attrs[k] != v {
+                    for (k, v) in recipe where attrs[k]?.normalized != v.normalized {
                         throw LandscapeError.mismatch(file: directionPath, what: "'\(k)'", expected: "\(v) (this run)", got: attrs[k].map { "\($0)" } ?? "missing")
                     }
                     guard read.count >= dims, Set(read[0].names) == perturbed else {
@@ -301,7 +301,7 @@ extension CKACommand {
 
                 // Numbers of the complete surface.
                 let r = try radii()
-                if !r.isEmpty && surface.attributes["flatness_radius"] != .doubles(r) {
+                if !r.isEmpty && surface.attributes["flatness_radius"]?.normalized != HDF5AttributeValue.doubles(r).normalized {
                     var means: [Double] = [], errors: [Double] = []
                     for radius in r {
                         let f = try AverageFlatness(objective: objective, perturbed: perturbed, radius: radius, samples: flatnessSamples,
@@ -316,7 +316,7 @@ extension CKACommand {
                     surface.attributes["flatness_samples"] = .int(flatnessSamples)
                     surface.attributes["flatness_seed"] = .int(Int(truncatingIfNeeded: seed &+ 1000))
                 }
-                if hessianIterations > 0, surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"] != .double(hessianStep),
+                if hessianIterations > 0, surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"]?.normalized != .double(hessianStep),
                    let differentiable = objective as? any DifferentiableLandscapeObjective {
                     let h = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
                                                   relativeStep: hessianStep, seed: seed &+ 2000) { it, lambda in

@@ -113,6 +113,11 @@ struct SurfaceTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: part)) == Data(contentsOf: URL(fileURLWithPath: full)))
         let a = try LandscapeSurface(contentsOf: part)
         #expect(a.loss == (try LandscapeSurface(contentsOf: full)).loss && a.masks! == [0, 1, 1, 0] && a.ids == ["img0", "img1"])
+        var single = empty                               // one-element lists are read back as scalars
+        single.attributes["excluded"] = .strings(["none"])
+        let path1 = dir.appendingPathComponent("single.h5").path
+        try single.write(to: path1)
+        #expect(single.resumeConflict(with: try LandscapeSurface(contentsOf: path1)) == nil)
         var other = empty
         other.attributes["seed"] = .int(2)
         #expect(other.resumeConflict(with: stored) != nil)

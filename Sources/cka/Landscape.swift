@@ -320,7 +320,7 @@ extension CKACommand {
                    let differentiable = objective as? any DifferentiableLandscapeObjective {
                     let h = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
                                                   relativeStep: hessianStep, seed: seed &+ 2000) { it, lambda in
-                        if !quiet { note(String(format: "landscape: Hessian power iteration %d/%d: λ = %.6g", it, hessianIterations, lambda)) }
+                        if !quiet { note(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda)) }
                     }
                     for (k, v) in h.attributes { surface.attributes[k] = v }
                     surface.attributes["hessian_step_relative"] = .double(hessianStep)

@@ -39,12 +39,19 @@ public final class MappedRows: @unchecked Sendable {
     }
 
     /// Drops the pages of `rows` from this process's mapping once they are used (they stay in the page
-    /// cache), so the resident memory of a streaming pass stays bounded by what is in flight.
+    /// cache), so the resident memory of a streaming pass stays bounded by what is in flight. Rows next to
+    /// each other in the file are released as one range; only pages wholly inside a range are dropped, so
+    /// rows still to come are never touched.
     public func release(rows: [Int]) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE))), rowBytes = rowLength * 4
-        for i in rows {
-            let start = offsets[i] / page * page, end = min(length, offsets[i] + rowBytes)
-            madvise(base + start, end - start, MADV_DONTNEED)
+        var ranges: [(start: Int, end: Int)] = []
+        for o in rows.map({ offsets[$0] }).sorted() {
+            if let last = ranges.last, last.end == o { ranges[ranges.count - 1].end = o + rowBytes }
+            else { ranges.append((o, o + rowBytes)) }
+        }
+        for r in ranges {
+            let start = (r.start + page - 1) / page * page, end = r.end / page * page
+            if end > start { madvise(base + start, end - start, MADV_DONTNEED) }
         }
     }
 

@@ -37,15 +37,21 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     @usableFromInline var offset: Int
 
     /// A tensor of zeros.
-    public init(shape: [Int]) { self.init(shape: shape, repeating: 0) }
+    @inlinable public init(shape: [Int]) { self.init(shape: shape, repeating: 0) }
 
-    /// A tensor whose every element is `value`.
-    public init(shape: [Int], repeating value: Scalar) {
+    /// A tensor whose every element is `value` (inlinable, so callers fill it with a specialised loop).
+    @inlinable public init(shape: [Int], repeating value: Scalar) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative extent in \(shape)")
-        self.shape = shape
         let n = shape.reduce(1, *)
-        storage = TensorStorage(capacity: n)
+        let storage = TensorStorage<Scalar>(capacity: n)
         storage.base.initialize(repeating: value, count: n)
+        self.init(shape: shape, storage: storage)
+    }
+
+    /// A tensor over freshly filled `storage` of `shape`'s element count.
+    @usableFromInline init(shape: [Int], storage: TensorStorage<Scalar>) {
+        self.shape = shape
+        self.storage = storage
         offset = 0
     }
 

@@ -119,10 +119,10 @@ extension TransformerBlocks {
         var h = Tensor<Float>(shape: [rows, d]), dhid = Tensor<Float>(shape: [rows, d]), branch = Tensor<Float>(shape: [rows, d])
         var dattn = Tensor<Float>(shape: [rows, d]), dqkv = Tensor<Float>(shape: [rows, 3 * d])
         var act = Tensor<Float>(shape: [rows, hid]), dact = Tensor<Float>(shape: [rows, hid])
-        var s = Tensor<Float>(shape: [t, t]), ds = Tensor<Float>(shape: [t, t])
+        var s = Tensor<Float>(shape: [2 * t, t])
         let hp = h.mutablePointer(), dhp = dhid.mutablePointer(), brp = branch.mutablePointer()
         let dap = dattn.mutablePointer(), dqp = dqkv.mutablePointer(), actp = act.mutablePointer(), dactp = dact.mutablePointer()
-        let sp = s.mutablePointer(), dsp = ds.mutablePointer()
+        let sp = s.mutablePointer()   // scores and their gradient, one t × t each (single-threaded case)
         func W(_ name: String) -> MatrixRef<Float> { p[name]!.matrixRef }
         func M(_ ptr: UnsafeMutablePointer<Float>, _ r: Int, _ c: Int) -> MutableMatrixRef<Float> { MutableMatrixRef(ptr, rows: r, cols: c) }
         func R(_ ptr: UnsafePointer<Float>, _ r: Int, _ c: Int) -> MatrixRef<Float> { MatrixRef(ptr, rows: r, cols: c) }
@@ -166,23 +166,22 @@ extension TransformerBlocks {
             try gemm(R(db1, rows, d), W(n + ".attn.proj.weight"), into: M(dap, rows, d))
             // Per (image, head): S recomputed; dV = Sᵀ·dO, dS = dO·Vᵀ, dZ = softmax'(dS), dQ = s·dZ·K, dK = s·dZᵀ·Q.
             let q = tape.qkv[blk].pointer
-            for i in 0..<b {
-                for hd in 0..<heads {
-                    let base = q + i * t * 3 * d + hd * dh, dbase = dqp + i * t * 3 * d + hd * dh
-                    let dO = MatrixRef(UnsafePointer(dap + i * t * d + hd * dh), rows: t, cols: dh, leadingDimension: d)
-                    let Q = MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d)
-                    let K = MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d)
-                    let V = MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d)
-                    try gemm(Q, K, transposeB: true, alpha: scale, into: M(sp, t, t))
-                    NeuralKernels.softmaxRows(sp, rows: t, width: t)
-                    try gemm(R(sp, t, t), transposeA: true, dO,
-                             into: MutableMatrixRef(dbase + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d))
-                    try gemm(dO, V, transposeB: true, into: M(dsp, t, t))
-                    NeuralKernels.softmaxBackwardRows(sp, gradient: dsp, rows: t, width: t)
-                    try gemm(R(dsp, t, t), K, alpha: scale, into: MutableMatrixRef(dbase, rows: t, cols: dh, leadingDimension: 3 * d))
-                    try gemm(R(dsp, t, t), transposeA: true, Q, alpha: scale,
-                             into: MutableMatrixRef(dbase + d, rows: t, cols: dh, leadingDimension: 3 * d))
-                }
+            try forEachHead(images: b, scratchCount: 2 * t * t, scratch: sp) { i, hd, scratch in
+                let sp = scratch, dsp = scratch + t * t
+                let base = q + i * t * 3 * d + hd * dh, dbase = dqp + i * t * 3 * d + hd * dh
+                let dO = MatrixRef(UnsafePointer(dap + i * t * d + hd * dh), rows: t, cols: dh, leadingDimension: d)
+                let Q = MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d)
+                let K = MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d)
+                let V = MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d)
+                try gemm(Q, K, transposeB: true, alpha: scale, into: M(sp, t, t))
+                NeuralKernels.softmaxRows(sp, rows: t, width: t)
+                try gemm(R(sp, t, t), transposeA: true, dO,
+                         into: MutableMatrixRef(dbase + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d))
+                try gemm(dO, V, transposeB: true, into: M(dsp, t, t))
+                NeuralKernels.softmaxBackwardRows(sp, gradient: dsp, rows: t, width: t)
+                try gemm(R(dsp, t, t), K, alpha: scale, into: MutableMatrixRef(dbase, rows: t, cols: dh, leadingDimension: 3 * d))
+                try gemm(R(dsp, t, t), transposeA: true, Q, alpha: scale,
+                         into: MutableMatrixRef(dbase + d, rows: t, cols: dh, leadingDimension: 3 * d))
             }
             let x = tape.input[blk].pointer
             NeuralKernels.layerNorm(x, hp, rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,

@@ -85,16 +85,44 @@ struct TransformerBlocks {
                    scores s: UnsafeMutablePointer<Float>) throws {
         let d = width, dh = d / heads
         let scale = Float(1 / Double(dh).squareRoot())
-        for i in 0..<b {
-            for hd in 0..<heads {
-                let base = q + i * t * 3 * d + hd * dh
-                try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
-                         MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
-                         alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
-                NeuralKernels.softmaxRows(s, rows: t, width: t)
-                try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
-                         MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
-                         into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
+        try forEachHead(images: b, scratchCount: t * t, scratch: s) { i, hd, s in
+            let base = q + i * t * 3 * d + hd * dh
+            try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
+                     MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
+                     alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
+            NeuralKernels.softmaxRows(s, rows: t, width: t)
+            try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
+                     MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
+                     into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
+        }
+    }
+
+    /// Calls `body(image, head, scratch)` for every (image, head) pair. With several BLAS threads the pairs are
+    /// spread over them, each pair's products then single-threaded with a `scratchCount`-float buffer of its
+    /// worker: per-head products (tokens × head width) are too small for OpenBLAS to split well, and its
+    /// threads would spin between them. With one thread, `scratch` is used. Pairs write disjoint outputs.
+    func forEachHead(images b: Int, scratchCount: Int, scratch: UnsafeMutablePointer<Float>,
+                     _ body: (Int, Int, UnsafeMutablePointer<Float>) throws -> Void) throws {
+        let pairs = b * heads, threads = blasThreadCount, workers = Swift.min(threads, pairs)
+        if workers <= 1 {
+            for pair in 0..<pairs { try body(pair / heads, pair % heads, scratch) }
+            return
+        }
+        var buffers = [Float](repeating: 0, count: workers * scratchCount)
+        setBLASThreadCount(1)
+        defer { setBLASThreadCount(threads) }
+        let failure = FirstError()
+        try withoutActuallyEscaping(body) { body in
+            let work = UncheckedSendable(body)
+            try buffers.withUnsafeMutableBufferPointer { bp in
+                let base = UncheckedSendable(bp.baseAddress!), heads = self.heads
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    let s = base.value + w * scratchCount
+                    for pair in stride(from: w, to: pairs, by: workers) {
+                        do { try work.value(pair / heads, pair % heads, s) } catch { failure.record(error) }
+                    }
+                }
+                if let e = failure.error { throw e }
             }
         }
     }
@@ -161,4 +189,18 @@ func reshapeParameter(_ p: inout [String: Tensor<Float>], _ name: String, _ shap
     guard let t = p[name] else { throw ViTError.missingParameter(name: name, file: file) }
     guard t.count == shape.reduce(1, *) else { throw ViTError.parameterShape(name: name, expected: shape, got: t.shape) }
     p[name] = try t.reshaped(shape)
+}
+
+/// A value handed to `concurrentPerform` workers that use it without data races (disjoint writes).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// The first error thrown by any of several workers.
+final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Error?
+    func record(_ e: Error) { lock.withLock { if first == nil { first = e } } }
+    var error: Error? { lock.withLock { first } }
 }

@@ -37,7 +37,8 @@ struct ObjectiveTests {
         let dx = FilterNormalizedDirections.random(like: o.center.restricted(to: Set(o.groups["decoder"]!)), seed: 4)
         let moved = try o.evaluate(at: o.center.moved(along: [(0.5, dx)]))
         #expect(moved.loss != v.loss && moved.loss.isFinite)
-        #expect(try o.evaluate(at: o.center.moved(along: [(0, dx)])) == v)
+        // (Float32 GEMMs can round differently when parallel tests change the BLAS thread count meanwhile.)
+        expectClose(try o.evaluate(at: o.center.moved(along: [(0, dx)])).loss, v.loss, rtol: 1e-6)
     }
 
     @Test("RC-MAE objective: reconstruction + γ·consistency with the teacher on the same masks")
@@ -50,8 +51,8 @@ struct ObjectiveTests {
         let ref = try MaskedAutoencoder.rcmaeForward(student: MaskedAutoencoder(checkpoint: student), teacher: MaskedAutoencoder(checkpoint: teacher),
                                                      pixels: pixels, masks: masks, normPixLoss: true, gamma: 0.5)
         #expect(o.name == "rcmae")
-        expectClose(v.loss, ref.sums.reconstruction + 0.5 * ref.sums.consistency, rtol: 1e-12)
-        expectClose(v.parts["consistency"]!, ref.sums.consistency, rtol: 1e-12)
+        expectClose(v.loss, ref.sums.reconstruction + 0.5 * ref.sums.consistency, rtol: 1e-6)
+        expectClose(v.parts["consistency"]!, ref.sums.consistency, rtol: 1e-6)
         #expect(v.parts["consistency"]! > 0)
     }
 
@@ -70,7 +71,7 @@ struct ObjectiveTests {
             ce += Foundation.log(row.map { Foundation.exp($0) }.reduce(0, +)) - row[labels[i]]
             if row.firstIndex(of: row.max()!) == labels[i] { correct += 1 }
         }
-        expectClose(v.loss, ce / 7, rtol: 1e-9)
+        expectClose(v.loss, ce / 7, rtol: 1e-6)
         #expect(v.accuracy == 100 * Double(correct) / 7)
         #expect(o.groups["head"]! == ["head.weight", "head.bias"] && o.fixedParameters.isEmpty)
         #expect(throws: LandscapeError.self) {

@@ -43,6 +43,8 @@ let package = Package(
         ),
 
         // MARK: - Plain tools
+        /// What the report executables share (options, clock).
+        .target(name: "ReportSupport", path: "Sources/ReportSupport"),
         /// GFLOP/s of each kernel next to the sgemm 2048³ peak, measured in one process.
         .executableTarget(
             name: "gflops-report",
@@ -52,25 +54,25 @@ let package = Package(
         /// Minibatch CKA engine: Gram phase vs sgemm peak, compare vs file read time, vs per-pair Grams.
         .executableTarget(
             name: "cka-report",
-            dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
+            dependencies: [.product(name: "CKAKit", package: "ViTCKA"), "ReportSupport"],
             path: "Sources/cka-report"
         ),
         /// ViT-B/16 forward throughput with and without hooks, next to PyTorch/timm in the same run.
         .executableTarget(
             name: "vit-report",
-            dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
+            dependencies: [.product(name: "CKAKit", package: "ViTCKA"), "ReportSupport"],
             path: "Sources/vit-report"
         ),
         /// k-NN of 10 000 queries against 50 000 × 768 features vs the GEMM it needs.
         .executableTarget(
             name: "knn-report",
-            dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
+            dependencies: [.product(name: "CKAKit", package: "ViTCKA"), "ReportSupport"],
             path: "Sources/knn-report"
         ),
         /// One loss-landscape grid point: MAE / RC-MAE loss on 64 images at ViT-B/16 shape vs the sgemm peak.
         .executableTarget(
             name: "landscape-report",
-            dependencies: [.product(name: "CKAKit", package: "ViTCKA")],
+            dependencies: [.product(name: "CKAKit", package: "ViTCKA"), "ReportSupport"],
             path: "Sources/landscape-report"
         ),
     ]

@@ -10,6 +10,7 @@
 // approach (both Grams rebuilt for every pair of layers, activations of one batch held in memory).
 import CKAKit
 import Foundation
+import ReportSupport
 
 #if DEBUG
 FileHandle.standardError.write(Data("cka-report: build with -c release; debug timings are meaningless\n".utf8))
@@ -17,18 +18,12 @@ exit(1)
 #endif
 
 configureAllocatorForStreaming()
-let args = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String, _ def: String) -> String {
-    if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
-    return def
-}
 let n = Int(option("--n", "1024"))!
 let workload = option("--workload", "both")
 let runs = Int(option("--runs", "3"))!
 let dataDir = option("--data", FileManager.default.currentDirectoryPath + "/.build/cka-report-data")
 try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
 
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 func best(_ r: Int = runs, _ body: () throws -> Void) rethrows -> Double {
     var b = Double.infinity
     for _ in 0..<r { let t = now(); try body(); b = min(b, now() - t) }

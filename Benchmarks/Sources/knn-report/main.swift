@@ -4,20 +4,15 @@
 //   swift run -c release knn-report [--queries 10000] [--train 50000] [--dim 768] [--k 20]
 import CKAKit
 import Foundation
+import ReportSupport
 
 #if DEBUG
 FileHandle.standardError.write(Data("knn-report: build with -c release\n".utf8))
 exit(1)
 #endif
 
-let args = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String, _ def: String) -> String {
-    if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
-    return def
-}
 let q = Int(option("--queries", "10000"))!, n = Int(option("--train", "50000"))!, d = Int(option("--dim", "768"))!
 let ks = option("--k", "20").split(separator: ",").compactMap { Int($0) }
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 let classes = 100
 /// Gaussian clusters around 100 class centres.

@@ -13,17 +13,13 @@
 // Goal: ≥ 60 % of the sgemm peak.
 import CKAKit
 import Foundation
+import ReportSupport
 
 #if DEBUG
 FileHandle.standardError.write(Data("landscape-report: build with -c release\n".utf8))
 exit(1)
 #else
 
-let args = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String, _ def: String) -> String {
-    if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
-    return def
-}
 guard let images = Int(option("--images", "64")), images > 0, let runs = Int(option("--runs", "2")), runs > 0,
       let minTime = Double(option("--min-time", "0.5")), minTime > 0 else {
     print("usage: landscape-report [--images N] [--threads 1,2] [--runs R] [--min-time SECONDS]")
@@ -32,7 +28,6 @@ guard let images = Int(option("--images", "64")), images > 0, let runs = Int(opt
 let threadCounts = option("--threads", "1,2").split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
 let ratio = 0.75, goal = 60.0
 
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 func loadAverage() -> String {
     (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
 }

@@ -6,6 +6,7 @@
 //   swift run -c release vit-report [--batch 32] [--batches 2] [--threads 1,2]
 import CKAKit
 import Foundation
+import ReportSupport
 
 #if DEBUG
 FileHandle.standardError.write(Data("vit-report: build with -c release\n".utf8))
@@ -13,15 +14,9 @@ exit(1)
 #endif
 
 configureAllocatorForStreaming()
-let args = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String, _ def: String) -> String {
-    if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
-    return def
-}
 let batch = Int(option("--batch", "32"))!
 let batches = Int(option("--batches", "2"))!
 let threadCounts = option("--threads", "1,2").split(separator: ",").compactMap { Int($0) }
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 let arch = ViTArchitecture.standard(width: 768, depth: 12, heads: 12, patchSize: 16, grid: 14)
 let model = try VisionTransformer.randomlyInitialized(arch, seed: 0, layerScaleInit: 1)

@@ -25,16 +25,21 @@ public enum FilterNormalizedDirections {
     /// A random direction shaped like `weights`.
     public static func random(like weights: ParameterSet, seed: UInt64, normalization: DirectionNormalization = .filter,
                               ignoreBiasAndNorm: Bool = true) -> ParameterSet {
+        var d = gaussian(like: weights, seed: seed)
+        normalize(&d, to: weights, normalization: normalization, ignoreBiasAndNorm: ignoreBiasAndNorm)
+        return d
+    }
+
+    /// The raw N(0, 1) draw shaped like `weights`, every tensor included (the stream `random` normalises).
+    public static func gaussian(like weights: ParameterSet, seed: UInt64) -> ParameterSet {
         var rng = SplitMix64(seed: seed)
         var d = ParameterSet()
         for name in weights.names {
-            let w = weights[name]!
-            var t = Tensor<Float>(shape: w.shape)
+            var t = Tensor<Float>(shape: weights[name]!.shape)
             let p = t.mutablePointer()
-            for i in 0..<w.count { p[i] = Float(rng.gaussian()) }
+            for i in 0..<t.count { p[i] = Float(rng.gaussian()) }
             d.set(name, t)
         }
-        normalize(&d, to: weights, normalization: normalization, ignoreBiasAndNorm: ignoreBiasAndNorm)
         return d
     }
 

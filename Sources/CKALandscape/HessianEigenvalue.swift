@@ -54,15 +54,7 @@ public struct HessianEigenvalue: Sendable {
         guard weights.scalarCount > 0 else { throw LandscapeError.invalidArgument("no parameters to take the Hessian over") }
         guard Self.norm(weights) > 0 else { throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step") }
 
-        var v = FilterNormalizedDirections.random(like: weights, seed: seed, normalization: .none, ignoreBiasAndNorm: false)
-        // With ignoreBiasAndNorm false, 1-D tensors are copied from the weights: draw them too.
-        var rng = SplitMix64(seed: seed &+ 0x5EED)
-        for name in v.names where weights[name]!.rank <= 1 {
-            var t = v[name]!
-            let p = t.mutablePointer()
-            for i in 0..<t.count { p[i] = Float(rng.gaussian()) }
-            v.set(name, t)
-        }
+        var v = FilterNormalizedDirections.gaussian(like: weights, seed: seed)
         Self.scale(&v, by: 1 / Self.norm(v))
 
         func hessianTimes(_ v: ParameterSet, step: Double) throws -> ParameterSet {

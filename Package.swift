@@ -17,7 +17,7 @@ let package = Package(
     targets: [
         // MARK: - Public API
         /// Dense row-major tensors and every numeric kernel (the only importer of BLAS/LAPACKE).
-        .target(name: "CKATensor", dependencies: ["CBLAS"]),
+        .target(name: "CKATensor", dependencies: ["CBLAS", "_CKASupport"]),
         /// HDF5 stores of formats.md (the only importer of HDF5).
         .target(name: "CKAIO", dependencies: ["CKATensor", "CHDF5"]),
         /// CKA estimators: minibatch HSIC₁, debiased, linear and RBF CKA.
@@ -51,7 +51,9 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
 
-        // MARK: - Support
+        // MARK: - Support (implementation details)
+        /// Atomic output files, progress, parallel loops: shared by every module; not API.
+        .target(name: "_CKASupport", exclude: ["README.md"]),
         .target(name: "_CKATestSupport", dependencies: ["CKATensor", "CKACheckpoint"]),
 
         // MARK: - Unit test bundles

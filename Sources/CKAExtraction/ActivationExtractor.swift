@@ -152,7 +152,7 @@ public enum ActivationExtractor {
             try model.forward(batch.pixels, hooks: hooks) { name, value in
                 if headHooks.contains(name) { headValues[name] = value }
                 guard selected.contains(name) else { return }
-                let isPooled = name.contains(":") || name == "fc_norm"
+                let isPooled = LayerName(name).isPooled
                 if isPooled || storeTokens {
                     if !declared.contains(name) {
                         try writer.addLayer(name, kind: isPooled ? .pooled : LayerKind.infer(from: name),

@@ -35,39 +35,6 @@ public enum ActivationStoreError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The kind of hook point a layer comes from (formats.md §1 `kind` attribute).
-public enum LayerKind: String, CaseIterable, Sendable {
-    case patchEmbed = "patch_embed", norm1, qkv, attnProj = "attn_proj", ls1, norm2, fc1, act, fc2, ls2
-    case block, norm, pooled, other
-
-    /// The kind implied by a timm module path (`blocks.3.attn.qkv` → `.qkv`, `blocks.3:cls` → `.pooled`).
-    public static func infer(from name: String) -> LayerKind {
-        if name.contains(":") { return .pooled }
-        let last = name.split(separator: ".").last.map(String.init) ?? name
-        switch last {
-        case "patch_embed": return .patchEmbed
-        case "norm1": return .norm1
-        case "qkv": return .qkv
-        case "proj": return name.contains("attn") ? .attnProj : .other
-        case "ls1": return .ls1
-        case "norm2": return .norm2
-        case "fc1": return .fc1
-        case "act": return .act
-        case "fc2": return .fc2
-        case "ls2": return .ls2
-        case "norm", "fc_norm": return .norm
-        default: return Int(last) != nil && name.hasPrefix("blocks.") ? .block : .other
-        }
-    }
-
-    /// The block index in a timm module path (`blocks.7.mlp.fc1` → 7), or −1.
-    public static func blockIndex(of name: String) -> Int {
-        let parts = name.split(whereSeparator: { $0 == "." || $0 == ":" })
-        guard parts.count >= 2, parts[0] == "blocks", let i = Int(parts[1]) else { return -1 }
-        return i
-    }
-}
-
 /// Shell-style globs over layer names, where `.` and `:` separate parts like `/` in a path: `*` and `?`
 /// never cross them. So `blocks.*` is every block output, `blocks.*.mlp.fc1` every fc1, `blocks.*:cls` every
 /// pooled CLS feature, and `blocks.1?` blocks 10–19.

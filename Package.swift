@@ -37,7 +37,7 @@ let package = Package(
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot", "_CKASupport"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
             "CKAKit", "_CKASupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
+        .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
         .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),
     ]
 )

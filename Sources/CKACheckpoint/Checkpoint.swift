@@ -9,7 +9,7 @@ public enum CheckpointFormat: String, Sendable, Codable {
 
     /// Detects the format from the first bytes (the extension only breaks ties for error messages).
     /// - Throws: `legacyTorchFormat` for pre-1.6 files, `unrecognizedFormat` otherwise.
-    public static func detect(_ file: MappedFile) throws -> CheckpointFormat {
+    package static func detect(_ file: MappedFile) throws -> CheckpointFormat {
         let name = file.name
         return try file.withUnsafeBytes { raw in
             let n = raw.count
@@ -108,7 +108,7 @@ public struct Checkpoint: Sendable {
     }
 
     /// Reads, maps and validates a checkpoint from mapped (or in-memory) bytes.
-    public init(file: MappedFile, options: Options = Options()) throws {
+    package init(file: MappedFile, options: Options = Options()) throws {
         let name = file.name
         let format = try CheckpointFormat.detect(file)
         var root: PickleValue

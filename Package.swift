@@ -73,6 +73,8 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
         .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),
+        /// A test aid: writes a store slowly so that a test can kill it (not shipped in `cka`).
+        .executableTarget(name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKATestSupport"]),
     ]
 )

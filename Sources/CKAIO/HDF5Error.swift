@@ -29,8 +29,12 @@ public enum HDF5Error: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Silences HDF5's automatic printing of its error stack (we collect it instead), once per process.
+/// Silences HDF5's automatic printing of its error stack (we collect it instead), once per process, and turns
+/// off the library's clean-up at exit: after a failed close (a full disk) that clean-up would close the
+/// half-destroyed file again and crash. Every file is closed explicitly (`HDF5Handle`); temporary outputs
+/// left open at exit are removed by their owners.
 let hdf5Setup: Void = {
+    H5dont_atexit()
     H5open()
     H5Eset_auto2(cka_H5E_DEFAULT(), nil, nil)
 }()
@@ -51,5 +55,16 @@ func hdf5ErrorStack() -> String {
         _ = H5Ewalk2(cka_H5E_DEFAULT(), H5E_WALK_DOWNWARD, callback, Unmanaged.passUnretained(box).toOpaque())
     }
     H5Eclear2(cka_H5E_DEFAULT())
-    return box.lines.isEmpty ? "no HDF5 message" : box.lines.joined(separator: "; ")
+    return summarizeHDF5Stack(box.lines)
+}
+
+/// HDF5's error stack (outermost first) as one short line: the outermost and the innermost message, and of a
+/// system call's failure only its reason ("No space left on device"), not the buffer addresses and offsets.
+func summarizeHDF5Stack(_ lines: [String]) -> String {
+    guard var inner = lines.last, let outer = lines.first else { return "no HDF5 message" }
+    if let r = inner.range(of: "error message = '"), let end = inner[r.upperBound...].firstIndex(of: "'") {
+        let function = inner.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+        inner = (function.isEmpty ? "" : function + ": ") + String(inner[r.upperBound..<end])
+    }
+    return lines.count == 1 ? inner : outer + "; " + inner
 }

@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"],
+                    exclude: ["Fixtures"]),
     ]
 )

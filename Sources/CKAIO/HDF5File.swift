@@ -309,6 +309,7 @@ public final class HDF5File {
         let n = max(1, Int(H5Sget_simple_extent_npoints(space)))
         let scalar = H5Sget_simple_extent_ndims(space) == 0
         let what = "attribute \(attribute) of \(object)"
+        try MemoryBudget.check([n], elementSize: max(32, Int(H5Tget_size(ftype))), path: path, object: what)
         switch elementType(of: ftype) {
         case .string:
             let strings = try readStringValues(count: n, fileType: ftype, what: what) { mt, buf in H5Aread(aid, mt, buf) }
@@ -444,6 +445,7 @@ public final class HDF5File {
             return strings
         }
         let size = Int(H5Tget_size(fileType))
+        try MemoryBudget.check([n, size], elementSize: 2, path: path, object: what)
         let mt = H5Tcopy(fileType)
         defer { H5Tclose(mt) }
         var bytes = [UInt8](repeating: 0, count: max(1, n * size))

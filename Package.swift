@@ -75,6 +75,7 @@ let package = Package(
         .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
         /// A test aid: writes a store slowly so that a test can kill it (not shipped in `cka`).
         .executableTarget(name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKATestSupport"]),
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKATestSupport"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -147,6 +147,14 @@ public final class ActivationStore {
                                               got: describeShape(ds.shape))
             }
             let b = attrs["batch_size"]?.intValue ?? ds.shape[1]
+            // k Grams of b inputs each cover k·b distinct inputs: never more than N (a file declaring 10⁹ empty
+            // Grams would otherwise have `compare` read them all).
+            guard b == ds.shape[1], ds.shape[0].multipliedReportingOverflow(by: b).partialValue <= n,
+                  ds.shape[0] <= n else {
+                throw HDF5Error.shapeMismatch(path: path, object: "/grams/\(name)",
+                                              expected: "[k, b, b] with b = batch_size and k·b ≤ N = \(n)",
+                                              got: describeShape(ds.shape) + " (batch_size \(b))")
+            }
             g[name] = StoredGrams(layer: name, batchCount: ds.shape[0], batchSize: b,
                                   tokens: attrs["tokens"]?.stringValue ?? "flatten",
                                   centered: attrs["centered"]?.boolValue ?? false)

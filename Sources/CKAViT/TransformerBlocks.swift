@@ -109,10 +109,8 @@ struct TransformerBlocks {
             return
         }
         var buffers = [Float](repeating: 0, count: workers * scratchCount)
-        setBLASThreadCount(1)
-        defer { setBLASThreadCount(threads) }
         let failure = FirstError()
-        try withoutActuallyEscaping(body) { body in
+        try withBLASThreads(1) { try withoutActuallyEscaping(body) { body in
             let work = UncheckedSendable(body)
             try buffers.withUnsafeMutableBufferPointer { bp in
                 let base = UncheckedSendable(bp.baseAddress!), heads = self.heads
@@ -124,7 +122,7 @@ struct TransformerBlocks {
                 }
                 if let e = failure.error { throw e }
             }
-        }
+        } }
     }
 
     /// Runs every block on the tokens in `w.x` (`[images·tokens, width]`), in place.

@@ -141,3 +141,25 @@ def test_bridge_store_with_swapped_inputs_is_refused_by_cka(stores, cka_bin, tmp
     r = subprocess.run([cka_bin, "compare", str(stores["tmp"] / "conv.h5"), str(tmp_path / "swapped.h5"),
                         "--batch-size", str(GRAM_BATCH)], capture_output=True, text=True)
     assert r.returncode == 1 and "another order" in r.stderr
+
+
+def test_logits_for_cka_agreement(stores, cka_bin, tmp_path):
+    x = stores["x"]
+    labels = torch.arange(N) % 4
+    ids = [f"class{int(labels[i])}/{i:03d}.png" for i in range(N)]
+    loader = [(ids[s:s + LOADER_BATCH], x[s:s + LOADER_BATCH], labels[s:s + LOADER_BATCH]) for s in range(0, N, LOADER_BATCH)]
+    outs = {}
+    for seed in (3, 4):
+        net = ConvNet(seed)
+        s = vitcka.extract(net, loader, tmp_path / f"logits{seed}.h5", None, store=("logits",), progress=False)
+        with h5py.File(s.path) as f:
+            assert f["logits"].shape == (N, 10) and f["logits"].dtype == np.float32
+            with torch.no_grad():
+                np.testing.assert_allclose(f["logits"][()], net.eval()(x).numpy(), rtol=1e-6, atol=1e-6)
+            outs[seed] = f["logits"][()]
+    run_cka(cka_bin, "agreement", tmp_path / "logits3.h5", tmp_path / "logits4.h5", "--top", "3,5",
+            "--csv", tmp_path / "agreement.csv")
+    with open(tmp_path / "agreement.csv") as f:
+        rows = [line.strip().split(",") for line in f][1:]
+    top1 = [float(r[3]) for r in rows if r[0] == "top1_agreement" and r[1] == "all"]
+    assert top1 == [pytest.approx(np.mean(outs[3].argmax(1) == outs[4].argmax(1)), abs=1e-12)]

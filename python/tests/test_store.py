@@ -29,8 +29,9 @@ def test_layout_attributes_and_dtypes(tmp_path):
     n = 20
     tokens, flat, fmap = torch.randn(n, 5, 6), torch.randn(n, 7), torch.randn(n, 3, 4, 4)
     path = tmp_path / "s.h5"
-    with vitcka.StoreWriter(path, model="m", store=("grams", "pooled", "activations"), gram_batch_size=8,
-                            classes=["a", "b"], attributes={"seed": 3}, preprocessing="none") as w:
+    with pytest.warns(UserWarning, match="the last 4 of 20 inputs do not fill a Gram batch of 8"), \
+            vitcka.StoreWriter(path, model="m", store=("grams", "pooled", "activations"), gram_batch_size=8,
+                               classes=["a", "b"], attributes={"seed": 3}, preprocessing="none") as w:
         for s in range(0, n, 10):
             w.add(ids_of(n)[s:s + 10], {"blocks.2": tokens[s:s + 10], "head": flat[s:s + 10],
                                          "layer1": fmap[s:s + 10]}, labels=[i % 2 for i in range(s, s + 10)])

@@ -116,7 +116,8 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
     - `loader` yields `(ids, inputs)` or `(ids, inputs, labels)`: ids are B strings (unique, in a stable order:
       stores are compared input by input), inputs a tensor (or a dict / tuple of tensors, passed as
       `model(**inputs)` / `model(*inputs)`), moved to `device`.
-    - `store`: any of `"grams"`, `"pooled"`, `"activations"`; `gram_batch_size`: inputs per stored Gram
+    - `store`: any of `"grams"`, `"pooled"`, `"activations"`, `"logits"` (the model's output `[B, C]` as
+      `/logits`, for `cka agreement`); `gram_batch_size`: inputs per stored Gram
       (consecutive, in loader order: compare with `cka compare --batch-size` of the same value). A loader whose
       batch size is a multiple of `gram_batch_size` keeps memory to one minibatch.
     - `device`: where the model runs (`"cuda"`, …); None = where its parameters are. Grams are computed there.
@@ -127,13 +128,14 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
     appended to, NaN/Inf, a module that outputs no tensor) and leaves nothing under `out`.
     """
     patterns = split_patterns(layers)
-    if patterns is None:
+    only_logits = not isinstance(store, str) and set(store) == {"logits"}
+    if patterns is None and not only_logits:
         raise ValueError("layers: give the module names to hook (globs, e.g. 'blocks.*')")
     pooled_patterns = split_patterns(pooled_layers)
     names = hookable_layers(model)
     hooked = list(dict.fromkeys(_selected(names, patterns) + _selected(names, pooled_patterns)))
-    if not hooked:
-        raise ValueError(f"no module matches {','.join(patterns)} (e.g. {', '.join(names[:12])}, …)")
+    if not hooked and not (only_logits and patterns is None):
+        raise ValueError(f"no module matches {','.join(patterns or [])} (e.g. {', '.join(names[:12])}, …)")
     if device is not None:
         device = torch.device(device)
         model.to(device)
@@ -175,11 +177,13 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
                 writer.begin_batch(ids, labels)
                 inputs = _to_device(inputs, device)
                 if isinstance(inputs, dict):
-                    model(**inputs)
+                    output = model(**inputs)
                 elif isinstance(inputs, (tuple, list)):
-                    model(*inputs)
+                    output = model(*inputs)
                 else:
-                    model(inputs)
+                    output = model(inputs)
+                if "logits" in writer.store:
+                    writer.add_logits(_first_tensor("the model", output))
                 writer.end_batch()
                 bar.update(writer.count - bar.done)
         path = writer.close()

@@ -14,7 +14,7 @@ import torch
 from . import __version__
 from ._layers import POOLINGS, block_index, infer_kind, matches_any, split_patterns
 
-STORES = ("activations", "pooled", "grams")
+STORES = ("activations", "pooled", "grams", "logits")
 TOKENS = ("flatten", "cls", "gap", "gap_nocls")
 
 
@@ -244,13 +244,17 @@ class StoreWriter:
 
     # MARK: adding
 
-    def add(self, ids: Sequence, features: Mapping[str, Any], labels: Optional[Sequence[int]] = None) -> None:
+    def add(self, ids: Sequence, features: Mapping[str, Any], labels: Optional[Sequence[int]] = None,
+            logits: Any = None) -> None:
         """Adds one minibatch: `ids` (B strings, in order) and `{layer: tensor [B, …]}` on any device.
-        Every call gives the same layers; `labels` (B ints, -1 = unknown) are optional."""
+        Every call gives the same layers; `labels` (B ints, -1 = unknown) are optional; `logits` `[B, C]`
+        (with `"logits"` in `store`) are written to `/logits`, which `cka agreement` reads."""
         self.begin_batch(ids, labels)
         try:
             for name, x in features.items():
                 self.add_layer(name, x)
+            if logits is not None:
+                self.add_logits(logits)
         except BaseException:
             self.abandon()
             raise
@@ -329,11 +333,46 @@ class StoreWriter:
             rows = _reduce_tokens(x, self.gram_tokens, name, wide=True).reshape(b, -1)
             layer.gram.add(rows, lambda g: self._append("grams/" + name, g.numpy()))
 
+    def add_logits(self, x: Any) -> None:
+        """Adds the current minibatch's logits `[B, C]` to `/logits` (float32; `store` must include "logits")."""
+        if self._batch is None:
+            raise RuntimeError("add_logits outside begin_batch/end_batch")
+        if "logits" not in self.store:
+            raise StoreError(f"{self.path}: logits given but store={self.store} has no 'logits'")
+        x = _as_tensor(x, "/logits")
+        b = len(self._batch)
+        if x.dim() != 2 or x.shape[0] != b:
+            raise StoreError(f"{self.path}: logits of shape {list(x.shape)}; expected [{b}, C]")
+        if "/logits" in self._seen:
+            raise StoreError(f"{self.path}: logits given twice for one minibatch")
+        x = x.float()
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0])
+            raise NonFiniteError(f"{self.path}: /logits hold NaN or Inf for input '{self._batch[bad]}'")
+        f = self._file
+        if "logits" not in f:
+            if len(self._ids) > b:
+                raise StoreError(f"{self.path}: logits first given after {len(self._ids) - b} inputs")
+            c = x.shape[1]
+            d = f.create_dataset("logits", shape=(0, c), maxshape=(None, c), dtype=np.float32,
+                                 chunks=(max(1, min(1024, (4 << 20) // (4 * c))), c), track_times=False)
+            d.attrs["kind"] = "model_output"
+            d.attrs["readout"] = "the model's output"
+        elif f["logits"].shape[1] != x.shape[1]:
+            raise StoreError(f"{self.path}: logits with {x.shape[1]} classes, earlier {f['logits'].shape[1]}")
+        d = f["logits"]
+        n = d.shape[0]
+        d.resize(n + b, axis=0)
+        d[n:] = x.cpu().numpy()
+        self._seen.add("/logits")
+
     def end_batch(self) -> None:
-        """Ends the minibatch: every layer must have been given."""
+        """Ends the minibatch: every layer (and the logits, if stored) must have been given."""
         if self._batch is None:
             raise RuntimeError("end_batch without begin_batch")
         missing = [n for n in self._layers if n not in self._seen]
+        if "logits" in self.store and "/logits" not in self._seen:
+            missing.append("/logits")
         self._batch = None
         if missing:
             self.abandon()
@@ -433,7 +472,7 @@ class StoreWriter:
             n = len(self._ids)
             if n == 0:
                 raise StoreError(f"{self.path}: no inputs were added")
-            if not self._layers:
+            if not self._layers and "logits" not in self._file:
                 raise StoreError(f"{self.path}: no layers were added")
             f = self._file
             if self._existing_ids is not None:

@@ -105,7 +105,7 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
             poolings: Sequence[str] = POOLINGS, pooled_layers=None, feature_maps: str = "gap",
             dtype="float32", classes: Optional[Sequence[str]] = None, attributes=None, checkpoint: str = "",
             checkpoint_sha256: str = "", architecture: str = "", preprocessing: str = "", append: bool = False,
-            progress: bool = True) -> ExtractionSummary:
+            gram_precision: str = "float32", progress: bool = True) -> ExtractionSummary:
     """Runs `model` over `loader` and writes the outputs of the modules matching `layers` as an activation store
     (formats.md §1) at `out`, as `cka extract` does for its own ViTs.
 
@@ -147,7 +147,7 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
                          poolings=poolings, layers=patterns, pooled_layers=pooled_patterns, feature_maps=feature_maps,
                          dtype=dtype, classes=classes, attributes=attributes, checkpoint=checkpoint,
                          checkpoint_sha256=checkpoint_sha256, architecture=architecture, preprocessing=preprocessing,
-                         append=append)
+                         append=append, gram_precision=gram_precision)
     modules = dict(model.named_modules())
     handles = []
 

@@ -1,6 +1,8 @@
 """`StoreWriter`: a format-v1 activation store (formats.md §1), written minibatch by minibatch."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import warnings
@@ -16,6 +18,7 @@ from ._layers import POOLINGS, block_index, infer_kind, matches_any, split_patte
 
 STORES = ("activations", "pooled", "grams", "logits")
 TOKENS = ("flatten", "cls", "gap", "gap_nocls")
+GRAM_PRECISIONS = ("float32", "float64")
 
 
 class StoreError(ValueError):
@@ -43,6 +46,18 @@ class _Layer:
     gram: Optional["_GramBatcher"] = None
 
 
+def _abandon_on_error(method):
+    """A failing call abandons the store (deletes the temporary file): nothing partial survives an error."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.abandon()
+            raise
+    return wrapper
+
+
 def _temporary_path(path: str) -> str:
     d, base = os.path.split(os.path.abspath(path))
     return os.path.join(d, f".{base}.partial-{os.getpid()}")
@@ -60,31 +75,57 @@ def _float64_on(device: torch.device) -> bool:
     return device.type != "mps"     # Apple's MPS has no float64
 
 
-def centered_gram(x: torch.Tensor, chunk_bytes: int = 64 << 20) -> torch.Tensor:
-    """`Xc·Xcᵀ` of `x` `[b, F]` with every feature column centred over the b rows, on `x`'s device,
-    accumulated in float64 (float64 products where the device has them, else float32 products of
-    column chunks summed in float64). Extra memory: one column chunk of about `chunk_bytes`.
-    Returns a float64 CPU tensor `[b, b]`."""
+@contextlib.contextmanager
+def _full_float32_products():
+    """Full float32 matrix products (no TF32 / bf16 shortcuts a user may have enabled) inside the block."""
+    previous = torch.get_float32_matmul_precision()
+    if previous != "highest":
+        torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        if previous != "highest":
+            torch.set_float32_matmul_precision(previous)
+
+
+def centered_gram(x: torch.Tensor, precision: str = "float32", chunk_columns: int = 4096) -> torch.Tensor:
+    """`Xc·Xcᵀ` of `x` `[b, F]` with every feature column centred over the b rows, computed on `x`'s device.
+
+    - `precision="float32"` (default): float32 products of blocks of `chunk_columns` centred columns (TF32
+      off), summed in float64 — on the device where it has float64, else on the CPU (Apple MPS).
+    - `precision="float64"`: float64 products throughout (column blocks of about 64 MB; slow on GPUs with
+      little float64 throughput; MPS has none and uses the float32 path).
+
+    Extra memory: one block of columns. Returns a float64 CPU tensor `[b, b]`."""
+    if precision not in GRAM_PRECISIONS:
+        raise ValueError(f"gram precision: unknown '{precision}' (use {', '.join(GRAM_PRECISIONS)})")
     b, f = x.shape
     wide = _float64_on(x.device)
-    dtype = torch.float64 if wide else torch.float32
-    cols = max(1, chunk_bytes // (8 * max(1, b)))
-    g = torch.zeros((b, b), dtype=dtype, device=x.device) if wide else torch.zeros((b, b), dtype=torch.float64)
-    for c0 in range(0, f, cols):
-        xc = x[:, c0:c0 + cols].to(dtype)
-        xc = xc - xc.mean(dim=0, dtype=dtype, keepdim=True)
-        if wide:
+    if precision == "float64" and wide:
+        cols = max(1, (64 << 20) // (8 * max(1, b)))
+        g = torch.zeros((b, b), dtype=torch.float64, device=x.device)
+        for c0 in range(0, f, cols):
+            xc = x[:, c0:c0 + cols].to(torch.float64)
+            xc = xc - xc.mean(dim=0, keepdim=True)
             g += xc @ xc.T
-        else:
-            g += (xc @ xc.T).to("cpu", torch.float64)
-    return g.to("cpu", torch.float64)
+        return g.to("cpu")
+    total = torch.device("cpu") if not wide else x.device
+    g = torch.zeros((b, b), dtype=torch.float64, device=total)
+    centring = torch.promote_types(x.dtype, torch.float32)      # float64 rows are centred before the cast
+    mean = x.mean(dim=0, dtype=centring)
+    with _full_float32_products():
+        for c0 in range(0, f, chunk_columns):
+            xc = (x[:, c0:c0 + chunk_columns].to(centring) - mean[c0:c0 + chunk_columns]).to(torch.float32)
+            g += (xc @ xc.T).to(total, torch.float64)
+    return g.to("cpu")
 
 
 class _GramBatcher:
     """Rows of one layer's representation until `batch_size` of them make a Gram (consecutive inputs)."""
 
-    def __init__(self, batch_size: int):
+    def __init__(self, batch_size: int, precision: str):
         self.batch_size = batch_size
+        self.precision = precision
         self.pending: List[torch.Tensor] = []
         self.filled = 0
 
@@ -96,13 +137,13 @@ class _GramBatcher:
             part = rows[start:start + take]
             start += take
             if self.filled == 0 and take == b:
-                emit(centered_gram(part))
+                emit(centered_gram(part, self.precision))
                 continue
             # Kept past this call: a copy, so that later in-place ops of the model cannot change it.
             self.pending.append(part.clone())
             self.filled += take
             if self.filled == b:
-                emit(centered_gram(torch.cat(self.pending)))
+                emit(centered_gram(torch.cat(self.pending), self.precision))
                 self.pending, self.filled = [], 0
 
 
@@ -148,7 +189,8 @@ class StoreWriter:
     - `activations`: `name` `[N, T, D]` or `[N, D]` (higher ranks flattened to `[N, F]`) in `dtype`.
     - `grams`: `/grams/name` `[k, b, b]` float64: per consecutive run of `gram_batch_size` inputs, the Gram of
       the representation (`gram_tokens` reduces `[B, T, D]`; maps are flattened) with its feature columns
-      centred within the run, computed on the tensors' device and accumulated in float64 — what
+      centred within the run, computed on the tensors' device and accumulated in float64 (float32 products of
+      4096-column blocks summed in float64; `gram_precision="float64"`: float64 products) — what
       `cka extract --store grams` writes. A last run shorter than `gram_batch_size` has no Gram (a warning).
 
     The file is written as `.NAME.partial-PID` beside `path` and renamed into place by `close()`; an
@@ -165,7 +207,8 @@ class StoreWriter:
                  poolings: Sequence[str] = POOLINGS, layers=None, pooled_layers=None, feature_maps: str = "gap",
                  dtype: Union[str, torch.dtype] = "float32", classes: Optional[Sequence[str]] = None,
                  attributes: Optional[Mapping[str, Any]] = None, checkpoint: str = "", checkpoint_sha256: str = "",
-                 architecture: str = "", preprocessing: str = "", append: bool = False):
+                 architecture: str = "", preprocessing: str = "", append: bool = False,
+                 gram_precision: str = "float32"):
         self.path = os.fspath(path)
         self.store = tuple(store) if not isinstance(store, str) else tuple(s.strip() for s in store.split(","))
         for s in self.store:
@@ -175,6 +218,8 @@ class StoreWriter:
             raise ValueError("store: nothing to store")
         if "grams" in self.store and gram_batch_size < 4:
             raise ValueError("gram_batch_size must be at least 4 (HSIC₁ needs 4 examples)")
+        if gram_precision not in GRAM_PRECISIONS:
+            raise ValueError(f"gram_precision: unknown '{gram_precision}' (use {', '.join(GRAM_PRECISIONS)})")
         if gram_tokens not in TOKENS:
             raise ValueError(f"gram_tokens: unknown '{gram_tokens}' (use {', '.join(TOKENS)})")
         for p in poolings:
@@ -187,6 +232,7 @@ class StoreWriter:
             raise ValueError(f"dtype: {dtype} (use float16 or float32)")
         self.gram_batch_size = gram_batch_size
         self.gram_tokens = gram_tokens
+        self.gram_precision = gram_precision
         self.poolings = tuple(poolings)
         self.layers_patterns = split_patterns(layers)
         self.pooled_layers = split_patterns(pooled_layers)
@@ -250,54 +296,48 @@ class StoreWriter:
         Every call gives the same layers; `labels` (B ints, -1 = unknown) are optional; `logits` `[B, C]`
         (with `"logits"` in `store`) are written to `/logits`, which `cka agreement` reads."""
         self.begin_batch(ids, labels)
-        try:
-            for name, x in features.items():
-                self.add_layer(name, x)
-            if logits is not None:
-                self.add_logits(logits)
-        except BaseException:
-            self.abandon()
-            raise
+        for name, x in features.items():
+            self.add_layer(name, x)
+        if logits is not None:
+            self.add_logits(logits)
         self.end_batch()
 
+    @_abandon_on_error
     def begin_batch(self, ids: Sequence, labels: Optional[Sequence[int]] = None) -> None:
         """Starts a minibatch of `ids` whose layers follow with `add_layer` (how `extract` feeds forward hooks)."""
         self._check_open()
-        try:
-            ids = _ids_list(ids)
-            if labels is not None:
-                labels = [int(v) for v in (labels.tolist() if hasattr(labels, "tolist") else labels)]
-                if len(labels) != len(ids):
-                    raise StoreError(f"{self.path}: {len(labels)} labels for {len(ids)} ids")
-            if not ids:
-                raise StoreError(f"{self.path}: an empty minibatch")
-            start = len(self._ids)
-            for i, s in enumerate(ids):
-                j = self._id_set.get(s)
-                if j is not None:
-                    raise DuplicateIdError(f"{self.path}: duplicate input id '{s}' (inputs {j} and {start + i}); "
-                                           "every input needs its own id")
-                self._id_set[s] = start + i
-            if self._existing_ids is not None:
-                want = self._existing_ids[start:start + len(ids)]
-                if ids != want:
-                    k = next((i for i, (a, b) in enumerate(zip(ids, want)) if a != b), len(want))
-                    if k >= len(want):
-                        raise IdOrderError(f"{self.path}: more inputs than the {len(self._existing_ids)} of the store "
-                                           f"being appended to (input {start + k}: '{ids[k]}')")
-                    other = self._existing_ids.index(ids[k]) if ids[k] in self._existing_ids else None
-                    how = (f"it is input {other} there: ids must come in the store's order" if other is not None
-                           else "the store has no such id")
-                    raise IdOrderError(f"{self.path}: input {start + k} is '{ids[k]}' but the store has "
-                                       f"'{want[k]}' ({how})")
-            self._ids += ids
-            self._labels += labels if labels is not None else [-1] * len(ids)
-            self._batch = ids
-            self._seen = set()
-        except BaseException:
-            self.abandon()
-            raise
+        ids = _ids_list(ids)
+        if labels is not None:
+            labels = [int(v) for v in (labels.tolist() if hasattr(labels, "tolist") else labels)]
+            if len(labels) != len(ids):
+                raise StoreError(f"{self.path}: {len(labels)} labels for {len(ids)} ids")
+        if not ids:
+            raise StoreError(f"{self.path}: an empty minibatch")
+        start = len(self._ids)
+        for i, s in enumerate(ids):
+            j = self._id_set.get(s)
+            if j is not None:
+                raise DuplicateIdError(f"{self.path}: duplicate input id '{s}' (inputs {j} and {start + i}); "
+                                       "every input needs its own id")
+            self._id_set[s] = start + i
+        if self._existing_ids is not None:
+            want = self._existing_ids[start:start + len(ids)]
+            if ids != want:
+                k = next((i for i, (a, b) in enumerate(zip(ids, want)) if a != b), len(want))
+                if k >= len(want):
+                    raise IdOrderError(f"{self.path}: more inputs than the {len(self._existing_ids)} of the store "
+                                       f"being appended to (input {start + k}: '{ids[k]}')")
+                other = self._existing_ids.index(ids[k]) if ids[k] in self._existing_ids else None
+                how = (f"it is input {other} there: ids must come in the store's order" if other is not None
+                       else "the store has no such id")
+                raise IdOrderError(f"{self.path}: input {start + k} is '{ids[k]}' but the store has "
+                                   f"'{want[k]}' ({how})")
+        self._ids += ids
+        self._labels += labels if labels is not None else [-1] * len(ids)
+        self._batch = ids
+        self._seen = set()
 
+    @_abandon_on_error
     def add_layer(self, name: str, x: Any) -> None:
         """Adds layer `name`'s rows `[B, …]` for the current minibatch (see `begin_batch`)."""
         if self._batch is None:
@@ -312,11 +352,14 @@ class StoreWriter:
                              f"(one row per id of the minibatch)")
         if not x.is_floating_point():
             x = x.float()
-        finite = torch.isfinite(x)
-        if not bool(finite.all()):
-            bad = int((~finite).reshape(b, -1).any(dim=1).nonzero()[0, 0])
-            what = "NaN" if bool(torch.isnan(x[bad]).any()) else "Inf"
-            raise NonFiniteError(f"{self.path}: layer '{name}' holds {what} for input '{self._batch[bad]}'")
+        # One reduction (no temporary); a NaN or ±Inf anywhere makes the sum non-finite. Only then (or on an
+        # overflow of the sum) the exact element-wise check.
+        if not bool(torch.isfinite(x.sum())):
+            finite = torch.isfinite(x)
+            if not bool(finite.all()):
+                bad = int((~finite).reshape(b, -1).any(dim=1).nonzero()[0, 0])
+                what = "NaN" if bool(torch.isnan(x[bad]).any()) else "Inf"
+                raise NonFiniteError(f"{self.path}: layer '{name}' holds {what} for input '{self._batch[bad]}'")
         layer = self._layers.get(name)
         if layer is None:
             if len(self._ids) > b:
@@ -333,6 +376,7 @@ class StoreWriter:
             rows = _reduce_tokens(x, self.gram_tokens, name, wide=True).reshape(b, -1)
             layer.gram.add(rows, lambda g: self._append("grams/" + name, g.numpy()))
 
+    @_abandon_on_error
     def add_logits(self, x: Any) -> None:
         """Adds the current minibatch's logits `[B, C]` to `/logits` (float32; `store` must include "logits")."""
         if self._batch is None:
@@ -366,6 +410,7 @@ class StoreWriter:
         d[n:] = x.cpu().numpy()
         self._seen.add("/logits")
 
+    @_abandon_on_error
     def end_batch(self) -> None:
         """Ends the minibatch: every layer (and the logits, if stored) must have been given."""
         if self._batch is None:
@@ -375,7 +420,6 @@ class StoreWriter:
             missing.append("/logits")
         self._batch = None
         if missing:
-            self.abandon()
             raise StoreError(f"{self.path}: layer '{missing[0]}' was not given for the minibatch ending at input "
                              f"{len(self._ids) - 1}; every minibatch must give the same layers")
 
@@ -438,7 +482,7 @@ class StoreWriter:
             d.attrs["batch_size"] = np.int64(b)
             d.attrs["tokens"] = self.gram_tokens
             d.attrs["centered"] = np.bool_(True)
-            layer.gram = _GramBatcher(b)
+            layer.gram = _GramBatcher(b, self.gram_precision)
         self._layers[name] = layer
         return layer
 

@@ -3,7 +3,7 @@
 #   make test   — install test dependencies, build, run the whole test suite, the conformance checks and the
 #                 notebook test (every notebook of notebooks-export/ executed on a small output set)
 SHELL := /bin/bash
-APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev pkg-config fonts-dejavu-core
+APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config fonts-dejavu-core
 PIP_PACKAGES := h5py numpy
 # The notebook test (Tests/Notebooks/run_notebooks.sh) executes notebooks-export/ headlessly: no torch, no jupyter server.
 PIP_TEST_PACKAGES := $(PIP_PACKAGES) pandas matplotlib nbformat nbclient ipykernel

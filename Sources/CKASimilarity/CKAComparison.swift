@@ -103,7 +103,10 @@ public enum CKAComparison {
     }
 
     /// Compares every selected layer of `a` with every selected layer of `b` (or of `a` itself).
+    /// - Parameter distribution: shares the minibatches with other processes (minibatch estimator); the matrix
+    ///   is then filled on the accumulating process only (empty elsewhere), with the same bits as one process.
     public static func run(_ a: ActivationStore, _ b: ActivationStore? = nil, options: CKAOptions = CKAOptions(),
+                           distribution: MinibatchDistribution? = nil,
                            progress: ((CKAProgress) -> Void)? = nil) throws -> CKAResult {
         let other = b ?? a
         if b != nil { try checkSameInputs(a, other) }
@@ -115,7 +118,7 @@ public enum CKAComparison {
                                passes: 1, usedStoredGrams: false, warnings: [])
         switch options.estimator {
         case .minibatch:
-            try runMinibatch(a, other, layersA, layersB, options, &result, progress)
+            try runMinibatch(a, other, layersA, layersB, options, &result, distribution, progress)
         case .debiased, .linear, .rbf:
             try runFullSet(a, other, layersA, layersB, options, &result, progress)
         }
@@ -125,7 +128,7 @@ public enum CKAComparison {
     // MARK: Minibatch
 
     private static func runMinibatch(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
-                                     _ o: CKAOptions, _ result: inout CKAResult,
+                                     _ o: CKAOptions, _ result: inout CKAResult, _ distribution: MinibatchDistribution?,
                                      _ progress: ((CKAProgress) -> Void)?) throws {
         let n = a.count, bs = o.batchSize
         guard bs >= 4, bs <= n else { throw CKAError.batchSize(requested: bs, examples: n) }
@@ -139,6 +142,7 @@ public enum CKAComparison {
         result.usedStoredGrams = useStored
         var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
         let total = k * o.passes
+        var rounds = BatchRounds(distribution, total: total)
         var orders: [[Int]?] = []
         for pass in 0..<o.passes { orders.append(shuffled ? permutation(n, seed: (o.shuffleSeed ?? 0) &+ UInt64(pass)) : nil) }
         // Fast path: every layer's rows sit in its file as plain float32 (our writer, h5py's defaults) and need
@@ -147,8 +151,8 @@ public enum CKAComparison {
         if !useStored, o.memoryMap, let mapped = try mappedLayers(a, la, b, lb, tokens: o.tokens) {
             result.usedMemoryMap = true
             try runMapped(mapped, a, b, la, lb, batches: k, batchSize: bs, orders: orders, passes: o.passes,
-                          accumulator: &acc, progress: progress)
-            result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
+                          accumulator: &acc, rounds: &rounds, progress: progress)
+            if rounds.accumulates { result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path) }
             result.examplesUsed = k * bs
             result.batches = k
             result.passes = o.passes
@@ -158,7 +162,7 @@ public enum CKAComparison {
         // with itself is read once per batch.
         var jobs: [BatchPrefetcher.Job] = []
         for pass in 0..<o.passes {
-            for batch in 0..<k {
+            for batch in 0..<k where rounds.owns(pass * k + batch) {
                 let rows = batch * bs..<(batch + 1) * bs
                 var seen = Set<String>()
                 for (store, names) in [(a, la), (b, lb)] {
@@ -186,6 +190,10 @@ public enum CKAComparison {
         var next = 0
         for pass in 0..<o.passes {
             for batch in 0..<k {
+                guard rounds.owns(pass * k + batch) else {
+                    try rounds.finish(pass * k + batch, nil, into: &acc)
+                    continue
+                }
                 var cache: [String: Tensor<Double>] = [:]
                 func grams(_ store: ActivationStore, _ names: [String]) throws -> [Tensor<Double>] {
                     try names.map { name in
@@ -204,11 +212,11 @@ public enum CKAComparison {
                     }
                 }
                 let ga = try grams(a, la), gb = try grams(b, lb)
-                try acc.add(gramsA: ga, gramsB: gb)
+                try rounds.finish(pass * k + batch, MinibatchCKA.terms(gramsA: ga, gramsB: gb), into: &acc)
                 progress?(CKAProgress(done: pass * k + batch + 1, total: total, unit: "minibatches"))
             }
         }
-        result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
+        if rounds.accumulates { result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path) }
         result.examplesUsed = k * bs
         result.batches = k
         result.passes = o.passes
@@ -234,7 +242,7 @@ public enum CKAComparison {
     /// one BLAS thread each), then the HSIC sums.
     private static func runMapped(_ mapped: [String: MappedRows], _ a: ActivationStore, _ b: ActivationStore,
                                   _ la: [String], _ lb: [String], batches k: Int, batchSize bs: Int, orders: [[Int]?],
-                                  passes: Int, accumulator acc: inout MinibatchCKA,
+                                  passes: Int, accumulator acc: inout MinibatchCKA, rounds: inout BatchRounds,
                                   progress: ((CKAProgress) -> Void)?) throws {
         var keys: [String] = [], owners: [(ActivationStore, String)] = []
         for (store, names) in [(a, la), (b, lb)] {
@@ -250,6 +258,10 @@ public enum CKAComparison {
         let sources = keys.map { mapped[$0]! }
         for pass in 0..<passes {
             for batch in 0..<k {
+                guard rounds.owns(pass * k + batch) else {
+                    try rounds.finish(pass * k + batch, nil, into: &acc)
+                    continue
+                }
                 let rows = batch * bs..<(batch + 1) * bs
                 let indices = orders[pass].map { Array($0[rows]) } ?? Array(rows)
                 DispatchQueue.concurrentPerform(iterations: keys.count) { i in
@@ -265,7 +277,7 @@ public enum CKAComparison {
                 }
                 let ga = la.map { byKey["\(ObjectIdentifier(a).hashValue)|\($0)"]! }
                 let gb = lb.map { byKey["\(ObjectIdentifier(b).hashValue)|\($0)"]! }
-                try acc.add(gramsA: ga, gramsB: gb)
+                try rounds.finish(pass * k + batch, MinibatchCKA.terms(gramsA: ga, gramsB: gb), into: &acc)
                 progress?(CKAProgress(done: pass * k + batch + 1, total: passes * k, unit: "minibatches"))
             }
         }

@@ -26,11 +26,14 @@ extension CKACommand {
     /// blocks on the heap (bounded: freed memory is reused, not grown) removes that.
     static func main() {
         configureAllocatorForStreaming()
+        _ = world     // under mpirun/srun: MPI_Init on the main thread, before anything else
+
         main(nil)
     }
 }
 
-/// Runs `body`; a thrown error becomes one line `error: …` on stderr and exit status 1.
+/// Runs `body`; a thrown error becomes one line `error: …` on stderr and exit status 1. Under mpirun with
+/// several ranks the line names the rank (`error: rank 2: …`) and the whole job is aborted.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -42,6 +45,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw e
     } catch {
         let text = error is CocoaError ? error.localizedDescription : "\(error)"
+        if world.isDistributed { world.abort(message: text) }
         FileHandle.standardError.write(Data(("error: " + text.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
         throw ExitCode(1)
     }
@@ -58,7 +62,8 @@ final class ProgressLine {
     var lastPercent = -1
     let start = Date()
 
-    init(_ label: String, quiet: Bool) { self.label = label; self.quiet = quiet }
+    /// Only rank 0 of an MPI job reports progress.
+    init(_ label: String, quiet: Bool) { self.label = label; self.quiet = quiet || !world.isRoot }
 
     func update(_ p: CKAProgress) {
         guard !quiet, p.total > 0 else { return }

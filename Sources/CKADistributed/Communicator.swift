@@ -229,6 +229,16 @@ public final class Communicator: @unchecked Sendable {
         bytesSent += bytes.count + 8
     }
 
+    /// The next message sent with `tag` by any rank, if one has arrived; nil at once otherwise.
+    public func poll(tag: Int = 0) -> (source: Int, bytes: [UInt8])? {
+        guard usesMPI else { return nil }
+        var flag: Int32 = 0
+        var status = MPI_Status()
+        check(MPI_Iprobe(cka_MPI_ANY_SOURCE(), Int32(tag), cka_MPI_COMM_WORLD(), &flag, &status), "probe")
+        guard flag != 0 else { return nil }
+        return receive(from: Int(cka_status_source(&status)), tag: tag)
+    }
+
     /// Receives the next message `send` sent from `source` with `tag` (`nil` source: from any rank).
     /// Returns the sender's rank and the bytes.
     public func receive(from source: Int? = nil, tag: Int = 0) -> (source: Int, bytes: [UInt8]) {

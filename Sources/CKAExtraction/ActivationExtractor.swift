@@ -3,6 +3,7 @@ import CKAIO
 import CKATensor
 import CKAViT
 import Foundation
+import _CKASupport
 
 /// What an extraction writes for the selected hook points.
 public struct StoreSelection: OptionSet, Sendable {
@@ -41,14 +42,6 @@ public struct ExtractionOptions: Sendable {
     public var head: ClassifierHead?
 
     public init() {}
-}
-
-/// Progress of an extraction.
-public struct ExtractionProgress: Sendable {
-    public let done: Int
-    public let total: Int?
-    public let seconds: Double
-    public var imagesPerSecond: Double { seconds > 0 ? Double(done) / seconds : 0 }
 }
 
 /// Summary of a finished extraction.
@@ -93,7 +86,7 @@ public enum ActivationExtractor {
 
     /// Extracts into `path`. `progress` is called after every batch.
     public static func run(model: VisionTransformer, checkpoint: Checkpoint?, input: inout some InputSource, to path: String,
-                           options: ExtractionOptions, progress: ((ExtractionProgress) -> Void)? = nil) throws -> ExtractionSummary {
+                           options: ExtractionOptions, progress: ((CKAProgress) -> Void)? = nil) throws -> ExtractionSummary {
         let plan = try ExtractionPlan(model: model, checkpoint: checkpoint, input: input, options: options)
         let sink = try StoreSink(path: path, plan: plan)
         var producer = BatchProducer(model: model, plan: plan)
@@ -101,7 +94,7 @@ public enum ActivationExtractor {
         while let batch = try input.next(maxCount: options.batchSize) {
             // Sources return full batches until the inputs run out, so a short batch is the last one.
             try producer.process(batch, isLast: batch.ids.count < options.batchSize, into: sink)
-            progress?(ExtractionProgress(done: sink.count, total: input.expectedCount, seconds: Date().timeIntervalSince(start)))
+            progress?(CKAProgress(done: sink.count, total: input.expectedCount, unit: "images", seconds: Date().timeIntervalSince(start)))
         }
         return try sink.finish(classes: input.classes, skipped: input.skipped.map { "\($0.id): \($0.reason)" },
                                seconds: Date().timeIntervalSince(start))

@@ -233,9 +233,3 @@ public struct BatchProducer {
     }
 }
 
-extension ExtractionProgress {
-    /// Progress of `done` examples (of `total`, if known) after `seconds`.
-    public init(examples done: Int, of total: Int?, seconds: Double) {
-        self.init(done: done, total: total, seconds: seconds)
-    }
-}

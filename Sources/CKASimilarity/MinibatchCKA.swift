@@ -78,36 +78,34 @@ public struct MinibatchCKA: Sendable {
         try add(MinibatchCKA.terms(uCenteredA: ua, uCenteredB: ub, batchSize: b))
     }
 
-    /// The HSIC₁ terms one minibatch adds to the sums. Computing them is the costly part of `add`; adding
-    /// them is a few additions. Processes that share the batches of one comparison compute the terms of their
-    /// batches, and one of them adds all terms in batch order (`add(_:)`), which gives the same bits as one
-    /// process adding the batches in that order.
+    /// The HSIC₁ terms one minibatch adds to the sums: what a distributed or reordered computation
+    /// exchanges. Adding the terms of the same batches in the same order gives bit-identical sums, however
+    /// the batches were computed.
     public struct BatchTerms: Sendable, Equatable {
-        /// HSIC₁(K_i, L_j) of this batch, row-major `[layerCountA, layerCountB]`.
+        /// HSIC₁(K_i, L_j), row-major `[layerCountA, layerCountB]`.
         public var cross: [Double]
         public var selfA: [Double]
         public var selfB: [Double]
         /// Examples in the batch.
-        public var batchSize: Int
+        public var examples: Int
 
-        public init(cross: [Double], selfA: [Double], selfB: [Double], batchSize: Int) {
-            self.cross = cross; self.selfA = selfA; self.selfB = selfB; self.batchSize = batchSize
+        public init(cross: [Double], selfA: [Double], selfB: [Double], examples: Int) {
+            self.cross = cross; self.selfA = selfA; self.selfB = selfB; self.examples = examples
         }
     }
 
-    /// The terms of one minibatch given as stacked U-centred Grams (see `stackUCentered`).
+    /// The terms of one minibatch from U-centred Grams stacked as rows `[layers, b·b]` (see `stackUCentered`).
     public static func terms(uCenteredA ua: Tensor<Double>, uCenteredB ub: Tensor<Double>, batchSize b: Int) throws -> BatchTerms {
         let norm = 1 / (Double(b) * Double(b - 3))
         let cross = try ua.matmul(ub, transposeOther: true)          // all LA×LB ⟨K̃, L̃⟩ in one GEMM
-        return BatchTerms(cross: cross.withUnsafeBufferPointer { c in c.map { $0 * norm } },
-                          selfA: rowSquaredNorms(ua).map { $0 * norm }, selfB: rowSquaredNorms(ub).map { $0 * norm },
-                          batchSize: b)
+        let c = cross.withUnsafeBufferPointer { c in c.map { $0 * norm } }
+        return BatchTerms(cross: c, selfA: rowSquaredNorms(ua).map { $0 * norm },
+                          selfB: rowSquaredNorms(ub).map { $0 * norm }, examples: b)
     }
 
-    /// The terms of one minibatch given as Gram matrices `[b, b]` (one per layer; the same b for all).
+    /// The terms of one minibatch from its Gram matrices `[b, b]` (one per layer; the same b for all).
     public static func terms(gramsA: [Tensor<Double>], gramsB: [Tensor<Double>]) throws -> BatchTerms {
-        let ua = try stackUCentered(gramsA)
-        let ub = try stackUCentered(gramsB)
+        let ua = try stackUCentered(gramsA), ub = try stackUCentered(gramsB)
         guard ua.b == ub.b else {
             throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "Grams of one batch size",
                                             got: "\(ua.b) and \(ub.b)")
@@ -115,7 +113,7 @@ public struct MinibatchCKA: Sendable {
         return try terms(uCenteredA: ua.stacked, uCenteredB: ub.stacked, batchSize: ua.b)
     }
 
-    /// Adds the terms of one minibatch (computed by `terms`, here or in another process).
+    /// Adds the terms of one minibatch (from `terms(…)`, possibly computed elsewhere).
     public mutating func add(_ t: BatchTerms) throws {
         guard t.cross.count == crossSums.count, t.selfA.count == layerCountA, t.selfB.count == layerCountB else {
             throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "terms of \(layerCountA)×\(layerCountB) layers",
@@ -125,7 +123,7 @@ public struct MinibatchCKA: Sendable {
         for i in 0..<layerCountA { selfSumsA[i] += t.selfA[i] }
         for j in 0..<layerCountB { selfSumsB[j] += t.selfB[j] }
         batchCount += 1
-        exampleCount += t.batchSize
+        exampleCount += t.examples
     }
 
     /// U-centres each Gram and stacks them as rows of a `[layers, b·b]` matrix.

@@ -1,5 +1,6 @@
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// A stack of pre-norm transformer blocks (timm `Block`, eval mode) that share width, head count and MLP width:
 /// the encoder `blocks.*` of a ViT or the decoder `decoder_blocks.*` of an MAE.
@@ -109,20 +110,13 @@ struct TransformerBlocks {
             return
         }
         var buffers = [Float](repeating: 0, count: workers * scratchCount)
-        setBLASThreadCount(1)
-        defer { setBLASThreadCount(threads) }
-        let failure = FirstError()
-        try withoutActuallyEscaping(body) { body in
-            let work = UncheckedSendable(body)
+        try withBLASThreads(1) {
             try buffers.withUnsafeMutableBufferPointer { bp in
-                let base = UncheckedSendable(bp.baseAddress!), heads = self.heads
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    let s = base.value + w * scratchCount
-                    for pair in stride(from: w, to: pairs, by: workers) {
-                        do { try work.value(pair / heads, pair % heads, s) } catch { failure.record(error) }
-                    }
+                let base = bp.baseAddress!, heads = self.heads
+                try parallelFor(workers) { w in
+                    let s = base + w * scratchCount
+                    for pair in stride(from: w, to: pairs, by: workers) { try body(pair / heads, pair % heads, s) }
                 }
-                if let e = failure.error { throw e }
             }
         }
     }
@@ -191,16 +185,3 @@ func reshapeParameter(_ p: inout [String: Tensor<Float>], _ name: String, _ shap
     p[name] = try t.reshaped(shape)
 }
 
-/// A value handed to `concurrentPerform` workers that use it without data races (disjoint writes).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// The first error thrown by any of several workers.
-final class FirstError: @unchecked Sendable {
-    private let lock = NSLock()
-    private var first: Error?
-    func record(_ e: Error) { lock.withLock { if first == nil { first = e } } }
-    var error: Error? { lock.withLock { first } }
-}

@@ -2,6 +2,7 @@ import ArgumentParser
 import CKADistributed
 import CKAKit
 import Foundation
+import _CKASupport
 
 /// Options shared by `compare` and `compare-all`.
 struct EstimatorOptions: ParsableArguments {
@@ -106,7 +107,7 @@ extension CKACommand {
                 // Under mpirun the minibatches are split over the ranks; full-set estimators run on rank 0.
                 if world.isDistributed && settings.estimator != .minibatch && !world.isRoot { return }
                 let distribution = world.isDistributed && settings.estimator == .minibatch ? RankDistribution(world) : nil
-                let progress = ProgressLine("compare", quiet: settings.quiet)
+                let progress = ProgressLine("compare", quiet: settings.quiet || !world.isRoot)
                 let r = try CKAComparison.run(storeA, storeB, options: settings.options, distribution: distribution,
                                               progress: progress.update)
                 guard world.isRoot else { return }
@@ -180,7 +181,7 @@ extension CKACommand {
                         guard world.isRoot || owner == world.rank else { continue }
                         let r: CKAResult
                         if owner == world.rank {
-                            let progress = ProgressLine("\(names[i]) × \(names[j])", quiet: settings.quiet)
+                            let progress = ProgressLine("\(names[i]) × \(names[j])", quiet: settings.quiet || !world.isRoot)
                             r = try CKAComparison.run(stores[i], i == j ? nil : stores[j], options: settings.options,
                                                       progress: progress.update)
                             if !world.isRoot { world.send(r.message.bytes, to: 0, tag: 2); continue }

@@ -31,7 +31,7 @@ final class RankDistribution: MinibatchDistribution {
     func exchange(_ terms: MinibatchCKA.BatchTerms?) throws -> [MinibatchCKA.BatchTerms] {
         var flat: [Double] = []
         if let t = terms {
-            flat = [Double(t.batchSize), Double(t.selfA.count), Double(t.selfB.count)]
+            flat = [Double(t.examples), Double(t.selfA.count), Double(t.selfB.count)]
             flat += t.cross
             flat += t.selfA
             flat += t.selfB
@@ -43,7 +43,7 @@ final class RankDistribution: MinibatchDistribution {
             let crossEnd = 3 + la * lb, selfAEnd = crossEnd + la
             guard v.count == selfAEnd + lb else { throw DistributedError.malformedMessage(offset: 0) }
             out.append(MinibatchCKA.BatchTerms(cross: Array(v[3..<crossEnd]), selfA: Array(v[crossEnd..<selfAEnd]),
-                                               selfB: Array(v[selfAEnd...]), batchSize: b))
+                                               selfB: Array(v[selfAEnd...]), examples: b))
         }
         return out
     }

@@ -1,6 +1,7 @@
 import CKADistributed
 import CKAKit
 import Foundation
+import _CKASupport
 
 /// `cka extract` over the ranks of an MPI job.
 ///
@@ -16,7 +17,7 @@ enum DistributedExtraction {
     /// Returns the summary on rank 0, nil on the other ranks.
     static func run<S: RangedInputSource>(model: VisionTransformer, checkpoint: Checkpoint, input: S, to path: String,
                                           options: ExtractionOptions, communicator world: Communicator,
-                                          progress: ((ExtractionProgress) -> Void)?) throws -> ExtractionSummary? {
+                                          progress: ((CKAProgress) -> Void)?) throws -> ExtractionSummary? {
         let plan = try ExtractionPlan(model: model, checkpoint: checkpoint, input: input, options: options)
         let n = input.listedCount
         let chunk = plan.storesGrams ? lcm(options.batchSize, options.gramBatchSize) : options.batchSize
@@ -58,7 +59,7 @@ enum DistributedExtraction {
                 for e in events { try sink.consume(e) }
                 skipped += remoteSkipped
             }
-            progress?(ExtractionProgress(examples: sink.count, of: n, seconds: Date().timeIntervalSince(start)))
+            progress?(CKAProgress(done: sink.count, total: n, unit: "images", seconds: Date().timeIntervalSince(start)))
         }
         return try sink.finish(classes: input.classes, skipped: skipped, seconds: Date().timeIntervalSince(start))
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 extension CKACheckpoint.CheckpointSource: ExpressibleByArgument {}
 
@@ -170,9 +171,9 @@ extension CKACommand {
                     if ckpt.architecture.layerScale { options.attributes["random_init_layer_scale"] = .double(Double(randomLayerScale)) }
                 }
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
-                let line = ProgressLine("extract", quiet: quiet)
-                let report: (ExtractionProgress) -> Void = { p in
-                    line.update(CKAProgress(done: p.done, total: p.total ?? p.done, unit: String(format: "images, %.1f img/s", p.imagesPerSecond)))
+                let line = ProgressLine("extract", quiet: quiet || !world.isRoot)
+                let report: (CKAProgress) -> Void = { p in
+                    line.update(p, detail: String(format: "%.1f img/s", p.perSecond ?? 0))
                 }
                 // Under mpirun the inputs are split over the ranks and rank 0 writes the store (DistributedExtraction).
                 func extract(_ source: inout some RangedInputSource) throws -> ExtractionSummary? {

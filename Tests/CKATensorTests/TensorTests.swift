@@ -258,3 +258,30 @@ struct KernelTests {
         }
     }
 }
+
+@Suite("BLAS thread scopes", .serialized)
+struct BLASThreadScopeTests {
+    @Test("Concurrent withBLASThreads scopes: each sees at most its count, nested ones too")
+    func concurrentScopes() throws {
+        let before = blasThreadCount
+        setBLASThreadCount(2)
+        defer { setBLASThreadCount(before) }
+        let violations = Counter()
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            let asked = 1 + i % 2
+            withBLASThreads(asked) {
+                for _ in 0..<50 where blasThreadCount > asked { violations.increment() }
+                withBLASThreads(1) { if blasThreadCount != 1 { violations.increment() } }
+            }
+        }
+        #expect(violations.value == 0)
+        // (The base count is process-wide and other suites set it while this runs, so it is not compared here.)
+    }
+}
+
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func increment() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}

@@ -1,0 +1,28 @@
+import CKATensor
+
+/// A layer×layer CKA matrix and how it was computed.
+public struct CKAResult: Sendable {
+    public var modelA: String
+    public var modelB: String
+    public var fileA: String
+    public var fileB: String
+    /// Row labels (A's layers, A's order) and column labels (B's layers).
+    public var layersA: [String]
+    public var layersB: [String]
+    /// `matrix[i][j]` = CKA(A.layers[i], B.layers[j]).
+    public var matrix: [[Double]]
+    public var estimator: CKAEstimator
+    /// Examples per minibatch, or N for full-set estimators.
+    public var batchSize: Int
+    public var tokens: TokenReduction
+    /// Examples that entered the estimate (per pass).
+    public var examplesUsed: Int
+    public var batches: Int
+    public var passes: Int
+    public var usedStoredGrams: Bool
+    /// True if the minibatch Grams were built straight from memory-mapped files.
+    public var usedMemoryMap = false
+    /// Things the user should know (e.g. a dropped short batch).
+    public var warnings: [String]
+}
+

@@ -72,7 +72,8 @@ then ok "extract -n 3 (/inputs/pixels, random init): $(cat same.txt)"; else cat 
 if run px7 7 "$CKA" extract "${PX[@]}" --out px7.h5 --random-init 3 --model random --limit 12 && run px7s 0 "$CKA" extract "${PX[@]}" --out px7s.h5 --random-init 3 --model random --limit 12 && python3 same_h5.py px7s.h5 px7.h5 > same.txt
 then ok "extract -n 7 on 12 inputs (more ranks than batches): $(cat same.txt)"; else cat px7.log same.txt; bad "extract -n 7 (more ranks than batches)"; fi
 
-# --- compare, compare-all
+# --- compare, compare-all (ex0: trained, rnd: random init; token activations and Grams of batch 4)
+run rnd 0 "$CKA" extract "${EX[@]}" --images images --out rnd.h5 --random-init 5 --model random || { cat rnd.log; bad "random-init extract"; }
 L='blocks.*.norm1,blocks.*.mlp.fc1,blocks.*'
 cmp_runs() {   # NAME ARGS...: the CSV of one process vs -n 1, 2, 3
   local name=$1; shift
@@ -82,23 +83,55 @@ cmp_runs() {   # NAME ARGS...: the CSV of one process vs -n 1, 2, 3
     then ok "compare -n $n ($name): CSV identical"; else cat $name$n.log; bad "compare -n $n ($name)"; fi
   done
 }
-cmp_runs mapped ex0.h5 px0.h5 --layers "$L" --batch-size 4
-cmp_runs stored ex0.h5 px0.h5 --layers 'blocks.*.norm1,blocks.*.mlp.fc1' --batch-size 8 --grams stored
+cmp_runs mapped ex0.h5 rnd.h5 --layers "$L" --batch-size 4 --grams activations
+cmp_runs stored ex0.h5 rnd.h5 --layers 'blocks.*.norm1,blocks.*.mlp.fc1' --batch-size 4 --grams stored
 cmp_runs shuffled ex0.h5 --layers "$L" --batch-size 4 --shuffle 7 --passes 3
 cmp_runs debiased ex0.h5 px0.h5 --layers 'blocks.*:cls' --estimator debiased
 cp ex0.h5 twin.h5
-run all0 0 "$CKA" compare-all ex0.h5 px0.h5 twin.h5 --layers "$L" --batch-size 8 --out-dir all0 --quiet
+run all0 0 "$CKA" compare-all ex0.h5 rnd.h5 twin.h5 --layers "$L" --batch-size 8 --out-dir all0 --quiet
 for n in 2 3; do
-  if run all$n $n "$CKA" compare-all ex0.h5 px0.h5 twin.h5 --layers "$L" --batch-size 8 --out-dir all$n --quiet && diff -r all0 all$n > /dev/null
+  if run all$n $n "$CKA" compare-all ex0.h5 rnd.h5 twin.h5 --layers "$L" --batch-size 8 --out-dir all$n --quiet && diff -r all0 all$n > /dev/null
   then ok "compare-all -n $n: $(ls all$n | wc -l) files identical (CSVs and pictures)"; else cat all$n.log; bad "compare-all -n $n"; fi
 done
+
+# --- knn (leave-one-out over every pooled layer): CSV and printed table identical
+run knn0 0 "$CKA" knn ex0.h5 --k 3,5 --csv knn0.csv --quiet
+for n in 2 3; do
+  if run knn$n $n "$CKA" knn ex0.h5 --k 3,5 --csv knn$n.csv --quiet && cmp -s knn0.csv knn$n.csv && cmp -s knn0.log knn$n.log
+  then ok "knn -n $n: $(($(wc -l < knn$n.csv) - 1)) rows identical (CSV and table)"
+  else cat knn$n.log; bad "knn -n $n"; fi
+done
+
+# --- landscape: a cross-entropy surface of a probe head, flatness and Hessian λ_max; same datasets and attributes
+run probe 0 "$CKA" probe ex0.h5 --layers 'norm:cls' --save probe.h5 --quiet || { cat probe.log; bad "probe --save"; }
+LS=(landscape --checkpoint tiny-vit.safetensors --loss ce --head probe.h5 --images images --examples 20 --batch-size 10
+    --hessian-iterations 4 --flatness-radius 0.1 --flatness-samples 2 --quiet)
+cat > same_attrs.py << 'EOF'
+import sys, h5py
+a, b = (h5py.File(p, "r").attrs for p in sys.argv[1:3])
+keys = sorted((set(a) | set(b)) - {"directions"})
+bad = [k for k in keys if k not in a or k not in b or str(a[k]) != str(b[k])]
+print(f"{len(keys)} attributes" + (f", differ: {bad}" if bad else f" identical (λ_max {a['hessian_max_eigenvalue']})"))
+sys.exit(1 if bad or "hessian_max_eigenvalue" not in a else 0)
+EOF
+same_surface() {   # A B: same datasets, and the same attributes apart from the direction file's name
+  python3 same_h5.py "$1" "$2" > same.txt && python3 same_attrs.py "$1" "$2" >> same.txt
+}
+run land0 0 "$CKA" "${LS[@]}" --grid -1:1:5 --out land0.h5 || { cat land0.log; bad "landscape without mpirun"; }
+for n in 1 2 3; do
+  if run land$n $n "$CKA" "${LS[@]}" --grid -1:1:5 --out land$n.h5 && same_surface land0.h5 land$n.h5
+  then ok "landscape -n $n (5×5, flatness, Hessian): $(tr '\n' ' ' < same.txt)"; else cat land$n.log same.txt; bad "landscape -n $n"; fi
+done
+if run land7 7 "$CKA" "${LS[@]}" --grid -1:1:2 --dims 1 --out land7.h5 && run land7s 0 "$CKA" "${LS[@]}" --grid -1:1:2 --dims 1 --out land7s.h5 && same_surface land7s.h5 land7.h5
+then ok "landscape -n 7 on 2 points (more ranks than points): identical"; else cat land7.log same.txt; bad "landscape -n 7 on 2 points"; fi
 
 # --- errors: one line naming the rank, exit ≠ 0, nothing written
 run missing 2 "$CKA" compare ex0.h5 nope.h5 --csv missing.csv
 if [ $? != 0 ] && [ "$(grep -c '^error:' missing.log)" = 1 ] && grep -q '^error: rank 0: .*nope.h5' missing.log && [ ! -e missing.csv ]
 then ok "a missing input under mpirun -n 2: one error line naming the rank and the file"; else cat missing.log; bad "missing input under mpirun"; fi
-mkdir -p broken/a && cp images/*/*.png broken/a/ 2> /dev/null; cp images/airplane/* broken/a/; printf 'not a jpeg' > broken/a/zz_broken.jpg
-run strict 2 "$CKA" extract --checkpoint tiny-vit.safetensors --images broken --out strict.h5 --batch-size 2 --strict --quiet
+# Six images, the last unreadable: with batches of 1 it is input 5, which rank 1 decodes.
+mkdir -p broken/a && cp images/airplane/* broken/a/ && cp "$(ls images/automobile/* | head -1)" broken/a/0004.jpg && printf 'not a jpeg' > broken/a/zz_broken.jpg
+run strict 2 "$CKA" extract --checkpoint tiny-vit.safetensors --images broken --out strict.h5 --store pooled --batch-size 1 --strict --quiet
 if [ $? != 0 ] && grep -q '^error: rank 1: .*zz_broken.jpg' strict.log && [ "$(grep -c '^error:' strict.log)" = 1 ] && ! ls strict.h5* > /dev/null 2>&1
 then ok "an unreadable image on rank 1 (--strict): one line naming rank 1 and the file, no output"; else cat strict.log; bad "unreadable image under mpirun"; fi
 
@@ -115,7 +148,7 @@ with h5py.File("ex0.h5", "r") as f, h5py.File("many.h5", "w") as g:
     px = f["inputs/pixels"][()]
     g["inputs/pixels"] = np.concatenate([px] * 50)
     g["inputs/ids"] = np.array([f"{i}" for i in range(len(px) * 50)], dtype=h5py.string_dtype())
-    g.attrs["format"] = "cka-activations"; g.attrs["format_version"] = 1
+    for k, v in f.attrs.items(): g.attrs[k] = v
 EOF
 "${MPIRUN[@]}" -n 2 "$CKA" extract --checkpoint tiny-vit.safetensors --inputs many.h5 --out killed.h5 --store activations,grams --batch-size 4 --gram-batch-size 4 --quiet > killed.log 2>&1 &
 MP=$!
@@ -127,5 +160,23 @@ if [ -n "${pid:-}" ] && kill -0 "$pid" 2> /dev/null; then
   then ok "rank 1 killed during extract: exit $rc, '$(grep -i -m1 'rank 1' killed.log | sed 's/^ *//')', no output"
   else cat killed.log; ls killed.h5* 2> /dev/null; bad "rank 1 killed during extract"; fi
 else wait $MP; cat killed.log; bad "could not find rank 1 of a running extract to kill"; fi
+
+# --- a rank killed in the middle of a landscape: the surface keeps the points done; a rerun resumes and ends with
+# the values of an uninterrupted run
+KL=("${LS[@]}" --grid -1:1:9 --hessian-iterations 2)
+"${MPIRUN[@]}" -n 2 "$CKA" "${KL[@]}" --out killed-land.h5 > killed-land.log 2>&1 &
+MP=$!
+for _ in $(seq 400); do [ -f killed-land.h5 ] && break; sleep 0.025; done
+pid=$(rank_pid 1 $MP)
+if [ -n "$pid" ] && [ -f killed-land.h5 ] && kill -9 "$pid" 2> /dev/null; then
+  wait $MP; rc=$?
+  partial=$(python3 -c 'import h5py; print(int((h5py.File("killed-land.h5", "r")["done"][()] != 0).sum()))' 2>&1)
+  if [ $rc != 0 ] && grep -qi 'rank 1' killed-land.log && [ "$partial" -lt 81 ] 2> /dev/null
+  then ok "rank 1 killed during landscape: exit $rc, '$(grep -i -m1 'rank 1' killed-land.log | sed 's/^ *//')', $partial of 81 points kept"
+  else cat killed-land.log; echo "points kept: $partial"; bad "rank 1 killed during landscape"; fi
+  run land-full 0 "$CKA" "${KL[@]}" --out land-full.h5
+  if run resumed 3 "$CKA" "${KL[@]}" --out killed-land.h5 && same_surface land-full.h5 killed-land.h5
+  then ok "landscape rerun -n 3 resumes the killed run: $(tr '\n' ' ' < same.txt)"; else cat resumed.log same.txt; bad "landscape resume after a kill"; fi
+else wait $MP; cat killed-land.log; bad "could not kill rank 1 of a running landscape (finished too soon?)"; fi
 
 finish

@@ -40,7 +40,7 @@ let package = Package(
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot", "_CKASupport"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
             "CKAKit", "CKADistributed", "_CKASupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -77,6 +77,10 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "CKADistributedTests", dependencies: ["CKADistributed", "CKATensor"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),
+        .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
+        /// A test aid: writes a store slowly so that a test can kill it (not shipped in `cka`).
+        .executableTarget(name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKATestSupport"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -59,6 +59,10 @@ public final class Communicator: @unchecked Sendable {
     private static func finalizeAtExit() {
         guard !finalized else { return }
         finalized = true
+        if ProcessInfo.processInfo.environment["CKA_MPI_STATS"] == "1" {
+            // Bytes this rank sent (payloads), for the scale-out report.
+            FileHandle.standardError.write(Data("cka-mpi-stats: rank \(world.rank) of \(world.size) sent \(world.bytesSent) bytes\n".utf8))
+        }
         world.barrier()     // ranks that finish early wait here asleep, not spinning inside MPI_Finalize
         var flag: Int32 = 0
         MPI_Finalized(&flag)

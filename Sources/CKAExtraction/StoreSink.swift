@@ -70,7 +70,7 @@ public struct ExtractionPlan: @unchecked Sendable {
     }
 
     /// Whether `name` is a pooled feature (`blocks.3:cls`, `fc_norm`) rather than a token layer.
-    static func isPooled(_ name: String) -> Bool { name.contains(":") || name == "fc_norm" }
+    static func isPooled(_ name: String) -> Bool { LayerName(name).isPooled }
 }
 
 /// What a forward pass hands to the store, in the order a single process produces it. `StoreSink` writes

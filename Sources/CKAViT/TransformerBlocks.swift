@@ -135,31 +135,33 @@ struct TransformerBlocks {
                                     weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon)
         }
         for blk in 0..<depth {
-            let n = "\(prefix).\(blk)"
-            layerNorm(n + ".norm1")
-            try emit(n + ".norm1", w.h, [b, t, d])
-            try linear(w.h.pointer, rows: rows, n + ".attn.qkv", into: w.qkv.mutablePointer())
-            try emit(n + ".attn.qkv", w.qkv, [b, t, 3 * d])
+            // Hook names are timm module paths (`LayerName`); parameters are `<hook>.weight`, `<hook>.bias`, ….
+            let n = LayerName(block: blk, prefix: prefix).description
+            func hook(_ k: LayerKind) -> String { LayerName(block: blk, kind: k, prefix: prefix).description }
+            layerNorm(hook(.norm1))
+            try emit(hook(.norm1), w.h, [b, t, d])
+            try linear(w.h.pointer, rows: rows, hook(.qkv), into: w.qkv.mutablePointer())
+            try emit(hook(.qkv), w.qkv, [b, t, 3 * d])
             try attention(w.qkv.pointer, into: w.attn.mutablePointer(), images: b, tokens: t, scores: w.scores.mutablePointer())
-            try linear(w.attn.pointer, rows: rows, n + ".attn.proj", into: w.proj.mutablePointer())
-            try emit(n + ".attn.proj", w.proj, [b, t, d])
+            try linear(w.attn.pointer, rows: rows, hook(.attnProj), into: w.proj.mutablePointer())
+            try emit(hook(.attnProj), w.proj, [b, t, d])
             if layerScale {
                 NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
-                try emit(n + ".ls1", w.proj, [b, t, d])
+                try emit(hook(.ls1), w.proj, [b, t, d])
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
 
-            layerNorm(n + ".norm2")
-            try emit(n + ".norm2", w.h, [b, t, d])
-            try linear(w.h.pointer, rows: rows, n + ".mlp.fc1", into: w.fc1.mutablePointer())
-            try emit(n + ".mlp.fc1", w.fc1, [b, t, hiddenWidth])
+            layerNorm(hook(.norm2))
+            try emit(hook(.norm2), w.h, [b, t, d])
+            try linear(w.h.pointer, rows: rows, hook(.fc1), into: w.fc1.mutablePointer())
+            try emit(hook(.fc1), w.fc1, [b, t, hiddenWidth])
             NeuralKernels.gelu(w.fc1.mutablePointer(), count: w.fc1.count)
-            try emit(n + ".mlp.act", w.fc1, [b, t, hiddenWidth])
-            try linear(w.fc1.pointer, rows: rows, n + ".mlp.fc2", into: w.proj.mutablePointer())
-            try emit(n + ".mlp.fc2", w.proj, [b, t, d])
+            try emit(hook(.act), w.fc1, [b, t, hiddenWidth])
+            try linear(w.fc1.pointer, rows: rows, hook(.fc2), into: w.proj.mutablePointer())
+            try emit(hook(.fc2), w.proj, [b, t, d])
             if layerScale {
                 NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
-                try emit(n + ".ls2", w.proj, [b, t, d])
+                try emit(hook(.ls2), w.proj, [b, t, d])
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
             try emit(n, w.x, [b, t, d])

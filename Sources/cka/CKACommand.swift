@@ -16,7 +16,7 @@ struct CKACommand: ParsableCommand {
         Files follow the formats in the README (HDF5 activation stores, format v1).
         """,
         version: toolkitVersion,
-        subcommands: [Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, WriteTestStore.self, Knn.self, Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self]
+        subcommands: [Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, Knn.self, Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self]
     )
 }
 

@@ -27,11 +27,14 @@ extension CKACommand {
     /// blocks on the heap (bounded: freed memory is reused, not grown) removes that.
     static func main() {
         configureAllocatorForStreaming()
+        _ = world     // under mpirun/srun: MPI_Init on the main thread, before anything else
+
         main(nil)
     }
 }
 
-/// Runs `body`; a thrown error becomes one line `error: …` on stderr and exit status 1.
+/// Runs `body`; a thrown error becomes one line `error: …` on stderr and exit status 1. Under mpirun with
+/// several ranks the line names the rank (`error: rank 2: …`) and the whole job is aborted.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -43,6 +46,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw e
     } catch {
         let text = cliWording(error is CocoaError ? error.localizedDescription : "\(error)")
+        if world.isDistributed { world.abort(message: text) }
         FileHandle.standardError.write(Data(("error: " + text.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
         throw ExitCode(1)
     }

@@ -113,6 +113,8 @@ extension CKACommand {
         @Flag(help: "No progress messages.")
         var quiet = false
 
+        @OptionGroup var parallel: ThreadOptions
+
         func validate() throws {
             if (images == nil) == (inputs == nil) { throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5") }
             if dtype != "float32" && dtype != "float16" { throw ValidationError("--dtype must be float32 or float16") }
@@ -144,6 +146,7 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
+                parallel.apply()
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
@@ -167,21 +170,29 @@ extension CKACommand {
                     options.attributes["random_init_seed"] = .int(Int(truncatingIfNeeded: seed))
                     if ckpt.architecture.layerScale { options.attributes["random_init_layer_scale"] = .double(Double(randomLayerScale)) }
                 }
-                removePartialOutputOnInterrupt(out)
-                let line = ProgressLine("extract", quiet: quiet)
+                if world.isRoot { removePartialOutputOnInterrupt(out) }
+                let line = ProgressLine("extract", quiet: quiet || !world.isRoot)
                 let report: (CKAProgress) -> Void = { p in
                     line.update(p, detail: String(format: "%.1f img/s", p.perSecond ?? 0))
                 }
-                let summary: ExtractionSummary
+                // Under mpirun the inputs are split over the ranks and rank 0 writes the store (DistributedExtraction).
+                func extract(_ source: inout some RangedInputSource) throws -> ExtractionSummary? {
+                    guard world.isDistributed else {
+                        return try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &source, to: out,
+                                                           options: options, progress: report)
+                    }
+                    return try DistributedExtraction.run(model: model, checkpoint: ckpt, input: source, to: out, options: options,
+                                                         communicator: world, progress: report)
+                }
+                let result: ExtractionSummary?
                 if let inputs {
                     var source = try PixelStoreInput(path: inputs, limit: limit)
-                    summary = try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &source, to: out,
-                                                          options: options, progress: report)
+                    result = try extract(&source)
                 } else {
                     var source = try imageInput(for: ckpt, size: model.imageSize)
-                    summary = try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &source, to: out,
-                                                          options: options, progress: report)
+                    result = try extract(&source)
                 }
+                guard let summary = result else { return }
                 for w in summary.warnings { note("warning: \(w)") }
                 if !summary.skipped.isEmpty {
                     note("warning: skipped \(summary.skipped.count) unreadable input(s):")

@@ -71,9 +71,6 @@ func cliWording(_ text: String) -> String {
 /// Writes a message to stderr (warnings, progress): stdout stays clean for results.
 func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
-extension CKAEstimator: ExpressibleByArgument {}
-extension TokenReduction: ExpressibleByArgument {}
-extension GramSource: ExpressibleByArgument {}
 
 /// Splits comma-separated glob lists.
 func globs(_ s: String?) -> [String]? {

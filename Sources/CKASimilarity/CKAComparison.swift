@@ -102,7 +102,7 @@ public enum CKAComparison {
         return mapped != nil
     }
 
-    private static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+    static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
                                           _ o: CKAOptions, shuffled: Bool) throws -> Bool {
         if o.gramSource == .activations { return false }
         var problems: [(String, String, String)] = []

@@ -83,6 +83,7 @@ extension CKACommand {
         var b: String?
 
         @OptionGroup var settings: EstimatorOptions
+        @OptionGroup(title: "Measures and statistics") var measureOptions: MeasureCLIOptions
 
         @Option(help: "Wide CSV: header 'layer,<B layers>', one row per layer of A.")
         var csv: String?
@@ -100,6 +101,7 @@ extension CKACommand {
         }
 
         func run() throws {
+            if measureOptions.isActive { try reportingErrors { try runMeasures() }; return }
             try reportingErrors {
                 let storeA = try ActivationStore(path: a)
                 let storeB = try b.map { try ActivationStore(path: $0) }
@@ -152,6 +154,7 @@ extension CKACommand {
         var files: [String]
 
         @OptionGroup var settings: EstimatorOptions
+        @OptionGroup(title: "Measures and statistics") var measureOptions: MeasureCLIOptions
 
         @Option(name: .customLong("out-dir"), help: "Folder for the outputs (created if missing).")
         var outDir: String
@@ -164,6 +167,7 @@ extension CKACommand {
         }
 
         func run() throws {
+            if measureOptions.isActive { try reportingErrors { try runMeasures() }; return }
             try reportingErrors {
                 settings.parallel.apply()
                 if world.isRoot { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) }

@@ -22,55 +22,17 @@ public enum MinibatchStatistics {
         if !stored, o.memoryMap { mapped = try MappedGramSource(layers: layers, tokens: o.tokens) }
         var source: any MinibatchGramSource = if stored { StoredGramSource(layers: layers) }
             else if let mapped { mapped } else { ReadGramSource(layers: layers, batches: plan.batches, tokens: o.tokens) }
-        let nA = la.count, nB = lb.count, p = s.permutations
-        var acc = MinibatchCKA(layerCountA: nA, layerCountB: nB)
-        var terms: [MinibatchCKA.BatchTerms] = []
-        var nullCross = [Double](repeating: 0, count: p * nA * nB)
+        var acc = MinibatchStatisticsAccumulator(layerCountA: la.count, layerCountB: lb.count, statistics: s)
         for batch in plan.batches {
             let grams = try source.grams(for: batch)
             for ref in layers where !grams[ref]!.isFinite {
                 throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
             }
-            let ua = try MinibatchCKA.stackUCentered(refsA.map { grams[$0]! })
-            let ub = try MinibatchCKA.stackUCentered(refsB.map { grams[$0]! })
-            let bs = ua.b
-            let t = try MinibatchCKA.terms(uCenteredA: ua.stacked, uCenteredB: ub.stacked, batchSize: bs)
-            try acc.add(t)
-            terms.append(t)
-            if p > 0 {
-                let norm = 1 / (Double(bs) * Double(bs - 3))
-                var permuted = Tensor<Double>(shape: [nB, bs * bs])
-                for r in 0..<p {
-                    let perm = Resampling.permutation(bs, seed: s.seed, replicate: r, part: batch.ordinal)
-                    ub.stacked.withUnsafeBufferPointer { src in
-                        permuted.withUnsafeMutableBufferPointer { dst in
-                            for l in 0..<nB {
-                                let base = l * bs * bs
-                                for i in 0..<bs {
-                                    let row = base + perm[i] * bs
-                                    for j in 0..<bs { dst[base + i * bs + j] = src[row + perm[j]] }
-                                }
-                            }
-                        }
-                    }
-                    let cross = try ua.stacked.matmul(permuted, transposeOther: true)
-                    cross.withUnsafeBufferPointer { c in
-                        for k in 0..<(nA * nB) { nullCross[r * nA * nB + k] += c[k] * norm }
-                    }
-                }
-            }
-            progress?(batch.ordinal + 1, plan.batches.count + (s.bootstrap > 0 ? 1 : 0))
+            try acc.add(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }, ordinal: batch.ordinal)
+            progress?(batch.ordinal + 1, plan.batches.count)
         }
-        let matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
-        var boot: [[[Double]]]?
-        if s.bootstrap > 0 { boot = bootstrap(terms, layersA: nA, layersB: nB, options: s) }
-        var null: [[[Double]]]?
-        if p > 0 {
-            null = (0..<nA).map { i in (0..<nB).map { j in
-                (0..<p).map { r in nullCross[r * nA * nB + i * nB + j] / (acc.selfSumsA[i] * acc.selfSumsB[j]).squareRoot() }
-            } }
-        }
-        return (matrix, Resampling.summarise(observed: matrix, boot: boot, null: null, options: s), terms)
+        let out = try acc.finish(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
+        return (out.matrix, out.statistics, acc.terms)
     }
 
     /// Bootstrap replicates `[LA][LB][B]` of minibatch CKA from per-batch terms (batches drawn with replacement).
@@ -91,5 +53,88 @@ public enum MinibatchStatistics {
             for i in 0..<nA { for j in 0..<nB { out[i][j][r] = cross[i * nB + j] / (sa[i] * sb[j]).squareRoot() } }
         }
         return out
+    }
+}
+
+/// The minibatch statistics of in-memory minibatches: add each batch's Grams (or representations) with its
+/// ordinal in the comparison (the permutations drawn for a batch depend on seed, replicate and ordinal only).
+///
+/// ```swift
+/// var s = StatisticsOptions(); s.bootstrap = 1000; s.permutations = 1000; s.seed = 1
+/// var acc = MinibatchStatisticsAccumulator(layerCountA: 12, layerCountB: 12, statistics: s)
+/// for (k, batch) in batches.enumerated() { try acc.add(representationsA: batch.a, representationsB: batch.b, ordinal: k) }
+/// let (cka, stats) = try acc.finish()
+/// ```
+public struct MinibatchStatisticsAccumulator: Sendable {
+    public let statistics: StatisticsOptions
+    public private(set) var accumulator: MinibatchCKA
+    /// The HSIC₁ terms of every batch added, in order (what the bootstrap resamples).
+    public private(set) var terms: [MinibatchCKA.BatchTerms] = []
+    /// Σ over batches of the permuted cross terms, `[permutation][LA·LB]`.
+    private var nullCross: [Double]
+
+    public init(layerCountA: Int, layerCountB: Int, statistics: StatisticsOptions) {
+        self.statistics = statistics
+        accumulator = MinibatchCKA(layerCountA: layerCountA, layerCountB: layerCountB)
+        nullCross = [Double](repeating: 0, count: statistics.permutations * layerCountA * layerCountB)
+    }
+
+    /// Adds one minibatch given as representations `[b, …]` (one per layer), Grams built with centred columns.
+    public mutating func add(representationsA: [Tensor<Float>], representationsB: [Tensor<Float>], ordinal: Int) throws {
+        try add(gramsA: representationsA.map { try $0.gram(centered: true) }, gramsB: representationsB.map { try $0.gram(centered: true) },
+                ordinal: ordinal)
+    }
+
+    /// Adds one minibatch given as `[b, b]` Grams (one per layer).
+    public mutating func add(gramsA: [Tensor<Double>], gramsB: [Tensor<Double>], ordinal: Int) throws {
+        let nA = accumulator.layerCountA, nB = accumulator.layerCountB
+        let ua = try MinibatchCKA.stackUCentered(gramsA, expectedLayers: nA)
+        let ub = try MinibatchCKA.stackUCentered(gramsB, expectedLayers: nB)
+        guard ua.b == ub.b else {
+            throw TensorError.shapeMismatch(op: "MinibatchStatistics.add", expected: "Grams of one batch size", got: "\(ua.b) and \(ub.b)")
+        }
+        let bs = ua.b
+        let t = try MinibatchCKA.terms(uCenteredA: ua.stacked, uCenteredB: ub.stacked, batchSize: bs)
+        try accumulator.add(t)
+        terms.append(t)
+        let p = statistics.permutations
+        guard p > 0 else { return }
+        let norm = 1 / (Double(bs) * Double(bs - 3))
+        var permuted = Tensor<Double>(shape: [nB, bs * bs])
+        for r in 0..<p {
+            let perm = Resampling.permutation(bs, seed: statistics.seed, replicate: r, part: ordinal)
+            ub.stacked.withUnsafeBufferPointer { src in
+                permuted.withUnsafeMutableBufferPointer { dst in
+                    for l in 0..<nB {
+                        let base = l * bs * bs
+                        for i in 0..<bs {
+                            let row = base + perm[i] * bs, out = base + i * bs
+                            for j in 0..<bs { dst[out + j] = src[row + perm[j]] }
+                        }
+                    }
+                }
+            }
+            let cross = try ua.stacked.matmul(permuted, transposeOther: true)
+            cross.withUnsafeBufferPointer { c in
+                for k in 0..<(nA * nB) { nullCross[r * nA * nB + k] += c[k] * norm }
+            }
+        }
+    }
+
+    /// The CKA matrix (the bits of `MinibatchCKA.matrix`) and its statistics.
+    public func finish(layerNamesA: [String]? = nil, layerNamesB: [String]? = nil, fileA: String = "A",
+                       fileB: String = "B") throws -> (matrix: [[Double]], statistics: CellStatistics) {
+        let matrix = try accumulator.matrix(layerNamesA: layerNamesA, layerNamesB: layerNamesB, fileA: fileA, fileB: fileB)
+        let nA = accumulator.layerCountA, nB = accumulator.layerCountB, p = statistics.permutations
+        var boot: [[[Double]]]?
+        if statistics.bootstrap > 0 { boot = MinibatchStatistics.bootstrap(terms, layersA: nA, layersB: nB, options: statistics) }
+        var null: [[[Double]]]?
+        if p > 0 {
+            let sa = accumulator.selfSumsA, sb = accumulator.selfSumsB
+            null = (0..<nA).map { i in (0..<nB).map { j in
+                (0..<p).map { r in nullCross[r * nA * nB + i * nB + j] / (sa[i] * sb[j]).squareRoot() }
+            } }
+        }
+        return (matrix, Resampling.summarise(observed: matrix, boot: boot, null: null, options: statistics))
     }
 }

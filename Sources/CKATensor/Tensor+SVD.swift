@@ -61,3 +61,38 @@ extension Tensor where Scalar == Double {
         return a
     }
 }
+
+extension Tensor where Scalar == Double {
+    /// A factor F `[n, r]` with F·Fᵀ = A for a symmetric positive semi-definite `[n, n]` matrix, by Cholesky
+    /// with complete pivoting (LAPACK `dpstrf`, default tolerance n·ε·max Aᵢᵢ); r is the numerical rank.
+    /// Costs about n²·r flops, so a low-rank Gram (D < N features) is factored far faster than by `symmetricEigen`.
+    public func pivotedCholeskyFactor() throws -> Tensor<Double> {
+        guard rank == 2, shape[0] == shape[1] else {
+            throw TensorError.shapeMismatch(op: "pivotedCholesky", expected: "[n, n]", got: describeShape(shape))
+        }
+        guard isFinite else { throw TensorError.nonFinite(op: "pivotedCholesky") }
+        let n = shape[0]
+        if n == 0 { return Tensor(shape: [0, 0]) }
+        var a = self
+        var piv = [Int32](repeating: 0, count: n)
+        var r: Int32 = 0
+        let N = try blasInt(n, "pivotedCholesky")
+        let info = a.withUnsafeMutableBufferPointer { pa in
+            piv.withUnsafeMutableBufferPointer { pp in
+                LAPACKE_dpstrf(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "L")), N, pa.baseAddress!, N, pp.baseAddress!, &r, -1)
+            }
+        }
+        guard info >= 0 else { throw TensorError.lapackFailed(routine: "LAPACKE_dpstrf", info: Int(info)) }
+        let k = Int(r)
+        var f = Tensor<Double>(shape: [n, k])
+        a.withUnsafeBufferPointer { pa in
+            f.withUnsafeMutableBufferPointer { pf in
+                for i in 0..<n {
+                    let dst = (Int(piv[i]) - 1) * k
+                    for j in 0..<Swift.min(i + 1, k) { pf[dst + j] = pa[i * n + j] }
+                }
+            }
+        }
+        return f
+    }
+}

@@ -225,3 +225,28 @@ struct MeasureGramFormTests {
         }
     }
 }
+
+@Suite("Factorisation kernels of the measures")
+struct MeasureKernelTests {
+    @Test("pivotedCholeskyFactor: F·Fᵀ = K with r = rank (D < N and D > N); dgesdd: U·S·Vᵀ = A; householderQ orthonormal")
+    func kernels() throws {
+        for (n, d) in [(30, 7), (20, 50)] {
+            var x = randomTensor([n, d], seed: UInt64(n), as: Double.self)
+            try x.centerColumns()
+            let k = try x.gramOfRows()
+            let f = try k.pivotedCholeskyFactor()
+            #expect(f.shape == [n, min(d, n - 1)])
+            expectClose(try f.matmul(f, transposeOther: true), k, atol: 1e-10)
+        }
+        let a = randomTensor([9, 5], seed: 2, as: Double.self)
+        let (u, s, vt) = try a.singularValueDecomposition()
+        var us = u
+        us.withUnsafeMutableBufferPointer { p in for i in 0..<9 { for j in 0..<5 { p[i * 5 + j] *= s[j] } } }
+        expectClose(try us.matmul(vt), a, atol: 1e-12)
+        #expect(zip(s, s.dropFirst()).allSatisfy { $0 >= $1 })
+        let q = try a.householderQ()
+        var eye = Tensor<Double>(shape: [5, 5])
+        eye.withUnsafeMutableBufferPointer { p in for i in 0..<5 { p[i * 5 + i] = 1 } }
+        expectClose(try q.matmul(q, transposeSelf: true), eye, atol: 1e-12)
+    }
+}

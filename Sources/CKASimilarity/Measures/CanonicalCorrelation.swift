@@ -59,10 +59,16 @@ public struct CanonicalCorrelation: SimilarityMeasure {
 
     public func prepare(_ g: LayerGrams) throws -> Prepared {
         let f = try GramFactor(centeredGram: g.require(g.centered, "centred", name))
-        guard !f.values.isEmpty else { throw MeasureError.zeroVariance(measure: name, file: nil, layer: nil) }
-        let k = Self.keptDirections(f.values, variance: variance)
+        let (values, vectors) = try f.spectrum()
+        guard !values.isEmpty else { throw MeasureError.zeroVariance(measure: name, file: nil, layer: nil) }
+        let k = Self.keptDirections(values, variance: variance)
         guard k < f.n - 1 else { throw MeasureError.tooManyDirections(measure: name, kept: k, examples: f.n, file: nil, layer: nil) }
-        return Prepared(basis: f.basis(k), values: Array(f.values.prefix(k)))
+        let r = vectors.shape[1]
+        var basis = Tensor<Double>(shape: [f.n, k])
+        vectors.withUnsafeBufferPointer { pv in
+            basis.withUnsafeMutableBufferPointer { out in for i in 0..<f.n { for j in 0..<k { out[i * k + j] = pv[i * r + j] } } }
+        }
+        return Prepared(basis: basis, values: Array(values.prefix(k)))
     }
 
     public func value(_ a: Prepared, _ b: Prepared) throws -> Double {

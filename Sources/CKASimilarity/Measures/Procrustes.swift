@@ -3,7 +3,7 @@ import CKATensor
 /// Orthogonal Procrustes similarity of the column-centred features,
 /// ‖X̃ᵀỸ‖_* / (‖X̃‖_F ‖Ỹ‖_F) ∈ [0, 1] (1 when one is a rotation and scaling of the other).
 ///
-/// Gram form: with K = X̃X̃ᵀ = F_X F_Xᵀ (F = U·Λ^½ from the eigendecomposition of K), the singular values
+/// Gram form: with K = X̃X̃ᵀ = F_X F_Xᵀ (F from a pivoted Cholesky factorisation of K), the singular values
 /// of X̃ᵀỸ are those of F_XᵀF_Y (r_X × r_Y), and ‖X̃‖²_F = tr K. The angular Procrustes shape distance of
 /// Williams et al. (2021) is arccos of this value (netrep's `LinearMetric(alpha=1)` on centred data).
 ///
@@ -23,7 +23,7 @@ public struct ProcrustesSimilarity: SimilarityMeasure {
     public func prepare(_ g: LayerGrams) throws -> Prepared {
         let f = try GramFactor(centeredGram: g.require(g.centered, "centred", name))
         guard f.trace > 0 else { throw MeasureError.zeroVariance(measure: name, file: nil, layer: nil) }
-        return Prepared(factor: f.factor(), trace: f.trace)
+        return Prepared(factor: f.factor, trace: f.trace)
     }
 
     public func value(_ a: Prepared, _ b: Prepared) throws -> Double {

@@ -137,61 +137,37 @@ public enum MeasureError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The eigendecomposition of a column-centred Gram K = X̃X̃ᵀ, as the factor F = U·Λ^½ (`[N, r]`, eigenvalues
-/// in descending order, those below N·ε·λ_max dropped). F = X̃·P for the right singular vectors P of X̃,
-/// so every quantity invariant to rotations of the features (Procrustes, CCA) can use F instead of X̃.
+/// A factor of a column-centred Gram K = X̃X̃ᵀ = F·Fᵀ (`[N, r]`, r the numerical rank), by pivoted Cholesky.
+/// F = X̃·Q for some Q with orthonormal columns, so every quantity invariant to rotations of the features
+/// (Procrustes, CCA) can use F instead of X̃; its thin SVD F = U·S·Wᵀ gives K's eigenvectors U and
+/// eigenvalues S² (the squared singular values of X̃). Costs about N²·r + N·r² flops, never D×D.
 struct GramFactor {
-    /// Eigenvalues λ₁ ≥ … ≥ λ_r > 0 (the squared singular values of X̃).
-    let values: [Double]
-    /// Eigenvectors `[N, r]` (columns).
-    let vectors: Tensor<Double>
+    let factor: Tensor<Double>
     let n: Int
-    /// tr K = ‖X̃‖²_F (over all eigenvalues, not only the kept ones).
+    /// tr K = ‖X̃‖²_F.
     let trace: Double
 
     init(centeredGram k: Tensor<Double>) throws {
         let n = k.shape[0]
-        let (w, v) = try k.symmetricEigen()           // ascending
-        let vals = w.scalars
-        let top = max(vals.last ?? 0, 0)
-        let tol = top * Double(n) * Double.ulpOfOne
-        let order = (0..<n).reversed().filter { vals[$0] > tol }
-        var vectors = Tensor<Double>(shape: [n, order.count])
-        v.withUnsafeBufferPointer { pv in
-            vectors.withUnsafeMutableBufferPointer { out in
-                for i in 0..<n { for (c, j) in order.enumerated() { out[i * order.count + c] = pv[i * n + j] } }
-            }
-        }
-        self.n = n
-        self.values = order.map { vals[$0] }
-        self.vectors = vectors
         var t = 0.0
         k.withUnsafeBufferPointer { p in for i in 0..<n { t += p[i * n + i] } }
+        self.n = n
         trace = t
+        factor = t > 0 ? try k.pivotedCholeskyFactor() : Tensor(shape: [n, 0])
     }
 
-    /// U_k·diag(λ_k)^½ for the first `k` directions (`[N, k]`).
-    func factor(_ k: Int? = nil) -> Tensor<Double> {
-        let r = values.count, k = min(k ?? r, r)
-        var f = Tensor<Double>(shape: [n, k])
-        let roots = values.prefix(k).map { $0.squareRoot() }
-        vectors.withUnsafeBufferPointer { pv in
-            f.withUnsafeMutableBufferPointer { out in
-                for i in 0..<n { for j in 0..<k { out[i * k + j] = pv[i * r + j] * roots[j] } }
-            }
+    /// K's eigenvalues λ₁ ≥ … > 0 (those above N·ε·λ₁) and eigenvectors `[N, r]` (columns), from the SVD of F.
+    func spectrum() throws -> (values: [Double], vectors: Tensor<Double>) {
+        guard factor.shape[1] > 0 else { return ([], Tensor(shape: [n, 0])) }
+        let (u, s, _) = try factor.singularValueDecomposition()
+        let values = s.map { $0 * $0 }
+        let tol = (values.first ?? 0) * Double(n) * Double.ulpOfOne
+        let r = values.prefix { $0 > tol }.count
+        let w = u.shape[1]
+        var v = Tensor<Double>(shape: [n, r])
+        u.withUnsafeBufferPointer { pu in
+            v.withUnsafeMutableBufferPointer { out in for i in 0..<n { for j in 0..<r { out[i * r + j] = pu[i * w + j] } } }
         }
-        return f
-    }
-
-    /// The first `k` eigenvectors (`[N, k]`).
-    func basis(_ k: Int) -> Tensor<Double> {
-        let r = values.count
-        var f = Tensor<Double>(shape: [n, k])
-        vectors.withUnsafeBufferPointer { pv in
-            f.withUnsafeMutableBufferPointer { out in
-                for i in 0..<n { for j in 0..<k { out[i * k + j] = pv[i * r + j] } }
-            }
-        }
-        return f
+        return (Array(values.prefix(r)), v)
     }
 }

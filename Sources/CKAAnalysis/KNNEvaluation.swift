@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// k-NN accuracy of one feature layer for one k.
 public struct KNNRow: Sendable, Equatable {

@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// A linear probe of one feature layer.
 public struct ProbeRow: Sendable {

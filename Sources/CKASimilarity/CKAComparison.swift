@@ -4,8 +4,9 @@ import Foundation
 
 /// Where the Grams of a minibatch comparison come from.
 public enum GramSource: String, CaseIterable, Sendable {
-    /// Stored `/grams/<layer>` when both files have them for every layer with the asked batch size
-    /// and token reduction (and no shuffling); activations otherwise.
+    /// For each layer, its stored `/grams/<layer>` when they match the batch size and token reduction (and no
+    /// shuffling); its activations otherwise. A store from a default `extract` (pooled activations, token layers
+    /// as Grams only) is compared whole this way.
     case auto
     /// Always from the activations.
     case activations
@@ -16,8 +17,14 @@ public enum GramSource: String, CaseIterable, Sendable {
 /// Settings of a comparison between two activation stores.
 public struct CKAOptions: Sendable {
     public var estimator: CKAEstimator = .minibatch
-    /// Examples per minibatch (`minibatch` estimator); at least 4.
-    public var batchSize = 32
+    /// Examples per minibatch (`minibatch` estimator); at least 4. Unless set, the batch size of the compared
+    /// layers' stored Grams when they all agree on one, else 32.
+    public var batchSize: Int {
+        get { explicitBatchSize ?? 32 }
+        set { explicitBatchSize = newValue }
+    }
+    /// The batch size the caller set, or nil (then taken from the stored Grams, see `batchSize`).
+    public var explicitBatchSize: Int?
     /// How `[N, T, D]` layers become vectors.
     public var tokens: TokenReduction = .flatten
     /// Shuffle the examples with this seed (one permutation, applied to both files) before batching.
@@ -109,6 +116,12 @@ public enum CKAComparison {
         if b != nil { try checkSameInputs(a, other) }
         let layersA = try selectLayers(a, patterns: options.layersA)
         let layersB = try selectLayers(other, patterns: options.layersB ?? (b == nil ? options.layersA : nil))
+        var options = options
+        if options.explicitBatchSize == nil, options.estimator == .minibatch {
+            // Defaults work on default outputs: the batch size the Grams were stored with.
+            let stored = Set([(a, layersA), (other, layersB)].flatMap { store, names in names.compactMap { store.grams[$0]?.batchSize } })
+            if stored.count == 1, let size = stored.first { options.batchSize = size }
+        }
         var result = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
                                layersA: layersA, layersB: layersB, matrix: [], estimator: options.estimator,
                                batchSize: options.batchSize, tokens: options.tokens, examplesUsed: 0, batches: 0,
@@ -135,7 +148,8 @@ public enum CKAComparison {
             result.warnings.append("the last \(n % bs) of \(n) examples do not fill a batch of \(bs) and were dropped")
         }
         let shuffled = o.shuffleSeed != nil || o.passes > 1
-        let useStored = try decideStoredGrams(a, b, la, lb, o, shuffled: shuffled)
+        let storedKeys = try decideStoredGrams(a, b, la, lb, o, shuffled: shuffled)
+        let useStored = !storedKeys.isEmpty
         result.usedStoredGrams = useStored
         var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
         let total = k * o.passes
@@ -162,7 +176,8 @@ public enum CKAComparison {
                 let rows = batch * bs..<(batch + 1) * bs
                 var seen = Set<String>()
                 for (store, names) in [(a, la), (b, lb)] {
-                    for name in names where seen.insert("\(ObjectIdentifier(store).hashValue)|\(name)").inserted {
+                    for name in names where !storedKeys.contains("\(ObjectIdentifier(store).hashValue)|\(name)")
+                        && seen.insert("\(ObjectIdentifier(store).hashValue)|\(name)").inserted {
                         jobs.append(.init(store: store, layer: name, rows: rows, indices: orders[pass].map { Array($0[rows]) },
                                           batch: batch))
                     }
@@ -174,7 +189,7 @@ public enum CKAComparison {
         // main thread is already waiting for it, in which case the main thread centres it block by block in
         // cache while building the Gram (`centeredGramOfRows`). The two cores stay busy whichever is slower.
         let tokens = o.tokens
-        let prefetcher = useStored ? nil : BatchPrefetcher(jobs: jobs, prepare: { x in
+        let prefetcher = jobs.isEmpty ? nil : BatchPrefetcher(jobs: jobs, prepare: { x in
             if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
         }, centre: { x in try x.centerColumns() })
         defer { prefetcher?.cancel() }
@@ -192,7 +207,7 @@ public enum CKAComparison {
                         let key = "\(ObjectIdentifier(store).hashValue)|\(name)"
                         if let g = cache[key] { return g }
                         let g: Tensor<Double>
-                        if let prefetcher {
+                        if !storedKeys.contains(key), let prefetcher {
                             g = try prefetcher.withNext(next) { x, centred in try centred ? x.gramOfRows() : x.centeredGramOfRows() }
                             next += 1
                         } else {
@@ -271,10 +286,12 @@ public enum CKAComparison {
         }
     }
 
+    /// The layers (keys `store|name`) whose stored Grams are used; the others are read as activations.
     private static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
-                                          _ o: CKAOptions, shuffled: Bool) throws -> Bool {
-        if o.gramSource == .activations { return false }
+                                          _ o: CKAOptions, shuffled: Bool) throws -> Set<String> {
+        if o.gramSource == .activations { return [] }
         var problems: [(String, String, String)] = []
+        var stored = Set<String>()
         for (store, names) in [(a, la), (b, lb)] {
             for name in names {
                 let hasActivations = store.layers.contains { $0.name == name }
@@ -291,12 +308,13 @@ public enum CKAComparison {
                     // Without activations to fall back on, a mismatch is an error even in auto mode.
                     if !hasActivations || o.gramSource == .stored { throw CKAError.gramsMismatch(file: store.path, layer: name, detail: why) }
                     problems.append((store.path, name, why))
+                } else {
+                    stored.insert("\(ObjectIdentifier(store).hashValue)|\(name)")
                 }
             }
         }
-        if problems.isEmpty { return true }
         if o.gramSource == .stored, let p = problems.first { throw CKAError.gramsMismatch(file: p.0, layer: p.1, detail: p.2) }
-        return false
+        return stored
     }
 
     /// A seeded permutation of 0..<n (Fisher–Yates with SplitMix64; the same on every platform).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 /// Parses a comma-separated list of positive integers (`10,20,100`).
 func positiveIntegers(_ s: String, option: String) throws -> [Int] {
@@ -69,6 +70,7 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
+                try OutputPlan.check(inputs: [test, train], outputs: [csv, plot])
                 let testStore = try ActivationStore(path: test)
                 let trainStore = try train.map { try ActivationStore(path: $0) }
                 let ks = try positiveIntegers(k, option: "--k")

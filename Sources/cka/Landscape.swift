@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 extension CKACommand {
     struct Landscape: ParsableCommand {
@@ -165,6 +166,7 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
+                try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out])
                 removePartialOutputOnInterrupt(out)
                 func load(_ path: String, key: String?) throws -> Checkpoint {
                     var o = Checkpoint.Options(source: source, checkpointKey: key)

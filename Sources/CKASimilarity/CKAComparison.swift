@@ -100,8 +100,9 @@ public enum CKAComparison {
         var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
         var mapped: MappedGramSource?
         if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
-        var source: (any MinibatchGramSource)? = computed.isEmpty ? nil
-            : mapped ?? ReadGramSource(layers: computed, batches: batches, tokens: o.tokens)
+        var source: (any MinibatchGramSource)?
+        if let mapped { source = mapped }
+        else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens) }
         for batch in batches {
             var grams = try stored?.grams(for: batch) ?? [:]
             if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }

@@ -267,3 +267,18 @@ def test_float16_activations_and_a_plain_progress_line(tmp_path, capsys):
         import tqdm  # noqa: F401
     except ImportError:
         assert "h.h5: 8/8 inputs" in err
+
+
+def test_pip_installs_the_package(tmp_path):
+    # `pip install ./python` (from a copy, so that setuptools' build/ stays out of the source tree); no network:
+    # the local setuptools, no dependencies.
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "python", src, ignore=shutil.ignore_patterns("tests", "__pycache__", "build", "*.egg-info"))
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--target", str(tmp_path / "site"), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import vitcka; print(vitcka.__version__, vitcka.__file__)"],
+                       capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    version, path = r.stdout.split()
+    assert version == vitcka.__version__ and path.startswith(str(tmp_path / "site"))

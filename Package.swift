@@ -19,28 +19,28 @@ let package = Package(
         /// Dense row-major tensors and every numeric kernel (the only importer of BLAS/LAPACKE).
         .target(name: "CKATensor", dependencies: ["CBLAS", "_CKASupport"]),
         /// HDF5 stores of formats.md (the only importer of HDF5).
-        .target(name: "CKAIO", dependencies: ["CKATensor", "CHDF5"]),
+        .target(name: "CKAIO", dependencies: ["CKATensor", "CHDF5", "_CKASupport"]),
         /// CKA estimators: minibatch HSIC₁, debiased, linear and RBF CKA.
-        .target(name: "CKASimilarity", dependencies: ["CKATensor", "CKAIO"]),
+        .target(name: "CKASimilarity", dependencies: ["CKATensor", "CKAIO", "_CKASupport"]),
         /// Untrusted checkpoint files → named tensors: safetensors and PyTorch zip+pickle (never executed).
         .target(name: "CKACheckpoint", dependencies: ["CKATensor"]),
         /// Images → network input: JPEG/PNG decoding, PIL-faithful resizing, crops, normalisation.
         .target(name: "CKAImages", dependencies: ["CKATensor", "CTurboJPEG", "CPNG"]),
         /// The Vision Transformer forward pass with a hook at every layer (timm module paths).
-        .target(name: "CKAViT", dependencies: ["CKATensor", "CKACheckpoint"]),
+        .target(name: "CKAViT", dependencies: ["CKATensor", "CKACheckpoint", "_CKASupport"]),
         /// `cka extract`: checkpoint + inputs → forward pass with hooks → activation store (activations, pooled, Grams).
-        .target(name: "CKAExtraction", dependencies: ["CKAViT", "CKAIO", "CKAImages", "CKACheckpoint"]),
+        .target(name: "CKAExtraction", dependencies: ["CKAViT", "CKAIO", "CKAImages", "CKACheckpoint", "_CKASupport"]),
         /// Analyses on stored features: DINO k-NN per layer, linear probes, Kendall-τ and prediction agreement.
-        .target(name: "CKAAnalysis", dependencies: ["CKATensor", "CKAIO"]),
+        .target(name: "CKAAnalysis", dependencies: ["CKATensor", "CKAIO", "_CKASupport"]),
         /// Loss landscapes: filter-normalised directions, resumable 1-D/2-D surfaces, flatness statistics.
-        .target(name: "CKALandscape", dependencies: ["CKATensor", "CKAIO", "CKAViT", "CKACheckpoint"]),
+        .target(name: "CKALandscape", dependencies: ["CKATensor", "CKAIO", "CKAViT", "CKACheckpoint", "_CKASupport"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot", "_CKASupport"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
-            "CKAKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CKAKit", "_CKASupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: - C shims (implementation details)
@@ -72,6 +72,10 @@ let package = Package(
         .testTarget(name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKATestSupport"]),
+        .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
+        /// A test aid: writes a store slowly so that a test can kill it (not shipped in `cka`).
+        .executableTarget(name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKATestSupport"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -89,15 +89,6 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
     private func at(_ path: String) -> String { path.isEmpty ? "" : "\(path): " }
 }
 
-/// Progress of a long analysis: `done` of `total` units of `unit` (e.g. layers).
-public struct AnalysisProgress: Sendable {
-    public let done: Int
-    public let total: Int
-    public let unit: String
-
-    public init(done: Int, total: Int, unit: String) { self.done = done; self.total = total; self.unit = unit }
-}
-
 /// Formats a value for the CSV contracts: the shortest text that reads back to the same `Double`
 /// (`nan` for NaN, which pandas reads as NaN).
 func csvNumber(_ v: Double) -> String {

@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// k-NN accuracy of one feature layer for one k.
 public struct KNNRow: Sendable, Equatable {
@@ -107,7 +108,7 @@ public enum KNNEvaluation {
     ///   a layer missing in the train store or of another width, NaN/Inf) or the store's errors.
     public static func run(test: ActivationStore, train: ActivationStore? = nil, layers: [String]? = nil,
                            options: KNNOptions = KNNOptions(),
-                           progress: ((AnalysisProgress) -> Void)? = nil) throws -> KNNReport {
+                           progress: ((CKAProgress) -> Void)? = nil) throws -> KNNReport {
         try options.validate()
         let clock = DispatchTime.now().uptimeNanoseconds
         func elapsed(since t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) * 1e-9 }
@@ -170,7 +171,7 @@ public enum KNNEvaluation {
             for a in tally.accuracies {
                 rows.append(KNNRow(feature: f, k: a.k, top1: a.top1, top5: a.top5, count: a.count))
             }
-            progress?(AnalysisProgress(done: li + 1, total: selected.count, unit: "layers"))
+            progress?(CKAProgress(done: li + 1, total: selected.count, unit: "layers"))
         }
         var report = KNNReport(testPath: test.path, trainPath: train?.path, model: test.modelName, options: options,
                                trainCount: train == nil ? test.count : trainStore.count, testCount: test.count,

@@ -88,6 +88,13 @@ public struct Unpickler {
         override func clear() { items = []; state = nil }
     }
     final class SetBox: Container { var items: [Node] = []; override func clear() { items = [] } }
+    /// A tuple is immutable, but it lives in the arena like the other containers: a chain of 40 000 nested
+    /// tuples is then released one box at a time by `releaseContainers`, never by recursion (no stack overflow).
+    final class TupleBox: Container {
+        private(set) var items: [Node]
+        init(_ arena: Arena, _ items: [Node]) { self.items = items; super.init(arena) }
+        override func clear() { items = [] }
+    }
     final class ObjBox: Container {
         let kind: OpaqueObject.Kind
         let module: String, name: String
@@ -111,7 +118,7 @@ public struct Unpickler {
 
     indirect enum Node {
         case value(PickleValue)
-        case tuple([Node])
+        case tuple(TupleBox)
         case list(ListBox)
         case dict(DictBox)
         case set(SetBox)
@@ -198,6 +205,9 @@ public struct Unpickler {
     }
 
     // MARK: - Stack
+
+    /// A tuple node (in the arena).
+    func tuple(_ items: [Node]) -> Node { .tuple(TupleBox(arena, items)) }
 
     mutating func push(_ n: Node) throws {
         guard stack.count + savedItems < options.limits.maxStackItems else {
@@ -340,18 +350,18 @@ public struct Unpickler {
                 _ = try top()
 
             // Containers
-            case 0x29: try push(.tuple([]))                      // EMPTY_TUPLE ')'
+            case 0x29: try push(tuple([]))                       // EMPTY_TUPLE ')'
             case 0x5d: try push(.list(ListBox(arena)))                 // EMPTY_LIST ']'
             case 0x7d: try push(.dict(DictBox(arena)))                 // EMPTY_DICT '}'
             case 0x8f: try push(.set(SetBox(arena)))                   // EMPTY_SET
             case 0x85: // TUPLE1
-                let a = try pop(); try push(.tuple([a]))
+                let a = try pop(); try push(tuple([a]))
             case 0x86: // TUPLE2
-                let b = try pop(), a = try pop(); try push(.tuple([a, b]))
+                let b = try pop(), a = try pop(); try push(tuple([a, b]))
             case 0x87: // TUPLE3
-                let c = try pop(), b = try pop(), a = try pop(); try push(.tuple([a, b, c]))
+                let c = try pop(), b = try pop(), a = try pop(); try push(tuple([a, b, c]))
             case 0x74: // TUPLE 't'
-                try push(.tuple(try popMark()))
+                try push(tuple(try popMark()))
             case 0x6c: // LIST 'l'
                 let box = ListBox(arena); box.items = try popMark(); try push(.list(box))
             case 0x64: // DICT 'd'
@@ -412,17 +422,17 @@ public struct Unpickler {
                 try push(try global(module, name))
             case 0x52: // REDUCE 'R'
                 let args = try pop(), callable = try pop()
-                guard case let .tuple(a) = args else { throw fail("an argument tuple for REDUCE", args.typeName) }
-                try push(try call(callable, a))
+                guard case let .tuple(t) = args else { throw fail("an argument tuple for REDUCE", args.typeName) }
+                try push(try call(callable, t.items))
             case 0x81: // NEWOBJ
                 let args = try pop(), cls = try pop()
-                guard case let .tuple(a) = args else { throw fail("an argument tuple for NEWOBJ", args.typeName) }
-                try push(newObject(cls, a, kwargs: []))
+                guard case let .tuple(t) = args else { throw fail("an argument tuple for NEWOBJ", args.typeName) }
+                try push(newObject(cls, t.items, kwargs: []))
             case 0x92: // NEWOBJ_EX
                 let kwargs = try pop(), args = try pop(), cls = try pop()
-                guard case let .tuple(a) = args else { throw fail("an argument tuple for NEWOBJ_EX", args.typeName) }
+                guard case let .tuple(t) = args else { throw fail("an argument tuple for NEWOBJ_EX", args.typeName) }
                 guard case let .dict(kw) = kwargs else { throw fail("a kwargs dict for NEWOBJ_EX", kwargs.typeName) }
-                try push(newObject(cls, a, kwargs: kw.items))
+                try push(newObject(cls, t.items, kwargs: kw.items))
             case 0x69: // INST 'i'
                 let module = try readLine("an INST module"), name = try readLine("an INST name")
                 let args = try popMark()
@@ -562,7 +572,7 @@ public struct Unpickler {
     }
 
     /// `REDUCE`: interprets allowlisted callables, records everything else as an opaque call.
-    func call(_ callable: Node, _ args: [Node]) throws -> Node {
+    func call(_ callable: Node, _ args: [Node], depth: Int = 0) throws -> Node {
         guard case let .value(.global(module, name)) = callable else {
             // Calling something that is itself opaque (or a non-callable): still inert.
             return .object(ObjBox(arena, kind: .call, module: "", name: "<call of \(callable.typeName)>", args: args))
@@ -578,7 +588,7 @@ public struct Unpickler {
             if args.count == 1 {
                 switch args[0] {
                 case let .list(l): box.items = l.items; return .set(box)
-                case let .tuple(xs): box.items = xs; return .set(box)
+                case let .tuple(t): box.items = t.items; return .set(box)
                 default: break
                 }
             }
@@ -602,8 +612,9 @@ public struct Unpickler {
             if case .value(.tensor) = first { return first }
         case ("torch._tensor", "_rebuild_from_type_v2"), ("torch._utils", "_rebuild_from_type_v2"):
             // (func, new_type, args, state): interpret func if it is itself allowlisted.
-            if args.count >= 3, case let .tuple(inner) = args[2] {
-                let r = try call(args[0], inner)
+            // Bounded: a pickle can nest _rebuild_from_type_v2 in its own arguments arbitrarily deep.
+            if args.count >= 3, case let .tuple(inner) = args[2], depth < 8 {
+                let r = try call(args[0], inner.items, depth: depth + 1)
                 if case .value(.tensor) = r { return r }
             }
         default:
@@ -630,13 +641,13 @@ public struct Unpickler {
         let items: [Node]
         switch n {
         case let .list(box): items = box.items
-        case let .tuple(xs): items = xs
+        case let .tuple(t): items = t.items
         default: return nil
         }
         var out: [(Node, Node)] = []
         for it in items {
             switch it {
-            case let .tuple(kv) where kv.count == 2: out.append((kv[0], kv[1]))
+            case let .tuple(kv) where kv.items.count == 2: out.append((kv.items[0], kv.items[1]))
             case let .list(box) where box.items.count == 2: out.append((box.items[0], box.items[1]))
             default: return nil
             }
@@ -650,12 +661,13 @@ public struct Unpickler {
     }
 
     func intTuple(_ n: Node, _ what: String) throws -> [Int] {
+        var n = n
+        // torch.Size((…)), unwrapped in a loop: a pickle can nest Size(Size(…)) arbitrarily deep.
+        while case let .object(o) = n, o.name == "Size", o.args.count == 1 { n = o.args[0] }
         let items: [Node]
         switch n {
-        case let .tuple(xs): items = xs
+        case let .tuple(t): items = t.items
         case let .list(box): items = box.items
-        case let .object(o) where o.name == "Size" && o.args.count == 1:   // torch.Size((…))
-            return try intTuple(o.args[0], what)
         default: throw fail("\(what) as a tuple of ints", n.typeName)
         }
         return try items.map { try intArg($0, what) }
@@ -718,7 +730,7 @@ public struct Unpickler {
         }
         switch n {
         case let .value(v): return v
-        case let .tuple(xs): return .tuple(try all(xs, &budget))
+        case let .tuple(t): return .tuple(try all(t.items, &budget))
         case let .list(box): return .list(try all(box.items, &budget))
         case let .set(box): return .set(try all(box.items, &budget))
         case let .dict(box): return .dict(try pairs(box.items, &budget))

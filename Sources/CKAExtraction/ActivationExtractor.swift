@@ -3,6 +3,7 @@ import CKAIO
 import CKATensor
 import CKAViT
 import Foundation
+import _CKASupport
 
 /// What an extraction writes for the selected hook points.
 public struct StoreSelection: OptionSet, Sendable {
@@ -41,14 +42,6 @@ public struct ExtractionOptions: Sendable {
     public var head: ClassifierHead?
 
     public init() {}
-}
-
-/// Progress of an extraction.
-public struct ExtractionProgress: Sendable {
-    public let done: Int
-    public let total: Int?
-    public let seconds: Double
-    public var imagesPerSecond: Double { seconds > 0 ? Double(done) / seconds : 0 }
 }
 
 /// Summary of a finished extraction.
@@ -93,7 +86,7 @@ public enum ActivationExtractor {
 
     /// Extracts into `path`. `progress` is called after every batch.
     public static func run(model: VisionTransformer, checkpoint: Checkpoint?, input: inout some InputSource, to path: String,
-                           options: ExtractionOptions, progress: ((ExtractionProgress) -> Void)? = nil) throws -> ExtractionSummary {
+                           options: ExtractionOptions, progress: ((CKAProgress) -> Void)? = nil) throws -> ExtractionSummary {
         let a = model.architecture
         guard options.batchSize >= 1 else { throw ExtractionError.invalidOption("--batch-size must be at least 1") }
         if options.store.contains(.grams) && options.gramBatchSize < 4 {
@@ -159,7 +152,7 @@ public enum ActivationExtractor {
             try model.forward(batch.pixels, hooks: hooks) { name, value in
                 if headHooks.contains(name) { headValues[name] = value }
                 guard selected.contains(name) else { return }
-                let isPooled = name.contains(":") || name == "fc_norm"
+                let isPooled = LayerName(name).isPooled
                 if isPooled || storeTokens {
                     if !declared.contains(name) {
                         try writer.addLayer(name, kind: isPooled ? .pooled : LayerKind.infer(from: name),
@@ -190,7 +183,7 @@ public enum ActivationExtractor {
             }
             ids += batch.ids
             labels += batch.labels
-            progress?(ExtractionProgress(done: ids.count, total: input.expectedCount, seconds: Date().timeIntervalSince(start)))
+            progress?(CKAProgress(done: ids.count, total: input.expectedCount, unit: "images", seconds: Date().timeIntervalSince(start)))
         }
         guard !ids.isEmpty else { throw ExtractionError.noInputs(skipped: input.skipped.map(\.id)) }
         if storeGrams && ids.count % options.gramBatchSize != 0 {

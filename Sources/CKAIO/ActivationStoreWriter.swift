@@ -80,7 +80,7 @@ public final class ActivationStoreWriter {
         output = AtomicOutput(path: path)
         count = ids?.count
         do {
-            let f = try HDF5File(path: output.temporaryPath, mode: .create)
+            let f = try HDF5File(path: output.temporaryPath, mode: .create, reportingAs: path)
             file = f
             var attrs: [(String, HDF5AttributeValue)] = [
                 ("format", .string("activations")), ("format_version", .int(1)), ("model", .string(metadata.model)),
@@ -108,7 +108,7 @@ public final class ActivationStoreWriter {
         output.discard()
         do {
             try FileManager.default.copyItem(atPath: path, toPath: output.temporaryPath)
-            file = try HDF5File(path: output.temporaryPath, mode: .readWrite)
+            file = try HDF5File(path: output.temporaryPath, mode: .readWrite, reportingAs: path)
         } catch {
             file = nil
             output.discard()
@@ -216,7 +216,8 @@ public final class ActivationStoreWriter {
             layers.removeAll()
             gramSets.removeAll()
             extraDatasets.removeAll()
-            file = nil                      // closes the HDF5 file
+            try file?.close()               // a failure here (full disk) must not rename a broken file into place
+            file = nil
             finished = true
             try output.commit()
         } catch {

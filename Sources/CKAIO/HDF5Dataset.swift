@@ -24,6 +24,15 @@ public final class HDF5Dataset {
         elementType = CKAIO.elementType(of: t)
         shape = []
         shape = try currentShape()
+        guard MemoryBudget.elementCount(shape) != nil else {
+            throw HDF5Error.shapeMismatch(path: file.path, object: name, expected: "fewer than 2⁶³ elements",
+                                          got: describeShape(shape))
+        }
+    }
+
+    /// Refuses (before allocating) a read of `shape` elements of `elementSize` bytes that cannot fit in memory.
+    private func checkAllocation(_ shape: [Int], elementSize: Int) throws {
+        try MemoryBudget.check(shape, elementSize: elementSize, path: file.path, object: name)
     }
 
     private func currentShape() throws -> [Int] {
@@ -116,6 +125,7 @@ public final class HDF5Dataset {
 
     /// Reads the rows listed in `indices` (any order, repeats allowed) into `out` (`[indices.count] + rowShape`).
     public func readFloat(rowIndices indices: [Int], into out: inout Tensor<Float>) throws {
+        try checkAllocation([indices.count] + rowShape, elementSize: 4)
         out.prepare(shape: [indices.count] + rowShape)
         var row = Tensor<Float>(shape: [0])
         for (k, i) in indices.enumerated() {
@@ -127,6 +137,7 @@ public final class HDF5Dataset {
     private func readFloat(selection r: Range<Int>, axis1: Range<Int>?, into out: inout Tensor<Float>) throws {
         var target = [r.count] + rowShape
         if let axis1 { target[1] = axis1.count }
+        try checkAllocation(target, elementSize: elementType == .float16 ? 6 : 4)
         out.prepare(shape: target)
         switch elementType {
         case .float16:
@@ -153,6 +164,7 @@ public final class HDF5Dataset {
             throw HDF5Error.wrongType(path: file.path, object: name, expected: "a numeric type", got: "\(elementType)")
         }
         let r = try checkedRows(rows)
+        try checkAllocation([r.count] + rowShape, elementSize: 8)
         var out = Tensor<Double>(shape: [r.count] + rowShape)
         try out.withUnsafeMutableBufferPointer { p in
             guard let base = p.baseAddress else { return }
@@ -166,6 +178,7 @@ public final class HDF5Dataset {
         guard isInteger || elementType == .bool else {
             throw HDF5Error.wrongType(path: file.path, object: name, expected: "an integer type", got: "\(elementType)")
         }
+        try checkAllocation(shape, elementSize: 8)
         var out = [Int64](repeating: 0, count: shape.reduce(1, *))
         if out.isEmpty { return out }
         try out.withUnsafeMutableBytes { try read(rows: 0..<rowCount, memType: cka_H5T_NATIVE_INT64(), into: $0.baseAddress!) }
@@ -177,6 +190,7 @@ public final class HDF5Dataset {
         guard isInteger || elementType == .bool else {
             throw HDF5Error.wrongType(path: file.path, object: name, expected: "an integer type", got: "\(elementType)")
         }
+        try checkAllocation(shape, elementSize: 1)
         var out = [UInt8](repeating: 0, count: shape.reduce(1, *))
         if out.isEmpty { return out }
         try out.withUnsafeMutableBytes { try read(rows: 0..<rowCount, memType: cka_H5T_NATIVE_UINT8(), into: $0.baseAddress!) }
@@ -188,6 +202,8 @@ public final class HDF5Dataset {
         guard elementType == .string else {
             throw HDF5Error.wrongType(path: file.path, object: name, expected: "strings", got: "\(elementType)")
         }
+        // A pointer per string while reading, then a Swift String (16 bytes and up) each.
+        try checkAllocation(shape, elementSize: 32)
         let n = shape.reduce(1, *)
         if n == 0 { return [] }
         return try file.readStringValues(count: n, fileType: fileType.id, what: name) { mt, buf in

@@ -2,12 +2,23 @@ internal import CHDF5
 import CKATensor
 import Foundation
 
-/// An HDF5 identifier closed by its own close function when the owner goes away.
+/// An HDF5 identifier closed exactly once by its own close function: by `close()`, or when the owner goes away.
+///
+/// HDF5 1.10 leaves a file id registered but half-destroyed when `H5Fclose` fails (e.g. on a full disk while
+/// flushing): touching it again — a second close, or the library's own clean-up at exit — crashes. So the id
+/// is never used after its close, whatever the result, and the library's exit clean-up is off (`hdf5Setup`).
 final class HDF5Handle {
     let id: hid_t
     private let closer: (hid_t) -> herr_t
+    private(set) var isClosed = false
     init(_ id: hid_t, closer: @escaping (hid_t) -> herr_t) { self.id = id; self.closer = closer }
-    deinit { _ = closer(id) }
+    /// Closes the id (once); false if HDF5 reported a failure.
+    func close() -> Bool {
+        guard !isClosed else { return true }
+        isClosed = true
+        return closer(id) >= 0
+    }
+    deinit { _ = close() }
 }
 
 /// The element type of a dataset or attribute as stored on disk.
@@ -95,27 +106,47 @@ public enum HDF5AttributeValue: Equatable, Sendable, CustomStringConvertible {
 public final class HDF5File {
     public enum Mode: Sendable { case readOnly, readWrite, create }
 
-    /// The file's path on disk.
+    /// The file's path as errors name it: its path on disk, or the destination of a temporary output.
     public let path: String
     let handle: HDF5Handle
     var fileID: hid_t { handle.id }
 
     /// Opens (or, with `.create`, creates and truncates) the file at `path`.
-    public init(path: String, mode: Mode = .readOnly) throws {
+    public convenience init(path: String, mode: Mode = .readOnly) throws {
+        try self.init(path: path, mode: mode, reportingAs: path)
+    }
+
+    /// Opens the file at `path` (e.g. an `AtomicOutput`'s temporary file); errors name `reportingAs`
+    /// (its destination), the path the user knows.
+    package init(path: String, mode: Mode, reportingAs shownPath: String) throws {
         _ = hdf5Setup
-        self.path = path
+        self.path = shownPath
         let id: hid_t
         switch mode {
         case .create:
             id = H5Fcreate(path, cka_H5F_ACC_TRUNC(), cka_H5P_DEFAULT(), cka_H5P_DEFAULT())
-            guard id >= 0 else { throw HDF5Error.createFailed(path: path, stack: hdf5ErrorStack()) }
+            guard id >= 0 else { throw HDF5Error.createFailed(path: shownPath, stack: hdf5ErrorStack()) }
         case .readOnly, .readWrite:
-            guard FileManager.default.fileExists(atPath: path) else { throw HDF5Error.fileNotFound(path: path) }
-            if H5Fis_hdf5(path) <= 0 { _ = hdf5ErrorStack(); throw HDF5Error.notHDF5(path: path) }
+            guard FileManager.default.fileExists(atPath: path) else { throw HDF5Error.fileNotFound(path: shownPath) }
+            if H5Fis_hdf5(path) <= 0 { _ = hdf5ErrorStack(); throw HDF5Error.notHDF5(path: shownPath) }
             id = H5Fopen(path, mode == .readOnly ? cka_H5F_ACC_RDONLY() : cka_H5F_ACC_RDWR(), cka_H5P_DEFAULT())
-            guard id >= 0 else { throw HDF5Error.openFailed(path: path, stack: hdf5ErrorStack()) }
+            guard id >= 0 else { throw HDF5Error.openFailed(path: shownPath, stack: hdf5ErrorStack()) }
         }
         handle = HDF5Handle(id) { H5Fclose($0) }
+    }
+
+    /// Flushes and closes the file now, reporting a failure (e.g. a full disk) instead of losing it in
+    /// `deinit`. Datasets still open keep the file open until they go away. Closing twice is a no-op.
+    public func close() throws {
+        guard !handle.isClosed else { return }
+        var failure: HDF5Error?
+        if H5Fflush(fileID, H5F_SCOPE_LOCAL) < 0 {
+            failure = .operationFailed(operation: "flush", path: path, object: "/", stack: hdf5ErrorStack())
+        }
+        if !handle.close(), failure == nil {
+            failure = .operationFailed(operation: "close", path: path, object: "/", stack: hdf5ErrorStack())
+        }
+        if let failure { throw failure }
     }
 
     /// Writes buffered data to disk.
@@ -278,6 +309,7 @@ public final class HDF5File {
         let n = max(1, Int(H5Sget_simple_extent_npoints(space)))
         let scalar = H5Sget_simple_extent_ndims(space) == 0
         let what = "attribute \(attribute) of \(object)"
+        try MemoryBudget.check([n], elementSize: max(32, Int(H5Tget_size(ftype))), path: path, object: what)
         switch elementType(of: ftype) {
         case .string:
             let strings = try readStringValues(count: n, fileType: ftype, what: what) { mt, buf in H5Aread(aid, mt, buf) }
@@ -413,6 +445,7 @@ public final class HDF5File {
             return strings
         }
         let size = Int(H5Tget_size(fileType))
+        try MemoryBudget.check([n, size], elementSize: 2, path: path, object: what)
         let mt = H5Tcopy(fileType)
         defer { H5Tclose(mt) }
         var bytes = [UInt8](repeating: 0, count: max(1, n * size))

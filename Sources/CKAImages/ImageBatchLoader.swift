@@ -45,13 +45,14 @@ public struct ImageBatchLoader: Sendable {
     /// The samples skipped so far (lenient mode).
     public private(set) var failures: [ImageLoadFailure] = []
 
-    /// - Precondition: `batchSize > 0`.
+    /// - Precondition: `batchSize > 0`. A batch size above the number of samples is clamped to it.
     public init(samples: [ImageFolder.Sample], preprocessing: Preprocessing, batchSize: Int, strict: Bool = false,
                 threads: Int = 2, maxPixels: Int = RGBImage.defaultMaxPixels) {
         precondition(batchSize > 0, "batchSize must be positive")
         self.samples = samples
         self.preprocessing = preprocessing
-        self.batchSize = batchSize
+        // Never more than the images there are: the batch buffer is allocated at this size.
+        self.batchSize = min(batchSize, max(1, samples.count))
         self.strict = strict
         self.threads = max(threads, 1)
         self.maxPixels = maxPixels

@@ -166,7 +166,7 @@ public struct LandscapeSurface: Sendable {
     public func write(to path: String) throws {
         let out = AtomicOutput(path: path)
         do {
-            try writeContents(to: out.temporaryPath)
+            try writeContents(to: out.temporaryPath, reportingAs: path)
             try out.commit()
         } catch {
             out.discard()
@@ -174,8 +174,8 @@ public struct LandscapeSurface: Sendable {
         }
     }
 
-    private func writeContents(to path: String) throws {
-        let f = try HDF5File(path: path, mode: .create)
+    private func writeContents(to path: String, reportingAs shownPath: String) throws {
+        let f = try HDF5File(path: path, mode: .create, reportingAs: shownPath)
         var attrs = attributes
         attrs["format"] = .string("landscape")
         attrs["format_version"] = .int(1)
@@ -195,6 +195,6 @@ public struct LandscapeSurface: Sendable {
         if let masks, patchCount > 0 {
             try f.createDataset("masks", type: .uint8, shape: [masks.count / patchCount, patchCount]).write(masks)
         }
-        try f.flush()
+        try f.close()
     }
 }

@@ -1,15 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
-
-/// Progress of a long computation: `done` of `total` units of `unit`.
-public struct CKAProgress: Sendable {
-    public let done: Int
-    public let total: Int
-    public let unit: String
-
-    public init(done: Int, total: Int, unit: String) { self.done = done; self.total = total; self.unit = unit }
-}
+import _CKASupport
 
 /// Layer×layer CKA between two activation stores, streaming minibatches with bounded memory.
 public enum CKAComparison {

@@ -40,7 +40,7 @@ extension CKAResult {
         let out = AtomicOutput(path: path)
         do {
             do {
-                let f = try HDF5File(path: out.temporaryPath, mode: .create)
+                let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
                 let flat = matrix.flatMap { $0 }
                 let ds = try f.createDataset("cka", type: .float64, shape: [layersA.count, layersB.count])
                 try ds.write(Tensor<Double>(shape: [layersA.count, layersB.count], scalars: flat))
@@ -54,7 +54,7 @@ extension CKAResult {
                     ("created_by", .string("cka \(toolkitVersion)")),
                 ]
                 for (k, v) in attrs { try f.setAttribute(k, v) }
-                try f.flush()
+                try f.close()
             }
             try out.commit()
         } catch {

@@ -1,5 +1,6 @@
 import CKAIO
 import CKATensor
+import _CKASupport
 
 // The full-set estimators (debiased, linear, RBF): one centred N×N Gram per layer, kept for all pairs.
 extension CKAComparison {

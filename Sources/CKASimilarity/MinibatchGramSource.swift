@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// Where the `[b, b]` Grams of a minibatch comparison come from. A source is made for a list of minibatches
 /// and a list of layers, and is then asked for the batches in that order. Grams come back centred (feature
@@ -44,18 +45,18 @@ public struct MappedGramSource: MinibatchGramSource {
     }
 
     public mutating func grams(for batch: Minibatch) throws -> [LayerRef: Tensor<Double>] {
-        let results = GramResults(count: layers.count)
         let indices = batch.examples, sources = rows
-        withBLASThreads(1) {
-            DispatchQueue.concurrentPerform(iterations: sources.count) { i in
-                let m = sources[i]
-                results.set(i, Result { try Tensor<Float>.centeredGram(rows: indices.map(m.row), width: m.rowLength) })
-                m.release(rows: indices)
+        var grams = [Tensor<Double>](repeating: Tensor(shape: [0]), count: sources.count)
+        try withBLASThreads(1) {
+            try grams.withUnsafeMutableBufferPointer { out in
+                try parallelFor(sources.count) { i in
+                    let m = sources[i]
+                    defer { m.release(rows: indices) }
+                    out[i] = try Tensor<Float>.centeredGram(rows: indices.map(m.row), width: m.rowLength)
+                }
             }
         }
-        var out: [LayerRef: Tensor<Double>] = [:]
-        for (i, ref) in layers.enumerated() { out[ref] = try results.get(i) }
-        return out
+        return Dictionary(uniqueKeysWithValues: zip(layers, grams))
     }
 }
 
@@ -99,13 +100,4 @@ public final class ReadGramSource: MinibatchGramSource {
             return out
         }
     }
-}
-
-/// Per-layer Gram results written by `concurrentPerform` workers (each index by one worker).
-final class GramResults: @unchecked Sendable {
-    private var values: [Result<Tensor<Double>, Error>?]
-    private let lock = NSLock()
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<Tensor<Double>, Error>) { lock.withLock { values[i] = r } }
-    func get(_ i: Int) throws -> Tensor<Double> { try lock.withLock { values[i]! }.get() }
 }

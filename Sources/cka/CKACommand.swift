@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 @main
 struct CKACommand: ParsableCommand {
@@ -15,7 +16,7 @@ struct CKACommand: ParsableCommand {
         Files follow the formats in the README (HDF5 activation stores, format v1).
         """,
         version: toolkitVersion,
-        subcommands: [Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, WriteTestStore.self, Knn.self, Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self]
+        subcommands: [Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, Knn.self, Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self]
     )
 }
 
@@ -49,31 +50,6 @@ func reportingErrors(_ body: () throws -> Void) throws {
 
 /// Writes a message to stderr (warnings, progress): stdout stays clean for results.
 func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-
-/// Progress on stderr: a rewritten line on a terminal, a line every 10% otherwise; quiet if asked.
-final class ProgressLine {
-    let label: String
-    let quiet: Bool
-    let isTerminal = isatty(2) != 0
-    var lastPercent = -1
-    let start = Date()
-
-    init(_ label: String, quiet: Bool) { self.label = label; self.quiet = quiet }
-
-    func update(_ p: CKAProgress) {
-        guard !quiet, p.total > 0 else { return }
-        let percent = p.done * 100 / p.total
-        let elapsed = Date().timeIntervalSince(start)
-        let eta = p.done > 0 ? elapsed / Double(p.done) * Double(p.total - p.done) : 0
-        let text = "\(label): \(p.done)/\(p.total) \(p.unit) (\(percent)%, \(String(format: "%.1f", elapsed)) s, ~\(String(format: "%.0f", eta)) s left)"
-        if isTerminal {
-            FileHandle.standardError.write(Data(("\r" + text + (p.done == p.total ? "\n" : "")).utf8))
-        } else if percent / 10 != lastPercent / 10 || p.done == p.total {
-            if elapsed > 2 || p.done == p.total && elapsed > 2 { note(text) }
-        }
-        lastPercent = percent
-    }
-}
 
 extension CKAEstimator: ExpressibleByArgument {}
 extension TokenReduction: ExpressibleByArgument {}

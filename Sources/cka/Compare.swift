@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 /// Options shared by `compare` and `compare-all`.
 struct EstimatorOptions: ParsableArguments {

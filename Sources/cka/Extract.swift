@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 extension CKACheckpoint.CheckpointSource: ExpressibleByArgument {}
 
@@ -168,8 +169,8 @@ extension CKACommand {
                 }
                 removePartialOutputOnInterrupt(out)
                 let line = ProgressLine("extract", quiet: quiet)
-                let report: (ExtractionProgress) -> Void = { p in
-                    line.update(CKAProgress(done: p.done, total: p.total ?? p.done, unit: String(format: "images, %.1f img/s", p.imagesPerSecond)))
+                let report: (CKAProgress) -> Void = { p in
+                    line.update(p, detail: String(format: "%.1f img/s", p.perSecond ?? 0))
                 }
                 let summary: ExtractionSummary
                 if let inputs {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 /// Parses a comma-separated list of positive integers (`10,20,100`).
 func positiveIntegers(_ s: String, option: String) throws -> [Int] {
@@ -75,7 +76,7 @@ extension CKACommand {
                 let progress = ProgressLine("knn", quiet: quiet)
                 let report = try KNNEvaluation.run(test: testStore, train: trainStore, layers: globs(layers),
                                                    options: KNNOptions(ks: ks, temperature: temperature)) {
-                    progress.update(CKAProgress(done: $0.done, total: $0.total, unit: $0.unit))
+                    progress.update($0)
                 }
                 for w in report.warnings { note("warning: \(w)") }
                 if let csv { try report.writeCSV(to: csv) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 extension CKACommand {
     struct Landscape: ParsableCommand {

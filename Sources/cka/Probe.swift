@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 extension CKACommand {
     struct Probe: ParsableCommand {
@@ -77,7 +78,7 @@ extension CKACommand {
                 let progress = ProgressLine("probe", quiet: quiet)
                 let report = try ProbeEvaluation.run(test: testStore, train: trainStore, layers: globs(layers), trainFraction: split,
                                                      seed: seed, options: options, keepLogits: save != nil) {
-                    progress.update(CKAProgress(done: $0.done, total: $0.total, unit: $0.unit))
+                    progress.update($0)
                 }
                 for w in report.warnings { note("warning: \(w)") }
                 if let csv { try report.writeCSV(to: csv) }

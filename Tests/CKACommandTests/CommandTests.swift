@@ -193,8 +193,9 @@ struct CommandTests {
     func killedWriter() throws {
         let out = path("killed.h5")
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: ckaBinary)
-        p.arguments = ["write-test-store", out, "--rows", "400", "--delay-ms", "10"]
+        let writer = URL(fileURLWithPath: ckaBinary).deletingLastPathComponent().appendingPathComponent("slow-store-writer").path
+        p.executableURL = URL(fileURLWithPath: writer)
+        p.arguments = [out, "400", "10"]
         try p.run()
         let partial = AtomicOutput(path: out).temporaryPath.replacingOccurrences(of: "-\(ProcessInfo.processInfo.processIdentifier)",
                                                                                    with: "-\(p.processIdentifier)")
@@ -206,7 +207,7 @@ struct CommandTests {
         p.waitUntilExit()
         #expect(!FileManager.default.fileExists(atPath: out))
         // And left to finish, the same command produces a readable store.
-        let r = try cka(["write-test-store", out, "--rows", "8", "--delay-ms", "0"])
+        let r = try runProcess(writer, [out, "8", "0"])
         let count = try ActivationStore(path: out).count
         #expect(r.status == 0 && count == 8)
     }

@@ -19,7 +19,7 @@ WORK=${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz}
 mkdir -p "$WORK/build"
 export SWIFT_BACKTRACE=enable=no   # otherwise the backtracer eats the crash and no crash file is written
 
-FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -I "$ROOT/Sources/CBLAS" -I "$WORK/build")
+FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -package-name ViTCKA -I "$ROOT/Sources/CBLAS" -I "$WORK/build")
 quiet() { grep -v "Cannot export local symbol" || true; }   # harmless ld.gold warnings under ASan
 swiftc "${FLAGS[@]}" -wmo -module-name CKATensor -emit-module -emit-module-path "$WORK/build/CKATensor.swiftmodule" \
     -c "$ROOT"/Sources/CKATensor/*.swift -o "$WORK/build/CKATensor.o" 2>&1 | quiet

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Writes the hostile activation stores of the hardening tests (issue 13) into this folder.
+
+Each file is small on disk but declares something a careless reader would trust. Run from anywhere:
+    python3 Tests/CKACommandTests/Fixtures/make_hostile_stores.py
+Needs h5py and numpy. The files are committed with this script.
+"""
+import os
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def store(name, n=64, labels=False):
+    f = h5py.File(os.path.join(HERE, name), "w", libver="earliest", track_order=False)
+    f.attrs["format"] = "activations"
+    f.attrs["format_version"] = 1
+    f.attrs["model"] = name[:-3]
+    f.create_dataset("inputs/ids", data=np.array([f"x{k:03d}" for k in range(n)], dtype=h5py.string_dtype()))
+    if labels:
+        f.create_dataset("inputs/labels", data=(np.arange(n) % 2).astype("i8"))
+    return f
+
+
+# Class 2: huge declared, empty chunked datasets.
+with store("huge_activations.h5", labels=True) as f:
+    f.create_dataset("activations/blocks.0", shape=(64, 2_000_000_000), dtype="f4", chunks=(1, 1_000_000))
+    f.create_dataset("logits", shape=(64, 2_000_000_000), dtype="f4", chunks=(1, 1_000_000))
+with h5py.File(os.path.join(HERE, "huge_ids.h5"), "w") as f:
+    f.attrs["format"] = "activations"
+    f.attrs["format_version"] = 1
+    f.create_dataset("inputs/ids", shape=(10**12,), dtype=h5py.string_dtype(), chunks=(1024,))
+with store("huge_pixels.h5", n=4) as f:
+    f.create_dataset("inputs/pixels", shape=(4, 3, 100_000, 100_000), dtype="f4", chunks=(1, 1, 1000, 1000))
+with store("huge_grams.h5") as f:
+    f.create_dataset("activations/blocks.0", data=np.random.default_rng(0).standard_normal((64, 8)).astype("f4"))
+    g = f.create_dataset("grams/blocks.0", shape=(1_000_000_000, 32, 32), dtype="f8", chunks=(1, 32, 32))
+    g.attrs["batch_size"] = 32
+    g.attrs["tokens"] = "flatten"
+    g.attrs["centered"] = True

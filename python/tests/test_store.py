@@ -282,3 +282,23 @@ def test_pip_installs_the_package(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     version, path = r.stdout.split()
     assert version == vitcka.__version__ and path.startswith(str(tmp_path / "site"))
+
+
+def test_gap_nocls_leaves_out_the_models_prefix_tokens(tmp_path):
+    class WithRegisters(torch.nn.Module):      # timm's attribute: CLS + 2 registers lead each sequence
+        num_prefix_tokens = 3
+
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4)])
+
+        def forward(self, x):
+            return self.blocks[0](x)
+    net = WithRegisters()
+    x = torch.randn(8, 7, 4)
+    s = vitcka.extract(net, [(ids_of(8), x)], tmp_path / "r.h5", "blocks.*", store=("pooled",), progress=False)
+    with h5py.File(s.path) as f, torch.no_grad():
+        y = net(x)
+        np.testing.assert_allclose(f["activations/blocks.0:gap_nocls"][()], y[:, 3:].mean(1).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(f["activations/blocks.0:gap"][()], y.mean(1).numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(f["activations/blocks.0:cls"][()], y[:, 0].numpy())

@@ -302,3 +302,33 @@ def test_gap_nocls_leaves_out_the_models_prefix_tokens(tmp_path):
         np.testing.assert_allclose(f["activations/blocks.0:gap_nocls"][()], y[:, 3:].mean(1).numpy(), rtol=1e-6)
         np.testing.assert_allclose(f["activations/blocks.0:gap"][()], y.mean(1).numpy(), rtol=1e-6, atol=1e-7)
         np.testing.assert_array_equal(f["activations/blocks.0:cls"][()], y[:, 0].numpy())
+
+
+def test_devices_without_float64_sum_float32_products_on_the_cpu(monkeypatch):
+    # Apple's MPS has no float64: the products stay float32 on the device and are summed in float64 on the CPU.
+    # Simulated on the CPU by declaring its float64 missing.
+    torch.manual_seed(5)
+    x = torch.randn(8, 9000) * 2 + 50
+    xd = x.double() - x.double().mean(0)
+    want = (xd @ xd.T).numpy()
+    monkeypatch.setattr(vitcka.store, "_float64_on", lambda device: False)
+    for precision in ("float32", "float64"):
+        got = vitcka.centered_gram(x, precision)
+        assert got.dtype == torch.float64 and np.abs(got.numpy() - want).max() <= 1e-6 * np.abs(want).max()
+
+
+def test_dict_and_tuple_inputs_and_an_explicit_device(tmp_path):
+    class TwoInputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(3, 4), torch.nn.Linear(2, 4)
+
+        def forward(self, left, right):
+            return self.a(left) + self.b(right)
+    net = TwoInputs()
+    left, right = torch.randn(8, 3), torch.randn(8, 2)
+    for i, inputs in enumerate([{"left": left, "right": right}, (left, right)]):
+        s = vitcka.extract(net, [(ids_of(8), inputs)], tmp_path / f"in{i}.h5", "a,b", store=("pooled",),
+                           device="cpu", progress=False)
+        with h5py.File(s.path) as f, torch.no_grad():
+            np.testing.assert_allclose(f["activations/b"][()], net.b(right).numpy(), rtol=1e-6)

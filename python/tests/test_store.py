@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vitcka
-from conftest import ROOT
+from conftest import ROOT, run_cka
 
 
 def ids_of(n, prefix="img"):
@@ -151,7 +151,7 @@ def test_duplicate_ids_nan_and_mismatched_layers_leave_nothing(tmp_path):
     assert not path.exists() and leftovers(tmp_path) == []
 
 
-def test_append_adds_layers_in_the_stores_order_and_refuses_reordered_ids(tmp_path):
+def test_append_adds_layers_in_the_stores_order_and_refuses_reordered_ids(tmp_path, cka_bin):
     torch.manual_seed(3)
     x, y = torch.randn(12, 5), torch.randn(12, 3, 4)
     path = tmp_path / "a.h5"
@@ -183,6 +183,8 @@ def test_append_adds_layers_in_the_stores_order_and_refuses_reordered_ids(tmp_pa
         np.testing.assert_array_equal(f["activations/f"][()], x.numpy())
         assert f["activations/f"].attrs["order"] == 0 and f["activations/t:cls"].attrs["order"] == 1
         assert f["grams/t"].shape == (3, 4, 4)
+    out = run_cka(cka_bin, "inspect", path)
+    assert "1 with Grams" in out and "t:gap_nocls" in out
 
 
 def test_a_killed_writer_leaves_no_file(tmp_path):

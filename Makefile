@@ -1,10 +1,10 @@
 # The toolkit's entry points. Each target installs what it needs (Debian 12, as root or with sudo).
 #   make demo   — build, then run the main job end to end on the bundled default; results in demo-output/
 #   make test   — install test dependencies, build, run the whole test suite, the PyTorch bridge's tests (python/),
-#                 the conformance checks and the notebook test (every notebook of notebooks-export/ executed on a
-#                 small output set)
+#                 the conformance checks, the notebook test (every notebook of notebooks-export/ executed on a small
+#                 output set) and the MPI test (cka under mpirun -n 1|2|3 gives the bits of one process)
 SHELL := /bin/bash
-APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev pkg-config fonts-dejavu-core
+APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config fonts-dejavu-core
 PIP_PACKAGES := h5py numpy
 # The notebook test (Tests/Notebooks/run_notebooks.sh) executes notebooks-export/ headlessly: no jupyter server.
 PIP_TEST_PACKAGES := $(PIP_PACKAGES) pandas matplotlib nbformat nbclient ipykernel pytest
@@ -49,6 +49,7 @@ test: deps-test
 	@if [ -d "$(SHARED)/conformance" ]; then python3 $(SHARED)/conformance/check.py $(CKA); \
 	 else echo "($(SHARED)/conformance not found: conformance checks skipped)"; fi
 	bash Tests/Notebooks/run_notebooks.sh
+	bash Tests/MPI/run_mpi_tests.sh
 	bash Tests/Fuzz/run_fuzzers.sh 15
 
 # The checkpoint readers under libFuzzer + ASan, 10 minutes per target (corpus in /tmp/cka-checkpoint-fuzz).

@@ -32,7 +32,10 @@ public enum CKAComparison {
     }
 
     /// Compares every selected layer of `a` with every selected layer of `b` (or of `a` itself).
+    /// - Parameter distribution: shares the minibatches with other processes (minibatch estimator); the matrix
+    ///   is then filled on the accumulating process only (empty elsewhere), with the same bits as one process.
     public static func run(_ a: ActivationStore, _ b: ActivationStore? = nil, options: CKAOptions = CKAOptions(),
+                           distribution: MinibatchDistribution? = nil,
                            progress: ((CKAProgress) -> Void)? = nil) throws -> CKAResult {
         let other = b ?? a
         if b != nil { try checkSameInputs(a, other) }
@@ -44,7 +47,7 @@ public enum CKAComparison {
                                passes: 1, usedStoredGrams: false, warnings: [])
         switch options.estimator {
         case .minibatch:
-            try runMinibatch(a, other, layersA, layersB, options, &result, progress)
+            try runMinibatch(a, other, layersA, layersB, options, &result, distribution, progress)
         case .debiased, .linear, .rbf:
             try runFullSet(a, other, layersA, layersB, options, &result, progress)
         }
@@ -54,19 +57,21 @@ public enum CKAComparison {
     // MARK: Minibatch
 
     private static func runMinibatch(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
-                                     _ o: CKAOptions, _ result: inout CKAResult,
+                                     _ o: CKAOptions, _ result: inout CKAResult, _ distribution: MinibatchDistribution?,
                                      _ progress: ((CKAProgress) -> Void)?) throws {
         let plan = try MinibatchPlan(examples: a.count, options: o)
         result.warnings += plan.warnings
         result.usedStoredGrams = try decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
         var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
         let total = plan.batches.count
-        result.usedMemoryMap = try hsicTerms(a, la, b, lb, options: o, batches: plan.batches,
+        var rounds = BatchRounds(distribution, total: total)
+        result.usedMemoryMap = try hsicTerms(a, la, b, lb, options: o, batches: plan.batches.filter(rounds.owns),
                                              storedGrams: result.usedStoredGrams) { batch, terms in
-            try acc.add(terms)
+            try rounds.add(terms, into: &acc)
             progress?(CKAProgress(done: batch.ordinal + 1, total: total, unit: "minibatches"))
         }
-        result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
+        try rounds.finish(into: &acc)
+        if rounds.accumulates { result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path) }
         result.examplesUsed = plan.batchesPerPass * plan.batchSize
         result.batches = plan.batchesPerPass
         result.passes = plan.passes
@@ -112,7 +117,7 @@ public enum CKAComparison {
                 if g.batchSize != o.batchSize { why = "stored with batch size \(g.batchSize), asked for \(o.batchSize)" }
                 else if g.tokens != o.tokens.rawValue { why = "stored with tokens=\(g.tokens), asked for \(o.tokens.rawValue)" }
                 else if g.batchCount < store.count / o.batchSize { why = "only \(g.batchCount) batches stored" }
-                else if shuffled { why = "stored Grams follow file order, so --shuffle/--passes need activations" }
+                else if shuffled { why = "stored Grams follow file order, so `shuffle`/`passes` need activations" }
                 if let why {
                     // Without activations to fall back on, a mismatch is an error even in auto mode.
                     if !hasActivations || o.gramSource == .stored { throw CKAError.gramsMismatch(file: store.path, layer: name, detail: why) }

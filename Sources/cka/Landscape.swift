@@ -127,7 +127,7 @@ extension CKACommand {
         var maxPoints: Int?
 
         @Option(help: "Preprocessing preset (default: the checkpoint's method).")
-        var preprocessing: String?
+        var preprocessing: PreprocessingPreset?
 
         @Option(help: "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
         var model: String?
@@ -137,6 +137,8 @@ extension CKACommand {
 
         @Flag(help: "No progress messages.")
         var quiet = false
+
+        @OptionGroup var parallel: ThreadOptions
 
         func validate() throws {
             if !["mae", "rcmae", "ce"].contains(loss) { throw ValidationError("--loss must be mae, rcmae or ce") }
@@ -166,7 +168,11 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
-                removePartialOutputOnInterrupt(out)
+                parallel.apply()
+                // Under mpirun every rank sets up the same objective and directions; rank 0 hands out the grid
+                // points and alone writes files and speaks.
+                let quiet = self.quiet || !world.isRoot
+                if world.isRoot { removePartialOutputOnInterrupt(out) }
                 func load(_ path: String, key: String?) throws -> Checkpoint {
                     var o = Checkpoint.Options(source: source, checkpointKey: key)
                     o.computeSHA256 = false
@@ -255,6 +261,7 @@ extension CKACommand {
                 // Directions: reuse the saved ones, or draw and save them.
                 let directionPath = directions ?? ((out.hasSuffix(".h5") ? String(out.dropLast(3)) : out) + ".directions.h5")
                 var dirs: [ParameterSet]
+                if !world.isRoot { world.barrier() }        // rank 0 writes the directions first; the others read them
                 let recipe: [String: HDF5AttributeValue] = ["seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(normalization.rawValue),
                                                             "ignore": .string(ignore), "checkpoint": attributes["checkpoint"]!]
                 if FileManager.default.fileExists(atPath: directionPath) {
@@ -276,6 +283,7 @@ extension CKACommand {
                     try DirectionFile.write(dirs, attributes: recipe, to: directionPath)
                     if !quiet { note("landscape: directions saved to \(directionPath)") }
                 }
+                if world.isRoot { world.barrier() }
                 attributes["directions"] = .string(URL(fileURLWithPath: directionPath).lastPathComponent)
 
                 // The surface, resumed if it exists.
@@ -292,8 +300,24 @@ extension CKACommand {
                 }
                 let run = SurfaceEvaluation(objective: objective, directions: dirs)
                 let line = ProgressLine("landscape", quiet: quiet)
-                surface = try run.evaluate(surface, savingTo: out, maxPoints: maxPoints) { done, total, v, seconds in
+                var estimated = false
+                let report: SurfaceEvaluation.Progress = { done, total, v, seconds in
+                    if !estimated && !quiet {
+                        // Cost, measured on the first point: the points left × its time, and at the job's rank count.
+                        estimated = true
+                        let left = Double(total - done + 1), r = Double(world.size)
+                        note(String(format: "landscape: cost estimate: %.0f points × %.2f s = %.0f s on one process; %.0f s on %d ranks (at most; --threads per rank: %d)",
+                                     left, seconds, left * seconds, left * seconds / r, world.size, blasThreadCount))
+                    }
                     line.update(CKAProgress(done: done, total: total, unit: String(format: "points, last %.4g in %.1f s", v.loss, seconds)))
+                }
+                if world.isDistributed {
+                    // The flatness samples and the Hessian run on rank 0 after the grid; the other ranks stop here.
+                    guard let s = try DistributedLandscape.evaluate(run, surface: surface, savingTo: out, maxPoints: maxPoints,
+                                                                    communicator: world, progress: report) else { return }
+                    surface = s
+                } else {
+                    surface = try run.evaluate(surface, savingTo: out, maxPoints: maxPoints, progress: report)
                 }
                 guard surface.completedCount == surface.done.count else {
                     print("\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)")

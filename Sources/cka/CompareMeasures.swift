@@ -90,13 +90,15 @@ extension CKACommand.Compare {
     func runMeasures() throws {
         // Measures beyond CKA and statistics run on one process (rank 0 under mpirun).
         guard world.isRoot else { return }
+        let names = measureOptions.measures.measures, several = names.count > 1
+        let perMeasure = names.flatMap { m in [csv, heatmap].compactMap { $0.map { MeasureResult.path($0, measure: m, several: several) } } }
+        try OutputPlan.check(inputs: [a, b], outputs: perMeasure + [longCSV, h5])
         let storeA = try ActivationStore(path: a)
         let storeB = try b.map { try ActivationStore(path: $0) }
         settings.parallel.apply()
         let progress = ProgressLine("compare", quiet: settings.quiet)
         let results = try MeasureComparison.run(storeA, storeB, options: settings.options, measures: measureOptions.measures,
                                                 statistics: measureOptions.statistics, progress: progress.update)
-        let several = results.count > 1
         for w in results.flatMap(\.result.warnings) { note("warning: \(w)") }
         for r in results {
             if let csv { try r.result.writeWideCSV(to: MeasureResult.path(csv, measure: r.measure, several: several)) }
@@ -142,6 +144,12 @@ extension CKACommand.CompareAll {
         let pairs = stores.indices.flatMap { i in (i..<stores.count).map { (i, $0) } }
         let measures = measureOptions.measures
         let several = measures.measures.count > 1
+        let outputs: [String] = pairs.flatMap { i, j in
+            measures.measures.flatMap { m in
+                ["csv", format.rawValue].map { MeasureResult.path("\(outDir)/\(names[i])__\(names[j]).\($0)", measure: m, several: several) }
+            }
+        }
+        try OutputPlan.check(inputs: files, outputs: outputs + ["\(outDir)/all.csv", "\(outDir)/overview.\(format.rawValue)"])
         var long = [MeasureResult.longCSVHeader]
         var panels: [[Heatmap]] = Array(repeating: [], count: measures.measures.count)
         for (i, j) in pairs {

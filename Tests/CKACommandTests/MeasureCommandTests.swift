@@ -74,4 +74,21 @@ struct MeasureCommandTests {
         let text = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(text.contains("--tokens cls|gap") && text.contains("blocks.0") && !text.contains("\n"), "\(text)")
     }
+
+    @Test("compare-all --measure: <A>__<B>.<measure>.csv|png per pair, all.csv with measure columns, overview with a row per measure")
+    func compareAll() throws {
+        let out = path("all")
+        let r = try cka(["compare-all", similarityFixture("cka_a.h5"), similarityFixture("cka_b.h5"), "--measure", "cka,procrustes",
+                         "--tokens", "gap", "--batch-size", "16", "--permutations", "20", "--out-dir", out, "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        for pair in ["ref_a__ref_a", "ref_a__ref_b", "ref_b__ref_b"] {
+            for m in ["cka", "procrustes"] { for ext in ["csv", "png"] {
+                #expect(FileManager.default.fileExists(atPath: "\(out)/\(pair).\(m).\(ext)"), "\(pair).\(m).\(ext)")
+            } }
+        }
+        let lines = try String(contentsOfFile: "\(out)/all.csv", encoding: .utf8).split(separator: "\n")
+        #expect(lines[0] == "model_a,layer_a,model_b,layer_b,measure,estimator,batch_size,value,ci_low,ci_high,p_value,p_adjusted,null_mean,null_sd")
+        #expect(lines.count == 1 + 2 * (9 + 6 + 4))
+        #expect(FileManager.default.fileExists(atPath: "\(out)/overview.png"))
+    }
 }

@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 extension MeasureResult {
     /// The header of the long CSV with measures and statistics (formats.md §2).
@@ -41,7 +42,7 @@ extension MeasureResult {
     /// `_p_value`, `_p_adjusted`, `_null_mean`, `_null_sd`. Atomic.
     public static func writeHDF5(_ results: [MeasureResult], to path: String) throws {
         guard let first = results.first?.result else { return }
-        let out = AtomicOutput(path: path)
+        let out = try AtomicOutput.seekable(path: path)
         do {
             do {
                 let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)

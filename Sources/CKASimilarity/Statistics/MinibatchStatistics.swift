@@ -15,16 +15,21 @@ public enum MinibatchStatistics {
                            options o: CKAOptions, statistics s: StatisticsOptions,
                            progress: ((Int, Int) -> Void)? = nil) throws -> (matrix: [[Double]], statistics: CellStatistics, terms: [MinibatchCKA.BatchTerms]) {
         let plan = try MinibatchPlan(examples: a.count, options: o)
-        let stored = try CKAComparison.decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
+        let storedGrams = try CKAComparison.decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
         let layers = LayerRef.distinct(refsA, refsB)
+        // The sources of `CKAComparison.hsicTerms`: stored Grams where they match, else mapped rows or HDF5 reads.
+        let fromStore = layers.filter { storedGrams.contains($0) }, computed = layers.filter { !storedGrams.contains($0) }
+        var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
         var mapped: MappedGramSource?
-        if !stored, o.memoryMap { mapped = try MappedGramSource(layers: layers, tokens: o.tokens) }
-        var source: any MinibatchGramSource = if stored { StoredGramSource(layers: layers) }
-            else if let mapped { mapped } else { ReadGramSource(layers: layers, batches: plan.batches, tokens: o.tokens) }
+        if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
+        var source: (any MinibatchGramSource)?
+        if let mapped { source = mapped }
+        else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: plan.batches, tokens: o.tokens) }
         var acc = MinibatchStatisticsAccumulator(layerCountA: la.count, layerCountB: lb.count, statistics: s)
         for batch in plan.batches {
-            let grams = try source.grams(for: batch)
+            var grams = try stored?.grams(for: batch) ?? [:]
+            if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
             for ref in layers where !grams[ref]!.isFinite {
                 throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
             }

@@ -43,7 +43,6 @@ public enum MeasureComparison {
             var r = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
                               layersA: la, layersB: lb, matrix: matrix, estimator: o.estimator, batchSize: n,
                               tokens: o.tokens, examplesUsed: n, batches: 1, passes: 1, usedStoredGrams: false, warnings: [])
-            r.warnings = []
             out.append(MeasureResult(measure: name, result: r, statistics: stats, statisticsOptions: s))
         }
         return out
@@ -51,17 +50,23 @@ public enum MeasureComparison {
 
     private static func cka(_ a: ActivationStore, _ b: ActivationStore?, _ la: [String], _ lb: [String], _ o: CKAOptions,
                             _ s: StatisticsOptions, _ progress: ((CKAProgress) -> Void)?) throws -> MeasureResult {
-        var r = try CKAComparison.run(a, b, options: o, progress: progress)
+        let other = b ?? a
+        if !s.isEmpty && o.estimator == .minibatch {
+            // One pass: the matrix (the bits of `CKAComparison.run`) and its statistics.
+            let out = try MinibatchStatistics.run(a, la, other, lb, options: o, statistics: s) { done, total in
+                progress?(CKAProgress(done: done, total: total, unit: "minibatches"))
+            }
+            let plan = out.plan
+            let r = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path, layersA: la,
+                              layersB: lb, matrix: out.matrix, estimator: o.estimator, batchSize: plan.batchSize, tokens: o.tokens,
+                              examplesUsed: plan.batchesPerPass * plan.batchSize, batches: plan.batchesPerPass,
+                              passes: plan.passes, usedStoredGrams: out.usedStoredGrams, warnings: plan.warnings)
+            return MeasureResult(measure: .cka, result: r, statistics: out.statistics, statisticsOptions: s)
+        }
+        let r = try CKAComparison.run(a, b, options: o, progress: progress)
         var stats = CellStatistics()
         if !s.isEmpty {
-            let other = b ?? a
-            if o.estimator == .minibatch {
-                let out = try MinibatchStatistics.run(a, la, other, lb, options: o, statistics: s) { done, total in
-                    progress?(CKAProgress(done: done, total: total, unit: "minibatches (statistics)"))
-                }
-                r.matrix = out.matrix
-                stats = out.statistics
-            } else {
+            do {
                 var grams: [LayerRef: LayerGrams] = [:]
                 try loadGrams(&grams, a, la, other, lb, kinds: .centered, o, progress)
                 let measure = FullSetCKAMeasure(estimator: o.estimator, rbfThreshold: o.rbfThreshold, rbfDebiased: o.rbfDebiased)

@@ -1,5 +1,12 @@
 import CKAIO
 import CKATensor
+import _CKASupport
+
+/// A buffer whose disjoint parts are written by concurrent workers.
+private struct SharedBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Double>
+    init(_ p: UnsafeMutablePointer<Double>) { pointer = p }
+}
 
 /// Bootstrap intervals and permutation tests of minibatch CKA, without recomputing a Gram:
 ///
@@ -13,7 +20,8 @@ public enum MinibatchStatistics {
     /// and its statistics.
     public static func run(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
                            options o: CKAOptions, statistics s: StatisticsOptions,
-                           progress: ((Int, Int) -> Void)? = nil) throws -> (matrix: [[Double]], statistics: CellStatistics, terms: [MinibatchCKA.BatchTerms]) {
+                           progress: ((Int, Int) -> Void)? = nil) throws
+        -> (matrix: [[Double]], statistics: CellStatistics, terms: [MinibatchCKA.BatchTerms], plan: MinibatchPlan, usedStoredGrams: Bool) {
         let plan = try MinibatchPlan(examples: a.count, options: o)
         let storedGrams = try CKAComparison.decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
@@ -37,7 +45,7 @@ public enum MinibatchStatistics {
             progress?(batch.ordinal + 1, plan.batches.count)
         }
         let out = try acc.finish(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
-        return (out.matrix, out.statistics, acc.terms)
+        return (out.matrix, out.statistics, acc.terms, plan, !storedGrams.isEmpty)
     }
 
     /// Bootstrap replicates `[LA][LB][B]` of minibatch CKA from per-batch terms (batches drawn with replacement).
@@ -104,26 +112,56 @@ public struct MinibatchStatisticsAccumulator: Sendable {
         terms.append(t)
         let p = statistics.permutations
         guard p > 0 else { return }
-        let norm = 1 / (Double(bs) * Double(bs - 3))
-        var permuted = Tensor<Double>(shape: [nB, bs * bs])
-        for r in 0..<p {
-            let perm = Resampling.permutation(bs, seed: statistics.seed, replicate: r, part: ordinal)
-            ub.stacked.withUnsafeBufferPointer { src in
-                permuted.withUnsafeMutableBufferPointer { dst in
-                    for l in 0..<nB {
-                        let base = l * bs * bs
-                        for i in 0..<bs {
-                            let row = base + perm[i] * bs, out = base + i * bs
-                            for j in 0..<bs { dst[out + j] = src[row + perm[j]] }
+        // ⟨K̃, P L̃ Pᵀ⟩ = 2 Σ_{a<c} K̃[a,c] L̃[π(a),π(c)] (symmetric, zero diagonal): the upper triangles, packed,
+        // one GEMM per permutation; permutations are spread over the threads (disjoint rows of the sums).
+        let m = bs * (bs - 1) / 2
+        let packedA = Self.packUpper(ua.stacked, layers: nA, b: bs)
+        let scale = 2 / (Double(bs) * Double(bs - 3))
+        let workers = max(1, min(blasThreadCount, p))
+        let seed = statistics.seed
+        let src = ub.stacked
+        try nullCross.withUnsafeMutableBufferPointer { out in
+            let sums = SharedBuffer(out.baseAddress!)
+            try withBLASThreads(1) {
+                try parallelFor(workers) { w in
+                    var permuted = Tensor<Double>(shape: [nB, m])
+                    for r in stride(from: w, to: p, by: workers) {
+                        let perm = Resampling.permutation(bs, seed: seed, replicate: r, part: ordinal)
+                        src.withUnsafeBufferPointer { sp in
+                            permuted.withUnsafeMutableBufferPointer { dst in
+                                for l in 0..<nB {
+                                    let base = l * bs * bs
+                                    var k = l * m
+                                    for a in 0..<bs {
+                                        let row = base + perm[a] * bs
+                                        for c in (a + 1)..<max(bs, a + 1) { dst[k] = sp[row + perm[c]]; k += 1 }
+                                    }
+                                }
+                            }
+                        }
+                        let cross = try packedA.matmul(permuted, transposeOther: true)
+                        cross.withUnsafeBufferPointer { c in
+                            for k in 0..<(nA * nB) { sums.pointer[r * nA * nB + k] += c[k] * scale }
                         }
                     }
                 }
             }
-            let cross = try ua.stacked.matmul(permuted, transposeOther: true)
-            cross.withUnsafeBufferPointer { c in
-                for k in 0..<(nA * nB) { nullCross[r * nA * nB + k] += c[k] * norm }
+        }
+    }
+
+    /// The strict upper triangles (row-major, a < c) of `layers` stacked `[b·b]` matrices, as `[layers, b(b−1)/2]`.
+    static func packUpper(_ stacked: Tensor<Double>, layers: Int, b: Int) -> Tensor<Double> {
+        let m = b * (b - 1) / 2
+        var out = Tensor<Double>(shape: [layers, m])
+        stacked.withUnsafeBufferPointer { sp in
+            out.withUnsafeMutableBufferPointer { dst in
+                for l in 0..<layers {
+                    var k = l * m
+                    for a in 0..<b { for c in (a + 1)..<max(b, a + 1) { dst[k] = sp[l * b * b + a * b + c]; k += 1 } }
+                }
             }
         }
+        return out
     }
 
     /// The CKA matrix (the bits of `MinibatchCKA.matrix`) and its statistics.

@@ -44,7 +44,7 @@ EOF
 }
 
 L='blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'
-EX=(extract --checkpoint "$MODEL" --images images --store pooled,grams --layers "$L" --batch-size 16 --gram-batch-size 16 --threads 1 --quiet)
+EX=(extract --checkpoint "$MODEL" --images images --store pooled,grams --layers "$L,norm" --batch-size 16 --gram-batch-size 16 --threads 1 --quiet)
 e1=$(t "${MPIRUN[@]}" -n 1 "$CKA" "${EX[@]}" --out x1.h5)
 e2=$(t "${MPIRUN[@]}" -n 2 "$CKA" "${EX[@]}" --out x2.h5)
 echo
@@ -62,8 +62,8 @@ c2=$(t "${MPIRUN[@]}" -n 2 "$CKA" compare a.h5 b.h5 --batch-size 16 --csv c2.csv
 b=$(sent $((N / 16 / 2)))
 row "compare 12×12 block outputs, $((2 * $(stat -c %s a.h5) / 1000000)) MB (page cache warm)" "$c1" "$c2" "$(cmp -s c1.csv c2.csv && echo identical || echo DIFFERENT)" "$b B per batch"
 
-"$CKA" probe x1.h5 --layers 'norm:cls' --save head.h5 --quiet > /dev/null 2>&1
-LS=(landscape --checkpoint "$MODEL" --loss ce --head head.h5 --images images --examples "$LEX" --batch-size 16 --grid="$GRID" --threads 1 --quiet)
+"$CKA" probe x1.h5 --layers "norm:cls" --save head.h5 --quiet > probe.log 2>&1 || { cat probe.log; exit 1; }
+LS=(landscape --checkpoint "$MODEL" --loss ce --head head.h5 --images images --examples "$LEX" --batch-size 16 --grid "$GRID" --threads 1 --quiet)
 l1=$(t "${MPIRUN[@]}" -n 1 "$CKA" "${LS[@]}" --out l1.h5)
 l2=$(t "${MPIRUN[@]}" -n 2 "$CKA" "${LS[@]}" --out l2.h5)
 pts=$(python3 -c "import h5py; print(h5py.File('l1.h5','r')['done'][()].size)")

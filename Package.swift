@@ -58,7 +58,7 @@ let package = Package(
         // MARK: - Support (implementation details)
         /// Atomic output files, progress, parallel loops: shared by every module; not API.
         .target(name: "_CKASupport", exclude: ["README.md"]),
-        .target(name: "_CKATestSupport", dependencies: ["CKATensor", "CKACheckpoint"]),
+        .target(name: "_CKATestSupport", dependencies: ["CKATensor", "CKACheckpoint", "CKAIO", "CKAViT"]),
 
         // MARK: - Unit test bundles
         .testTarget(name: "CKATensorTests", dependencies: ["CKATensor", "_CKATestSupport"]),
@@ -71,6 +71,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
                     exclude: ["OfficialFixtures"]),
+        .testTarget(name: "CKAExtractionTests", dependencies: ["CKAExtraction", "CKAViT", "CKAIO", "_CKATestSupport"]),
         .testTarget(name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],

@@ -61,7 +61,7 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
         case let .featureWidthMismatch(layer, tp, tw, qp, qw):
             return "layer '\(layer)' has \(tw) features in \(tp) but \(qw) in \(qp) (expected the same width: the same model and pooling)"
         case let .notFeatureMatrix(path, layer, shape):
-            return "\(path): layer '\(layer)' has shape \(describeShape(shape)), expected [N, D] features (extract with --store pooled for :cls/:gap/:gap_nocls)"
+            return "\(path): layer '\(layer)' has shape \(describeShape(shape)), expected [N, D] features (extract with `store` pooled for :cls/:gap/:gap_nocls)"
         case let .noLayersMatch(path, patterns, available):
             let shown = available.prefix(8).joined(separator: ", ") + (available.count > 8 ? ", …" : "")
             let what = patterns.isEmpty ? "no [N, D] feature layer" : "no [N, D] layer matches '\(patterns.joined(separator: ","))'"
@@ -75,7 +75,7 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
         case let .queriesAreTrainingInputs(train, test):
             return "every input of \(test) is also in \(train): train and test must hold different inputs (omit the train store for leave-one-out within one store)"
         case let .missingLogits(path, detail):
-            return "\(path): \(detail) (expected /logits [N, C], e.g. written by 'cka probe --save')"
+            return "\(path): \(detail) (expected /logits [N, C], e.g. a saved linear probe (`save`))"
         case let .classCountMismatch(a, ca, b, cb):
             return "\(a) has logits over \(ca) classes but \(b) over \(cb) (expected the same classes)"
         case let .tooFewClasses(path, layer, c):

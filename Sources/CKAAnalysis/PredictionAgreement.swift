@@ -203,7 +203,7 @@ public enum PredictionAgreement {
         init(classCount: Int, options: AgreementOptions, hasLabels: Bool) throws {
             guard classCount >= 1 else { throw AnalysisError.invalidOption("agreement: no classes") }
             guard !options.ks.isEmpty, options.ks.allSatisfy({ $0 >= 1 }) else {
-                throw AnalysisError.invalidOption("--top values must be at least 1 (got \(options.ks.map(String.init).joined(separator: ",")))")
+                throw AnalysisError.invalidOption("`top` values must be at least 1 (got \(options.ks.map(String.init).joined(separator: ",")))")
             }
             c = classCount
             self.options = options

@@ -1,3 +1,4 @@
+import CKAImages
 import CKACheckpoint
 import CKAIO
 import CKATensor
@@ -24,16 +25,16 @@ public struct ExtractionPlan: @unchecked Sendable {
     /// Checks `options` against the model and the inputs and builds the store's metadata.
     public init(model: VisionTransformer, checkpoint: Checkpoint?, input: some InputSource, options: ExtractionOptions) throws {
         let a = model.architecture
-        guard options.batchSize >= 1 else { throw ExtractionError.invalidOption("--batch-size must be at least 1") }
+        guard options.batchSize >= 1 else { throw ExtractionError.invalidOption("`batchSize` must be at least 1") }
         if options.store.contains(.grams) && options.gramBatchSize < 4 {
-            throw ExtractionError.invalidOption("--gram-batch-size must be at least 4 (HSIC₁ needs 4 examples)")
+            throw ExtractionError.invalidOption("`gramBatchSize` must be at least 4 (HSIC₁ needs 4 examples)")
         }
         let (tokenHooks, pooledHooks) = try ActivationExtractor.selectedHooks(a, options: options)
         var warnings: [String] = []
         let head = options.store.contains(.logits) ? options.head : nil
         if options.store.contains(.logits) {
             guard let head else {
-                throw ExtractionError.invalidOption("--store logits: no classifier head (the checkpoint's head.*, or DINO's linear weights with --head)")
+                throw ExtractionError.invalidOption("storing logits needs a classifier head (the checkpoint's head.*, or DINO's linear weights as `head`)")
             }
             guard head.width == a.width, head.depth == a.depth else {
                 throw ExtractionError.invalidOption("\(head.file): the head was built for width \(head.width), depth \(head.depth); the model has width \(a.width), depth \(a.depth)")

@@ -117,7 +117,7 @@ public enum CKAComparison {
                 if g.batchSize != o.batchSize { why = "stored with batch size \(g.batchSize), asked for \(o.batchSize)" }
                 else if g.tokens != o.tokens.rawValue { why = "stored with tokens=\(g.tokens), asked for \(o.tokens.rawValue)" }
                 else if g.batchCount < store.count / o.batchSize { why = "only \(g.batchCount) batches stored" }
-                else if shuffled { why = "stored Grams follow file order, so --shuffle/--passes need activations" }
+                else if shuffled { why = "stored Grams follow file order, so `shuffle`/`passes` need activations" }
                 if let why {
                     // Without activations to fall back on, a mismatch is an error even in auto mode.
                     if !hasActivations || o.gramSource == .stored { throw CKAError.gramsMismatch(file: store.path, layer: name, detail: why) }

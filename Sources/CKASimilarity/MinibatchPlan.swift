@@ -34,7 +34,7 @@ public struct MinibatchPlan: Sendable {
     public init(examples n: Int, options o: CKAOptions) throws {
         let bs = o.batchSize
         guard bs >= 4, bs <= n else { throw CKAError.batchSize(requested: bs, examples: n) }
-        guard o.passes >= 1 else { throw CKAError.invalidOption("passes must be at least 1") }
+        guard o.passes >= 1 else { throw CKAError.invalidOption("`passes` must be at least 1") }
         let k = n / bs
         batchSize = bs
         batchesPerPass = k

@@ -45,19 +45,32 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let e as ValidationError {
         throw e
     } catch {
-        let text = error is CocoaError ? error.localizedDescription : "\(error)"
+        let text = cliWording(error is CocoaError ? error.localizedDescription : "\(error)")
         if world.isDistributed { world.abort(message: text) }
         FileHandle.standardError.write(Data(("error: " + text.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
         throw ExitCode(1)
     }
 }
 
+/// Library errors name options by their Swift names in backticks (`batchSize`); the command line says the flag.
+private let flagOfOption = ["batchSize": "--batch-size", "gramBatchSize": "--gram-batch-size", "head": "--head",
+                            "top": "--top", "store": "--store", "layers": "--layers", "save": "--save",
+                            "shuffle": "--shuffle", "passes": "--passes", "estimator": "--estimator"]
+
+/// `text` with every backticked option name replaced by its command-line flag (other backticked words stay).
+func cliWording(_ text: String) -> String {
+    var out = "", rest = Substring(text)
+    while let open = rest.firstIndex(of: "`"), let close = rest[rest.index(after: open)...].firstIndex(of: "`") {
+        out += rest[..<open]
+        out += flagOfOption[String(rest[rest.index(after: open)..<close])] ?? String(rest[open...close])
+        rest = rest[rest.index(after: close)...]
+    }
+    return out + rest
+}
+
 /// Writes a message to stderr (warnings, progress): stdout stays clean for results.
 func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
-extension CKAEstimator: ExpressibleByArgument {}
-extension TokenReduction: ExpressibleByArgument {}
-extension GramSource: ExpressibleByArgument {}
 
 /// Splits comma-separated glob lists.
 func globs(_ s: String?) -> [String]? {

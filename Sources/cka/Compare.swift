@@ -157,11 +157,10 @@ extension CKACommand {
         var outDir: String
 
         @Option(help: "Picture format: png or svg.")
-        var format = "png"
+        var format = PictureFormat.png
 
         func validate() throws {
             if files.isEmpty { throw ValidationError("give at least one activation store") }
-            if format != "png" && format != "svg" { throw ValidationError("--format must be png or svg") }
         }
 
         func run() throws {
@@ -191,7 +190,7 @@ extension CKACommand {
                         for w in r.warnings where i == 0 && j == 0 { note("warning: \(w)") }
                         let base = "\(outDir)/\(names[i])__\(names[j])"
                         try r.writeWideCSV(to: base + ".csv")
-                        try r.heatmap().write(to: base + "." + format)
+                        try r.heatmap().write(to: base + "." + format.rawValue)
                         long += r.longCSVRows()
                         panels.append(r.heatmap(title: "\(r.modelA) vs \(r.modelB)"))
                         print("\(names[i]) × \(names[j]): mean diagonal \(String(format: "%.4f", r.diagonal.reduce(0, +) / Double(max(1, r.diagonal.count))))  → \(base).csv")
@@ -199,8 +198,8 @@ extension CKACommand {
                 guard world.isRoot else { return }
                 try AtomicOutput.write(long.joined(separator: "\n") + "\n", to: "\(outDir)/all.csv")
                 let est = settings.estimator == .minibatch ? "minibatch CKA, batch \(settings.batchSize)" : "\(settings.estimator.rawValue) CKA"
-                try HeatmapGrid(panels: panels, title: "Layer×layer \(est) of \(stores.count) models").write(to: "\(outDir)/overview.\(format)")
-                print("wrote \(panels.count) pairs, \(outDir)/all.csv and \(outDir)/overview.\(format)")
+                try HeatmapGrid(panels: panels, title: "Layer×layer \(est) of \(stores.count) models").write(to: "\(outDir)/overview.\(format.rawValue)")
+                print("wrote \(panels.count) pairs, \(outDir)/all.csv and \(outDir)/overview.\(format.rawValue)")
             }
         }
     }

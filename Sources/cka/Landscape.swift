@@ -127,7 +127,7 @@ extension CKACommand {
         var maxPoints: Int?
 
         @Option(help: "Preprocessing preset (default: the checkpoint's method).")
-        var preprocessing: String?
+        var preprocessing: PreprocessingPreset?
 
         @Option(help: "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
         var model: String?

@@ -212,3 +212,23 @@ struct CommandTests {
         #expect(r.status == 0 && count == 8)
     }
 }
+
+@Suite("Help texts")
+struct HelpTextTests {
+    @Test("cka extract --help reads cleanly at 80 columns: no line longer, no line broken inside a sentence")
+    func extractHelpAt80Columns() throws {
+        let r = try runProcess(ckaBinary, ["extract", "--help"], environment: ["COLUMNS": "80"])
+        #expect(r.status == 0)
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.filter { $0.count > 80 })")
+        // The discussion is wrapped by us: a line that ArgumentParser had to break would continue at column 0
+        // with a lowercase word or a path fragment; every line of the examples stays whole.
+        for example in ["--layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'",
+                        "cka agreement dino-logits.h5 moco-logits.h5"] {
+            #expect(lines.contains { $0.hasSuffix(example) }, "\(example)")
+        }
+        let valueLists = r.stdout.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ")
+            .components(separatedBy: "activations, pooled, grams, pixels, logits").count - 1
+        #expect(valueLists == 1, "the --store values are listed once, by the parser")
+    }
+}

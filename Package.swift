@@ -24,9 +24,9 @@ let package = Package(
         /// CKA estimators: minibatch HSIC₁, debiased, linear and RBF CKA.
         .target(name: "CKASimilarity", dependencies: ["CKATensor", "CKAIO", "_CKASupport"]),
         /// Untrusted checkpoint files → named tensors: safetensors and PyTorch zip+pickle (never executed).
-        .target(name: "CKACheckpoint", dependencies: ["CKATensor"]),
+        .target(name: "CKACheckpoint", dependencies: ["CKATensor", "_CKASupport"]),
         /// Images → network input: JPEG/PNG decoding, PIL-faithful resizing, crops, normalisation.
-        .target(name: "CKAImages", dependencies: ["CKATensor", "CTurboJPEG", "CPNG"]),
+        .target(name: "CKAImages", dependencies: ["CKATensor", "CTurboJPEG", "CPNG", "_CKASupport"]),
         /// The Vision Transformer forward pass with a hook at every layer (timm module paths).
         .target(name: "CKAViT", dependencies: ["CKATensor", "CKACheckpoint", "_CKASupport"]),
         /// `cka extract`: checkpoint + inputs → forward pass with hooks → activation store (activations, pooled, Grams).
@@ -38,7 +38,7 @@ let package = Package(
         /// Work split over the processes of an `mpirun`/`srun` job (the only importer of MPI); a world of one otherwise.
         .target(name: "CKADistributed", dependencies: ["CKATensor", "CMPI"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
-        .target(name: "CKAPlot", dependencies: ["CCairo"]),
+        .target(name: "CKAPlot", dependencies: ["CCairo", "_CKASupport"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
         .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot", "_CKASupport"]),
         /// The `cka` command.
@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
         /// A test aid: writes a store slowly so that a test can kill it (not shipped in `cka`).
         .executableTarget(name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKATestSupport"],
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKASupport", "_CKATestSupport"],
                     exclude: ["Fixtures"]),
     ]
 )

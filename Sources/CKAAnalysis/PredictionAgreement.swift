@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// Which examples a prediction-agreement value is computed over.
 public enum AgreementSubset: String, CaseIterable, Sendable {

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import _CKASupport
 
 /// Read-only bytes of a whole file, memory-mapped (or, for in-memory input, an owned copy).
 ///
@@ -24,7 +25,8 @@ package final class MappedFile: @unchecked Sendable {
     public init(url: URL) throws {
         let path = url.path
         name = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below as not a regular file.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw CheckpointError.unreadable(file: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
@@ -32,7 +34,7 @@ package final class MappedFile: @unchecked Sendable {
             throw CheckpointError.unreadable(file: path, reason: String(cString: strerror(errno)))
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw CheckpointError.unreadable(file: path, reason: "not a regular file")
+            throw CheckpointError.unreadable(file: path, reason: "not a regular file (\(InputFile.nonRegularKind(path) ?? "a special file"))")
         }
         let size = Int(st.st_size)
         if size == 0 {

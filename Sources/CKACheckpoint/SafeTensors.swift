@@ -1,5 +1,6 @@
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// A safetensors file, memory-mapped and validated against the format's rules:
 ///
@@ -216,34 +217,38 @@ public enum SafeTensorsWriter {
             }
         }
         let head = header(entries, metadata: metadata)
-        try AtomicFileWriter.write(to: url) { out in
-            var n = UInt64(head.count).littleEndian
-            try withUnsafeBytes(of: &n) { try out.write($0) }
-            try head.withUnsafeBytes { try out.write($0) }
-            for e in entries {
-                switch e.payload {
-                case let .raw(bytes):
-                    try bytes.withUnsafeBytes { try out.write($0) }
-                case let .stored(t):
-                    if t.isContiguous {
-                        try t.file.withUnsafeBytes { raw in
-                            let start = t.storageByteOffset + t.storageOffset * t.dtype.byteSize
-                            try out.write(UnsafeRawBufferPointer(rebasing: raw[start..<(start + t.byteCount)]))
+        do {
+            try AtomicOutput.write(to: url.path) { out in
+                var n = UInt64(head.count).littleEndian
+                try withUnsafeBytes(of: &n) { try out.write($0) }
+                try head.withUnsafeBytes { try out.write($0) }
+                for e in entries {
+                    switch e.payload {
+                    case let .raw(bytes):
+                        try bytes.withUnsafeBytes { try out.write($0) }
+                    case let .stored(t):
+                        if t.isContiguous {
+                            try t.file.withUnsafeBytes { raw in
+                                let start = t.storageByteOffset + t.storageOffset * t.dtype.byteSize
+                                try out.write(UnsafeRawBufferPointer(rebasing: raw[start..<(start + t.byteCount)]))
+                            }
+                        } else {
+                            try t.contiguousBytes().withUnsafeBytes { try out.write($0) }
                         }
-                    } else {
-                        try t.contiguousBytes().withUnsafeBytes { try out.write($0) }
-                    }
-                case let .float(tensor):
-                    try tensor.withUnsafeBufferPointer { src in
-                        try writeFloats(src, as: e.dtype, to: out)
+                    case let .float(tensor):
+                        try tensor.withUnsafeBufferPointer { src in
+                            try writeFloats(src, as: e.dtype, to: out)
+                        }
                     }
                 }
             }
+        } catch let e as OutputError {
+            throw CheckpointError.writeFailed(file: url.path, reason: e.message)
         }
     }
 
     /// Encodes `src` as `dtype` little-endian in chunks.
-    static func writeFloats(_ src: UnsafeBufferPointer<Float>, as dtype: DType, to out: AtomicFileWriter.Output) throws {
+    static func writeFloats(_ src: UnsafeBufferPointer<Float>, as dtype: DType, to out: AtomicOutput.Stream) throws {
         #if _endian(little)
         if dtype == .float32 { try out.write(UnsafeRawBufferPointer(src)); return }
         #endif

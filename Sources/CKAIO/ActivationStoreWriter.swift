@@ -1,5 +1,6 @@
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// Provenance written as the store's file attributes (formats.md §1).
 public struct StoreMetadata: Sendable {
@@ -30,7 +31,7 @@ public let toolkitVersion = "0.1.0"
 /// try w.finish()
 /// ```
 public final class ActivationStoreWriter {
-    public let output: AtomicOutput
+    package let output: AtomicOutput
     private var file: HDF5File?
     private var layers: [String: HDF5Dataset] = [:]
     private var gramSets: [String: HDF5Dataset] = [:]
@@ -39,6 +40,8 @@ public final class ActivationStoreWriter {
     /// Number of inputs N (nil until `setInputs` for a writer created without ids).
     public private(set) var count: Int?
     private var finished = false
+    /// Held by an updating writer from before it reads the store until the updated copy is renamed over it.
+    private var lock: FileLock?
 
     /// Starts a new store whose inputs are given later with `setInputs` (e.g. when unreadable images
     /// are skipped while the store is written).
@@ -77,7 +80,7 @@ public final class ActivationStoreWriter {
     }
 
     private init(path: String, ids: [String]?, labels: [Int]?, classes: [String]?, metadata: StoreMetadata) throws {
-        output = AtomicOutput(path: path)
+        output = try AtomicOutput.seekable(path: path)
         count = ids?.count
         do {
             let f = try HDF5File(path: output.temporaryPath, mode: .create, reportingAs: path)
@@ -100,11 +103,16 @@ public final class ActivationStoreWriter {
 
     /// Opens an existing store for adding datasets (e.g. Grams): the store is copied to the
     /// temporary name, and the copy replaces the original only at `finish()`.
+    ///
+    /// Two updates of one store take turns (an advisory lock, held from before the read until the rename): the
+    /// second starts from the first one's result, so neither is lost.
     public init(updating path: String) throws {
+        try InputFile.checkRegular(path)
+        lock = try FileLock(updating: path)
         let store = try ActivationStore(path: path)   // validates
         count = store.count
         layerOrder = store.layers.map(\.name)
-        output = AtomicOutput(path: path)
+        output = try AtomicOutput.seekable(path: path)
         output.discard()
         do {
             try FileManager.default.copyItem(atPath: path, toPath: output.temporaryPath)
@@ -220,6 +228,7 @@ public final class ActivationStoreWriter {
             file = nil
             finished = true
             try output.commit()
+            lock?.unlock()
         } catch {
             abandon()
             throw error
@@ -234,6 +243,7 @@ public final class ActivationStoreWriter {
         file = nil
         finished = true
         output.discard()
+        lock?.unlock()
     }
 
     deinit { if !finished { abandon() } }

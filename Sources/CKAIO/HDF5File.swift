@@ -1,6 +1,7 @@
 internal import CHDF5
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// An HDF5 identifier closed exactly once by its own close function: by `close()`, or when the owner goes away.
 ///
@@ -128,6 +129,7 @@ public final class HDF5File {
             guard id >= 0 else { throw HDF5Error.createFailed(path: shownPath, stack: hdf5ErrorStack()) }
         case .readOnly, .readWrite:
             guard FileManager.default.fileExists(atPath: path) else { throw HDF5Error.fileNotFound(path: shownPath) }
+            try InputFile.checkRegular(path)   // a FIFO would block HDF5's open() forever
             if H5Fis_hdf5(path) <= 0 { _ = hdf5ErrorStack(); throw HDF5Error.notHDF5(path: shownPath) }
             id = H5Fopen(path, mode == .readOnly ? cka_H5F_ACC_RDONLY() : cka_H5F_ACC_RDWR(), cka_H5P_DEFAULT())
             guard id >= 0 else { throw HDF5Error.openFailed(path: shownPath, stack: hdf5ErrorStack()) }

@@ -1,4 +1,5 @@
 import Foundation
+import _CKASupport
 
 /// An 8-bit RGB image: `pixels` holds `height` rows of `width` interleaved R, G, B bytes, top row first.
 ///
@@ -53,6 +54,9 @@ public struct RGBImage: Sendable, Equatable {
             throw ImageError.unreadable(path: path, reason: "no such file")
         }
         if isDirectory.boolValue { throw ImageError.unreadable(path: path, reason: "is a directory") }
+        if let kind = InputFile.nonRegularKind(path) {   // a FIFO would block the read forever
+            throw ImageError.unreadable(path: path, reason: "not a regular file (\(kind))")
+        }
         do {
             return try Data(contentsOf: url)
         } catch {

@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// The directions of a landscape run on disk, so a run can be resumed or repeated with other examples or
 /// losses: groups `xdirection` (and `ydirection`) holding one float32 dataset per perturbed parameter,
@@ -11,7 +12,7 @@ public enum DirectionFile {
 
     /// Writes one or two directions atomically.
     public static func write(_ directions: [ParameterSet], attributes: [String: HDF5AttributeValue], to path: String) throws {
-        let out = AtomicOutput(path: path)
+        let out = try AtomicOutput.seekable(path: path)
         do {
             let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
             try f.setAttribute("format", .string("landscape-directions"))

@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// Grid coordinates along one axis: `count` points from `lower` to `upper` inclusive
 /// (`np.linspace(lower, upper, count)`), written `lower:upper:count` on the command line.
@@ -164,7 +165,7 @@ public struct LandscapeSurface: Sendable {
 
     /// Writes the store to `path` atomically (temporary file, then rename).
     public func write(to path: String) throws {
-        let out = AtomicOutput(path: path)
+        let out = try AtomicOutput.seekable(path: path)
         do {
             try writeContents(to: out.temporaryPath, reportingAs: path)
             try out.commit()

@@ -1,5 +1,6 @@
 internal import CCairo
 import Foundation
+import _CKASupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -127,52 +128,18 @@ func renderPicture(to path: String, format: OutputFormat, size: PictureSize, tit
 
 // MARK: - Files
 
-/// Writes `bytes` to `.<name>.partial-<pid>` beside `path`, then renames it to `path`.
-/// On any failure the temporary file is removed and `PlotError.io` is thrown.
+/// Writes `bytes` to `.<name>.partial-<pid>` beside `path` (beside a symbolic link's target), then renames it
+/// into place; a FIFO or device is written directly (`AtomicOutput`). On any failure the temporary file is
+/// removed and `PlotError.io` is thrown.
 func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-    let directory: String, name: String
-    if let slash = path.lastIndex(of: "/") {
-        directory = String(path[..<slash]).isEmpty ? "/" : String(path[..<slash])
-        name = String(path[path.index(after: slash)...])
-    } else {
-        directory = "."
-        name = path
-    }
+    let name = AtomicOutput.split(path).name
     guard !name.isEmpty else {
         throw PlotError.invalidParameter(path: path, what: "the path names a directory, not a file")
     }
-    let temporary = (directory == "/" ? "" : directory) + "/." + name + ".partial-\(getpid())"
-    func systemError() -> String { String(cString: strerror(errno)) }
-
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else {
-        throw PlotError.io(path: path, operation: "creating \(temporary)", message: systemError())
-    }
-    var failure: PlotError?
-    bytes.withUnsafeBytes { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = .io(path: path, operation: "writing \(temporary)", message: systemError())
-                return
-            }
-            offset += n
-        }
-    }
-    if failure == nil, fsync(fd) != 0, errno != EINVAL {
-        failure = .io(path: path, operation: "syncing \(temporary)", message: systemError())
-    }
-    if close(fd) != 0, failure == nil {
-        failure = .io(path: path, operation: "closing \(temporary)", message: systemError())
-    }
-    if failure == nil, rename(temporary, path) != 0 {
-        failure = .io(path: path, operation: "renaming \(temporary)", message: systemError())
-    }
-    if let failure {
-        unlink(temporary)
-        throw failure
+    do {
+        try AtomicOutput.write(bytes, to: path)
+    } catch let e as OutputError {
+        throw PlotError.io(path: path, operation: "writing", message: e.message)
     }
 }
 

@@ -41,6 +41,12 @@ public enum CKAComparison {
         if b != nil { try checkSameInputs(a, other) }
         let layersA = try selectLayers(a, patterns: options.layersA)
         let layersB = try selectLayers(other, patterns: options.layersB ?? (b == nil ? options.layersA : nil))
+        var options = options
+        if options.explicitBatchSize == nil, options.estimator == .minibatch {
+            // Defaults work on default outputs: the batch size the Grams were stored with.
+            let stored = Set([(a, layersA), (other, layersB)].flatMap { store, names in names.compactMap { store.grams[$0]?.batchSize } })
+            if stored.count == 1, let size = stored.first { options.batchSize = size }
+        }
         var result = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
                                layersA: layersA, layersB: layersB, matrix: [], estimator: options.estimator,
                                batchSize: options.batchSize, tokens: options.tokens, examplesUsed: 0, batches: 0,
@@ -61,12 +67,13 @@ public enum CKAComparison {
                                      _ progress: ((CKAProgress) -> Void)?) throws {
         let plan = try MinibatchPlan(examples: a.count, options: o)
         result.warnings += plan.warnings
-        result.usedStoredGrams = try decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
+        let stored = try decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
+        result.usedStoredGrams = !stored.isEmpty
         var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
         let total = plan.batches.count
         var rounds = BatchRounds(distribution, total: total)
         result.usedMemoryMap = try hsicTerms(a, la, b, lb, options: o, batches: plan.batches.filter(rounds.owns),
-                                             storedGrams: result.usedStoredGrams) { batch, terms in
+                                             storedGrams: stored) { batch, terms in
             try rounds.add(terms, into: &acc)
             progress?(CKAProgress(done: batch.ordinal + 1, total: total, unit: "minibatches"))
         }
@@ -78,22 +85,27 @@ public enum CKAComparison {
     }
 
     /// The HSIC₁ terms of `batches` (a plan's minibatches, or any subset of them in plan order), handed to
-    /// `consume` batch by batch. The Grams come from the stored Grams, from memory-mapped rows when every layer
-    /// lies in its file as plain float32 (and `options.memoryMap`), or from HDF5 reads. Adding the terms of a
-    /// plan's batches in ordinal order gives the same bits however the plan was split.
+    /// `consume` batch by batch. The layers in `storedGrams` come from their stored Grams; the others from
+    /// memory-mapped rows when every one of them lies in its file as plain float32 (and `options.memoryMap`),
+    /// else from HDF5 reads. Adding the terms of a plan's batches in ordinal order gives the same bits however
+    /// the plan was split.
     /// - Returns: true if the memory-mapped source was used.
     @discardableResult
     public static func hsicTerms(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
-                                 options o: CKAOptions, batches: [Minibatch], storedGrams: Bool,
+                                 options o: CKAOptions, batches: [Minibatch], storedGrams: Set<LayerRef> = [],
                                  consume: (Minibatch, MinibatchCKA.BatchTerms) throws -> Void) throws -> Bool {
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
         let layers = LayerRef.distinct(refsA, refsB)
+        let fromStore = layers.filter { storedGrams.contains($0) }, computed = layers.filter { !storedGrams.contains($0) }
+        var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
         var mapped: MappedGramSource?
-        if !storedGrams, o.memoryMap { mapped = try MappedGramSource(layers: layers, tokens: o.tokens) }
-        var source: any MinibatchGramSource = if storedGrams { StoredGramSource(layers: layers) }
-            else if let mapped { mapped } else { ReadGramSource(layers: layers, batches: batches, tokens: o.tokens) }
+        if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
+        var source: (any MinibatchGramSource)?
+        if let mapped { source = mapped }
+        else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens) }
         for batch in batches {
-            let grams = try source.grams(for: batch)
+            var grams = try stored?.grams(for: batch) ?? [:]
+            if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
             for ref in layers where !grams[ref]!.isFinite {
                 throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
             }
@@ -102,10 +114,12 @@ public enum CKAComparison {
         return mapped != nil
     }
 
+    /// The layers whose stored Grams are used; the others are computed from their activations.
     private static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
-                                          _ o: CKAOptions, shuffled: Bool) throws -> Bool {
-        if o.gramSource == .activations { return false }
+                                          _ o: CKAOptions, shuffled: Bool) throws -> Set<LayerRef> {
+        if o.gramSource == .activations { return [] }
         var problems: [(String, String, String)] = []
+        var stored = Set<LayerRef>()
         for (store, names) in [(a, la), (b, lb)] {
             for name in names {
                 let hasActivations = store.layers.contains { $0.name == name }
@@ -122,12 +136,13 @@ public enum CKAComparison {
                     // Without activations to fall back on, a mismatch is an error even in auto mode.
                     if !hasActivations || o.gramSource == .stored { throw CKAError.gramsMismatch(file: store.path, layer: name, detail: why) }
                     problems.append((store.path, name, why))
+                } else {
+                    stored.insert(LayerRef(store, name))
                 }
             }
         }
-        if problems.isEmpty { return true }
         if o.gramSource == .stored, let p = problems.first { throw CKAError.gramsMismatch(file: p.0, layer: p.1, detail: p.2) }
-        return false
+        return stored
     }
 
     /// A seeded permutation of 0..<n (Fisher–Yates with SplitMix64; the same on every platform).

@@ -3,8 +3,9 @@ import CKATensor
 
 /// Where the Grams of a minibatch comparison come from.
 public enum GramSource: String, CaseIterable, Sendable {
-    /// Stored `/grams/<layer>` when both files have them for every layer with the asked batch size
-    /// and token reduction (and no shuffling); activations otherwise.
+    /// For each layer, its stored `/grams/<layer>` when they match the batch size and token reduction (and no
+    /// shuffling); its activations otherwise. A store from a default `extract` (pooled activations, token layers
+    /// as Grams only) is compared whole this way.
     case auto
     /// Always from the activations.
     case activations
@@ -15,8 +16,14 @@ public enum GramSource: String, CaseIterable, Sendable {
 /// Settings of a comparison between two activation stores.
 public struct CKAOptions: Sendable {
     public var estimator: CKAEstimator = .minibatch
-    /// Examples per minibatch (`minibatch` estimator); at least 4.
-    public var batchSize = 32
+    /// Examples per minibatch (`minibatch` estimator); at least 4. Unless set, the batch size of the compared
+    /// layers' stored Grams when they all agree on one, else 32.
+    public var batchSize: Int {
+        get { explicitBatchSize ?? 32 }
+        set { explicitBatchSize = newValue }
+    }
+    /// The batch size the caller set, or nil (then taken from the stored Grams, see `batchSize`).
+    public var explicitBatchSize: Int?
     /// How `[N, T, D]` layers become vectors.
     public var tokens: TokenReduction = .flatten
     /// Shuffle the examples with this seed (one permutation, applied to both files) before batching.

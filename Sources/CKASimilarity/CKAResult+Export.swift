@@ -1,6 +1,7 @@
 import CKAIO
 import CKATensor
 import Foundation
+import _CKASupport
 
 extension CKAResult {
     /// Wide CSV (formats.md §2): header `layer,<B layers…>`, one row per layer of A, full precision.
@@ -37,7 +38,7 @@ extension CKAResult {
 
     /// Writes the HDF5 result (formats.md §2, `format = "cka-matrix"`, version 1) atomically.
     public func writeHDF5(to path: String) throws {
-        let out = AtomicOutput(path: path)
+        let out = try AtomicOutput.seekable(path: path)
         do {
             do {
                 let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)

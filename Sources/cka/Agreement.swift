@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 extension RankedClasses: ExpressibleByArgument {}
 
@@ -38,6 +39,7 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
+                try OutputPlan.check(inputs: [a, b], outputs: [csv])
                 let storeA = try ActivationStore(path: a), storeB = try ActivationStore(path: b)
                 let report = try PredictionAgreement.run(storeA, storeB,
                                                          options: AgreementOptions(ks: try positiveIntegers(top, option: "--top"),

@@ -9,8 +9,8 @@ struct EstimatorOptions: ParsableArguments {
     @Option(help: "Estimator: minibatch (unbiased HSIC₁ averaged over minibatches), debiased (HSIC₁ on all N), linear (biased, Kornblith 2019) or rbf (Gaussian kernel, full set).")
     var estimator: CKAEstimator = .minibatch
 
-    @Option(help: "Examples per minibatch (minibatch estimator). Batches are consecutive runs in file order; a short last batch is dropped.")
-    var batchSize = 32
+    @Option(help: "Examples per minibatch (minibatch estimator; default: the stored Grams' batch size, else 32). Batches are consecutive runs in file order; a short last batch is dropped.")
+    var batchSize: Int?
 
     @Option(help: "How [N, T, D] token layers become vectors: flatten (T·D, the default), cls, gap (mean of all tokens) or gap_nocls.")
     var tokens: TokenReduction = .flatten
@@ -45,7 +45,7 @@ struct EstimatorOptions: ParsableArguments {
     @OptionGroup var parallel: ThreadOptions
 
     func validate() throws {
-        if batchSize < 4 { throw ValidationError("--batch-size must be at least 4 (HSIC₁ divides by n(n−3))") }
+        if let batchSize, batchSize < 4 { throw ValidationError("--batch-size must be at least 4 (HSIC₁ divides by n(n−3))") }
         if passes < 1 { throw ValidationError("--passes must be at least 1") }
         if !(rbfThreshold > 0) { throw ValidationError("--rbf-threshold must be positive") }
     }
@@ -53,7 +53,7 @@ struct EstimatorOptions: ParsableArguments {
     var options: CKAOptions {
         var o = CKAOptions()
         o.estimator = estimator
-        o.batchSize = batchSize
+        o.explicitBatchSize = batchSize
         o.tokens = tokens
         o.layersA = globs(layers)
         o.layersB = globs(layersB) ?? globs(layers)
@@ -101,6 +101,7 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
+                try OutputPlan.check(inputs: [a, b], outputs: [csv, longCSV, h5, heatmap])
                 let storeA = try ActivationStore(path: a)
                 let storeB = try b.map { try ActivationStore(path: $0) }
                 settings.parallel.apply()
@@ -171,6 +172,9 @@ extension CKACommand {
                 for s in stores.dropFirst() { try CKAComparison.checkSameInputs(stores[0], s) }
                 var names = stores.map { safeName($0.modelName) }
                 for i in names.indices where names[..<i].contains(names[i]) { names[i] += "_\(i)" }
+                let bases: [String] = stores.indices.flatMap { i in (i..<stores.count).map { "\(outDir)/\(names[i])__\(names[$0])" } }
+                let outputs: [String] = bases.flatMap { [$0 + ".csv", $0 + "." + format.rawValue] }
+                try OutputPlan.check(inputs: files, outputs: outputs + ["\(outDir)/all.csv", "\(outDir)/overview.\(format.rawValue)"])
                 var long = [CKAResult.longCSVHeader]
                 var panels: [Heatmap] = []
                 // Under mpirun pair p is computed by rank p % size; rank 0 writes every output, in pair order.
@@ -197,7 +201,7 @@ extension CKACommand {
                 }
                 guard world.isRoot else { return }
                 try AtomicOutput.write(long.joined(separator: "\n") + "\n", to: "\(outDir)/all.csv")
-                let est = settings.estimator == .minibatch ? "minibatch CKA, batch \(settings.batchSize)" : "\(settings.estimator.rawValue) CKA"
+                let est = settings.estimator == .minibatch ? "minibatch CKA, batch \(settings.batchSize.map(String.init) ?? "from the Grams")" : "\(settings.estimator.rawValue) CKA"
                 try HeatmapGrid(panels: panels, title: "Layer×layer \(est) of \(stores.count) models").write(to: "\(outDir)/overview.\(format.rawValue)")
                 print("wrote \(panels.count) pairs, \(outDir)/all.csv and \(outDir)/overview.\(format.rawValue)")
             }

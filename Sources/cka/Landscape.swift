@@ -172,6 +172,7 @@ extension CKACommand {
                 // Under mpirun every rank sets up the same objective and directions; rank 0 hands out the grid
                 // points and alone writes files and speaks.
                 let quiet = self.quiet || !world.isRoot
+                try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out])
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
                 func load(_ path: String, key: String?) throws -> Checkpoint {
                     var o = Checkpoint.Options(source: source, checkpointKey: key)

@@ -64,6 +64,7 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
+                try OutputPlan.check(inputs: [test, train], outputs: [csv, save])
                 let testStore = try ActivationStore(path: test)
                 let trainStore = try train.map { try ActivationStore(path: $0) }
                 if save != nil {

@@ -2,6 +2,7 @@ import CKAKit
 import Foundation
 import Testing
 import _CKATestSupport
+import _CKASupport
 
 /// The `cka` binary built beside this test bundle.
 let ckaBinary: String = {

@@ -84,4 +84,89 @@ struct HardeningCommandTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try ActivationStore(path: path("b.h5")).count == 3)
     }
+
+    /// Two stores from `cka extract` with default options (pooled activations + token-layer Grams) over 64 inputs,
+    /// from two tiny random checkpoints; extra arguments are added to both extractions.
+    func defaultStores(_ extra: [String] = []) throws -> (String, String) {
+        let pixels = path("pixels.h5")
+        if !FileManager.default.fileExists(atPath: pixels) {
+            let w = try ActivationStoreWriter(path: pixels, ids: (0..<64).map { "img\($0)" }, metadata: StoreMetadata(model: "pixels"))
+            try w.writeDataset("inputs/pixels", tinyPixels(64, seed: 5))
+            try w.finish()
+        }
+        var out: [String] = []
+        for seed in [1, 2] as [UInt64] {
+            let ckpt = dir.appendingPathComponent("tiny\(seed).safetensors")
+            if !FileManager.default.fileExists(atPath: ckpt.path) { try writeTinyViTCheckpoint(to: ckpt, seed: seed) }
+            let o = path("default\(seed)\(extra.joined()).h5")
+            let r = try cka(["extract", "--checkpoint", ckpt.path, "--inputs", pixels, "--out", o, "--quiet"] + extra)
+            #expect(r.status == 0, "\(r.stderr)")
+            out.append(o)
+        }
+        return (out[0], out[1])
+    }
+
+    @Test("the --help typical session works on default extract outputs: compare --csv --heatmap and compare-all (was \"no layer 'blocks.0'\")")
+    func defaultSession() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (a, b) = try defaultStores()
+        let r = try cka(["compare", a, b, "--csv", path("out.csv"), "--heatmap", path("out.png")])
+        #expect(r.status == 0, "\(r.stderr)")
+        let header = try String(contentsOfFile: path("out.csv"), encoding: .utf8).split(separator: "\n").first ?? ""
+        #expect(header.contains("blocks.0:cls") && header.contains("blocks.0.mlp.fc1") && header.contains(",blocks.0,"), "\(header)")
+        let all = try cka(["compare-all", a, b, "--out-dir", path("results")])
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(FileManager.default.fileExists(atPath: path("results/all.csv")))
+        // Stored Grams for some layers and activations for the others give what activations alone give.
+        let (fa, fb) = try defaultStores(["--store", "activations,pooled,grams"])
+        let mixed = try cka(["compare", fa, fb, "--csv", path("mixed.csv")])
+        let acts = try cka(["compare", fa, fb, "--grams", "activations", "--csv", path("acts.csv")])
+        #expect(mixed.status == 0 && acts.status == 0 && mixed.stdout.contains("stored Grams"), "\(mixed.stdout) \(mixed.stderr)")
+        func values(_ p: String) throws -> [Double] {
+            try String(contentsOfFile: p, encoding: .utf8).split(separator: "\n").dropFirst()
+                .flatMap { $0.split(separator: ",").dropFirst().map { Double($0)! } }
+        }
+        expectClose(try values(path("mixed.csv")), try values(path("acts.csv")), atol: 1e-6)
+    }
+
+    @Test("CKAComparison.run(a, b) with default options takes the batch size of the stored Grams (was 'asked for 32')")
+    func libraryDefaultBatchSize() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (pa, pb) = try defaultStores(["--gram-batch-size", "16"])
+        let a = try ActivationStore(path: pa), b = try ActivationStore(path: pb)
+        let r = try CKAComparison.run(a, b)
+        #expect(r.batchSize == 16 && r.usedStoredGrams && r.batches == 4)
+        // The same numbers as with the batch size given explicitly.
+        var o = CKAOptions()
+        o.batchSize = 16
+        let explicit = try CKAComparison.run(a, b, options: o)
+        #expect(r.matrix == explicit.matrix)
+        // An explicit batch size that the Grams do not have is still an error for Grams-only layers.
+        o.batchSize = 32
+        #expect(throws: CKAError.self) { try CKAComparison.run(a, b, options: o) }
+    }
+
+    @Test("two concurrent 'cka grams' on one store: both succeed and both sets of Grams are kept (one vanished)")
+    func concurrentGrams() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let layers = try ActivationStore(path: similarityFixture("cka_a.h5")).layers.map(\.name)
+        #expect(layers.count >= 2)
+        for round in 0..<4 {
+            let s = path("s\(round).h5")
+            try FileManager.default.copyItem(atPath: similarityFixture("cka_a.h5"), toPath: s)
+            let procs = layers.prefix(2).map { layer -> Process in
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: ckaBinary)
+                p.arguments = ["grams", s, "--layers", layer, "--batch-size", "16", "--quiet"]
+                p.standardOutput = FileHandle.nullDevice
+                p.standardError = FileHandle.nullDevice
+                return p
+            }
+            for p in procs { try p.run() }
+            for p in procs { p.waitUntilExit() }
+            #expect(procs.allSatisfy { $0.terminationStatus == 0 })
+            let grams = try ActivationStore(path: s).grams
+            #expect(Set(grams.keys) == Set(layers.prefix(2)), "round \(round): \(grams.keys.sorted())")
+        }
+    }
 }

@@ -5,7 +5,7 @@
 #
 # Targets: safetensors zipDirectory unpickler checkpoint (default: all four, run in parallel).
 # The package has no executable fuzz targets (that needs a Package.swift change), so this script compiles
-# Sources/CKATensor and Sources/CKACheckpoint directly with swiftc -sanitize=fuzzer,address. Seeds come from
+# Sources/_CKASupport, Sources/CKATensor and Sources/CKACheckpoint directly with swiftc -sanitize=fuzzer,address. Seeds come from
 # Tests/CKACheckpointTests/Fixtures (whole files, their data.pkl records and safetensors headers).
 # Work folder: ${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz} (corpus/, crash files, logs). Exit status 1 if any crash.
 set -euo pipefail
@@ -21,6 +21,8 @@ export SWIFT_BACKTRACE=enable=no   # otherwise the backtracer eats the crash and
 
 FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -package-name ViTCKA -I "$ROOT/Sources/CBLAS" -I "$WORK/build")
 quiet() { grep -v "Cannot export local symbol" || true; }   # harmless ld.gold warnings under ASan
+swiftc "${FLAGS[@]}" -wmo -module-name _CKASupport -emit-module -emit-module-path "$WORK/build/_CKASupport.swiftmodule" \
+    -c "$ROOT"/Sources/_CKASupport/*.swift -o "$WORK/build/_CKASupport.o" 2>&1 | quiet
 swiftc "${FLAGS[@]}" -wmo -module-name CKATensor -emit-module -emit-module-path "$WORK/build/CKATensor.swiftmodule" \
     -c "$ROOT"/Sources/CKATensor/*.swift -o "$WORK/build/CKATensor.o" 2>&1 | quiet
 swiftc "${FLAGS[@]}" -wmo -module-name CKACheckpoint -emit-module -emit-module-path "$WORK/build/CKACheckpoint.swiftmodule" \
@@ -50,7 +52,7 @@ PY
 
 pids=()
 for t in "${TARGETS[@]}"; do
-    swiftc "${FLAGS[@]}" "$HERE/fuzz_$t.swift" "$WORK/build/CKATensor.o" "$WORK/build/CKACheckpoint.o" \
+    swiftc "${FLAGS[@]}" "$HERE/fuzz_$t.swift" "$WORK/build/_CKASupport.o" "$WORK/build/CKATensor.o" "$WORK/build/CKACheckpoint.o" \
         -lopenblas -llapacke -o "$WORK/build/fuzz_$t" 2>&1 | quiet
     [ -x "$WORK/build/fuzz_$t" ] || { echo "build of fuzz_$t failed"; exit 2; }
     mkdir -p "$WORK/corpus/$t" "$WORK/crashes/$t"

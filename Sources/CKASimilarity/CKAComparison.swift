@@ -103,13 +103,19 @@ public enum CKAComparison {
         var source: (any MinibatchGramSource)?
         if let mapped { source = mapped }
         else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens) }
-        for batch in batches {
-            var grams = try stored?.grams(for: batch) ?? [:]
-            if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
-            for ref in layers where !grams[ref]!.isFinite {
-                throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
+        // The whole loop keeps the sources' thread layout: mapped Grams run one single-threaded BLAS per core,
+        // the reader thread of HDF5 reads takes one core from BLAS (so the small HSIC products never wake
+        // BLAS threads that would spin against them).
+        let threads = mapped != nil ? 1 : source != nil ? max(1, blasThreadCount - 1) : blasThreadCount
+        try withBLASThreads(threads) {
+            for batch in batches {
+                var grams = try stored?.grams(for: batch) ?? [:]
+                if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
+                for ref in layers where !grams[ref]!.isFinite {
+                    throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
+                }
+                try consume(batch, MinibatchCKA.terms(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }))
             }
-            try consume(batch, MinibatchCKA.terms(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }))
         }
         return mapped != nil
     }

@@ -61,10 +61,8 @@ public struct MappedGramSource: MinibatchGramSource {
 }
 
 /// Grams from activations read through HDF5 (any layout, dtype and token reduction). A reader thread reads
-/// (and reduces tokens of) the next minibatches while the caller builds Grams. The centring goes to
-/// whichever thread has time: the reader centres a read batch in place unless the caller is already waiting
-/// for it, in which case the caller centres it block by block in cache while building the Gram. The two
-/// cores stay busy whichever is slower.
+/// (and reduces tokens of) the next minibatches while the caller centres each one block by block in cache
+/// and builds its Gram.
 public final class ReadGramSource: MinibatchGramSource {
     public let layers: [LayerRef]
     private let prefetcher: BatchPrefetcher
@@ -82,9 +80,11 @@ public final class ReadGramSource: MinibatchGramSource {
                                   batch: batch.index))
             }
         }
+        // The caller centres every batch in cache while building its Gram (`centeredGramOfRows`): one formula
+        // whichever thread is ahead, so the bits never depend on timing.
         prefetcher = BatchPrefetcher(jobs: jobs, prepare: { x in
             if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
-        }, centre: { x in try x.centerColumns() })
+        }, centre: nil)
         blasThreads = max(1, blasThreadCount - 1)
     }
 

@@ -91,7 +91,7 @@ public enum CKAComparison {
     /// the plan was split.
     /// - Returns: true if the memory-mapped source was used.
     @discardableResult
-    public static func hsicTerms(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+    package static func hsicTerms(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
                                  options o: CKAOptions, batches: [Minibatch], storedGrams: Set<LayerRef> = [],
                                  consume: (Minibatch, MinibatchCKA.BatchTerms) throws -> Void) throws -> Bool {
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }

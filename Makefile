@@ -1,12 +1,15 @@
 # The toolkit's entry points. Each target installs what it needs (Debian 12, as root or with sudo).
 #   make demo   — build, then run the main job end to end on the bundled default; results in demo-output/
-#   make test   — install test dependencies, build, run the whole test suite, the conformance checks and the
-#                 notebook test (every notebook of notebooks-export/ executed on a small output set)
+#   make test   — install test dependencies, build, run the whole test suite, the PyTorch bridge's tests (python/),
+#                 the conformance checks, the notebook test (every notebook of notebooks-export/ executed on a small
+#                 output set) and the MPI test (cka under mpirun -n 1|2|3 gives the bits of one process)
 SHELL := /bin/bash
-APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev pkg-config fonts-dejavu-core
+APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config fonts-dejavu-core
 PIP_PACKAGES := h5py numpy
-# The notebook test (Tests/Notebooks/run_notebooks.sh) executes notebooks-export/ headlessly: no torch, no jupyter server.
-PIP_TEST_PACKAGES := $(PIP_PACKAGES) pandas matplotlib nbformat nbclient ipykernel
+# The notebook test (Tests/Notebooks/run_notebooks.sh) executes notebooks-export/ headlessly: no jupyter server.
+PIP_TEST_PACKAGES := $(PIP_PACKAGES) pandas matplotlib nbformat nbclient ipykernel pytest
+# The PyTorch bridge's tests (python/tests): the CPU-only torch wheel (pip finds it locally), never the CUDA build.
+TORCH_CPU := torch==2.13.0+cpu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CKA := .build/release/cka
 SHARED ?= ../shared
@@ -22,9 +25,12 @@ deps:
 	fi
 
 deps-test: deps
-	@python3 -c "import h5py, numpy, pandas, matplotlib, nbformat, nbclient, ipykernel" 2>/dev/null || \
+	@python3 -c "import h5py, numpy, pandas, matplotlib, nbformat, nbclient, ipykernel, pytest" 2>/dev/null || \
 	  python3 -m pip install -q $(PIP_TEST_PACKAGES) || \
 	  python3 -m pip install -q --break-system-packages $(PIP_TEST_PACKAGES)
+	@python3 -c "import torch" 2>/dev/null || python3 -m pip install -q $(TORCH_CPU) || \
+	  python3 -m pip install -q --break-system-packages $(TORCH_CPU) || \
+	  { echo "no $(TORCH_CPU) wheel found by pip (PIP_FIND_LINKS / the PyTorch CPU index)"; exit 1; }
 
 build: deps
 	swift build -c release --product cka
@@ -39,12 +45,15 @@ test: deps-test
 	swift build --build-tests
 	swift test --skip-build
 	swift build -c release --product cka
+	CKA=$(CKA) python3 -m pytest -q -p no:cacheprovider python/tests
 	@if [ -d "$(SHARED)/conformance" ]; then python3 $(SHARED)/conformance/check.py $(CKA); \
 	 else echo "($(SHARED)/conformance not found: conformance checks skipped)"; fi
 	bash Tests/Notebooks/run_notebooks.sh
+	bash Tests/MPI/run_mpi_tests.sh
 	bash Tests/Fuzz/run_fuzzers.sh 15
 
-# The checkpoint readers under libFuzzer + ASan, 10 minutes per target (corpus in /tmp/cka-checkpoint-fuzz).
+# The checkpoint readers and the activation-store validation under libFuzzer + ASan, 10 minutes per target
+# (corpus in /tmp/cka-checkpoint-fuzz).
 fuzz:
 	bash Tests/Fuzz/run_fuzzers.sh 600
 

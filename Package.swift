@@ -2,7 +2,8 @@
 // A Swift toolkit for comparing the internal representations of Vision Transformers
 // with minibatch CKA (Nguyen, Raghu & Kornblith 2020).
 //
-// System libraries (Debian 12): libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev pkg-config.
+// System libraries (Debian 12): libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libopenmpi-dev openmpi-bin
+// pkg-config.
 import PackageDescription
 
 let package = Package(
@@ -27,20 +28,22 @@ let package = Package(
         /// Images → network input: JPEG/PNG decoding, PIL-faithful resizing, crops, normalisation.
         .target(name: "CKAImages", dependencies: ["CKATensor", "CTurboJPEG", "CPNG", "_CKASupport"]),
         /// The Vision Transformer forward pass with a hook at every layer (timm module paths).
-        .target(name: "CKAViT", dependencies: ["CKATensor", "CKACheckpoint"]),
+        .target(name: "CKAViT", dependencies: ["CKATensor", "CKACheckpoint", "_CKASupport"]),
         /// `cka extract`: checkpoint + inputs → forward pass with hooks → activation store (activations, pooled, Grams).
-        .target(name: "CKAExtraction", dependencies: ["CKAViT", "CKAIO", "CKAImages", "CKACheckpoint"]),
+        .target(name: "CKAExtraction", dependencies: ["CKAViT", "CKAIO", "CKAImages", "CKACheckpoint", "_CKASupport"]),
         /// Analyses on stored features: DINO k-NN per layer, linear probes, Kendall-τ and prediction agreement.
         .target(name: "CKAAnalysis", dependencies: ["CKATensor", "CKAIO", "_CKASupport"]),
         /// Loss landscapes: filter-normalised directions, resumable 1-D/2-D surfaces, flatness statistics.
         .target(name: "CKALandscape", dependencies: ["CKATensor", "CKAIO", "CKAViT", "CKACheckpoint", "_CKASupport"]),
+        /// Work split over the processes of an `mpirun`/`srun` job (the only importer of MPI); a world of one otherwise.
+        .target(name: "CKADistributed", dependencies: ["CKATensor", "CMPI"]),
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo", "_CKASupport"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot"]),
+        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot", "_CKASupport"]),
         /// The `cka` command.
         .executableTarget(name: "cka", dependencies: [
-            "CKAKit", "_CKASupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CKAKit", "CKADistributed", "_CKASupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: - C shims (implementation details)
@@ -49,12 +52,13 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
 
         // MARK: - Support (implementation details)
         /// Atomic output files, progress, parallel loops: shared by every module; not API.
         .target(name: "_CKASupport", exclude: ["README.md"]),
-        .target(name: "_CKATestSupport", dependencies: ["CKATensor", "CKACheckpoint"]),
+        .target(name: "_CKATestSupport", dependencies: ["CKATensor", "CKACheckpoint", "CKAIO", "CKAViT"]),
 
         // MARK: - Unit test bundles
         .testTarget(name: "CKATensorTests", dependencies: ["CKATensor", "_CKATestSupport"]),
@@ -67,12 +71,17 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
                     exclude: ["OfficialFixtures"]),
+        .testTarget(name: "CKAExtractionTests", dependencies: ["CKAExtraction", "CKAViT", "CKAIO", "_CKATestSupport"]),
         .testTarget(name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],
                     exclude: ["Fixtures"]),
+        .testTarget(name: "CKADistributedTests", dependencies: ["CKADistributed", "CKATensor"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "CKAKit", "_CKASupport", "_CKATestSupport"],
+        .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
+        /// A test aid: writes a store slowly so that a test can kill it (not shipped in `cka`).
+        .executableTarget(name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
+        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKASupport", "_CKATestSupport"],
                     exclude: ["Fixtures"]),
     ]
 )

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Generate the notebooks of notebooks-export/ (standard library only: writes nbformat-4 JSON directly).
 
-    python3 notebooks-export/make_notebooks.py              # rewrites the four .ipynb files, outputs cleared
+    python3 notebooks-export/make_notebooks.py [NAME…]      # rewrites the .ipynb files (or those named), outputs cleared
     python3 notebooks-export/make_notebooks.py --check      # exit 1 unless the committed notebooks (executed or
                                                             # not) have exactly the generated cells
 
-The notebooks READ the toolkit's HDF5/CSV outputs (h5py, pandas, matplotlib); they never recompute CKA.
+The notebooks READ the toolkit's HDF5/CSV outputs (h5py, pandas, matplotlib); they never recompute CKA
+(05_from_pytorch also runs a small PyTorch model through python/vitcka, then calls `cka`).
 Each one starts with the `cka` commands that produce its inputs for the official ViT-B/16 checkpoints
 (MoCo-v3, DINO, MAE) and defaults to the files of `make demo` (../demo-output/, see scripts/demo.sh and
 scripts/notebook_inputs.sh). Set CKA_OUT=/path/to/your/results to point them elsewhere.
@@ -376,11 +377,131 @@ nb4 = notebook([
     """),
 ], "fig4")
 
+# ---------------------------------------------------------------------------------------------------------
+nb5 = notebook([
+    md("""
+    # From PyTorch — any model next to the ViT, with `vitcka`
+
+    `python/` holds `vitcka` (`pip install ./python`; numpy, h5py, torch), which runs a PyTorch model — on your
+    GPU if you have one — and writes the same activation store as `cka extract`: pooled features and
+    per-minibatch Grams computed on the device. Every `cka` command then reads it. Here a small PyTorch CNN
+    (plain torch, seeded random init) runs over the demo's images **in the order of `trained.h5`**, and
+    `cka compare` and `cka knn` put it next to the ViT. Only this notebook runs a model; the CKA values still
+    come from `cka`.
+
+    With timm and a GPU, the same takes ten lines:
+    ```python
+    import os, timm, torch, vitcka
+    from torchvision import datasets
+    model = timm.create_model("vit_base_patch16_224.dino", pretrained=True).cuda()
+    ds = datasets.ImageFolder("val/", timm.data.create_transform(**timm.data.resolve_data_config({}, model=model)))
+    class WithIds(torch.utils.data.Dataset):     # (id, image, label): ids pair two stores input by input
+        def __len__(self): return len(ds)
+        def __getitem__(self, i): return (os.path.relpath(ds.samples[i][0], "val/"), *ds[i])
+    loader = torch.utils.data.DataLoader(WithIds(), batch_size=256, num_workers=8)   # never shuffle
+    vitcka.extract(model, loader, "dino_timm.h5", layers="blocks.*", gram_batch_size=256, model_name="dino-timm")
+    # cka compare dino_timm.h5 mae.h5 --layers 'blocks.*' --batch-size 256 --heatmap dino_vs_mae.png
+    ```
+    A torchvision ResNet: `layers="layer1,layer2,layer3,layer4,avgpool"` (feature maps give Grams of the
+    flattened map and pooled `layerK:gap` features). The ids must match the other store's, in the same order.
+    """),
+    code("""
+    import os
+    import subprocess
+    import sys
+    from collections import OrderedDict
+
+    import h5py
+    import numpy as np
+    import pandas as pd
+    import matplotlib.pyplot as plt
+    import torch
+    from PIL import Image
+
+    OUT = os.environ.get("CKA_OUT", os.path.join("..", "demo-output"))
+    IMAGES = os.environ.get("CKA_IMAGES", os.path.join("..", "demo", "images", "cifar10"))  # what trained.h5 read
+    CKA = os.environ.get("CKA", os.path.join("..", ".build", "release", "cka"))
+    assert os.path.isdir(OUT), f"no {OUT}: run `make demo` first, or set CKA_OUT"
+    plt.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72})
+    try:
+        import vitcka
+    except ImportError:                     # not installed: the repository's copy
+        sys.path.insert(0, os.path.join("..", "python"))
+        import vitcka
+
+
+    def cka(*args):
+        r = subprocess.run([CKA, *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+
+    # The ViT store's inputs: the PyTorch run must use the same ids in the same order.
+    with h5py.File(os.path.join(OUT, "trained.h5"), "r") as f:
+        ids = [s.decode() for s in f["inputs/ids"][()]]
+        labels = f["inputs/labels"][()]
+        classes = [s.decode() for s in f["inputs/classes"][()]]
+        B = int(f["grams/blocks.0"].attrs["batch_size"])     # compare with the Grams' batch size
+    print(f"{len(ids)} images of {len(classes)} classes, Gram batch {B}")
+    """),
+    code("""
+    MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+    class Images(torch.utils.data.Dataset):    # yields (id, image, label), as vitcka.extract expects
+        def __len__(self):
+            return len(ids)
+
+        def __getitem__(self, i):
+            x = np.asarray(Image.open(os.path.join(IMAGES, ids[i])).convert("RGB").resize((32, 32)), np.float32) / 255
+            return ids[i], torch.from_numpy(((x - MEAN) / STD).transpose(2, 0, 1)).float(), int(labels[i])
+
+
+    def stage(cin, cout, stride):
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False), torch.nn.BatchNorm2d(cout), torch.nn.ReLU(),
+            torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(cout), torch.nn.ReLU())
+
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(OrderedDict(
+        stem=stage(3, 32, 1), layer1=stage(32, 32, 1), layer2=stage(32, 64, 2), layer3=stage(64, 128, 2),
+        pool=torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())))
+    loader = torch.utils.data.DataLoader(Images(), batch_size=B, shuffle=False)   # never shuffle: ids pair stores
+    store = os.path.join(OUT, "pytorch_cnn.h5")
+    summary = vitcka.extract(model, loader, store, layers="stem,layer*,pool", gram_batch_size=B,
+                             model_name="small CNN (PyTorch)", classes=classes, progress=False)
+    print(f"{summary.examples} images, {summary.seconds:.1f} s; Grams of {summary.gram_layers}")
+    print(cka("inspect", store))
+    """),
+    code("""
+    CNN = ["stem", "layer1", "layer2", "layer3", "pool"]
+    csv = os.path.join(OUT, "vit_vs_pytorch_cnn.csv")
+    cka("compare", os.path.join(OUT, "trained.h5"), store, "--layers", "blocks.*", "--layers-b", ",".join(CNN),
+        "--batch-size", B, "--csv", csv, "--quiet")
+    m = pd.read_csv(csv, index_col="layer")[CNN]      # cka lists layers with activations (pool) first
+    fig, ax = plt.subplots(figsize=(4, 5))
+    im = ax.imshow(m.values, origin="lower", cmap="magma", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(CNN)), CNN, rotation=90)
+    ax.set_yticks(range(len(m)), [r.replace("blocks.", "") for r in m.index])
+    ax.set_xlabel("small CNN (PyTorch, vitcka)"); ax.set_ylabel("ViT block (cka extract)")
+    ax.set_title(f"minibatch CKA, b = {B}", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.05); plt.tight_layout(); plt.show()
+    """),
+    code("""
+    # The same store feeds cka knn: leave-one-out 20-NN on the CNN's pooled features.
+    knn = os.path.join(OUT, "knn_pytorch_cnn.csv")
+    cka("knn", store, "--k", "20", "--csv", knn, "--quiet")
+    pd.read_csv(knn)
+    """),
+], "torch")
+
 NOTEBOOKS = {
     "01_cka_heatmaps.ipynb": nb1,
     "02_cka_layer_types.ipynb": nb2,
     "03_knn_across_depth.ipynb": nb3,
     "04_kendall_tau.ipynb": nb4,
+    "05_from_pytorch.ipynb": nb5,
 }
 
 def cells_of(nb):
@@ -399,7 +520,10 @@ if __name__ == "__main__":
             sys.exit(f"out of date with make_notebooks.py: {', '.join(stale)} (regenerate and re-execute them)")
         print(f"{len(NOTEBOOKS)} notebooks match make_notebooks.py")
         sys.exit(0)
+    only = [a for a in sys.argv[1:] if not a.startswith("-")]   # e.g. 05_from_pytorch.ipynb: only those
     for name, nb in NOTEBOOKS.items():
+        if only and name not in only:
+            continue
         with open(os.path.join(HERE, name), "w") as f:
             json.dump(nb, f, indent=1, ensure_ascii=False)
             f.write("\n")

@@ -39,9 +39,13 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
     case tooFewClasses(path: String, layer: String, classes: Int)
     /// Too few examples to fit or split.
     case tooFewExamples(path: String, detail: String)
+    /// A layer that carries no information to classify by: no features, all zeros, or the same for every input.
+    case uninformativeLayer(path: String, layer: String, detail: String)
 
     public var description: String {
         switch self {
+        case let .uninformativeLayer(path, layer, detail):
+            return "\(path): layer '\(layer)' \(detail)"
         case let .missingLabels(path, analysis):
             return "\(path): no /inputs/labels dataset (\(analysis) needs the class of every input; extract from an ImageFolder layout or write /inputs/labels)"
         case let .unknownLabels(path, count, first):
@@ -61,7 +65,7 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
         case let .featureWidthMismatch(layer, tp, tw, qp, qw):
             return "layer '\(layer)' has \(tw) features in \(tp) but \(qw) in \(qp) (expected the same width: the same model and pooling)"
         case let .notFeatureMatrix(path, layer, shape):
-            return "\(path): layer '\(layer)' has shape \(describeShape(shape)), expected [N, D] features (extract with --store pooled for :cls/:gap/:gap_nocls)"
+            return "\(path): layer '\(layer)' has shape \(describeShape(shape)), expected [N, D] features (extract with `store` pooled for :cls/:gap/:gap_nocls)"
         case let .noLayersMatch(path, patterns, available):
             let shown = available.prefix(8).joined(separator: ", ") + (available.count > 8 ? ", …" : "")
             let what = patterns.isEmpty ? "no [N, D] feature layer" : "no [N, D] layer matches '\(patterns.joined(separator: ","))'"
@@ -75,7 +79,7 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
         case let .queriesAreTrainingInputs(train, test):
             return "every input of \(test) is also in \(train): train and test must hold different inputs (omit the train store for leave-one-out within one store)"
         case let .missingLogits(path, detail):
-            return "\(path): \(detail) (expected /logits [N, C], e.g. written by 'cka probe --save')"
+            return "\(path): \(detail) (expected /logits [N, C], e.g. a saved linear probe (`save`))"
         case let .classCountMismatch(a, ca, b, cb):
             return "\(a) has logits over \(ca) classes but \(b) over \(cb) (expected the same classes)"
         case let .tooFewClasses(path, layer, c):
@@ -89,19 +93,26 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
     private func at(_ path: String) -> String { path.isEmpty ? "" : "\(path): " }
 }
 
-/// Progress of a long analysis: `done` of `total` units of `unit` (e.g. layers).
-public struct AnalysisProgress: Sendable {
-    public let done: Int
-    public let total: Int
-    public let unit: String
-
-    public init(done: Int, total: Int, unit: String) { self.done = done; self.total = total; self.unit = unit }
-}
-
 /// Formats a value for the CSV contracts: the shortest text that reads back to the same `Double`
 /// (`nan` for NaN, which pandas reads as NaN).
 func csvNumber(_ v: Double) -> String {
     if v.isNaN { return "nan" }
     if v.isInfinite { return v > 0 ? "inf" : "-inf" }
     return "\(v)"
+}
+
+/// Refuses a feature matrix `[N, D]` that no analysis can use (one check for k-NN and probes; `cka compare`
+/// refuses the same layers as having zero variance): D = 0, all zeros, or every row the same.
+func checkInformative(_ x: Tensor<Float>, path: String, layer: String) throws {
+    let n = x.rowCount, d = x.rowSize
+    guard d > 0 else { throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "has no features ([\(n), 0])") }
+    var allZero = true, constant = true
+    x.withUnsafeBufferPointer { p in
+        for i in 0..<n * d where p[i] != 0 { allZero = false; break }
+        if n > 1 { for i in d..<n * d where p[i] != p[i % d] { constant = false; break } }
+    }
+    if allZero { throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "is all zeros") }
+    if constant && n > 1 {
+        throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "is the same for every input (constant features)")
+    }
 }

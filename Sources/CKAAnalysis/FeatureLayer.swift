@@ -1,23 +1,6 @@
 import CKAIO
 import CKATensor
 
-/// How a stored `[N, D]` feature layer was pooled from the tokens, read from its name's suffix
-/// (formats.md §1): `blocks.7:cls`, `blocks.7:gap`, `blocks.7:gap_nocls`; a plain `[N, D]` layer has `none`.
-public enum Pooling: String, CaseIterable, Sendable, Comparable {
-    /// The CLS token.
-    case cls
-    /// The mean of all tokens (CLS included).
-    case gap
-    /// The mean of the patch tokens (CLS excluded).
-    case gapNoCLS = "gap_nocls"
-    /// A plain `[N, D]` layer (no pooling suffix, or one the toolkit does not know).
-    case none
-
-    public static func < (a: Pooling, b: Pooling) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
-    }
-}
-
 /// One `[N, D]` feature layer of a store, with its name split into layer and pooling.
 public struct FeatureLayer: Sendable, Equatable {
     /// The dataset name as stored (`blocks.7:gap`).
@@ -32,19 +15,14 @@ public struct FeatureLayer: Sendable, Equatable {
     public let width: Int
 
     /// Splits `name` at its last `:` when the suffix is a known pooling (`cls`, `gap`, `gap_nocls`);
-    /// any other name is a layer with pooling `none`.
+    /// any other name is a layer with pooling `none` (`LayerName`).
     public init(name: String, width: Int) {
+        let parsed = LayerName(name)
         self.name = name
         self.width = width
-        if let colon = name.lastIndex(of: ":"), let p = Pooling(rawValue: String(name[name.index(after: colon)...])),
-           p != .none {
-            layer = String(name[..<colon])
-            pooling = p
-        } else {
-            layer = name
-            pooling = .none
-        }
-        block = LayerKind.blockIndex(of: layer)
+        layer = parsed.module
+        pooling = parsed.pooling
+        block = parsed.block ?? -1
     }
 
     /// The `[N, D]` layers of `test` matching `patterns` (see `select(_:patterns:)`), each checked to exist

@@ -88,11 +88,8 @@ public struct KNNReport: Sendable {
     }
 }
 
-/// Quotes a CSV field when it holds a comma, quote or newline.
-func csvField(_ s: String) -> String {
-    guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return s }
-    return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-}
+/// A CSV field (`CSVText.field`: quoted when needed, never a spreadsheet formula).
+func csvField(_ s: String) -> String { CSVText.field(s) }
 
 /// DINO's weighted k-NN on the feature layers of activation stores (reference-models.md §5).
 public enum KNNEvaluation {
@@ -108,7 +105,7 @@ public enum KNNEvaluation {
     ///   a layer missing in the train store or of another width, NaN/Inf) or the store's errors.
     public static func run(test: ActivationStore, train: ActivationStore? = nil, layers: [String]? = nil,
                            options: KNNOptions = KNNOptions(),
-                           progress: ((AnalysisProgress) -> Void)? = nil) throws -> KNNReport {
+                           progress: ((CKAProgress) -> Void)? = nil) throws -> KNNReport {
         try options.validate()
         let clock = DispatchTime.now().uptimeNanoseconds
         func elapsed(since t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) * 1e-9 }
@@ -142,6 +139,7 @@ public enum KNNEvaluation {
                 let t = DispatchTime.now().uptimeNanoseconds
                 let x = try trainStore.read(f.name)
                 readSeconds += elapsed(since: t)
+                try checkInformative(x, path: trainStore.path, layer: f.name)
                 knn = try KNNClassifier(features: x, labels: trainLabels, classCount: space.classCount)
             } catch AnalysisError.nonFinite {
                 throw AnalysisError.nonFinite(path: trainStore.path, layer: f.name)
@@ -171,7 +169,7 @@ public enum KNNEvaluation {
             for a in tally.accuracies {
                 rows.append(KNNRow(feature: f, k: a.k, top1: a.top1, top5: a.top5, count: a.count))
             }
-            progress?(AnalysisProgress(done: li + 1, total: selected.count, unit: "layers"))
+            progress?(CKAProgress(done: li + 1, total: selected.count, unit: "layers"))
         }
         var report = KNNReport(testPath: test.path, trainPath: train?.path, model: test.modelName, options: options,
                                trainCount: train == nil ? test.count : trainStore.count, testCount: test.count,

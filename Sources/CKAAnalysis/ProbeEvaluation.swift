@@ -123,7 +123,7 @@ public enum ProbeEvaluation {
     ///   NaN/Inf features, too few examples) or the store's errors.
     public static func run(test: ActivationStore, train: ActivationStore? = nil, layers: [String]? = nil,
                            trainFraction: Double = 0.5, seed: UInt64 = 0, options: ProbeOptions = ProbeOptions(),
-                           keepLogits: Bool = false, progress: ((AnalysisProgress) -> Void)? = nil) throws -> ProbeReport {
+                           keepLogits: Bool = false, progress: ((CKAProgress) -> Void)? = nil) throws -> ProbeReport {
         try options.validate()
         let testLabelsAll = try LabelSpace.labels(of: test, analysis: "the linear probe")
         let trainStore = train ?? test
@@ -162,8 +162,10 @@ public enum ProbeEvaluation {
             if train == nil {
                 try test.read(f.name, rowIndices: trainRows, into: &xTrain)
                 try test.read(f.name, rowIndices: testRows, into: &xTest)
+                try checkInformative(xTrain, path: test.path, layer: f.name)
             } else {
                 try trainStore.read(f.name, rows: 0..<trainStore.count, into: &xTrain)
+                try checkInformative(xTrain, path: trainStore.path, layer: f.name)
                 try test.read(f.name, rows: 0..<test.count, into: &xTest)
             }
             guard allFinite(xTest) else { throw AnalysisError.nonFinite(path: test.path, layer: f.name) }
@@ -182,7 +184,7 @@ public enum ProbeEvaluation {
             let testAcc = 100 * Double(zip(testPred, testLabels).filter { $0 == $1 }.count) / Double(max(1, testLabels.count))
             rows.append(ProbeRow(feature: f, probe: probe, trainAccuracy: trainAcc, testAccuracy: testAcc,
                                  testLogits: keepLogits ? logits : nil))
-            progress?(AnalysisProgress(done: li + 1, total: selected.count, unit: "layers"))
+            progress?(CKAProgress(done: li + 1, total: selected.count, unit: "layers"))
         }
         return ProbeReport(testPath: test.path, trainPath: train?.path, model: test.modelName, options: options,
                            trainFraction: train == nil ? trainFraction : nil, seed: train == nil ? seed : nil,

@@ -2,7 +2,7 @@
 /// every malformed input must end in a caught `CheckpointError`. A libFuzzer harness is a three-line
 /// `@_cdecl("LLVMFuzzerTestOneInput")` function calling one of these (see
 /// Tests/Fuzz/).
-public enum CheckpointFuzzing {
+package enum CheckpointFuzzing {
     /// The safetensors reader (header JSON, offsets), then every tensor converted to `Float`.
     public static func safetensors(_ data: UnsafeRawBufferPointer) {
         let file = MappedFile(bytes: data, name: "fuzz.safetensors")

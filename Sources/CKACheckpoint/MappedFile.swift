@@ -12,7 +12,7 @@ import _CKASupport
 ///
 /// Immutable after creation, so it is safe to share between threads. Tensors read from a checkpoint keep
 /// their file alive through a reference to this object.
-public final class MappedFile: @unchecked Sendable {
+package final class MappedFile: @unchecked Sendable {
     /// The name used in error messages (the path as given).
     public let name: String
     /// The first byte (never nil, even for an empty file).

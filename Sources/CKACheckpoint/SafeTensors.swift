@@ -11,7 +11,7 @@ import _CKASupport
 ///   `[begin, end]` with `end − begin = product(shape) · dtype size`;
 /// - sorted by `begin`, the tensors tile the data buffer exactly: the first starts at 0, each starts where the
 ///   previous ended (no gaps, no overlaps) and the last ends at the end of the file.
-public struct SafeTensorsFile: Sendable {
+package struct SafeTensorsFile: Sendable {
     /// The largest header accepted (the reference implementation's limit).
     public static let maxHeaderBytes = 100_000_000
 

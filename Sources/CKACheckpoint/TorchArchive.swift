@@ -16,7 +16,7 @@ public struct TorchArchive: Sendable {
         public init() {}
     }
 
-    public let zip: ZipArchive
+    package let zip: ZipArchive
     /// The folder prefix of every record, e.g. `archive/` or `vit-b-300ep/`.
     public let prefix: String
     /// The decoded object (usually a dict).
@@ -32,7 +32,7 @@ public struct TorchArchive: Sendable {
     }
 
     /// Reads an archive from a mapped (or in-memory) file.
-    public init(file: MappedFile, options: Options = Options()) throws {
+    package init(file: MappedFile, options: Options = Options()) throws {
         let zip = try ZipArchive(file: file)
         self.zip = zip
         let name = file.name

@@ -4,7 +4,7 @@
 /// central-directory entry and its local header. Validates that every structure and every entry's data lies
 /// inside the file, that names are unique UTF-8, and that entries' data ranges do not overlap. Entries are
 /// listed even when compressed; reading one that is compressed or encrypted throws `compressedEntry`.
-public struct ZipArchive: Sendable {
+package struct ZipArchive: Sendable {
     /// One entry of the central directory.
     public struct Entry: Sendable {
         /// The path inside the archive.

@@ -3,6 +3,7 @@ import CKAIO
 import CKATensor
 import CKAViT
 import Foundation
+import _CKASupport
 
 /// What an extraction writes for the selected hook points.
 public struct StoreSelection: OptionSet, Sendable {
@@ -41,14 +42,6 @@ public struct ExtractionOptions: Sendable {
     public var head: ClassifierHead?
 
     public init() {}
-}
-
-/// Progress of an extraction.
-public struct ExtractionProgress: Sendable {
-    public let done: Int
-    public let total: Int?
-    public let seconds: Double
-    public var imagesPerSecond: Double { seconds > 0 ? Double(done) / seconds : 0 }
 }
 
 /// Summary of a finished extraction.
@@ -93,115 +86,18 @@ public enum ActivationExtractor {
 
     /// Extracts into `path`. `progress` is called after every batch.
     public static func run(model: VisionTransformer, checkpoint: Checkpoint?, input: inout some InputSource, to path: String,
-                           options: ExtractionOptions, progress: ((ExtractionProgress) -> Void)? = nil) throws -> ExtractionSummary {
-        let a = model.architecture
-        guard options.batchSize >= 1 else { throw ExtractionError.invalidOption("--batch-size must be at least 1") }
-        if options.store.contains(.grams) && options.gramBatchSize < 4 {
-            throw ExtractionError.invalidOption("--gram-batch-size must be at least 4 (HSIC₁ needs 4 examples)")
-        }
-        let (tokenHooks, pooledHooks) = try selectedHooks(a, options: options)
-        var warnings: [String] = []
-        let head = options.store.contains(.logits) ? options.head : nil
-        if options.store.contains(.logits) {
-            guard let head else {
-                throw ExtractionError.invalidOption("--store logits: no classifier head (the checkpoint's head.*, or DINO's linear weights with --head)")
-            }
-            guard head.width == a.width, head.depth == a.depth else {
-                throw ExtractionError.invalidOption("\(head.file): the head was built for width \(head.width), depth \(head.depth); the model has width \(a.width), depth \(a.depth)")
-            }
-            if let classes = input.classes, classes.count != head.classCount {
-                warnings.append("the inputs have \(classes.count) classes but the head has \(head.classCount) outputs: /inputs/labels index the input classes, so the both_correct/both_wrong subsets of 'cka agreement' are not meaningful")
-            }
-        }
-        var meta = StoreMetadata(model: options.modelName ?? checkpoint.map { modelName(for: $0) } ?? "model")
-        if let checkpoint {
-            meta.checkpoint = URL(fileURLWithPath: checkpoint.file).lastPathComponent
-            meta.checkpointSHA256 = checkpoint.sha256 ?? ""
-            meta.extra["source"] = .string(checkpoint.source.rawValue)
-        }
-        meta.architecture = a.timmName
-        meta.extra.merge(options.attributes) { $1 }
-        if let head {
-            meta.extra["head_kind"] = .string(head.readout.kind)
-            meta.extra["head_readout"] = .string(head.readout.description)
-            meta.extra["head_file"] = .string(URL(fileURLWithPath: head.file).lastPathComponent)
-            meta.extra["head_classes"] = .int(head.classCount)
-            if case let .dinoLinear(n, avg) = head.readout {
-                meta.extra["head_n_last_blocks"] = .int(n)
-                meta.extra["head_avgpool_patchtokens"] = .bool(avg)
-            }
-        }
-        meta.preprocessing = input.preprocessing
-        let writer = try ActivationStoreWriter(path: path, metadata: meta)
-        let storeTokens = options.store.contains(.activations)
-        let storeGrams = options.store.contains(.grams)
-        let selected = Set(tokenHooks + pooledHooks)
-        let headHooks = head?.hookPoints ?? []
-        let hooks = selected.union(headHooks)
-        var logitsDeclared = false
-        var declared = Set<String>()
-        var pending: [String: GramBatcher] = [:]
-        var ids: [String] = [], labels: [Int] = []
-        var scratch = Tensor<Float>(shape: [0])      // shared by all layers when batches line up
-        var pixelsStored = false
+                           options: ExtractionOptions, progress: ((CKAProgress) -> Void)? = nil) throws -> ExtractionSummary {
+        let plan = try ExtractionPlan(model: model, checkpoint: checkpoint, input: input, options: options)
+        let sink = try StoreSink(path: path, plan: plan)
+        var producer = BatchProducer(model: model, plan: plan)
         let start = Date()
         while let batch = try input.next(maxCount: options.batchSize) {
             // Sources return full batches until the inputs run out, so a short batch is the last one.
-            let isLastBatch = batch.ids.count < options.batchSize
-            if options.store.contains(.pixels) {
-                if !pixelsStored {
-                    try writer.addLayerDataset("inputs/pixels", featureShape: Array(batch.pixels.shape.dropFirst()))
-                    pixelsStored = true
-                }
-                try writer.appendRows(batch.pixels, to: "inputs/pixels")
-            }
-            var headValues: [String: Tensor<Float>] = [:]
-            try model.forward(batch.pixels, hooks: hooks) { name, value in
-                if headHooks.contains(name) { headValues[name] = value }
-                guard selected.contains(name) else { return }
-                let isPooled = name.contains(":") || name == "fc_norm"
-                if isPooled || storeTokens {
-                    if !declared.contains(name) {
-                        try writer.addLayer(name, kind: isPooled ? .pooled : LayerKind.infer(from: name),
-                                            block: LayerKind.blockIndex(of: name), featureShape: Array(value.shape.dropFirst()),
-                                            elementType: options.elementType)
-                        declared.insert(name)
-                    }
-                    try writer.append(value, to: name)
-                }
-                if storeGrams && !isPooled {
-                    if pending[name] == nil {
-                        try writer.addGrams(name, batchSize: options.gramBatchSize, tokens: options.gramTokens, centered: true)
-                        pending[name] = GramBatcher(batchSize: options.gramBatchSize, tokens: options.gramTokens)
-                    }
-                    try pending[name]!.add(value, scratch: &scratch, isLast: isLastBatch) { gram in try writer.appendGram(gram, to: name) }
-                }
-            }
-            if let head {
-                let logits = try head.logits(hooks: headValues)
-                if !logitsDeclared {
-                    try writer.addLayerDataset("logits", featureShape: [head.classCount])
-                    try writer.setAttribute("kind", .string(head.readout.kind), of: "logits")
-                    try writer.setAttribute("readout", .string(head.readout.description), of: "logits")
-                    try writer.setAttribute("head_file", .string(URL(fileURLWithPath: head.file).lastPathComponent), of: "logits")
-                    logitsDeclared = true
-                }
-                try writer.appendRows(logits, to: "logits")
-            }
-            ids += batch.ids
-            labels += batch.labels
-            progress?(ExtractionProgress(done: ids.count, total: input.expectedCount, seconds: Date().timeIntervalSince(start)))
+            try producer.process(batch, isLast: batch.ids.count < options.batchSize, into: sink)
+            progress?(CKAProgress(done: sink.count, total: input.expectedCount, unit: "images", seconds: Date().timeIntervalSince(start)))
         }
-        guard !ids.isEmpty else { throw ExtractionError.noInputs(skipped: input.skipped.map(\.id)) }
-        if storeGrams && ids.count % options.gramBatchSize != 0 {
-            warnings.append("the last \(ids.count % options.gramBatchSize) of \(ids.count) examples do not fill a Gram batch of \(options.gramBatchSize) and have no Gram")
-        }
-        try writer.setInputs(ids: ids, labels: labels.contains { $0 >= 0 } ? labels : nil, classes: input.classes)
-        try writer.finish()
-        return ExtractionSummary(examples: ids.count, layers: declared.count, gramLayers: pending.count,
-                                 skipped: input.skipped.map { "\($0.id): \($0.reason)" },
-                                 seconds: Date().timeIntervalSince(start), warnings: warnings,
-                                 logitClassCount: head?.classCount)
+        return try sink.finish(classes: input.classes, skipped: input.skipped.map { "\($0.id): \($0.reason)" },
+                               seconds: Date().timeIntervalSince(start))
     }
 
     /// A model name from the checkpoint's file name (`dino_vitbase16_pretrain.pth` → `dino_vitbase16_pretrain`).

@@ -32,7 +32,7 @@ public protocol InputSource {
 /// (and optional labels/classes) — an activation store or any file an h5py user writes.
 public struct PixelStoreInput: InputSource {
     let store: ActivationStore
-    let limit: Int
+    var limit: Int
     var position = 0
     public let expectedCount: Int?
     public var classes: [String]? { store.classes }

@@ -11,6 +11,8 @@ public enum ActivationStoreError: Error, Equatable, CustomStringConvertible {
     case notFloat(path: String, layer: String, type: String)
     case missingLayerData(path: String, layer: String, expected: Int, got: Int)
     case gramsNotFound(path: String, layer: String)
+    /// A file attribute with a value of the wrong kind (e.g. `format_version` 1.5).
+    case invalidAttribute(path: String, name: String, value: String, expected: String)
 
     public var description: String {
         switch self {
@@ -31,76 +33,10 @@ public enum ActivationStoreError: Error, Equatable, CustomStringConvertible {
             return "\(path): layer '\(layer)' has \(got) of \(expected) rows written"
         case let .gramsNotFound(path, layer):
             return "\(path): no stored Grams for layer '\(layer)'"
+        case let .invalidAttribute(path, name, value, expected):
+            return "\(path): attribute \(name) is \(value), expected \(expected)"
         }
     }
-}
-
-/// The kind of hook point a layer comes from (formats.md §1 `kind` attribute).
-public enum LayerKind: String, CaseIterable, Sendable {
-    case patchEmbed = "patch_embed", norm1, qkv, attnProj = "attn_proj", ls1, norm2, fc1, act, fc2, ls2
-    case block, norm, pooled, other
-
-    /// The kind implied by a timm module path (`blocks.3.attn.qkv` → `.qkv`, `blocks.3:cls` → `.pooled`).
-    public static func infer(from name: String) -> LayerKind {
-        if name.contains(":") { return .pooled }
-        let last = name.split(separator: ".").last.map(String.init) ?? name
-        switch last {
-        case "patch_embed": return .patchEmbed
-        case "norm1": return .norm1
-        case "qkv": return .qkv
-        case "proj": return name.contains("attn") ? .attnProj : .other
-        case "ls1": return .ls1
-        case "norm2": return .norm2
-        case "fc1": return .fc1
-        case "act": return .act
-        case "fc2": return .fc2
-        case "ls2": return .ls2
-        case "norm", "fc_norm": return .norm
-        default: return Int(last) != nil && name.hasPrefix("blocks.") ? .block : .other
-        }
-    }
-
-    /// The block index in a timm module path (`blocks.7.mlp.fc1` → 7), or −1.
-    public static func blockIndex(of name: String) -> Int {
-        let parts = name.split(whereSeparator: { $0 == "." || $0 == ":" })
-        guard parts.count >= 2, parts[0] == "blocks", let i = Int(parts[1]) else { return -1 }
-        return i
-    }
-}
-
-/// Shell-style globs over layer names, where `.` and `:` separate parts like `/` in a path: `*` and `?`
-/// never cross them. So `blocks.*` is every block output, `blocks.*.mlp.fc1` every fc1, `blocks.*:cls` every
-/// pooled CLS feature, and `blocks.1?` blocks 10–19.
-public enum LayerGlob {
-    /// True if `name` matches `pattern`.
-    public static func matches(_ pattern: String, _ name: String) -> Bool {
-        func path(_ s: String) -> String { String(s.map { $0 == "." || $0 == ":" ? "/" : $0 }) }
-        return fnmatch(path(pattern), path(name), FNM_PATHNAME) == 0
-    }
-
-    /// True if `name` matches any of `patterns`.
-    public static func matches(any patterns: [String], _ name: String) -> Bool { patterns.contains { matches($0, name) } }
-}
-
-/// Orders names with embedded numbers compared as numbers (`blocks.2` before `blocks.10`).
-public func naturalOrder(_ a: String, _ b: String) -> Bool {
-    func chunks(_ s: String) -> [(String, Int?)] {
-        var out: [(String, Int?)] = []
-        var cur = "", digits = false
-        for ch in s {
-            let d = ch.isASCII && ch.isNumber
-            if !cur.isEmpty && d != digits { out.append((cur, digits ? Int(cur) : nil)); cur = "" }
-            digits = d
-            cur.append(ch)
-        }
-        if !cur.isEmpty { out.append((cur, digits ? Int(cur) : nil)) }
-        return out
-    }
-    let ca = chunks(a), cb = chunks(b)
-    for (x, y) in zip(ca, cb) {
-        if let i = x.1, let j = y.1 { if i != j { return i < j } } else if x.0 != y.0 { return x.0 < y.0 }
-    }
-    return ca.count < cb.count
 }
 
 /// One stored representation: `/activations/<name>`.
@@ -168,7 +104,11 @@ public final class ActivationStore {
         }
         if let v = attributes["format_version"] {
             guard v.intValue == 1 else {
-                throw ActivationStoreError.unsupportedVersion(path: path, version: v.intValue ?? -1)
+                guard let version = v.intValue else {   // 1.5, "one", …: say what the file holds
+                    throw ActivationStoreError.invalidAttribute(path: path, name: "format_version", value: "\(v)",
+                                                                expected: "the integer 1")
+                }
+                throw ActivationStoreError.unsupportedVersion(path: path, version: version)
             }
         }
         formatVersion = attributes["format_version"]?.intValue

@@ -9,3 +9,5 @@
 @_exported import CKAExtraction
 @_exported import CKAAnalysis
 @_exported import CKALandscape
+// `CKAProgress`, the one public type of the internal support module.
+@_exported import _CKASupport

@@ -16,7 +16,7 @@ public enum ProbeHead {
     public static func load(_ path: String, architecture: ViTArchitecture) throws -> ClassifierHead {
         let f = try HDF5File(path: path)
         for name in ["probe/weight", "probe/bias", "probe/mean", "probe/scale"] where !f.exists(name) {
-            throw LandscapeError.mismatch(file: path, what: "/\(name)", expected: "a probe saved by 'cka probe --save'", got: "missing")
+            throw LandscapeError.mismatch(file: path, what: "/\(name)", expected: "a saved linear probe (ProbeEvaluation with `save`)", got: "missing")
         }
         let layer = try f.attribute("probe_layer")?.stringValue ?? "?"
         let readout: ClassifierHead.Readout
@@ -24,7 +24,7 @@ public enum ProbeHead {
         case "norm:cls": readout = .classToken
         case "fc_norm": readout = .globalPool
         default:
-            throw LandscapeError.invalidArgument("\(path): a probe of '\(layer)'; a landscape head must read norm:cls or fc_norm (train the probe with --layers norm:cls)")
+            throw LandscapeError.invalidArgument("\(path): a probe of '\(layer)'; a landscape head must read norm:cls or fc_norm (train the probe on `layers` norm:cls)")
         }
         let w = try f.dataset("probe/weight").readDouble(), b = try f.dataset("probe/bias").readDouble().scalars
         let mean = try f.dataset("probe/mean").readDouble().scalars, scale = try f.dataset("probe/scale").readDouble().scalars

@@ -75,15 +75,55 @@ public struct MinibatchCKA: Sendable {
     }
 
     private mutating func accumulate(_ ua: Tensor<Double>, _ ub: Tensor<Double>, b: Int) throws {
+        try add(MinibatchCKA.terms(uCenteredA: ua, uCenteredB: ub, batchSize: b))
+    }
+
+    /// The HSIC₁ terms one minibatch adds to the sums: what a distributed or reordered computation
+    /// exchanges. Adding the terms of the same batches in the same order gives bit-identical sums, however
+    /// the batches were computed.
+    public struct BatchTerms: Sendable, Equatable {
+        /// HSIC₁(K_i, L_j), row-major `[layerCountA, layerCountB]`.
+        public var cross: [Double]
+        public var selfA: [Double]
+        public var selfB: [Double]
+        /// Examples in the batch.
+        public var examples: Int
+
+        public init(cross: [Double], selfA: [Double], selfB: [Double], examples: Int) {
+            self.cross = cross; self.selfA = selfA; self.selfB = selfB; self.examples = examples
+        }
+    }
+
+    /// The terms of one minibatch from U-centred Grams stacked as rows `[layers, b·b]` (see `stackUCentered`).
+    public static func terms(uCenteredA ua: Tensor<Double>, uCenteredB ub: Tensor<Double>, batchSize b: Int) throws -> BatchTerms {
         let norm = 1 / (Double(b) * Double(b - 3))
         let cross = try ua.matmul(ub, transposeOther: true)          // all LA×LB ⟨K̃, L̃⟩ in one GEMM
-        cross.withUnsafeBufferPointer { c in
-            for i in 0..<c.count { crossSums[i] += c[i] * norm }
+        let c = cross.withUnsafeBufferPointer { c in c.map { $0 * norm } }
+        return BatchTerms(cross: c, selfA: rowSquaredNorms(ua).map { $0 * norm },
+                          selfB: rowSquaredNorms(ub).map { $0 * norm }, examples: b)
+    }
+
+    /// The terms of one minibatch from its Gram matrices `[b, b]` (one per layer; the same b for all).
+    public static func terms(gramsA: [Tensor<Double>], gramsB: [Tensor<Double>]) throws -> BatchTerms {
+        let ua = try stackUCentered(gramsA), ub = try stackUCentered(gramsB)
+        guard ua.b == ub.b else {
+            throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "Grams of one batch size",
+                                            got: "\(ua.b) and \(ub.b)")
         }
-        for (i, v) in MinibatchCKA.rowSquaredNorms(ua).enumerated() { selfSumsA[i] += v * norm }
-        for (j, v) in MinibatchCKA.rowSquaredNorms(ub).enumerated() { selfSumsB[j] += v * norm }
+        return try terms(uCenteredA: ua.stacked, uCenteredB: ub.stacked, batchSize: ua.b)
+    }
+
+    /// Adds the terms of one minibatch (from `terms(…)`, possibly computed elsewhere).
+    public mutating func add(_ t: BatchTerms) throws {
+        guard t.cross.count == crossSums.count, t.selfA.count == layerCountA, t.selfB.count == layerCountB else {
+            throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "terms of \(layerCountA)×\(layerCountB) layers",
+                                            got: "\(t.selfA.count)×\(t.selfB.count)")
+        }
+        for i in 0..<crossSums.count { crossSums[i] += t.cross[i] }
+        for i in 0..<layerCountA { selfSumsA[i] += t.selfA[i] }
+        for j in 0..<layerCountB { selfSumsB[j] += t.selfB[j] }
         batchCount += 1
-        exampleCount += b
+        exampleCount += t.examples
     }
 
     /// U-centres each Gram and stacks them as rows of a `[layers, b·b]` matrix.

@@ -3,7 +3,7 @@ internal import CBLAS
 /// A read-only view of a row-major matrix inside a larger buffer: `rows × cols`, consecutive rows
 /// `leadingDimension` elements apart. Lets kernels address sub-matrices (e.g. one attention head's
 /// columns of a fused qkv output) without copying. Valid only while the memory it points to is.
-public struct MatrixRef<Scalar: TensorScalar> {
+package struct MatrixRef<Scalar: TensorScalar> {
     public let base: UnsafePointer<Scalar>
     public let rows: Int
     public let cols: Int
@@ -19,7 +19,7 @@ public struct MatrixRef<Scalar: TensorScalar> {
 }
 
 /// A mutable view of a row-major matrix inside a larger buffer (see `MatrixRef`).
-public struct MutableMatrixRef<Scalar: TensorScalar> {
+package struct MutableMatrixRef<Scalar: TensorScalar> {
     public let base: UnsafeMutablePointer<Scalar>
     public let rows: Int
     public let cols: Int
@@ -41,7 +41,7 @@ public struct MutableMatrixRef<Scalar: TensorScalar> {
 
 /// `C = alpha·op(A)·op(B) + beta·C` on matrix views (BLAS GEMM, row-major).
 /// - Throws: `TensorError.shapeMismatch` when the views do not fit together.
-public func gemm<S: TensorScalar>(_ a: MatrixRef<S>, transposeA: Bool = false, _ b: MatrixRef<S>, transposeB: Bool = false,
+package func gemm<S: TensorScalar>(_ a: MatrixRef<S>, transposeA: Bool = false, _ b: MatrixRef<S>, transposeB: Bool = false,
                                   alpha: S = 1, beta: S = 0, into c: MutableMatrixRef<S>) throws {
     let (m, k) = transposeA ? (a.cols, a.rows) : (a.rows, a.cols)
     let (k2, n) = transposeB ? (b.cols, b.rows) : (b.rows, b.cols)

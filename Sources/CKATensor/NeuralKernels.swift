@@ -4,7 +4,7 @@ import Foundation
 ///
 /// They work in place or into caller-owned buffers so a forward pass allocates nothing per layer.
 /// Semantics follow PyTorch: LayerNorm with biased variance, exact-erf GELU, numerically stable softmax.
-public enum NeuralKernels {
+package enum NeuralKernels {
     /// LayerNorm over the last axis of `rows × width`: y = (x − mean)/√(var + eps)·weight + bias,
     /// biased variance (÷ width), statistics accumulated in Double. `input` and `output` may alias.
     public static func layerNorm(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, rows: Int, width: Int,

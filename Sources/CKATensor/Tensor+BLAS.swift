@@ -63,10 +63,11 @@ extension Double: _BLASScalar {
     return r
 }
 
-/// The number of threads OpenBLAS uses (set `OPENBLAS_NUM_THREADS` to change it at start-up).
+/// The number of threads OpenBLAS uses now (set `OPENBLAS_NUM_THREADS` to change it at start-up).
 public var blasThreadCount: Int { Int(openblas_get_num_threads()) }
-/// Sets the number of threads OpenBLAS uses from now on.
-public func setBLASThreadCount(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+/// Sets the number of threads OpenBLAS uses outside any `withBLASThreads` scope (the process's base count;
+/// inside scopes, the smallest count asked for stays in force until the last scope ends).
+public func setBLASThreadCount(_ n: Int) { BLASThreadScopes.shared.setBase(max(1, n)) }
 /// The OpenBLAS kernel family chosen for this CPU (e.g. "Cooperlake", "Haswell").
 public var blasCoreName: String { String(cString: openblas_get_corename()) }
 
@@ -286,17 +287,17 @@ extension Tensor {
                         // thread on its share of the columns, then add the triangles.
                         let parts = Swift.min(threads, 8), chunk = (d + parts - 1) / parts
                         var partial = [Scalar](repeating: 0, count: parts * n * n)
-                        setBLASThreadCount(1)
-                        partial.withUnsafeMutableBufferPointer { pp in
-                            let out = UnsafeMutableSendablePointer(pp.baseAddress!)
-                            let src = UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: px.baseAddress!))
-                            DispatchQueue.concurrentPerform(iterations: parts) { p in
-                                let c0 = p * chunk, w = Swift.min(chunk, d - c0)
-                                guard w > 0 else { return }
-                                Scalar._syrk(N, Int32(w), src.pointer + c0, D, 0, out.pointer + p * n * n, N)
+                        withBLASThreads(1) {
+                            partial.withUnsafeMutableBufferPointer { pp in
+                                let out = UnsafeMutableSendablePointer(pp.baseAddress!)
+                                let src = UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: px.baseAddress!))
+                                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                                    let c0 = p * chunk, w = Swift.min(chunk, d - c0)
+                                    guard w > 0 else { return }
+                                    Scalar._syrk(N, Int32(w), src.pointer + c0, D, 0, out.pointer + p * n * n, N)
+                                }
                             }
                         }
-                        setBLASThreadCount(threads)
                         for i in 0..<n {
                             for j in i..<n {
                                 var v: Scalar = 0
@@ -358,8 +359,8 @@ extension Tensor where Scalar == Float {
         let chunk = (d + parts - 1) / parts, block = Swift.max(1, Swift.min(blockColumns, chunk))
         var partial = [Float](repeating: 0, count: parts * n * n)
         var scratch = [Float](repeating: 0, count: parts * (n * block + block))
-        if parts > 1 { setBLASThreadCount(1) }
-        defer { if parts > 1 { setBLASThreadCount(threads) } }
+        let token = parts > 1 ? BLASThreadScopes.shared.enter(1) : nil
+        defer { if let token { BLASThreadScopes.shared.exit(token) } }
         let inv = 1 / Float(n)
         let rowPointers = rows.map { UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: $0)) }
         partial.withUnsafeMutableBufferPointer { pp in

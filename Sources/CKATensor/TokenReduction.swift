@@ -1,4 +1,5 @@
-/// How a token representation `[N, T, D]` becomes one vector per example for CKA (formats.md §1).
+/// How a token representation `[N, T, D]` becomes one vector per example for CKA (formats.md §1): the
+/// whole sequence, or one of the `Pooling`s (with its kernel).
 public enum TokenReduction: String, CaseIterable, Sendable {
     /// The whole `T·D` vector (Raghu et al.; the seed paper). The default.
     case flatten
@@ -18,22 +19,10 @@ public enum TokenReduction: String, CaseIterable, Sendable {
             throw TensorError.shapeMismatch(op: "tokens gap_nocls", expected: "[N, T ≥ 2, D]", got: describeShape(x.shape))
         }
         var out = Tensor<Float>(shape: [n, d])
+        let pooling: Pooling = self == .cls ? .cls : self == .gap ? .gap : .gapNoCLS
         x.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for i in 0..<n {
-                    let row = src.baseAddress! + i * t * d, o = dst.baseAddress! + i * d
-                    switch self {
-                    case .cls:
-                        o.update(from: row, count: d)
-                    case .gap, .gapNoCLS:
-                        let first = self == .gap ? 0 : 1
-                        o.update(repeating: 0, count: d)
-                        for k in first..<t { let r = row + k * d; for j in 0..<d { o[j] += r[j] } }
-                        let inv = 1 / Float(t - first)
-                        for j in 0..<d { o[j] *= inv }
-                    case .flatten: break
-                    }
-                }
+                pooling.pool(src.baseAddress!, images: n, tokens: t, width: d, into: dst.baseAddress!)
             }
         }
         return out

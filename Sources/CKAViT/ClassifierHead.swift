@@ -371,13 +371,13 @@ public struct ClassifierHead: Sendable {
     static func hint(for source: CheckpointSource) -> String {
         switch source {
         case .dino, .dinoFull:
-            return "DINO's classifier is a separate file (e.g. dino_vitbase16_linearweights.pth): pass it with --head"
+            return "DINO's classifier is a separate file (e.g. dino_vitbase16_linearweights.pth): pass it as `head`"
         case .mocoV3:
             return "the pretraining file holds only the projection head; the classifier is in linear-vit-b-300ep.pth.tar"
         case .mae, .rcmae:
             return "only the finetuned file (mae_finetuned_vit_base.pth) has a classifier"
         case .timm, .dinov2:
-            return "use a checkpoint with a classifier (e.g. timm vit_base_patch16_224.augreg_in21k_ft_in1k), or a DINO linear file with --head"
+            return "use a checkpoint with a classifier (e.g. timm vit_base_patch16_224.augreg_in21k_ft_in1k), or a DINO linear file as `head`"
         }
     }
 }

@@ -1,3 +1,4 @@
+import CKATensor
 import CKACheckpoint
 
 /// The hook points of a Vision Transformer, named by timm's module paths (formats.md §1).
@@ -10,29 +11,27 @@ import CKACheckpoint
 /// suffix to `blocks.{i}` and `norm`: `:cls` (token 0), `:gap` (mean of all tokens), `:gap_nocls`
 /// (mean of the patch tokens), each `[B, D]`; MAE-finetuned models add `fc_norm` `[B, D]`.
 public enum HookPoint {
-    /// Suffixes of pooled features.
-    public static let poolings = ["cls", "gap", "gap_nocls"]
+    /// Suffixes of pooled features (`Pooling.suffixes`).
+    public static let poolings = Pooling.suffixes.map(\.rawValue)
 
     /// Every token-level hook of a model, in network order.
     public static func tokenHooks(for a: ViTArchitecture) -> [String] {
+        var kinds: [LayerKind] = [.norm1, .qkv, .attnProj]
+        if a.layerScale { kinds.append(.ls1) }
+        kinds += [.norm2, .fc1, .act, .fc2]
+        if a.layerScale { kinds.append(.ls2) }
+        kinds.append(.block)
         var names = ["patch_embed"]
-        for i in 0..<a.depth {
-            let p = "blocks.\(i)"
-            names += ["\(p).norm1", "\(p).attn.qkv", "\(p).attn.proj"]
-            if a.layerScale { names.append("\(p).ls1") }
-            names += ["\(p).norm2", "\(p).mlp.fc1", "\(p).mlp.act", "\(p).mlp.fc2"]
-            if a.layerScale { names.append("\(p).ls2") }
-            names.append(p)
-        }
+        for i in 0..<a.depth { names += kinds.map { LayerName(block: i, kind: $0).description } }
         if a.hasFinalNorm { names.append("norm") }
         return names
     }
 
     /// Every pooled hook (`blocks.{i}:cls`, …, `norm:…`, `fc_norm`), in network order.
     public static func pooledHooks(for a: ViTArchitecture) -> [String] {
-        var names: [String] = []
-        for i in 0..<a.depth { names += poolings.map { "blocks.\(i):\($0)" } }
-        if a.hasFinalNorm { names += poolings.map { "norm:\($0)" } }
+        var outputs = (0..<a.depth).map { LayerName(block: $0) }
+        if a.hasFinalNorm { outputs.append(LayerName("norm")) }
+        var names = outputs.flatMap { o in Pooling.suffixes.map { o.pooled($0).description } }
         if a.hasFCNorm { names.append("fc_norm") }
         return names
     }
@@ -42,9 +41,8 @@ public enum HookPoint {
         var out: [String] = []
         for name in tokenHooks(for: a) {
             out.append(name)
-            if name.hasPrefix("blocks.") && name.split(separator: ".").count == 2 || name == "norm" {
-                out += poolings.map { "\(name):\($0)" }
-            }
+            let parsed = LayerName(name)
+            if parsed.isBlockOutput || name == "norm" { out += Pooling.suffixes.map { parsed.pooled($0).description } }
         }
         if a.hasFCNorm { out.append("fc_norm") }
         return out

@@ -1,5 +1,6 @@
 import CKATensor
 import Foundation
+import _CKASupport
 
 /// A stack of pre-norm transformer blocks (timm `Block`, eval mode) that share width, head count and MLP width:
 /// the encoder `blocks.*` of a ViT or the decoder `decoder_blocks.*` of an MAE.
@@ -109,20 +110,13 @@ struct TransformerBlocks {
             return
         }
         var buffers = [Float](repeating: 0, count: workers * scratchCount)
-        setBLASThreadCount(1)
-        defer { setBLASThreadCount(threads) }
-        let failure = FirstError()
-        try withoutActuallyEscaping(body) { body in
-            let work = UncheckedSendable(body)
+        try withBLASThreads(1) {
             try buffers.withUnsafeMutableBufferPointer { bp in
-                let base = UncheckedSendable(bp.baseAddress!), heads = self.heads
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    let s = base.value + w * scratchCount
-                    for pair in stride(from: w, to: pairs, by: workers) {
-                        do { try work.value(pair / heads, pair % heads, s) } catch { failure.record(error) }
-                    }
+                let base = bp.baseAddress!, heads = self.heads
+                try parallelFor(workers) { w in
+                    let s = base + w * scratchCount
+                    for pair in stride(from: w, to: pairs, by: workers) { try body(pair / heads, pair % heads, s) }
                 }
-                if let e = failure.error { throw e }
             }
         }
     }
@@ -141,31 +135,33 @@ struct TransformerBlocks {
                                     weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon)
         }
         for blk in 0..<depth {
-            let n = "\(prefix).\(blk)"
-            layerNorm(n + ".norm1")
-            try emit(n + ".norm1", w.h, [b, t, d])
-            try linear(w.h.pointer, rows: rows, n + ".attn.qkv", into: w.qkv.mutablePointer())
-            try emit(n + ".attn.qkv", w.qkv, [b, t, 3 * d])
+            // Hook names are timm module paths (`LayerName`); parameters are `<hook>.weight`, `<hook>.bias`, ….
+            let n = LayerName(block: blk, prefix: prefix).description
+            func hook(_ k: LayerKind) -> String { LayerName(block: blk, kind: k, prefix: prefix).description }
+            layerNorm(hook(.norm1))
+            try emit(hook(.norm1), w.h, [b, t, d])
+            try linear(w.h.pointer, rows: rows, hook(.qkv), into: w.qkv.mutablePointer())
+            try emit(hook(.qkv), w.qkv, [b, t, 3 * d])
             try attention(w.qkv.pointer, into: w.attn.mutablePointer(), images: b, tokens: t, scores: w.scores.mutablePointer())
-            try linear(w.attn.pointer, rows: rows, n + ".attn.proj", into: w.proj.mutablePointer())
-            try emit(n + ".attn.proj", w.proj, [b, t, d])
+            try linear(w.attn.pointer, rows: rows, hook(.attnProj), into: w.proj.mutablePointer())
+            try emit(hook(.attnProj), w.proj, [b, t, d])
             if layerScale {
                 NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
-                try emit(n + ".ls1", w.proj, [b, t, d])
+                try emit(hook(.ls1), w.proj, [b, t, d])
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
 
-            layerNorm(n + ".norm2")
-            try emit(n + ".norm2", w.h, [b, t, d])
-            try linear(w.h.pointer, rows: rows, n + ".mlp.fc1", into: w.fc1.mutablePointer())
-            try emit(n + ".mlp.fc1", w.fc1, [b, t, hiddenWidth])
+            layerNorm(hook(.norm2))
+            try emit(hook(.norm2), w.h, [b, t, d])
+            try linear(w.h.pointer, rows: rows, hook(.fc1), into: w.fc1.mutablePointer())
+            try emit(hook(.fc1), w.fc1, [b, t, hiddenWidth])
             NeuralKernels.gelu(w.fc1.mutablePointer(), count: w.fc1.count)
-            try emit(n + ".mlp.act", w.fc1, [b, t, hiddenWidth])
-            try linear(w.fc1.pointer, rows: rows, n + ".mlp.fc2", into: w.proj.mutablePointer())
-            try emit(n + ".mlp.fc2", w.proj, [b, t, d])
+            try emit(hook(.act), w.fc1, [b, t, hiddenWidth])
+            try linear(w.fc1.pointer, rows: rows, hook(.fc2), into: w.proj.mutablePointer())
+            try emit(hook(.fc2), w.proj, [b, t, d])
             if layerScale {
                 NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
-                try emit(n + ".ls2", w.proj, [b, t, d])
+                try emit(hook(.ls2), w.proj, [b, t, d])
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
             try emit(n, w.x, [b, t, d])
@@ -191,16 +187,3 @@ func reshapeParameter(_ p: inout [String: Tensor<Float>], _ name: String, _ shap
     p[name] = try t.reshaped(shape)
 }
 
-/// A value handed to `concurrentPerform` workers that use it without data races (disjoint writes).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// The first error thrown by any of several workers.
-final class FirstError: @unchecked Sendable {
-    private let lock = NSLock()
-    private var first: Error?
-    func record(_ e: Error) { lock.withLock { if first == nil { first = e } } }
-    var error: Error? { lock.withLock { first } }
-}

@@ -119,8 +119,8 @@ public final class VisionTransformer {
                                     weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: eps)
         }
         func pooled(_ prefix: String, _ x: Tensor<Float>) throws {
-            for kind in HookPoint.poolings where hooks.contains("\(prefix):\(kind)") {
-                try sink("\(prefix):\(kind)", pool(x, batch: b, tokens: t, width: d, kind: kind))
+            for kind in Pooling.suffixes where hooks.contains("\(prefix):\(kind.rawValue)") {
+                try sink("\(prefix):\(kind.rawValue)", pool(x, batch: b, tokens: t, width: d, kind: kind))
             }
         }
 
@@ -134,7 +134,7 @@ public final class VisionTransformer {
 
         try blocks.run(&w.blocks, emit: emit, afterBlock: pooled)
         if a.hasFCNorm, hooks.contains("fc_norm") {
-            var g = pool(w.blocks.x, batch: b, tokens: t, width: d, kind: "gap_nocls")
+            var g = pool(w.blocks.x, batch: b, tokens: t, width: d, kind: .gapNoCLS)
             NeuralKernels.layerNorm(g.pointer, g.mutablePointer(), rows: b, width: d, weight: p["fc_norm.weight"]!.pointer,
                                     bias: p["fc_norm.bias"]!.pointer, epsilon: eps)
             try sink("fc_norm", g)
@@ -144,10 +144,8 @@ public final class VisionTransformer {
         layerNorm(w.blocks.x, "norm", into: &out)
         let normed = try out.reshaped([b, t, d])
         try emit("norm", out, [b, t, d])
-        if HookPoint.poolings.contains(where: { hooks.contains("norm:\($0)") }) {
-            for kind in HookPoint.poolings where hooks.contains("norm:\(kind)") {
-                try sink("norm:\(kind)", pool(out, batch: b, tokens: t, width: d, kind: kind))
-            }
+        for kind in Pooling.suffixes where hooks.contains("norm:\(kind.rawValue)") {
+            try sink("norm:\(kind.rawValue)", pool(out, batch: b, tokens: t, width: d, kind: kind))
         }
         return normed
     }
@@ -185,19 +183,10 @@ public final class VisionTransformer {
         }
     }
 
-    /// Pooled features `[B, D]` of tokens `[B·T, D]`: token 0, the mean of all tokens, or of tokens 1…T−1.
-    func pool(_ x: Tensor<Float>, batch b: Int, tokens t: Int, width d: Int, kind: String) -> Tensor<Float> {
+    /// Pooled features `[B, D]` of tokens `[B·T, D]` (`Pooling.pool`).
+    func pool(_ x: Tensor<Float>, batch b: Int, tokens t: Int, width d: Int, kind: Pooling) -> Tensor<Float> {
         var out = Tensor<Float>(shape: [b, d])
-        let src = x.pointer, dst = out.mutablePointer()
-        for i in 0..<b {
-            let o = dst + i * d, rows = src + i * t * d
-            if kind == "cls" { o.update(from: rows, count: d); continue }
-            let first = kind == "gap" ? 0 : 1
-            var acc = [Double](repeating: 0, count: d)
-            for k in first..<t { let r = rows + k * d; for j in 0..<d { acc[j] += Double(r[j]) } }
-            let inv = 1 / Double(t - first)
-            for j in 0..<d { o[j] = Float(acc[j] * inv) }
-        }
+        kind.pool(x.pointer, images: b, tokens: t, width: d, into: out.mutablePointer())
         return out
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 @main
 struct CKACommand: ParsableCommand {
@@ -15,7 +16,7 @@ struct CKACommand: ParsableCommand {
         Files follow the formats in the README (HDF5 activation stores, format v1).
         """,
         version: toolkitVersion,
-        subcommands: [Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, WriteTestStore.self, Knn.self, Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self]
+        subcommands: [Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, Knn.self, Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self]
     )
 }
 
@@ -26,11 +27,14 @@ extension CKACommand {
     /// blocks on the heap (bounded: freed memory is reused, not grown) removes that.
     static func main() {
         configureAllocatorForStreaming()
+        _ = world     // under mpirun/srun: MPI_Init on the main thread, before anything else
+
         main(nil)
     }
 }
 
-/// Runs `body`; a thrown error becomes one line `error: …` on stderr and exit status 1.
+/// Runs `body`; a thrown error becomes one line `error: …` on stderr and exit status 1. Under mpirun with
+/// several ranks the line names the rank (`error: rank 2: …`) and the whole job is aborted.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -41,45 +45,59 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let e as ValidationError {
         throw e
     } catch {
-        let text = error is CocoaError ? error.localizedDescription : "\(error)"
-        FileHandle.standardError.write(Data(("error: " + text.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
+        let text = cliWording(error is CocoaError ? error.localizedDescription : "\(error)")
+        if world.isDistributed { world.abort(message: text) }
+        FileHandle.standardError.write(Data(("error: " + terminalSafe(text.replacingOccurrences(of: "\n", with: " ")) + "\n").utf8))
         throw ExitCode(1)
     }
 }
 
-/// Writes a message to stderr (warnings, progress): stdout stays clean for results.
-func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+/// Library errors name options by their Swift names in backticks (`batchSize`); the command line says the flag.
+private let flagOfOption = ["batchSize": "--batch-size", "gramBatchSize": "--gram-batch-size", "head": "--head",
+                            "top": "--top", "store": "--store", "layers": "--layers", "save": "--save",
+                            "shuffle": "--shuffle", "passes": "--passes", "estimator": "--estimator"]
 
-/// Progress on stderr: a rewritten line on a terminal, a line every 10% otherwise; quiet if asked.
-final class ProgressLine {
-    let label: String
-    let quiet: Bool
-    let isTerminal = isatty(2) != 0
-    var lastPercent = -1
-    let start = Date()
-
-    init(_ label: String, quiet: Bool) { self.label = label; self.quiet = quiet }
-
-    func update(_ p: CKAProgress) {
-        guard !quiet, p.total > 0 else { return }
-        let percent = p.done * 100 / p.total
-        let elapsed = Date().timeIntervalSince(start)
-        let eta = p.done > 0 ? elapsed / Double(p.done) * Double(p.total - p.done) : 0
-        let text = "\(label): \(p.done)/\(p.total) \(p.unit) (\(percent)%, \(String(format: "%.1f", elapsed)) s, ~\(String(format: "%.0f", eta)) s left)"
-        if isTerminal {
-            FileHandle.standardError.write(Data(("\r" + text + (p.done == p.total ? "\n" : "")).utf8))
-        } else if percent / 10 != lastPercent / 10 || p.done == p.total {
-            if elapsed > 2 || p.done == p.total && elapsed > 2 { note(text) }
-        }
-        lastPercent = percent
+/// `text` with every backticked option name replaced by its command-line flag (other backticked words stay).
+func cliWording(_ text: String) -> String {
+    var out = "", rest = Substring(text)
+    while let open = rest.firstIndex(of: "`"), let close = rest[rest.index(after: open)...].firstIndex(of: "`") {
+        out += rest[..<open]
+        out += flagOfOption[String(rest[rest.index(after: open)..<close])] ?? String(rest[open...close])
+        rest = rest[rest.index(after: close)...]
     }
+    return out + rest
 }
 
-extension CKAEstimator: ExpressibleByArgument {}
-extension TokenReduction: ExpressibleByArgument {}
-extension GramSource: ExpressibleByArgument {}
+/// Writes a message to stderr (warnings, progress): stdout stays clean for results.
+func note(_ s: String) { FileHandle.standardError.write(Data((terminalSafe(s) + "\n").utf8)) }
+
 
 /// Splits comma-separated glob lists.
 func globs(_ s: String?) -> [String]? {
     s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+}
+
+/// `s` with control characters (C0 but newline and tab, DEL, C1) shown as `\xHH`: names read from a file (a
+/// checkpoint key holding `ESC[2J`, a NUL) never reach the terminal as commands.
+func terminalSafe(_ s: String) -> String {
+    guard s.unicodeScalars.contains(where: { isControl($0) }) else { return s }
+    var out = String.UnicodeScalarView()
+    for u in s.unicodeScalars {
+        if isControl(u) {
+            out.append(contentsOf: String(format: "\\x%02X", u.value).unicodeScalars)
+        } else {
+            out.append(u)
+        }
+    }
+    return String(out)
+}
+
+private func isControl(_ u: Unicode.Scalar) -> Bool {
+    (u.value < 0x20 && u != "\n" && u != "\t") || (0x7F...0x9F).contains(u.value)
+}
+
+/// Every `print` of the command line goes through `terminalSafe` (results name layers, keys and files that come
+/// from untrusted files).
+func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+    Swift.print(terminalSafe(items.map { "\($0)" }.joined(separator: separator)), terminator: terminalSafe(terminator))
 }

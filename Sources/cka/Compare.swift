@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKADistributed
 import CKAKit
 import Foundation
 import _CKASupport
@@ -40,6 +41,8 @@ struct EstimatorOptions: ParsableArguments {
 
     @Flag(help: "No progress messages.")
     var quiet = false
+
+    @OptionGroup var parallel: ThreadOptions
 
     func validate() throws {
         if let batchSize, batchSize < 4 { throw ValidationError("--batch-size must be at least 4 (HSIC₁ divides by n(n−3))") }
@@ -101,8 +104,14 @@ extension CKACommand {
                 try OutputPlan.check(inputs: [a, b], outputs: [csv, longCSV, h5, heatmap])
                 let storeA = try ActivationStore(path: a)
                 let storeB = try b.map { try ActivationStore(path: $0) }
-                let progress = ProgressLine("compare", quiet: settings.quiet)
-                let r = try CKAComparison.run(storeA, storeB, options: settings.options, progress: progress.update)
+                settings.parallel.apply()
+                // Under mpirun the minibatches are split over the ranks; full-set estimators run on rank 0.
+                if world.isDistributed && settings.estimator != .minibatch && !world.isRoot { return }
+                let distribution = world.isDistributed && settings.estimator == .minibatch ? RankDistribution(world) : nil
+                let progress = ProgressLine("compare", quiet: settings.quiet || !world.isRoot)
+                let r = try CKAComparison.run(storeA, storeB, options: settings.options, distribution: distribution,
+                                              progress: progress.update)
+                guard world.isRoot else { return }
                 for w in r.warnings { note("warning: \(w)") }
                 if let csv { try r.writeWideCSV(to: csv) }
                 if let longCSV { try r.writeLongCSV(to: longCSV) }
@@ -149,43 +158,60 @@ extension CKACommand {
         var outDir: String
 
         @Option(help: "Picture format: png or svg.")
-        var format = "png"
+        var format = PictureFormat.png
 
         func validate() throws {
             if files.isEmpty { throw ValidationError("give at least one activation store") }
-            if format != "png" && format != "svg" { throw ValidationError("--format must be png or svg") }
         }
 
         func run() throws {
             try reportingErrors {
-                try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+                settings.parallel.apply()
+                if world.isRoot {
+                    do {
+                        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+                    } catch {
+                        let posix = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+                        throw OutputError(path: outDir, "cannot create the output folder ("
+                                          + (posix.map { String(cString: strerror(Int32($0.code))) } ?? error.localizedDescription) + ")")
+                    }
+                }
                 let stores = try files.map { try ActivationStore(path: $0) }
                 for s in stores.dropFirst() { try CKAComparison.checkSameInputs(stores[0], s) }
                 var names = stores.map { safeName($0.modelName) }
                 for i in names.indices where names[..<i].contains(names[i]) { names[i] += "_\(i)" }
-                let pairs = stores.indices.flatMap { i in (i..<stores.count).map { "\(outDir)/\(names[i])__\(names[$0])" } }
-                try OutputPlan.check(inputs: files, outputs: pairs.flatMap { [$0 + ".csv", $0 + "." + format] }
-                                     + ["\(outDir)/all.csv", "\(outDir)/overview.\(format)"])
+                let outBases = stores.indices.flatMap { i in (i..<stores.count).map { "\(outDir)/\(names[i])__\(names[$0])" } }
+                try OutputPlan.check(inputs: files, outputs: outBases.flatMap { [$0 + ".csv", $0 + "." + format.rawValue] }
+                                     + ["\(outDir)/all.csv", "\(outDir)/overview.\(format.rawValue)"])
                 var long = [CKAResult.longCSVHeader]
                 var panels: [Heatmap] = []
-                for i in stores.indices {
-                    for j in i..<stores.count {
-                        let progress = ProgressLine("\(names[i]) × \(names[j])", quiet: settings.quiet)
-                        let r = try CKAComparison.run(stores[i], i == j ? nil : stores[j], options: settings.options,
+                // Under mpirun pair p is computed by rank p % size; rank 0 writes every output, in pair order.
+                let pairs = stores.indices.flatMap { i in (i..<stores.count).map { (i, $0) } }
+                for (p, (i, j)) in pairs.enumerated() {
+                        let owner = p % world.size
+                        guard world.isRoot || owner == world.rank else { continue }
+                        let r: CKAResult
+                        if owner == world.rank {
+                            let progress = ProgressLine("\(names[i]) × \(names[j])", quiet: settings.quiet || !world.isRoot)
+                            r = try CKAComparison.run(stores[i], i == j ? nil : stores[j], options: settings.options,
                                                       progress: progress.update)
+                            if !world.isRoot { world.send(r.message.bytes, to: 0, tag: 2); continue }
+                        } else {
+                            r = try CKAResult(message: world.receive(from: owner, tag: 2).bytes)
+                        }
                         for w in r.warnings where i == 0 && j == 0 { note("warning: \(w)") }
                         let base = "\(outDir)/\(names[i])__\(names[j])"
                         try r.writeWideCSV(to: base + ".csv")
-                        try r.heatmap().write(to: base + "." + format)
+                        try r.heatmap().write(to: base + "." + format.rawValue)
                         long += r.longCSVRows()
                         panels.append(r.heatmap(title: "\(r.modelA) vs \(r.modelB)"))
                         print("\(names[i]) × \(names[j]): mean diagonal \(String(format: "%.4f", r.diagonal.reduce(0, +) / Double(max(1, r.diagonal.count))))  → \(base).csv")
-                    }
                 }
+                guard world.isRoot else { return }
                 try AtomicOutput.write(long.joined(separator: "\n") + "\n", to: "\(outDir)/all.csv")
                 let est = settings.estimator == .minibatch ? "minibatch CKA, batch \(settings.batchSize.map(String.init) ?? "from the Grams")" : "\(settings.estimator.rawValue) CKA"
-                try HeatmapGrid(panels: panels, title: "Layer×layer \(est) of \(stores.count) models").write(to: "\(outDir)/overview.\(format)")
-                print("wrote \(panels.count) pairs, \(outDir)/all.csv and \(outDir)/overview.\(format)")
+                try HeatmapGrid(panels: panels, title: "Layer×layer \(est) of \(stores.count) models").write(to: "\(outDir)/overview.\(format.rawValue)")
+                print("wrote \(panels.count) pairs, \(outDir)/all.csv and \(outDir)/overview.\(format.rawValue)")
             }
         }
     }

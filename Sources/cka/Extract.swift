@@ -22,35 +22,46 @@ func removePartialOutputOnInterrupt(_ finalPath: String) {
 extension CKACommand {
     struct Extract: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run a ViT checkpoint over images and store every layer's activations, pooled features or Grams.",
+            abstract: "Run a ViT over images; store its layers' activations, pooled features or Grams.",
             discussion: """
-            Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm, DINOv2; .pth/.pth.tar or
-            .safetensors; pickles are never executed), runs the model on CPU and writes an activation store.
+            Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm,
+            DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), runs
+            the model on the CPU and writes an activation store (docs/formats.md §1).
 
-            --store chooses what is written for the hook points selected by --layers:
-              activations  /activations/<layer> [N, T, C] for token layers (large: ViT-B block output is 0.6 MB/image)
-              pooled       /activations/blocks.{i}:cls|gap|gap_nocls [N, D] (and norm:…) — small, for k-NN and probes
-              grams        /grams/<layer> [N/b, b, b]: per-minibatch Grams for 'cka compare' without the activations
+            Hook points (timm module paths): patch_embed, blocks.{i}.norm1, .attn.qkv,
+            .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2, blocks.{i}
+            (block output), norm. --layers takes globs over them ('blocks.*').
+
+            --store chooses what is written for the selected hook points:
+              activations  /activations/<layer> [N, T, C] of token layers
+                           (large: a ViT-B block output is 0.6 MB per image)
+              pooled       /activations/blocks.{i}:cls|gap|gap_nocls [N, D], and
+                           norm:… (small; for k-NN and probes)
+              grams        /grams/<layer> [N/b, b, b]: per-minibatch Grams, so
+                           'cka compare' needs no activations
               pixels       /inputs/pixels, the preprocessed network input
-              logits       /logits [N, C] of the released classifier, for 'cka agreement' (class-folder labels too):
-                           the checkpoint's head (timm, MoCo-v3 linear-eval, MAE finetuned) or, with --head,
-                           DINO's linear weights file (last blocks and average pooling follow from its width;
-                           override with --head-last-blocks, --head-avgpool). No head, or one that does not
-                           fit the model: one-line error, nothing written.
-            Hook points (timm names): patch_embed, blocks.{i}.norm1, .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1,
-            .mlp.act, .mlp.fc2, .ls2, blocks.{i} (block output), norm. Example:
-              cka extract --checkpoint dino_vitbase16_pretrain.pth --images val/ --out dino.h5 \\
-                --layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*' --store grams,pooled
-              cka extract --checkpoint dino_vitbase16_pretrain.pth --head dino_vitbase16_linearweights.pth \\
+              logits       /logits [N, C] of the released classifier, for
+                           'cka agreement': the checkpoint's head (timm, MoCo-v3
+                           linear-eval, MAE finetuned) or DINO's linear weights
+                           given with --head (--head-last-blocks and
+                           --head-avgpool override what its width implies)
+
+            Examples:
+              cka extract --checkpoint dino_vitbase16_pretrain.pth \\
+                --images val/ --out dino.h5 --store grams,pooled \\
+                --layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'
+              cka extract --checkpoint dino_vitbase16_pretrain.pth \\
+                --head dino_vitbase16_linearweights.pth \\
                 --images val/ --out dino-logits.h5 --store logits
-              cka extract --checkpoint linear-vit-b-300ep.pth.tar --images val/ --out moco-logits.h5 --store logits
+              cka extract --checkpoint linear-vit-b-300ep.pth.tar \\
+                --images val/ --out moco-logits.h5 --store logits
               cka agreement dino-logits.h5 moco-logits.h5
             """)
 
         @Option(help: "Checkpoint file (.pth, .pth.tar, .safetensors).")
         var checkpoint: String
 
-        @Option(help: "Checkpoint layout (default: detected): \(CheckpointSource.allCases.map(\.rawValue).joined(separator: ", ")).")
+        @Option(help: "Checkpoint layout (default: detected).")
         var source: CheckpointSource?
 
         @Option(name: .customLong("random-init"), help: "Use a randomly initialised model (timm's init, this seed) with the checkpoint's architecture: the untrained baseline.")
@@ -74,8 +85,8 @@ extension CKACommand {
         @Option(help: "Comma-separated globs over hook names (default: all).")
         var layers: String?
 
-        @Option(help: "What to store: any of activations, pooled, grams, pixels, logits (comma-separated).")
-        var store = "pooled,grams"
+        @Option(help: "What to store (comma-separated).")
+        var store = StoreList(argument: "pooled,grams")!
 
         @Option(help: "DINO's linear classifier weights (e.g. dino_vitbase16_linearweights.pth) for --store logits (default: the checkpoint's own head).")
         var head: String?
@@ -99,13 +110,13 @@ extension CKACommand {
         var limit: Int?
 
         @Option(help: "Float type of stored activations: float32 or float16.")
-        var dtype = "float32"
+        var dtype = StoredDType.float32
 
         @Option(help: "Model name recorded in the file (default: the checkpoint's file name).")
         var model: String?
 
         @Option(help: "Preprocessing preset (default: the checkpoint's method): dino, mocov3, mae, timm-augreg, dinov2.")
-        var preprocessing: String?
+        var preprocessing: PreprocessingPreset?
 
         @Flag(help: "Fail on the first unreadable image instead of skipping it with a warning.")
         var strict = false
@@ -113,9 +124,10 @@ extension CKACommand {
         @Flag(help: "No progress messages.")
         var quiet = false
 
+        @OptionGroup var parallel: ThreadOptions
+
         func validate() throws {
             if (images == nil) == (inputs == nil) { throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5") }
-            if dtype != "float32" && dtype != "float16" { throw ValidationError("--dtype must be float32 or float16") }
             if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
             let s = try selection()
@@ -126,25 +138,12 @@ extension CKACommand {
             if let n = headLastBlocks, n < 1 { throw ValidationError("--head-last-blocks must be at least 1") }
         }
 
-        func selection() throws -> StoreSelection {
-            var s: StoreSelection = []
-            for part in store.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
-                switch part {
-                case "activations": s.insert(.activations)
-                case "pooled": s.insert(.pooled)
-                case "grams": s.insert(.grams)
-                case "pixels": s.insert(.pixels)
-                case "logits": s.insert(.logits)
-                default: throw ValidationError("--store: unknown '\(part)' (use activations, pooled, grams, pixels, logits)")
-                }
-            }
-            if s.isEmpty { throw ValidationError("--store is empty") }
-            return s
-        }
+        func selection() throws -> StoreSelection { store.selection }
 
         func run() throws {
             try reportingErrors {
                 try OutputPlan.check(inputs: [checkpoint, head, inputs], outputs: [out])
+                parallel.apply()
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
@@ -162,27 +161,35 @@ extension CKACommand {
                 options.batchSize = batchSize
                 options.gramBatchSize = gramBatchSize
                 options.gramTokens = gramTokens
-                options.elementType = dtype == "float16" ? .float16 : .float32
+                options.elementType = dtype.elementType
                 options.modelName = model_ ?? randomInit.map { "\(ActivationExtractor.modelName(for: ckpt))-random-init-seed\($0)" }
                 if let seed = randomInit {
                     options.attributes["random_init_seed"] = .int(Int(truncatingIfNeeded: seed))
                     if ckpt.architecture.layerScale { options.attributes["random_init_layer_scale"] = .double(Double(randomLayerScale)) }
                 }
-                removePartialOutputOnInterrupt(out)
-                let line = ProgressLine("extract", quiet: quiet)
-                let report: (ExtractionProgress) -> Void = { p in
-                    line.update(CKAProgress(done: p.done, total: p.total ?? p.done, unit: String(format: "images, %.1f img/s", p.imagesPerSecond)))
+                if world.isRoot { removePartialOutputOnInterrupt(out) }
+                let line = ProgressLine("extract", quiet: quiet || !world.isRoot)
+                let report: (CKAProgress) -> Void = { p in
+                    line.update(p, detail: String(format: "%.1f img/s", p.perSecond ?? 0))
                 }
-                let summary: ExtractionSummary
+                // Under mpirun the inputs are split over the ranks and rank 0 writes the store (DistributedExtraction).
+                func extract(_ source: inout some RangedInputSource) throws -> ExtractionSummary? {
+                    guard world.isDistributed else {
+                        return try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &source, to: out,
+                                                           options: options, progress: report)
+                    }
+                    return try DistributedExtraction.run(model: model, checkpoint: ckpt, input: source, to: out, options: options,
+                                                         communicator: world, progress: report)
+                }
+                let result: ExtractionSummary?
                 if let inputs {
                     var source = try PixelStoreInput(path: inputs, limit: limit)
-                    summary = try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &source, to: out,
-                                                          options: options, progress: report)
+                    result = try extract(&source)
                 } else {
                     var source = try imageInput(for: ckpt, size: model.imageSize)
-                    summary = try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &source, to: out,
-                                                          options: options, progress: report)
+                    result = try extract(&source)
                 }
+                guard let summary = result else { return }
                 for w in summary.warnings { note("warning: \(w)") }
                 if !summary.skipped.isEmpty {
                     note("warning: skipped \(summary.skipped.count) unreadable input(s):")
@@ -208,10 +215,7 @@ extension CKACommand.Extract {
 }
 
 /// The checkpoint method's evaluation transform at the model's input size, or the `--preprocessing` preset.
-func evalTransform(for ckpt: Checkpoint, size: Int, preset: String?) throws -> Preprocessing {
-    guard let name = preset else { return try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: size) }
-    guard let p = Preprocessing.preset(named: name) else {
-        throw ValidationError("--preprocessing: unknown preset '\(name)' (\(Preprocessing.presets.map(\.name).joined(separator: ", ")))")
-    }
+func evalTransform(for ckpt: Checkpoint, size: Int, preset: PreprocessingPreset?) throws -> Preprocessing {
+    guard let p = preset?.preprocessing else { return try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: size) }
     return p.crop == size ? p : try p.with(crop: size)
 }

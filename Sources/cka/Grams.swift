@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKAKit
 import Foundation
+import _CKASupport
 
 extension CKACommand {
     struct Grams: ParsableCommand {
@@ -54,28 +55,6 @@ extension CKACommand {
                     note("warning: the last \(store.count % batchSize) examples do not fill a batch of \(batchSize) and have no Gram")
                 }
                 print("\(file): added Grams of \(names.count) layers, \(k) batches of \(batchSize) (tokens \(tokens.rawValue))")
-            }
-        }
-    }
-
-    /// Writes a small store slowly; a test aid for the guarantee that a killed writer leaves no file.
-    struct WriteTestStore: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "write-test-store", abstract: "Test aid: write a synthetic store slowly.", shouldDisplay: false)
-
-        @Argument var out: String
-        @Option var rows = 64
-        @Option var delayMs = 50
-
-        func run() throws {
-            try reportingErrors {
-                let w = try ActivationStoreWriter(path: out, ids: (0..<rows).map { "x\($0)" }, metadata: StoreMetadata(model: "test"))
-                try w.addLayer("blocks.0", kind: .block, block: 0, featureShape: [16])
-                for i in 0..<rows {
-                    try w.append(Tensor<Float>(shape: [1, 16]) { Float($0 + i) }, to: "blocks.0")
-                    usleep(UInt32(delayMs * 1000))
-                }
-                try w.finish()
             }
         }
     }

@@ -57,6 +57,8 @@ extension CKACommand {
         @Flag(help: "No progress messages.")
         var quiet = false
 
+        @OptionGroup var parallel: ThreadOptions
+
         func validate() throws {
             _ = try positiveIntegers(k, option: "--k")
             if !(temperature > 0) || !temperature.isFinite { throw ValidationError("--temperature must be positive") }
@@ -71,13 +73,22 @@ extension CKACommand {
         func run() throws {
             try reportingErrors {
                 try OutputPlan.check(inputs: [test, train], outputs: [csv, plot])
+                parallel.apply()
                 let testStore = try ActivationStore(path: test)
                 let trainStore = try train.map { try ActivationStore(path: $0) }
                 let ks = try positiveIntegers(k, option: "--k")
-                let progress = ProgressLine("knn", quiet: quiet)
-                let report = try KNNEvaluation.run(test: testStore, train: trainStore, layers: globs(layers),
-                                                   options: KNNOptions(ks: ks, temperature: temperature)) {
-                    progress.update(CKAProgress(done: $0.done, total: $0.total, unit: $0.unit))
+                let progress = ProgressLine("knn", quiet: quiet || !world.isRoot)
+                let options = KNNOptions(ks: ks, temperature: temperature)
+                let report: KNNReport
+                if world.isDistributed {
+                    // Under mpirun the layers are dealt out over the ranks; rank 0 writes the outputs.
+                    guard let r = try DistributedKnn.run(test: testStore, train: trainStore, layers: globs(layers), options: options,
+                                                         communicator: world, progress: { progress.update($0) }) else { return }
+                    report = r
+                } else {
+                    report = try KNNEvaluation.run(test: testStore, train: trainStore, layers: globs(layers), options: options) {
+                        progress.update($0)
+                    }
                 }
                 for w in report.warnings { note("warning: \(w)") }
                 if let csv { try report.writeCSV(to: csv) }

@@ -127,16 +127,24 @@ extension CKACommand {
         var maxPoints: Int?
 
         @Option(help: "Preprocessing preset (default: the checkpoint's method).")
-        var preprocessing: String?
+        var preprocessing: PreprocessingPreset?
 
         @Option(help: "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
         var model: String?
+
+        @Option(help: "Encoder attention heads (default: the checkpoint's saved args, else from the width: 192→3, 384→6, 768→12, 1024→16).")
+        var heads: Int?
+
+        @Option(name: .customLong("decoder-heads"), help: "MAE decoder attention heads (default: the checkpoint's saved args, else width/32).")
+        var decoderHeads: Int?
 
         @Option(help: "The landscape store to write (resumed if it exists with the same settings).")
         var out: String
 
         @Flag(help: "No progress messages.")
         var quiet = false
+
+        @OptionGroup var parallel: ThreadOptions
 
         func validate() throws {
             if !["mae", "rcmae", "ce"].contains(loss) { throw ValidationError("--loss must be mae, rcmae or ce") }
@@ -167,12 +175,21 @@ extension CKACommand {
         func run() throws {
             try reportingErrors {
                 try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out])
-                removePartialOutputOnInterrupt(out)
+                parallel.apply()
+                // Under mpirun every rank sets up the same objective and directions; rank 0 hands out the grid
+                // points and alone writes files and speaks.
+                let quiet = self.quiet || !world.isRoot
+                if world.isRoot { removePartialOutputOnInterrupt(out) }
                 func load(_ path: String, key: String?) throws -> Checkpoint {
-                    var o = Checkpoint.Options(source: source, checkpointKey: key)
+                    var o = Checkpoint.Options(source: source, heads: heads, checkpointKey: key)
                     o.computeSHA256 = false
+                    let c = try Checkpoint(contentsOf: URL(fileURLWithPath: path), options: o)
+                    // Head counts the checkpoint's saved args state win over the guess from the width.
+                    guard heads == nil, let saved = savedHeadCounts(c).encoder, saved != c.architecture.heads else { return c }
+                    o.heads = saved
                     return try Checkpoint(contentsOf: URL(fileURLWithPath: path), options: o)
                 }
+                let directionGuard = DirectionFileGuard(surfacePath: out)
                 let ckpt = try load(checkpoint, key: checkpointKey)
                 let teacherCkpt = try teacher.map { try load($0, key: teacherKey) }
                 let size = VisionTransformerSize(ckpt.architecture)
@@ -185,6 +202,7 @@ extension CKACommand {
                     "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count), "pick": .string(pick),
                     "directions_seeds": .ints([Int(truncatingIfNeeded: seed), Int(truncatingIfNeeded: seed &+ 1)].prefix(dims).map { $0 }),
                     "source": .string(ckpt.source.rawValue), "architecture": .string(ckpt.architecture.timmName),
+                    "heads": .int(ckpt.architecture.heads),
                     "model": .string(model ?? ActivationExtractor.modelName(for: ckpt)),
                     "created_by": .string("cka \(toolkitVersion)"),
                 ]
@@ -225,8 +243,10 @@ extension CKACommand {
                         withMasks.append(b)
                     }
                     maskRows = maskList.flatMap(\.mask)
+                    let dh = decoderHeads ?? savedHeadCounts(ckpt).decoder
                     let o = try MAELandscapeObjective(checkpoint: ckpt, teacher: teacherCkpt, batches: withMasks,
-                                                      normPixLoss: !noNormPixLoss, gamma: gamma)
+                                                      normPixLoss: !noNormPixLoss, gamma: gamma, decoderHeads: dh)
+                    attributes["decoder_heads"] = .int(try o.decoderHeadCount())
                     objective = o
                     groups = o.groups
                 }
@@ -256,6 +276,7 @@ extension CKACommand {
                 // Directions: reuse the saved ones, or draw and save them.
                 let directionPath = directions ?? ((out.hasSuffix(".h5") ? String(out.dropLast(3)) : out) + ".directions.h5")
                 var dirs: [ParameterSet]
+                if !world.isRoot { world.barrier() }        // rank 0 writes the directions first; the others read them
                 let recipe: [String: HDF5AttributeValue] = ["seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(normalization.rawValue),
                                                             "ignore": .string(ignore), "checkpoint": attributes["checkpoint"]!]
                 if FileManager.default.fileExists(atPath: directionPath) {
@@ -275,8 +296,10 @@ extension CKACommand {
                                                           ignoreBiasAndNorm: ignore == "biasbn")
                     }
                     try DirectionFile.write(dirs, attributes: recipe, to: directionPath)
+                    directionGuard.written = directionPath
                     if !quiet { note("landscape: directions saved to \(directionPath)") }
                 }
+                if world.isRoot { world.barrier() }
                 attributes["directions"] = .string(URL(fileURLWithPath: directionPath).lastPathComponent)
 
                 // The surface, resumed if it exists.
@@ -293,8 +316,24 @@ extension CKACommand {
                 }
                 let run = SurfaceEvaluation(objective: objective, directions: dirs)
                 let line = ProgressLine("landscape", quiet: quiet)
-                surface = try run.evaluate(surface, savingTo: out, maxPoints: maxPoints) { done, total, v, seconds in
+                var estimated = false
+                let report: SurfaceEvaluation.Progress = { done, total, v, seconds in
+                    if !estimated && !quiet {
+                        // Cost, measured on the first point: the points left × its time, and at the job's rank count.
+                        estimated = true
+                        let left = Double(total - done + 1), r = Double(world.size)
+                        note(String(format: "landscape: cost estimate: %.0f points × %.2f s = %.0f s on one process; %.0f s on %d ranks (at most; --threads per rank: %d)",
+                                     left, seconds, left * seconds, left * seconds / r, world.size, blasThreadCount))
+                    }
                     line.update(CKAProgress(done: done, total: total, unit: String(format: "points, last %.4g in %.1f s", v.loss, seconds)))
+                }
+                if world.isDistributed {
+                    // The flatness samples and the Hessian run on rank 0 after the grid; the other ranks stop here.
+                    guard let s = try DistributedLandscape.evaluate(run, surface: surface, savingTo: out, maxPoints: maxPoints,
+                                                                    communicator: world, progress: report) else { return }
+                    surface = s
+                } else {
+                    surface = try run.evaluate(surface, savingTo: out, maxPoints: maxPoints, progress: report)
                 }
                 guard surface.completedCount == surface.done.count else {
                     print("\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)")

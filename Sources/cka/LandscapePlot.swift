@@ -24,7 +24,7 @@ extension CKACommand {
         var out: String?
 
         @Option(help: "Picture format: png or svg.")
-        var format = "png"
+        var format = PictureFormat.png
 
         @Option(help: "Lowest contour level / colour (default: the minimum loss).")
         var vmin: Double?
@@ -39,7 +39,6 @@ extension CKACommand {
         var log = false
 
         func validate() throws {
-            if format != "png" && format != "svg" { throw ValidationError("--format must be png or svg") }
             if let vlevel, !(vlevel > 0) { throw ValidationError("--vlevel must be positive") }
             if let vmin, let vmax, !(vmin < vmax) { throw ValidationError("--vmin must be below --vmax") }
         }
@@ -60,7 +59,7 @@ extension CKACommand {
                     for (name, v) in s.parts.sorted(by: { $0.key < $1.key }) {
                         series.append(LinePlot.Series(name: name, x: s.x, y: v.map(transform)))
                     }
-                    let path = "\(prefix)-curve.\(format)"
+                    let path = "\(prefix)-curve.\(format.rawValue)"
                     try LinePlot(series: series, title: title, xLabel: "α (direction x)", yLabel: label,
                                  showsMarkers: s.nx <= 31, showsLegend: series.count > 1).write(to: path)
                     written.append(path)
@@ -73,10 +72,10 @@ extension CKACommand {
                     let low = vmin.map(transform) ?? lo, high = vmax.map(transform) ?? max(hi, lo + 1e-12)
                     guard low < high else { throw ValidationError("--vmin/--vmax leave an empty range") }
                     let levels: [Double]? = vlevel.map { step in Array(stride(from: vmin ?? low, through: vmax ?? high, by: step)).map(transform) }
-                    let contour = "\(prefix)-contour.\(format)"
+                    let contour = "\(prefix)-contour.\(format.rawValue)"
                     try ContourPlot(x: s.x, y: s.y, z: z, title: title, xLabel: "α (direction x)", yLabel: "β (direction y)",
                                     colorbarLabel: label, levelCount: 12, levels: levels, colorRange: low...high).write(to: contour)
-                    let heat = "\(prefix)-heatmap.\(format)"
+                    let heat = "\(prefix)-heatmap.\(format.rawValue)"
                     let fmt: (Double) -> String = { String(format: "%g", $0) }
                     try Heatmap(values: z.reversed().map { $0.map { $0.isNaN ? .nan : min(max($0, low), high) } },
                                 rowLabels: s.y.reversed().map(fmt), columnLabels: s.x.map(fmt), title: title,

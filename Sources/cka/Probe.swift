@@ -79,7 +79,7 @@ extension CKACommand {
                 let progress = ProgressLine("probe", quiet: quiet)
                 let report = try ProbeEvaluation.run(test: testStore, train: trainStore, layers: globs(layers), trainFraction: split,
                                                      seed: seed, options: options, keepLogits: save != nil) {
-                    progress.update(CKAProgress(done: $0.done, total: $0.total, unit: $0.unit))
+                    progress.update($0)
                 }
                 for w in report.warnings { note("warning: \(w)") }
                 if let csv { try report.writeCSV(to: csv) }

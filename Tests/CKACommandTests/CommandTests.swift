@@ -194,8 +194,9 @@ struct CommandTests {
     func killedWriter() throws {
         let out = path("killed.h5")
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: ckaBinary)
-        p.arguments = ["write-test-store", out, "--rows", "400", "--delay-ms", "10"]
+        let writer = URL(fileURLWithPath: ckaBinary).deletingLastPathComponent().appendingPathComponent("slow-store-writer").path
+        p.executableURL = URL(fileURLWithPath: writer)
+        p.arguments = [out, "400", "10"]
         try p.run()
         let partial = AtomicOutput(path: out).temporaryPath.replacingOccurrences(of: "-\(ProcessInfo.processInfo.processIdentifier)",
                                                                                    with: "-\(p.processIdentifier)")
@@ -207,8 +208,28 @@ struct CommandTests {
         p.waitUntilExit()
         #expect(!FileManager.default.fileExists(atPath: out))
         // And left to finish, the same command produces a readable store.
-        let r = try cka(["write-test-store", out, "--rows", "8", "--delay-ms", "0"])
+        let r = try runProcess(writer, [out, "8", "0"])
         let count = try ActivationStore(path: out).count
         #expect(r.status == 0 && count == 8)
+    }
+}
+
+@Suite("Help texts")
+struct HelpTextTests {
+    @Test("cka extract --help reads cleanly at 80 columns: no line longer, no line broken inside a sentence")
+    func extractHelpAt80Columns() throws {
+        let r = try runProcess(ckaBinary, ["extract", "--help"], environment: ["COLUMNS": "80"])
+        #expect(r.status == 0)
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.filter { $0.count > 80 })")
+        // The discussion is wrapped by us: a line that ArgumentParser had to break would continue at column 0
+        // with a lowercase word or a path fragment; every line of the examples stays whole.
+        for example in ["--layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'",
+                        "cka agreement dino-logits.h5 moco-logits.h5"] {
+            #expect(lines.contains { $0.hasSuffix(example) }, "\(example)")
+        }
+        let valueLists = r.stdout.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ")
+            .components(separatedBy: "activations, pooled, grams, pixels, logits").count - 1
+        #expect(valueLists == 1, "the --store values are listed once, by the parser")
     }
 }

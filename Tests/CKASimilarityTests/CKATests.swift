@@ -323,3 +323,46 @@ struct MemoryMapTests {
         #expect(try !CKAComparison.run(try store(dir, "c.h5", layout: "chunked", seed: 2), options: o).usedMemoryMap)
     }
 }
+
+@Suite("The minibatch engine's parts")
+struct EngineSplitTests {
+    @Test("HSIC terms of a plan split into any parts (computed in any order), added in batch order, give identical bits",
+          arguments: [1, 2, 3, 5])
+    func splitPlanIsBitIdentical(parts: Int) throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try MemoryMapTests().store(dir, "a.h5", layout: "chunked", seed: 1)
+        let b = try MemoryMapTests().store(dir, "b.h5", layout: "chunked", seed: 7)
+        for memoryMap in [true, false] {
+            var o = CKAOptions()
+            o.batchSize = 16
+            o.shuffleSeed = 5
+            o.passes = 2
+            o.memoryMap = memoryMap
+            let whole = try CKAComparison.run(a, b, options: o)
+            let la = try CKAComparison.selectLayers(a, patterns: nil), lb = try CKAComparison.selectLayers(b, patterns: nil)
+            let plan = try MinibatchPlan(examples: a.count, options: o)
+            #expect(plan.batches.map(\.ordinal) == Array(0..<plan.batches.count))
+            // Part p takes batches p, p + parts, …; the parts run last-first, as ranks finishing in any order.
+            var terms: [Int: MinibatchCKA.BatchTerms] = [:]
+            for p in (0..<parts).reversed() {
+                let mine = plan.batches.filter { $0.ordinal % parts == p }
+                try CKAComparison.hsicTerms(a, la, b, lb, options: o, batches: mine, storedGrams: false) { batch, t in
+                    terms[batch.ordinal] = t
+                }
+            }
+            var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
+            for i in terms.keys.sorted() { try acc.add(terms[i]!) }
+            let split = try acc.matrix()
+            #expect(split == whole.matrix, "parts \(parts), memoryMap \(memoryMap)")
+        }
+    }
+
+    @Test("Terms of another layer count are refused, not trapped")
+    func termsOfAnotherShape() throws {
+        var acc = MinibatchCKA(layerCountA: 2, layerCountB: 2)
+        #expect(throws: TensorError.self) {
+            try acc.add(MinibatchCKA.BatchTerms(cross: [1], selfA: [1], selfB: [1], examples: 4))
+        }
+    }
+}

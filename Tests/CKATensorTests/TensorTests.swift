@@ -258,3 +258,81 @@ struct KernelTests {
         }
     }
 }
+
+@Suite("BLAS thread scopes", .serialized)
+struct BLASThreadScopeTests {
+    @Test("Concurrent withBLASThreads scopes: each sees at most its count, nested ones too")
+    func concurrentScopes() throws {
+        let before = blasThreadCount
+        setBLASThreadCount(2)
+        defer { setBLASThreadCount(before) }
+        let violations = Counter()
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            let asked = 1 + i % 2
+            withBLASThreads(asked) {
+                for _ in 0..<50 where blasThreadCount > asked { violations.increment() }
+                withBLASThreads(1) { if blasThreadCount != 1 { violations.increment() } }
+            }
+        }
+        #expect(violations.value == 0)
+        // (The base count is process-wide and other suites set it while this runs, so it is not compared here.)
+    }
+}
+
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func increment() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}
+
+@Suite("Layer names: one vocabulary")
+struct LayerNameTests {
+    @Test("Parsing: module, block, kind, pooling; round trip to the stored name")
+    func parse() {
+        let cases: [(String, String, Int?, LayerKind, Pooling)] = [
+            ("patch_embed", "patch_embed", nil, .patchEmbed, .none),
+            ("blocks.3.attn.qkv", "blocks.3.attn.qkv", 3, .qkv, .none),
+            ("blocks.11.attn.proj", "blocks.11.attn.proj", 11, .attnProj, .none),
+            ("blocks.2.mlp.fc1", "blocks.2.mlp.fc1", 2, .fc1, .none),
+            ("blocks.10", "blocks.10", 10, .block, .none),
+            ("blocks.7:gap_nocls", "blocks.7", 7, .pooled, .gapNoCLS),
+            ("norm:cls", "norm", nil, .pooled, .cls),
+            ("norm", "norm", nil, .norm, .none),
+            ("blocks.3:foo", "blocks.3:foo", 3, .pooled, .none),
+            ("head", "head", nil, .other, .none),
+        ]
+        for (name, module, block, kind, pooling) in cases {
+            let l = LayerName(name)
+            #expect(l.module == module && l.block == block && l.kind == kind && l.pooling == pooling, "\(name)")
+            #expect(l.description == name)
+            #expect(LayerKind.infer(from: name) == kind && LayerKind.blockIndex(of: name) == (block ?? -1))
+        }
+        #expect(LayerName("fc_norm").isPooled && !LayerName("norm").isPooled && LayerName("blocks.1:cls").isPooled)
+        #expect(LayerName(block: 4).description == "blocks.4" && LayerName(block: 4).isBlockOutput)
+        #expect(LayerName(block: 4, kind: .qkv).description == "blocks.4.attn.qkv")
+        #expect(LayerName(block: 1, kind: .fc2, prefix: "decoder_blocks").description == "decoder_blocks.1.mlp.fc2")
+        #expect(LayerName(block: 4).pooled(.gap).description == "blocks.4:gap")
+    }
+
+    @Test("The pooling kernel equals a float64 mean; gap_nocls skips every prefix token")
+    func poolingKernel() throws {
+        let b = 3, t = 7, d = 5
+        let x = randomTensor([b * t, d], seed: 9, offset: 100, as: Float.self)
+        for p in [Pooling.gap, .gapNoCLS] {
+            for prefix in [1, 3] where p == .gapNoCLS || prefix == 1 {
+                var out = Tensor<Float>(shape: [b, d])
+                p.pool(x.pointer, images: b, tokens: t, width: d, prefixTokens: prefix, into: out.mutablePointer())
+                let skip = p == .gap ? 0 : prefix
+                for i in 0..<b { for j in 0..<d {
+                    var s = 0.0
+                    for k in skip..<t { s += Double(x[i * t + k, j]) }
+                    #expect(out[i, j] == Float(s / Double(t - skip)), "\(p) prefix \(prefix)")
+                } }
+            }
+        }
+        var cls = Tensor<Float>(shape: [b, d])
+        Pooling.cls.pool(x.pointer, images: b, tokens: t, width: d, into: cls.mutablePointer())
+        #expect((0..<b * d).allSatisfy { cls[$0 / d, $0 % d] == x[($0 / d) * t, $0 % d] })
+    }
+}

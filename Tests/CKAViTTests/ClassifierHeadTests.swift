@@ -105,7 +105,7 @@ struct ClassifierHeadTests {
             Issue.record("no error")
         } catch let e as ClassifierHeadError {
             guard case let .noHead(file, source, hint) = e else { Issue.record("\(e)"); return }
-            #expect(file.hasSuffix("dino_backbone.pth") && source == "dino" && hint.contains("--head"))
+            #expect(file.hasSuffix("dino_backbone.pth") && source == "dino" && hint.contains("`head`"))   // the library names the option; the CLI says --head
         }
         // Overrides that contradict the weight width.
         #expect {

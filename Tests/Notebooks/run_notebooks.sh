@@ -5,14 +5,14 @@
 # headlessly on it (CKA_OUT) and fails if a cell fails, a notebook draws no figure, or the committed notebooks
 # differ from notebooks-export/make_notebooks.py. Never skips: missing tools are a failure.
 # Needs: the release `cka` (swift build -c release --product cka) and python3 with nbclient, nbformat, ipykernel,
-# matplotlib, pandas, h5py, numpy (make deps-test). Environment: CKA (binary), KEEP=1 keeps the work folder.
+# matplotlib, pandas, h5py, numpy, torch (make deps-test). Environment: CKA (binary), KEEP=1 keeps the work folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CKA=${CKA:-.build/release/cka}
 SECONDS=0
 
-if ! python3 -c 'import nbclient, nbformat, ipykernel, matplotlib, pandas, h5py, numpy' 2>/dev/null; then
-  echo "FAIL: the notebook test needs python3 with nbclient nbformat ipykernel matplotlib pandas h5py numpy (make deps-test)"
+if ! python3 -c 'import nbclient, nbformat, ipykernel, matplotlib, pandas, h5py, numpy, torch' 2>/dev/null; then
+  echo "FAIL: the notebook test needs python3 with nbclient nbformat ipykernel matplotlib pandas h5py numpy torch (make deps-test)"
   exit 1
 fi
 [ -x "$CKA" ] || { echo "FAIL: no $CKA (swift build -c release --product cka)"; exit 1; }
@@ -40,5 +40,7 @@ for f in all/all.csv trained_vs_random.h5 norm1_vs_qkv.csv knn_trained.csv repor
 done
 echo "small output set: $(find "$WORK/out" -type f | wc -l) files in ${SECONDS} s"
 
-CKA_OUT="$WORK/out" python3 Tests/Notebooks/execute_notebooks.py notebooks-export/0*.ipynb
+# 05_from_pytorch runs a PyTorch model through python/vitcka over the same images (CKA_IMAGES) and calls $CKA.
+CKA_OUT="$WORK/out" CKA_IMAGES="$WORK/images" CKA="$(cd "$(dirname "$CKA")" && pwd)/$(basename "$CKA")" \
+  python3 Tests/Notebooks/execute_notebooks.py notebooks-export/0*.ipynb
 echo "notebook test: ${SECONDS} s"

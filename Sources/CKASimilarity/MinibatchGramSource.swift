@@ -1,0 +1,103 @@
+import CKAIO
+import CKATensor
+import Foundation
+import _CKASupport
+
+/// Where the `[b, b]` Grams of a minibatch comparison come from. A source is made for a list of minibatches
+/// and a list of layers, and is then asked for the batches in that order. Grams come back centred (feature
+/// columns centred within the batch) in Double, keyed by layer.
+public protocol MinibatchGramSource {
+    /// The Grams of every layer of the source over the examples of `batch`.
+    mutating func grams(for batch: Minibatch) throws -> [LayerRef: Tensor<Double>]
+}
+
+/// Grams stored by extraction (`/grams/<layer>`, formats.md §1), read batch by batch.
+public struct StoredGramSource: MinibatchGramSource {
+    public let layers: [LayerRef]
+
+    public init(layers: [LayerRef]) { self.layers = layers }
+
+    public mutating func grams(for batch: Minibatch) throws -> [LayerRef: Tensor<Double>] {
+        var out: [LayerRef: Tensor<Double>] = [:]
+        for ref in layers { out[ref] = try ref.store.gram(ref.name, batch: batch.index) }
+        return out
+    }
+}
+
+/// Grams built straight from memory-mapped float32 rows (`MappedRows`): no read, no copy. Each layer's
+/// Gram is centred block by block in cache; the layers of a batch are spread over the cores, one BLAS
+/// thread each, and the rows used are dropped from the mapping.
+public struct MappedGramSource: MinibatchGramSource {
+    public let layers: [LayerRef]
+    private let rows: [MappedRows]
+
+    /// Nil if any layer cannot be mapped (compressed, float16, chunked across features) or needs a token
+    /// reduction (only `flatten` of `[N, T, D]` layers reads the stored rows as they are).
+    public init?(layers: [LayerRef], tokens: TokenReduction) throws {
+        var rows: [MappedRows] = []
+        for ref in layers {
+            guard try ref.store.layer(ref.name).shape.count == 2 || tokens == .flatten,
+                  let m = try ref.store.mappedRows(ref.name) else { return nil }
+            rows.append(m)
+        }
+        self.layers = layers
+        self.rows = rows
+    }
+
+    public mutating func grams(for batch: Minibatch) throws -> [LayerRef: Tensor<Double>] {
+        let indices = batch.examples, sources = rows
+        var grams = [Tensor<Double>](repeating: Tensor(shape: [0]), count: sources.count)
+        try withBLASThreads(1) {
+            try grams.withUnsafeMutableBufferPointer { out in
+                try parallelFor(sources.count) { i in
+                    let m = sources[i]
+                    defer { m.release(rows: indices) }
+                    out[i] = try Tensor<Float>.centeredGram(rows: indices.map(m.row), width: m.rowLength)
+                }
+            }
+        }
+        return Dictionary(uniqueKeysWithValues: zip(layers, grams))
+    }
+}
+
+/// Grams from activations read through HDF5 (any layout, dtype and token reduction). A reader thread reads
+/// (and reduces tokens of) the next minibatches while the caller builds Grams. The centring goes to
+/// whichever thread has time: the reader centres a read batch in place unless the caller is already waiting
+/// for it, in which case the caller centres it block by block in cache while building the Gram. The two
+/// cores stay busy whichever is slower.
+public final class ReadGramSource: MinibatchGramSource {
+    public let layers: [LayerRef]
+    private let prefetcher: BatchPrefetcher
+    private var next = 0
+    /// BLAS threads while building Grams: the reader takes one core.
+    private let blasThreads: Int
+
+    /// - Parameter batches: the minibatches that `grams(for:)` will be asked for, in order.
+    public init(layers: [LayerRef], batches: [Minibatch], tokens: TokenReduction) {
+        self.layers = layers
+        var jobs: [BatchPrefetcher.Job] = []
+        for batch in batches {
+            for ref in layers {
+                jobs.append(.init(store: ref.store, layer: ref.name, rows: batch.rows, indices: batch.indices,
+                                  batch: batch.index))
+            }
+        }
+        prefetcher = BatchPrefetcher(jobs: jobs, prepare: { x in
+            if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
+        }, centre: { x in try x.centerColumns() })
+        blasThreads = max(1, blasThreadCount - 1)
+    }
+
+    deinit { prefetcher.cancel() }
+
+    public func grams(for batch: Minibatch) throws -> [LayerRef: Tensor<Double>] {
+        try withBLASThreads(blasThreads) {
+            var out: [LayerRef: Tensor<Double>] = [:]
+            for ref in layers {
+                out[ref] = try prefetcher.withNext(next) { x, centred in try centred ? x.gramOfRows() : x.centeredGramOfRows() }
+                next += 1
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import CKADistributed
+import CKAKit
+import Foundation
+
+/// The grid of `cka landscape` over the ranks of an MPI job.
+///
+/// Rank 0 hands the points that are not done yet out one at a time, in flat-index order, as ranks ask for them
+/// (each rank keeps two requests open, so it never waits for rank 0 to finish a point of its own), computes
+/// points itself in between, records every value and writes the surface atomically after each point, exactly
+/// as one process does. A point's value does not depend on which rank computed it, so the surface has the
+/// same bits for any number of ranks; a killed job leaves the points done so far, and a rerun resumes.
+enum DistributedLandscape {
+    static let requestTag = 10, replyTag = 11
+    /// Requests a rank keeps open.
+    static let lookahead = 2
+
+    /// Rank 0: the surface with every point (or `maxPoints` new ones) done. Other ranks: nil, after rank 0 has
+    /// no point left for them.
+    static func evaluate(_ run: SurfaceEvaluation, surface: LandscapeSurface, savingTo path: String, maxPoints: Int?,
+                         communicator world: Communicator, progress: SurfaceEvaluation.Progress?) throws -> LandscapeSurface? {
+        guard world.isRoot else {
+            try work(run, surface: surface, communicator: world)
+            return nil
+        }
+        var s = surface
+        var queue: [(ix: Int, iy: Int)] = []
+        for iy in 0..<s.ny { for ix in 0..<s.nx where s.done[iy * s.nx + ix] == 0 { queue.append((ix, iy)) } }
+        if let maxPoints { queue = Array(queue.prefix(max(0, maxPoints))) }
+        queue.reverse()                                          // popLast takes them in flat-index order
+        var completed = s.completedCount, assigned = 0
+        var answered = [Int](repeating: 0, count: world.size), results = [Int](repeating: 0, count: world.size)
+
+        func record(_ v: LandscapeValue, ix: Int, iy: Int, seconds: Double) throws {
+            s.record(v, ix: ix, iy: iy)
+            try s.write(to: path)
+            completed += 1
+            progress?(completed, s.loss.count, v, seconds)
+        }
+        /// Takes one message of a rank: a result (also a request) or a first request; answers it at once.
+        func handle(_ source: Int, _ bytes: [UInt8]) throws {
+            var r = MessageReader(bytes)
+            if try r.int() == 1 {
+                let ix = try r.int(), iy = try r.int(), seconds = try r.doubles()[0]
+                try record(try decodeValue(&r), ix: ix, iy: iy, seconds: seconds)
+                results[source] += 1
+                assigned -= 1
+            }
+            var reply = Message()
+            if let p = queue.popLast() {
+                reply.append(p.ix); reply.append(p.iy)
+                assigned += 1
+            } else {
+                reply.append(-1)
+            }
+            world.send(reply.bytes, to: source, tag: replyTag)
+            answered[source] += 1
+        }
+        func allAnswered() -> Bool { (1..<world.size).allSatisfy { answered[$0] == lookahead + results[$0] } }
+
+        while true {
+            while let (source, bytes) = world.poll(tag: requestTag) { try handle(source, bytes) }
+            if let p = queue.popLast() {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let v = try run.value(a: s.x[p.ix], b: s.y[p.iy])
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                try record(v, ix: p.ix, iy: p.iy, seconds: seconds)
+                continue
+            }
+            if assigned == 0 && allAnswered() { break }
+            let (source, bytes) = world.receive(from: nil, tag: requestTag)
+            try handle(source, bytes)
+        }
+        return s
+    }
+
+    /// A rank other than 0: asks for points, computes them, sends their values, until rank 0 has none left.
+    static func work(_ run: SurfaceEvaluation, surface s: LandscapeSurface, communicator world: Communicator) throws {
+        var ready = Message()
+        ready.append(0)
+        for _ in 0..<lookahead { world.send(ready.bytes, to: 0, tag: requestTag) }
+        var open = lookahead
+        while open > 0 {
+            var r = MessageReader(world.receive(from: 0, tag: replyTag).bytes)
+            open -= 1
+            let ix = try r.int()
+            guard ix >= 0 else { continue }
+            let iy = try r.int()
+            let start = DispatchTime.now().uptimeNanoseconds
+            let v = try run.value(a: s.x[ix], b: s.y[iy])
+            var m = Message()
+            m.append(1); m.append(ix); m.append(iy)
+            m.append([Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9])
+            encodeValue(v, into: &m)
+            world.send(m.bytes, to: 0, tag: requestTag)
+            open += 1
+        }
+    }
+
+    static func encodeValue(_ v: LandscapeValue, into m: inout Message) {
+        let names = v.parts.keys.sorted()
+        m.append([v.loss, v.accuracy ?? .nan] + names.map { v.parts[$0]! })
+        m.append(v.accuracy == nil ? 0 : 1)
+        m.append(names)
+    }
+
+    static func decodeValue(_ r: inout MessageReader) throws -> LandscapeValue {
+        let values = try r.doubles(), hasAccuracy = try r.int() == 1, names = try r.strings()
+        guard values.count == 2 + names.count else { throw DistributedError.malformedMessage(offset: 0) }
+        var parts: [String: Double] = [:]
+        for (i, n) in names.enumerated() { parts[n] = values[2 + i] }
+        return LandscapeValue(loss: values[0], accuracy: hasAccuracy ? values[1] : nil, parts: parts)
+    }
+}

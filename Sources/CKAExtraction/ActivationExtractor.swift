@@ -1,3 +1,4 @@
+import CKAImages
 import CKACheckpoint
 import CKAIO
 import CKATensor

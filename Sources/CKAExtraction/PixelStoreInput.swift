@@ -1,32 +1,6 @@
+import CKAImages
 import CKAIO
 import CKATensor
-
-/// A minibatch of network inputs with the ids (and labels) of the examples it holds.
-public struct InputBatch {
-    public var ids: [String]
-    /// Class index per example, −1 = unknown.
-    public var labels: [Int]
-    /// `[b, 3, H, W]`, normalised.
-    public var pixels: Tensor<Float>
-
-    public init(ids: [String], labels: [Int], pixels: Tensor<Float>) {
-        self.ids = ids; self.labels = labels; self.pixels = pixels
-    }
-}
-
-/// Where the examples of an extraction come from, in a fixed order.
-public protocol InputSource {
-    /// How many examples there will be at most (for progress), if known.
-    var expectedCount: Int? { get }
-    /// Class names in index order, if the inputs are labelled.
-    var classes: [String]? { get }
-    /// The preprocessing applied (stored in the output's `preprocessing` attribute).
-    var preprocessing: String { get }
-    /// Examples that could not be used, with the reason.
-    var skipped: [(id: String, reason: String)] { get }
-    /// The next batch of at most `maxCount` examples, or nil at the end.
-    mutating func next(maxCount: Int) throws -> InputBatch?
-}
 
 /// Inputs already preprocessed into an HDF5 file: `/inputs/pixels` `[N, 3, H, W]` with `/inputs/ids`
 /// (and optional labels/classes) — an activation store or any file an h5py user writes.

@@ -239,7 +239,10 @@ struct HardeningCommandTests {
         let scaled = hostileFixture("scaled.h5")
         try expectLine(["compare", scaled, "--layers", "huge", "--batch-size", "16"], "float32 Grams overflow")
         try expectLine(["compare", scaled, "--layers", "tiny", "--batch-size", "16"], "float32 Grams underflow")
+        // A corrupt gzip chunk read on the reader thread: one line, not HDF5's diagnostic stack.
+        try expectLine(["compare", hostileFixture("corrupt_chunk.h5"), "--batch-size", "16"], "corrupt_chunk.h5")
         try "x".write(toFile: path("file"), atomically: false, encoding: .utf8)
+
         try expectLine(["compare-all", similarityFixture("cka_a.h5"), "--out-dir", path("file") + "/sub"], path("file") + "/sub")
     }
 
@@ -252,5 +255,15 @@ struct HardeningCommandTests {
                 #expect(r.status == 1 && r.stderr.contains(text) && r.stderr.contains("'\(layer)'"), "\(command) \(layer): \(r.stderr)")
             }
         }
+    }
+
+    @Test("k-NN is scale-invariant up to 10²¹: the same layer ×2⁷⁰ gives the same table (float32 dot products overflowed)")
+    func knnExtremeScale() throws {
+        let scaled = hostileFixture("scaled.h5")
+        let unit = try cka(["knn", scaled, "--layers", "unit", "--k", "1,5,20"])
+        let big = try cka(["knn", scaled, "--layers", "unit_x2e70", "--k", "1,5,20"])
+        #expect(unit.status == 0 && big.status == 0, "\(unit.stderr) \(big.stderr)")
+        func numbers(_ s: String) -> [String] { s.split(separator: "\n").filter { $0.hasPrefix("unit") }.map { $0.split(separator: " ").dropFirst().joined(separator: " ") } }
+        #expect(!numbers(unit.stdout).isEmpty && numbers(unit.stdout) == numbers(big.stdout), "\(unit.stdout)\n\(big.stdout)")
     }
 }

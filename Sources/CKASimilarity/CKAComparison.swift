@@ -64,7 +64,6 @@ public enum CKAComparison {
         }
         return result
     }
-
     /// A finite layer whose Grams overflow (values ≳ 10¹⁹) or underflow (≲ 10⁻¹⁹) in float32 is reported as
     /// such, not as "NaN or Inf" or "zero variance". Looks at the first rows of the layer named by `error`.
     static func rangeDiagnosis(_ error: CKAError, stores: [ActivationStore]) -> CKAError? {
@@ -98,13 +97,13 @@ public enum CKAComparison {
                                      _ progress: ((CKAProgress) -> Void)?) throws {
         let plan = try MinibatchPlan(examples: a.count, options: o)
         result.warnings += plan.warnings
-        let storedLayers = try decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
-        result.usedStoredGrams = !storedLayers.isEmpty
+        let stored = try decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
+        result.usedStoredGrams = !stored.isEmpty
         var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
         let total = plan.batches.count
         var rounds = BatchRounds(distribution, total: total)
         result.usedMemoryMap = try hsicTerms(a, la, b, lb, options: o, batches: plan.batches.filter(rounds.owns),
-                                             storedGrams: false, storedLayers: storedLayers) { batch, terms in
+                                             storedGrams: stored) { batch, terms in
             try rounds.add(terms, into: &acc)
             progress?(CKAProgress(done: batch.ordinal + 1, total: total, unit: "minibatches"))
         }
@@ -116,28 +115,27 @@ public enum CKAComparison {
     }
 
     /// The HSIC₁ terms of `batches` (a plan's minibatches, or any subset of them in plan order), handed to
-    /// `consume` batch by batch. The Grams come from the stored Grams (every layer with `storedGrams`, the
-    /// layers in `storedLayers` otherwise), from memory-mapped rows when every other layer lies in its file as
-    /// plain float32 (and `options.memoryMap`), or from HDF5 reads. Adding the terms of a plan's batches in
-    /// ordinal order gives the same bits however the plan was split.
+    /// `consume` batch by batch. The layers in `storedGrams` come from their stored Grams; the others from
+    /// memory-mapped rows when every one of them lies in its file as plain float32 (and `options.memoryMap`),
+    /// else from HDF5 reads. Adding the terms of a plan's batches in ordinal order gives the same bits however
+    /// the plan was split.
     /// - Returns: true if the memory-mapped source was used.
     @discardableResult
     public static func hsicTerms(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
-                                 options o: CKAOptions, batches: [Minibatch], storedGrams: Bool,
-                                 storedLayers: Set<LayerRef> = [],
+                                 options o: CKAOptions, batches: [Minibatch], storedGrams: Set<LayerRef> = [],
                                  consume: (Minibatch, MinibatchCKA.BatchTerms) throws -> Void) throws -> Bool {
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
         let layers = LayerRef.distinct(refsA, refsB)
-        let fromStore = storedGrams ? Set(layers) : storedLayers
-        let computed = layers.filter { !fromStore.contains($0) }
+        let fromStore = layers.filter { storedGrams.contains($0) }, computed = layers.filter { !storedGrams.contains($0) }
+        var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
         var mapped: MappedGramSource?
         if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
-        var stored = StoredGramSource(layers: layers.filter { fromStore.contains($0) })
-        var source: (any MinibatchGramSource)? = if computed.isEmpty { nil } else if let mapped { mapped }
-            else { ReadGramSource(layers: computed, batches: batches, tokens: o.tokens) }
+        var source: (any MinibatchGramSource)?
+        if let mapped { source = mapped }
+        else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens) }
         for batch in batches {
-            var grams = fromStore.isEmpty ? [:] : try stored.grams(for: batch)
-            if source != nil { grams.merge(try source!.grams(for: batch)) { $1 } }
+            var grams = try stored?.grams(for: batch) ?? [:]
+            if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
             for ref in layers where !grams[ref]!.isFinite {
                 throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
             }
@@ -146,7 +144,7 @@ public enum CKAComparison {
         return mapped != nil
     }
 
-    /// The layers whose stored Grams are used (all, with `stored`); the others are computed from activations.
+    /// The layers whose stored Grams are used; the others are computed from their activations.
     private static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
                                           _ o: CKAOptions, shuffled: Bool) throws -> Set<LayerRef> {
         if o.gramSource == .activations { return [] }

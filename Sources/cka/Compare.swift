@@ -180,9 +180,9 @@ extension CKACommand {
                 for s in stores.dropFirst() { try CKAComparison.checkSameInputs(stores[0], s) }
                 var names = stores.map { safeName($0.modelName) }
                 for i in names.indices where names[..<i].contains(names[i]) { names[i] += "_\(i)" }
-                let outBases = stores.indices.flatMap { i in (i..<stores.count).map { "\(outDir)/\(names[i])__\(names[$0])" } }
-                try OutputPlan.check(inputs: files, outputs: outBases.flatMap { [$0 + ".csv", $0 + "." + format.rawValue] }
-                                     + ["\(outDir)/all.csv", "\(outDir)/overview.\(format.rawValue)"])
+                let bases: [String] = stores.indices.flatMap { i in (i..<stores.count).map { "\(outDir)/\(names[i])__\(names[$0])" } }
+                let outputs: [String] = bases.flatMap { [$0 + ".csv", $0 + "." + format.rawValue] }
+                try OutputPlan.check(inputs: files, outputs: outputs + ["\(outDir)/all.csv", "\(outDir)/overview.\(format.rawValue)"])
                 var long = [CKAResult.longCSVHeader]
                 var panels: [Heatmap] = []
                 // Under mpirun pair p is computed by rank p % size; rank 0 writes every output, in pair order.

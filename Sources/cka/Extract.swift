@@ -142,8 +142,8 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
-                try OutputPlan.check(inputs: [checkpoint, head, inputs], outputs: [out])
                 parallel.apply()
+                try OutputPlan.check(inputs: [checkpoint, head, inputs], outputs: [out])
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)

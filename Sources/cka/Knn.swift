@@ -72,8 +72,8 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
-                try OutputPlan.check(inputs: [test, train], outputs: [csv, plot])
                 parallel.apply()
+                try OutputPlan.check(inputs: [test, train], outputs: [csv, plot])
                 let testStore = try ActivationStore(path: test)
                 let trainStore = try train.map { try ActivationStore(path: $0) }
                 let ks = try positiveIntegers(k, option: "--k")

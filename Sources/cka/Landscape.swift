@@ -174,11 +174,11 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
-                try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out])
                 parallel.apply()
                 // Under mpirun every rank sets up the same objective and directions; rank 0 hands out the grid
                 // points and alone writes files and speaks.
                 let quiet = self.quiet || !world.isRoot
+                try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out])
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
                 func load(_ path: String, key: String?) throws -> Checkpoint {
                     var o = Checkpoint.Options(source: source, heads: heads, checkpointKey: key)

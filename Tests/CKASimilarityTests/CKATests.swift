@@ -347,7 +347,7 @@ struct EngineSplitTests {
             var terms: [Int: MinibatchCKA.BatchTerms] = [:]
             for p in (0..<parts).reversed() {
                 let mine = plan.batches.filter { $0.ordinal % parts == p }
-                try CKAComparison.hsicTerms(a, la, b, lb, options: o, batches: mine, storedGrams: false) { batch, t in
+                try CKAComparison.hsicTerms(a, la, b, lb, options: o, batches: mine) { batch, t in
                     terms[batch.ordinal] = t
                 }
             }

@@ -8,7 +8,7 @@
 # activationStore turns its input into a recipe for an HDF5 file (random shapes, types, attributes; huge declared
 # extents) written in /dev/shm, then validates and reads it with ActivationStore.
 # The package has no executable fuzz targets (that needs a Package.swift change), so this script compiles
-# Sources/CKATensor and Sources/CKACheckpoint directly with swiftc -sanitize=fuzzer,address. Seeds come from
+# Sources/_CKASupport, Sources/CKATensor and Sources/CKACheckpoint directly with swiftc -sanitize=fuzzer,address. Seeds come from
 # Tests/CKACheckpointTests/Fixtures (whole files, their data.pkl records and safetensors headers).
 # Work folder: ${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz} (corpus/, crash files, logs). Exit status 1 if any crash.
 set -euo pipefail

@@ -11,8 +11,10 @@ timed `--repeats` times (best kept):
   forward   plain `model(x)`;
   hooks     48 forward hooks (norm1, attn.qkv, mlp.fc1, block output of the 12 blocks) doing the bare
             float32 Gram: X = out.flatten(1); X = X - X.mean(0); G = X @ X.T (Benchmarks/scripts/torch_vit_forward.py);
-  vitcka    `vitcka.extract(..., layers=those 48, store=("grams", "pooled"), gram_batch_size=batch)` into a
-            temporary file: float64 Grams of column-centred features, the NaN check, pooled features, HDF5 writes.
+  vitcka    `vitcka.extract(..., layers=those 48, store=("grams", "pooled"), pooled_layers="blocks.*",
+            gram_batch_size=batch)` into a temporary file, as `cka extract --store grams,pooled` (Grams of the
+            48 layers, pooled CLS/GAP features of the 12 block outputs): Grams of column-centred features
+            accumulated in float64, the NaN check, pooled features, HDF5 writes.
 
 Prints one JSON line with images/s of each and the ratios.
 """
@@ -83,7 +85,7 @@ def main():
     def bridge():
         loader = [([f"{b}/{i}" for i in range(a.batch)], x) for b, x in enumerate(xs)]
         vitcka.extract(model, loader, os.path.join(tmp, "vitb.h5"), LAYERS, store=("grams", "pooled"),
-                       gram_batch_size=a.batch, progress=False)
+                       pooled_layers="blocks.*", gram_batch_size=a.batch, progress=False)
 
     t_forward, t_hooks, t_bridge = best(forward, a.repeats), best(hooks, a.repeats), best(bridge, a.repeats)
     print(json.dumps({

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vitcka
-from conftest import ROOT
+from conftest import ROOT, run_cka
 
 
 def ids_of(n, prefix="img"):
@@ -151,7 +151,7 @@ def test_duplicate_ids_nan_and_mismatched_layers_leave_nothing(tmp_path):
     assert not path.exists() and leftovers(tmp_path) == []
 
 
-def test_append_adds_layers_in_the_stores_order_and_refuses_reordered_ids(tmp_path):
+def test_append_adds_layers_in_the_stores_order_and_refuses_reordered_ids(tmp_path, cka_bin):
     torch.manual_seed(3)
     x, y = torch.randn(12, 5), torch.randn(12, 3, 4)
     path = tmp_path / "a.h5"
@@ -183,6 +183,8 @@ def test_append_adds_layers_in_the_stores_order_and_refuses_reordered_ids(tmp_pa
         np.testing.assert_array_equal(f["activations/f"][()], x.numpy())
         assert f["activations/f"].attrs["order"] == 0 and f["activations/t:cls"].attrs["order"] == 1
         assert f["grams/t"].shape == (3, 4, 4)
+    out = run_cka(cka_bin, "inspect", path)
+    assert "1 with Grams" in out and "t:gap_nocls" in out
 
 
 def test_a_killed_writer_leaves_no_file(tmp_path):
@@ -267,3 +269,68 @@ def test_float16_activations_and_a_plain_progress_line(tmp_path, capsys):
         import tqdm  # noqa: F401
     except ImportError:
         assert "h.h5: 8/8 inputs" in err
+
+
+def test_pip_installs_the_package(tmp_path):
+    # `pip install ./python` (from a copy, so that setuptools' build/ stays out of the source tree); no network:
+    # the local setuptools, no dependencies.
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "python", src, ignore=shutil.ignore_patterns("tests", "__pycache__", "build", "*.egg-info"))
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--target", str(tmp_path / "site"), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import vitcka; print(vitcka.__version__, vitcka.__file__)"],
+                       capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    version, path = r.stdout.split()
+    assert version == vitcka.__version__ and path.startswith(str(tmp_path / "site"))
+
+
+def test_gap_nocls_leaves_out_the_models_prefix_tokens(tmp_path):
+    class WithRegisters(torch.nn.Module):      # timm's attribute: CLS + 2 registers lead each sequence
+        num_prefix_tokens = 3
+
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4)])
+
+        def forward(self, x):
+            return self.blocks[0](x)
+    net = WithRegisters()
+    x = torch.randn(8, 7, 4)
+    s = vitcka.extract(net, [(ids_of(8), x)], tmp_path / "r.h5", "blocks.*", store=("pooled",), progress=False)
+    with h5py.File(s.path) as f, torch.no_grad():
+        y = net(x)
+        np.testing.assert_allclose(f["activations/blocks.0:gap_nocls"][()], y[:, 3:].mean(1).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(f["activations/blocks.0:gap"][()], y.mean(1).numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(f["activations/blocks.0:cls"][()], y[:, 0].numpy())
+
+
+def test_devices_without_float64_sum_float32_products_on_the_cpu(monkeypatch):
+    # Apple's MPS has no float64: the products stay float32 on the device and are summed in float64 on the CPU.
+    # Simulated on the CPU by declaring its float64 missing.
+    torch.manual_seed(5)
+    x = torch.randn(8, 9000) * 2 + 50
+    xd = x.double() - x.double().mean(0)
+    want = (xd @ xd.T).numpy()
+    monkeypatch.setattr(vitcka.store, "_float64_on", lambda device: False)
+    for precision in ("float32", "float64"):
+        got = vitcka.centered_gram(x, precision)
+        assert got.dtype == torch.float64 and np.abs(got.numpy() - want).max() <= 1e-6 * np.abs(want).max()
+
+
+def test_dict_and_tuple_inputs_and_an_explicit_device(tmp_path):
+    class TwoInputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(3, 4), torch.nn.Linear(2, 4)
+
+        def forward(self, left, right):
+            return self.a(left) + self.b(right)
+    net = TwoInputs()
+    left, right = torch.randn(8, 3), torch.randn(8, 2)
+    for i, inputs in enumerate([{"left": left, "right": right}, (left, right)]):
+        s = vitcka.extract(net, [(ids_of(8), inputs)], tmp_path / f"in{i}.h5", "a,b", store=("pooled",),
+                           device="cpu", progress=False)
+        with h5py.File(s.path) as f, torch.no_grad():
+            np.testing.assert_allclose(f["activations/b"][()], net.b(right).numpy(), rtol=1e-6)

@@ -105,7 +105,8 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
             poolings: Sequence[str] = POOLINGS, pooled_layers=None, feature_maps: str = "gap",
             dtype="float32", classes: Optional[Sequence[str]] = None, attributes=None, checkpoint: str = "",
             checkpoint_sha256: str = "", architecture: str = "", preprocessing: str = "", append: bool = False,
-            gram_precision: str = "float32", progress: bool = True) -> ExtractionSummary:
+            gram_precision: str = "float32", prefix_tokens: Optional[int] = None,
+            progress: bool = True) -> ExtractionSummary:
     """Runs `model` over `loader` and writes the outputs of the modules matching `layers` as an activation store
     (formats.md §1) at `out`, as `cka extract` does for its own ViTs.
 
@@ -120,6 +121,8 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
       `/logits`, for `cka agreement`); `gram_batch_size`: inputs per stored Gram
       (consecutive, in loader order: compare with `cka compare --batch-size` of the same value). A loader whose
       batch size is a multiple of `gram_batch_size` keeps memory to one minibatch.
+    - `prefix_tokens`: tokens `gap_nocls` leaves out; None = the model's `num_prefix_tokens` (timm: CLS +
+      registers), else 1.
     - `device`: where the model runs (`"cuda"`, …); None = where its parameters are. Grams are computed there.
     - Other options as `StoreWriter`. The model runs in eval mode under `torch.inference_mode()` and gets its
       training flag back afterwards; every hook is removed, whatever happens.
@@ -147,7 +150,9 @@ def extract(model: torch.nn.Module, loader, out, layers, store=("grams", "pooled
                          poolings=poolings, layers=patterns, pooled_layers=pooled_patterns, feature_maps=feature_maps,
                          dtype=dtype, classes=classes, attributes=attributes, checkpoint=checkpoint,
                          checkpoint_sha256=checkpoint_sha256, architecture=architecture, preprocessing=preprocessing,
-                         append=append, gram_precision=gram_precision)
+                         append=append, gram_precision=gram_precision,
+                         prefix_tokens=prefix_tokens if prefix_tokens is not None
+                         else int(getattr(model, "num_prefix_tokens", 1)))
     modules = dict(model.named_modules())
     handles = []
 

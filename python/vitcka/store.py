@@ -147,10 +147,10 @@ class _GramBatcher:
                 self.pending, self.filled = [], 0
 
 
-def _reduce_tokens(x: torch.Tensor, how: str, name: str, wide: bool = False) -> torch.Tensor:
+def _reduce_tokens(x: torch.Tensor, how: str, name: str, wide: bool = False, prefix: int = 1) -> torch.Tensor:
     """`[B, T, D]` → `[B, T·D]` (flatten) or `[B, D]`; `[B, D]` unchanged; `[B, C, H, W, …]` flattened, or
-    averaged over the spatial axes for `gap`. Means are taken in float32 at least, in float64 if `wide`
-    (for Grams, on devices that have it)."""
+    averaged over the spatial axes for `gap`; `gap_nocls` leaves out the first `prefix` tokens (CLS, registers).
+    Means are taken in float32 at least, in float64 if `wide` (for Grams, on devices that have it)."""
     acc = torch.float64 if wide and _float64_on(x.device) else torch.promote_types(x.dtype, torch.float32)
     if x.dim() == 2:
         return x
@@ -161,9 +161,10 @@ def _reduce_tokens(x: torch.Tensor, how: str, name: str, wide: bool = False) -> 
             return x[:, 0]
         if how == "gap":
             return x.mean(dim=1, dtype=acc)
-        if x.shape[1] < 2:
-            raise StoreError(f"layer '{name}': tokens=gap_nocls needs [B, T ≥ 2, D], got {list(x.shape)}")
-        return x[:, 1:].mean(dim=1, dtype=acc)
+        if x.shape[1] <= prefix:
+            raise StoreError(f"layer '{name}': gap_nocls needs more than the {prefix} prefix token(s), got "
+                             f"{list(x.shape)}")
+        return x[:, prefix:].mean(dim=1, dtype=acc)
     if how == "flatten":
         return x.reshape(x.shape[0], -1)
     if how == "gap":
@@ -183,7 +184,8 @@ class StoreWriter:
     For each layer given to `add`:
 
     - `pooled`: token outputs `[B, T, D]` become `name:cls`, `name:gap`, `name:gap_nocls` `[N, D]`
-      (`poolings`); `[B, D]` features are stored as `name`; feature maps `[B, C, H, W]` as `name:gap`
+      (`poolings`; `gap_nocls` leaves out the first `prefix_tokens` tokens, 1 = the CLS token);
+      `[B, D]` features are stored as `name`; feature maps `[B, C, H, W]` as `name:gap`
       `[N, C]` (mean over the spatial positions; `feature_maps="flatten"`: `name` `[N, C·H·W]`).
       `pooled_layers` (globs) restricts which layers get pooled features.
     - `activations`: `name` `[N, T, D]` or `[N, D]` (higher ranks flattened to `[N, F]`) in `dtype`.
@@ -208,7 +210,7 @@ class StoreWriter:
                  dtype: Union[str, torch.dtype] = "float32", classes: Optional[Sequence[str]] = None,
                  attributes: Optional[Mapping[str, Any]] = None, checkpoint: str = "", checkpoint_sha256: str = "",
                  architecture: str = "", preprocessing: str = "", append: bool = False,
-                 gram_precision: str = "float32"):
+                 gram_precision: str = "float32", prefix_tokens: int = 1):
         self.path = os.fspath(path)
         self.store = tuple(store) if not isinstance(store, str) else tuple(s.strip() for s in store.split(","))
         for s in self.store:
@@ -233,6 +235,9 @@ class StoreWriter:
         self.gram_batch_size = gram_batch_size
         self.gram_tokens = gram_tokens
         self.gram_precision = gram_precision
+        if prefix_tokens < 0:
+            raise ValueError(f"prefix_tokens: {prefix_tokens} (at least 0)")
+        self.prefix_tokens = prefix_tokens
         self.poolings = tuple(poolings)
         self.layers_patterns = split_patterns(layers)
         self.pooled_layers = split_patterns(pooled_layers)
@@ -373,7 +378,7 @@ class StoreWriter:
         for ds_name, how in layer.datasets:
             self._append(ds_name, self._stored_value(name, how, x))
         if layer.gram is not None:
-            rows = _reduce_tokens(x, self.gram_tokens, name, wide=True).reshape(b, -1)
+            rows = _reduce_tokens(x, self.gram_tokens, name, wide=True, prefix=self.prefix_tokens).reshape(b, -1)
             layer.gram.add(rows, lambda g: self._append("grams/" + name, g.numpy()))
 
     @_abandon_on_error
@@ -488,7 +493,7 @@ class StoreWriter:
 
     def _stored_value(self, name: str, how: str, x: torch.Tensor) -> np.ndarray:
         if how != "none":
-            x = _reduce_tokens(x, how, name)
+            x = _reduce_tokens(x, how, name, prefix=self.prefix_tokens)
         torch_dtype = torch.float16 if self.dtype == np.float16 else torch.float32
         return x.to(torch_dtype).cpu().numpy()
 

@@ -330,12 +330,22 @@ extension CKACommand {
                 if world.isDistributed {
                     // The flatness samples and the Hessian run on rank 0 after the grid; the other ranks stop here.
                     guard let s = try DistributedLandscape.evaluate(run, surface: surface, savingTo: out, maxPoints: maxPoints,
-                                                                    communicator: world, progress: report) else { return }
+                                                                    communicator: world, progress: report) else {
+                        // Rank 1 computes half of each Hessian-vector product; the other ranks are done.
+                        guard DistributedHessian.shareDecision(false, communicator: world), world.rank == 1,
+                              let differentiable = objective as? any DifferentiableLandscapeObjective else { return }
+                        _ = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
+                                                  relativeStep: hessianStep, seed: seed &+ 2000,
+                                                  gradientPair: DistributedHessian.gradientPair(differentiable, parameters: perturbed,
+                                                                                                communicator: world))
+                        return
+                    }
                     surface = s
                 } else {
                     surface = try run.evaluate(surface, savingTo: out, maxPoints: maxPoints, progress: report)
                 }
                 guard surface.completedCount == surface.done.count else {
+                    _ = DistributedHessian.shareDecision(false, communicator: world)
                     print("\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)")
                     return
                 }
@@ -357,10 +367,13 @@ extension CKACommand {
                     surface.attributes["flatness_samples"] = .int(flatnessSamples)
                     surface.attributes["flatness_seed"] = .int(Int(truncatingIfNeeded: seed &+ 1000))
                 }
-                if hessianIterations > 0, surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"]?.normalized != .double(hessianStep),
-                   let differentiable = objective as? any DifferentiableLandscapeObjective {
+                let runHessian = hessianIterations > 0 && objective is any DifferentiableLandscapeObjective
+                    && (surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"]?.normalized != .double(hessianStep))
+                if DistributedHessian.shareDecision(runHessian, communicator: world), let differentiable = objective as? any DifferentiableLandscapeObjective {
                     let h = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
-                                                  relativeStep: hessianStep, seed: seed &+ 2000) { it, lambda in
+                                                  relativeStep: hessianStep, seed: seed &+ 2000,
+                                                  gradientPair: DistributedHessian.gradientPair(differentiable, parameters: perturbed,
+                                                                                                communicator: world)) { it, lambda in
                         if !quiet { note(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda)) }
                     }
                     for (k, v) in h.attributes { surface.attributes[k] = v }

@@ -52,7 +52,8 @@ test: deps-test
 	bash Tests/MPI/run_mpi_tests.sh
 	bash Tests/Fuzz/run_fuzzers.sh 15
 
-# The checkpoint readers under libFuzzer + ASan, 10 minutes per target (corpus in /tmp/cka-checkpoint-fuzz).
+# The checkpoint readers and the activation-store validation under libFuzzer + ASan, 10 minutes per target
+# (corpus in /tmp/cka-checkpoint-fuzz).
 fuzz:
 	bash Tests/Fuzz/run_fuzzers.sh 600
 

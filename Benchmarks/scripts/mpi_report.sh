@@ -26,8 +26,22 @@ done
 cd "$WORK"
 echo "commit $(git -C "$OLDPWD" rev-parse --short HEAD), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 
-t() { local s=$(date +%s.%N); "$@" > /dev/null 2> last.log || { cat last.log; exit 1; }; echo "$(date +%s.%N) - $s" | bc; }
-row() { printf '| %s | %.1f s | %.1f s | **%.2f×** | %s | %s |\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" "$4" "$5"; }
+t() {
+  local s=$(date +%s.%N) n=1 prev=
+  for a in "$@"; do [ "$prev" = -n ] && n=$a; prev=$a; done
+  "$@" > /dev/null 2> last.log || { cat last.log; exit 1; }
+  cp last.log "last-$n.log"; echo "$(date +%s.%N) - $s" | bc
+}
+# The speed-up the split allows on free cores: CPU seconds of one rank alone / CPU of the busier of two ranks.
+ideal() { python3 - << 'EOF'
+import re
+def cpu(n):
+    return {int(m[0]): float(m[1]) for m in re.findall(r"cka-mpi-stats: rank (\d+) of \d+ sent \d+ bytes cpu ([\d.]+)", open(f"last-{n}.log").read())}
+one, two = cpu(1), cpu(2)
+print(f"{one[0] / max(two.values()):.2f}× ({one[0]:.1f} s; {two[0]:.1f} + {two[1]:.1f} s)")
+EOF
+}
+row() { printf '| %s | %.1f s | %.1f s | **%.2f×** | %s | %s | %s |\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" "$4" "$5" "$(ideal)"; }
 # Bytes rank 1 sent in the last run (CKA_MPI_STATS), divided by $1 units.
 sent() { awk -v u="$1" '/cka-mpi-stats: rank 1 / {b = $7} END {printf "%.0f", b / u}' last.log; }
 same() { python3 - "$@" << 'EOF'
@@ -44,13 +58,13 @@ EOF
 }
 
 L='blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'
-EX=(extract --checkpoint "$MODEL" --images images --store pooled,grams --layers "$L" --batch-size 16 --gram-batch-size 16 --threads 1 --quiet)
+EX=(extract --checkpoint "$MODEL" --images images --store pooled,grams --layers "$L,norm" --batch-size 16 --gram-batch-size 16 --threads 1 --quiet)
 e1=$(t "${MPIRUN[@]}" -n 1 "$CKA" "${EX[@]}" --out x1.h5)
 e2=$(t "${MPIRUN[@]}" -n 2 "$CKA" "${EX[@]}" --out x2.h5)
 echo
 b=$(sent $((N / 2)))
-echo "| job (ViT-S/14, $(nproc) cores) | 1 rank × 1 thread | 2 ranks × 1 thread | speed-up | outputs | rank 1 sent |"
-echo "|---|---|---|---|---|---|"
+echo "| job (ViT-S/14, $(nproc) cores) | 1 rank × 1 thread | 2 ranks × 1 thread | speed-up (wall) | outputs | rank 1 sent | split allows (CPU: 1 rank; rank 0 + rank 1) |"
+echo "|---|---|---|---|---|---|---|"
 row "extract $N images (pooled + Grams of 48 layers)" "$e1" "$e2" "$(same x1.h5 x2.h5)" "$b B per image"
 
 AC=(extract --checkpoint "$MODEL" --images images --store activations --layers 'blocks.*' --batch-size 16 --threads 1 --quiet)
@@ -62,12 +76,19 @@ c2=$(t "${MPIRUN[@]}" -n 2 "$CKA" compare a.h5 b.h5 --batch-size 16 --csv c2.csv
 b=$(sent $((N / 16 / 2)))
 row "compare 12×12 block outputs, $((2 * $(stat -c %s a.h5) / 1000000)) MB (page cache warm)" "$c1" "$c2" "$(cmp -s c1.csv c2.csv && echo identical || echo DIFFERENT)" "$b B per batch"
 
-"$CKA" probe x1.h5 --layers 'norm:cls' --save head.h5 --quiet > /dev/null 2>&1
-LS=(landscape --checkpoint "$MODEL" --loss ce --head head.h5 --images images --examples "$LEX" --batch-size 16 --grid="$GRID" --threads 1 --quiet)
+"$CKA" probe x1.h5 --layers "norm:cls" --save head.h5 --quiet > probe.log 2>&1 || { cat probe.log; exit 1; }
+LS=(landscape --checkpoint "$MODEL" --loss ce --head head.h5 --images images --examples "$LEX" --batch-size 16 --grid "$GRID" --hessian-iterations 0 --threads 1 --quiet)
 l1=$(t "${MPIRUN[@]}" -n 1 "$CKA" "${LS[@]}" --out l1.h5)
 l2=$(t "${MPIRUN[@]}" -n 2 "$CKA" "${LS[@]}" --out l2.h5)
 pts=$(python3 -c "import h5py; print(h5py.File('l1.h5','r')['done'][()].size)")
 b=$(python3 -c "import h5py, sys; print(int(sys.argv[1]) // max(1, int(h5py.File('l2.h5','r')['done'][()].size) // 2))" "$(awk '/cka-mpi-stats: rank 1 / {print $7}' last.log)")
 row "landscape $pts points × $LEX examples (cross-entropy)" "$l1" "$l2" "$(same l1.h5 l2.h5)" "≈ $b B per point"
+HS=(landscape --checkpoint "$MODEL" --loss ce --head head.h5 --images images --examples "$LEX" --batch-size 16 --grid -0.01:0.01:2 --dims 1
+    --hessian-iterations 3 --threads 1 --quiet)
+h1=$(t "${MPIRUN[@]}" -n 1 "$CKA" "${HS[@]}" --out h1.h5)
+h2=$(t "${MPIRUN[@]}" -n 2 "$CKA" "${HS[@]}" --out h2.h5)
+hv=$(python3 -c "import h5py; a = h5py.File('h2.h5','r').attrs; print(int(a['hessian_iterations']) + 1 + int(a['hessian_step_refinements']))")
+lam=$(python3 -c "import h5py; a, b = (h5py.File(p,'r').attrs['hessian_max_eigenvalue'] for p in ('h1.h5','h2.h5')); print('identical λ_max' if a == b else f'DIFFERENT {a} {b}')")
+row "Hessian λ_max, 3 power iterations (two gradients per product)" "$h1" "$h2" "$lam" "$(sent "$hv") B per product"
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

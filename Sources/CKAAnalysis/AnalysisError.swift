@@ -39,9 +39,13 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
     case tooFewClasses(path: String, layer: String, classes: Int)
     /// Too few examples to fit or split.
     case tooFewExamples(path: String, detail: String)
+    /// A layer that carries no information to classify by: no features, all zeros, or the same for every input.
+    case uninformativeLayer(path: String, layer: String, detail: String)
 
     public var description: String {
         switch self {
+        case let .uninformativeLayer(path, layer, detail):
+            return "\(path): layer '\(layer)' \(detail)"
         case let .missingLabels(path, analysis):
             return "\(path): no /inputs/labels dataset (\(analysis) needs the class of every input; extract from an ImageFolder layout or write /inputs/labels)"
         case let .unknownLabels(path, count, first):
@@ -95,4 +99,20 @@ func csvNumber(_ v: Double) -> String {
     if v.isNaN { return "nan" }
     if v.isInfinite { return v > 0 ? "inf" : "-inf" }
     return "\(v)"
+}
+
+/// Refuses a feature matrix `[N, D]` that no analysis can use (one check for k-NN and probes; `cka compare`
+/// refuses the same layers as having zero variance): D = 0, all zeros, or every row the same.
+func checkInformative(_ x: Tensor<Float>, path: String, layer: String) throws {
+    let n = x.rowCount, d = x.rowSize
+    guard d > 0 else { throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "has no features ([\(n), 0])") }
+    var allZero = true, constant = true
+    x.withUnsafeBufferPointer { p in
+        for i in 0..<n * d where p[i] != 0 { allZero = false; break }
+        if n > 1 { for i in d..<n * d where p[i] != p[i % d] { constant = false; break } }
+    }
+    if allZero { throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "is all zeros") }
+    if constant && n > 1 {
+        throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "is the same for every input (constant features)")
+    }
 }

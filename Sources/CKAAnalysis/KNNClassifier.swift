@@ -106,7 +106,9 @@ public struct KNNTally: Sendable, Equatable {
 /// print(acc[1].top1)            // 20-NN top-1 accuracy in percent
 /// ```
 public struct KNNClassifier: Sendable {
-    /// The training features `[n, D]`, as given (normalisation is applied through `norms`).
+    /// The training features `[n, D]`, as given (normalisation is applied through `norms`), except rows of extreme
+    /// magnitude (beyond 2^±40), which are scaled by a power of two (exact; cosine similarities unchanged) so that
+    /// the float32 dot products neither overflow nor underflow.
     public let features: Tensor<Float>
     /// The L2 norm of each training row, `max(‖x‖, 1e-12)`, in `Double` (`[n]`).
     public let norms: Tensor<Double>
@@ -138,6 +140,7 @@ public struct KNNClassifier: Sendable {
             throw AnalysisError.invalidOption("k-NN: training label \(bad) is outside 0..<\(c)")
         }
         guard allFinite(features) else { throw AnalysisError.nonFinite(path: "", layer: "") }
+        let features = KNNClassifier.rescaledRows(features)
         self.features = features
         let rowNorms = KNNClassifier.rowNorms(features)
         norms = try Tensor(shape: [rowNorms.count], scalars: rowNorms)
@@ -158,6 +161,31 @@ public struct KNNClassifier: Sendable {
                 for j in 0..<d { let v = Double(row[j]); ss += v * v }
                 out[i] = max(ss.squareRoot(), 1e-12)
             }
+        }
+        return out
+    }
+
+    /// `x` with each row whose largest magnitude lies beyond 2^±40 multiplied by a power of two that brings it into
+    /// [0.5, 1): exact in float32, so the cosine similarities are unchanged, and the float32 dot products of features
+    /// at scales of 10²⁰ (or 10⁻²⁰) no longer overflow (underflow). `x` itself when no row needs it.
+    static func rescaledRows(_ x: Tensor<Float>) -> Tensor<Float> {
+        guard x.rank == 2 else { return x }
+        let n = x.rowCount, d = x.rowSize
+        var scales: [Float] = Array(repeating: 1, count: n), any = false
+        x.withUnsafeBufferPointer { p in
+            for i in 0..<n {
+                var m: Float = 0
+                for j in 0..<d { m = max(m, abs(p[i * d + j])) }
+                if m.isFinite, m > 0x1p40 || (m > 0 && m < 0x1p-40) {
+                    scales[i] = Float(sign: .plus, exponent: -(m.exponent + 1), significand: 1)
+                    any = true
+                }
+            }
+        }
+        guard any else { return x }
+        var out = x
+        out.withUnsafeMutableBufferPointer { p in
+            for i in 0..<n where scales[i] != 1 { for j in 0..<d { p[i * d + j] *= scales[i] } }
         }
         return out
     }
@@ -232,6 +260,7 @@ public struct KNNClassifier: Sendable {
                         body: @escaping @Sendable (_ worker: Int, _ query: Int, _ search: inout NeighbourSearch) -> Void)
     throws -> (gemm: Double, selection: Double) {
         var gemmTime = 0.0, selectionTime = 0.0
+        let q = KNNClassifier.rescaledRows(q)
         let m = q.rowCount, n = trainCount, d = width
         let chunk = max(1, min(m, options.queryChunkSize
                                     ?? max(KNNOptions.minimumChunk, options.chunkMemory / max(1, n * MemoryLayout<Float>.stride))))

@@ -88,11 +88,8 @@ public struct KNNReport: Sendable {
     }
 }
 
-/// Quotes a CSV field when it holds a comma, quote or newline.
-func csvField(_ s: String) -> String {
-    guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return s }
-    return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-}
+/// A CSV field (`CSVText.field`: quoted when needed, never a spreadsheet formula).
+func csvField(_ s: String) -> String { CSVText.field(s) }
 
 /// DINO's weighted k-NN on the feature layers of activation stores (reference-models.md §5).
 public enum KNNEvaluation {
@@ -142,6 +139,7 @@ public enum KNNEvaluation {
                 let t = DispatchTime.now().uptimeNanoseconds
                 let x = try trainStore.read(f.name)
                 readSeconds += elapsed(since: t)
+                try checkInformative(x, path: trainStore.path, layer: f.name)
                 knn = try KNNClassifier(features: x, labels: trainLabels, classCount: space.classCount)
             } catch AnalysisError.nonFinite {
                 throw AnalysisError.nonFinite(path: trainStore.path, layer: f.name)

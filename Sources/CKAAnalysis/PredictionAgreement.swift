@@ -134,6 +134,9 @@ public enum PredictionAgreement {
                            options: AgreementOptions = AgreementOptions()) throws -> AgreementReport {
         let ca = try logitShape(a), cb = try logitShape(b)
         guard ca == cb else { throw AnalysisError.classCountMismatch(pathA: a.path, countA: ca, pathB: b.path, countB: cb) }
+        // The per-class counters (3 per subset) are allocated from the declared C: checked against memory first.
+        try MemoryBudget.check([3 * AgreementSubset.allCases.count + max(1, options.chunkRows), ca], elementSize: 8,
+                               path: a.path, object: "logits")
         try checkSameInputs(a, b)
         if let la = a.labels, let lb = b.labels, la != lb {
             let i = la.indices.first { la[$0] != lb[$0] } ?? 0

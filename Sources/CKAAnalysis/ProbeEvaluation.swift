@@ -162,8 +162,10 @@ public enum ProbeEvaluation {
             if train == nil {
                 try test.read(f.name, rowIndices: trainRows, into: &xTrain)
                 try test.read(f.name, rowIndices: testRows, into: &xTest)
+                try checkInformative(xTrain, path: test.path, layer: f.name)
             } else {
                 try trainStore.read(f.name, rows: 0..<trainStore.count, into: &xTrain)
+                try checkInformative(xTrain, path: trainStore.path, layer: f.name)
                 try test.read(f.name, rows: 0..<test.count, into: &xTest)
             }
             guard allFinite(xTest) else { throw AnalysisError.nonFinite(path: test.path, layer: f.name) }

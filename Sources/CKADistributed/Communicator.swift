@@ -61,7 +61,11 @@ public final class Communicator: @unchecked Sendable {
         finalized = true
         if ProcessInfo.processInfo.environment["CKA_MPI_STATS"] == "1" {
             // Bytes this rank sent (payloads), for the scale-out report.
-            FileHandle.standardError.write(Data("cka-mpi-stats: rank \(world.rank) of \(world.size) sent \(world.bytesSent) bytes\n".utf8))
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6
+            FileHandle.standardError.write(Data(String(format: "cka-mpi-stats: rank %d of %d sent %d bytes cpu %.2f s\n",
+                                                       world.rank, world.size, world.bytesSent, cpu).utf8))
         }
         world.barrier()     // ranks that finish early wait here asleep, not spinning inside MPI_Finalize
         var flag: Int32 = 0

@@ -118,6 +118,15 @@ public final class StoreSink: ExtractionSink {
     private var pixelsDeclared = false
     private var ids: [String] = []
     private var labels: [Int] = []
+    /// NaN/Inf values written, by dataset path (recorded as its `non_finite` attribute at `finish`).
+    private var nonFinite: [String: Int] = [:]
+
+    /// Counts the NaN and Inf values of `t` under `dataset`.
+    private func tally<S: TensorScalar & BinaryFloatingPoint>(_ t: Tensor<S>, _ dataset: String) {
+        guard !t.isFinite else { return }
+        let n = t.withUnsafeBufferPointer { $0.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
+        nonFinite[dataset, default: 0] += n
+    }
 
     /// Creates the temporary store next to `path`.
     public init(path: String, plan: ExtractionPlan) throws {
@@ -135,6 +144,7 @@ public final class StoreSink: ExtractionSink {
                 try writer.addLayerDataset("inputs/pixels", featureShape: Array(p.shape.dropFirst()))
                 pixelsDeclared = true
             }
+            tally(p, "inputs/pixels")
             try writer.appendRows(p, to: "inputs/pixels")
         case let .layer(name, value):
             if !declared.contains(name) {
@@ -144,12 +154,14 @@ public final class StoreSink: ExtractionSink {
                                     elementType: plan.options.elementType)
                 declared.insert(name)
             }
+            tally(value, "activations/\(name)")
             try writer.append(value, to: name)
         case let .declareGrams(name):
             if gramLayers.insert(name).inserted {
                 try writer.addGrams(name, batchSize: plan.options.gramBatchSize, tokens: plan.options.gramTokens, centered: true)
             }
         case let .gram(name, g):
+            tally(g, "grams/\(name)")
             try writer.appendGram(g, to: name)
         case let .logits(l):
             guard let head = plan.head else { return }
@@ -160,6 +172,7 @@ public final class StoreSink: ExtractionSink {
                 try writer.setAttribute("head_file", .string(URL(fileURLWithPath: head.file).lastPathComponent), of: "logits")
                 logitsDeclared = true
             }
+            tally(l, "logits")
             try writer.appendRows(l, to: "logits")
         case let .examples(batchIDs, batchLabels):
             ids += batchIDs
@@ -179,6 +192,15 @@ public final class StoreSink: ExtractionSink {
         var warnings = plan.warnings
         if plan.storesGrams && ids.count % plan.options.gramBatchSize != 0 {
             warnings.append("the last \(ids.count % plan.options.gramBatchSize) of \(ids.count) examples do not fill a Gram batch of \(plan.options.gramBatchSize) and have no Gram")
+        }
+        if !nonFinite.isEmpty {
+            // Loud and on record: the datasets holding NaN or Inf (NaN/huge weights, NaN pixels, a NaN LayerScale).
+            let names = nonFinite.keys.sorted(by: naturalOrder)
+            for name in names { try writer.setAttribute("non_finite", .int(nonFinite[name]!), of: name) }
+            try writer.setAttribute("non_finite_datasets", .strings(names))
+            let total = nonFinite.values.reduce(0, +)
+            warnings.append("\(total) NaN or Inf values in \(names.count) dataset(s) (first: /\(names[0])): the checkpoint or the "
+                            + "inputs are broken; recorded in the store as attribute non_finite_datasets, and cka compare will refuse them")
         }
         try writer.setInputs(ids: ids, labels: labels.contains { $0 >= 0 } ? labels : nil, classes: classes)
         try writer.finish()

@@ -11,6 +11,8 @@ public enum ActivationStoreError: Error, Equatable, CustomStringConvertible {
     case notFloat(path: String, layer: String, type: String)
     case missingLayerData(path: String, layer: String, expected: Int, got: Int)
     case gramsNotFound(path: String, layer: String)
+    /// A file attribute with a value of the wrong kind (e.g. `format_version` 1.5).
+    case invalidAttribute(path: String, name: String, value: String, expected: String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum ActivationStoreError: Error, Equatable, CustomStringConvertible {
             return "\(path): layer '\(layer)' has \(got) of \(expected) rows written"
         case let .gramsNotFound(path, layer):
             return "\(path): no stored Grams for layer '\(layer)'"
+        case let .invalidAttribute(path, name, value, expected):
+            return "\(path): attribute \(name) is \(value), expected \(expected)"
         }
     }
 }
@@ -100,7 +104,11 @@ public final class ActivationStore {
         }
         if let v = attributes["format_version"] {
             guard v.intValue == 1 else {
-                throw ActivationStoreError.unsupportedVersion(path: path, version: v.intValue ?? -1)
+                guard let version = v.intValue else {   // 1.5, "one", …: say what the file holds
+                    throw ActivationStoreError.invalidAttribute(path: path, name: "format_version", value: "\(v)",
+                                                                expected: "the integer 1")
+                }
+                throw ActivationStoreError.unsupportedVersion(path: path, version: version)
             }
         }
         formatVersion = attributes["format_version"]?.intValue

@@ -199,6 +199,7 @@ public final class HDF5Dataset {
 
     /// All elements of a 1-D string dataset.
     public func readStrings() throws -> [String] {
+        quietHDF5OnThisThread()
         guard elementType == .string else {
             throw HDF5Error.wrongType(path: file.path, object: name, expected: "strings", got: "\(elementType)")
         }
@@ -250,6 +251,7 @@ public final class HDF5Dataset {
 
     private func read(rows r: Range<Int>, axis1: Range<Int>? = nil, memType: hid_t,
                       into buffer: UnsafeMutableRawPointer) throws {
+        quietHDF5OnThisThread()
         if r.isEmpty || shape.contains(0) || axis1?.isEmpty == true { return }
         let (fspace, mspace) = try selection(rows: r, axis1: axis1)
         defer { H5Sclose(fspace); H5Sclose(mspace) }
@@ -340,6 +342,7 @@ public final class HDF5Dataset {
     }
 
     private func write(rows r: Range<Int>, memType: hid_t, _ buffer: UnsafeRawPointer) throws {
+        quietHDF5OnThisThread()
         let (fspace, mspace) = try selection(rows: r)
         defer { H5Sclose(fspace); H5Sclose(mspace) }
         guard H5Dwrite(handle.id, memType, mspace, fspace, cka_H5P_DEFAULT(), buffer) >= 0 else {

@@ -120,7 +120,7 @@ public final class HDF5File {
     /// Opens the file at `path` (e.g. an `AtomicOutput`'s temporary file); errors name `reportingAs`
     /// (its destination), the path the user knows.
     package init(path: String, mode: Mode, reportingAs shownPath: String) throws {
-        _ = hdf5Setup
+        quietHDF5OnThisThread()
         self.path = shownPath
         let id: hid_t
         switch mode {
@@ -225,6 +225,7 @@ public final class HDF5File {
 
     /// Opens the dataset `name`.
     public func dataset(_ name: String) throws -> HDF5Dataset {
+        quietHDF5OnThisThread()
         guard isDataset(name) else { throw HDF5Error.objectNotFound(path: path, object: name) }
         let dapl = H5Pcreate(cka_H5P_DATASET_ACCESS())
         defer { H5Pclose(dapl) }

@@ -1,3 +1,4 @@
+import CKACheckpoint
 import CKAIO
 import CKATensor
 import Foundation
@@ -64,4 +65,40 @@ public enum DirectionFile {
         }
         return (out, attrs)
     }
+}
+
+/// Removes a direction file written by a run that then failed before its surface existed, so a failed run
+/// leaves no orphan `OUT.directions.h5`. Once the surface file exists the directions are kept: a resumed run
+/// needs them.
+public final class DirectionFileGuard {
+    /// The surface the directions belong to.
+    public let surfacePath: String
+    /// The direction file this run wrote (nil: none, or one that existed before).
+    public var written: String?
+
+    public init(surfacePath: String) { self.surfacePath = surfacePath }
+
+    deinit {
+        if let written, !FileManager.default.fileExists(atPath: surfacePath) { unlink(written) }
+    }
+}
+
+/// Attention heads a checkpoint's saved training arguments (`args`, an `argparse.Namespace`) state: the fields
+/// `num_heads`/`heads` and `decoder_num_heads`/`decoder_heads`, else the official MAE model names
+/// (`mae_vit_{base,large,huge}_patch…`: decoder of 16 heads). Nil where the arguments say nothing.
+public func savedHeadCounts(_ checkpoint: Checkpoint) -> (encoder: Int?, decoder: Int?) {
+    guard let args = checkpoint.extras.first(where: { $0.key == "args" })?.value else { return (nil, nil) }
+    var fields: [String: PickleValue] = [:]
+    switch args {
+    case let .object(o): for (k, v) in o.attributes { fields[k] = v }
+    case .dict: for (k, v) in args.stringKeyedEntries ?? [] { fields[k] = v }
+    default: return (nil, nil)
+    }
+    func int(_ keys: String...) -> Int? { keys.lazy.compactMap { fields[$0]?.intValue }.first.flatMap { $0 > 0 ? $0 : nil } }
+    var decoder = int("decoder_num_heads", "decoder_heads")
+    if decoder == nil, case let .string(model)? = fields["model"],
+       ["mae_vit_base_patch", "mae_vit_large_patch", "mae_vit_huge_patch"].contains(where: { model.hasPrefix($0) }) {
+        decoder = 16
+    }
+    return (int("num_heads", "heads"), decoder)
 }

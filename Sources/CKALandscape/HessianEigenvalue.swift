@@ -46,6 +46,7 @@ public struct HessianEigenvalue: Sendable {
 
     public init(objective: any DifferentiableLandscapeObjective, parameters names: Set<String>, maxIterations: Int = 20,
                 tolerance: Double = 1e-3, relativeStep: Double = 1e-5, seed: UInt64 = 0,
+                gradientPair: GradientPair? = nil,
                 progress: ((Int, Double) -> Void)? = nil) throws {
         guard maxIterations >= 1, relativeStep > 0 else {
             throw LandscapeError.invalidArgument("the Hessian power iteration needs at least one iteration and a positive step")
@@ -58,11 +59,14 @@ public struct HessianEigenvalue: Sendable {
         Self.scale(&v, by: 1 / Self.norm(v))
 
         func hessianTimes(_ v: ParameterSet, step: Double) throws -> ParameterSet {
-            let plus = try objective.valueAndGradient(at: center.moved(along: [(step, v)])).gradient.restricted(to: names)
-            let minus = try objective.valueAndGradient(at: center.moved(along: [(-step, v)])).gradient.restricted(to: names)
+            let atPlus = try center.moved(along: [(step, v)]), atMinus = try center.moved(along: [(-step, v)])
+            let (plus, minus) = try gradientPair.map { try $0(atPlus, atMinus) }
+                ?? (objective.valueAndGradient(at: atPlus).gradient, objective.valueAndGradient(at: atMinus).gradient)
             var hv = ParameterSet()
             for name in v.names {
-                let a = plus[name]!, b = minus[name]!
+                guard let a = plus[name], let b = minus[name] else {
+                    throw LandscapeError.invalidArgument("the gradient lacks '\(name)'")
+                }
                 var t = Tensor<Float>(shape: a.shape)
                 let o = t.mutablePointer(), pa = a.pointer, pb = b.pointer
                 let inv = Float(1 / (2 * step))
@@ -109,6 +113,10 @@ public struct HessianEigenvalue: Sendable {
         history = trace
         eigenvector = v
     }
+
+    /// The gradients of the objective at θ₀ + εv and θ₀ − εv (the two halves of one Hessian-vector product);
+    /// they must hold at least the parameters of the power iteration. Two processes can compute one each.
+    public typealias GradientPair = (_ plus: ParameterSet, _ minus: ParameterSet) throws -> (ParameterSet, ParameterSet)
 
     static func dot(_ a: ParameterSet, _ b: ParameterSet) -> Double {
         var s = 0.0

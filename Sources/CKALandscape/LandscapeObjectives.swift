@@ -88,6 +88,9 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         name = teacher == nil ? "mae" : "rcmae"
     }
 
+    /// The decoder's attention heads: `decoderHeads`, or the default from its width.
+    public func decoderHeadCount() throws -> Int { try model(at: center).decoderHeads }
+
     func model(at p: ParameterSet) throws -> MaskedAutoencoder {
         var encoder: [String: Tensor<Float>] = [:], decoder: [String: Tensor<Float>] = [:]
         for n in groups["encoder"]! { encoder[n] = p[n] }

@@ -19,7 +19,7 @@ final class BatchPrefetcher: @unchecked Sendable {
 
     private let jobs: [Job]
     private let prepare: @Sendable (inout Tensor<Float>) throws -> Void
-    private let centre: @Sendable (inout Tensor<Float>) throws -> Void
+    private let centre: (@Sendable (inout Tensor<Float>) throws -> Void)?
     private let slots: UnsafeMutablePointer<Tensor<Float>>
     private var failures: [Error?] = [nil, nil]
     private var states: [State] = [.reading, .reading]
@@ -36,7 +36,7 @@ final class BatchPrefetcher: @unchecked Sendable {
     ///   - prepare: applied to each minibatch on the reader thread after it is read (token reduction).
     ///   - centre: applied on the reader thread too when the consumer is not yet waiting for that minibatch.
     init(jobs: [Job], prepare: @escaping @Sendable (inout Tensor<Float>) throws -> Void,
-         centre: @escaping @Sendable (inout Tensor<Float>) throws -> Void) {
+         centre: (@Sendable (inout Tensor<Float>) throws -> Void)?) {
         self.jobs = jobs
         self.prepare = prepare
         self.centre = centre
@@ -64,12 +64,12 @@ final class BatchPrefetcher: @unchecked Sendable {
             }
             // Centre here unless the consumer is already waiting for this batch (then it centres on the fly).
             let claim = condition.withLock {
-                states[s] = failures[s] == nil && !consumerWaiting[s] ? .centring : .raw
+                states[s] = failures[s] == nil && !consumerWaiting[s] && centre != nil ? .centring : .raw
                 return states[s] == .centring
             }
             filled[s].signal()
             if claim {
-                do { try centre(&slots[s]) } catch { failures[s] = error }
+                do { try centre?(&slots[s]) } catch { failures[s] = error }
                 condition.withLock { states[s] = .centred; condition.broadcast() }
             }
         }

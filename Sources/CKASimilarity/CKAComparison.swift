@@ -10,6 +10,7 @@ public enum CKAComparison {
     public static func selectLayers(_ store: ActivationStore, patterns: [String]?) throws -> [String] {
         var names = store.layers.map(\.name)
         for g in store.grams.keys.sorted(by: naturalOrder) where !names.contains(g) { names.append(g) }
+        guard !names.isEmpty else { throw CKAError.noLayers(file: store.path) }
         guard let patterns, !patterns.isEmpty else { return names }
         let picked = names.filter { LayerGlob.matches(any: patterns, $0) }
         guard !picked.isEmpty else {
@@ -51,13 +52,42 @@ public enum CKAComparison {
                                layersA: layersA, layersB: layersB, matrix: [], estimator: options.estimator,
                                batchSize: options.batchSize, tokens: options.tokens, examplesUsed: 0, batches: 0,
                                passes: 1, usedStoredGrams: false, warnings: [])
-        switch options.estimator {
-        case .minibatch:
-            try runMinibatch(a, other, layersA, layersB, options, &result, distribution, progress)
-        case .debiased, .linear, .rbf:
-            try runFullSet(a, other, layersA, layersB, options, &result, progress)
+        do {
+            switch options.estimator {
+            case .minibatch:
+                try runMinibatch(a, other, layersA, layersB, options, &result, distribution, progress)
+            case .debiased, .linear, .rbf:
+                try runFullSet(a, other, layersA, layersB, options, &result, progress)
+            }
+        } catch let e as CKAError {
+            throw rangeDiagnosis(e, stores: [a, other]) ?? e
         }
         return result
+    }
+    /// A finite layer whose Grams overflow (values ≳ 10¹⁹) or underflow (≲ 10⁻¹⁹) in float32 is reported as
+    /// such, not as "NaN or Inf" or "zero variance". Looks at the first rows of the layer named by `error`.
+    static func rangeDiagnosis(_ error: CKAError, stores: [ActivationStore]) -> CKAError? {
+        let file: String, layer: String
+        switch error {
+        case let .nonFinite(f, l, _), let .zeroVariance(f, l): (file, layer) = (f, l)
+        default: return nil
+        }
+        guard let store = stores.first(where: { $0.path == file }), store.layers.contains(where: { $0.name == layer }),
+              let x = try? store.read(layer, rows: 0..<min(store.count, 256)) else { return nil }
+        var largest: Float = 0, finite = true
+        x.withUnsafeBufferPointer { p in
+            for v in p { if v.isFinite { largest = max(largest, abs(v)) } else { finite = false } }
+        }
+        guard finite else { return nil }
+        if largest > 1e18 {
+            return .outOfRange(file: file, layer: layer, detail: "holds values up to \(largest): its float32 Grams overflow "
+                               + "(CKA does not change when a layer is scaled: divide it by a constant)")
+        }
+        if largest > 0, largest < 1e-15 {
+            return .outOfRange(file: file, layer: layer, detail: "holds values of at most \(largest): its float32 Grams underflow "
+                               + "to 0 (CKA does not change when a layer is scaled: multiply it by a constant)")
+        }
+        return nil
     }
 
     // MARK: Minibatch
@@ -91,7 +121,7 @@ public enum CKAComparison {
     /// the plan was split.
     /// - Returns: true if the memory-mapped source was used.
     @discardableResult
-    public static func hsicTerms(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+    package static func hsicTerms(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
                                  options o: CKAOptions, batches: [Minibatch], storedGrams: Set<LayerRef> = [],
                                  consume: (Minibatch, MinibatchCKA.BatchTerms) throws -> Void) throws -> Bool {
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
@@ -103,13 +133,19 @@ public enum CKAComparison {
         var source: (any MinibatchGramSource)?
         if let mapped { source = mapped }
         else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens) }
-        for batch in batches {
-            var grams = try stored?.grams(for: batch) ?? [:]
-            if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
-            for ref in layers where !grams[ref]!.isFinite {
-                throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
+        // The whole loop keeps the sources' thread layout: mapped Grams run one single-threaded BLAS per core,
+        // the reader thread of HDF5 reads takes one core from BLAS (so the small HSIC products never wake
+        // BLAS threads that would spin against them).
+        let threads = mapped != nil ? 1 : source != nil ? max(1, blasThreadCount - 1) : blasThreadCount
+        try withBLASThreads(threads) {
+            for batch in batches {
+                var grams = try stored?.grams(for: batch) ?? [:]
+                if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
+                for ref in layers where !grams[ref]!.isFinite {
+                    throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
+                }
+                try consume(batch, MinibatchCKA.terms(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }))
             }
-            try consume(batch, MinibatchCKA.terms(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }))
         }
         return mapped != nil
     }

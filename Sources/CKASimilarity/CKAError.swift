@@ -5,6 +5,10 @@ public enum CKAError: Error, Equatable, CustomStringConvertible {
     case noLayersMatch(pattern: String, file: String, available: [String])
     case nonFinite(file: String, layer: String, batch: Int)
     case zeroVariance(file: String, layer: String)
+    /// The layer's values are finite but too large or too small for float32 Grams (`detail` says which).
+    case outOfRange(file: String, layer: String, detail: String)
+    /// The store has no layer at all (no `/activations/…` and no `/grams/…`).
+    case noLayers(file: String)
     case gramsMismatch(file: String, layer: String, detail: String)
     case tooManyExamples(estimator: CKAEstimator, examples: Int, limit: Int)
     case invalidOption(String)
@@ -22,6 +26,10 @@ public enum CKAError: Error, Equatable, CustomStringConvertible {
             return "\(file): layer '\(layer)' contains NaN or Inf (minibatch \(batch))"
         case let .zeroVariance(file, layer):
             return "\(file): layer '\(layer)' has zero variance (its self-HSIC is 0, so CKA is undefined)"
+        case let .outOfRange(file, layer, detail):
+            return "\(file): layer '\(layer)' \(detail)"
+        case let .noLayers(file):
+            return "\(file): no layers (the store has no /activations/… and no /grams/… datasets)"
         case let .gramsMismatch(file, layer, detail):
             return "\(file): stored Grams of '\(layer)' cannot be used: \(detail)"
         case let .tooManyExamples(est, n, limit):

@@ -68,7 +68,5 @@ extension CKAResult {
     public var diagonal: [Double] { (0..<min(layersA.count, layersB.count)).map { matrix[$0][$0] } }
 }
 
-/// Quotes a CSV field when it contains a comma, quote or newline.
-func csvField(_ s: String) -> String {
-    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
-}
+/// A CSV field (`CSVText.field`: quoted when needed, never a spreadsheet formula).
+func csvField(_ s: String) -> String { CSVText.field(s) }

@@ -2,7 +2,7 @@ import CKAIO
 
 /// One layer of one store: the unit a comparison reads, caches and reports on. Two refs are equal when
 /// they name the same layer of the same store object, so a store compared with itself reads each layer once.
-public struct LayerRef: Hashable, @unchecked Sendable {
+package struct LayerRef: Hashable, @unchecked Sendable {
     public let store: ActivationStore
     public let name: String
 

@@ -6,13 +6,13 @@ import _CKASupport
 /// Where the `[b, b]` Grams of a minibatch comparison come from. A source is made for a list of minibatches
 /// and a list of layers, and is then asked for the batches in that order. Grams come back centred (feature
 /// columns centred within the batch) in Double, keyed by layer.
-public protocol MinibatchGramSource {
+package protocol MinibatchGramSource {
     /// The Grams of every layer of the source over the examples of `batch`.
     mutating func grams(for batch: Minibatch) throws -> [LayerRef: Tensor<Double>]
 }
 
 /// Grams stored by extraction (`/grams/<layer>`, formats.md §1), read batch by batch.
-public struct StoredGramSource: MinibatchGramSource {
+package struct StoredGramSource: MinibatchGramSource {
     public let layers: [LayerRef]
 
     public init(layers: [LayerRef]) { self.layers = layers }
@@ -27,7 +27,7 @@ public struct StoredGramSource: MinibatchGramSource {
 /// Grams built straight from memory-mapped float32 rows (`MappedRows`): no read, no copy. Each layer's
 /// Gram is centred block by block in cache; the layers of a batch are spread over the cores, one BLAS
 /// thread each, and the rows used are dropped from the mapping.
-public struct MappedGramSource: MinibatchGramSource {
+package struct MappedGramSource: MinibatchGramSource {
     public let layers: [LayerRef]
     private let rows: [MappedRows]
 
@@ -61,11 +61,9 @@ public struct MappedGramSource: MinibatchGramSource {
 }
 
 /// Grams from activations read through HDF5 (any layout, dtype and token reduction). A reader thread reads
-/// (and reduces tokens of) the next minibatches while the caller builds Grams. The centring goes to
-/// whichever thread has time: the reader centres a read batch in place unless the caller is already waiting
-/// for it, in which case the caller centres it block by block in cache while building the Gram. The two
-/// cores stay busy whichever is slower.
-public final class ReadGramSource: MinibatchGramSource {
+/// (and reduces tokens of) the next minibatches while the caller centres each one block by block in cache
+/// and builds its Gram.
+package final class ReadGramSource: MinibatchGramSource {
     public let layers: [LayerRef]
     private let prefetcher: BatchPrefetcher
     private var next = 0
@@ -82,9 +80,11 @@ public final class ReadGramSource: MinibatchGramSource {
                                   batch: batch.index))
             }
         }
+        // The caller centres every batch in cache while building its Gram (`centeredGramOfRows`): one formula
+        // whichever thread is ahead, so the bits never depend on timing.
         prefetcher = BatchPrefetcher(jobs: jobs, prepare: { x in
             if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
-        }, centre: { x in try x.centerColumns() })
+        }, centre: nil)
         blasThreads = max(1, blasThreadCount - 1)
     }
 

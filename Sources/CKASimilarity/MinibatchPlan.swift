@@ -1,7 +1,7 @@
 import CKATensor
 
 /// One minibatch of a comparison: which examples (rows of both stores) it holds.
-public struct Minibatch: Sendable, Equatable {
+package struct Minibatch: Sendable, Equatable {
     /// Position in the whole comparison, `pass · batchesPerPass + index`: partial sums are added in this order,
     /// which makes the result independent of how the batches were split over threads or processes.
     public let ordinal: Int
@@ -20,7 +20,7 @@ public struct Minibatch: Sendable, Equatable {
 
 /// The minibatches of a comparison, every pass in order (formats.md §2: consecutive batches of `batchSize`
 /// examples in file order, or in the order of one seeded permutation per pass; a short last batch is dropped).
-public struct MinibatchPlan: Sendable {
+package struct MinibatchPlan: Sendable {
     public let batchSize: Int
     public let batchesPerPass: Int
     public let passes: Int

@@ -269,6 +269,12 @@ extension Tensor {
         return try c.gramOfRows()
     }
 
+    /// Rows at least this long are split into `gramSplitParts` column parts for the Gram of a few rows.
+    @usableFromInline static var gramSplitWidth: Int { 1 << 14 }
+    /// The fixed number of column parts of a long-row Gram: its sums, and so its bits, are the same for every
+    /// thread count (the parts are spread over the threads there are).
+    @usableFromInline static var gramSplitParts: Int { 2 }
+
     /// `X·Xᵀ` without centring; with `centerColumns()` first this is the centred Gram, in place.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
@@ -280,21 +286,24 @@ extension Tensor {
         if n > 0 && d > 0 {
             x.withUnsafeBufferPointer { px in
                 g.withUnsafeMutableBufferPointer { pg in
-                    let threads = blasThreadCount
-                    if n <= 64 && threads > 1 && d >= 1 << 14 {
+                    if n <= 64 && d >= Tensor.gramSplitWidth {
                         // Few rows, long rows: OpenBLAS's SYRK does not parallelise here and its GEMM syncs its
-                        // threads at every block of d. Split the columns instead: one single-threaded SYRK per
-                        // thread on its share of the columns, then add the triangles.
-                        let parts = Swift.min(threads, 8), chunk = (d + parts - 1) / parts
+                        // threads at every block of d. Split the columns instead into a fixed number of parts (so
+                        // the sums, and the bits, do not depend on the thread count): one single-threaded SYRK
+                        // per part, the parts spread over the BLAS threads, then the triangles added in order.
+                        let parts = Tensor.gramSplitParts, chunk = (d + parts - 1) / parts
+                        let workers = Swift.min(blasThreadCount, parts)
                         var partial = [Scalar](repeating: 0, count: parts * n * n)
                         withBLASThreads(1) {
                             partial.withUnsafeMutableBufferPointer { pp in
                                 let out = UnsafeMutableSendablePointer(pp.baseAddress!)
                                 let src = UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: px.baseAddress!))
-                                DispatchQueue.concurrentPerform(iterations: parts) { p in
-                                    let c0 = p * chunk, w = Swift.min(chunk, d - c0)
-                                    guard w > 0 else { return }
-                                    Scalar._syrk(N, Int32(w), src.pointer + c0, D, 0, out.pointer + p * n * n, N)
+                                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                                    for p in stride(from: w, to: parts, by: workers) {
+                                        let c0 = p * chunk, cw = Swift.min(chunk, d - c0)
+                                        guard cw > 0 else { continue }
+                                        Scalar._syrk(N, Int32(cw), src.pointer + c0, D, 0, out.pointer + p * n * n, N)
+                                    }
                                 }
                             }
                         }
@@ -306,8 +315,6 @@ extension Tensor {
                                 pg[j * n + i] = v
                             }
                         }
-                    } else if n <= 64 && threads > 1 {
-                        Scalar._gemm(false, true, N, N, D, 1, px.baseAddress!, D, px.baseAddress!, D, 0, pg.baseAddress!, N)
                     } else {
                         Scalar._syrk(N, D, px.baseAddress!, D, 0, pg.baseAddress!, N)
                         for i in 0..<n { for j in 0..<i { pg[i * n + j] = pg[j * n + i] } }
@@ -348,14 +355,15 @@ extension Tensor where Scalar == Float {
     /// be evenly spaced), each `width` long. The columns are taken in blocks of `blockColumns`; each block is
     /// centred into a small buffer that stays in the core's cache (means of the differences to the first row,
     /// as `centerColumns()`) and added to the Gram by SYRK, so the rows are read from memory once. Long rows
-    /// are split over the BLAS threads, one single-threaded SYRK stream each. Returns `[n, n]` in Double.
+    /// are split into a fixed number of column parts spread over the BLAS threads, one single-threaded SYRK
+    /// stream each, so the result does not depend on the thread count. Returns `[n, n]` in Double.
     public static func centeredGram(rows: [UnsafePointer<Float>], width d: Int, blockColumns: Int = 4096) throws -> Tensor<Double> {
         let n = rows.count
         let N = try blasInt(n, "gram")
         var g = Tensor<Double>(shape: [n, n])
         guard n > 0, d > 0 else { return g }
-        let threads = blasThreadCount
-        let parts = threads > 1 && d >= 1 << 14 ? Swift.min(threads, 8) : 1
+        // A fixed split of the columns (the bits do not depend on the thread count), spread over the BLAS threads.
+        let parts = d >= Tensor.gramSplitWidth ? Tensor.gramSplitParts : 1, workers = Swift.min(blasThreadCount, parts)
         let chunk = (d + parts - 1) / parts, block = Swift.max(1, Swift.min(blockColumns, chunk))
         var partial = [Float](repeating: 0, count: parts * n * n)
         var scratch = [Float](repeating: 0, count: parts * (n * block + block))
@@ -366,7 +374,8 @@ extension Tensor where Scalar == Float {
         partial.withUnsafeMutableBufferPointer { pp in
             scratch.withUnsafeMutableBufferPointer { ps in
                 let out = UnsafeMutableSendablePointer(pp.baseAddress!), buf = UnsafeMutableSendablePointer(ps.baseAddress!)
-                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                  for p in stride(from: w, to: parts, by: workers) {
                     let c = buf.pointer + p * (n * block + block), m = c + n * block
                     let start = p * chunk, end = Swift.min(d, start + chunk)
                     var beta: Float = 0
@@ -380,6 +389,7 @@ extension Tensor where Scalar == Float {
                         Float._syrk(N, Int32(w), c, Int32(w), beta, out.pointer + p * n * n, N)
                         beta = 1
                     }
+                  }
                 }
             }
         }

@@ -47,7 +47,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch {
         let text = cliWording(error is CocoaError ? error.localizedDescription : "\(error)")
         if world.isDistributed { world.abort(message: text) }
-        FileHandle.standardError.write(Data(("error: " + text.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
+        FileHandle.standardError.write(Data(("error: " + terminalSafe(text.replacingOccurrences(of: "\n", with: " ")) + "\n").utf8))
         throw ExitCode(1)
     }
 }
@@ -70,10 +70,35 @@ func cliWording(_ text: String) -> String {
 }
 
 /// Writes a message to stderr (warnings, progress): stdout stays clean for results.
-func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+func note(_ s: String) { FileHandle.standardError.write(Data((terminalSafe(s) + "\n").utf8)) }
 
 
 /// Splits comma-separated glob lists.
 func globs(_ s: String?) -> [String]? {
     s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+}
+
+/// `s` with control characters (C0 but newline and tab, DEL, C1) shown as `\xHH`: names read from a file (a
+/// checkpoint key holding `ESC[2J`, a NUL) never reach the terminal as commands.
+func terminalSafe(_ s: String) -> String {
+    guard s.unicodeScalars.contains(where: { isControl($0) }) else { return s }
+    var out = String.UnicodeScalarView()
+    for u in s.unicodeScalars {
+        if isControl(u) {
+            out.append(contentsOf: String(format: "\\x%02X", u.value).unicodeScalars)
+        } else {
+            out.append(u)
+        }
+    }
+    return String(out)
+}
+
+private func isControl(_ u: Unicode.Scalar) -> Bool {
+    (u.value < 0x20 && u != "\n" && u != "\t") || (0x7F...0x9F).contains(u.value)
+}
+
+/// Every `print` of the command line goes through `terminalSafe` (results name layers, keys and files that come
+/// from untrusted files).
+func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+    Swift.print(terminalSafe(items.map { "\($0)" }.joined(separator: separator)), terminator: terminalSafe(terminator))
 }

@@ -171,7 +171,15 @@ extension CKACommand {
             if measureOptions.isActive { try reportingErrors { try runMeasures() }; return }
             try reportingErrors {
                 settings.parallel.apply()
-                if world.isRoot { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) }
+                if world.isRoot {
+                    do {
+                        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+                    } catch {
+                        let posix = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+                        throw OutputError(path: outDir, "cannot create the output folder ("
+                                          + (posix.map { String(cString: strerror(Int32($0.code))) } ?? error.localizedDescription) + ")")
+                    }
+                }
                 let stores = try files.map { try ActivationStore(path: $0) }
                 for s in stores.dropFirst() { try CKAComparison.checkSameInputs(stores[0], s) }
                 var names = stores.map { safeName($0.modelName) }

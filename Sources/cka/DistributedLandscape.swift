@@ -111,3 +111,51 @@ enum DistributedLandscape {
         return LandscapeValue(loss: values[0], accuracy: hasAccuracy ? values[1] : nil, parts: parts)
     }
 }
+
+/// The Hessian power iteration on two ranks: both run the same iteration; each Hessian-vector product needs the
+/// gradients at θ₀ ± εv, and rank 0 computes the one at +εv while rank 1 computes the one at −εv. They swap
+/// them (bit for bit), so both ranks hold the same vector at every step and the eigenvalue is that of one process.
+enum DistributedHessian {
+    static let tag = 12, decisionTag = 13
+
+    /// Rank 0 tells every rank whether the Hessian runs (every rank calls this once after the grid).
+    static func shareDecision(_ run: Bool, communicator world: Communicator) -> Bool {
+        guard world.isDistributed else { return run }
+        var bytes: [UInt8] = [run ? 1 : 0]
+        world.broadcast(&bytes)
+        return bytes.first == 1
+    }
+
+    /// The gradient pair of this rank (0: computes +εv, 1: computes −εv), or nil without a second rank.
+    static func gradientPair(_ objective: any DifferentiableLandscapeObjective, parameters: Set<String>,
+                             communicator world: Communicator) -> HessianEigenvalue.GradientPair? {
+        guard world.isDistributed, world.rank <= 1 else { return nil }
+        return { plus, minus in
+            if world.rank == 0 {
+                let g = try objective.valueAndGradient(at: plus).gradient.restricted(to: parameters)
+                let other = try decode(world.receive(from: 1, tag: tag).bytes)
+                world.send(encode(g).bytes, to: 1, tag: tag)
+                return (g, other)
+            } else {
+                let g = try objective.valueAndGradient(at: minus).gradient.restricted(to: parameters)
+                world.send(encode(g).bytes, to: 0, tag: tag)
+                return (try decode(world.receive(from: 0, tag: tag).bytes), g)
+            }
+        }
+    }
+
+    static func encode(_ p: ParameterSet) -> Message {
+        var m = Message()
+        m.append(p.names)
+        for name in p.names { m.append(p[name]!) }
+        return m
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> ParameterSet {
+        var r = MessageReader(bytes)
+        let names = try r.strings()
+        var tensors: [String: Tensor<Float>] = [:]
+        for name in names { tensors[name] = try r.tensor(Float.self) }
+        return try ParameterSet(names: names, tensors: tensors)
+    }
+}

@@ -132,6 +132,12 @@ extension CKACommand {
         @Option(help: "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
         var model: String?
 
+        @Option(help: "Encoder attention heads (default: the checkpoint's saved args, else from the width: 192→3, 384→6, 768→12, 1024→16).")
+        var heads: Int?
+
+        @Option(name: .customLong("decoder-heads"), help: "MAE decoder attention heads (default: the checkpoint's saved args, else width/32).")
+        var decoderHeads: Int?
+
         @Option(help: "The landscape store to write (resumed if it exists with the same settings).")
         var out: String
 
@@ -175,10 +181,15 @@ extension CKACommand {
                 try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out])
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
                 func load(_ path: String, key: String?) throws -> Checkpoint {
-                    var o = Checkpoint.Options(source: source, checkpointKey: key)
+                    var o = Checkpoint.Options(source: source, heads: heads, checkpointKey: key)
                     o.computeSHA256 = false
+                    let c = try Checkpoint(contentsOf: URL(fileURLWithPath: path), options: o)
+                    // Head counts the checkpoint's saved args state win over the guess from the width.
+                    guard heads == nil, let saved = savedHeadCounts(c).encoder, saved != c.architecture.heads else { return c }
+                    o.heads = saved
                     return try Checkpoint(contentsOf: URL(fileURLWithPath: path), options: o)
                 }
+                let directionGuard = DirectionFileGuard(surfacePath: out)
                 let ckpt = try load(checkpoint, key: checkpointKey)
                 let teacherCkpt = try teacher.map { try load($0, key: teacherKey) }
                 let size = VisionTransformerSize(ckpt.architecture)
@@ -191,6 +202,7 @@ extension CKACommand {
                     "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count), "pick": .string(pick),
                     "directions_seeds": .ints([Int(truncatingIfNeeded: seed), Int(truncatingIfNeeded: seed &+ 1)].prefix(dims).map { $0 }),
                     "source": .string(ckpt.source.rawValue), "architecture": .string(ckpt.architecture.timmName),
+                    "heads": .int(ckpt.architecture.heads),
                     "model": .string(model ?? ActivationExtractor.modelName(for: ckpt)),
                     "created_by": .string("cka \(toolkitVersion)"),
                 ]
@@ -231,8 +243,10 @@ extension CKACommand {
                         withMasks.append(b)
                     }
                     maskRows = maskList.flatMap(\.mask)
+                    let dh = decoderHeads ?? savedHeadCounts(ckpt).decoder
                     let o = try MAELandscapeObjective(checkpoint: ckpt, teacher: teacherCkpt, batches: withMasks,
-                                                      normPixLoss: !noNormPixLoss, gamma: gamma)
+                                                      normPixLoss: !noNormPixLoss, gamma: gamma, decoderHeads: dh)
+                    attributes["decoder_heads"] = .int(try o.decoderHeadCount())
                     objective = o
                     groups = o.groups
                 }
@@ -282,6 +296,7 @@ extension CKACommand {
                                                           ignoreBiasAndNorm: ignore == "biasbn")
                     }
                     try DirectionFile.write(dirs, attributes: recipe, to: directionPath)
+                    directionGuard.written = directionPath
                     if !quiet { note("landscape: directions saved to \(directionPath)") }
                 }
                 if world.isRoot { world.barrier() }
@@ -315,12 +330,22 @@ extension CKACommand {
                 if world.isDistributed {
                     // The flatness samples and the Hessian run on rank 0 after the grid; the other ranks stop here.
                     guard let s = try DistributedLandscape.evaluate(run, surface: surface, savingTo: out, maxPoints: maxPoints,
-                                                                    communicator: world, progress: report) else { return }
+                                                                    communicator: world, progress: report) else {
+                        // Rank 1 computes half of each Hessian-vector product; the other ranks are done.
+                        guard DistributedHessian.shareDecision(false, communicator: world), world.rank == 1,
+                              let differentiable = objective as? any DifferentiableLandscapeObjective else { return }
+                        _ = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
+                                                  relativeStep: hessianStep, seed: seed &+ 2000,
+                                                  gradientPair: DistributedHessian.gradientPair(differentiable, parameters: perturbed,
+                                                                                                communicator: world))
+                        return
+                    }
                     surface = s
                 } else {
                     surface = try run.evaluate(surface, savingTo: out, maxPoints: maxPoints, progress: report)
                 }
                 guard surface.completedCount == surface.done.count else {
+                    _ = DistributedHessian.shareDecision(false, communicator: world)
                     print("\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)")
                     return
                 }
@@ -342,10 +367,13 @@ extension CKACommand {
                     surface.attributes["flatness_samples"] = .int(flatnessSamples)
                     surface.attributes["flatness_seed"] = .int(Int(truncatingIfNeeded: seed &+ 1000))
                 }
-                if hessianIterations > 0, surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"]?.normalized != .double(hessianStep),
-                   let differentiable = objective as? any DifferentiableLandscapeObjective {
+                let runHessian = hessianIterations > 0 && objective is any DifferentiableLandscapeObjective
+                    && (surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"]?.normalized != .double(hessianStep))
+                if DistributedHessian.shareDecision(runHessian, communicator: world), let differentiable = objective as? any DifferentiableLandscapeObjective {
                     let h = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
-                                                  relativeStep: hessianStep, seed: seed &+ 2000) { it, lambda in
+                                                  relativeStep: hessianStep, seed: seed &+ 2000,
+                                                  gradientPair: DistributedHessian.gradientPair(differentiable, parameters: perturbed,
+                                                                                                communicator: world)) { it, lambda in
                         if !quiet { note(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda)) }
                     }
                     for (k, v) in h.attributes { surface.attributes[k] = v }

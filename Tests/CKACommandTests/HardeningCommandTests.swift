@@ -1,6 +1,7 @@
 import CKAKit
 import Foundation
 import Testing
+import _CKASupport
 import _CKATestSupport
 
 /// Runs `cka args` under `bash` with `ulimit -f kilobytes` and SIGXFSZ ignored, so that writes beyond the
@@ -168,5 +169,101 @@ struct HardeningCommandTests {
             let grams = try ActivationStore(path: s).grams
             #expect(Set(grams.keys) == Set(layers.prefix(2)), "round \(round): \(grams.keys.sorted())")
         }
+    }
+
+    @Test("extract over NaN pixels: a loud warning and the datasets recorded in non_finite_datasets (was silent, exit 0)")
+    func nonFiniteExtract() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var pixels = tinyPixels(8, seed: 3)
+        pixels.withUnsafeMutableBufferPointer { $0[5] = .nan }
+        let w = try ActivationStoreWriter(path: path("nan.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "px"))
+        try w.writeDataset("inputs/pixels", pixels)
+        try w.finish()
+        try writeTinyViTCheckpoint(to: dir.appendingPathComponent("t.safetensors"), seed: 1)
+        let r = try cka(["extract", "--checkpoint", path("t.safetensors"), "--inputs", path("nan.h5"), "--out", path("o.h5"),
+                         "--store", "pooled,grams", "--gram-batch-size", "4", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("warning:") && r.stderr.contains("NaN or Inf"), "\(r.stderr)")
+        let store = try ActivationStore(path: path("o.h5"))
+        guard case let .strings(names)? = store.attributes["non_finite_datasets"] else {
+            Issue.record("no non_finite_datasets attribute: \(store.attributes)"); return
+        }
+        #expect(names.contains("activations/blocks.0:cls") && names.contains { $0.hasPrefix("grams/") }, "\(names)")
+    }
+
+    @Test("ESC and NUL in checkpoint keys and layer names are printed as \\xHH, never sent to the terminal")
+    func terminalInjection() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("evil.safetensors")
+        try SafeTensorsWriter.write([try SafeTensorsWriter.Entry(name: "\u{1B}[2Jevil\u{07}", tensor: randomTensor([2], seed: 1))], to: url)
+        let r = try cka(["checkpoint", url.path])
+        let all = r.stdout + r.stderr
+        #expect(!all.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 }, "\(all.debugDescription)")
+        #expect(all.contains("\\x1B[2Jevil"), "\(all.debugDescription)")
+        // A layer name with ESC in a store: inspect and the compare error both escape it.
+        let w = try ActivationStoreWriter(path: path("esc.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "m\u{1B}]0;x"))
+        try w.addLayer("\u{1B}[31mred", kind: .other, block: -1, featureShape: [3])
+        try w.append(randomTensor([8, 3], seed: 2), to: "\u{1B}[31mred")
+        try w.finish()
+        let i = try cka(["inspect", path("esc.h5")])
+        #expect(i.status == 0 && !i.stdout.unicodeScalars.contains { $0.value == 0x1B } && i.stdout.contains("\\x1B[31mred"), "\(i.stdout.debugDescription)")
+    }
+
+    @Test("CSV cells that a spreadsheet would run as formulas are written as text")
+    func csvFormulaCells() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(CSVText.field("=HYPERLINK(\"x\")") == "\"'=HYPERLINK(\"\"x\"\")\"")
+        #expect(CSVText.field("+1") == "+1" && CSVText.field("-0.5") == "-0.5" && CSVText.field("@sum") == "'@sum")
+        #expect(CSVText.field("blocks.0:cls") == "blocks.0:cls")
+        let w = try ActivationStoreWriter(path: path("f.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "=cmd|' /C calc'!A0"))
+        try w.addLayer("=1+1", kind: .other, block: -1, featureShape: [3])
+        try w.append(randomTensor([8, 3], seed: 2), to: "=1+1")
+        try w.finish()
+        let r = try cka(["compare", path("f.h5"), "--batch-size", "4", "--csv", path("w.csv"), "--long-csv", path("l.csv")])
+        #expect(r.status == 0, "\(r.stderr)")
+        let wide = try String(contentsOfFile: path("w.csv"), encoding: .utf8), long = try String(contentsOfFile: path("l.csv"), encoding: .utf8)
+        #expect(wide.contains("'=1+1") && !wide.contains(",=") && !wide.hasPrefix("="), "\(wide)")
+        #expect(long.contains("'=cmd") && !long.contains(",=") , "\(long)")
+    }
+
+    @Test("one clear line for: format_version 1.5, an empty /activations, ×10¹⁹ and ×10⁻²⁵ features, an output folder that cannot exist")
+    func clearMessages() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func expectLine(_ args: [String], _ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let r = try cka(args)
+            #expect(r.status == 1 && r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(text),
+                    "\(args): \(r.stderr)", sourceLocation: sourceLocation)
+        }
+        try expectLine(["inspect", hostileFixture("version_1_5.h5")], "format_version is 1.5, expected the integer 1")
+        try expectLine(["compare", hostileFixture("empty_activations.h5")], "no layers")
+        let scaled = hostileFixture("scaled.h5")
+        try expectLine(["compare", scaled, "--layers", "huge", "--batch-size", "16"], "float32 Grams overflow")
+        try expectLine(["compare", scaled, "--layers", "tiny", "--batch-size", "16"], "float32 Grams underflow")
+        // A corrupt gzip chunk read on the reader thread: one line, not HDF5's diagnostic stack.
+        try expectLine(["compare", hostileFixture("corrupt_chunk.h5"), "--batch-size", "16"], "corrupt_chunk.h5")
+        try "x".write(toFile: path("file"), atomically: false, encoding: .utf8)
+
+        try expectLine(["compare-all", similarityFixture("cka_a.h5"), "--out-dir", path("file") + "/sub"], path("file") + "/sub")
+    }
+
+    @Test("k-NN and probes refuse all-zero, constant and [N, 0] layers like compare does (were scored silently)")
+    func knnSharedValidation() throws {
+        let scaled = hostileFixture("scaled.h5")
+        for (layer, text) in [("zero", "is all zeros"), ("const", "constant features"), ("nofeatures", "has no features")] {
+            for command in ["knn", "probe"] {
+                let r = try cka([command, scaled, "--layers", layer])
+                #expect(r.status == 1 && r.stderr.contains(text) && r.stderr.contains("'\(layer)'"), "\(command) \(layer): \(r.stderr)")
+            }
+        }
+    }
+
+    @Test("k-NN is scale-invariant up to 10²¹: the same layer ×2⁷⁰ gives the same table (float32 dot products overflowed)")
+    func knnExtremeScale() throws {
+        let scaled = hostileFixture("scaled.h5")
+        let unit = try cka(["knn", scaled, "--layers", "unit", "--k", "1,5,20"])
+        let big = try cka(["knn", scaled, "--layers", "unit_x2e70", "--k", "1,5,20"])
+        #expect(unit.status == 0 && big.status == 0, "\(unit.stderr) \(big.stderr)")
+        func numbers(_ s: String) -> [String] { s.split(separator: "\n").filter { $0.hasPrefix("unit") }.map { $0.split(separator: " ").dropFirst().joined(separator: " ") } }
+        #expect(!numbers(unit.stdout).isEmpty && numbers(unit.stdout) == numbers(big.stdout), "\(unit.stdout)\n\(big.stdout)")
     }
 }

@@ -108,4 +108,23 @@ struct LandscapeCommandTests {
         let st = try cka(["landscape-stats", path("i.h5")])
         #expect(st.status == 1 && st.stderr.contains("incomplete"))
     }
+
+    @Test("--heads/--decoder-heads are used and recorded (the decoder was assumed to have width/32 heads); a failed run leaves no orphan directions file")
+    func headCountsAndOrphans() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let f = try fixtures()
+        let common = ["landscape", "--checkpoint", f.mae, "--loss", "mae", "--inputs", f.pixels, "--examples", "4",
+                      "--batch-size", "2", "--grid", "-1:1:3", "--dims", "1", "--seed", "7", "--quiet"]
+        let two = try cka(common + ["--out", path("h2.h5")]), four = try cka(common + ["--out", path("h4.h5"), "--decoder-heads", "4"])
+        #expect(two.status == 0 && four.status == 0, "\(two.stderr) \(four.stderr)")
+        let s2 = try LandscapeSurface(contentsOf: path("h2.h5")), s4 = try LandscapeSurface(contentsOf: path("h4.h5"))
+        #expect(s2.attributes["decoder_heads"] == .int(2) && s4.attributes["decoder_heads"] == .int(4))
+        #expect(s2.attributes["heads"] == .int(3) && s4.attributes["heads"] == .int(3))
+        #expect(s2.loss[1] != s4.loss[1], "the decoder head count changes the loss")
+        // The surface cannot be written (its folder does not exist): the directions this run wrote are removed.
+        let dirs = path("orphan.directions.h5")
+        let failed = try cka(common + ["--out", path("missing/o.h5"), "--directions", dirs])
+        #expect(failed.status == 1, "\(failed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dirs), "orphan directions left behind")
+    }
 }

@@ -366,3 +366,24 @@ struct EngineSplitTests {
         }
     }
 }
+
+@Suite("Read and memory-mapped Gram sources agree bit for bit")
+struct GramSourceIdentityTests {
+    @Test("--no-mmap (HDF5 reads, reader thread) equals the memory-mapped path exactly, shuffled or not")
+    func readEqualsMappedExactly() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try MemoryMapTests().store(dir, "a.h5", layout: "chunked", seed: 1)
+        let b = try MemoryMapTests().store(dir, "b.h5", layout: "chunked", seed: 7)
+        for shuffle: UInt64? in [nil, 4] {
+            var o = CKAOptions()
+            o.batchSize = 16
+            o.shuffleSeed = shuffle
+            let mapped = try CKAComparison.run(a, b, options: o)
+            o.memoryMap = false
+            let read = try CKAComparison.run(a, b, options: o)
+            #expect(mapped.usedMemoryMap && !read.usedMemoryMap)
+            #expect(mapped.matrix == read.matrix)
+        }
+    }
+}

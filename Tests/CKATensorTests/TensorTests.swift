@@ -336,3 +336,23 @@ struct LayerNameTests {
         #expect((0..<b * d).allSatisfy { cls[$0 / d, $0 % d] == x[($0 / d) * t, $0 % d] })
     }
 }
+
+@Suite("Gram bits do not depend on the thread count")
+struct GramThreadInvarianceTests {
+    @Test("gramOfRows and centeredGram give the same bits with 1 and 2 BLAS threads (long rows are split in fixed parts)")
+    func threadInvariance() throws {
+        let x = randomTensor([24, 70_001], seed: 3, offset: 10, as: Float.self)
+        let before = blasThreadCount
+        defer { setBLASThreadCount(before) }
+        var results: [[Double]] = []
+        for threads in [1, 2, 1] {
+            setBLASThreadCount(threads)
+            var c = x
+            try c.centerColumns()
+            results.append(try c.gramOfRows().scalars)
+            results.append(try x.centeredGramOfRows().scalars)
+        }
+        #expect(results[0] == results[2] && results[2] == results[4], "gramOfRows")
+        #expect(results[1] == results[3] && results[3] == results[5], "centeredGram")
+    }
+}

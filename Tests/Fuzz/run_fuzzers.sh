@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds libFuzzer+ASan binaries for the checkpoint readers and runs each for SECONDS (default 600).
+# Builds libFuzzer+ASan binaries for the checkpoint readers and the activation-store validation, and runs each
+# for SECONDS (default 600).
 #
 #   Tests/Fuzz/run_fuzzers.sh [SECONDS] [TARGET…]      (make fuzz: 600 s each; make test: a 15 s smoke run)
 #
-# Targets: safetensors zipDirectory unpickler checkpoint (default: all four, run in parallel).
+# Targets: safetensors zipDirectory unpickler checkpoint activationStore (default: all five, run in parallel).
+# activationStore turns its input into a recipe for an HDF5 file (random shapes, types, attributes; huge declared
+# extents) written in /dev/shm, then validates and reads it with ActivationStore.
 # The package has no executable fuzz targets (that needs a Package.swift change), so this script compiles
 # Sources/_CKASupport, Sources/CKATensor and Sources/CKACheckpoint directly with swiftc -sanitize=fuzzer,address. Seeds come from
 # Tests/CKACheckpointTests/Fixtures (whole files, their data.pkl records and safetensors headers).
@@ -12,7 +15,7 @@ set -euo pipefail
 SECONDS_PER_TARGET=${1:-600}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors zipDirectory unpickler checkpoint)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors zipDirectory unpickler checkpoint activationStore)
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 WORK=${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz}
@@ -20,6 +23,7 @@ mkdir -p "$WORK/build"
 export SWIFT_BACKTRACE=enable=no   # otherwise the backtracer eats the crash and no crash file is written
 
 FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -package-name ViTCKA -I "$ROOT/Sources/CBLAS" -I "$WORK/build")
+HDF5_INCLUDE=$(pkg-config --cflags-only-I hdf5 | sed 's/^-I//; s/ *$//')
 quiet() { grep -v "Cannot export local symbol" || true; }   # harmless ld.gold warnings under ASan
 swiftc "${FLAGS[@]}" -wmo -module-name _CKASupport -emit-module -emit-module-path "$WORK/build/_CKASupport.swiftmodule" \
     -c "$ROOT"/Sources/_CKASupport/*.swift -o "$WORK/build/_CKASupport.o" 2>&1 | quiet
@@ -27,6 +31,8 @@ swiftc "${FLAGS[@]}" -wmo -module-name CKATensor -emit-module -emit-module-path 
     -c "$ROOT"/Sources/CKATensor/*.swift -o "$WORK/build/CKATensor.o" 2>&1 | quiet
 swiftc "${FLAGS[@]}" -wmo -module-name CKACheckpoint -emit-module -emit-module-path "$WORK/build/CKACheckpoint.swiftmodule" \
     -c "$ROOT"/Sources/CKACheckpoint/*.swift -o "$WORK/build/CKACheckpoint.o" 2>&1 | quiet
+swiftc "${FLAGS[@]}" -wmo -module-name CKAIO -I "$ROOT/Sources/CHDF5" -Xcc -I"$HDF5_INCLUDE" -emit-module \
+    -emit-module-path "$WORK/build/CKAIO.swiftmodule" -c "$ROOT"/Sources/CKAIO/*.swift -o "$WORK/build/CKAIO.o" 2>&1 | quiet
 
 # Seed corpus.
 python3 - "$ROOT/Tests/CKACheckpointTests/Fixtures" "$WORK" <<'PY'
@@ -52,8 +58,9 @@ PY
 
 pids=()
 for t in "${TARGETS[@]}"; do
-    swiftc "${FLAGS[@]}" "$HERE/fuzz_$t.swift" "$WORK/build/_CKASupport.o" "$WORK/build/CKATensor.o" "$WORK/build/CKACheckpoint.o" \
-        -lopenblas -llapacke -o "$WORK/build/fuzz_$t" 2>&1 | quiet
+    swiftc "${FLAGS[@]}" -I "$ROOT/Sources/CHDF5" -Xcc -I"$HDF5_INCLUDE" "$HERE/fuzz_$t.swift" "$WORK/build/_CKASupport.o" \
+        "$WORK/build/CKATensor.o" "$WORK/build/CKACheckpoint.o" "$WORK/build/CKAIO.o" \
+        $(pkg-config --libs-only-L hdf5) -lhdf5_serial -lopenblas -llapacke -o "$WORK/build/fuzz_$t" 2>&1 | quiet
     [ -x "$WORK/build/fuzz_$t" ] || { echo "build of fuzz_$t failed"; exit 2; }
     mkdir -p "$WORK/corpus/$t" "$WORK/crashes/$t"
     (cd "$WORK/crashes/$t" && "$WORK/build/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \

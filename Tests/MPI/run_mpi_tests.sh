@@ -85,6 +85,7 @@ cmp_runs() {   # NAME ARGS...: the CSV of one process vs -n 1, 2, 3
 }
 cmp_runs mapped ex0.h5 rnd.h5 --layers "$L" --batch-size 4 --grams activations
 cmp_runs stored ex0.h5 rnd.h5 --layers 'blocks.*.norm1,blocks.*.mlp.fc1' --batch-size 4 --grams stored
+cmp_runs read ex0.h5 rnd.h5 --layers "$L" --batch-size 4 --grams activations --no-mmap
 cmp_runs shuffled ex0.h5 --layers "$L" --batch-size 4 --shuffle 7 --passes 3
 cmp_runs debiased ex0.h5 px0.h5 --layers 'blocks.*:cls' --estimator debiased
 cp ex0.h5 twin.h5

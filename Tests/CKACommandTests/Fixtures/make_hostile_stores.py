@@ -39,3 +39,31 @@ with store("huge_grams.h5") as f:
     g.attrs["batch_size"] = 32
     g.attrs["tokens"] = "flatten"
     g.attrs["centered"] = True
+
+# Class 9: misleading messages; class 10: layers k-NN must refuse.
+with store("version_1_5.h5") as f:
+    f.attrs["format_version"] = 1.5
+    f.create_dataset("activations/a", data=np.ones((64, 3), "f4"))
+with store("empty_activations.h5") as f:
+    f.create_group("activations")
+rng = np.random.default_rng(1)
+with store("scaled.h5", labels=True) as f:
+    f.create_dataset("activations/huge", data=(rng.standard_normal((64, 8)) * 1e19).astype("f4"))
+    f.create_dataset("activations/tiny", data=(rng.standard_normal((64, 8)) * 1e-25).astype("f4"))
+    f.create_dataset("activations/zero", data=np.zeros((64, 8), "f4"))
+    f.create_dataset("activations/const", data=np.tile(rng.standard_normal((1, 8)).astype("f4"), (64, 1)))
+    f.create_dataset("activations/nofeatures", data=np.zeros((64, 0), "f4"))
+    base = rng.standard_normal((64, 8)).astype("f4")
+    f.create_dataset("activations/unit", data=base)
+    f.create_dataset("activations/unit_x2e70", data=base * np.float32(2.0 ** 70))   # exact: a power of two
+
+# Class 9: a gzip chunk whose bytes are garbage; it is read on the comparison's reader thread, where HDF5's
+# automatic error printing had not been switched off.
+with store("corrupt_chunk.h5") as f:
+    d = f.create_dataset("activations/a", data=rng.standard_normal((64, 256)).astype("f4"), chunks=(16, 256),
+                         compression="gzip")
+    info = d.id.get_chunk_info(1)
+    offset, size = info.byte_offset, info.size
+with open(os.path.join(HERE, "corrupt_chunk.h5"), "r+b") as raw:
+    raw.seek(offset)
+    raw.write(bytes((7 * i + 3) % 256 for i in range(size)))

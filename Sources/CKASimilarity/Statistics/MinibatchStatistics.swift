@@ -18,7 +18,7 @@ private struct SharedBuffer: @unchecked Sendable {
 public enum MinibatchStatistics {
     /// The minibatch CKA matrix of `a`'s layers `la` against `b`'s `lb` (the same bits as `CKAComparison.run`)
     /// and its statistics.
-    public static func run(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+    package static func run(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
                            options o: CKAOptions, statistics s: StatisticsOptions,
                            progress: ((Int, Int) -> Void)? = nil) throws
         -> (matrix: [[Double]], statistics: CellStatistics, terms: [MinibatchCKA.BatchTerms], plan: MinibatchPlan, usedStoredGrams: Bool) {

@@ -221,7 +221,7 @@ struct HeatmapPanel {
                     let x0 = x + Double(j) * cw, y0 = y + Double(i) * ch, inset = Swift.min(cw, ch) * 0.18
                     let v = values[i][j]
                     let color: RGBColor = v.isFinite && colormap.color(of: v, in: colorRange).luminance > 0.3 ? .ink : .white
-                    let w = Swift.max(0.5, Swift.min(cw, ch) * 0.06)
+                    let w = Swift.max(0.5, Swift.min(cw, ch) * 0.02)
                     canvas.line(x0 + inset, y0 + inset, x0 + cw - inset, y0 + ch - inset, color: color, width: w)
                     canvas.line(x0 + cw - inset, y0 + inset, x0 + inset, y0 + ch - inset, color: color, width: w)
                 }

@@ -24,6 +24,8 @@ public struct Heatmap: Sendable {
     public var colorbarLabel: String
     /// Prints each value in its cell when the matrix is at most 12 × 12 and the cells are large enough.
     public var annotateCells: Bool
+    /// Cells to mark with a cross (e.g. not significant), `[rows][columns]`; nil marks none.
+    public var marked: [[Bool]]? = nil
 
     /// A heatmap of `values` (`rows × columns`).
     public init(values: [[Double]], rowLabels: [String] = [], columnLabels: [String] = [], title: String = "",
@@ -130,6 +132,7 @@ struct HeatmapPanel {
     let yLabel: String
     let style: HeatmapStyle
     let hasMissing: Bool
+    let marked: [[Bool]]?
 
     var rows: Int { values.count }
     var columns: Int { values.first?.count ?? 0 }
@@ -161,6 +164,7 @@ struct HeatmapPanel {
         yLabel = h.yLabel
         self.style = style
         hasMissing = h.values.contains { $0.contains { $0.isNaN } }
+        marked = h.marked
     }
 
     /// Square cell size for a picture of natural size: large for small matrices, at least 3 pt.
@@ -207,6 +211,19 @@ struct HeatmapPanel {
                     let x0 = canvas.snap(x + Double(j) * cw), x1 = canvas.snap(x + Double(j + 1) * cw)
                     canvas.fillRect(x: x0, y: y0, width: x1 - x0 + overlap, height: y1 - y0 + overlap,
                                     color: colormap.color(of: v, in: colorRange))
+                }
+            }
+        }
+        // Marked cells: a thin diagonal cross.
+        if let marked {
+            for (i, row) in marked.enumerated() where i < rows {
+                for (j, m) in row.enumerated() where m && j < columns {
+                    let x0 = x + Double(j) * cw, y0 = y + Double(i) * ch, inset = Swift.min(cw, ch) * 0.18
+                    let v = values[i][j]
+                    let color: RGBColor = v.isFinite && colormap.color(of: v, in: colorRange).luminance > 0.3 ? .ink : .white
+                    let w = Swift.max(0.5, Swift.min(cw, ch) * 0.02)
+                    canvas.line(x0 + inset, y0 + inset, x0 + cw - inset, y0 + ch - inset, color: color, width: w)
+                    canvas.line(x0 + cw - inset, y0 + inset, x0 + inset, y0 + ch - inset, color: color, width: w)
                 }
             }
         }

@@ -151,7 +151,7 @@ public enum CKAComparison {
     }
 
     /// The layers whose stored Grams are used; the others are computed from their activations.
-    private static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+    static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
                                           _ o: CKAOptions, shuffled: Bool) throws -> Set<LayerRef> {
         if o.gramSource == .activations { return [] }
         var problems: [(String, String, String)] = []

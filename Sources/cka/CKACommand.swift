@@ -55,7 +55,8 @@ func reportingErrors(_ body: () throws -> Void) throws {
 /// Library errors name options by their Swift names in backticks (`batchSize`); the command line says the flag.
 private let flagOfOption = ["batchSize": "--batch-size", "gramBatchSize": "--gram-batch-size", "head": "--head",
                             "top": "--top", "store": "--store", "layers": "--layers", "save": "--save",
-                            "shuffle": "--shuffle", "passes": "--passes", "estimator": "--estimator"]
+                            "shuffle": "--shuffle", "passes": "--passes", "estimator": "--estimator",
+                            "tokens": "--tokens", "svccaVariance": "--svcca-variance", "knnK": "--knn-k"]
 
 /// `text` with every backticked option name replaced by its command-line flag (other backticked words stay).
 func cliWording(_ text: String) -> String {

@@ -83,6 +83,7 @@ extension CKACommand {
         var b: String?
 
         @OptionGroup var settings: EstimatorOptions
+        @OptionGroup(title: "Measures and statistics") var measureOptions: MeasureCLIOptions
 
         @Option(help: "Wide CSV: header 'layer,<B layers>', one row per layer of A.")
         var csv: String?
@@ -100,6 +101,7 @@ extension CKACommand {
         }
 
         func run() throws {
+            if measureOptions.isActive { try reportingErrors { try runMeasures() }; return }
             try reportingErrors {
                 try OutputPlan.check(inputs: [a, b], outputs: [csv, longCSV, h5, heatmap])
                 let storeA = try ActivationStore(path: a)
@@ -153,6 +155,7 @@ extension CKACommand {
         var files: [String]
 
         @OptionGroup var settings: EstimatorOptions
+        @OptionGroup(title: "Measures and statistics") var measureOptions: MeasureCLIOptions
 
         @Option(name: .customLong("out-dir"), help: "Folder for the outputs (created if missing).")
         var outDir: String
@@ -165,6 +168,7 @@ extension CKACommand {
         }
 
         func run() throws {
+            if measureOptions.isActive { try reportingErrors { try runMeasures() }; return }
             try reportingErrors {
                 settings.parallel.apply()
                 if world.isRoot {

@@ -15,7 +15,7 @@ CKA := .build/release/cka
 SHARED ?= ../shared
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: deps deps-test build demo test conformance fuzz bench clean
+.PHONY: deps deps-test build demo test lint conformance fuzz bench clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -41,7 +41,13 @@ demo: build
 	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-pip python3-venv >/dev/null )
 	@bash scripts/demo.sh
 
-test: deps-test
+# Style: .swift-format (120 columns); `swift format --in-place --recursive Sources Tests …` fixes what it reports.
+FORMATTED := Sources Tests Benchmarks/Sources Benchmarks/Benchmarks Package.swift
+
+lint:
+	swift format lint --strict --recursive $(FORMATTED)
+
+test: deps-test lint
 	swift build --build-tests
 	swift test --skip-build
 	swift build -c release --product cka

@@ -13,7 +13,7 @@ let package = Package(
         .executable(name: "cka", targets: ["cka"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // MARK: - Public API
@@ -40,15 +40,24 @@ let package = Package(
         /// Pictures (heatmaps, curves) through cairo (the only importer of cairo).
         .target(name: "CKAPlot", dependencies: ["CCairo", "_CKASupport"]),
         /// Umbrella: `import CKAKit` re-exports every public module.
-        .target(name: "CKAKit", dependencies: ["CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction", "CKAAnalysis", "CKALandscape", "CKAPlot", "_CKASupport"]),
+        .target(
+            name: "CKAKit",
+            dependencies: [
+                "CKATensor", "CKAIO", "CKASimilarity", "CKACheckpoint", "CKAImages", "CKAViT", "CKAExtraction",
+                "CKAAnalysis", "CKALandscape", "CKAPlot", "_CKASupport",
+            ]),
         /// The `cka` command.
-        .executableTarget(name: "cka", dependencies: [
-            "CKAKit", "CKADistributed", "_CKASupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "cka",
+            dependencies: [
+                "CKAKit", "CKADistributed", "_CKASupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // MARK: - C shims (implementation details)
-        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .systemLibrary(
+            name: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -63,25 +72,34 @@ let package = Package(
         // MARK: - Unit test bundles
         .testTarget(name: "CKATensorTests", dependencies: ["CKATensor", "_CKATestSupport"]),
         .testTarget(name: "CKAIOTests", dependencies: ["CKAIO", "_CKATestSupport"]),
-        .testTarget(name: "CKASimilarityTests", dependencies: ["CKASimilarity", "CKAIO", "_CKATestSupport"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "CKACheckpointTests", dependencies: ["CKACheckpoint", "_CKATestSupport"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "CKAImagesTests", dependencies: ["CKAImages", "_CKATestSupport"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
-                    exclude: ["OfficialFixtures"]),
+        .testTarget(
+            name: "CKASimilarityTests", dependencies: ["CKASimilarity", "CKAIO", "_CKATestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CKACheckpointTests", dependencies: ["CKACheckpoint", "_CKATestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CKAImagesTests", dependencies: ["CKAImages", "_CKATestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
+            exclude: ["OfficialFixtures"]),
         .testTarget(name: "CKAExtractionTests", dependencies: ["CKAExtraction", "CKAViT", "CKAIO", "_CKATestSupport"]),
-        .testTarget(name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],
-                    exclude: ["Fixtures"]),
+        .testTarget(
+            name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CKALandscapeTests", dependencies: ["CKALandscape", "CKAViT", "CKAIO", "_CKATestSupport"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "CKADistributedTests", dependencies: ["CKADistributed", "CKATensor"]),
         .testTarget(name: "CKAPlotTests", dependencies: ["CKAPlot", "_CKATestSupport"]),
         .testTarget(name: "CKAKitTests", dependencies: ["CKAKit", "_CKATestSupport"]),
         /// A test aid: writes a store slowly so that a test can kill it (not shipped in `cka`).
-        .executableTarget(name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
-        .testTarget(name: "CKACommandTests", dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKASupport", "_CKATestSupport"],
-                    exclude: ["Fixtures"]),
+        .executableTarget(
+            name: "slow-store-writer", dependencies: ["CKAIO", "CKATensor"], path: "Tests/Tools/SlowStoreWriter"),
+        .testTarget(
+            name: "CKACommandTests",
+            dependencies: ["cka", "slow-store-writer", "CKAKit", "_CKASupport", "_CKATestSupport"],
+            exclude: ["Fixtures"]),
     ]
 )

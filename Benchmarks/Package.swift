@@ -17,7 +17,8 @@ import class Foundation.ProcessInfo
 // Set BENCHMARK_DISABLE_MALLOC_INTERPOSER (or its older alias BENCHMARK_DISABLE_JEMALLOC) to build
 // the suites with the system allocator instead; the malloc metrics are then unavailable.
 let environment = ProcessInfo.processInfo.environment
-let useMallocInterposer = environment["BENCHMARK_DISABLE_MALLOC_INTERPOSER"] == nil
+let useMallocInterposer =
+    environment["BENCHMARK_DISABLE_MALLOC_INTERPOSER"] == nil
     && environment["BENCHMARK_DISABLE_JEMALLOC"] == nil
 let benchmarkTraits: Set<Package.Dependency.Trait> = useMallocInterposer ? ["MallocInterposer"] : []
 

@@ -47,9 +47,11 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
         case let .uninformativeLayer(path, layer, detail):
             return "\(path): layer '\(layer)' \(detail)"
         case let .missingLabels(path, analysis):
-            return "\(path): no /inputs/labels dataset (\(analysis) needs the class of every input; extract from an ImageFolder layout or write /inputs/labels)"
+            return
+                "\(path): no /inputs/labels dataset (\(analysis) needs the class of every input; extract from an ImageFolder layout or write /inputs/labels)"
         case let .unknownLabels(path, count, first):
-            return "\(path): \(count) input(s) have an unknown label (−1), the first at index \(first); every input needs a class"
+            return
+                "\(path): \(count) input(s) have an unknown label (−1), the first at index \(first); every input needs a class"
         case let .labelOutOfRange(path, index, label, c):
             return "\(at(path))input \(index) has label \(label), expected 0..<\(c) (the number of classes)"
         case let .classesDiffer(a, b, detail):
@@ -57,33 +59,43 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
         case let .classWithoutTrainingExamples(path, train, c, name):
             let cls = "class \(c)\(name.map { " ('\($0)')" } ?? "")"
             if train.isEmpty { return "\(at(path))\(cls) has no training example (every class needs one)" }
-            return "\(at(path))\(cls) has no training example in \(train) (every class of the test labels, and for the probe every declared class, needs one)"
+            return
+                "\(at(path))\(cls) has no training example in \(train) (every class of the test labels, and for the probe every declared class, needs one)"
         case let .kTooLarge(k, n, path, loo):
-            return "\(at(path))k = \(k) exceeds the \(n) training examples available to each query\(loo ? " (leave-one-out: N − 1)" : "")"
+            return
+                "\(at(path))k = \(k) exceeds the \(n) training examples available to each query\(loo ? " (leave-one-out: N − 1)" : "")"
         case let .invalidOption(s):
             return s
         case let .featureWidthMismatch(layer, tp, tw, qp, qw):
-            return "layer '\(layer)' has \(tw) features in \(tp) but \(qw) in \(qp) (expected the same width: the same model and pooling)"
+            return
+                "layer '\(layer)' has \(tw) features in \(tp) but \(qw) in \(qp) (expected the same width: the same model and pooling)"
         case let .notFeatureMatrix(path, layer, shape):
-            return "\(path): layer '\(layer)' has shape \(describeShape(shape)), expected [N, D] features (extract with `store` pooled for :cls/:gap/:gap_nocls)"
+            return
+                "\(path): layer '\(layer)' has shape \(describeShape(shape)), expected [N, D] features (extract with `store` pooled for :cls/:gap/:gap_nocls)"
         case let .noLayersMatch(path, patterns, available):
             let shown = available.prefix(8).joined(separator: ", ") + (available.count > 8 ? ", …" : "")
-            let what = patterns.isEmpty ? "no [N, D] feature layer" : "no [N, D] layer matches '\(patterns.joined(separator: ","))'"
+            let what =
+                patterns.isEmpty
+                ? "no [N, D] feature layer" : "no [N, D] layer matches '\(patterns.joined(separator: ","))'"
             return "\(path): \(what) (layers: \(shown.isEmpty ? "none" : shown))"
         case let .layerMissingInTrain(layer, train):
             return "\(train): no layer '\(layer)' (the train store needs every layer selected in the test store)"
         case let .nonFinite(path, layer):
-            return layer.isEmpty ? "\(at(path))the features contain NaN or Inf" : "\(at(path))layer '\(layer)' contains NaN or Inf"
+            return layer.isEmpty
+                ? "\(at(path))the features contain NaN or Inf" : "\(at(path))layer '\(layer)' contains NaN or Inf"
         case let .inputsDiffer(a, b, detail):
-            return "\(a) and \(b) hold different inputs: \(detail) (expected the same inputs in the same order, /inputs/ids)"
+            return
+                "\(a) and \(b) hold different inputs: \(detail) (expected the same inputs in the same order, /inputs/ids)"
         case let .queriesAreTrainingInputs(train, test):
-            return "every input of \(test) is also in \(train): train and test must hold different inputs (omit the train store for leave-one-out within one store)"
+            return
+                "every input of \(test) is also in \(train): train and test must hold different inputs (omit the train store for leave-one-out within one store)"
         case let .missingLogits(path, detail):
             return "\(path): \(detail) (expected /logits [N, C], e.g. a saved linear probe (`save`))"
         case let .classCountMismatch(a, ca, b, cb):
             return "\(a) has logits over \(ca) classes but \(b) over \(cb) (expected the same classes)"
         case let .tooFewClasses(path, layer, c):
-            return "\(at(path))\(layer.isEmpty ? "" : "layer '\(layer)': ")the training labels hold \(c) class(es), expected at least 2"
+            return
+                "\(at(path))\(layer.isEmpty ? "" : "layer '\(layer)': ")the training labels hold \(c) class(es), expected at least 2"
         case let .tooFewExamples(path, detail):
             return "\(at(path))\(detail)"
         }
@@ -105,7 +117,9 @@ func csvNumber(_ v: Double) -> String {
 /// refuses the same layers as having zero variance): D = 0, all zeros, or every row the same.
 func checkInformative(_ x: Tensor<Float>, path: String, layer: String) throws {
     let n = x.rowCount, d = x.rowSize
-    guard d > 0 else { throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "has no features ([\(n), 0])") }
+    guard d > 0 else {
+        throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "has no features ([\(n), 0])")
+    }
     var allZero = true, constant = true
     x.withUnsafeBufferPointer { p in
         for i in 0..<n * d where p[i] != 0 { allZero = false; break }
@@ -113,6 +127,7 @@ func checkInformative(_ x: Tensor<Float>, path: String, layer: String) throws {
     }
     if allZero { throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "is all zeros") }
     if constant && n > 1 {
-        throw AnalysisError.uninformativeLayer(path: path, layer: layer, detail: "is the same for every input (constant features)")
+        throw AnalysisError.uninformativeLayer(
+            path: path, layer: layer, detail: "is the same for every input (constant features)")
     }
 }

@@ -27,7 +27,9 @@ public struct FeatureLayer: Sendable, Equatable {
 
     /// The `[N, D]` layers of `test` matching `patterns` (see `select(_:patterns:)`), each checked to exist
     /// with the same width in `train` when a separate training store is given.
-    public static func select(_ test: ActivationStore, train: ActivationStore?, patterns: [String]?) throws -> [FeatureLayer] {
+    public static func select(_ test: ActivationStore, train: ActivationStore?, patterns: [String]?) throws
+        -> [FeatureLayer]
+    {
         let selected = try select(test, patterns: patterns)
         guard let train else { return selected }
         for f in selected {
@@ -35,9 +37,10 @@ public struct FeatureLayer: Sendable, Equatable {
                 throw AnalysisError.layerMissingInTrain(layer: f.name, trainPath: train.path)
             }
             guard t.shape.count == 2, t.shape[1] == f.width else {
-                throw AnalysisError.featureWidthMismatch(layer: f.name, trainPath: train.path,
-                                                         trainWidth: t.shape.dropFirst().reduce(1, *),
-                                                         testPath: test.path, testWidth: f.width)
+                throw AnalysisError.featureWidthMismatch(
+                    layer: f.name, trainPath: train.path,
+                    trainWidth: t.shape.dropFirst().reduce(1, *),
+                    testPath: test.path, testWidth: f.width)
             }
         }
         return selected
@@ -111,14 +114,18 @@ func checkSameInputs(_ a: ActivationStore, _ b: ActivationStore) throws {
     }
     if let i = a.ids.indices.first(where: { a.ids[$0] != b.ids[$0] }) {
         let same = Set(a.ids) == Set(b.ids)
-        let detail = same ? "the same ids in another order (first difference at index \(i): '\(a.ids[i])' vs '\(b.ids[i])')"
-                          : "input \(i) is '\(a.ids[i])' vs '\(b.ids[i])'"
+        let detail =
+            same
+            ? "the same ids in another order (first difference at index \(i): '\(a.ids[i])' vs '\(b.ids[i])')"
+            : "input \(i) is '\(a.ids[i])' vs '\(b.ids[i])'"
         throw AnalysisError.inputsDiffer(pathA: a.path, pathB: b.path, detail: detail)
     }
 }
 
 /// Refuses a training store that holds every test input; otherwise a warning when some inputs are shared.
-func leakageWarning(train: ActivationStore, test: ActivationStore, noun: String, consequence: String = "") throws -> String? {
+func leakageWarning(train: ActivationStore, test: ActivationStore, noun: String, consequence: String = "") throws
+    -> String?
+{
     let shared = sharedIDs(train, test)
     if shared.count == test.count && test.count > 0 {
         throw AnalysisError.queriesAreTrainingInputs(trainPath: train.path, testPath: test.path)
@@ -132,4 +139,3 @@ func sharedIDs(_ a: ActivationStore, _ b: ActivationStore) -> [String] {
     let set = Set(a.ids)
     return b.ids.filter { set.contains($0) }
 }
-

@@ -26,7 +26,8 @@ public struct KNNOptions: Sendable, Equatable {
 
     func validate() throws {
         guard !ks.isEmpty, ks.allSatisfy({ $0 >= 1 }) else {
-            throw AnalysisError.invalidOption("k must be at least 1 (got \(ks.map(String.init).joined(separator: ",")))")
+            throw AnalysisError.invalidOption(
+                "k must be at least 1 (got \(ks.map(String.init).joined(separator: ",")))")
         }
         guard temperature > 0, temperature.isFinite else {
             throw AnalysisError.invalidOption("the temperature must be positive and finite (got \(temperature))")
@@ -73,7 +74,9 @@ public struct KNNTally: Sendable, Equatable {
 
     /// The accuracies so far, one per k.
     public var accuracies: [KNNAccuracy] {
-        ks.indices.map { KNNAccuracy(k: ks[$0], top1Correct: top1Correct[$0], top5Correct: top5Correct[$0], count: count) }
+        ks.indices.map {
+            KNNAccuracy(k: ks[$0], top1Correct: top1Correct[$0], top5Correct: top5Correct[$0], count: count)
+        }
     }
 }
 
@@ -209,7 +212,9 @@ public struct KNNClassifier: Sendable {
 
     /// Accuracy on `queries` `[m, D]` with `labels`, one entry per k of `options.ks` (in that order).
     /// - Throws: `AnalysisError` for bad options, k > train size, a width mismatch or non-finite queries.
-    public func evaluate(queries: Tensor<Float>, labels: [Int], options: KNNOptions = KNNOptions()) throws -> [KNNAccuracy] {
+    public func evaluate(queries: Tensor<Float>, labels: [Int], options: KNNOptions = KNNOptions()) throws
+        -> [KNNAccuracy]
+    {
         var tally = try makeTally(options: options, leaveOneOut: false)
         try accumulate(queries: queries, labels: labels, options: options, into: &tally)
         return tally.accuracies
@@ -235,10 +240,13 @@ public struct KNNClassifier: Sendable {
 
     /// Adds the queries `[m, D]` with their labels to `tally`. Call it chunk by chunk to stream a large
     /// query set; the result does not depend on the chunks.
-    public func accumulate(queries: Tensor<Float>, labels queryLabels: [Int], options: KNNOptions,
-                           into tally: inout KNNTally) throws {
+    public func accumulate(
+        queries: Tensor<Float>, labels queryLabels: [Int], options: KNNOptions,
+        into tally: inout KNNTally
+    ) throws {
         guard queries.rank == 2, queries.shape[1] == width else {
-            throw AnalysisError.invalidOption("k-NN: queries have shape \(describeShape(queries.shape)), expected [m, \(width)]")
+            throw AnalysisError.invalidOption(
+                "k-NN: queries have shape \(describeShape(queries.shape)), expected [m, \(width)]")
         }
         guard allFinite(queries) else { throw AnalysisError.nonFinite(path: "", layer: "") }
         try run(queries, labels: queryLabels, firstTrainIndex: nil, options: options, into: &tally)
@@ -248,22 +256,31 @@ public struct KNNClassifier: Sendable {
     /// the other training examples (it is excluded from its own neighbours by index).
     public func accumulateLeaveOneOut(rows: Range<Int>, options: KNNOptions, into tally: inout KNNTally) throws {
         guard rows.lowerBound >= 0, rows.upperBound <= trainCount else {
-            throw AnalysisError.invalidOption("k-NN: leave-one-out rows \(rows) are not training examples 0..<\(trainCount)")
+            throw AnalysisError.invalidOption(
+                "k-NN: leave-one-out rows \(rows) are not training examples 0..<\(trainCount)")
         }
-        try run(features.rows(rows), labels: Array(labels[rows]), firstTrainIndex: rows.lowerBound, options: options,
-                into: &tally)
+        try run(
+            features.rows(rows), labels: Array(labels[rows]), firstTrainIndex: rows.lowerBound, options: options,
+            into: &tally)
     }
 
     /// Chunked GEMM + exact neighbour search; calls `body(worker, query index, search)` for every
     /// query, on `workers` threads (each query once; `body` must only touch per-worker state).
-    private func search(_ q: Tensor<Float>, firstTrainIndex: Int?, kMax: Int, options: KNNOptions,
-                        body: @escaping @Sendable (_ worker: Int, _ query: Int, _ search: inout NeighbourSearch) -> Void)
-    throws -> (gemm: Double, selection: Double) {
+    private func search(
+        _ q: Tensor<Float>, firstTrainIndex: Int?, kMax: Int, options: KNNOptions,
+        body: @escaping @Sendable (_ worker: Int, _ query: Int, _ search: inout NeighbourSearch) -> Void
+    )
+        throws -> (gemm: Double, selection: Double)
+    {
         var gemmTime = 0.0, selectionTime = 0.0
         let q = KNNClassifier.rescaledRows(q)
         let m = q.rowCount, n = trainCount, d = width
-        let chunk = max(1, min(m, options.queryChunkSize
-                                    ?? max(KNNOptions.minimumChunk, options.chunkMemory / max(1, n * MemoryLayout<Float>.stride))))
+        let chunk = max(
+            1,
+            min(
+                m,
+                options.queryChunkSize
+                    ?? max(KNNOptions.minimumChunk, options.chunkMemory / max(1, n * MemoryLayout<Float>.stride))))
         let threads = max(1, options.selectionThreads ?? ProcessInfo.processInfo.activeProcessorCount)
         let queryNorms = firstTrainIndex.map { f in (0..<m).map { norms.pointer[f + $0] } } ?? KNNClassifier.rowNorms(q)
         // Rounding bound of a float32 dot product of length D, relative to ‖q‖‖t‖, for both compared values.
@@ -271,20 +288,23 @@ public struct KNNClassifier: Sendable {
         // The similarity buffer of one chunk: raw memory (GEMM with beta = 0 writes every element).
         let sims = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * n))
         defer { sims.deallocate() }
-        let context = SearchContext(train: UnsafeSendablePointer(features.pointer), trainNorms: UnsafeSendablePointer(norms.pointer),
-                                    inverseNorms: UnsafeSendablePointer(inverseNorms.pointer), n: n, d: d)
+        let context = SearchContext(
+            train: UnsafeSendablePointer(features.pointer), trainNorms: UnsafeSendablePointer(norms.pointer),
+            inverseNorms: UnsafeSendablePointer(inverseNorms.pointer), n: n, d: d)
         try withExtendedLifetime((features, norms, inverseNorms)) {
             var start = 0
             while start < m {
                 let rows = min(chunk, m - start)
                 let block = q.rows(start..<start + rows)
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                try gemm(MatrixRef(block.pointer, rows: rows, cols: d), MatrixRef(features.pointer, rows: n, cols: d),
-                         transposeB: true, into: MutableMatrixRef(sims, rows: rows, cols: n))
+                try gemm(
+                    MatrixRef(block.pointer, rows: rows, cols: d), MatrixRef(features.pointer, rows: n, cols: d),
+                    transposeB: true, into: MutableMatrixRef(sims, rows: rows, cols: n))
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 gemmTime += Double(t1 - t0) * 1e-9
                 let workers = rows >= 64 ? min(threads, rows / 32) : 1
-                let simPointer = UnsafeSendablePointer(UnsafePointer(sims)), queryPointer = UnsafeSendablePointer(block.pointer)
+                let simPointer = UnsafeSendablePointer(UnsafePointer(sims)),
+                    queryPointer = UnsafeSendablePointer(block.pointer)
                 let first = start
                 withExtendedLifetime(block) {
                     let work: @Sendable (Int) -> Void = { w in
@@ -292,13 +312,20 @@ public struct KNNClassifier: Sendable {
                         var s = NeighbourSearch(capacity: kMax)
                         for i in lo..<hi {
                             let qi = first + i
-                            s.search(keys: simPointer.base + i * n, query: queryPointer.base + i * d, queryNorm: queryNorms[qi],
-                                     excluding: firstTrainIndex.map { $0 + qi } ?? -1, margin: relativeMargin * queryNorms[qi],
-                                     context: context)
+                            s.search(
+                                keys: simPointer.base + i * n, query: queryPointer.base + i * d,
+                                queryNorm: queryNorms[qi],
+                                excluding: firstTrainIndex.map { $0 + qi } ?? -1,
+                                margin: relativeMargin * queryNorms[qi],
+                                context: context)
                             body(w, qi, &s)
                         }
                     }
-                    if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+                    if workers == 1 {
+                        work(0)
+                    } else {
+                        DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+                    }
                 }
                 selectionTime += Double(DispatchTime.now().uptimeNanoseconds - t1) * 1e-9
                 start += rows
@@ -309,8 +336,10 @@ public struct KNNClassifier: Sendable {
 
     /// The core: raw queries `q`; query `i` is training example `firstTrainIndex + i` when that is given
     /// (leave-one-out).
-    private func run(_ q: Tensor<Float>, labels queryLabels: [Int], firstTrainIndex: Int?, options: KNNOptions,
-                     into tally: inout KNNTally) throws {
+    private func run(
+        _ q: Tensor<Float>, labels queryLabels: [Int], firstTrainIndex: Int?, options: KNNOptions,
+        into tally: inout KNNTally
+    ) throws {
         try options.validate()
         guard tally.ks == options.ks else {
             throw AnalysisError.invalidOption("k-NN: the tally was made for k = \(tally.ks), not \(options.ks)")
@@ -331,18 +360,20 @@ public struct KNNClassifier: Sendable {
         let counts = UnsafeSendableBuffer<Int>(count: maxWorkers * ks.count * 2)
         let scores = UnsafeSendableBuffer<Double>(count: maxWorkers * c)
         defer { counts.deallocate(); scores.deallocate() }
-        let time = try search(q, firstTrainIndex: firstTrainIndex, kMax: kMax, options: options, body: { w, qi, s in
-            let sc = UnsafeMutableBufferPointer(start: scores.base + w * c, count: c)
-            let out = counts.base + w * ks.count * 2
-            let label = queryLabels[qi]
-            for (ki, k) in ks.enumerated() {
-                for cc in 0..<c { sc[cc] = 0 }
-                for j in 0..<k { sc[trainLabels[s.index(j)]] += Foundation.exp(s.similarity(j) / temperature) }
-                let rank = classRank(of: label, scores: sc)
-                if rank == 0 { out[2 * ki] += 1 }
-                if rank < min(5, k, c) { out[2 * ki + 1] += 1 }
-            }
-        })
+        let time = try search(
+            q, firstTrainIndex: firstTrainIndex, kMax: kMax, options: options,
+            body: { w, qi, s in
+                let sc = UnsafeMutableBufferPointer(start: scores.base + w * c, count: c)
+                let out = counts.base + w * ks.count * 2
+                let label = queryLabels[qi]
+                for (ki, k) in ks.enumerated() {
+                    for cc in 0..<c { sc[cc] = 0 }
+                    for j in 0..<k { sc[trainLabels[s.index(j)]] += Foundation.exp(s.similarity(j) / temperature) }
+                    let rank = classRank(of: label, scores: sc)
+                    if rank == 0 { out[2 * ki] += 1 }
+                    if rank < min(5, k, c) { out[2 * ki + 1] += 1 }
+                }
+            })
         for w in 0..<maxWorkers {
             for ki in ks.indices {
                 tally.top1Correct[ki] += counts.base[w * ks.count * 2 + 2 * ki]
@@ -358,7 +389,8 @@ public struct KNNClassifier: Sendable {
     /// training indices and cosine similarities (float64), `[m][k]`. For inspection and tests.
     public func neighbours(of queries: Tensor<Float>, k: Int) throws -> (indices: [[Int]], similarities: [[Double]]) {
         guard queries.rank == 2, queries.shape[1] == width else {
-            throw AnalysisError.invalidOption("k-NN: queries have shape \(describeShape(queries.shape)), expected [m, \(width)]")
+            throw AnalysisError.invalidOption(
+                "k-NN: queries have shape \(describeShape(queries.shape)), expected [m, \(width)]")
         }
         guard allFinite(queries) else { throw AnalysisError.nonFinite(path: "", layer: "") }
         return try nearest(queries, k: k, firstTrainIndex: nil)
@@ -372,7 +404,9 @@ public struct KNNClassifier: Sendable {
         return try nearest(features.rows(rows), k: k, firstTrainIndex: rows.lowerBound)
     }
 
-    private func nearest(_ q: Tensor<Float>, k: Int, firstTrainIndex: Int?) throws -> (indices: [[Int]], similarities: [[Double]]) {
+    private func nearest(_ q: Tensor<Float>, k: Int, firstTrainIndex: Int?) throws -> (
+        indices: [[Int]], similarities: [[Double]]
+    ) {
         let available = trainCount - (firstTrainIndex == nil ? 0 : 1)
         guard k >= 1, k <= available else {
             throw AnalysisError.kTooLarge(k: k, trainCount: available, path: "", leaveOneOut: firstTrainIndex != nil)
@@ -382,9 +416,14 @@ public struct KNNClassifier: Sendable {
         defer { idx.deallocate(); sim.deallocate() }
         var o = KNNOptions(ks: [k])
         o.selectionThreads = 1
-        _ = try search(q, firstTrainIndex: firstTrainIndex, kMax: k, options: o, body: { _, qi, s in
-            for j in 0..<k { idx.base[qi * k + j] = s.index(j); sim.base[qi * k + j] = s.similarity(j) }
-        })
-        return ((0..<m).map { i in (0..<k).map { idx.base[i * k + $0] } }, (0..<m).map { i in (0..<k).map { sim.base[i * k + $0] } })
+        _ = try search(
+            q, firstTrainIndex: firstTrainIndex, kMax: k, options: o,
+            body: { _, qi, s in
+                for j in 0..<k { idx.base[qi * k + j] = s.index(j); sim.base[qi * k + j] = s.similarity(j) }
+            })
+        return (
+            (0..<m).map { i in (0..<k).map { idx.base[i * k + $0] } },
+            (0..<m).map { i in (0..<k).map { sim.base[i * k + $0] } }
+        )
     }
 }

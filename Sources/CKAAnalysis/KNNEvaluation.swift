@@ -48,7 +48,9 @@ public struct KNNReport: Sendable {
     public func csv() -> String {
         var lines = [KNNReport.csvHeader]
         for r in rows {
-            lines.append("\(csvField(r.feature.layer)),\(r.feature.pooling.rawValue),\(r.k),\(csvNumber(r.top1)),\(csvNumber(r.top5))")
+            lines.append(
+                "\(csvField(r.feature.layer)),\(r.feature.pooling.rawValue),\(r.k),\(csvNumber(r.top1)),\(csvNumber(r.top5))"
+            )
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -58,12 +60,17 @@ public struct KNNReport: Sendable {
 
     /// A plain-text table: one line per layer and k with top-1 and top-5 accuracy.
     public func table() -> String {
-        let mode = leaveOneOut ? "leave-one-out over \(testCount) inputs" : "\(testCount) queries against \(trainCount) training inputs"
+        let mode =
+            leaveOneOut
+            ? "leave-one-out over \(testCount) inputs" : "\(testCount) queries against \(trainCount) training inputs"
         var s = "\(model): weighted k-NN (T = \(options.temperature)), \(mode), \(classCount) classes"
         let width = max(12, rows.map(\.feature.layer.count).max() ?? 0) + 2
-        s += "\n" + "layer".padding(toLength: width, withPad: " ", startingAt: 0) + "pooling    " + "    k    top-1    top-5"
+        s +=
+            "\n" + "layer".padding(toLength: width, withPad: " ", startingAt: 0) + "pooling    "
+            + "    k    top-1    top-5"
         for r in rows {
-            s += "\n" + r.feature.layer.padding(toLength: width, withPad: " ", startingAt: 0)
+            s +=
+                "\n" + r.feature.layer.padding(toLength: width, withPad: " ", startingAt: 0)
                 + r.feature.pooling.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
                 + String(format: "%5d  %7.2f  %7.2f", r.k, r.top1, r.top5)
         }
@@ -77,9 +84,12 @@ public struct KNNReport: Sendable {
         let lastBlock = rows.map(\.feature.block).max() ?? -1
         var out: [(pooling: Pooling, x: [Double], y: [Double], labels: [String])] = []
         for p in Pooling.allCases {
-            let points = rows.filter { $0.k == k && $0.feature.pooling == p }.compactMap { r -> (Double, Double, String)? in
+            let points = rows.filter { $0.k == k && $0.feature.pooling == p }.compactMap {
+                r -> (Double, Double, String)? in
                 if r.feature.block >= 0 { return (Double(r.feature.block), r.top1, r.feature.layer) }
-                if r.feature.layer == "norm" || r.feature.layer == "fc_norm" { return (Double(lastBlock + 1), r.top1, r.feature.layer) }
+                if r.feature.layer == "norm" || r.feature.layer == "fc_norm" {
+                    return (Double(lastBlock + 1), r.top1, r.feature.layer)
+                }
                 return nil
             }.sorted { $0.0 < $1.0 }
             if !points.isEmpty { out.append((p, points.map(\.0), points.map(\.1), points.map(\.2))) }
@@ -103,9 +113,11 @@ public enum KNNEvaluation {
     /// - Throws: `AnalysisError` (missing or unknown labels, different class lists, a test class with
     ///   no training example, train and test over the same inputs, k larger than the train set,
     ///   a layer missing in the train store or of another width, NaN/Inf) or the store's errors.
-    public static func run(test: ActivationStore, train: ActivationStore? = nil, layers: [String]? = nil,
-                           options: KNNOptions = KNNOptions(),
-                           progress: ((CKAProgress) -> Void)? = nil) throws -> KNNReport {
+    public static func run(
+        test: ActivationStore, train: ActivationStore? = nil, layers: [String]? = nil,
+        options: KNNOptions = KNNOptions(),
+        progress: ((CKAProgress) -> Void)? = nil
+    ) throws -> KNNReport {
         try options.validate()
         let clock = DispatchTime.now().uptimeNanoseconds
         func elapsed(since t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) * 1e-9 }
@@ -113,17 +125,21 @@ public enum KNNEvaluation {
         let trainStore = train ?? test
         let testLabels = try LabelSpace.labels(of: test, analysis: "k-NN")
         let trainLabels = train == nil ? testLabels : try LabelSpace.labels(of: trainStore, analysis: "k-NN")
-        let space = try LabelSpace.shared(train == nil ? [test] : [trainStore, test], labels: [trainLabels, testLabels])
+        let space = try LabelSpace.shared(
+            train == nil ? [test] : [trainStore, test], labels: [trainLabels, testLabels])
         var warnings: [String] = []
         if let train {
-            if let w = try leakageWarning(train: train, test: test, noun: "queries", consequence: ": they find themselves") {
+            if let w = try leakageWarning(
+                train: train, test: test, noun: "queries", consequence: ": they find themselves")
+            {
                 warnings.append(w)
             }
             var present = [Bool](repeating: false, count: space.classCount)
             for l in trainLabels { present[l] = true }
             if let missing = testLabels.first(where: { !present[$0] }) {
-                throw AnalysisError.classWithoutTrainingExamples(path: test.path, trainPath: train.path, classIndex: missing,
-                                                                 className: space.name(missing))
+                throw AnalysisError.classWithoutTrainingExamples(
+                    path: test.path, trainPath: train.path, classIndex: missing,
+                    className: space.name(missing))
             }
         }
         let available = train == nil ? test.count - 1 : trainStore.count
@@ -146,7 +162,8 @@ public enum KNNEvaluation {
             }
             var tally = try knn.makeTally(options: options, leaveOneOut: train == nil)
             let n = test.count
-            let chunk = max(1, min(n, options.queryChunkSize ?? max(256, options.chunkMemory / max(1, knn.trainCount * 4))))
+            let chunk = max(
+                1, min(n, options.queryChunkSize ?? max(256, options.chunkMemory / max(1, knn.trainCount * 4))))
             var start = 0
             while start < n {
                 let r = start..<min(n, start + chunk)
@@ -157,7 +174,8 @@ public enum KNNEvaluation {
                         let t = DispatchTime.now().uptimeNanoseconds
                         try test.read(f.name, rows: r, into: &queries)
                         readSeconds += elapsed(since: t)
-                        try knn.accumulate(queries: queries, labels: Array(testLabels[r]), options: options, into: &tally)
+                        try knn.accumulate(
+                            queries: queries, labels: Array(testLabels[r]), options: options, into: &tally)
                     }
                 } catch AnalysisError.nonFinite {
                     throw AnalysisError.nonFinite(path: test.path, layer: f.name)
@@ -171,9 +189,10 @@ public enum KNNEvaluation {
             }
             progress?(CKAProgress(done: li + 1, total: selected.count, unit: "layers"))
         }
-        var report = KNNReport(testPath: test.path, trainPath: train?.path, model: test.modelName, options: options,
-                               trainCount: train == nil ? test.count : trainStore.count, testCount: test.count,
-                               classCount: space.classCount, rows: rows, warnings: warnings)
+        var report = KNNReport(
+            testPath: test.path, trainPath: train?.path, model: test.modelName, options: options,
+            trainCount: train == nil ? test.count : trainStore.count, testCount: test.count,
+            classCount: space.classCount, rows: rows, warnings: warnings)
         report.readSeconds = readSeconds
         report.gemmSeconds = gemmSeconds
         report.selectionSeconds = selectionSeconds

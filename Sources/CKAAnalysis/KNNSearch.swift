@@ -28,8 +28,10 @@ struct NeighbourSearch {
     /// Finds the `capacity` nearest training rows: heap selection on the float32 keys
     /// `keys[j]·inverseNorms[j]` (= ‖q‖·cos), then every row whose key is within `margin` of the last
     /// kept one is rescored in float64 and the short list ranked exactly.
-    mutating func search(keys: UnsafePointer<Float>, query: UnsafePointer<Float>, queryNorm: Double, excluding: Int,
-                         margin: Double, context: SearchContext) {
+    mutating func search(
+        keys: UnsafePointer<Float>, query: UnsafePointer<Float>, queryNorm: Double, excluding: Int,
+        margin: Double, context: SearchContext
+    ) {
         let n = context.n, d = context.d
         let scale = context.inverseNorms.base
         selector.select(keys, scale: scale, count: n, excluding: excluding)
@@ -96,8 +98,10 @@ func dotInDouble(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ d: Int)
 
 /// `dotInDouble(q, r_i, d)` for four rows at once (same lanes and order, so the same results).
 @inline(__always)
-func dot4InDouble(_ q: UnsafePointer<Float>, _ r0: UnsafePointer<Float>, _ r1: UnsafePointer<Float>,
-                  _ r2: UnsafePointer<Float>, _ r3: UnsafePointer<Float>, _ d: Int) -> (Double, Double, Double, Double) {
+func dot4InDouble(
+    _ q: UnsafePointer<Float>, _ r0: UnsafePointer<Float>, _ r1: UnsafePointer<Float>,
+    _ r2: UnsafePointer<Float>, _ r3: UnsafePointer<Float>, _ d: Int
+) -> (Double, Double, Double, Double) {
     let rq = UnsafeRawPointer(q)
     let rows = (UnsafeRawPointer(r0), UnsafeRawPointer(r1), UnsafeRawPointer(r2), UnsafeRawPointer(r3))
     var a0 = SIMD4<Double>(), b0 = SIMD4<Double>(), a1 = SIMD4<Double>(), b1 = SIMD4<Double>()

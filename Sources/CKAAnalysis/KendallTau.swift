@@ -79,7 +79,8 @@ public struct KendallTau: Sendable {
 
     /// Sorts `a` ascending (bottom-up merge sort, stable) and returns the number of pairs i < j with
     /// a[i] > a[j] strictly.
-    static func countInversions(_ a: UnsafeMutableBufferPointer<Double>, _ t: UnsafeMutableBufferPointer<Double>) -> Int {
+    static func countInversions(_ a: UnsafeMutableBufferPointer<Double>, _ t: UnsafeMutableBufferPointer<Double>) -> Int
+    {
         let n = a.count
         var inversions = 0
         var src = a, dst = t

@@ -42,8 +42,10 @@ struct LBFGSResult {
 /// `sᵀy / yᵀy`, a backtracking Armijo line search (c₁ = 1e-4, first trial step 1, or `1/‖g‖₂` on the
 /// first iteration, halving up to 50 times), and correction pairs kept only when `sᵀy > 1e-10·yᵀy`.
 /// Fully deterministic. `evaluate(x, &gradient)` returns f(x) and writes ∇f(x).
-func lbfgsMinimize(start: [Double], options: LBFGSOptions,
-                   evaluate: ([Double], inout [Double]) throws -> Double) rethrows -> LBFGSResult {
+func lbfgsMinimize(
+    start: [Double], options: LBFGSOptions,
+    evaluate: ([Double], inout [Double]) throws -> Double
+) rethrows -> LBFGSResult {
     let n = start.count
     var x = start
     var g = [Double](repeating: 0, count: n)
@@ -63,10 +65,13 @@ func lbfgsMinimize(start: [Double], options: LBFGSOptions,
     while true {
         let gmax = maxAbs(g)
         if gmax <= options.gradientTolerance {
-            return LBFGSResult(x: x, value: f, gradientMax: gmax, iterations: iteration, evaluations: evaluations, stop: .gradient)
+            return LBFGSResult(
+                x: x, value: f, gradientMax: gmax, iterations: iteration, evaluations: evaluations, stop: .gradient)
         }
         if iteration >= options.maxIterations {
-            return LBFGSResult(x: x, value: f, gradientMax: gmax, iterations: iteration, evaluations: evaluations, stop: .maxIterations)
+            return LBFGSResult(
+                x: x, value: f, gradientMax: gmax, iterations: iteration, evaluations: evaluations, stop: .maxIterations
+            )
         }
         // Two-loop recursion: d = −H·g.
         for i in 0..<n { d[i] = -g[i] }
@@ -104,7 +109,8 @@ func lbfgsMinimize(start: [Double], options: LBFGSOptions,
             step *= 0.5
         }
         if !accepted || !(fNew < f) {
-            return LBFGSResult(x: x, value: f, gradientMax: gmax, iterations: iteration, evaluations: evaluations, stop: .lineSearch)
+            return LBFGSResult(
+                x: x, value: f, gradientMax: gmax, iterations: iteration, evaluations: evaluations, stop: .lineSearch)
         }
         iteration += 1
         var s = [Double](repeating: 0, count: n), y = s
@@ -118,8 +124,9 @@ func lbfgsMinimize(start: [Double], options: LBFGSOptions,
         swap(&x, &xNew); swap(&g, &gNew)
         f = fNew
         if reduction <= options.relativeTolerance {
-            return LBFGSResult(x: x, value: f, gradientMax: maxAbs(g), iterations: iteration, evaluations: evaluations,
-                               stop: .relativeReduction)
+            return LBFGSResult(
+                x: x, value: f, gradientMax: maxAbs(g), iterations: iteration, evaluations: evaluations,
+                stop: .relativeReduction)
         }
     }
 }

@@ -15,7 +15,9 @@ public struct ProbeOptions: Sendable, Equatable {
     public init(l2: Double = 1e-2) { self.l2 = l2 }
 
     func validate() throws {
-        guard l2 >= 0, l2.isFinite else { throw AnalysisError.invalidOption("the L2 penalty must be ≥ 0 and finite (got \(l2))") }
+        guard l2 >= 0, l2.isFinite else {
+            throw AnalysisError.invalidOption("the L2 penalty must be ≥ 0 and finite (got \(l2))")
+        }
         guard optimizer.maxIterations >= 0, optimizer.history >= 1, chunkRows >= 1 else {
             throw AnalysisError.invalidOption("the probe needs max iterations ≥ 0, history ≥ 1 and chunk rows ≥ 1")
         }
@@ -64,14 +66,19 @@ public struct LogisticProbe: Sendable {
     /// - Parameter classCount: C; nil = the largest label + 1. Every class must have a training example.
     /// - Throws: `AnalysisError` for a shape mismatch, non-finite features, labels outside `0..<C`,
     ///   fewer than two classes, or a class without training examples (paths empty: callers add them).
-    public static func fit(features: Tensor<Float>, labels: [Int], classCount: Int? = nil,
-                           options: ProbeOptions = ProbeOptions()) throws -> LogisticProbe {
+    public static func fit(
+        features: Tensor<Float>, labels: [Int], classCount: Int? = nil,
+        options: ProbeOptions = ProbeOptions()
+    ) throws -> LogisticProbe {
         try options.validate()
         guard features.rank == 2, features.rowCount == labels.count else {
-            throw AnalysisError.invalidOption("probe: features \(describeShape(features.shape)) for \(labels.count) labels, expected [N, D]")
+            throw AnalysisError.invalidOption(
+                "probe: features \(describeShape(features.shape)) for \(labels.count) labels, expected [N, D]")
         }
         let n = features.rowCount, d = features.shape[1]
-        guard n >= 1 else { throw AnalysisError.tooFewExamples(path: "", detail: "the probe needs at least one training example") }
+        guard n >= 1 else {
+            throw AnalysisError.tooFewExamples(path: "", detail: "the probe needs at least one training example")
+        }
         guard allFinite(features) else { throw AnalysisError.nonFinite(path: "", layer: "") }
         let c = classCount ?? ((labels.max() ?? -1) + 1)
         if let i = labels.firstIndex(where: { $0 < 0 || $0 >= c }) {
@@ -82,7 +89,8 @@ public struct LogisticProbe: Sendable {
         let present = perClass.filter { $0 > 0 }.count
         guard present >= 2 else { throw AnalysisError.tooFewClasses(path: "", layer: "", classes: present) }
         if let missing = perClass.firstIndex(of: 0) {
-            throw AnalysisError.classWithoutTrainingExamples(path: "", trainPath: "", classIndex: missing, className: nil)
+            throw AnalysisError.classWithoutTrainingExamples(
+                path: "", trainPath: "", classIndex: missing, className: nil)
         }
         let (mean, scale) = standardization(features)
         let x = standardized(features, mean: mean, scale: scale)
@@ -97,14 +105,16 @@ public struct LogisticProbe: Sendable {
         w.withUnsafeMutableBufferPointer { p in
             for i in 0..<d { for j in 0..<c { p[j * d + i] = r.x[i * c + j] } }
         }
-        return LogisticProbe(mean: mean, scale: scale, weight: w, bias: Array(r.x[(d * c)...]), l2: lambda, loss: r.value,
-                             gradientMax: r.gradientMax, iterations: r.iterations, evaluations: r.evaluations, stop: r.stop)
+        return LogisticProbe(
+            mean: mean, scale: scale, weight: w, bias: Array(r.x[(d * c)...]), l2: lambda, loss: r.value,
+            gradientMax: r.gradientMax, iterations: r.iterations, evaluations: r.evaluations, stop: r.stop)
     }
 
     /// The logits `[N, C]` of raw (unstandardised) `features` `[N, D]`.
     public func logits(_ features: Tensor<Float>) throws -> Tensor<Float> {
         guard features.rank == 2, features.shape[1] == width else {
-            throw AnalysisError.invalidOption("probe: features \(describeShape(features.shape)), expected [N, \(width)]")
+            throw AnalysisError.invalidOption(
+                "probe: features \(describeShape(features.shape)), expected [N, \(width)]")
         }
         let x = LogisticProbe.standardized(features, mean: mean, scale: scale)
         let problem = SoftmaxProblem(x: x, labels: nil, classCount: classCount, chunkRows: 4096)
@@ -126,7 +136,8 @@ public struct LogisticProbe: Sendable {
     /// The objective f (mean cross-entropy + (λ/2)‖W‖²) of this probe on raw `features` with `labels`.
     public func objective(_ features: Tensor<Float>, labels: [Int]) throws -> Double {
         guard features.rank == 2, features.shape[1] == width, features.rowCount == labels.count else {
-            throw AnalysisError.invalidOption("probe: features \(describeShape(features.shape)) for \(labels.count) labels, expected [N, \(width)]")
+            throw AnalysisError.invalidOption(
+                "probe: features \(describeShape(features.shape)) for \(labels.count) labels, expected [N, \(width)]")
         }
         if let i = labels.firstIndex(where: { $0 < 0 || $0 >= classCount }) {
             throw AnalysisError.labelOutOfRange(path: "", index: i, label: labels[i], classCount: classCount)
@@ -284,7 +295,9 @@ struct SoftmaxProblem {
                 let rows = min(chunkRows, n - start)
                 convert(rows: start..<start + rows, into: &xc)
                 z.prepare(shape: [rows, c])
-                try gemm(MatrixRef(xc.pointer, rows: rows, cols: d), w, into: MutableMatrixRef(z.mutablePointer(), rows: rows, cols: c))
+                try gemm(
+                    MatrixRef(xc.pointer, rows: rows, cols: d), w,
+                    into: MutableMatrixRef(z.mutablePointer(), rows: rows, cols: c))
                 let zp = z.pointer
                 for i in 0..<rows { for j in 0..<c { op[(start + i) * c + j] = Float(zp[i * c + j] + th[d * c + j]) } }
                 start += rows

@@ -89,16 +89,20 @@ public struct AgreementReport: Sendable {
     /// A plain-text table: one row per subset, one column per metric.
     public func table() -> String {
         let restricted = options.classes == .union ? "union of both top-k" : "A's top-k"
-        var s = "\(modelA) vs \(modelB): \(count) inputs, \(classCount) classes; Kendall τ-b over the \(restricted) classes"
+        var s =
+            "\(modelA) vs \(modelB): \(count) inputs, \(classCount) classes; Kendall τ-b over the \(restricted) classes"
         let subsets = AgreementSubset.allCases.filter { subsetCounts[$0] != nil }
         var header = "subset".padding(toLength: 14, withPad: " ", startingAt: 0) + "      n"
         for k in options.ks { header += "  " + "τ-b@\(k)".leftPadded(9) }
         header += "   top-1 agr    top-1 F1"
         s += "\n" + header
         for sub in subsets {
-            var line = sub.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "%7d", subsetCounts[sub] ?? 0)
+            var line =
+                sub.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)
+                + String(format: "%7d", subsetCounts[sub] ?? 0)
             for k in options.ks { line += "  " + String(format: "%9.4f", value("kendall_tau_b", sub, k: k) ?? .nan) }
-            line += String(format: "  %10.4f  %10.4f", value("top1_agreement", sub) ?? .nan, value("top1_f1", sub) ?? .nan)
+            line += String(
+                format: "  %10.4f  %10.4f", value("top1_agreement", sub) ?? .nan, value("top1_f1", sub) ?? .nan)
             s += "\n" + line
         }
         return s
@@ -130,21 +134,28 @@ public enum PredictionAgreement {
     /// Compares the `/logits` of two stores over the same inputs, reading `chunkRows` examples at a time.
     /// - Throws: `AnalysisError` (no `/logits`, not `[N, C]`, different class counts, different
     ///   inputs, labels that disagree, NaN/Inf logits) or the store's errors.
-    public static func run(_ a: ActivationStore, _ b: ActivationStore,
-                           options: AgreementOptions = AgreementOptions()) throws -> AgreementReport {
+    public static func run(
+        _ a: ActivationStore, _ b: ActivationStore,
+        options: AgreementOptions = AgreementOptions()
+    ) throws -> AgreementReport {
         let ca = try logitShape(a), cb = try logitShape(b)
-        guard ca == cb else { throw AnalysisError.classCountMismatch(pathA: a.path, countA: ca, pathB: b.path, countB: cb) }
+        guard ca == cb else {
+            throw AnalysisError.classCountMismatch(pathA: a.path, countA: ca, pathB: b.path, countB: cb)
+        }
         // The per-class counters (3 per subset) are allocated from the declared C: checked against memory first.
-        try MemoryBudget.check([3 * AgreementSubset.allCases.count + max(1, options.chunkRows), ca], elementSize: 8,
-                               path: a.path, object: "logits")
+        try MemoryBudget.check(
+            [3 * AgreementSubset.allCases.count + max(1, options.chunkRows), ca], elementSize: 8,
+            path: a.path, object: "logits")
         try checkSameInputs(a, b)
         if let la = a.labels, let lb = b.labels, la != lb {
             let i = la.indices.first { la[$0] != lb[$0] } ?? 0
-            throw AnalysisError.inputsDiffer(pathA: a.path, pathB: b.path,
-                                             detail: "input \(i) ('\(a.ids[i])') has label \(la[i]) vs \(lb[i])")
+            throw AnalysisError.inputsDiffer(
+                pathA: a.path, pathB: b.path,
+                detail: "input \(i) ('\(a.ids[i])') has label \(la[i]) vs \(lb[i])")
         }
         if let na = a.classes, let nb = b.classes, na != nb {
-            throw AnalysisError.classesDiffer(pathA: a.path, pathB: b.path, detail: "\(na.count) vs \(nb.count) names, or different names")
+            throw AnalysisError.classesDiffer(
+                pathA: a.path, pathB: b.path, detail: "\(na.count) vs \(nb.count) names, or different names")
         }
         let labels = a.labels ?? b.labels
         var acc = try Accumulator(classCount: ca, options: options, hasLabels: labels != nil)
@@ -159,15 +170,21 @@ public enum PredictionAgreement {
             start = r.upperBound
         }
         var report = acc.report(pathA: a.path, pathB: b.path, modelA: a.modelName, modelB: b.modelName)
-        if labels == nil { report.warnings.append("no /inputs/labels in either file: only the subset 'all' is reported") }
+        if labels == nil {
+            report.warnings.append("no /inputs/labels in either file: only the subset 'all' is reported")
+        }
         return report
     }
 
     /// The same on logits in memory (`[N, C]` each); `labels` (−1 = unknown) enable the subsets.
-    public static func compute(logitsA: Tensor<Float>, logitsB: Tensor<Float>, labels: [Int]?,
-                               options: AgreementOptions = AgreementOptions()) throws -> AgreementReport {
+    public static func compute(
+        logitsA: Tensor<Float>, logitsB: Tensor<Float>, labels: [Int]?,
+        options: AgreementOptions = AgreementOptions()
+    ) throws -> AgreementReport {
         guard logitsA.rank == 2, logitsB.rank == 2, logitsA.shape == logitsB.shape else {
-            throw AnalysisError.invalidOption("agreement: logits of shapes \(describeShape(logitsA.shape)) and \(describeShape(logitsB.shape)), expected the same [N, C]")
+            throw AnalysisError.invalidOption(
+                "agreement: logits of shapes \(describeShape(logitsA.shape)) and \(describeShape(logitsB.shape)), expected the same [N, C]"
+            )
         }
         guard labels == nil || labels!.count == logitsA.rowCount else {
             throw AnalysisError.invalidOption("agreement: \(labels!.count) labels for \(logitsA.rowCount) examples")
@@ -180,10 +197,14 @@ public enum PredictionAgreement {
 
     /// C of a store's `/logits` `[N, C]`.
     static func logitShape(_ s: ActivationStore) throws -> Int {
-        guard s.hasDataset("logits") else { throw AnalysisError.missingLogits(path: s.path, detail: "no /logits dataset") }
+        guard s.hasDataset("logits") else {
+            throw AnalysisError.missingLogits(path: s.path, detail: "no /logits dataset")
+        }
         let ds = try HDF5File(path: s.path).dataset("logits")
         guard ds.shape.count == 2, ds.shape[0] == s.count, ds.shape[1] >= 1, ds.elementType.isFloat else {
-            throw AnalysisError.missingLogits(path: s.path, detail: "/logits holds \(ds.elementType) \(describeShape(ds.shape)) for N = \(s.count) inputs")
+            throw AnalysisError.missingLogits(
+                path: s.path,
+                detail: "/logits holds \(ds.elementType) \(describeShape(ds.shape)) for N = \(s.count) inputs")
         }
         return ds.shape[1]
     }
@@ -207,7 +228,8 @@ public enum PredictionAgreement {
         init(classCount: Int, options: AgreementOptions, hasLabels: Bool) throws {
             guard classCount >= 1 else { throw AnalysisError.invalidOption("agreement: no classes") }
             guard !options.ks.isEmpty, options.ks.allSatisfy({ $0 >= 1 }) else {
-                throw AnalysisError.invalidOption("`top` values must be at least 1 (got \(options.ks.map(String.init).joined(separator: ",")))")
+                throw AnalysisError.invalidOption(
+                    "`top` values must be at least 1 (got \(options.ks.map(String.init).joined(separator: ",")))")
             }
             c = classCount
             self.options = options
@@ -279,15 +301,19 @@ public enum PredictionAgreement {
                 counts[sub] = total[s]
                 for (ki, k) in options.ks.enumerated() {
                     let n = tauCount[s][ki]
-                    values.append(AgreementValue(metric: "kendall_tau_b", subset: sub, k: k,
-                                                 value: n > 0 ? tauSum[s][ki] / Double(n) : .nan, count: n))
+                    values.append(
+                        AgreementValue(
+                            metric: "kendall_tau_b", subset: sub, k: k,
+                            value: n > 0 ? tauSum[s][ki] / Double(n) : .nan, count: n))
                 }
             }
             for sub in subsets {
                 let s = all.firstIndex(of: sub)!
                 let n = total[s]
-                values.append(AgreementValue(metric: "top1_agreement", subset: sub, k: nil,
-                                             value: n > 0 ? Double(agree[s]) / Double(n) : .nan, count: n))
+                values.append(
+                    AgreementValue(
+                        metric: "top1_agreement", subset: sub, k: nil,
+                        value: n > 0 ? Double(agree[s]) / Double(n) : .nan, count: n))
             }
             for sub in subsets {
                 let s = all.firstIndex(of: sub)!
@@ -297,15 +323,18 @@ public enum PredictionAgreement {
                     sum += 2 * Double(truePositive[s][cl]) / Double(predictedA[s][cl] + predictedB[s][cl])
                     classes += 1
                 }
-                values.append(AgreementValue(metric: "top1_f1", subset: sub, k: nil,
-                                             value: classes > 0 ? sum / Double(classes) : .nan, count: total[s]))
+                values.append(
+                    AgreementValue(
+                        metric: "top1_f1", subset: sub, k: nil,
+                        value: classes > 0 ? sum / Double(classes) : .nan, count: total[s]))
             }
             var warnings: [String] = []
             for k in options.ks where k >= c {
                 warnings.append("k = \(k) is not below the \(c) classes: τ-b@\(k) ranks all classes")
             }
-            return AgreementReport(pathA: pathA, pathB: pathB, modelA: modelA, modelB: modelB, options: options, count: total[0],
-                                   classCount: c, subsetCounts: counts, values: values, warnings: warnings)
+            return AgreementReport(
+                pathA: pathA, pathB: pathB, modelA: modelA, modelB: modelB, options: options, count: total[0],
+                classCount: c, subsetCounts: counts, values: values, warnings: warnings)
         }
     }
 }

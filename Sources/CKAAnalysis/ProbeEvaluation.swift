@@ -45,8 +45,12 @@ public struct ProbeReport: Sendable {
     public func csv() -> String {
         var lines = [ProbeReport.csvHeader]
         for r in rows {
-            lines.append([csvField(r.feature.layer), r.feature.pooling.rawValue, csvNumber(r.trainAccuracy), csvNumber(r.testAccuracy),
-                          csvNumber(r.probe.loss), "\(r.probe.iterations)", r.probe.stop.rawValue].joined(separator: ","))
+            lines.append(
+                [
+                    csvField(r.feature.layer), r.feature.pooling.rawValue, csvNumber(r.trainAccuracy),
+                    csvNumber(r.testAccuracy),
+                    csvNumber(r.probe.loss), "\(r.probe.iterations)", r.probe.stop.rawValue,
+                ].joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -56,16 +60,22 @@ public struct ProbeReport: Sendable {
 
     /// A plain-text table.
     public func table() -> String {
-        let split = trainPath.map { "train \($0) (\(trainCount)), test \(testCount)" }
+        let split =
+            trainPath.map { "train \($0) (\(trainCount)), test \(testCount)" }
             ?? "seeded split of \(testPath): \(trainCount) train / \(testCount) test (fraction \(trainFraction ?? 0), seed \(seed ?? 0))"
-        var s = "\(model): linear probe (multinomial logistic regression, λ = \(options.l2)), \(split), \(classCount) classes"
+        var s =
+            "\(model): linear probe (multinomial logistic regression, λ = \(options.l2)), \(split), \(classCount) classes"
         let width = max(12, rows.map(\.feature.layer.count).max() ?? 0) + 2
-        s += "\n" + "layer".padding(toLength: width, withPad: " ", startingAt: 0) + "pooling    "
+        s +=
+            "\n" + "layer".padding(toLength: width, withPad: " ", startingAt: 0) + "pooling    "
             + "train top-1  test top-1      loss   iter  stop"
         for r in rows {
-            s += "\n" + r.feature.layer.padding(toLength: width, withPad: " ", startingAt: 0)
+            s +=
+                "\n" + r.feature.layer.padding(toLength: width, withPad: " ", startingAt: 0)
                 + r.feature.pooling.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
-                + String(format: "%11.2f  %10.2f  %8.5f  %5d  ", r.trainAccuracy, r.testAccuracy, r.probe.loss, r.probe.iterations)
+                + String(
+                    format: "%11.2f  %10.2f  %8.5f  %5d  ", r.trainAccuracy, r.testAccuracy, r.probe.loss,
+                    r.probe.iterations)
                 + r.probe.stop.rawValue
         }
         return s
@@ -80,23 +90,29 @@ public struct ProbeReport: Sendable {
     /// - Throws: `AnalysisError.invalidOption` if the row has no test logits, or the writer's errors.
     public func save(_ row: ProbeRow, to path: String) throws {
         guard let logits = row.testLogits else {
-            throw AnalysisError.invalidOption("probe of '\(row.feature.name)': the test logits were not kept (run with keepLogits)")
+            throw AnalysisError.invalidOption(
+                "probe of '\(row.feature.name)': the test logits were not kept (run with keepLogits)")
         }
         var meta = StoreMetadata(model: "\(model) probe \(row.feature.name)")
         meta.extra = [
             "probe_layer": .string(row.feature.name), "probe_l2": .double(row.probe.l2),
             "probe_test_top1": .double(row.testAccuracy), "probe_train_top1": .double(row.trainAccuracy),
             "probe_iterations": .int(row.probe.iterations), "probe_stop": .string(row.probe.stop.rawValue),
-            "probe_source": .string(trainPath.map { "train \($0), test \(testPath)" }
-                ?? "\(testPath), seeded split fraction \(trainFraction ?? 0) seed \(seed ?? 0)"),
+            "probe_source": .string(
+                trainPath.map { "train \($0), test \(testPath)" }
+                    ?? "\(testPath), seeded split fraction \(trainFraction ?? 0) seed \(seed ?? 0)"),
         ]
-        let w = try ActivationStoreWriter(path: path, ids: testIDs, labels: testLabels, classes: classes, metadata: meta)
+        let w = try ActivationStoreWriter(
+            path: path, ids: testIDs, labels: testLabels, classes: classes, metadata: meta)
         do {
             try w.writeDataset("logits", logits)
             try w.writeDataset("probe/weight", row.probe.weight.converted(to: Float.self))
-            try w.writeDataset("probe/bias", Tensor(shape: [row.probe.bias.count], scalars: row.probe.bias.map { Float($0) }))
-            try w.writeDataset("probe/mean", Tensor(shape: [row.probe.mean.count], scalars: row.probe.mean.map { Float($0) }))
-            try w.writeDataset("probe/scale", Tensor(shape: [row.probe.scale.count], scalars: row.probe.scale.map { Float($0) }))
+            try w.writeDataset(
+                "probe/bias", Tensor(shape: [row.probe.bias.count], scalars: row.probe.bias.map { Float($0) }))
+            try w.writeDataset(
+                "probe/mean", Tensor(shape: [row.probe.mean.count], scalars: row.probe.mean.map { Float($0) }))
+            try w.writeDataset(
+                "probe/scale", Tensor(shape: [row.probe.scale.count], scalars: row.probe.scale.map { Float($0) }))
             try w.finish()
         } catch {
             w.abandon()
@@ -121,14 +137,18 @@ public enum ProbeEvaluation {
     /// - Throws: `AnalysisError` (missing or unknown labels, different class lists, a class with no
     ///   training example, a single class, train and test over the same inputs, widths that differ,
     ///   NaN/Inf features, too few examples) or the store's errors.
-    public static func run(test: ActivationStore, train: ActivationStore? = nil, layers: [String]? = nil,
-                           trainFraction: Double = 0.5, seed: UInt64 = 0, options: ProbeOptions = ProbeOptions(),
-                           keepLogits: Bool = false, progress: ((CKAProgress) -> Void)? = nil) throws -> ProbeReport {
+    public static func run(
+        test: ActivationStore, train: ActivationStore? = nil, layers: [String]? = nil,
+        trainFraction: Double = 0.5, seed: UInt64 = 0, options: ProbeOptions = ProbeOptions(),
+        keepLogits: Bool = false, progress: ((CKAProgress) -> Void)? = nil
+    ) throws -> ProbeReport {
         try options.validate()
         let testLabelsAll = try LabelSpace.labels(of: test, analysis: "the linear probe")
         let trainStore = train ?? test
-        let trainLabelsAll = train == nil ? testLabelsAll : try LabelSpace.labels(of: trainStore, analysis: "the linear probe")
-        let space = try LabelSpace.shared(train == nil ? [test] : [trainStore, test], labels: [trainLabelsAll, testLabelsAll])
+        let trainLabelsAll =
+            train == nil ? testLabelsAll : try LabelSpace.labels(of: trainStore, analysis: "the linear probe")
+        let space = try LabelSpace.shared(
+            train == nil ? [test] : [trainStore, test], labels: [trainLabelsAll, testLabelsAll])
         var warnings: [String] = []
         let trainRows: [Int], testRows: [Int]
         if let train {
@@ -141,7 +161,8 @@ public enum ProbeEvaluation {
             }
             (trainRows, testRows) = stratifiedSplit(labels: testLabelsAll, trainFraction: trainFraction, seed: seed)
             guard !testRows.isEmpty else {
-                throw AnalysisError.tooFewExamples(path: test.path, detail: "the split with training fraction \(trainFraction) leaves no test example")
+                throw AnalysisError.tooFewExamples(
+                    path: test.path, detail: "the split with training fraction \(trainFraction) leaves no test example")
             }
         }
         let trainLabels = trainRows.map { trainLabelsAll[$0] }
@@ -149,11 +170,13 @@ public enum ProbeEvaluation {
         var perClass = [Int](repeating: 0, count: space.classCount)
         for l in trainLabels { perClass[l] += 1 }
         guard perClass.filter({ $0 > 0 }).count >= 2 else {
-            throw AnalysisError.tooFewClasses(path: trainStore.path, layer: "all layers", classes: perClass.filter { $0 > 0 }.count)
+            throw AnalysisError.tooFewClasses(
+                path: trainStore.path, layer: "all layers", classes: perClass.filter { $0 > 0 }.count)
         }
         if let missing = perClass.firstIndex(of: 0) {
-            throw AnalysisError.classWithoutTrainingExamples(path: test.path, trainPath: trainStore.path, classIndex: missing,
-                                                             className: space.name(missing))
+            throw AnalysisError.classWithoutTrainingExamples(
+                path: test.path, trainPath: trainStore.path, classIndex: missing,
+                className: space.name(missing))
         }
         let selected = try FeatureLayer.select(test, train: train, patterns: layers)
         var rows: [ProbeRow] = []
@@ -171,26 +194,33 @@ public enum ProbeEvaluation {
             guard allFinite(xTest) else { throw AnalysisError.nonFinite(path: test.path, layer: f.name) }
             let probe: LogisticProbe
             do {
-                probe = try LogisticProbe.fit(features: xTrain, labels: trainLabels, classCount: space.classCount, options: options)
+                probe = try LogisticProbe.fit(
+                    features: xTrain, labels: trainLabels, classCount: space.classCount, options: options)
             } catch AnalysisError.nonFinite {
                 throw AnalysisError.nonFinite(path: trainStore.path, layer: f.name)
             }
             if !probe.stop.converged {
-                warnings.append("\(f.name): L-BFGS stopped at the iteration limit (\(probe.iterations)); largest gradient component \(probe.gradientMax)")
+                warnings.append(
+                    "\(f.name): L-BFGS stopped at the iteration limit (\(probe.iterations)); largest gradient component \(probe.gradientMax)"
+                )
             }
             let logits = try probe.logits(xTest)
             let trainAcc = try probe.accuracy(xTrain, labels: trainLabels)
             let testPred = LogisticProbe.argmax(logits)
-            let testAcc = 100 * Double(zip(testPred, testLabels).filter { $0 == $1 }.count) / Double(max(1, testLabels.count))
-            rows.append(ProbeRow(feature: f, probe: probe, trainAccuracy: trainAcc, testAccuracy: testAcc,
-                                 testLogits: keepLogits ? logits : nil))
+            let testAcc =
+                100 * Double(zip(testPred, testLabels).filter { $0 == $1 }.count) / Double(max(1, testLabels.count))
+            rows.append(
+                ProbeRow(
+                    feature: f, probe: probe, trainAccuracy: trainAcc, testAccuracy: testAcc,
+                    testLogits: keepLogits ? logits : nil))
             progress?(CKAProgress(done: li + 1, total: selected.count, unit: "layers"))
         }
-        return ProbeReport(testPath: test.path, trainPath: train?.path, model: test.modelName, options: options,
-                           trainFraction: train == nil ? trainFraction : nil, seed: train == nil ? seed : nil,
-                           trainCount: trainRows.count, testCount: testRows.count, classCount: space.classCount,
-                           classes: space.names, testIDs: testRows.map { test.ids[$0] }, testLabels: testLabels, rows: rows,
-                           warnings: warnings)
+        return ProbeReport(
+            testPath: test.path, trainPath: train?.path, model: test.modelName, options: options,
+            trainFraction: train == nil ? trainFraction : nil, seed: train == nil ? seed : nil,
+            trainCount: trainRows.count, testCount: testRows.count, classCount: space.classCount,
+            classes: space.names, testIDs: testRows.map { test.ids[$0] }, testLabels: testLabels, rows: rows,
+            warnings: warnings)
     }
 
     /// A seeded, stratified split of example indices: within each class (in class order) the
@@ -198,7 +228,9 @@ public enum ProbeEvaluation {
     /// bounded draws by the high half of a 64×64-bit product), and the first
     /// `max(1, round(fraction · n_c))` (at most n_c) go to training. Both lists are returned ascending.
     /// The same labels, fraction and seed always give the same split, on every platform.
-    public static func stratifiedSplit(labels: [Int], trainFraction: Double, seed: UInt64) -> (train: [Int], test: [Int]) {
+    public static func stratifiedSplit(labels: [Int], trainFraction: Double, seed: UInt64) -> (
+        train: [Int], test: [Int]
+    ) {
         var byClass: [Int: [Int]] = [:]
         for (i, l) in labels.enumerated() { byClass[l, default: []].append(i) }
         var rng = SplitMix64(seed: seed)

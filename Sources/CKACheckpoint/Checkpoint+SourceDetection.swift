@@ -20,10 +20,13 @@ extension Checkpoint {
     static func keys(of v: PickleValue?) -> [String] { v?.stringKeyedEntries?.map(\.key) ?? [] }
 
     /// Picks the source (detected or forced) and the state dict inside the file's top-level object.
-    static func extract(root: PickleValue, format: CheckpointFormat, options: Options, fileName: String) throws -> Extraction {
+    static func extract(root: PickleValue, format: CheckpointFormat, options: Options, fileName: String) throws
+        -> Extraction
+    {
         guard let top = root.stringKeyedEntries else {
-            throw CheckpointError.unrecognizedLayout(file: fileName, expected: "a dict at the top of the checkpoint",
-                                                     found: root.typeName)
+            throw CheckpointError.unrecognizedLayout(
+                file: fileName, expected: "a dict at the top of the checkpoint",
+                found: root.typeName)
         }
         let topKeys = Set(top.map(\.key))
         let bare = isStateDict(top)
@@ -37,20 +40,33 @@ extension Checkpoint {
         if let forced = options.source {
             source = forced
         } else if bare {
-            if hasLayerScale(top) { source = .dinov2 }
-            else if topKeys.contains(where: { $0.hasPrefix("decoder_") }) { source = .mae }   // an MAE model with its decoder
-            else if format == .safetensors || topKeys.contains("head.weight") || topKeys.contains("module.head.weight") { source = .timm }
-            else { source = .dino }
+            if hasLayerScale(top) {
+                source = .dinov2
+            } else if topKeys.contains(where: { $0.hasPrefix("decoder_") }) {
+                source = .mae
+            }  // an MAE model with its decoder
+            else if format == .safetensors || topKeys.contains("head.weight") || topKeys.contains("module.head.weight")
+            {
+                source = .timm
+            } else {
+                source = .dino
+            }
         } else if has("teacher") {
             let t = keys(of: root["teacher"])
-            source = t.contains(where: { $0.hasPrefix("backbone.") || $0.hasPrefix("module.backbone.") }) ? .dinoFull : .rcmae
+            source =
+                t.contains(where: { $0.hasPrefix("backbone.") || $0.hasPrefix("module.backbone.") })
+                ? .dinoFull : .rcmae
         } else if has("state_dict") {
             let sd = keys(of: root["state_dict"])
-            if sd.contains(where: { $0.hasPrefix("module.base_encoder.") }) || sd.contains(where: { $0.hasPrefix("module.") }) {
+            if sd.contains(where: { $0.hasPrefix("module.base_encoder.") })
+                || sd.contains(where: { $0.hasPrefix("module.") })
+            {
                 if !sd.isEmpty && sd.allSatisfy({ $0.hasPrefix("module.linear.") }) {
                     throw CheckpointError.unrecognizedLayout(
                         file: fileName, expected: "a ViT backbone",
-                        found: "only a linear classifier (module.linear.*, DINO's *_linearweights.pth); load it with its backbone")
+                        found:
+                            "only a linear classifier (module.linear.*, DINO's *_linearweights.pth); load it with its backbone"
+                    )
                 }
                 source = .mocoV3
             } else {
@@ -79,15 +95,18 @@ extension Checkpoint {
         var key: String?
         if let k = options.checkpointKey {
             guard has(k) else {
-                throw CheckpointError.unrecognizedLayout(file: fileName, expected: "a dict under key '\(k)'",
-                                                         found: "top-level keys " + top.prefix(10).map(\.key).joined(separator: ", "))
+                throw CheckpointError.unrecognizedLayout(
+                    file: fileName, expected: "a dict under key '\(k)'",
+                    found: "top-level keys " + top.prefix(10).map(\.key).joined(separator: ", "))
             }
             key = k
         } else if !(bare && [.dino, .timm, .dinov2, .mae].contains(source)) {
             key = candidates.first(where: has)
             if key == nil && !bare {
                 throw CheckpointError.unrecognizedLayout(
-                    file: fileName, expected: "a \(source) checkpoint with one of \(candidates.map { "'\($0)'" }.joined(separator: ", "))",
+                    file: fileName,
+                    expected:
+                        "a \(source) checkpoint with one of \(candidates.map { "'\($0)'" }.joined(separator: ", "))",
                     found: "top-level keys " + top.prefix(10).map(\.key).joined(separator: ", "))
             }
         }
@@ -97,7 +116,8 @@ extension Checkpoint {
         if key != nil {
             for e in top where e.key != key {
                 if e.value.stringKeyedEntries.map(isStateDict) == true {
-                    ignored.append(IgnoredKey(key: e.key, reason: "other weights in the file (choose with checkpointKey)"))
+                    ignored.append(
+                        IgnoredKey(key: e.key, reason: "other weights in the file (choose with checkpointKey)"))
                 } else {
                     extras.append(e)
                 }

@@ -23,9 +23,10 @@ public enum CheckpointFormat: String, Sendable, Codable {
             if n >= 262, Array(raw[257..<262]) == Array("ustar".utf8) {
                 throw CheckpointError.legacyTorchFormat(file: name, kind: "tar archive")
             }
-            if name.hasSuffix(".safetensors") { return .safetensors }   // let the reader say what is wrong
+            if name.hasSuffix(".safetensors") { return .safetensors }  // let the reader say what is wrong
             let head = raw.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
-            throw CheckpointError.unrecognizedFormat(file: name, found: n == 0 ? "an empty file" : "first bytes \(head)")
+            throw CheckpointError.unrecognizedFormat(
+                file: name, found: n == 0 ? "an empty file" : "first bytes \(head)")
         }
     }
 }
@@ -119,7 +120,8 @@ public struct Checkpoint: Sendable {
             let st = try SafeTensorsFile(file: file)
             metadata = st.metadata
             allTensors = st.names.compactMap { st.tensors[$0] }
-            root = .dict(st.names.compactMap { n in st.tensors[n].map { PickleDictEntry(key: .string(n), value: .tensor($0)) } })
+            root = .dict(
+                st.names.compactMap { n in st.tensors[n].map { PickleDictEntry(key: .string(n), value: .tensor($0)) } })
         case .torchZip:
             let archive = try TorchArchive(file: file, options: options.torch)
             root = archive.root
@@ -133,8 +135,10 @@ public struct Checkpoint: Sendable {
         if mapping.canonical.isEmpty {
             let keys = extraction.stateDict.prefix(8).map(\.key).joined(separator: ", ")
             throw CheckpointError.unrecognizedLayout(
-                file: name, expected: "a Vision Transformer state dict (cls_token, pos_embed, patch_embed.proj.*, blocks.N.*)",
-                found: extraction.stateDict.isEmpty ? "no tensors" : "keys \(keys)\(extraction.stateDict.count > 8 ? ", …" : "")")
+                file: name,
+                expected: "a Vision Transformer state dict (cls_token, pos_embed, patch_embed.proj.*, blocks.N.*)",
+                found: extraction.stateDict.isEmpty
+                    ? "no tensors" : "keys \(keys)\(extraction.stateDict.count > 8 ? ", …" : "")")
         }
         mapping.ignored.insert(contentsOf: extraction.ignored, at: 0)
         if options.strict && !mapping.unexpected.isEmpty {
@@ -142,9 +146,10 @@ public struct Checkpoint: Sendable {
                 file: name, expected: "only known keys (strict)",
                 found: "unexpected keys: " + mapping.unexpected.prefix(12).joined(separator: ", "))
         }
-        let (arch, order, missing) = try KeyMapper.inferArchitecture(mapping.canonical, head: mapping.head,
-                                                                     heads: options.heads, source: extraction.source,
-                                                                     fileName: name)
+        let (arch, order, missing) = try KeyMapper.inferArchitecture(
+            mapping.canonical, head: mapping.head,
+            heads: options.heads, source: extraction.source,
+            fileName: name)
         var parameters: [String: Tensor<Float>] = [:]
         parameters.reserveCapacity(order.count)
         for key in order {

@@ -40,10 +40,10 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     public var file: String {
         switch self {
         case let .unreadable(f, _), let .unrecognizedFormat(f, _), let .legacyTorchFormat(f, _),
-             let .malformedSafeTensors(f, _, _, _), let .malformedZip(f, _, _, _), let .compressedEntry(f, _, _),
-             let .malformedPickle(f, _, _, _), let .forbiddenGlobal(f, _, _, _), let .limitExceeded(f, _, _, _),
-             let .invalidTensor(f, _, _, _), let .unsupportedDType(f, _, _, _), let .unrecognizedLayout(f, _, _),
-             let .missingTensors(f, _, _), let .shapeMismatch(f, _, _, _), let .writeFailed(f, _):
+            let .malformedSafeTensors(f, _, _, _), let .malformedZip(f, _, _, _), let .compressedEntry(f, _, _),
+            let .malformedPickle(f, _, _, _), let .forbiddenGlobal(f, _, _, _), let .limitExceeded(f, _, _, _),
+            let .invalidTensor(f, _, _, _), let .unsupportedDType(f, _, _, _), let .unrecognizedLayout(f, _, _),
+            let .missingTensors(f, _, _), let .shapeMismatch(f, _, _, _), let .writeFailed(f, _):
             return f
         }
     }
@@ -52,7 +52,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     public var offset: Int? {
         switch self {
         case let .malformedSafeTensors(_, o, _, _), let .malformedZip(_, o, _, _), let .malformedPickle(_, o, _, _),
-             let .forbiddenGlobal(_, o, _, _), let .limitExceeded(_, o, _, _):
+            let .forbiddenGlobal(_, o, _, _), let .limitExceeded(_, o, _, _):
             return o
         default:
             return nil
@@ -64,7 +64,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .unreadable(f, reason):
             return "\(f): cannot read the file: \(reason)"
         case let .unrecognizedFormat(f, found):
-            return "\(f): expected a safetensors file or a PyTorch zip checkpoint (torch.save since 1.6), found \(found)"
+            return
+                "\(f): expected a safetensors file or a PyTorch zip checkpoint (torch.save since 1.6), found \(found)"
         case let .legacyTorchFormat(f, kind):
             return """
                 \(f): this is a legacy PyTorch checkpoint (\(kind), written by torch < 1.6 or with \
@@ -77,14 +78,14 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .malformedZip(f, o, expected, found):
             return "\(f): invalid zip archive at byte \(o): expected \(expected), found \(found)"
         case let .compressedEntry(f, entry, method):
-            return "\(f): zip entry '\(entry)' uses compression method \(method) (or encryption); only stored " +
-                "entries are supported, as torch.save writes them. Re-save the file with torch.save or convert " +
-                "it to safetensors."
+            return "\(f): zip entry '\(entry)' uses compression method \(method) (or encryption); only stored "
+                + "entries are supported, as torch.save writes them. Re-save the file with torch.save or convert "
+                + "it to safetensors."
         case let .malformedPickle(f, o, expected, found):
             return "\(f): invalid pickle at byte \(o): expected \(expected), found \(found)"
         case let .forbiddenGlobal(f, o, module, name):
-            return "\(f): refused: the pickle at byte \(o) references \(module).\(name), a callable that can run " +
-                "code. Nothing was executed. Only load checkpoints from sources you trust, or ask for a safetensors file."
+            return "\(f): refused: the pickle at byte \(o) references \(module).\(name), a callable that can run "
+                + "code. Nothing was executed. Only load checkpoints from sources you trust, or ask for a safetensors file."
         case let .limitExceeded(f, o, what, limit):
             return "\(f): \(what) exceeds the limit of \(limit) (at byte \(o))"
         case let .invalidTensor(f, name, expected, found):
@@ -94,7 +95,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .unrecognizedLayout(f, expected, found):
             return "\(f): expected \(expected), found \(found)"
         case let .missingTensors(f, source, names):
-            let shown = names.prefix(12).joined(separator: ", ") + (names.count > 12 ? ", … (\(names.count) in all)" : "")
+            let shown =
+                names.prefix(12).joined(separator: ", ") + (names.count > 12 ? ", … (\(names.count) in all)" : "")
             return "\(f): the \(source) checkpoint lacks tensors the forward pass needs: \(shown)"
         case let .shapeMismatch(f, name, expected, found):
             return "\(f): tensor '\(name)' has shape \(found), expected \(expected)"

@@ -24,12 +24,15 @@ package enum CheckpointFuzzing {
         let zeros = MappedFile(bytes: [UInt8](repeating: 0, count: 4096 * 8), name: "fuzz-storage")
         let value = try? Unpickler.load(data, fileName: "fuzz.pkl") { pid, _ in
             guard case let .tuple(items) = pid, items.count >= 5, case let .string(key) = items[2],
-                  case let .global(_, type) = items[1], let dtype = DType(torchStorageClass: type),
-                  let n = items[4].intValue, n >= 0, n <= 4096 else {
+                case let .global(_, type) = items[1], let dtype = DType(torchStorageClass: type),
+                let n = items[4].intValue, n >= 0, n <= 4096
+            else {
                 return .none
             }
-            return .storage(TorchStorage(key: key, dtype: dtype, elementCount: n, location: "cpu", file: zeros,
-                                         byteOffset: 0, byteCount: n * dtype.byteSize))
+            return .storage(
+                TorchStorage(
+                    key: key, dtype: dtype, elementCount: n, location: "cpu", file: zeros,
+                    byteOffset: 0, byteCount: n * dtype.byteSize))
         }
         if let v = value {
             var tensors: [StoredTensor] = []

@@ -9,16 +9,20 @@ extension Checkpoint {
         let a = architecture
         lines.append("file:         \(file)")
         lines.append("format:       \(format.rawValue)")
-        lines.append("source:       \(source.rawValue)" + (stateDictKey.map { " (weights under '\($0)')" } ?? " (bare state dict)"))
+        lines.append(
+            "source:       \(source.rawValue)"
+                + (stateDictKey.map { " (weights under '\($0)')" } ?? " (bare state dict)"))
         if let s = sha256 { lines.append("sha256:       \(s)") }
-        lines.append("architecture: \(a.timmName): width \(a.width), depth \(a.depth), heads \(a.heads), patch \(a.patchSize), "
-                     + "tokens \(a.tokenCount)" + (a.gridSize.map { " (\($0)×\($0) + \(a.prefixTokens))" } ?? "")
-                     + ", MLP \(a.mlpHiddenWidth) (ratio \(formatRatio(a.mlpRatio)))"
-                     + (a.qkvBias ? ", qkv bias" : ", no qkv bias") + (a.layerScale ? ", LayerScale" : "")
-                     + (a.hasFCNorm ? ", fc_norm" : "") + (a.hasFinalNorm ? "" : ", no final norm")
-                     + (a.classCount.map { ", head \($0) classes" } ?? ""))
-        lines.append("tensors:      \(fileTensorCount) in the file, \(formatBytes(fileTensorBytes)); "
-                     + "\(parameterNames.count) backbone parameters (\(parameterCount) values)")
+        lines.append(
+            "architecture: \(a.timmName): width \(a.width), depth \(a.depth), heads \(a.heads), patch \(a.patchSize), "
+                + "tokens \(a.tokenCount)" + (a.gridSize.map { " (\($0)×\($0) + \(a.prefixTokens))" } ?? "")
+                + ", MLP \(a.mlpHiddenWidth) (ratio \(formatRatio(a.mlpRatio)))"
+                + (a.qkvBias ? ", qkv bias" : ", no qkv bias") + (a.layerScale ? ", LayerScale" : "")
+                + (a.hasFCNorm ? ", fc_norm" : "") + (a.hasFinalNorm ? "" : ", no final norm")
+                + (a.classCount.map { ", head \($0) classes" } ?? ""))
+        lines.append(
+            "tensors:      \(fileTensorCount) in the file, \(formatBytes(fileTensorBytes)); "
+                + "\(parameterNames.count) backbone parameters (\(parameterCount) values)")
         if listParameters {
             lines.append("parameters:")
             for n in parameterNames {
@@ -28,11 +32,14 @@ extension Checkpoint {
             }
         }
         if !head.isEmpty {
-            lines.append("head:         " + head.keys.sorted().map { "\($0) \(describeShape(head[$0]!.shape))" }.joined(separator: ", "))
+            lines.append(
+                "head:         "
+                    + head.keys.sorted().map { "\($0) \(describeShape(head[$0]!.shape))" }.joined(separator: ", "))
         }
         if !decoder.isEmpty {
-            lines.append("decoder:      \(decoder.count) tensors (" + decoder.keys.sorted().prefix(4).joined(separator: ", ")
-                         + (decoder.count > 4 ? ", …)" : ")"))
+            lines.append(
+                "decoder:      \(decoder.count) tensors (" + decoder.keys.sorted().prefix(4).joined(separator: ", ")
+                    + (decoder.count > 4 ? ", …)" : ")"))
         }
         if !ignored.isEmpty {
             lines.append("ignored:      \(ignored.count) keys")
@@ -44,17 +51,21 @@ extension Checkpoint {
             }
             for r in reasons {
                 let ks = byReason[r]!
-                lines.append("  \(r): " + ks.prefix(3).joined(separator: ", ") + (ks.count > 3 ? ", … (\(ks.count))" : ""))
+                lines.append(
+                    "  \(r): " + ks.prefix(3).joined(separator: ", ") + (ks.count > 3 ? ", … (\(ks.count))" : ""))
             }
         }
         if !unexpectedKeys.isEmpty { lines.append("unexpected:   " + unexpectedKeys.joined(separator: ", ")) }
-        if !missingKeys.isEmpty { lines.append("missing:      " + missingKeys.joined(separator: ", ") + " (not needed)") }
+        if !missingKeys.isEmpty {
+            lines.append("missing:      " + missingKeys.joined(separator: ", ") + " (not needed)")
+        }
         if !extras.isEmpty {
             lines.append("extras:")
             for e in extras { lines.append("  \(e.key): \(e.value.describe(depth: 1))") }
         }
         if !metadata.isEmpty {
-            lines.append("metadata:     " + metadata.keys.sorted().map { "\($0)=\(metadata[$0]!)" }.joined(separator: ", "))
+            lines.append(
+                "metadata:     " + metadata.keys.sorted().map { "\($0)=\(metadata[$0]!)" }.joined(separator: ", "))
         }
         return lines.joined(separator: "\n")
     }
@@ -70,7 +81,8 @@ extension Checkpoint {
         fields.append("\"source\":" + q(source.rawValue))
         fields.append("\"state_dict_key\":" + opt(stateDictKey, q))
         fields.append("\"sha256\":" + opt(sha256, q))
-        fields.append("""
+        fields.append(
+            """
             "architecture":{"timm_name":\(q(a.timmName)),"width":\(a.width),"depth":\(a.depth),"heads":\(a.heads),\
             "patch_size":\(a.patchSize),"in_channels":\(a.inputChannels),"tokens":\(a.tokenCount),\
             "prefix_tokens":\(a.prefixTokens),"grid_size":\(opt(a.gridSize, String.init)),\
@@ -78,25 +90,33 @@ extension Checkpoint {
             "qkv_bias":\(a.qkvBias),"layer_scale":\(a.layerScale),"final_norm":\(a.hasFinalNorm),"fc_norm":\(a.hasFCNorm),\
             "num_classes":\(opt(a.classCount, String.init)),"layer_norm_eps":\(a.layerNormEpsilon)}
             """)
-        fields.append("\"tensors\":{\"count\":\(fileTensorCount),\"bytes\":\(fileTensorBytes),\"parameters\":\(parameterCount)}")
+        fields.append(
+            "\"tensors\":{\"count\":\(fileTensorCount),\"bytes\":\(fileTensorBytes),\"parameters\":\(parameterCount)}")
         let params = parameterNames.map { n in
-            "{\"name\":\(q(n)),\"original\":\(q(originalNames[n] ?? n)),\"shape\":[" +
-                (parameters[n]?.shape ?? []).map(String.init).joined(separator: ",") + "]}"
+            "{\"name\":\(q(n)),\"original\":\(q(originalNames[n] ?? n)),\"shape\":["
+                + (parameters[n]?.shape ?? []).map(String.init).joined(separator: ",") + "]}"
         }
         fields.append("\"parameters\":[" + params.joined(separator: ",") + "]")
         func stored(_ d: [String: StoredTensor]) -> String {
-            "[" + d.keys.sorted().map { k in
-                "{\"name\":\(q(k)),\"dtype\":\(q(d[k]!.dtype.rawValue)),\"shape\":[" +
-                    d[k]!.shape.map(String.init).joined(separator: ",") + "]}"
-            }.joined(separator: ",") + "]"
+            "["
+                + d.keys.sorted().map { k in
+                    "{\"name\":\(q(k)),\"dtype\":\(q(d[k]!.dtype.rawValue)),\"shape\":["
+                        + d[k]!.shape.map(String.init).joined(separator: ",") + "]}"
+                }.joined(separator: ",") + "]"
         }
         fields.append("\"head\":" + stored(head))
         fields.append("\"decoder\":" + stored(decoder))
-        fields.append("\"ignored\":[" + ignored.map { "{\"key\":\(q($0.key)),\"reason\":\(q($0.reason))}" }.joined(separator: ",") + "]")
+        fields.append(
+            "\"ignored\":[" + ignored.map { "{\"key\":\(q($0.key)),\"reason\":\(q($0.reason))}" }.joined(separator: ",")
+                + "]")
         fields.append("\"unexpected\":[" + unexpectedKeys.map(q).joined(separator: ",") + "]")
         fields.append("\"missing\":[" + missingKeys.map(q).joined(separator: ",") + "]")
-        fields.append("\"extras\":{" + extras.map { "\(q($0.key)):\(q($0.value.describe(depth: 1)))" }.joined(separator: ",") + "}")
-        fields.append("\"metadata\":{" + metadata.keys.sorted().map { "\(q($0)):\(q(metadata[$0]!))" }.joined(separator: ",") + "}")
+        fields.append(
+            "\"extras\":{" + extras.map { "\(q($0.key)):\(q($0.value.describe(depth: 1)))" }.joined(separator: ",")
+                + "}")
+        fields.append(
+            "\"metadata\":{" + metadata.keys.sorted().map { "\(q($0)):\(q(metadata[$0]!))" }.joined(separator: ",")
+                + "}")
         return "{" + fields.joined(separator: ",") + "}"
     }
 

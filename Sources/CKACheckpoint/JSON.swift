@@ -75,9 +75,13 @@ struct JSONParser {
             while true {
                 skipWhitespace()
                 let keyOffset = i
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail(i, "a string key", describe(i)) }
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else {
+                    throw fail(i, "a string key", describe(i))
+                }
                 let key = try parseString()
-                guard seen.insert(key).inserted else { throw fail(keyOffset, "unique keys", "duplicate key \"\(key)\"") }
+                guard seen.insert(key).inserted else {
+                    throw fail(keyOffset, "unique keys", "duplicate key \"\(key)\"")
+                }
                 skipWhitespace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail(i, "':'", describe(i)) }
                 i += 1
@@ -126,7 +130,9 @@ struct JSONParser {
         let intStart = i
         let nInt = digits()
         guard nInt > 0 else { throw fail(i, "a digit", describe(i)) }
-        guard !(nInt > 1 && bytes[intStart] == UInt8(ascii: "0")) else { throw fail(intStart, "no leading zeros", "'0'") }
+        guard !(nInt > 1 && bytes[intStart] == UInt8(ascii: "0")) else {
+            throw fail(intStart, "no leading zeros", "'0'")
+        }
         var isInteger = true
         if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
             i += 1; isInteger = false
@@ -198,12 +204,15 @@ struct JSONParser {
                 case UInt8(ascii: "u"):
                     var scalar = try hex4()
                     if (0xD800..<0xDC00).contains(scalar) {
-                        guard bytes.count - i >= 6, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
+                        guard bytes.count - i >= 6, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u")
+                        else {
                             throw fail(i, "a low surrogate escape", describe(i))
                         }
                         i += 2
                         let low = try hex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw fail(i - 4, "a low surrogate", "\\u\(String(low, radix: 16))") }
+                        guard (0xDC00..<0xE000).contains(low) else {
+                            throw fail(i - 4, "a low surrogate", "\\u\(String(low, radix: 16))")
+                        }
                         scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     } else if (0xDC00..<0xE000).contains(scalar) {
                         throw fail(i - 4, "a high surrogate first", "lone low surrogate")
@@ -218,7 +227,9 @@ struct JSONParser {
             }
             i += 1
         }
-        guard let s = String(validating: out, as: UTF8.self) else { throw fail(open, "valid UTF-8 in a string", "invalid bytes") }
+        guard let s = String(validating: out, as: UTF8.self) else {
+            throw fail(open, "valid UTF-8 in a string", "invalid bytes")
+        }
         return s
     }
 }

@@ -5,16 +5,22 @@ import Foundation
 extension KeyMapper {
     /// Infers the architecture from the canonical tensors and checks every shape; returns the architecture,
     /// the canonical names in forward order and the absent-but-optional standard keys.
-    static func inferArchitecture(_ p: [String: StoredTensor], head: [String: StoredTensor], heads: Int?,
-                                  source: CheckpointSource, fileName: String) throws -> (ViTArchitecture, [String], [String]) {
+    static func inferArchitecture(
+        _ p: [String: StoredTensor], head: [String: StoredTensor], heads: Int?,
+        source: CheckpointSource, fileName: String
+    ) throws -> (ViTArchitecture, [String], [String]) {
         let sourceName = source.rawValue
         guard let patch = p["patch_embed.proj.weight"] else {
-            let required = ["patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed"].filter { p[$0] == nil }
-            throw CheckpointError.missingTensors(file: fileName, source: sourceName, names: required + (p.isEmpty ? ["blocks.*"] : []))
+            let required = ["patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed"].filter {
+                p[$0] == nil
+            }
+            throw CheckpointError.missingTensors(
+                file: fileName, source: sourceName, names: required + (p.isEmpty ? ["blocks.*"] : []))
         }
         guard patch.shape.count == 4, patch.shape[2] == patch.shape[3], patch.shape[2] > 0, patch.shape[0] > 0 else {
-            throw CheckpointError.invalidTensor(file: fileName, name: "patch_embed.proj.weight",
-                                                expected: "a square convolution kernel [D, C, p, p]", found: "\(patch.shape)")
+            throw CheckpointError.invalidTensor(
+                file: fileName, name: "patch_embed.proj.weight",
+                expected: "a square convolution kernel [D, C, p, p]", found: "\(patch.shape)")
         }
         let width = patch.shape[0], channels = patch.shape[1], patchSize = patch.shape[2]
         // Blocks 0..<depth, all present.
@@ -26,8 +32,10 @@ extension KeyMapper {
         }
         var missing: [String] = []
         var required = ["cls_token", "pos_embed", "patch_embed.proj.bias"]
-        let perBlock = ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weight", "attn.proj.bias",
-                        "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"]
+        let perBlock = [
+            "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weight", "attn.proj.bias",
+            "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+        ]
         for i in 0..<depth { for n in perBlock { required.append("blocks.\(i).\(n)") } }
         // All-or-none groups.
         func group(_ suffix: String) -> Bool {
@@ -58,21 +66,25 @@ extension KeyMapper {
                 throw CheckpointError.shapeMismatch(file: fileName, name: name, expected: expected, found: t.shape)
             }
         }
-        guard let pos = p["pos_embed"], pos.shape.count == 3, pos.shape[0] == 1, pos.shape[2] == width, pos.shape[1] > 0 else {
-            throw CheckpointError.shapeMismatch(file: fileName, name: "pos_embed", expected: [1, -1, width], found: p["pos_embed"]?.shape ?? [])
+        guard let pos = p["pos_embed"], pos.shape.count == 3, pos.shape[0] == 1, pos.shape[2] == width, pos.shape[1] > 0
+        else {
+            throw CheckpointError.shapeMismatch(
+                file: fileName, name: "pos_embed", expected: [1, -1, width], found: p["pos_embed"]?.shape ?? [])
         }
         try check("cls_token", [1, 1, width])
         try check("patch_embed.proj.bias", [width])
         var registers = 0
         if let r = p["reg_token"] {
             guard r.shape.count == 3, r.shape[0] == 1, r.shape[2] == width else {
-                throw CheckpointError.shapeMismatch(file: fileName, name: "reg_token", expected: [1, -1, width], found: r.shape)
+                throw CheckpointError.shapeMismatch(
+                    file: fileName, name: "reg_token", expected: [1, -1, width], found: r.shape)
             }
             registers = r.shape[1]
         }
         guard let fc1 = p["blocks.0.mlp.fc1.weight"], fc1.shape.count == 2, fc1.shape[0] > 0 else {
-            throw CheckpointError.shapeMismatch(file: fileName, name: "blocks.0.mlp.fc1.weight", expected: [-1, width],
-                                                found: p["blocks.0.mlp.fc1.weight"]?.shape ?? [])
+            throw CheckpointError.shapeMismatch(
+                file: fileName, name: "blocks.0.mlp.fc1.weight", expected: [-1, width],
+                found: p["blocks.0.mlp.fc1.weight"]?.shape ?? [])
         }
         let hidden = fc1.shape[0]
         for i in 0..<depth {
@@ -96,12 +108,14 @@ extension KeyMapper {
             headCount = width / 64
         } else {
             throw CheckpointError.unrecognizedLayout(
-                file: fileName, expected: "a width with a known head count (192, 384, 768, 1024, 1280, or a multiple of 64)",
+                file: fileName,
+                expected: "a width with a known head count (192, 384, 768, 1024, 1280, or a multiple of 64)",
                 found: "width \(width); pass the number of heads explicitly")
         }
         guard headCount > 0, width % headCount == 0 else {
-            throw CheckpointError.unrecognizedLayout(file: fileName, expected: "a head count dividing the width \(width)",
-                                                     found: "\(headCount) heads")
+            throw CheckpointError.unrecognizedLayout(
+                file: fileName, expected: "a head count dividing the width \(width)",
+                found: "\(headCount) heads")
         }
 
         let prefix = 1 + registers
@@ -113,8 +127,12 @@ extension KeyMapper {
         }
         var includesPrefix = true
         var grid = squareRoot(tokens - prefix)
-        if grid == nil, tokens > 1, let g = squareRoot(tokens - 1) { grid = g }          // cls row only
-        else if grid == nil, let g = squareRoot(tokens) { grid = g; includesPrefix = false }
+        if grid == nil, tokens > 1, let g = squareRoot(tokens - 1) {
+            grid = g
+        }  // cls row only
+        else if grid == nil, let g = squareRoot(tokens) {
+            grid = g; includesPrefix = false
+        }
         var classCount: Int?
         if let hw = head["head.weight"], hw.shape.count == 2, hw.shape[1] == width { classCount = hw.shape[0] }
 
@@ -128,9 +146,11 @@ extension KeyMapper {
         if registers > 0 { order.append("reg_token") }
         order += ["pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
         for i in 0..<depth {
-            for n in ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-                      "ls1.gamma", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
-                      "mlp.fc2.bias", "ls2.gamma"] where p["blocks.\(i).\(n)"] != nil {
+            for n in [
+                "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+                "ls1.gamma", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+                "mlp.fc2.bias", "ls2.gamma",
+            ] where p["blocks.\(i).\(n)"] != nil {
                 order.append("blocks.\(i).\(n)")
             }
         }

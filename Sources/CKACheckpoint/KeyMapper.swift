@@ -49,8 +49,10 @@ enum KeyMapper {
         return nil
     }
 
-    static func map(_ stateDict: [(key: String, value: PickleValue)], source: CheckpointSource,
-                    fileName: String) throws -> Mapping {
+    static func map(
+        _ stateDict: [(key: String, value: PickleValue)], source: CheckpointSource,
+        fileName: String
+    ) throws -> Mapping {
         var m = Mapping()
         let keys = stateDict.map(\.key)
         let hasBaseEncoder = keys.contains { $0.hasPrefix("module.base_encoder.") }
@@ -80,8 +82,9 @@ enum KeyMapper {
             }
             if let c = canonicalName(k) {
                 guard m.canonical[c] == nil else {
-                    throw CheckpointError.unrecognizedLayout(file: fileName, expected: "one tensor per parameter",
-                                                             found: "two keys mapping to \(c) (\(m.originalNames[c] ?? "?"), \(original))")
+                    throw CheckpointError.unrecognizedLayout(
+                        file: fileName, expected: "one tensor per parameter",
+                        found: "two keys mapping to \(c) (\(m.originalNames[c] ?? "?"), \(original))")
                 }
                 m.canonical[c] = tensor.renamed(c)
                 m.originalNames[c] = original
@@ -92,10 +95,13 @@ enum KeyMapper {
                 m.decoder[k] = tensor.renamed(k)
             } else if k == "mask_token" {
                 m.ignored.append(.init(key: original, reason: "masked-token embedding (training only)"))
-            } else if (k == "head.weight" || k == "head.bias") && (k == "head.bias" ? tensor.shape.count == 1 : tensor.shape.count == 2) {
+            } else if (k == "head.weight" || k == "head.bias")
+                && (k == "head.bias" ? tensor.shape.count == 1 : tensor.shape.count == 2)
+            {
                 m.head[k] = tensor.renamed(k)
             } else if k.hasPrefix("head.") || k.hasPrefix("head_drop.") {
-                m.ignored.append(.init(key: original, reason: source == .dinoFull ? "DINO projection head" : "projection head"))
+                m.ignored.append(
+                    .init(key: original, reason: source == .dinoFull ? "DINO projection head" : "projection head"))
             } else if k.hasPrefix("pre_logits.") {
                 m.ignored.append(.init(key: original, reason: "pre-logits layer (classifier only)"))
             } else if k.hasSuffix("num_batches_tracked") {

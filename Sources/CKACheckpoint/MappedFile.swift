@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Foundation
 import _CKASupport
@@ -19,7 +19,7 @@ package final class MappedFile: @unchecked Sendable {
     let base: UnsafeRawPointer
     /// Number of bytes.
     public let count: Int
-    private let mappedLength: Int   // > 0: munmap on deinit; 0: deallocate on deinit
+    private let mappedLength: Int  // > 0: munmap on deinit; 0: deallocate on deinit
 
     /// Maps the file at `url` read-only.
     public init(url: URL) throws {
@@ -34,7 +34,8 @@ package final class MappedFile: @unchecked Sendable {
             throw CheckpointError.unreadable(file: path, reason: String(cString: strerror(errno)))
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw CheckpointError.unreadable(file: path, reason: "not a regular file (\(InputFile.nonRegularKind(path) ?? "a special file"))")
+            throw CheckpointError.unreadable(
+                file: path, reason: "not a regular file (\(InputFile.nonRegularKind(path) ?? "a special file"))")
         }
         let size = Int(st.st_size)
         if size == 0 {
@@ -94,7 +95,8 @@ package final class MappedFile: @unchecked Sendable {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = offset / page * page
         #if os(Linux)
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), offset + n - start, 22 /* MADV_POPULATE_READ */)
+            _ = madvise(
+                UnsafeMutableRawPointer(mutating: base + start), offset + n - start, 22 /* MADV_POPULATE_READ */)
         #endif
     }
 }
@@ -108,8 +110,10 @@ struct ByteReader {
     let errorFactory: (_ offset: Int, _ expected: String, _ found: String) -> CheckpointError
     var position = 0
 
-    init(base: UnsafeRawPointer, count: Int, reportOffset: Int = 0,
-         error: @escaping (_ offset: Int, _ expected: String, _ found: String) -> CheckpointError) {
+    init(
+        base: UnsafeRawPointer, count: Int, reportOffset: Int = 0,
+        error: @escaping (_ offset: Int, _ expected: String, _ found: String) -> CheckpointError
+    ) {
         self.base = base
         self.count = count
         self.reportOffset = reportOffset
@@ -168,9 +172,15 @@ struct ByteReader {
 
 /// Unaligned little-endian load helpers on raw buffers (callers check bounds first).
 extension UnsafeRawBufferPointer {
-    @inline(__always) func le16(_ o: Int) -> UInt16 { UInt16(littleEndian: loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
-    @inline(__always) func le32(_ o: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
-    @inline(__always) func le64(_ o: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
+    @inline(__always) func le16(_ o: Int) -> UInt16 {
+        UInt16(littleEndian: loadUnaligned(fromByteOffset: o, as: UInt16.self))
+    }
+    @inline(__always) func le32(_ o: Int) -> UInt32 {
+        UInt32(littleEndian: loadUnaligned(fromByteOffset: o, as: UInt32.self))
+    }
+    @inline(__always) func le64(_ o: Int) -> UInt64 {
+        UInt64(littleEndian: loadUnaligned(fromByteOffset: o, as: UInt64.self))
+    }
 }
 
 /// `a * b` or nil on overflow / negative input.

@@ -73,7 +73,9 @@ package struct SHA256: Sendable {
             let k = kb.baseAddress!
             for b in 0..<blocks {
                 let block = p + 64 &* b
-                for i in 0..<16 { w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 &* i, as: UInt32.self)) }
+                for i in 0..<16 {
+                    w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 &* i, as: UInt32.self))
+                }
                 for i in 16..<64 {
                     let x = w[i &- 15], y = w[i &- 2]
                     let s0 = x.rotr(7) ^ x.rotr(18) ^ (x >> 3)

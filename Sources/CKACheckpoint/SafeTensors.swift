@@ -43,18 +43,22 @@ package struct SafeTensorsFile: Sendable {
         let (headerLength, parsed): (Int, JSONValue) = try file.withUnsafeBytes { raw in
             let n64 = raw.le64(0)
             guard n64 <= UInt64(SafeTensorsFile.maxHeaderBytes) else {
-                throw CheckpointError.limitExceeded(file: name, offset: 0, what: "safetensors header length (\(n64))",
-                                                    limit: SafeTensorsFile.maxHeaderBytes)
+                throw CheckpointError.limitExceeded(
+                    file: name, offset: 0, what: "safetensors header length (\(n64))",
+                    limit: SafeTensorsFile.maxHeaderBytes)
             }
             let n = Int(n64)
             guard n >= 2, n <= total - 8 else {
                 throw bad(0, "a header length between 2 and \(total - 8) (file size − 8)", "\(n64)")
             }
-            guard raw[8] == UInt8(ascii: "{") else { throw bad(8, "a JSON object starting with '{'", "byte 0x\(String(raw[8], radix: 16))") }
+            guard raw[8] == UInt8(ascii: "{") else {
+                throw bad(8, "a JSON object starting with '{'", "byte 0x\(String(raw[8], radix: 16))")
+            }
             // Trailing spaces are allowed padding.
             var end = 8 + n
             while end > 9, raw[end - 1] == 0x20 { end -= 1 }
-            var parser = JSONParser(bytes: UnsafeRawBufferPointer(rebasing: raw[8..<end])) { o, e, f in bad(8 + o, e, f) }
+            var parser = JSONParser(bytes: UnsafeRawBufferPointer(rebasing: raw[8..<end])) { o, e, f in bad(8 + o, e, f)
+            }
             return (n, try parser.parseDocument())
         }
         guard case let .object(members) = parsed else { throw bad(8, "a JSON object", parsed.typeName) }
@@ -65,26 +69,37 @@ package struct SafeTensorsFile: Sendable {
         entries.reserveCapacity(members.count)
         for (key, value) in members {
             if key == "__metadata__" {
-                guard case let .object(kv) = value else { throw bad(8, "__metadata__ to be an object of strings", value.typeName) }
+                guard case let .object(kv) = value else {
+                    throw bad(8, "__metadata__ to be an object of strings", value.typeName)
+                }
                 for (k, v) in kv {
-                    guard case let .string(s) = v else { throw bad(8, "__metadata__[\"\(k)\"] to be a string", v.typeName) }
+                    guard case let .string(s) = v else {
+                        throw bad(8, "__metadata__[\"\(k)\"] to be a string", v.typeName)
+                    }
                     metadata[k] = s
                 }
                 continue
             }
-            guard case let .object(fields) = value else { throw bad(8, "tensor \"\(key)\" to be an object", value.typeName) }
+            guard case let .object(fields) = value else {
+                throw bad(8, "tensor \"\(key)\" to be an object", value.typeName)
+            }
             var dtype: DType?, shape: [Int]?, offsets: [Int]?
             for (f, v) in fields {
                 switch f {
                 case "dtype":
                     guard case let .string(s) = v else { throw bad(8, "\"\(key)\".dtype to be a string", v.typeName) }
                     guard let d = DType(safetensorsName: s) else {
-                        throw bad(8, "\"\(key)\".dtype to be one of \(DType.allCases.map(\.safetensorsName).joined(separator: ", "))", "\"\(s)\"")
+                        throw bad(
+                            8,
+                            "\"\(key)\".dtype to be one of \(DType.allCases.map(\.safetensorsName).joined(separator: ", "))",
+                            "\"\(s)\"")
                     }
                     dtype = d
                 case "shape", "data_offsets":
                     guard case let .array(items) = v else { throw bad(8, "\"\(key)\".\(f) to be an array", v.typeName) }
-                    guard items.count <= 64 else { throw bad(8, "\"\(key)\".\(f) with at most 64 entries", "\(items.count)") }
+                    guard items.count <= 64 else {
+                        throw bad(8, "\"\(key)\".\(f) with at most 64 entries", "\(items.count)")
+                    }
                     var ints: [Int] = []
                     for item in items {
                         guard case let .int(x) = item, x >= 0 else {
@@ -107,8 +122,9 @@ package struct SafeTensorsFile: Sendable {
                 throw bad(8, "\"\(key)\" to have a size that fits in 64 bits", "shape \(sh)")
             }
             guard off[1] - off[0] == bytes else {
-                throw bad(8, "\"\(key)\" to span \(bytes) bytes (\(dt.safetensorsName) \(describeShape(sh)))",
-                          "data_offsets \(off) (\(off[1] - off[0]) bytes)")
+                throw bad(
+                    8, "\"\(key)\" to span \(bytes) bytes (\(dt.safetensorsName) \(describeShape(sh)))",
+                    "data_offsets \(off) (\(off[1] - off[0]) bytes)")
             }
             guard off[1] <= dataLength else {
                 throw bad(dataOffset, "\"\(key)\" inside the data buffer (\(dataLength) bytes)", "data_offsets \(off)")
@@ -119,22 +135,25 @@ package struct SafeTensorsFile: Sendable {
         var cursor = 0
         for e in entries {
             guard e.begin == cursor else {
-                throw bad(dataOffset + min(e.begin, cursor),
-                          "\"\(e.name)\" to start at data offset \(cursor) (tensors must tile the buffer)",
-                          e.begin < cursor ? "an overlap (begin \(e.begin))" : "a gap (begin \(e.begin))")
+                throw bad(
+                    dataOffset + min(e.begin, cursor),
+                    "\"\(e.name)\" to start at data offset \(cursor) (tensors must tile the buffer)",
+                    e.begin < cursor ? "an overlap (begin \(e.begin))" : "a gap (begin \(e.begin))")
             }
             cursor = e.end
         }
         guard cursor == dataLength else {
-            throw bad(dataOffset + cursor, "the tensors to cover the data buffer (\(dataLength) bytes)",
-                      "\(dataLength - cursor) bytes not covered")
+            throw bad(
+                dataOffset + cursor, "the tensors to cover the data buffer (\(dataLength) bytes)",
+                "\(dataLength - cursor) bytes not covered")
         }
         var tensors: [String: StoredTensor] = [:]
         tensors.reserveCapacity(entries.count)
         for e in entries {
-            tensors[e.name] = try StoredTensor(name: e.name, dtype: e.dtype, shape: e.shape, file: file,
-                                               storageByteOffset: dataOffset + e.begin,
-                                               storageByteCount: e.end - e.begin, storageID: e.name)
+            tensors[e.name] = try StoredTensor(
+                name: e.name, dtype: e.dtype, shape: e.shape, file: file,
+                storageByteOffset: dataOffset + e.begin,
+                storageByteCount: e.end - e.begin, storageID: e.name)
         }
         self.metadata = metadata
         self.names = entries.map(\.name)
@@ -164,8 +183,9 @@ public enum SafeTensorsWriter {
         /// A `Float` tensor, stored as float32, float16, bfloat16 or float64.
         public init(name: String, tensor: Tensor<Float>, dtype: DType = .float32) throws {
             guard [.float32, .float16, .bfloat16, .float64].contains(dtype) else {
-                throw CheckpointError.unsupportedDType(file: name, name: name, dtype: dtype.rawValue,
-                                                       expected: "float32, float16, bfloat16 or float64 for a Float tensor")
+                throw CheckpointError.unsupportedDType(
+                    file: name, name: name, dtype: dtype.rawValue,
+                    expected: "float32, float16, bfloat16 or float64 for a Float tensor")
             }
             self.name = name; self.dtype = dtype; self.shape = tensor.shape; payload = .float(tensor)
         }
@@ -178,9 +198,10 @@ public enum SafeTensorsWriter {
         /// Raw little-endian bytes of `dtype` elements in row-major order.
         public init(name: String, dtype: DType, shape: [Int], bytes: [UInt8]) throws {
             guard let n = checkedProduct(shape), n * dtype.byteSize == bytes.count else {
-                throw CheckpointError.invalidTensor(file: name, name: name,
-                                                    expected: "\(dtype.rawValue)\(describeShape(shape)) bytes",
-                                                    found: "\(bytes.count) bytes")
+                throw CheckpointError.invalidTensor(
+                    file: name, name: name,
+                    expected: "\(dtype.rawValue)\(describeShape(shape)) bytes",
+                    found: "\(bytes.count) bytes")
             }
             self.name = name; self.dtype = dtype; self.shape = shape; payload = .raw(bytes)
         }
@@ -199,8 +220,9 @@ public enum SafeTensorsWriter {
         var offset = 0
         for e in entries {
             let end = offset + e.byteCount
-            parts.append(JSONWriter.quote(e.name) + ":{\"dtype\":\"\(e.dtype.safetensorsName)\",\"shape\":["
-                         + e.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}")
+            parts.append(
+                JSONWriter.quote(e.name) + ":{\"dtype\":\"\(e.dtype.safetensorsName)\",\"shape\":["
+                    + e.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}")
             offset = end
         }
         var bytes = Array(("{" + parts.joined(separator: ",") + "}").utf8)
@@ -213,7 +235,8 @@ public enum SafeTensorsWriter {
         var seen = Set<String>()
         for e in entries {
             guard e.name != "__metadata__", seen.insert(e.name).inserted else {
-                throw CheckpointError.writeFailed(file: url.path, reason: "duplicate or reserved tensor name '\(e.name)'")
+                throw CheckpointError.writeFailed(
+                    file: url.path, reason: "duplicate or reserved tensor name '\(e.name)'")
             }
         }
         let head = header(entries, metadata: metadata)
@@ -250,7 +273,7 @@ public enum SafeTensorsWriter {
     /// Encodes `src` as `dtype` little-endian in chunks.
     static func writeFloats(_ src: UnsafeBufferPointer<Float>, as dtype: DType, to out: AtomicOutput.Stream) throws {
         #if _endian(little)
-        if dtype == .float32 { try out.write(UnsafeRawBufferPointer(src)); return }
+            if dtype == .float32 { try out.write(UnsafeRawBufferPointer(src)); return }
         #endif
         let chunk = 1 << 16
         var buffer = [UInt8](repeating: 0, count: chunk * 8)
@@ -263,7 +286,8 @@ public enum SafeTensorsWriter {
                     switch dtype {
                     case .float16: b.storeBytes(of: x.halfBits.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                     case .bfloat16: b.storeBytes(of: bfloat16Bits(x).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-                    case .float64: b.storeBytes(of: Double(x).bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self)
+                    case .float64:
+                        b.storeBytes(of: Double(x).bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self)
                     default: b.storeBytes(of: x.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
                     }
                 }

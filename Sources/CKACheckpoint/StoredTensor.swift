@@ -46,8 +46,10 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
     static let maxOverlappingElements = 1 << 24
 
     /// Validates a layout against its storage; throws `invalidTensor` / `limitExceeded` if it does not fit.
-    init(name: String, dtype: DType, shape: [Int], strides: [Int]? = nil, storageOffset: Int = 0,
-         file: MappedFile, storageByteOffset: Int, storageByteCount: Int, storageID: String) throws {
+    init(
+        name: String, dtype: DType, shape: [Int], strides: [Int]? = nil, storageOffset: Int = 0,
+        file: MappedFile, storageByteOffset: Int, storageByteCount: Int, storageID: String
+    ) throws {
         let strides = strides ?? StoredTensor.contiguousStrides(shape)
         let fileName = file.name
         func bad(_ expected: String, _ found: String) -> CheckpointError {
@@ -58,14 +60,19 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
             throw bad("one stride per dimension (\(shape.count))", "\(strides.count) strides")
         }
         guard shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }), storageOffset >= 0 else {
-            throw bad("non-negative sizes, strides and offset", "size \(shape), stride \(strides), offset \(storageOffset)")
+            throw bad(
+                "non-negative sizes, strides and offset", "size \(shape), stride \(strides), offset \(storageOffset)")
         }
         guard storageByteOffset >= 0, storageByteCount >= 0, storageByteOffset <= file.count,
-              storageByteCount <= file.count - storageByteOffset else {
-            throw bad("a storage inside the file (\(file.count) bytes)",
-                      "bytes \(storageByteOffset)..<\(storageByteOffset &+ storageByteCount)")
+            storageByteCount <= file.count - storageByteOffset
+        else {
+            throw bad(
+                "a storage inside the file (\(file.count) bytes)",
+                "bytes \(storageByteOffset)..<\(storageByteOffset &+ storageByteCount)")
         }
-        guard let numel = checkedProduct(shape) else { throw bad("an element count that fits in 64 bits", "size \(shape)") }
+        guard let numel = checkedProduct(shape) else {
+            throw bad("an element count that fits in 64 bits", "size \(shape)")
+        }
         let storageElements = storageByteCount / dtype.byteSize
         if numel > 0 {
             var last = storageOffset
@@ -76,13 +83,15 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
                 last = l
             }
             guard last < storageElements else {
-                throw bad("elements inside the storage (\(storageElements) \(dtype.rawValue) elements)",
-                          "size \(shape), stride \(strides), offset \(storageOffset) reaching element \(last)")
+                throw bad(
+                    "elements inside the storage (\(storageElements) \(dtype.rawValue) elements)",
+                    "size \(shape), stride \(strides), offset \(storageOffset) reaching element \(last)")
             }
             if numel > storageElements && numel > StoredTensor.maxOverlappingElements {
-                throw CheckpointError.limitExceeded(file: fileName, offset: storageByteOffset,
-                                                    what: "elements of '\(name)' (\(numel)) overlapping a storage of \(storageElements)",
-                                                    limit: StoredTensor.maxOverlappingElements)
+                throw CheckpointError.limitExceeded(
+                    file: fileName, offset: storageByteOffset,
+                    what: "elements of '\(name)' (\(numel)) overlapping a storage of \(storageElements)",
+                    limit: StoredTensor.maxOverlappingElements)
             }
         }
         self.name = name
@@ -113,19 +122,20 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
     /// booleans converted). Non-contiguous layouts are gathered into row-major order.
     public func floatTensor() throws -> Tensor<Float> {
         let start = storageByteOffset + storageOffset * dtype.byteSize
-        file.prefault(offset: start, count: isContiguous ? byteCount : storageByteCount - storageOffset * dtype.byteSize)
+        file.prefault(
+            offset: start, count: isContiguous ? byteCount : storageByteCount - storageOffset * dtype.byteSize)
         #if _endian(little)
-        if dtype == .float32 && isContiguous && elementCount > 0 {
-            // One copy straight into the new tensor (no zero-fill first) when the data is aligned, as torch's
-            // 64-byte aligned records and safetensors' padded headers make it.
-            let copied: Tensor<Float>? = file.withUnsafeBytes { raw in
-                let p = raw.baseAddress! + start
-                guard Int(bitPattern: p) % MemoryLayout<Float>.alignment == 0 else { return nil }
-                let src = UnsafeBufferPointer(start: p.assumingMemoryBound(to: Float.self), count: elementCount)
-                return try? Tensor<Float>(shape: shape, scalars: src)
+            if dtype == .float32 && isContiguous && elementCount > 0 {
+                // One copy straight into the new tensor (no zero-fill first) when the data is aligned, as torch's
+                // 64-byte aligned records and safetensors' padded headers make it.
+                let copied: Tensor<Float>? = file.withUnsafeBytes { raw in
+                    let p = raw.baseAddress! + start
+                    guard Int(bitPattern: p) % MemoryLayout<Float>.alignment == 0 else { return nil }
+                    let src = UnsafeBufferPointer(start: p.assumingMemoryBound(to: Float.self), count: elementCount)
+                    return try? Tensor<Float>(shape: shape, scalars: src)
+                }
+                if let copied { return copied }
             }
-            if let copied { return copied }
-        }
         #endif
         var out = Tensor<Float>(shape: shape)
         guard elementCount > 0 else { return out }
@@ -133,8 +143,9 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
             file.withUnsafeBytes { raw in
                 let storage = raw.baseAddress! + storageByteOffset
                 forEachRun { srcElement, dstIndex, n, step in
-                    StoredTensor.convert(dtype, from: storage + srcElement * dtype.byteSize, count: n,
-                                         elementStride: step, into: dst.baseAddress! + dstIndex)
+                    StoredTensor.convert(
+                        dtype, from: storage + srcElement * dtype.byteSize, count: n,
+                        elementStride: step, into: dst.baseAddress! + dstIndex)
                 }
             }
         }
@@ -149,8 +160,9 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
     /// The elements as 64-bit integers (integer and boolean dtypes only).
     public func int64Values() throws -> [Int64] {
         guard !dtype.isFloatingPoint else {
-            throw CheckpointError.unsupportedDType(file: file.name, name: name, dtype: dtype.rawValue,
-                                                   expected: "an integer or boolean dtype")
+            throw CheckpointError.unsupportedDType(
+                file: file.name, name: name, dtype: dtype.rawValue,
+                expected: "an integer or boolean dtype")
         }
         var out = [Int64](repeating: 0, count: elementCount)
         guard elementCount > 0 else { return out }
@@ -193,8 +205,9 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
                 let storage = raw.baseAddress! + storageByteOffset
                 forEachRun { srcElement, dstIndex, n, step in
                     if step == 1 {
-                        (dst.baseAddress! + dstIndex * size).copyMemory(from: storage + srcElement * size,
-                                                                        byteCount: n * size)
+                        (dst.baseAddress! + dstIndex * size).copyMemory(
+                            from: storage + srcElement * size,
+                            byteCount: n * size)
                     } else {
                         for i in 0..<n {
                             (dst.baseAddress! + (dstIndex + i) * size).copyMemory(
@@ -237,13 +250,15 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
     }
 
     /// Converts `count` elements of `dtype` starting at `src`, `elementStride` elements apart, to `Float`.
-    static func convert(_ dtype: DType, from src: UnsafeRawPointer, count: Int, elementStride: Int,
-                        into dst: UnsafeMutablePointer<Float>) {
+    static func convert(
+        _ dtype: DType, from src: UnsafeRawPointer, count: Int, elementStride: Int,
+        into dst: UnsafeMutablePointer<Float>
+    ) {
         let size = dtype.byteSize
         if dtype == .float32 && elementStride == 1 {
             UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: count * 4)
             #if _endian(big)
-            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: dst[i].bitPattern)) }
+                for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: dst[i].bitPattern)) }
             #endif
             return
         }
@@ -251,12 +266,17 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
         var p = src
         switch dtype {
         case .float32:
-            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(as: UInt32.self))); p += step }
+            for i in 0..<count {
+                dst[i] = Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(as: UInt32.self))); p += step
+            }
         case .float16:
-            for i in 0..<count { dst[i] = Float(halfBits: UInt16(littleEndian: p.loadUnaligned(as: UInt16.self))); p += step }
+            for i in 0..<count {
+                dst[i] = Float(halfBits: UInt16(littleEndian: p.loadUnaligned(as: UInt16.self))); p += step
+            }
         case .bfloat16:
             for i in 0..<count {
-                dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: p.loadUnaligned(as: UInt16.self))) << 16); p += step
+                dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: p.loadUnaligned(as: UInt16.self))) << 16);
+                p += step
             }
         case .float64:
             for i in 0..<count {

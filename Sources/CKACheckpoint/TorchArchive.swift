@@ -45,7 +45,8 @@ public struct TorchArchive: Sendable {
             let names = zip.entries.prefix(5).map(\.name).joined(separator: ", ")
             throw CheckpointError.unrecognizedLayout(
                 file: name, expected: "a PyTorch zip checkpoint with one '<archive>/data.pkl' record",
-                found: pickles.isEmpty ? "a zip archive without it (entries: \(names)\(zip.entries.count > 5 ? ", …" : ""))"
+                found: pickles.isEmpty
+                    ? "a zip archive without it (entries: \(names)\(zip.entries.count > 5 ? ", …" : ""))"
                     : "\(pickles.count) data.pkl records")
         }
         let prefix = String(pkl.name.dropLast("data.pkl".count))
@@ -56,8 +57,9 @@ public struct TorchArchive: Sendable {
             return String(decoding: try zip.read(e), as: UTF8.self).trimmingWhitespace
         }
         if let order = try text("byteorder"), order != "little" {
-            throw CheckpointError.unrecognizedLayout(file: name, expected: "little-endian storages (byteorder 'little')",
-                                                     found: "byteorder '\(order.prefix(20))'")
+            throw CheckpointError.unrecognizedLayout(
+                file: name, expected: "little-endian storages (byteorder 'little')",
+                found: "byteorder '\(order.prefix(20))'")
         }
         formatVersion = try text("version")
         let pklRange = try zip.storedRange(of: pkl)
@@ -67,10 +69,13 @@ public struct TorchArchive: Sendable {
         let verify = options.verifyStorageCRC
         let pickleName = "\(name):\(pkl.name)"
         let root = try file.withUnsafeBytes { raw in
-            try Unpickler.load(UnsafeRawBufferPointer(rebasing: raw[pklRange]), fileName: pickleName,
-                               options: options.unpickler) { pid, offset in
-                try TorchArchive.persistentLoad(pid, offset: offset, zip: zip, prefix: prefix, pickleName: pickleName,
-                                                verifyCRC: verify, cache: &storages)
+            try Unpickler.load(
+                UnsafeRawBufferPointer(rebasing: raw[pklRange]), fileName: pickleName,
+                options: options.unpickler
+            ) { pid, offset in
+                try TorchArchive.persistentLoad(
+                    pid, offset: offset, zip: zip, prefix: prefix, pickleName: pickleName,
+                    verifyCRC: verify, cache: &storages)
             }
         }
         self.root = root
@@ -78,8 +83,10 @@ public struct TorchArchive: Sendable {
     }
 
     /// Resolves `('storage', storage_type, key, location, numel)`.
-    static func persistentLoad(_ pid: PickleValue, offset: Int, zip: ZipArchive, prefix: String, pickleName: String,
-                               verifyCRC: Bool, cache: inout [String: TorchStorage]) throws -> PickleValue {
+    static func persistentLoad(
+        _ pid: PickleValue, offset: Int, zip: ZipArchive, prefix: String, pickleName: String,
+        verifyCRC: Bool, cache: inout [String: TorchStorage]
+    ) throws -> PickleValue {
         func bad(_ expected: String, _ found: String) -> CheckpointError {
             .malformedPickle(file: pickleName, offset: offset, expected: expected, found: found)
         }
@@ -94,16 +101,21 @@ public struct TorchArchive: Sendable {
         guard let numel = items[4].intValue, numel >= 0 else {
             throw bad("a non-negative storage size", items[4].describe(depth: 0))
         }
-        guard case let .global(module, typeName) = items[1], module == "torch" || module == "torch.storage" || module == "torch.cuda",
-              let dtype = DType(torchStorageClass: typeName) else {
+        guard case let .global(module, typeName) = items[1],
+            module == "torch" || module == "torch.storage" || module == "torch.cuda",
+            let dtype = DType(torchStorageClass: typeName)
+        else {
             // Unknown storage type (UntypedStorage, quantized, complex, …): keep it opaque.
-            return .object(OpaqueObject(kind: .persistent, module: "", name: "storage", args: items, kwargs: [],
-                                        state: nil, listItems: [], dictItems: []))
+            return .object(
+                OpaqueObject(
+                    kind: .persistent, module: "", name: "storage", args: items, kwargs: [],
+                    state: nil, listItems: [], dictItems: []))
         }
         if let s = cache[key] {
             guard s.dtype == dtype, s.elementCount == numel else {
-                throw bad("storage \(key) declared consistently (\(s.dtype.rawValue) × \(s.elementCount))",
-                          "\(dtype.rawValue) × \(numel)")
+                throw bad(
+                    "storage \(key) declared consistently (\(s.dtype.rawValue) × \(s.elementCount))",
+                    "\(dtype.rawValue) × \(numel)")
             }
             return .storage(s)
         }
@@ -112,13 +124,15 @@ public struct TorchArchive: Sendable {
         }
         let range = try zip.storedRange(of: entry)
         guard let bytes = checkedMul(numel, dtype.byteSize), bytes <= range.count else {
-            throw CheckpointError.invalidTensor(file: zip.file.name, name: "storage \(key)",
-                                                expected: "\(numel) \(dtype.rawValue) elements in the record",
-                                                found: "\(range.count) bytes")
+            throw CheckpointError.invalidTensor(
+                file: zip.file.name, name: "storage \(key)",
+                expected: "\(numel) \(dtype.rawValue) elements in the record",
+                found: "\(range.count) bytes")
         }
         if verifyCRC { try zip.verifyCRC(of: entry) }
-        let s = TorchStorage(key: key, dtype: dtype, elementCount: numel, location: location, file: zip.file,
-                             byteOffset: range.lowerBound, byteCount: range.count)
+        let s = TorchStorage(
+            key: key, dtype: dtype, elementCount: numel, location: location, file: zip.file,
+            byteOffset: range.lowerBound, byteCount: range.count)
         cache[key] = s
         return .storage(s)
     }

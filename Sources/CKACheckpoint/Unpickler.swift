@@ -55,8 +55,10 @@ public struct Unpickler {
     /// - Parameters:
     ///   - fileName: used in error messages.
     ///   - persistentLoad: called for `PERSID`/`BINPERSID`; without it persistent ids become opaque values.
-    public static func load(_ bytes: UnsafeRawBufferPointer, fileName: String = "<pickle>", options: Options = Options(),
-                            persistentLoad: PersistentLoad? = nil) throws -> PickleValue {
+    public static func load(
+        _ bytes: UnsafeRawBufferPointer, fileName: String = "<pickle>", options: Options = Options(),
+        persistentLoad: PersistentLoad? = nil
+    ) throws -> PickleValue {
         var u = Unpickler(data: bytes, fileName: fileName, options: options, persistentLoad: persistentLoad)
         // A pickle can make reference cycles between containers (a list appended to itself, a dict that is its
         // own BUILD state); empty every container afterwards so nothing leaks.
@@ -67,8 +69,10 @@ public struct Unpickler {
     }
 
     /// Decodes a pickle held in an array.
-    public static func load(_ bytes: [UInt8], fileName: String = "<pickle>", options: Options = Options(),
-                            persistentLoad: PersistentLoad? = nil) throws -> PickleValue {
+    public static func load(
+        _ bytes: [UInt8], fileName: String = "<pickle>", options: Options = Options(),
+        persistentLoad: PersistentLoad? = nil
+    ) throws -> PickleValue {
         try bytes.withUnsafeBytes { try load($0, fileName: fileName, options: options, persistentLoad: persistentLoad) }
     }
 
@@ -187,8 +191,9 @@ public struct Unpickler {
         while end < limit, data[end] != 0x0a { end += 1 }
         guard end < data.count, data[end] == 0x0a else {
             if end >= limit && limit < data.count {
-                throw CheckpointError.limitExceeded(file: fileName, offset: start, what: "\(what) line length",
-                                                    limit: options.limits.maxLineLength)
+                throw CheckpointError.limitExceeded(
+                    file: fileName, offset: start, what: "\(what) line length",
+                    limit: options.limits.maxLineLength)
             }
             throw fail("\(what) ending in a newline", "end of data", at: start)
         }
@@ -200,7 +205,9 @@ public struct Unpickler {
     }
 
     func utf8(_ b: UnsafeRawBufferPointer, _ what: String) throws -> String {
-        guard let s = String(validating: b, as: UTF8.self) else { throw fail("\(what) in valid UTF-8", "invalid bytes") }
+        guard let s = String(validating: b, as: UTF8.self) else {
+            throw fail("\(what) in valid UTF-8", "invalid bytes")
+        }
         return s
     }
 
@@ -211,8 +218,9 @@ public struct Unpickler {
 
     mutating func push(_ n: Node) throws {
         guard stack.count + savedItems < options.limits.maxStackItems else {
-            throw CheckpointError.limitExceeded(file: fileName, offset: opStart, what: "pickle stack size",
-                                                limit: options.limits.maxStackItems)
+            throw CheckpointError.limitExceeded(
+                file: fileName, offset: opStart, what: "pickle stack size",
+                limit: options.limits.maxStackItems)
         }
         stack.append(n)
     }
@@ -248,214 +256,225 @@ public struct Unpickler {
             opStart = pos
             let op = try readByte("an opcode (the pickle ends without STOP)")
             switch op {
-            case 0x80: // PROTO
+            case 0x80:  // PROTO
                 let v = try readByte("the protocol number")
                 guard v <= 5 else { throw fail("protocol 0–5", "protocol \(v)") }
-            case 0x95: // FRAME
+            case 0x95:  // FRAME
                 let n = try readLE(8, "the frame length")
-                guard n <= UInt64(data.count - pos) else { throw fail("a frame within the data", "\(n) bytes declared") }
-            case 0x2e: // STOP '.'
+                guard n <= UInt64(data.count - pos) else {
+                    throw fail("a frame within the data", "\(n) bytes declared")
+                }
+            case 0x2e:  // STOP '.'
                 return try pop()
-            case 0x28: // MARK '('
+            case 0x28:  // MARK '('
                 guard metastack.count < options.limits.maxMarks else {
-                    throw CheckpointError.limitExceeded(file: fileName, offset: opStart, what: "open pickle marks",
-                                                        limit: options.limits.maxMarks)
+                    throw CheckpointError.limitExceeded(
+                        file: fileName, offset: opStart, what: "open pickle marks",
+                        limit: options.limits.maxMarks)
                 }
                 savedItems += stack.count
                 metastack.append(stack)
                 stack = []
-            case 0x30: // POP '0'
+            case 0x30:  // POP '0'
                 if stack.isEmpty { _ = try popMark() } else { _ = try pop() }
-            case 0x31: // POP_MARK '1'
+            case 0x31:  // POP_MARK '1'
                 _ = try popMark()
-            case 0x32: // DUP '2'
+            case 0x32:  // DUP '2'
                 try push(try top())
 
             // Constants and numbers
-            case 0x4e: try push(.value(.none))                  // NONE 'N'
-            case 0x88: try push(.value(.bool(true)))            // NEWTRUE
-            case 0x89: try push(.value(.bool(false)))           // NEWFALSE
-            case 0x4b: // BININT1 'K'
+            case 0x4e: try push(.value(.none))  // NONE 'N'
+            case 0x88: try push(.value(.bool(true)))  // NEWTRUE
+            case 0x89: try push(.value(.bool(false)))  // NEWFALSE
+            case 0x4b:  // BININT1 'K'
                 try push(.value(.int(Int(try readByte("a BININT1 argument")))))
-            case 0x4d: // BININT2 'M'
+            case 0x4d:  // BININT2 'M'
                 try push(.value(.int(Int(try readLE(2, "a BININT2 argument")))))
-            case 0x4a: // BININT 'J'
+            case 0x4a:  // BININT 'J'
                 try push(.value(.int(Int(Int32(truncatingIfNeeded: try readLE(4, "a BININT argument"))))))
-            case 0x8a: // LONG1
+            case 0x8a:  // LONG1
                 let n = Int(try readByte("the LONG1 length"))
                 try push(.value(longValue(try readBytes(n, "LONG1 digits"))))
-            case 0x8b: // LONG4
+            case 0x8b:  // LONG4
                 let n64 = try readLE(4, "the LONG4 length")
-                guard n64 <= UInt64(Int32.max) else { throw fail("a non-negative LONG4 length", "\(Int32(truncatingIfNeeded: n64))") }
+                guard n64 <= UInt64(Int32.max) else {
+                    throw fail("a non-negative LONG4 length", "\(Int32(truncatingIfNeeded: n64))")
+                }
                 try push(.value(longValue(try readBytes(Int(n64), "LONG4 digits"))))
-            case 0x49: // INT 'I'
+            case 0x49:  // INT 'I'
                 let line = try readLine("an INT")
-                if line == "01" { try push(.value(.bool(true))) }
-                else if line == "00" { try push(.value(.bool(false))) }
-                else { try push(.value(try parseDecimal(line, "an INT"))) }
-            case 0x4c: // LONG 'L'
+                if line == "01" {
+                    try push(.value(.bool(true)))
+                } else if line == "00" {
+                    try push(.value(.bool(false)))
+                } else {
+                    try push(.value(try parseDecimal(line, "an INT")))
+                }
+            case 0x4c:  // LONG 'L'
                 var line = try readLine("a LONG")
                 if line.hasSuffix("L") { line.removeLast() }
                 try push(.value(try parseDecimal(line, "a LONG")))
-            case 0x46: // FLOAT 'F'
+            case 0x46:  // FLOAT 'F'
                 let line = try readLine("a FLOAT")
-                guard let d = Double(line.trimmingWhitespace) else { throw fail("a decimal float", "'\(line.prefix(40))'") }
+                guard let d = Double(line.trimmingWhitespace) else {
+                    throw fail("a decimal float", "'\(line.prefix(40))'")
+                }
                 try push(.value(.float(d)))
-            case 0x47: // BINFLOAT 'G' (big-endian)
+            case 0x47:  // BINFLOAT 'G' (big-endian)
                 let b = try readBytes(8, "a BINFLOAT argument")
                 var bits: UInt64 = 0
                 for x in b { bits = bits << 8 | UInt64(x) }
                 try push(.value(.float(Double(bitPattern: bits))))
 
             // Strings and bytes
-            case 0x58: // BINUNICODE 'X'
+            case 0x58:  // BINUNICODE 'X'
                 let n = try readLength(4, "a BINUNICODE string")
                 try push(.value(.string(try utf8(try readBytes(n, "BINUNICODE data"), "BINUNICODE"))))
-            case 0x8c: // SHORT_BINUNICODE
+            case 0x8c:  // SHORT_BINUNICODE
                 let n = Int(try readByte("the SHORT_BINUNICODE length"))
                 try push(.value(.string(try utf8(try readBytes(n, "SHORT_BINUNICODE data"), "SHORT_BINUNICODE"))))
-            case 0x8d: // BINUNICODE8
+            case 0x8d:  // BINUNICODE8
                 let n = try readLength(8, "a BINUNICODE8 string")
                 try push(.value(.string(try utf8(try readBytes(n, "BINUNICODE8 data"), "BINUNICODE8"))))
-            case 0x56: // UNICODE 'V' (raw-unicode-escape; we accept plain UTF-8 without backslash escapes)
+            case 0x56:  // UNICODE 'V' (raw-unicode-escape; we accept plain UTF-8 without backslash escapes)
                 let line = try readLine("a UNICODE string")
                 try push(.value(.string(line)))
-            case 0x54: // BINSTRING 'T' (signed 4-byte length)
+            case 0x54:  // BINSTRING 'T' (signed 4-byte length)
                 let n64 = try readLE(4, "the BINSTRING length")
                 guard n64 <= UInt64(Int32.max), Int(n64) <= data.count - pos else {
                     throw fail("a BINSTRING within the data", "length \(Int32(truncatingIfNeeded: n64))")
                 }
                 try push(.value(try legacyString(try readBytes(Int(n64), "BINSTRING data"))))
-            case 0x55: // SHORT_BINSTRING 'U'
+            case 0x55:  // SHORT_BINSTRING 'U'
                 let n = Int(try readByte("the SHORT_BINSTRING length"))
                 try push(.value(try legacyString(try readBytes(n, "SHORT_BINSTRING data"))))
-            case 0x53: // STRING 'S' (quoted repr)
+            case 0x53:  // STRING 'S' (quoted repr)
                 let line = try readLine("a STRING")
                 guard line.count >= 2, let q = line.first, q == "'" || q == "\"", line.last == q else {
                     throw fail("a quoted STRING", "'\(line.prefix(40))'")
                 }
                 try push(.value(.string(String(line.dropFirst().dropLast()))))
-            case 0x42: // BINBYTES 'B'
+            case 0x42:  // BINBYTES 'B'
                 let n = try readLength(4, "BINBYTES")
                 try push(.value(.bytes(Array(try readBytes(n, "BINBYTES data")))))
-            case 0x43: // SHORT_BINBYTES 'C'
+            case 0x43:  // SHORT_BINBYTES 'C'
                 let n = Int(try readByte("the SHORT_BINBYTES length"))
                 try push(.value(.bytes(Array(try readBytes(n, "SHORT_BINBYTES data")))))
-            case 0x8e, 0x96: // BINBYTES8, BYTEARRAY8
+            case 0x8e, 0x96:  // BINBYTES8, BYTEARRAY8
                 let n = try readLength(8, op == 0x8e ? "BINBYTES8" : "BYTEARRAY8")
                 try push(.value(.bytes(Array(try readBytes(n, "bytes data")))))
-            case 0x97: // NEXT_BUFFER
+            case 0x97:  // NEXT_BUFFER
                 throw fail("in-band data", "NEXT_BUFFER (out-of-band buffers are not supported)")
-            case 0x98: // READONLY_BUFFER: a no-op on the top value
+            case 0x98:  // READONLY_BUFFER: a no-op on the top value
                 _ = try top()
 
             // Containers
-            case 0x29: try push(tuple([]))                       // EMPTY_TUPLE ')'
-            case 0x5d: try push(.list(ListBox(arena)))                 // EMPTY_LIST ']'
-            case 0x7d: try push(.dict(DictBox(arena)))                 // EMPTY_DICT '}'
-            case 0x8f: try push(.set(SetBox(arena)))                   // EMPTY_SET
-            case 0x85: // TUPLE1
+            case 0x29: try push(tuple([]))  // EMPTY_TUPLE ')'
+            case 0x5d: try push(.list(ListBox(arena)))  // EMPTY_LIST ']'
+            case 0x7d: try push(.dict(DictBox(arena)))  // EMPTY_DICT '}'
+            case 0x8f: try push(.set(SetBox(arena)))  // EMPTY_SET
+            case 0x85:  // TUPLE1
                 let a = try pop(); try push(tuple([a]))
-            case 0x86: // TUPLE2
+            case 0x86:  // TUPLE2
                 let b = try pop(), a = try pop(); try push(tuple([a, b]))
-            case 0x87: // TUPLE3
+            case 0x87:  // TUPLE3
                 let c = try pop(), b = try pop(), a = try pop(); try push(tuple([a, b, c]))
-            case 0x74: // TUPLE 't'
+            case 0x74:  // TUPLE 't'
                 try push(tuple(try popMark()))
-            case 0x6c: // LIST 'l'
+            case 0x6c:  // LIST 'l'
                 let box = ListBox(arena); box.items = try popMark(); try push(.list(box))
-            case 0x64: // DICT 'd'
+            case 0x64:  // DICT 'd'
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail("key/value pairs after the mark", "\(items.count) items") }
                 let box = DictBox(arena)
                 for k in stride(from: 0, to: items.count, by: 2) { box.items.append((items[k], items[k + 1])) }
                 try push(.dict(box))
-            case 0x91: // FROZENSET
+            case 0x91:  // FROZENSET
                 let box = SetBox(arena); box.items = try popMark(); try push(.set(box))
-            case 0x61: // APPEND 'a'
+            case 0x61:  // APPEND 'a'
                 let v = try pop()
                 try append([v], to: try top())
-            case 0x65: // APPENDS 'e'
+            case 0x65:  // APPENDS 'e'
                 let items = try popMark()
                 try append(items, to: try top())
-            case 0x73: // SETITEM 's'
+            case 0x73:  // SETITEM 's'
                 let v = try pop(), k = try pop()
                 try setItems([(k, v)], on: try top())
-            case 0x75: // SETITEMS 'u'
+            case 0x75:  // SETITEMS 'u'
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail("key/value pairs after the mark", "\(items.count) items") }
                 var pairs: [(Node, Node)] = []
                 pairs.reserveCapacity(items.count / 2)
                 for k in stride(from: 0, to: items.count, by: 2) { pairs.append((items[k], items[k + 1])) }
                 try setItems(pairs, on: try top())
-            case 0x90: // ADDITEMS
+            case 0x90:  // ADDITEMS
                 let items = try popMark()
                 guard case let .set(box) = try top() else { throw fail("a set below the mark", try top().typeName) }
                 box.items.append(contentsOf: items)
 
             // Memo
-            case 0x70: // PUT 'p'
+            case 0x70:  // PUT 'p'
                 let line = try readLine("a PUT index")
                 guard let i = Int(line), i >= 0 else { throw fail("a memo index", "'\(line.prefix(40))'") }
                 try memoPut(i)
-            case 0x71: // BINPUT 'q'
+            case 0x71:  // BINPUT 'q'
                 try memoPut(Int(try readByte("a BINPUT index")))
-            case 0x72: // LONG_BINPUT 'r'
+            case 0x72:  // LONG_BINPUT 'r'
                 try memoPut(Int(try readLE(4, "a LONG_BINPUT index")))
-            case 0x94: // MEMOIZE
+            case 0x94:  // MEMOIZE
                 try memoPut(memo.count)
-            case 0x67: // GET 'g'
+            case 0x67:  // GET 'g'
                 let line = try readLine("a GET index")
                 guard let i = Int(line) else { throw fail("a memo index", "'\(line.prefix(40))'") }
                 try memoGet(i)
-            case 0x68: // BINGET 'h'
+            case 0x68:  // BINGET 'h'
                 try memoGet(Int(try readByte("a BINGET index")))
-            case 0x6a: // LONG_BINGET 'j'
+            case 0x6a:  // LONG_BINGET 'j'
                 try memoGet(Int(try readLE(4, "a LONG_BINGET index")))
 
             // Globals and objects (never resolved, never called)
-            case 0x63: // GLOBAL 'c'
+            case 0x63:  // GLOBAL 'c'
                 let module = try readLine("a GLOBAL module"), name = try readLine("a GLOBAL name")
                 try push(try global(module, name))
-            case 0x93: // STACK_GLOBAL
+            case 0x93:  // STACK_GLOBAL
                 let name = try popString("the STACK_GLOBAL name"), module = try popString("the STACK_GLOBAL module")
                 try push(try global(module, name))
-            case 0x52: // REDUCE 'R'
+            case 0x52:  // REDUCE 'R'
                 let args = try pop(), callable = try pop()
                 guard case let .tuple(t) = args else { throw fail("an argument tuple for REDUCE", args.typeName) }
                 try push(try call(callable, t.items))
-            case 0x81: // NEWOBJ
+            case 0x81:  // NEWOBJ
                 let args = try pop(), cls = try pop()
                 guard case let .tuple(t) = args else { throw fail("an argument tuple for NEWOBJ", args.typeName) }
                 try push(newObject(cls, t.items, kwargs: []))
-            case 0x92: // NEWOBJ_EX
+            case 0x92:  // NEWOBJ_EX
                 let kwargs = try pop(), args = try pop(), cls = try pop()
                 guard case let .tuple(t) = args else { throw fail("an argument tuple for NEWOBJ_EX", args.typeName) }
                 guard case let .dict(kw) = kwargs else { throw fail("a kwargs dict for NEWOBJ_EX", kwargs.typeName) }
                 try push(newObject(cls, t.items, kwargs: kw.items))
-            case 0x69: // INST 'i'
+            case 0x69:  // INST 'i'
                 let module = try readLine("an INST module"), name = try readLine("an INST name")
                 let args = try popMark()
                 let cls = try global(module, name)
                 try push(newObject(cls, args, kwargs: [], kind: .instance))
-            case 0x6f: // OBJ 'o'
+            case 0x6f:  // OBJ 'o'
                 var items = try popMark()
                 guard !items.isEmpty else { throw fail("a class after the mark", "nothing") }
                 let cls = items.removeFirst()
                 try push(newObject(cls, items, kwargs: [], kind: .instance))
-            case 0x62: // BUILD 'b'
+            case 0x62:  // BUILD 'b'
                 let state = try pop()
                 try build(try top(), state: state)
-            case 0x82, 0x83, 0x84: // EXT1, EXT2, EXT4
+            case 0x82, 0x83, 0x84:  // EXT1, EXT2, EXT4
                 throw fail("no copyreg extension codes", "EXT\(op == 0x82 ? 1 : op == 0x83 ? 2 : 4)")
 
             // Persistent ids
-            case 0x51: // BINPERSID 'Q'
+            case 0x51:  // BINPERSID 'Q'
                 let pid = try pop()
                 var budget = 10_000
                 let v = try convert(pid, depth: 0, budget: &budget)
                 try push(.value(try resolvePersistent(v)))
-            case 0x50: // PERSID 'P'
+            case 0x50:  // PERSID 'P'
                 let line = try readLine("a PERSID")
                 try push(.value(try resolvePersistent(.string(line))))
 
@@ -498,8 +517,9 @@ public struct Unpickler {
 
     mutating func memoPut(_ i: Int) throws {
         guard memo.count < options.limits.maxMemoEntries || memo[i] != nil else {
-            throw CheckpointError.limitExceeded(file: fileName, offset: opStart, what: "pickle memo entries",
-                                                limit: options.limits.maxMemoEntries)
+            throw CheckpointError.limitExceeded(
+                file: fileName, offset: opStart, what: "pickle memo entries",
+                limit: options.limits.maxMemoEntries)
         }
         memo[i] = try top()
     }
@@ -529,9 +549,9 @@ public struct Unpickler {
     func build(_ target: Node, state: Node) throws {
         switch target {
         case let .object(o): o.state = state
-        case let .dict(box): box.state = state        // e.g. OrderedDict's `_metadata` attribute
+        case let .dict(box): box.state = state  // e.g. OrderedDict's `_metadata` attribute
         case .value(.tensor), .value(.object): break  // tensor subclass state: ignored
-        case .list, .set: break                       // subclass attributes: ignored
+        case .list, .set: break  // subclass attributes: ignored
         default: throw fail("an object below BUILD", target.typeName)
         }
     }
@@ -556,9 +576,13 @@ public struct Unpickler {
     static func isDangerous(module: String, name: String) -> Bool {
         let root = module.split(separator: ".", maxSplits: 1).first.map(String.init) ?? module
         if dangerousModules.contains(root) { return true }
-        if root == "builtins" || root == "__builtin__" || root == "__builtins__" { return !harmlessBuiltins.contains(name) }
+        if root == "builtins" || root == "__builtin__" || root == "__builtins__" {
+            return !harmlessBuiltins.contains(name)
+        }
         if root == "operator" { return name == "attrgetter" || name == "methodcaller" }
-        if root == "torch" && (name == "load" || name.hasPrefix("_load") || module.hasPrefix("torch.hub")) { return true }
+        if root == "torch" && (name == "load" || name.hasPrefix("_load") || module.hasPrefix("torch.hub")) {
+            return true
+        }
         if root == "numpy" && (name == "load" || name == "loadtxt" || name == "fromfile") { return true }
         if root == "torch" && module.contains("._ops") { return true }
         return false
@@ -595,7 +619,8 @@ public struct Unpickler {
         case ("_codecs", "encode"):
             // Protocol 2 stores bytes as _codecs.encode(str, 'latin1'): a pure function, interpreted here.
             if args.count == 2, case let .value(.string(text)) = args[0], case let .value(.string(enc)) = args[1],
-               ["latin1", "latin-1", "iso-8859-1", "iso8859-1"].contains(enc.lowercased()) {
+                ["latin1", "latin-1", "iso-8859-1", "iso8859-1"].contains(enc.lowercased())
+            {
                 var out: [UInt8] = []
                 out.reserveCapacity(text.unicodeScalars.count)
                 var ok = true
@@ -625,7 +650,9 @@ public struct Unpickler {
 
     func newObject(_ cls: Node, _ args: [Node], kwargs: [(Node, Node)], kind: OpaqueObject.Kind = .newObject) -> Node {
         if case let .value(.global(module, name)) = cls {
-            if (module == "collections" && name == "OrderedDict") || ((module == "builtins" || module == "__builtin__") && name == "dict") {
+            if (module == "collections" && name == "OrderedDict")
+                || ((module == "builtins" || module == "__builtin__") && name == "dict")
+            {
                 return .dict(DictBox(arena))
             }
             let o = ObjBox(arena, kind: kind, module: module, name: name, args: args)
@@ -686,17 +713,20 @@ public struct Unpickler {
         let offset = try intArg(args[1], "the storage offset")
         let size = try intTuple(args[2], "the tensor size")
         let stride = try intTuple(args[3], "the tensor stride")
-        let t = try StoredTensor(name: "tensor in storage \(s.key) (pickle byte \(opStart))", dtype: s.dtype, shape: size,
-                                 strides: stride, storageOffset: offset, file: s.file,
-                                 storageByteOffset: s.byteOffset, storageByteCount: s.elementCount * s.dtype.byteSize,
-                                 storageID: s.key)
+        let t = try StoredTensor(
+            name: "tensor in storage \(s.key) (pickle byte \(opStart))", dtype: s.dtype, shape: size,
+            strides: stride, storageOffset: offset, file: s.file,
+            storageByteOffset: s.byteOffset, storageByteCount: s.elementCount * s.dtype.byteSize,
+            storageID: s.key)
         return .value(.tensor(t))
     }
 
     mutating func resolvePersistent(_ pid: PickleValue) throws -> PickleValue {
         guard let load = persistentLoad else {
-            return .object(OpaqueObject(kind: .persistent, module: "", name: "persistent_id", args: [pid], kwargs: [],
-                                        state: nil, listItems: [], dictItems: []))
+            return .object(
+                OpaqueObject(
+                    kind: .persistent, module: "", name: "persistent_id", args: [pid], kwargs: [],
+                    state: nil, listItems: [], dictItems: []))
         }
         return try load(pid, opStart)
     }
@@ -705,13 +735,15 @@ public struct Unpickler {
 
     func convert(_ n: Node, depth: Int, budget: inout Int) throws -> PickleValue {
         guard depth <= options.limits.maxDepth else {
-            throw CheckpointError.limitExceeded(file: fileName, offset: opStart, what: "nesting depth of the pickled value (or a cycle)",
-                                                limit: options.limits.maxDepth)
+            throw CheckpointError.limitExceeded(
+                file: fileName, offset: opStart, what: "nesting depth of the pickled value (or a cycle)",
+                limit: options.limits.maxDepth)
         }
         budget -= 1
         guard budget >= 0 else {
-            throw CheckpointError.limitExceeded(file: fileName, offset: opStart, what: "number of values in the pickled object graph",
-                                                limit: options.limits.maxValueNodes)
+            throw CheckpointError.limitExceeded(
+                file: fileName, offset: opStart, what: "number of values in the pickled object graph",
+                limit: options.limits.maxValueNodes)
         }
         func all(_ xs: [Node], _ budget: inout Int) throws -> [PickleValue] {
             var out: [PickleValue] = []
@@ -723,8 +755,10 @@ public struct Unpickler {
             var out: [PickleDictEntry] = []
             out.reserveCapacity(xs.count)
             for (k, v) in xs {
-                out.append(PickleDictEntry(key: try convert(k, depth: depth + 1, budget: &budget),
-                                           value: try convert(v, depth: depth + 1, budget: &budget)))
+                out.append(
+                    PickleDictEntry(
+                        key: try convert(k, depth: depth + 1, budget: &budget),
+                        value: try convert(v, depth: depth + 1, budget: &budget)))
             }
             return out
         }
@@ -735,9 +769,10 @@ public struct Unpickler {
         case let .set(box): return .set(try all(box.items, &budget))
         case let .dict(box): return .dict(try pairs(box.items, &budget))
         case let .object(o):
-            var obj = OpaqueObject(kind: o.kind, module: o.module, name: o.name, args: try all(o.args, &budget),
-                                   kwargs: try pairs(o.kwargs, &budget), state: nil, listItems: try all(o.listItems, &budget),
-                                   dictItems: try pairs(o.dictItems, &budget))
+            var obj = OpaqueObject(
+                kind: o.kind, module: o.module, name: o.name, args: try all(o.args, &budget),
+                kwargs: try pairs(o.kwargs, &budget), state: nil, listItems: try all(o.listItems, &budget),
+                dictItems: try pairs(o.dictItems, &budget))
             if let s = o.state { obj.state = try convert(s, depth: depth + 1, budget: &budget) }
             return .object(obj)
         }

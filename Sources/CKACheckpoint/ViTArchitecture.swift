@@ -61,10 +61,12 @@ public struct ViTArchitecture: Sendable, Equatable, Codable {
     public var layerNormEpsilon: Double = 1e-6
 
     /// An architecture given explicitly (e.g. for a randomly initialised model of a known shape).
-    public init(width: Int, depth: Int, heads: Int, patchSize: Int, inputChannels: Int = 3, tokenCount: Int,
-                prefixTokens: Int = 1, positionIncludesPrefix: Bool = true, gridSize: Int?, imageSize: Int?,
-                mlpHiddenWidth: Int, mlpRatio: Double, qkvBias: Bool = true, layerScale: Bool = false,
-                hasFinalNorm: Bool = true, hasFCNorm: Bool = false, classCount: Int? = nil, layerNormEpsilon: Double = 1e-6) {
+    public init(
+        width: Int, depth: Int, heads: Int, patchSize: Int, inputChannels: Int = 3, tokenCount: Int,
+        prefixTokens: Int = 1, positionIncludesPrefix: Bool = true, gridSize: Int?, imageSize: Int?,
+        mlpHiddenWidth: Int, mlpRatio: Double, qkvBias: Bool = true, layerScale: Bool = false,
+        hasFinalNorm: Bool = true, hasFCNorm: Bool = false, classCount: Int? = nil, layerNormEpsilon: Double = 1e-6
+    ) {
         self.width = width; self.depth = depth; self.heads = heads; self.patchSize = patchSize
         self.inputChannels = inputChannels; self.tokenCount = tokenCount; self.prefixTokens = prefixTokens
         self.positionIncludesPrefix = positionIncludesPrefix; self.gridSize = gridSize; self.imageSize = imageSize
@@ -81,7 +83,7 @@ public struct ViTArchitecture: Sendable, Equatable, Codable {
         case 768: return 12
         case 1024: return 16
         case 1280: return 16
-        case 1536: return 24   // DINOv2 ViT-g
+        case 1536: return 24  // DINOv2 ViT-g
         default: return nil
         }
     }

@@ -44,7 +44,9 @@ package struct ZipArchive: Sendable {
         }
         let entries: [Entry] = try file.withUnsafeBytes { raw in
             // 1. End of central directory: the last "PK\5\6" record whose comment fits in the file.
-            guard total >= 22 else { throw bad(0, "an end-of-central-directory record (22 bytes)", "a \(total)-byte file") }
+            guard total >= 22 else {
+                throw bad(0, "an end-of-central-directory record (22 bytes)", "a \(total)-byte file")
+            }
             var eocd = -1
             var p = total - 22
             let lowest = max(0, total - 22 - 0xffff)
@@ -52,7 +54,10 @@ package struct ZipArchive: Sendable {
                 if raw.le32(p) == 0x0605_4b50, p + 22 + Int(raw.le16(p + 20)) <= total { eocd = p; break }
                 p -= 1
             }
-            guard eocd >= 0 else { throw bad(max(0, total - 22), "an end-of-central-directory signature (PK\\5\\6)", "none in the last 64 KiB") }
+            guard eocd >= 0 else {
+                throw bad(
+                    max(0, total - 22), "an end-of-central-directory signature (PK\\5\\6)", "none in the last 64 KiB")
+            }
             let disk = Int(raw.le16(eocd + 4)), cdDisk = Int(raw.le16(eocd + 6))
             var count = Int(raw.le16(eocd + 10))
             var cdSize = Int(raw.le32(eocd + 12)), cdOffset = Int(raw.le32(eocd + 16))
@@ -63,7 +68,9 @@ package struct ZipArchive: Sendable {
                 let loc = eocd - 20
                 let rec64 = raw.le64(loc + 8)
                 guard rec64 <= UInt64(loc), Int(rec64) + 56 <= loc else {
-                    throw bad(loc + 8, "a ZIP64 end-of-directory record before its locator (at most \(loc - 56))", "offset \(rec64)")
+                    throw bad(
+                        loc + 8, "a ZIP64 end-of-directory record before its locator (at most \(loc - 56))",
+                        "offset \(rec64)")
                 }
                 let r = Int(rec64)
                 guard raw.le32(r) == 0x0606_4b50 else {
@@ -71,21 +78,27 @@ package struct ZipArchive: Sendable {
                 }
                 let c64 = raw.le64(r + 32), size64 = raw.le64(r + 40), off64 = raw.le64(r + 48)
                 guard c64 <= UInt64(ZipArchive.maxEntries) else {
-                    throw CheckpointError.limitExceeded(file: name, offset: r + 32, what: "zip entry count (\(c64))", limit: ZipArchive.maxEntries)
+                    throw CheckpointError.limitExceeded(
+                        file: name, offset: r + 32, what: "zip entry count (\(c64))", limit: ZipArchive.maxEntries)
                 }
                 guard size64 <= UInt64(total), off64 <= UInt64(total) else {
-                    throw bad(r + 40, "a central directory inside the file (\(total) bytes)", "size \(size64) at offset \(off64)")
+                    throw bad(
+                        r + 40, "a central directory inside the file (\(total) bytes)",
+                        "size \(size64) at offset \(off64)")
                 }
                 count = Int(c64); cdSize = Int(size64); cdOffset = Int(off64)
                 cdEnd = r
             } else if needs64 {
                 throw bad(eocd, "a ZIP64 locator (the directory fields are 0xFFFF…)", "none")
             } else {
-                guard disk == 0, cdDisk == 0 else { throw bad(eocd + 4, "a single-disk archive", "disk \(disk)/\(cdDisk)") }
+                guard disk == 0, cdDisk == 0 else {
+                    throw bad(eocd + 4, "a single-disk archive", "disk \(disk)/\(cdDisk)")
+                }
             }
             guard cdOffset <= cdEnd, cdSize <= cdEnd - cdOffset else {
-                throw bad(eocd + 12, "a central directory before the end record (ending at or before \(cdEnd))",
-                          "\(cdSize) bytes at offset \(cdOffset)")
+                throw bad(
+                    eocd + 12, "a central directory before the end record (ending at or before \(cdEnd))",
+                    "\(cdSize) bytes at offset \(cdOffset)")
             }
             guard count <= cdSize / 46 else {
                 throw bad(eocd + 10, "at most \(cdSize / 46) entries in a \(cdSize)-byte directory", "\(count) entries")
@@ -108,7 +121,8 @@ package struct ZipArchive: Sendable {
                 let crc = try reader.u32()
                 var csize = UInt64(try reader.u32())
                 var usize = UInt64(try reader.u32())
-                let nameLen = Int(try reader.u16()), extraLen = Int(try reader.u16()), commentLen = Int(try reader.u16())
+                let nameLen = Int(try reader.u16()), extraLen = Int(try reader.u16()),
+                    commentLen = Int(try reader.u16())
                 let diskStart = try reader.u16()
                 try reader.skip(6, "attributes")
                 var lho = UInt64(try reader.u32())
@@ -118,17 +132,23 @@ package struct ZipArchive: Sendable {
                 try reader.skip(commentLen, "entry \(k) comment")
                 // ZIP64 extended information (0x0001) replaces the saturated fields, in this order.
                 if usize == 0xffff_ffff || csize == 0xffff_ffff || lho == 0xffff_ffff || diskStart == 0xffff {
-                    var x = ByteReader(base: extra.baseAddress ?? raw.baseAddress!, count: extra.count,
-                                       reportOffset: extraStart) { o, e, f in bad(o, e, f) }
+                    var x = ByteReader(
+                        base: extra.baseAddress ?? raw.baseAddress!, count: extra.count,
+                        reportOffset: extraStart
+                    ) { o, e, f in bad(o, e, f) }
                     var found = false
                     while x.remaining >= 4 {
                         let id = try x.u16(), size = Int(try x.u16())
                         let blockEnd = x.position + size
-                        guard size <= x.remaining else { throw x.fail("an extra block of \(size) bytes", "\(x.remaining) left") }
+                        guard size <= x.remaining else {
+                            throw x.fail("an extra block of \(size) bytes", "\(x.remaining) left")
+                        }
                         if id == 0x0001 {
                             found = true
-                            var sub = ByteReader(base: (extra.baseAddress ?? raw.baseAddress!) + x.position, count: size,
-                                             reportOffset: extraStart + x.position) { o, e, f in bad(o, e, f) }
+                            var sub = ByteReader(
+                                base: (extra.baseAddress ?? raw.baseAddress!) + x.position, count: size,
+                                reportOffset: extraStart + x.position
+                            ) { o, e, f in bad(o, e, f) }
                             if usize == 0xffff_ffff { usize = try sub.u64("ZIP64 uncompressed size") }
                             if csize == 0xffff_ffff { csize = try sub.u64("ZIP64 compressed size") }
                             if lho == 0xffff_ffff { lho = try sub.u64("ZIP64 local header offset") }
@@ -146,7 +166,9 @@ package struct ZipArchive: Sendable {
                 // Local header: signature, then name and extra lengths at 26/28.
                 let l = Int(lho)
                 guard l <= total - 30, raw.le32(l) == 0x0403_4b50 else {
-                    throw bad(l, "a local header (PK\\3\\4) for '\(entryName)'", l <= total - 30 ? "0x\(String(raw.le32(l), radix: 16))" : "end of file")
+                    throw bad(
+                        l, "a local header (PK\\3\\4) for '\(entryName)'",
+                        l <= total - 30 ? "0x\(String(raw.le32(l), radix: 16))" : "end of file")
                 }
                 let dataOffset = l + 30 + Int(raw.le16(l + 26)) + Int(raw.le16(l + 28))
                 guard dataOffset <= total, Int(csize) <= total - dataOffset else {
@@ -155,16 +177,20 @@ package struct ZipArchive: Sendable {
                 if method == 0 && flags & 1 == 0 && csize != usize {
                     throw bad(start + 20, "equal sizes for the stored entry '\(entryName)'", "\(csize) vs \(usize)")
                 }
-                out.append(Entry(name: entryName, method: method, flags: flags, crc32: crc,
-                                 compressedSize: Int(clamping: csize), uncompressedSize: Int(clamping: usize),
-                                 localHeaderOffset: l, dataOffset: dataOffset))
+                out.append(
+                    Entry(
+                        name: entryName, method: method, flags: flags, crc32: crc,
+                        compressedSize: Int(clamping: csize), uncompressedSize: Int(clamping: usize),
+                        localHeaderOffset: l, dataOffset: dataOffset))
             }
             // 4. No two entries' data may overlap (nor overlap the directory).
             let sorted = out.sorted { $0.dataOffset < $1.dataOffset }
             var prevEnd = 0, prevName = ""
             for e in sorted where e.compressedSize > 0 {
                 guard e.dataOffset >= prevEnd else {
-                    throw bad(e.dataOffset, "entry '\(e.name)' not to overlap '\(prevName)'", "data starting at \(e.dataOffset) < \(prevEnd)")
+                    throw bad(
+                        e.dataOffset, "entry '\(e.name)' not to overlap '\(prevName)'",
+                        "data starting at \(e.dataOffset) < \(prevEnd)")
                 }
                 prevEnd = e.dataOffset + e.compressedSize
                 prevName = e.name
@@ -202,9 +228,10 @@ package struct ZipArchive: Sendable {
         if verifyCRC {
             let c = CRC32.checksum(bytes)
             guard c == entry.crc32 else {
-                throw CheckpointError.malformedZip(file: file.name, offset: r.lowerBound,
-                                                   expected: "CRC-32 0x\(String(entry.crc32, radix: 16)) for '\(entry.name)'",
-                                                   found: "0x\(String(c, radix: 16))")
+                throw CheckpointError.malformedZip(
+                    file: file.name, offset: r.lowerBound,
+                    expected: "CRC-32 0x\(String(entry.crc32, radix: 16)) for '\(entry.name)'",
+                    found: "0x\(String(c, radix: 16))")
             }
         }
         return bytes
@@ -215,9 +242,10 @@ package struct ZipArchive: Sendable {
         let r = try storedRange(of: entry)
         let c = file.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[r])) }
         guard c == entry.crc32 else {
-            throw CheckpointError.malformedZip(file: file.name, offset: r.lowerBound,
-                                               expected: "CRC-32 0x\(String(entry.crc32, radix: 16)) for '\(entry.name)'",
-                                               found: "0x\(String(c, radix: 16))")
+            throw CheckpointError.malformedZip(
+                file: file.name, offset: r.lowerBound,
+                expected: "CRC-32 0x\(String(entry.crc32, radix: 16)) for '\(entry.name)'",
+                found: "0x\(String(c, radix: 16))")
         }
     }
 }
@@ -247,7 +275,8 @@ public enum CRC32 {
             while i + 8 <= n {
                 let lo = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt32.self)) ^ c
                 let hi = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self))
-                c = t[7 * 256 + Int(lo & 0xff)] ^ t[6 * 256 + Int((lo >> 8) & 0xff)]
+                c =
+                    t[7 * 256 + Int(lo & 0xff)] ^ t[6 * 256 + Int((lo >> 8) & 0xff)]
                     ^ t[5 * 256 + Int((lo >> 16) & 0xff)] ^ t[4 * 256 + Int(lo >> 24)]
                     ^ t[3 * 256 + Int(hi & 0xff)] ^ t[2 * 256 + Int((hi >> 8) & 0xff)]
                     ^ t[1 * 256 + Int((hi >> 16) & 0xff)] ^ t[Int(hi >> 24)]

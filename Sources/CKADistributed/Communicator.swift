@@ -29,7 +29,9 @@ public final class Communicator: @unchecked Sendable {
 
     /// The job's processes (initialised on first use).
     public static let world: Communicator = {
-        guard launchedByMPI(ProcessInfo.processInfo.environment) else { return Communicator(rank: 0, size: 1, usesMPI: false) }
+        guard launchedByMPI(ProcessInfo.processInfo.environment) else {
+            return Communicator(rank: 0, size: 1, usesMPI: false)
+        }
         // Ranks waiting for a message yield the core instead of spinning on it (ranks often share cores).
         setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0)
         var provided: Int32 = 0
@@ -63,11 +65,17 @@ public final class Communicator: @unchecked Sendable {
             // Bytes this rank sent (payloads), for the scale-out report.
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
-            let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6
-            FileHandle.standardError.write(Data(String(format: "cka-mpi-stats: rank %d of %d sent %d bytes cpu %.2f s\n",
-                                                       world.rank, world.size, world.bytesSent, cpu).utf8))
+            let cpu =
+                Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(
+                    usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6
+            FileHandle.standardError.write(
+                Data(
+                    String(
+                        format: "cka-mpi-stats: rank %d of %d sent %d bytes cpu %.2f s\n",
+                        world.rank, world.size, world.bytesSent, cpu
+                    ).utf8))
         }
-        world.barrier()     // ranks that finish early wait here asleep, not spinning inside MPI_Finalize
+        world.barrier()  // ranks that finish early wait here asleep, not spinning inside MPI_Finalize
         var flag: Int32 = 0
         MPI_Finalized(&flag)
         if flag == 0 { MPI_Finalize() }
@@ -128,8 +136,9 @@ public final class Communicator: @unchecked Sendable {
         if rank == root { bytesSent += Int(count) * (size - 1) }
         bytes.withUnsafeMutableBytes { p in
             var request: MPI_Request? = nil
-            check(MPI_Ibcast(p.baseAddress, Int32(count), cka_MPI_BYTE(), Int32(root), cka_MPI_COMM_WORLD(), &request),
-                  "broadcast")
+            check(
+                MPI_Ibcast(p.baseAddress, Int32(count), cka_MPI_BYTE(), Int32(root), cka_MPI_COMM_WORLD(), &request),
+                "broadcast")
             wait(&request, "broadcast")
         }
     }
@@ -146,14 +155,18 @@ public final class Communicator: @unchecked Sendable {
         guard usesMPI, size > 1 else { return [values] }
         var count = Int64(values.count)
         var counts = [Int64](repeating: 0, count: size)
-        check(MPI_Allgather(&count, 1, cka_MPI_INT64_T(), &counts, 1, cka_MPI_INT64_T(), cka_MPI_COMM_WORLD()), "allgather")
+        check(
+            MPI_Allgather(&count, 1, cka_MPI_INT64_T(), &counts, 1, cka_MPI_INT64_T(), cka_MPI_COMM_WORLD()),
+            "allgather")
         var displs = [Int32](repeating: 0, count: size), counts32 = counts.map { Int32($0) }
         for i in 1..<size { displs[i] = displs[i - 1] + counts32[i - 1] }
         var out = [Double](repeating: 0, count: Int(counts.reduce(0, +)))
         bytesSent += values.count * 8 * (size - 1)
         values.withUnsafeBufferPointer { v in
-            check(MPI_Allgatherv(v.baseAddress, Int32(values.count), cka_MPI_DOUBLE(), &out, &counts32, &displs,
-                                 cka_MPI_DOUBLE(), cka_MPI_COMM_WORLD()), "allgather")
+            check(
+                MPI_Allgatherv(
+                    v.baseAddress, Int32(values.count), cka_MPI_DOUBLE(), &out, &counts32, &displs,
+                    cka_MPI_DOUBLE(), cka_MPI_COMM_WORLD()), "allgather")
         }
         return (0..<size).map { Array(out[Int(displs[$0])..<Int(displs[$0]) + Int(counts32[$0])]) }
     }
@@ -167,8 +180,10 @@ public final class Communicator: @unchecked Sendable {
         values.withUnsafeBufferPointer { v in
             out.withUnsafeMutableBufferPointer { o in
                 var request: MPI_Request? = nil
-                check(MPI_Igather(v.baseAddress, Int32(n), cka_MPI_DOUBLE(), o.baseAddress, Int32(n), cka_MPI_DOUBLE(),
-                                  Int32(root), cka_MPI_COMM_WORLD(), &request), "gather")
+                check(
+                    MPI_Igather(
+                        v.baseAddress, Int32(n), cka_MPI_DOUBLE(), o.baseAddress, Int32(n), cka_MPI_DOUBLE(),
+                        Int32(root), cka_MPI_COMM_WORLD(), &request), "gather")
                 wait(&request, "gather")
             }
         }
@@ -183,8 +198,10 @@ public final class Communicator: @unchecked Sendable {
         var counts = [Int64](repeating: 0, count: rank == root ? size : 0)
         counts.withUnsafeMutableBufferPointer { c in
             var request: MPI_Request? = nil
-            check(MPI_Igather(&count, 1, cka_MPI_INT64_T(), c.baseAddress, 1, cka_MPI_INT64_T(), Int32(root),
-                              cka_MPI_COMM_WORLD(), &request), "gather")
+            check(
+                MPI_Igather(
+                    &count, 1, cka_MPI_INT64_T(), c.baseAddress, 1, cka_MPI_INT64_T(), Int32(root),
+                    cka_MPI_COMM_WORLD(), &request), "gather")
             wait(&request, "gather")
         }
         var counts32 = counts.map { Int32($0) }, displs = [Int32](repeating: 0, count: counts.count)
@@ -196,8 +213,10 @@ public final class Communicator: @unchecked Sendable {
                 counts32.withUnsafeMutableBufferPointer { c in
                     displs.withUnsafeMutableBufferPointer { d in
                         var request: MPI_Request? = nil
-                        check(MPI_Igatherv(v.baseAddress, Int32(values.count), cka_MPI_DOUBLE(), o.baseAddress, c.baseAddress,
-                                           d.baseAddress, cka_MPI_DOUBLE(), Int32(root), cka_MPI_COMM_WORLD(), &request), "gather")
+                        check(
+                            MPI_Igatherv(
+                                v.baseAddress, Int32(values.count), cka_MPI_DOUBLE(), o.baseAddress, c.baseAddress,
+                                d.baseAddress, cka_MPI_DOUBLE(), Int32(root), cka_MPI_COMM_WORLD(), &request), "gather")
                         wait(&request, "gather")
                     }
                 }
@@ -231,8 +250,10 @@ public final class Communicator: @unchecked Sendable {
         var count = Int64(bytes.count)
         check(MPI_Send(&count, 1, cka_MPI_INT64_T(), Int32(destination), Int32(tag), cka_MPI_COMM_WORLD()), "send")
         bytes.withUnsafeBytes { p in
-            check(MPI_Send(p.baseAddress, Int32(bytes.count), cka_MPI_BYTE(), Int32(destination), Int32(tag),
-                           cka_MPI_COMM_WORLD()), "send")
+            check(
+                MPI_Send(
+                    p.baseAddress, Int32(bytes.count), cka_MPI_BYTE(), Int32(destination), Int32(tag),
+                    cka_MPI_COMM_WORLD()), "send")
         }
         bytesSent += bytes.count + 8
     }
@@ -254,8 +275,10 @@ public final class Communicator: @unchecked Sendable {
         var count: Int64 = 0
         var status = MPI_Status()
         var request: MPI_Request? = nil
-        check(MPI_Irecv(&count, 1, cka_MPI_INT64_T(), Int32(source ?? Int(cka_MPI_ANY_SOURCE())), Int32(tag),
-                        cka_MPI_COMM_WORLD(), &request), "receive")
+        check(
+            MPI_Irecv(
+                &count, 1, cka_MPI_INT64_T(), Int32(source ?? Int(cka_MPI_ANY_SOURCE())), Int32(tag),
+                cka_MPI_COMM_WORLD(), &request), "receive")
         var done: Int32 = 0, pause: UInt32 = 20
         while true {
             check(MPI_Test(&request, &done, &status), "receive")
@@ -266,8 +289,10 @@ public final class Communicator: @unchecked Sendable {
         let from = Int(cka_status_source(&status))
         var bytes = [UInt8](repeating: 0, count: Int(count))
         bytes.withUnsafeMutableBytes { p in
-            check(MPI_Recv(p.baseAddress, Int32(count), cka_MPI_BYTE(), Int32(from), Int32(tag), cka_MPI_COMM_WORLD(),
-                           cka_MPI_STATUS_IGNORE()), "receive")
+            check(
+                MPI_Recv(
+                    p.baseAddress, Int32(count), cka_MPI_BYTE(), Int32(from), Int32(tag), cka_MPI_COMM_WORLD(),
+                    cka_MPI_STATUS_IGNORE()), "receive")
         }
         return (from, bytes)
     }

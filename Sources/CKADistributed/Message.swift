@@ -82,7 +82,9 @@ public struct MessageReader {
 
     public mutating func scalars<T: BitwiseCopyable>(_: T.Type) throws -> [T] {
         let n = try int()
-        guard n >= 0, n <= (bytes.count - offset) / MemoryLayout<T>.stride else { throw DistributedError.malformedMessage(offset: offset) }
+        guard n >= 0, n <= (bytes.count - offset) / MemoryLayout<T>.stride else {
+            throw DistributedError.malformedMessage(offset: offset)
+        }
         let s = try take(n * MemoryLayout<T>.stride)
         return [T](unsafeUninitializedCapacity: n) { p, count in
             UnsafeMutableRawBufferPointer(p).copyBytes(from: s)
@@ -108,7 +110,8 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .malformedMessage(offset): return "malformed message between ranks (at byte \(offset)): are all ranks running the same cka?"
+        case let .malformedMessage(offset):
+            return "malformed message between ranks (at byte \(offset)): are all ranks running the same cka?"
         case let .remote(rank, message): return "rank \(rank): \(message)"
         }
     }

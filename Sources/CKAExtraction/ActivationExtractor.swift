@@ -62,12 +62,16 @@ public struct ExtractionSummary: Sendable {
 /// one batch (plus one Gram batch per layer); the store appears under its name only when complete.
 public enum ActivationExtractor {
     /// The hook names an extraction with `options` will record for `architecture`, in network order.
-    public static func selectedHooks(_ a: ViTArchitecture, options: ExtractionOptions) throws -> (tokens: [String], pooled: [String]) {
+    public static func selectedHooks(_ a: ViTArchitecture, options: ExtractionOptions) throws -> (
+        tokens: [String], pooled: [String]
+    ) {
         func match(_ names: [String]) -> [String] {
             guard let globs = options.layers else { return names }
             return names.filter { LayerGlob.matches(any: globs, $0) }
         }
-        var tokens = options.store.contains(.activations) || options.store.contains(.grams) ? match(HookPoint.tokenHooks(for: a)) : []
+        var tokens =
+            options.store.contains(.activations) || options.store.contains(.grams)
+            ? match(HookPoint.tokenHooks(for: a)) : []
         var pooled: [String] = []
         if options.store.contains(.pooled) {
             let all = HookPoint.pooledHooks(for: a)
@@ -78,16 +82,19 @@ public enum ActivationExtractor {
             }
         }
         if options.layers != nil && tokens.isEmpty && pooled.isEmpty && !options.store.subtracting(.logits).isEmpty {
-            throw ExtractionError.noHooksMatch(pattern: options.layers!.joined(separator: ","),
-                                               available: HookPoint.allHooks(for: a))
+            throw ExtractionError.noHooksMatch(
+                pattern: options.layers!.joined(separator: ","),
+                available: HookPoint.allHooks(for: a))
         }
         if !options.store.contains(.activations) && !options.store.contains(.grams) { tokens = [] }
         return (tokens, pooled)
     }
 
     /// Extracts into `path`. `progress` is called after every batch.
-    public static func run(model: VisionTransformer, checkpoint: Checkpoint?, input: inout some InputSource, to path: String,
-                           options: ExtractionOptions, progress: ((CKAProgress) -> Void)? = nil) throws -> ExtractionSummary {
+    public static func run(
+        model: VisionTransformer, checkpoint: Checkpoint?, input: inout some InputSource, to path: String,
+        options: ExtractionOptions, progress: ((CKAProgress) -> Void)? = nil
+    ) throws -> ExtractionSummary {
         let plan = try ExtractionPlan(model: model, checkpoint: checkpoint, input: input, options: options)
         let sink = try StoreSink(path: path, plan: plan)
         var producer = BatchProducer(model: model, plan: plan)
@@ -95,10 +102,14 @@ public enum ActivationExtractor {
         while let batch = try input.next(maxCount: options.batchSize) {
             // Sources return full batches until the inputs run out, so a short batch is the last one.
             try producer.process(batch, isLast: batch.ids.count < options.batchSize, into: sink)
-            progress?(CKAProgress(done: sink.count, total: input.expectedCount, unit: "images", seconds: Date().timeIntervalSince(start)))
+            progress?(
+                CKAProgress(
+                    done: sink.count, total: input.expectedCount, unit: "images",
+                    seconds: Date().timeIntervalSince(start)))
         }
-        return try sink.finish(classes: input.classes, skipped: input.skipped.map { "\($0.id): \($0.reason)" },
-                               seconds: Date().timeIntervalSince(start))
+        return try sink.finish(
+            classes: input.classes, skipped: input.skipped.map { "\($0.id): \($0.reason)" },
+            seconds: Date().timeIntervalSince(start))
     }
 
     /// A model name from the checkpoint's file name (`dino_vitbase16_pretrain.pth` → `dino_vitbase16_pretrain`).
@@ -106,7 +117,9 @@ public enum ActivationExtractor {
     public static func modelName(for c: Checkpoint) -> String {
         let url = URL(fileURLWithPath: c.file)
         var name = url.lastPathComponent
-        for ext in [".pth.tar", ".pth", ".pt", ".safetensors", ".bin"] where name.hasSuffix(ext) { name.removeLast(ext.count); break }
+        for ext in [".pth.tar", ".pth", ".pt", ".safetensors", ".bin"] where name.hasSuffix(ext) {
+            name.removeLast(ext.count); break
+        }
         if ["model", "pytorch_model", "checkpoint"].contains(name) {
             let folder = url.deletingLastPathComponent().lastPathComponent
             if !folder.isEmpty && folder != "." && folder != "/" { return folder }
@@ -126,7 +139,8 @@ public enum ExtractionError: Error, Equatable, CustomStringConvertible {
         case let .noHooksMatch(pattern, available):
             return "no hook point matches '\(pattern)' (e.g. \(available.prefix(12).joined(separator: ", ")), …)"
         case let .noInputs(skipped):
-            return "no usable input" + (skipped.isEmpty ? "" : " (\(skipped.count) skipped: \(skipped.prefix(3).joined(separator: ", ")))")
+            return "no usable input"
+                + (skipped.isEmpty ? "" : " (\(skipped.count) skipped: \(skipped.prefix(3).joined(separator: ", ")))")
         case let .invalidOption(s): return s
         }
     }
@@ -145,8 +159,10 @@ struct GramBatcher {
     ///   (forward batch = Gram batch), so memory is one batch of the largest layer, not one per layer.
     /// - Parameter isLast: no rows follow; rows that cannot complete a Gram batch are dropped instead of
     ///   buffered (a per-layer buffer for every hooked layer would cost far more than the batch itself).
-    mutating func add(_ value: Tensor<Float>, scratch: inout Tensor<Float>, isLast: Bool = false,
-                      emit: (Tensor<Double>) throws -> Void) throws {
+    mutating func add(
+        _ value: Tensor<Float>, scratch: inout Tensor<Float>, isLast: Bool = false,
+        emit: (Tensor<Double>) throws -> Void
+    ) throws {
         let rows = try (tokens == .flatten ? value.flattenedRows : tokens.apply(value)).flattenedRows
         if isLast && (filled + rows.rowCount) % batchSize != 0 && filled + rows.rowCount < batchSize {
             buffer = nil

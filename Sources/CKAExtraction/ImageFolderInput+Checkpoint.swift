@@ -16,6 +16,7 @@ extension ImageFolderInput {
         if base.crop == imageSize { return base }
         // Keep the method's resize/crop ratio at another input size.
         let resize = base.resize.map { Int((Double($0) * Double(imageSize) / Double(base.crop)).rounded()) }
-        return try Preprocessing(resize: resize, interpolation: base.interpolation, crop: imageSize, mean: base.mean, std: base.std)
+        return try Preprocessing(
+            resize: resize, interpolation: base.interpolation, crop: imageSize, mean: base.mean, std: base.std)
     }
 }

@@ -28,10 +28,12 @@ public struct PixelStoreInput: InputSource {
         position = r.upperBound
         let pixels = try store.readFloatDataset("inputs/pixels", rows: r)
         guard pixels.rank == 4, pixels.shape[1] == 3 else {
-            throw HDF5Error.shapeMismatch(path: store.path, object: "/inputs/pixels", expected: "[N, 3, H, W]",
-                                          got: describeShape(pixels.shape))
+            throw HDF5Error.shapeMismatch(
+                path: store.path, object: "/inputs/pixels", expected: "[N, 3, H, W]",
+                got: describeShape(pixels.shape))
         }
-        return InputBatch(ids: Array(store.ids[r]), labels: store.labels.map { Array($0[r]) } ?? Array(repeating: -1, count: r.count),
-                          pixels: pixels)
+        return InputBatch(
+            ids: Array(store.ids[r]), labels: store.labels.map { Array($0[r]) } ?? Array(repeating: -1, count: r.count),
+            pixels: pixels)
     }
 }

@@ -14,8 +14,9 @@ extension ImageFolderInput: RangedInputSource {
 
     public func restricted(to range: Range<Int>) throws -> ImageFolderInput {
         var copy = self
-        copy.loader = ImageBatchLoader(samples: Array(folder.samples[range]), preprocessing: loader.preprocessing,
-                                       batchSize: loader.batchSize, strict: loader.strict, threads: loader.threads)
+        copy.loader = ImageBatchLoader(
+            samples: Array(folder.samples[range]), preprocessing: loader.preprocessing,
+            batchSize: loader.batchSize, strict: loader.strict, threads: loader.threads)
         return copy
     }
 }

@@ -23,7 +23,9 @@ public struct ExtractionPlan: @unchecked Sendable {
     public var storesGrams: Bool { options.store.contains(.grams) }
 
     /// Checks `options` against the model and the inputs and builds the store's metadata.
-    public init(model: VisionTransformer, checkpoint: Checkpoint?, input: some InputSource, options: ExtractionOptions) throws {
+    public init(model: VisionTransformer, checkpoint: Checkpoint?, input: some InputSource, options: ExtractionOptions)
+        throws
+    {
         let a = model.architecture
         guard options.batchSize >= 1 else { throw ExtractionError.invalidOption("`batchSize` must be at least 1") }
         if options.store.contains(.grams) && options.gramBatchSize < 4 {
@@ -34,16 +36,23 @@ public struct ExtractionPlan: @unchecked Sendable {
         let head = options.store.contains(.logits) ? options.head : nil
         if options.store.contains(.logits) {
             guard let head else {
-                throw ExtractionError.invalidOption("storing logits needs a classifier head (the checkpoint's head.*, or DINO's linear weights as `head`)")
+                throw ExtractionError.invalidOption(
+                    "storing logits needs a classifier head (the checkpoint's head.*, or DINO's linear weights as `head`)"
+                )
             }
             guard head.width == a.width, head.depth == a.depth else {
-                throw ExtractionError.invalidOption("\(head.file): the head was built for width \(head.width), depth \(head.depth); the model has width \(a.width), depth \(a.depth)")
+                throw ExtractionError.invalidOption(
+                    "\(head.file): the head was built for width \(head.width), depth \(head.depth); the model has width \(a.width), depth \(a.depth)"
+                )
             }
             if let classes = input.classes, classes.count != head.classCount {
-                warnings.append("the inputs have \(classes.count) classes but the head has \(head.classCount) outputs: /inputs/labels index the input classes, so the both_correct/both_wrong subsets of 'cka agreement' are not meaningful")
+                warnings.append(
+                    "the inputs have \(classes.count) classes but the head has \(head.classCount) outputs: /inputs/labels index the input classes, so the both_correct/both_wrong subsets of 'cka agreement' are not meaningful"
+                )
             }
         }
-        var meta = StoreMetadata(model: options.modelName ?? checkpoint.map { ActivationExtractor.modelName(for: $0) } ?? "model")
+        var meta = StoreMetadata(
+            model: options.modelName ?? checkpoint.map { ActivationExtractor.modelName(for: $0) } ?? "model")
         if let checkpoint {
             meta.checkpoint = URL(fileURLWithPath: checkpoint.file).lastPathComponent
             meta.checkpointSHA256 = checkpoint.sha256 ?? ""
@@ -149,16 +158,18 @@ public final class StoreSink: ExtractionSink {
         case let .layer(name, value):
             if !declared.contains(name) {
                 let isPooled = ExtractionPlan.isPooled(name)
-                try writer.addLayer(name, kind: isPooled ? .pooled : LayerKind.infer(from: name),
-                                    block: LayerKind.blockIndex(of: name), featureShape: Array(value.shape.dropFirst()),
-                                    elementType: plan.options.elementType)
+                try writer.addLayer(
+                    name, kind: isPooled ? .pooled : LayerKind.infer(from: name),
+                    block: LayerKind.blockIndex(of: name), featureShape: Array(value.shape.dropFirst()),
+                    elementType: plan.options.elementType)
                 declared.insert(name)
             }
             tally(value, "activations/\(name)")
             try writer.append(value, to: name)
         case let .declareGrams(name):
             if gramLayers.insert(name).inserted {
-                try writer.addGrams(name, batchSize: plan.options.gramBatchSize, tokens: plan.options.gramTokens, centered: true)
+                try writer.addGrams(
+                    name, batchSize: plan.options.gramBatchSize, tokens: plan.options.gramTokens, centered: true)
             }
         case let .gram(name, g):
             tally(g, "grams/\(name)")
@@ -169,7 +180,8 @@ public final class StoreSink: ExtractionSink {
                 try writer.addLayerDataset("logits", featureShape: [head.classCount])
                 try writer.setAttribute("kind", .string(head.readout.kind), of: "logits")
                 try writer.setAttribute("readout", .string(head.readout.description), of: "logits")
-                try writer.setAttribute("head_file", .string(URL(fileURLWithPath: head.file).lastPathComponent), of: "logits")
+                try writer.setAttribute(
+                    "head_file", .string(URL(fileURLWithPath: head.file).lastPathComponent), of: "logits")
                 logitsDeclared = true
             }
             tally(l, "logits")
@@ -188,10 +200,14 @@ public final class StoreSink: ExtractionSink {
     /// Writes the ids/labels/classes and renames the store into place.
     /// - Parameter skipped: inputs that could not be used (`id: reason`).
     public func finish(classes: [String]?, skipped: [String], seconds: Double) throws -> ExtractionSummary {
-        guard !ids.isEmpty else { throw ExtractionError.noInputs(skipped: skipped.map { String($0.split(separator: ":").first ?? "") }) }
+        guard !ids.isEmpty else {
+            throw ExtractionError.noInputs(skipped: skipped.map { String($0.split(separator: ":").first ?? "") })
+        }
         var warnings = plan.warnings
         if plan.storesGrams && ids.count % plan.options.gramBatchSize != 0 {
-            warnings.append("the last \(ids.count % plan.options.gramBatchSize) of \(ids.count) examples do not fill a Gram batch of \(plan.options.gramBatchSize) and have no Gram")
+            warnings.append(
+                "the last \(ids.count % plan.options.gramBatchSize) of \(ids.count) examples do not fill a Gram batch of \(plan.options.gramBatchSize) and have no Gram"
+            )
         }
         if !nonFinite.isEmpty {
             // Loud and on record: the datasets holding NaN or Inf (NaN/huge weights, NaN pixels, a NaN LayerScale).
@@ -199,13 +215,16 @@ public final class StoreSink: ExtractionSink {
             for name in names { try writer.setAttribute("non_finite", .int(nonFinite[name]!), of: name) }
             try writer.setAttribute("non_finite_datasets", .strings(names))
             let total = nonFinite.values.reduce(0, +)
-            warnings.append("\(total) NaN or Inf values in \(names.count) dataset(s) (first: /\(names[0])): the checkpoint or the "
-                            + "inputs are broken; recorded in the store as attribute non_finite_datasets, and cka compare will refuse them")
+            warnings.append(
+                "\(total) NaN or Inf values in \(names.count) dataset(s) (first: /\(names[0])): the checkpoint or the "
+                    + "inputs are broken; recorded in the store as attribute non_finite_datasets, and cka compare will refuse them"
+            )
         }
         try writer.setInputs(ids: ids, labels: labels.contains { $0 >= 0 } ? labels : nil, classes: classes)
         try writer.finish()
-        return ExtractionSummary(examples: ids.count, layers: declared.count, gramLayers: gramLayers.count, skipped: skipped,
-                                 seconds: seconds, warnings: warnings, logitClassCount: plan.head?.classCount)
+        return ExtractionSummary(
+            examples: ids.count, layers: declared.count, gramLayers: gramLayers.count, skipped: skipped,
+            seconds: seconds, warnings: warnings, logitClassCount: plan.head?.classCount)
     }
 }
 
@@ -218,7 +237,7 @@ public struct BatchProducer {
     let headHooks: Set<String>
     let hooks: Set<String>
     private var pending: [String: GramBatcher] = [:]
-    private var scratch = Tensor<Float>(shape: [0])      // shared by all layers when batches line up
+    private var scratch = Tensor<Float>(shape: [0])  // shared by all layers when batches line up
 
     public init(model: VisionTransformer, plan: ExtractionPlan) {
         self.model = model
@@ -248,11 +267,12 @@ public struct BatchProducer {
                     try sink.consume(.declareGrams(name))
                     pending[name] = GramBatcher(batchSize: options.gramBatchSize, tokens: options.gramTokens)
                 }
-                try pending[name]!.add(value, scratch: &scratch, isLast: isLast) { gram in try sink.consume(.gram(name, gram)) }
+                try pending[name]!.add(value, scratch: &scratch, isLast: isLast) { gram in
+                    try sink.consume(.gram(name, gram))
+                }
             }
         }
         if let head = plan.head { try sink.consume(.logits(try head.logits(hooks: headValues))) }
         try sink.consume(.examples(ids: batch.ids, labels: batch.labels))
     }
 }
-

@@ -100,13 +100,16 @@ public final class ActivationStore {
         file = try HDF5File(path: path, mode: .readOnly)
         attributes = try file.attributes(of: "/")
         if let f = attributes["format"] {
-            guard f.stringValue == "activations" else { throw ActivationStoreError.wrongFormat(path: path, found: f.description) }
+            guard f.stringValue == "activations" else {
+                throw ActivationStoreError.wrongFormat(path: path, found: f.description)
+            }
         }
         if let v = attributes["format_version"] {
             guard v.intValue == 1 else {
-                guard let version = v.intValue else {   // 1.5, "one", …: say what the file holds
-                    throw ActivationStoreError.invalidAttribute(path: path, name: "format_version", value: "\(v)",
-                                                                expected: "the integer 1")
+                guard let version = v.intValue else {  // 1.5, "one", …: say what the file holds
+                    throw ActivationStoreError.invalidAttribute(
+                        path: path, name: "format_version", value: "\(v)",
+                        expected: "the integer 1")
                 }
                 throw ActivationStoreError.unsupportedVersion(path: path, version: version)
             }
@@ -118,10 +121,13 @@ public final class ActivationStore {
         if file.isDataset("inputs/labels") {
             let l = try file.dataset("inputs/labels").readInt64()
             guard l.count == n else {
-                throw ActivationStoreError.rowCountMismatch(path: path, dataset: "/inputs/labels", expected: n, got: l.count)
+                throw ActivationStoreError.rowCountMismatch(
+                    path: path, dataset: "/inputs/labels", expected: n, got: l.count)
             }
             labels = l.map { Int($0) }
-        } else { labels = nil }
+        } else {
+            labels = nil
+        }
         classes = file.isDataset("inputs/classes") ? try file.readStrings("inputs/classes") : nil
 
         var found: [StoredLayer] = []
@@ -129,14 +135,17 @@ public final class ActivationStore {
         for name in names {
             let ds = try file.dataset("activations/\(name)")
             guard ds.rowCount == n, ds.shape.count >= 1 else {
-                throw ActivationStoreError.rowCountMismatch(path: path, dataset: "/activations/\(name)", expected: n,
-                                                            got: ds.shape.first ?? 0)
+                throw ActivationStoreError.rowCountMismatch(
+                    path: path, dataset: "/activations/\(name)", expected: n,
+                    got: ds.shape.first ?? 0)
             }
             let attrs = try file.attributes(of: "activations/\(name)")
             let kind = attrs["kind"]?.stringValue.flatMap(LayerKind.init(rawValue:)) ?? LayerKind.infer(from: name)
-            found.append(StoredLayer(name: name, shape: ds.shape, elementType: ds.elementType, kind: kind,
-                                     block: attrs["block"]?.intValue ?? LayerKind.blockIndex(of: name),
-                                     order: attrs["order"]?.intValue))
+            found.append(
+                StoredLayer(
+                    name: name, shape: ds.shape, elementType: ds.elementType, kind: kind,
+                    block: attrs["block"]?.intValue ?? LayerKind.blockIndex(of: name),
+                    order: attrs["order"]?.intValue))
         }
         layers = found.sorted { a, b in
             switch (a.order, b.order) {
@@ -151,21 +160,25 @@ public final class ActivationStore {
             let ds = try file.dataset("grams/\(name)")
             let attrs = try file.attributes(of: "grams/\(name)")
             guard ds.shape.count == 3, ds.shape[1] == ds.shape[2] else {
-                throw HDF5Error.shapeMismatch(path: path, object: "/grams/\(name)", expected: "[k, b, b]",
-                                              got: describeShape(ds.shape))
+                throw HDF5Error.shapeMismatch(
+                    path: path, object: "/grams/\(name)", expected: "[k, b, b]",
+                    got: describeShape(ds.shape))
             }
             let b = attrs["batch_size"]?.intValue ?? ds.shape[1]
             // k Grams of b inputs each cover k·b distinct inputs: never more than N (a file declaring 10⁹ empty
             // Grams would otherwise have `compare` read them all).
             guard b == ds.shape[1], ds.shape[0].multipliedReportingOverflow(by: b).partialValue <= n,
-                  ds.shape[0] <= n else {
-                throw HDF5Error.shapeMismatch(path: path, object: "/grams/\(name)",
-                                              expected: "[k, b, b] with b = batch_size and k·b ≤ N = \(n)",
-                                              got: describeShape(ds.shape) + " (batch_size \(b))")
+                ds.shape[0] <= n
+            else {
+                throw HDF5Error.shapeMismatch(
+                    path: path, object: "/grams/\(name)",
+                    expected: "[k, b, b] with b = batch_size and k·b ≤ N = \(n)",
+                    got: describeShape(ds.shape) + " (batch_size \(b))")
             }
-            g[name] = StoredGrams(layer: name, batchCount: ds.shape[0], batchSize: b,
-                                  tokens: attrs["tokens"]?.stringValue ?? "flatten",
-                                  centered: attrs["centered"]?.boolValue ?? false)
+            g[name] = StoredGrams(
+                layer: name, batchCount: ds.shape[0], batchSize: b,
+                tokens: attrs["tokens"]?.stringValue ?? "flatten",
+                centered: attrs["centered"]?.boolValue ?? false)
         }
         grams = g
     }

@@ -53,8 +53,9 @@ public final class ActivationStoreWriter {
     public func setInputs(ids: [String], labels: [Int]? = nil, classes: [String]? = nil) throws {
         let f = try openFile()
         guard count == nil else {
-            throw HDF5Error.operationFailed(operation: "set inputs", path: output.finalPath, object: "/inputs/ids",
-                                            stack: "the inputs were already recorded")
+            throw HDF5Error.operationFailed(
+                operation: "set inputs", path: output.finalPath, object: "/inputs/ids",
+                stack: "the inputs were already recorded")
         }
         try writeInputs(f, ids: ids, labels: labels, classes: classes)
         count = ids.count
@@ -64,8 +65,9 @@ public final class ActivationStoreWriter {
         try f.writeStrings("inputs/ids", ids)
         if let labels {
             guard labels.count == ids.count else {
-                throw ActivationStoreError.rowCountMismatch(path: output.finalPath, dataset: "/inputs/labels",
-                                                            expected: ids.count, got: labels.count)
+                throw ActivationStoreError.rowCountMismatch(
+                    path: output.finalPath, dataset: "/inputs/labels",
+                    expected: ids.count, got: labels.count)
             }
             let ds = try f.createDataset("inputs/labels", type: .int64, shape: [labels.count])
             try ds.write(labels.map { Int64($0) })
@@ -74,8 +76,10 @@ public final class ActivationStoreWriter {
     }
 
     /// Starts a new store for the inputs `ids` (in order).
-    public convenience init(path: String, ids: [String], labels: [Int]? = nil, classes: [String]? = nil,
-                            metadata: StoreMetadata) throws {
+    public convenience init(
+        path: String, ids: [String], labels: [Int]? = nil, classes: [String]? = nil,
+        metadata: StoreMetadata
+    ) throws {
         try self.init(path: path, ids: Optional(ids), labels: labels, classes: classes, metadata: metadata)
     }
 
@@ -109,7 +113,7 @@ public final class ActivationStoreWriter {
     public init(updating path: String) throws {
         try InputFile.checkRegular(path)
         lock = try FileLock(updating: path)
-        let store = try ActivationStore(path: path)   // validates
+        let store = try ActivationStore(path: path)  // validates
         count = store.count
         layerOrder = store.layers.map(\.name)
         output = try AtomicOutput.seekable(path: path)
@@ -126,17 +130,21 @@ public final class ActivationStoreWriter {
 
     private func openFile() throws -> HDF5File {
         guard let file, !finished else {
-            throw HDF5Error.operationFailed(operation: "write", path: output.finalPath, object: "/",
-                                            stack: "the store was already finished or abandoned")
+            throw HDF5Error.operationFailed(
+                operation: "write", path: output.finalPath, object: "/",
+                stack: "the store was already finished or abandoned")
         }
         return file
     }
 
     /// Declares `/activations/<name>` with rows of `featureShape`, stored as float32 or float16.
-    public func addLayer(_ name: String, kind: LayerKind, block: Int, featureShape: [Int],
-                         elementType: HDF5ElementType = .float32) throws {
+    public func addLayer(
+        _ name: String, kind: LayerKind, block: Int, featureShape: [Int],
+        elementType: HDF5ElementType = .float32
+    ) throws {
         let f = try openFile()
-        let ds = try f.createDataset("activations/\(name)", type: elementType, shape: [0] + featureShape, extendable: true)
+        let ds = try f.createDataset(
+            "activations/\(name)", type: elementType, shape: [0] + featureShape, extendable: true)
         try f.setAttribute("order", .int(layerOrder.count), of: "activations/\(name)")
         try f.setAttribute("kind", .string(kind.rawValue), of: "activations/\(name)")
         try f.setAttribute("block", .int(block), of: "activations/\(name)")
@@ -148,11 +156,13 @@ public final class ActivationStoreWriter {
     public func append(_ batch: Tensor<Float>, to name: String) throws {
         _ = try openFile()
         guard let ds = layers[name] else {
-            throw ActivationStoreError.layerNotFound(path: output.finalPath, layer: name, available: Array(layers.keys).sorted())
+            throw ActivationStoreError.layerNotFound(
+                path: output.finalPath, layer: name, available: Array(layers.keys).sorted())
         }
         if let count, ds.rowCount + batch.rowCount > count {
-            throw ActivationStoreError.rowCountMismatch(path: output.finalPath, dataset: "/activations/\(name)",
-                                                        expected: count, got: ds.rowCount + batch.rowCount)
+            throw ActivationStoreError.rowCountMismatch(
+                path: output.finalPath, dataset: "/activations/\(name)",
+                expected: count, got: ds.rowCount + batch.rowCount)
         }
         try ds.append(batch)
     }
@@ -175,8 +185,9 @@ public final class ActivationStoreWriter {
         let f = try openFile()
         let name = "grams/\(layer)"
         if f.exists(name) { try f.remove(name) }
-        let ds = try f.createDataset(name, type: .float64, shape: [0, batchSize, batchSize], extendable: true,
-                                     chunkRows: max(1, min(64, (1 << 20) / max(1, batchSize * batchSize * 8))))
+        let ds = try f.createDataset(
+            name, type: .float64, shape: [0, batchSize, batchSize], extendable: true,
+            chunkRows: max(1, min(64, (1 << 20) / max(1, batchSize * batchSize * 8))))
         try f.setAttribute("batch_size", .int(batchSize), of: name)
         try f.setAttribute("tokens", .string(tokens.rawValue), of: name)
         try f.setAttribute("centered", .bool(centered), of: name)
@@ -196,7 +207,8 @@ public final class ActivationStoreWriter {
     public func writeDataset(_ name: String, _ values: Tensor<Float>, elementType: HDF5ElementType = .float32) throws {
         let f = try openFile()
         if f.exists(name) { try f.remove(name) }
-        let ds = try f.createDataset(name, type: elementType, shape: values.shape, chunkRows: values.rank > 0 ? nil : nil)
+        let ds = try f.createDataset(
+            name, type: elementType, shape: values.shape, chunkRows: values.rank > 0 ? nil : nil)
         try ds.write(values)
     }
 
@@ -218,13 +230,14 @@ public final class ActivationStoreWriter {
                 throw ActivationStoreError.missingIDs(path: output.finalPath)
             }
             for (name, ds) in layers where ds.rowCount != count {
-                throw ActivationStoreError.missingLayerData(path: output.finalPath, layer: name, expected: count, got: ds.rowCount)
+                throw ActivationStoreError.missingLayerData(
+                    path: output.finalPath, layer: name, expected: count, got: ds.rowCount)
             }
             try file?.flush()
             layers.removeAll()
             gramSets.removeAll()
             extraDatasets.removeAll()
-            try file?.close()               // a failure here (full disk) must not rename a broken file into place
+            try file?.close()  // a failure here (full disk) must not rename a broken file into place
             file = nil
             finished = true
             try output.commit()

@@ -25,8 +25,9 @@ public final class HDF5Dataset {
         shape = []
         shape = try currentShape()
         guard MemoryBudget.elementCount(shape) != nil else {
-            throw HDF5Error.shapeMismatch(path: file.path, object: name, expected: "fewer than 2⁶³ elements",
-                                          got: describeShape(shape))
+            throw HDF5Error.shapeMismatch(
+                path: file.path, object: name, expected: "fewer than 2⁶³ elements",
+                got: describeShape(shape))
         }
     }
 
@@ -65,7 +66,9 @@ public final class HDF5Dataset {
     /// defaults produce) — so they can be used straight from a memory map; nil otherwise (compressed, another
     /// type, chunks split along other axes, unwritten chunks).
     public func float32RowOffsets() -> [Int]? {
-        guard elementType == .float32, H5Tequal(fileType.id, cka_H5T_IEEE_F32LE()) > 0, !shape.isEmpty else { return nil }
+        guard elementType == .float32, H5Tequal(fileType.id, cka_H5T_IEEE_F32LE()) > 0, !shape.isEmpty else {
+            return nil
+        }
         let dcpl = H5Dget_create_plist(handle.id)
         guard dcpl >= 0 else { return nil }
         defer { H5Pclose(dcpl) }
@@ -77,7 +80,8 @@ public final class HDF5Dataset {
             guard base != cka_HADDR_UNDEF() else { return nil }
             return (0..<n).map { Int(base) + $0 * rowBytes }
         case H5D_CHUNKED:
-            guard let chunk = chunkShape, chunk.count == shape.count, Array(chunk.dropFirst()) == rowShape, chunk[0] > 0 else { return nil }
+            guard let chunk = chunkShape, chunk.count == shape.count, Array(chunk.dropFirst()) == rowShape, chunk[0] > 0
+            else { return nil }
             var offsets: [Int] = []
             offsets.reserveCapacity(n)
             var coords = [hsize_t](repeating: 0, count: shape.count)
@@ -85,7 +89,8 @@ public final class HDF5Dataset {
                 coords[0] = hsize_t(start)
                 var mask: UInt32 = 0, address: haddr_t = 0, size: hsize_t = 0
                 guard H5Dget_chunk_info_by_coord(handle.id, coords, &mask, &address, &size) >= 0, mask == 0,
-                      address != cka_HADDR_UNDEF(), Int(size) == chunk[0] * rowBytes else {
+                    address != cka_HADDR_UNDEF(), Int(size) == chunk[0] * rowBytes
+                else {
                     _ = hdf5ErrorStack()
                     return nil
                 }
@@ -117,8 +122,9 @@ public final class HDF5Dataset {
     public func readFloat(rows: Range<Int>, axis1: Range<Int>, into out: inout Tensor<Float>) throws {
         let r = try checkedRows(rows)
         guard shape.count >= 2, axis1.lowerBound >= 0, axis1.upperBound <= shape[1] else {
-            throw HDF5Error.shapeMismatch(path: file.path, object: name, expected: "a second axis covering \(axis1)",
-                                          got: describeShape(shape))
+            throw HDF5Error.shapeMismatch(
+                path: file.path, object: name, expected: "a second axis covering \(axis1)",
+                got: describeShape(shape))
         }
         try readFloat(selection: r, axis1: axis1, into: &out)
     }
@@ -142,7 +148,9 @@ public final class HDF5Dataset {
         switch elementType {
         case .float16:
             var bits = [UInt16](repeating: 0, count: out.count)
-            try bits.withUnsafeMutableBytes { try read(rows: r, axis1: axis1, memType: fileType.id, into: $0.baseAddress!) }
+            try bits.withUnsafeMutableBytes {
+                try read(rows: r, axis1: axis1, memType: fileType.id, into: $0.baseAddress!)
+            }
             bits.withUnsafeBufferPointer { b in
                 out.withUnsafeMutableBufferPointer { Float16Storage.decode(b, into: $0) }
             }
@@ -152,8 +160,9 @@ public final class HDF5Dataset {
                 try read(rows: r, axis1: axis1, memType: cka_H5T_NATIVE_FLOAT(), into: base)
             }
         default:
-            throw HDF5Error.wrongType(path: file.path, object: name, expected: "float16, float32 or float64",
-                                      got: "\(elementType)")
+            throw HDF5Error.wrongType(
+                path: file.path, object: name, expected: "float16, float32 or float64",
+                got: "\(elementType)")
         }
     }
 
@@ -181,7 +190,9 @@ public final class HDF5Dataset {
         try checkAllocation(shape, elementSize: 8)
         var out = [Int64](repeating: 0, count: shape.reduce(1, *))
         if out.isEmpty { return out }
-        try out.withUnsafeMutableBytes { try read(rows: 0..<rowCount, memType: cka_H5T_NATIVE_INT64(), into: $0.baseAddress!) }
+        try out.withUnsafeMutableBytes {
+            try read(rows: 0..<rowCount, memType: cka_H5T_NATIVE_INT64(), into: $0.baseAddress!)
+        }
         return out
     }
 
@@ -193,7 +204,9 @@ public final class HDF5Dataset {
         try checkAllocation(shape, elementSize: 1)
         var out = [UInt8](repeating: 0, count: shape.reduce(1, *))
         if out.isEmpty { return out }
-        try out.withUnsafeMutableBytes { try read(rows: 0..<rowCount, memType: cka_H5T_NATIVE_UINT8(), into: $0.baseAddress!) }
+        try out.withUnsafeMutableBytes {
+            try read(rows: 0..<rowCount, memType: cka_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
+        }
         return out
     }
 
@@ -222,8 +235,9 @@ public final class HDF5Dataset {
     private func checkedRows(_ rows: Range<Int>?) throws -> Range<Int> {
         let r = rows ?? 0..<rowCount
         guard r.lowerBound >= 0, r.upperBound <= rowCount else {
-            throw HDF5Error.shapeMismatch(path: file.path, object: name, expected: "rows \(r.lowerBound)..<\(r.upperBound)",
-                                          got: describeShape(shape))
+            throw HDF5Error.shapeMismatch(
+                path: file.path, object: name, expected: "rows \(r.lowerBound)..<\(r.upperBound)",
+                got: describeShape(shape))
         }
         return r
     }
@@ -249,8 +263,10 @@ public final class HDF5Dataset {
         return (fspace, mspace)
     }
 
-    private func read(rows r: Range<Int>, axis1: Range<Int>? = nil, memType: hid_t,
-                      into buffer: UnsafeMutableRawPointer) throws {
+    private func read(
+        rows r: Range<Int>, axis1: Range<Int>? = nil, memType: hid_t,
+        into buffer: UnsafeMutableRawPointer
+    ) throws {
         quietHDF5OnThisThread()
         if r.isEmpty || shape.contains(0) || axis1?.isEmpty == true { return }
         let (fspace, mspace) = try selection(rows: r, axis1: axis1)
@@ -278,8 +294,9 @@ public final class HDF5Dataset {
 
     private func extend(by n: Int, rowShapeOf batchShape: [Int]) throws {
         guard Array(batchShape.dropFirst()) == rowShape, !shape.isEmpty else {
-            throw HDF5Error.shapeMismatch(path: file.path, object: name, expected: "[b] + \(describeShape(rowShape))",
-                                          got: describeShape(batchShape))
+            throw HDF5Error.shapeMismatch(
+                path: file.path, object: name, expected: "[b] + \(describeShape(rowShape))",
+                got: describeShape(batchShape))
         }
         var dims = shape.map { hsize_t($0) }
         dims[0] += hsize_t(n)
@@ -293,11 +310,17 @@ public final class HDF5Dataset {
         if values.count == 0 { return }
         if elementType == .float16 {
             var bits = [UInt16](repeating: 0, count: values.count)
-            values.withUnsafeBufferPointer { v in bits.withUnsafeMutableBufferPointer { Float16Storage.encode(v, into: $0) } }
-            try bits.withUnsafeBytes { try write(rows: row..<row + values.rowCount, memType: fileType.id, UnsafeRawPointer($0.baseAddress!)) }
+            values.withUnsafeBufferPointer { v in
+                bits.withUnsafeMutableBufferPointer { Float16Storage.encode(v, into: $0) }
+            }
+            try bits.withUnsafeBytes {
+                try write(rows: row..<row + values.rowCount, memType: fileType.id, UnsafeRawPointer($0.baseAddress!))
+            }
         } else {
             try values.withUnsafeBufferPointer {
-                try write(rows: row..<row + values.rowCount, memType: cka_H5T_NATIVE_FLOAT(), UnsafeRawPointer($0.baseAddress!))
+                try write(
+                    rows: row..<row + values.rowCount, memType: cka_H5T_NATIVE_FLOAT(),
+                    UnsafeRawPointer($0.baseAddress!))
             }
         }
     }
@@ -308,7 +331,8 @@ public final class HDF5Dataset {
         try checkWrite(values.shape, row)
         if values.count == 0 { return }
         try values.withUnsafeBufferPointer {
-            try write(rows: row..<row + values.rowCount, memType: cka_H5T_NATIVE_DOUBLE(), UnsafeRawPointer($0.baseAddress!))
+            try write(
+                rows: row..<row + values.rowCount, memType: cka_H5T_NATIVE_DOUBLE(), UnsafeRawPointer($0.baseAddress!))
         }
     }
 
@@ -329,15 +353,17 @@ public final class HDF5Dataset {
     private func checkWrite(_ valueShape: [Int], _ row: Int, count: Int? = nil) throws {
         if let count {
             guard count == shape.reduce(1, *) else {
-                throw HDF5Error.shapeMismatch(path: file.path, object: name, expected: describeShape(shape), got: "\(count) values")
+                throw HDF5Error.shapeMismatch(
+                    path: file.path, object: name, expected: describeShape(shape), got: "\(count) values")
             }
             return
         }
         let rows = valueShape.first ?? 1
         guard Array(valueShape.dropFirst()) == rowShape, row >= 0, row + rows <= rowCount else {
-            throw HDF5Error.shapeMismatch(path: file.path, object: name,
-                                          expected: "rows within \(describeShape(shape))",
-                                          got: "\(describeShape(valueShape)) at row \(row)")
+            throw HDF5Error.shapeMismatch(
+                path: file.path, object: name,
+                expected: "rows within \(describeShape(shape))",
+                got: "\(describeShape(valueShape)) at row \(row)")
         }
     }
 

@@ -2,11 +2,11 @@ internal import CHDF5
 import CKATensor
 import Foundation
 #if canImport(Glibc)
-import Glibc
-let RLIMIT_AS_VALUE = Int32(RLIMIT_AS.rawValue)
+    import Glibc
+    let RLIMIT_AS_VALUE = Int32(RLIMIT_AS.rawValue)
 #else
-import Darwin
-let RLIMIT_AS_VALUE = RLIMIT_AS
+    import Darwin
+    let RLIMIT_AS_VALUE = RLIMIT_AS
 #endif
 
 /// Errors from HDF5 files. Each case names the file and, where there is one, the object; `stack`
@@ -39,7 +39,8 @@ public enum HDF5Error: Error, Equatable, CustomStringConvertible {
             return "\(path): '\(object)' has shape \(got), expected \(expected)"
         case let .tooLarge(path, object, shape, bytes, limit):
             let size = bytes == .max ? "more than 2⁶³ bytes" : formatBytes(bytes)
-            return "\(path): reading '\(object)' \(shape) would need \(size) of memory, more than the \(formatBytes(limit)) available; refused"
+            return
+                "\(path): reading '\(object)' \(shape) would need \(size) of memory, more than the \(formatBytes(limit)) available; refused"
         }
     }
 }
@@ -107,7 +108,7 @@ public enum MemoryBudget {
         let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
         var limit = pages > 0 && size > 0 ? pages.multipliedReportingOverflow(by: size).partialValue : Int.max
         var rl = rlimit()
-        if getrlimit(RLIMIT_AS_VALUE, &rl) == 0, rl.rlim_cur < UInt64(Int.max) {   // RLIM_INFINITY is UInt64.max
+        if getrlimit(RLIMIT_AS_VALUE, &rl) == 0, rl.rlim_cur < UInt64(Int.max) {  // RLIM_INFINITY is UInt64.max
             limit = min(limit, Int(rl.rlim_cur))
         }
         return limit
@@ -127,12 +128,14 @@ public enum MemoryBudget {
 
     /// Throws `HDF5Error.tooLarge` unless `shape` × `elementSize` bytes fit in `bytes`.
     public static func check(_ shape: [Int], elementSize: Int, path: String, object: String) throws {
-        let total = elementCount(shape).flatMap { n -> Int? in
-            let (b, o) = n.multipliedReportingOverflow(by: elementSize)
-            return o ? nil : b
-        } ?? .max
+        let total =
+            elementCount(shape).flatMap { n -> Int? in
+                let (b, o) = n.multipliedReportingOverflow(by: elementSize)
+                return o ? nil : b
+            } ?? .max
         guard total <= bytes else {
-            throw HDF5Error.tooLarge(path: path, object: object, shape: describeShape(shape), bytes: total, limit: bytes)
+            throw HDF5Error.tooLarge(
+                path: path, object: object, shape: describeShape(shape), bytes: total, limit: bytes)
         }
     }
 }

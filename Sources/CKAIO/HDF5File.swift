@@ -129,7 +129,7 @@ public final class HDF5File {
             guard id >= 0 else { throw HDF5Error.createFailed(path: shownPath, stack: hdf5ErrorStack()) }
         case .readOnly, .readWrite:
             guard FileManager.default.fileExists(atPath: path) else { throw HDF5Error.fileNotFound(path: shownPath) }
-            try InputFile.checkRegular(path)   // a FIFO would block HDF5's open() forever
+            try InputFile.checkRegular(path)  // a FIFO would block HDF5's open() forever
             if H5Fis_hdf5(path) <= 0 { _ = hdf5ErrorStack(); throw HDF5Error.notHDF5(path: shownPath) }
             id = H5Fopen(path, mode == .readOnly ? cka_H5F_ACC_RDONLY() : cka_H5F_ACC_RDWR(), cka_H5P_DEFAULT())
             guard id >= 0 else { throw HDF5Error.openFailed(path: shownPath, stack: hdf5ErrorStack()) }
@@ -196,7 +196,8 @@ public final class HDF5File {
             let len = H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, cka_H5P_DEFAULT())
             guard len >= 0 else { throw failure("list group", group) }
             var buf = [CChar](repeating: 0, count: Int(len) + 1)
-            guard H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, buf.count, cka_H5P_DEFAULT()) >= 0 else {
+            guard H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, buf.count, cka_H5P_DEFAULT()) >= 0
+            else {
                 throw failure("list group", group)
             }
             names.append(String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self))
@@ -212,7 +213,7 @@ public final class HDF5File {
         H5Pset_create_intermediate_group(lcpl, 1)
         let gcpl = H5Pcreate(cka_H5P_GROUP_CREATE())
         defer { H5Pclose(gcpl) }
-        H5Pset_obj_track_times(gcpl, false)   // no timestamps: the same content gives the same bytes
+        H5Pset_obj_track_times(gcpl, false)  // no timestamps: the same content gives the same bytes
         let gid = H5Gcreate2(fileID, name, lcpl, gcpl, cka_H5P_DEFAULT())
         guard gid >= 0 else { throw failure("create group", name) }
         H5Gclose(gid)
@@ -241,8 +242,10 @@ public final class HDF5File {
     /// - Parameters:
     ///   - extendable: the first axis may grow later (`append`); the dataset is then chunked.
     ///   - chunkRows: rows of the first axis per chunk (default: about 4 MiB per chunk).
-    public func createDataset(_ name: String, type: HDF5ElementType, shape: [Int], extendable: Bool = false,
-                              chunkRows: Int? = nil) throws -> HDF5Dataset {
+    public func createDataset(
+        _ name: String, type: HDF5ElementType, shape: [Int], extendable: Bool = false,
+        chunkRows: Int? = nil
+    ) throws -> HDF5Dataset {
         guard let ftype = makeFileType(type) else {
             throw HDF5Error.wrongType(path: path, object: name, expected: "a numeric type", got: "\(type)")
         }
@@ -255,7 +258,7 @@ public final class HDF5File {
         defer { H5Sclose(space) }
         let dcpl = H5Pcreate(cka_H5P_DATASET_CREATE())
         defer { H5Pclose(dcpl) }
-        H5Pset_obj_track_times(dcpl, false)   // no timestamps: the same content gives the same bytes
+        H5Pset_obj_track_times(dcpl, false)  // no timestamps: the same content gives the same bytes
         if (extendable || chunkRows != nil), !shape.isEmpty {
             let rowBytes = max(1, shape.dropFirst().reduce(1, *) * Int(H5Tget_size(ftype)))
             let rows = max(1, chunkRows ?? max(1, min(1024, (4 << 20) / rowBytes)))
@@ -315,7 +318,8 @@ public final class HDF5File {
         try MemoryBudget.check([n], elementSize: max(32, Int(H5Tget_size(ftype))), path: path, object: what)
         switch elementType(of: ftype) {
         case .string:
-            let strings = try readStringValues(count: n, fileType: ftype, what: what) { mt, buf in H5Aread(aid, mt, buf) }
+            let strings = try readStringValues(count: n, fileType: ftype, what: what) { mt, buf in H5Aread(aid, mt, buf)
+            }
             return scalar || strings.count == 1 ? .string(strings.first ?? "") : .strings(strings)
         case .bool:
             var v = [Int64](repeating: 0, count: n)
@@ -374,8 +378,9 @@ public final class HDF5File {
             var dims = [hsize_t(count ?? 1)]
             let space = count == nil ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil)
             defer { H5Sclose(space) }
-            let aid = H5Acreate_by_name(fileID, object, attribute, type, space, cka_H5P_DEFAULT(), cka_H5P_DEFAULT(),
-                                        cka_H5P_DEFAULT())
+            let aid = H5Acreate_by_name(
+                fileID, object, attribute, type, space, cka_H5P_DEFAULT(), cka_H5P_DEFAULT(),
+                cka_H5P_DEFAULT())
             guard aid >= 0 else { throw failure("create", what) }
             defer { H5Aclose(aid) }
             guard write(aid) >= 0 else { throw failure("write", what) }
@@ -431,8 +436,10 @@ public final class HDF5File {
     }
 
     /// Reads `count` strings of file type `fileType` through `read(memType, buffer)`.
-    func readStringValues(count n: Int, fileType: hid_t, what: String,
-                          read: (hid_t, UnsafeMutableRawPointer) -> herr_t) throws -> [String] {
+    func readStringValues(
+        count n: Int, fileType: hid_t, what: String,
+        read: (hid_t, UnsafeMutableRawPointer) -> herr_t
+    ) throws -> [String] {
         if cka_is_variable_string(fileType) != 0 {
             let mt = cka_make_vlen_utf8_type()
             defer { H5Tclose(mt) }
@@ -466,8 +473,12 @@ func elementType(of t: hid_t) -> HDF5ElementType {
     let size = Int(H5Tget_size(t))
     switch H5Tget_class(t) {
     case H5T_FLOAT:
-        switch size { case 2: return .float16; case 4: return .float32; case 8: return .float64
-        default: return .other("float\(size * 8)") }
+        switch size {
+        case 2: return .float16;
+        case 4: return .float32;
+        case 8: return .float64
+        default: return .other("float\(size * 8)")
+        }
     case H5T_INTEGER:
         let signed = H5Tget_sign(t) == H5T_SGN_2
         switch (size, signed) {

@@ -11,7 +11,9 @@ public enum LayerGlob {
     }
 
     /// True if `name` matches any of `patterns`.
-    public static func matches(any patterns: [String], _ name: String) -> Bool { patterns.contains { matches($0, name) } }
+    public static func matches(any patterns: [String], _ name: String) -> Bool {
+        patterns.contains { matches($0, name) }
+    }
 }
 
 /// Orders names with embedded numbers compared as numbers (`blocks.2` before `blocks.10`).

@@ -46,8 +46,11 @@ public final class MappedRows: @unchecked Sendable {
         let page = Int(sysconf(Int32(_SC_PAGESIZE))), rowBytes = rowLength * 4
         var ranges: [(start: Int, end: Int)] = []
         for o in rows.map({ offsets[$0] }).sorted() {
-            if let last = ranges.last, last.end == o { ranges[ranges.count - 1].end = o + rowBytes }
-            else { ranges.append((o, o + rowBytes)) }
+            if let last = ranges.last, last.end == o {
+                ranges[ranges.count - 1].end = o + rowBytes
+            } else {
+                ranges.append((o, o + rowBytes))
+            }
         }
         for r in ranges {
             let start = (r.start + page - 1) / page * page, end = r.end / page * page

@@ -46,8 +46,10 @@ public struct ImageBatchLoader: Sendable {
     public private(set) var failures: [ImageLoadFailure] = []
 
     /// - Precondition: `batchSize > 0`. A batch size above the number of samples is clamped to it.
-    public init(samples: [ImageFolder.Sample], preprocessing: Preprocessing, batchSize: Int, strict: Bool = false,
-                threads: Int = 2, maxPixels: Int = RGBImage.defaultMaxPixels) {
+    public init(
+        samples: [ImageFolder.Sample], preprocessing: Preprocessing, batchSize: Int, strict: Bool = false,
+        threads: Int = 2, maxPixels: Int = RGBImage.defaultMaxPixels
+    ) {
         precondition(batchSize > 0, "batchSize must be positive")
         self.samples = samples
         self.preprocessing = preprocessing
@@ -59,10 +61,13 @@ public struct ImageBatchLoader: Sendable {
     }
 
     /// A loader over all images of `folder`.
-    public init(folder: ImageFolder, preprocessing: Preprocessing, batchSize: Int, strict: Bool = false,
-                threads: Int = 2) {
-        self.init(samples: folder.samples, preprocessing: preprocessing, batchSize: batchSize, strict: strict,
-                  threads: threads)
+    public init(
+        folder: ImageFolder, preprocessing: Preprocessing, batchSize: Int, strict: Bool = false,
+        threads: Int = 2
+    ) {
+        self.init(
+            samples: folder.samples, preprocessing: preprocessing, batchSize: batchSize, strict: strict,
+            threads: threads)
     }
 
     /// The next batch, or nil when every sample has been read.
@@ -90,8 +95,9 @@ public struct ImageBatchLoader: Sendable {
                     let slot = ids.count
                     if slot != filled + i {
                         pixels.withUnsafeMutableBufferPointer { p in
-                            (p.baseAddress! + slot * perImage).update(from: p.baseAddress! + (filled + i) * perImage,
-                                                                      count: perImage)
+                            (p.baseAddress! + slot * perImage).update(
+                                from: p.baseAddress! + (filled + i) * perImage,
+                                count: perImage)
                         }
                     }
                     ids.append(sample.id)
@@ -101,12 +107,15 @@ public struct ImageBatchLoader: Sendable {
             position += chunk.count
         }
         if ids.isEmpty { return nil }
-        return ImageBatch(ids: ids, labels: labels, pixels: ids.count == batchSize ? pixels : pixels.rows(0..<ids.count))
+        return ImageBatch(
+            ids: ids, labels: labels, pixels: ids.count == batchSize ? pixels : pixels.rows(0..<ids.count))
     }
 
     /// Decodes `chunk[i]` into `base + i · stride` on up to `threads` threads; returns each sample's error.
-    private func decode(_ chunk: [ImageFolder.Sample], into base: UnsafeMutablePointer<Float>,
-                        stride: Int) -> [ImageError?] {
+    private func decode(
+        _ chunk: [ImageFolder.Sample], into base: UnsafeMutablePointer<Float>,
+        stride: Int
+    ) -> [ImageError?] {
         let out = SendableBuffer(base: base)
         let results = ResultSlots(count: chunk.count)
         let preprocessing = preprocessing, maxPixels = maxPixels

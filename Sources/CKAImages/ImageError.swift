@@ -22,7 +22,7 @@ public enum ImageError: Error, Equatable, Sendable, CustomStringConvertible {
     public var path: String {
         switch self {
         case let .unreadable(p, _), let .empty(p), let .unsupportedFormat(p, _), let .corrupt(p, _, _),
-             let .tooLarge(p, _, _, _), let .noImages(p):
+            let .tooLarge(p, _, _, _), let .noImages(p):
             return p
         case .invalidParameter:
             return ""

@@ -108,7 +108,8 @@ public struct ImageFolder: Sendable {
         for name in names {
             var isDirectory: ObjCBool = false
             if fm.fileExists(atPath: directory.appendingPathComponent(name).path, isDirectory: &isDirectory),
-               isDirectory.boolValue {
+                isDirectory.boolValue
+            {
                 directories.append(name)
             } else {
                 files.append(name)
@@ -125,11 +126,12 @@ public struct ImageFolder: Sendable {
         var folders: [(relative: String, url: URL)] = []
         func visit(_ url: URL, _ rel: String, ancestors: Set<String>) throws {
             let real = url.resolvingSymlinksInPath().path
-            guard !ancestors.contains(real), ancestors.count < 64 else { return }    // symbolic-link cycle
+            guard !ancestors.contains(real), ancestors.count < 64 else { return }  // symbolic-link cycle
             folders.append((rel, url))
             for d in try entries(of: url).directories {
-                try visit(url.appendingPathComponent(d), rel.isEmpty ? d : rel + "/" + d,
-                          ancestors: ancestors.union([real]))
+                try visit(
+                    url.appendingPathComponent(d), rel.isEmpty ? d : rel + "/" + d,
+                    ancestors: ancestors.union([real]))
             }
         }
         try visit(directory, "", ancestors: [])

@@ -39,10 +39,13 @@ public struct ImageFolderInput: InputSource {
     public var preprocessing: String { preprocessingTransform.description }
     public var skipped: [(id: String, reason: String)] { loader.failures.map { ($0.id, "\($0.error)") } }
 
-    public init(root: String, preprocessing: Preprocessing, batchSize: Int, limit: Int? = nil, strict: Bool = false) throws {
+    public init(root: String, preprocessing: Preprocessing, batchSize: Int, limit: Int? = nil, strict: Bool = false)
+        throws
+    {
         folder = try ImageFolder(root: URL(fileURLWithPath: root), limit: limit)
         preprocessingTransform = preprocessing
-        loader = ImageBatchLoader(folder: folder, preprocessing: preprocessing, batchSize: max(1, batchSize), strict: strict)
+        loader = ImageBatchLoader(
+            folder: folder, preprocessing: preprocessing, batchSize: max(1, batchSize), strict: strict)
     }
 
     public mutating func next(maxCount: Int) throws -> InputBatch? {

@@ -56,12 +56,14 @@ func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, maxPixels: Int) t
     var decoded = [UInt8](repeating: 0, count: w * h * channels)
     let flags = Int32(TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS)
     let status = decoded.withUnsafeMutableBufferPointer { dst in
-        tjDecompress2(handle, base, size, dst.baseAddress, width, Int32(w * channels), height,
-                      Int32(pixelFormat.rawValue), flags)
+        tjDecompress2(
+            handle, base, size, dst.baseAddress, width, Int32(w * channels), height,
+            Int32(pixelFormat.rawValue), flags)
     }
     if status != 0 {
         let text = message()
-        let fatal = tjGetErrorCode(handle) != Int32(TJERR_WARNING.rawValue) || text.contains("Premature end of JPEG file")
+        let fatal =
+            tjGetErrorCode(handle) != Int32(TJERR_WARNING.rawValue) || text.contains("Premature end of JPEG file")
         if fatal { throw ImageError.corrupt(path: path, format: "JPEG", reason: text) }
     }
 
@@ -96,7 +98,7 @@ func invertedCMYKToRGB(_ cmyk: [UInt8], count: Int) -> [UInt8] {
     cmyk.withUnsafeBufferPointer { s in
         out.withUnsafeMutableBufferPointer { o in
             for i in 0..<count {
-                let nk = Int32(s[4 * i + 3])          // 255 − (255 − k)
+                let nk = Int32(s[4 * i + 3])  // 255 − (255 − k)
                 for c in 0..<3 {
                     let v = 255 - Int32(s[4 * i + c])
                     let t = v * nk + 128
@@ -120,9 +122,9 @@ struct JPEGFrameHeader {
         while i + 4 <= b.count {
             guard b[i] == 0xFF else { return nil }
             let marker = b[i + 1]
-            if marker == 0xFF { i += 1; continue }                       // fill byte
-            if marker == 0x01 || (0xD0...0xD8).contains(marker) { i += 2; continue }   // no length
-            if marker == 0xD9 || marker == 0xDA { return nil }         // EOI / SOS before any frame
+            if marker == 0xFF { i += 1; continue }  // fill byte
+            if marker == 0x01 || (0xD0...0xD8).contains(marker) { i += 2; continue }  // no length
+            if marker == 0xD9 || marker == 0xDA { return nil }  // EOI / SOS before any frame
             let length = Int(b[i + 2]) << 8 | Int(b[i + 3])
             guard length >= 2, i + 2 + length <= b.count else { return nil }
             let isFrame = (0xC0...0xCF).contains(marker) && marker != 0xC4 && marker != 0xC8 && marker != 0xCC

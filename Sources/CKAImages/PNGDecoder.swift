@@ -14,13 +14,17 @@ import Foundation
 func decodePNG(_ bytes: UnsafeRawBufferPointer, path: String, maxPixels: Int) throws -> RGBImage {
     let header = PNGHeader(bytes)
     if let stripped = withoutColorSpaceChunks(bytes) {
-        return try stripped.withUnsafeBytes { try decodePNGStripped($0, header: header, path: path, maxPixels: maxPixels) }
+        return try stripped.withUnsafeBytes {
+            try decodePNGStripped($0, header: header, path: path, maxPixels: maxPixels)
+        }
     }
     return try decodePNGStripped(bytes, header: header, path: path, maxPixels: maxPixels)
 }
 
-private func decodePNGStripped(_ bytes: UnsafeRawBufferPointer, header: PNGHeader?, path: String,
-                               maxPixels: Int) throws -> RGBImage {
+private func decodePNGStripped(
+    _ bytes: UnsafeRawBufferPointer, header: PNGHeader?, path: String,
+    maxPixels: Int
+) throws -> RGBImage {
     var image = png_image()
     image.version = UInt32(PNG_IMAGE_VERSION)
     func failure() -> ImageError {
@@ -108,14 +112,14 @@ struct PNGHeader {
 /// mDCV, cLLI), or nil if there are none. Malformed chunk structure is left for libpng to report.
 func withoutColorSpaceChunks(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
     let dropped: Set<String> = ["gAMA", "cHRM", "sRGB", "iCCP", "cICP", "mDCV", "cLLI", "mDCv", "cLLi"]
-    var ranges: [Range<Int>] = []          // chunks to remove
+    var ranges: [Range<Int>] = []  // chunks to remove
     var i = 8
     while i + 12 <= b.count {
         let length = Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3])
         let end = i + 12 + length
         guard length >= 0, length <= 0x7FFF_FFFF, end <= b.count else { break }
         let type = String(decoding: UnsafeRawBufferPointer(rebasing: b[(i + 4)..<(i + 8)]), as: UTF8.self)
-        if type == "IDAT" || type == "IEND" { break }            // colour-space chunks precede IDAT
+        if type == "IDAT" || type == "IEND" { break }  // colour-space chunks precede IDAT
         if dropped.contains(type) { ranges.append(i..<end) }
         i = end
     }

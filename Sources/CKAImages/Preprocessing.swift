@@ -32,8 +32,10 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
     /// A custom transform.
     /// - Throws: `ImageError.invalidParameter` unless `resize` (if any) and `crop` are positive, and `mean`
     ///   and `std` have three finite values with `std > 0`.
-    public init(resize: Int?, interpolation: Interpolation = .bilinear, crop: Int,
-                mean: [Double] = Preprocessing.imagenetMean, std: [Double] = Preprocessing.imagenetStd) throws {
+    public init(
+        resize: Int?, interpolation: Interpolation = .bilinear, crop: Int,
+        mean: [Double] = Preprocessing.imagenetMean, std: [Double] = Preprocessing.imagenetStd
+    ) throws {
         if let r = resize, r <= 0 { throw ImageError.invalidParameter("resize must be positive, got \(r)") }
         guard crop > 0 else { throw ImageError.invalidParameter("crop must be positive, got \(crop)") }
         guard mean.count == 3, std.count == 3, mean.allSatisfy(\.isFinite), std.allSatisfy({ $0.isFinite && $0 > 0 })
@@ -86,7 +88,9 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
         if mean == Preprocessing.imagenetMean && std == Preprocessing.imagenetStd {
             parts.append("imagenet")
         } else {
-            func list(_ v: [Double]) -> String { v.allSatisfy { $0 == v[0] } ? "\(v[0])" : v.map { "\($0)" }.joined(separator: ",") }
+            func list(_ v: [Double]) -> String {
+                v.allSatisfy { $0 == v[0] } ? "\(v[0])" : v.map { "\($0)" }.joined(separator: ",")
+            }
             parts += ["mean" + list(mean), "std" + list(std)]
         }
         return parts.joined(separator: "-")
@@ -108,14 +112,23 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
         }
         var resize: Int?, interpolation: Interpolation?, crop: Int?, mean: [Double]?, std: [Double]?
         for part in text.split(separator: "-", omittingEmptySubsequences: false) {
-            if part.hasPrefix("resize"), let n = Int(part.dropFirst(6)) { resize = n }
-            else if part.hasPrefix("crop"), let n = Int(part.dropFirst(4)) { crop = n }
-            else if let i = Interpolation(rawValue: String(part)) { interpolation = i }
-            else if part == "antialias" { continue }
-            else if part == "imagenet" { (mean, std) = (Preprocessing.imagenetMean, Preprocessing.imagenetStd) }
-            else if part.hasPrefix("mean") { mean = try values(part.dropFirst(4)) }
-            else if part.hasPrefix("std") { std = try values(part.dropFirst(3)) }
-            else { throw bad("unknown part \"\(part)\"") }
+            if part.hasPrefix("resize"), let n = Int(part.dropFirst(6)) {
+                resize = n
+            } else if part.hasPrefix("crop"), let n = Int(part.dropFirst(4)) {
+                crop = n
+            } else if let i = Interpolation(rawValue: String(part)) {
+                interpolation = i
+            } else if part == "antialias" {
+                continue
+            } else if part == "imagenet" {
+                (mean, std) = (Preprocessing.imagenetMean, Preprocessing.imagenetStd)
+            } else if part.hasPrefix("mean") {
+                mean = try values(part.dropFirst(4))
+            } else if part.hasPrefix("std") {
+                std = try values(part.dropFirst(3))
+            } else {
+                throw bad("unknown part \"\(part)\"")
+            }
         }
         guard let crop else { throw bad("no crop") }
         guard let mean, let std else { throw bad("no normalisation (imagenet, or mean…-std…)") }
@@ -137,8 +150,9 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
         }
         if o.x >= 0 && o.y >= 0 && o.x + crop <= w && o.y + crop <= h {
             // Only the cropped output pixels are computed; they equal those of the full resize.
-            return resample(image, width: w, height: h, filter: interpolation,
-                            columns: o.x..<(o.x + crop), rows: o.y..<(o.y + crop))
+            return resample(
+                image, width: w, height: h, filter: interpolation,
+                columns: o.x..<(o.x + crop), rows: o.y..<(o.y + crop))
         }
         return image.resized(width: w, height: h, interpolation: interpolation)
             .cropped(x: o.x, y: o.y, width: crop, height: crop)

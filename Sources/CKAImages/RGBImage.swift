@@ -26,8 +26,9 @@ public struct RGBImage: Sendable, Equatable {
     /// An image from raw interleaved RGB bytes.
     /// - Precondition: `width, height ≥ 0` and `pixels.count == width · height · 3`.
     public init(width: Int, height: Int, pixels: [UInt8]) {
-        precondition(width >= 0 && height >= 0 && pixels.count == width * height * 3,
-                     "RGBImage: \(pixels.count) bytes for \(width)×\(height)×3")
+        precondition(
+            width >= 0 && height >= 0 && pixels.count == width * height * 3,
+            "RGBImage: \(pixels.count) bytes for \(width)×\(height)×3")
         self.width = width
         self.height = height
         self.pixels = pixels
@@ -54,7 +55,7 @@ public struct RGBImage: Sendable, Equatable {
             throw ImageError.unreadable(path: path, reason: "no such file")
         }
         if isDirectory.boolValue { throw ImageError.unreadable(path: path, reason: "is a directory") }
-        if let kind = InputFile.nonRegularKind(path) {   // a FIFO would block the read forever
+        if let kind = InputFile.nonRegularKind(path) {  // a FIFO would block the read forever
             throw ImageError.unreadable(path: path, reason: "not a regular file (\(kind))")
         }
         do {
@@ -66,8 +67,10 @@ public struct RGBImage: Sendable, Equatable {
 
     /// Decodes JPEG or PNG bytes; `path` only labels errors.
     /// - Throws: `ImageError` (see `init(contentsOf:maxPixels:)`).
-    public init<Bytes: ContiguousBytes>(data: Bytes, path: String = "<memory>",
-                                        maxPixels: Int = RGBImage.defaultMaxPixels) throws {
+    public init<Bytes: ContiguousBytes>(
+        data: Bytes, path: String = "<memory>",
+        maxPixels: Int = RGBImage.defaultMaxPixels
+    ) throws {
         self = try data.withUnsafeBytes { raw in
             if raw.isEmpty { throw ImageError.empty(path: path) }
             switch ImageFormat(detectingRaw: raw) {
@@ -81,7 +84,8 @@ public struct RGBImage: Sendable, Equatable {
     static func reason(_ error: any Error) -> String {
         let ns = error as NSError
         if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain,
-           let s = strerror(Int32(u.code)) {
+            let s = strerror(Int32(u.code))
+        {
             return String(cString: s)
         }
         if ns.domain == NSCocoaErrorDomain && ns.code == NSFileReadNoPermissionError { return "permission denied" }

@@ -55,9 +55,9 @@ public enum Interpolation: String, Sendable, CaseIterable, Hashable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// PIL's fixed-point precision for 8-bit images: 32 − 8 − 2 bits (two bits of headroom for negative lobes).
@@ -87,7 +87,7 @@ struct ResampleCoefficients {
         var k = [Double](repeating: 0, count: ksize)
         for xx in 0..<outSize {
             let center = 0.0 + (Double(xx) + 0.5) * scale
-            let xmin = max(Int(center - support + 0.5), 0)            // C (int) truncates toward zero
+            let xmin = max(Int(center - support + 0.5), 0)  // C (int) truncates toward zero
             let xmax = min(Int(center + support + 0.5), inSize) - xmin
             var ww = 0.0
             var x = 0
@@ -100,8 +100,10 @@ struct ResampleCoefficients {
             for x in 0..<max(xmax, 0) {
                 let v = ww != 0 ? k[x] / ww : k[x]
                 // normalize_coeffs_8bpc: round half away from zero, then truncate.
-                weights[xx * ksize + x] = v < 0 ? Int32(-0.5 + v * Double(1 << precisionBits))
-                                                : Int32(0.5 + v * Double(1 << precisionBits))
+                weights[xx * ksize + x] =
+                    v < 0
+                    ? Int32(-0.5 + v * Double(1 << precisionBits))
+                    : Int32(0.5 + v * Double(1 << precisionBits))
             }
             start[xx] = xmin
             count[xx] = max(xmax, 0)
@@ -121,14 +123,19 @@ struct ResampleCoefficients {
 /// Pass order follows Pillow ≥ 13: horizontal first, unless the height shrinks by more than twice as many pixels
 /// as the width (then vertical first). Pillow ≤ 12 always went horizontal first; the two orders can differ by a
 /// few levels, and only for such images (e.g. a short-side resize of a portrait image taller than 2:1).
-func resample(_ src: RGBImage, width outWidth: Int, height outHeight: Int, filter: Interpolation,
-              columns: Range<Int>, rows: Range<Int>) -> RGBImage {
+func resample(
+    _ src: RGBImage, width outWidth: Int, height outHeight: Int, filter: Interpolation,
+    columns: Range<Int>, rows: Range<Int>
+) -> RGBImage {
     precondition(outWidth > 0 && outHeight > 0, "resize to \(outWidth)×\(outHeight)")
     precondition(src.width > 0 && src.height > 0, "resize of an empty \(src.width)×\(src.height) image")
-    precondition(columns.lowerBound >= 0 && columns.upperBound <= outWidth && rows.lowerBound >= 0
-                 && rows.upperBound <= outHeight, "region \(columns)×\(rows) outside \(outWidth)×\(outHeight)")
-    let horizontal = outWidth != src.width ? ResampleCoefficients(inSize: src.width, outSize: outWidth, filter: filter) : nil
-    let vertical = outHeight != src.height ? ResampleCoefficients(inSize: src.height, outSize: outHeight, filter: filter) : nil
+    precondition(
+        columns.lowerBound >= 0 && columns.upperBound <= outWidth && rows.lowerBound >= 0
+            && rows.upperBound <= outHeight, "region \(columns)×\(rows) outside \(outWidth)×\(outHeight)")
+    let horizontal =
+        outWidth != src.width ? ResampleCoefficients(inSize: src.width, outSize: outWidth, filter: filter) : nil
+    let vertical =
+        outHeight != src.height ? ResampleCoefficients(inSize: src.height, outSize: outHeight, filter: filter) : nil
     let dh = src.height - outHeight, dw = src.width - outWidth
     let horizontalFirst = !(dh > 0 && dh > dw * 2)
     if columns.isEmpty || rows.isEmpty { return RGBImage(width: columns.count, height: rows.count) }
@@ -140,26 +147,29 @@ func resample(_ src: RGBImage, width outWidth: Int, height outHeight: Int, filte
             let needed = vertical?.inputRange(of: rows) ?? rows
             var temp: [UInt8]
             if let h = horizontal {
-                temp = horizontalPass(sp + needed.lowerBound * src.width * 3, stride: src.width, rows: needed.count,
-                                      columnOffset: 0, h, columns: columns)
+                temp = horizontalPass(
+                    sp + needed.lowerBound * src.width * 3, stride: src.width, rows: needed.count,
+                    columnOffset: 0, h, columns: columns)
             } else {
                 temp = copyRegion(sp, stride: src.width, rows: needed, columns: columns)
             }
             if let v = vertical {
                 temp = temp.withUnsafeBufferPointer {
-                    verticalPass($0.baseAddress!, stride: columns.count, rowOffset: needed.lowerBound,
-                                 columns: 0..<columns.count, v, rows: rows)
+                    verticalPass(
+                        $0.baseAddress!, stride: columns.count, rowOffset: needed.lowerBound,
+                        columns: 0..<columns.count, v, rows: rows)
                 }
             }
             return RGBImage(width: columns.count, height: rows.count, pixels: temp)
         } else {
-            let v = vertical!                                    // dh > 0
+            let v = vertical!  // dh > 0
             let needed = horizontal?.inputRange(of: columns) ?? columns
             var temp = verticalPass(sp, stride: src.width, rowOffset: 0, columns: needed, v, rows: rows)
             if let h = horizontal {
                 temp = temp.withUnsafeBufferPointer {
-                    horizontalPass($0.baseAddress!, stride: needed.count, rows: rows.count,
-                                   columnOffset: needed.lowerBound, h, columns: columns)
+                    horizontalPass(
+                        $0.baseAddress!, stride: needed.count, rows: rows.count,
+                        columnOffset: needed.lowerBound, h, columns: columns)
                 }
             }
             return RGBImage(width: columns.count, height: rows.count, pixels: temp)
@@ -181,8 +191,9 @@ private func copyRegion(_ src: UnsafePointer<UInt8>, stride: Int, rows: Range<In
     var out = [UInt8](repeating: 0, count: rows.count * columns.count * 3)
     out.withUnsafeMutableBufferPointer { o in
         for (i, r) in rows.enumerated() {
-            (o.baseAddress! + i * columns.count * 3).update(from: src + (r * stride + columns.lowerBound) * 3,
-                                                          count: columns.count * 3)
+            (o.baseAddress! + i * columns.count * 3).update(
+                from: src + (r * stride + columns.lowerBound) * 3,
+                count: columns.count * 3)
         }
     }
     return out
@@ -190,8 +201,10 @@ private func copyRegion(_ src: UnsafePointer<UInt8>, stride: Int, rows: Range<In
 
 /// PIL's horizontal 8-bit pass over `rows` rows of `src` (`stride` pixels each; buffer column 0 is input column
 /// `columnOffset`), for output columns `columns`.
-private func horizontalPass(_ src: UnsafePointer<UInt8>, stride: Int, rows: Int, columnOffset: Int,
-                            _ h: ResampleCoefficients, columns: Range<Int>) -> [UInt8] {
+private func horizontalPass(
+    _ src: UnsafePointer<UInt8>, stride: Int, rows: Int, columnOffset: Int,
+    _ h: ResampleCoefficients, columns: Range<Int>
+) -> [UInt8] {
     let width = columns.count
     var out = [UInt8](repeating: 0, count: rows * width * 3)
     out.withUnsafeMutableBufferPointer { o in
@@ -227,8 +240,10 @@ private func horizontalPass(_ src: UnsafePointer<UInt8>, stride: Int, rows: Int,
 /// PIL's vertical 8-bit pass: output rows `rows` from `src` (`stride` pixels per row; buffer row 0 is input row
 /// `rowOffset`), over input columns `columns`. Integer sums are accumulated a whole line at a time (the order of
 /// integer additions does not change the result).
-private func verticalPass(_ src: UnsafePointer<UInt8>, stride: Int, rowOffset: Int, columns: Range<Int>,
-                          _ v: ResampleCoefficients, rows: Range<Int>) -> [UInt8] {
+private func verticalPass(
+    _ src: UnsafePointer<UInt8>, stride: Int, rowOffset: Int, columns: Range<Int>,
+    _ v: ResampleCoefficients, rows: Range<Int>
+) -> [UInt8] {
     let lineLength = columns.count * 3
     var out = [UInt8](repeating: 0, count: rows.count * lineLength)
     var acc = [Int32](repeating: 0, count: lineLength)

@@ -7,8 +7,9 @@ extension RGBImage {
     /// - Precondition: `width, height > 0` and the image is not empty.
     public func resized(width: Int, height: Int, interpolation: Interpolation) -> RGBImage {
         if width == self.width && height == self.height { return self }
-        return resample(self, width: width, height: height, filter: interpolation,
-                        columns: 0..<width, rows: 0..<height)
+        return resample(
+            self, width: width, height: height, filter: interpolation,
+            columns: 0..<width, rows: 0..<height)
     }
 
     /// torchvision's `Resize(shortSide)`: the shorter side becomes `shortSide`, the longer

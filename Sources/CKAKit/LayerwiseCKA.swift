@@ -30,14 +30,19 @@ public struct LayerwiseCKA: Sendable {
     /// Loads two checkpoints (safely: pickles are never executed), runs both over the image folder `images`
     /// with each checkpoint's evaluation transform, and compares the selected layers.
     /// - Parameter limit: use at most this many images (in folder order).
-    public func compare(checkpoint a: String, with b: String, images: String, limit: Int? = nil,
-                        progress: ((CKAProgress) -> Void)? = nil) throws -> CKAResult {
-        let ca = try Checkpoint(contentsOf: URL(fileURLWithPath: a)), cb = try Checkpoint(contentsOf: URL(fileURLWithPath: b))
+    public func compare(
+        checkpoint a: String, with b: String, images: String, limit: Int? = nil,
+        progress: ((CKAProgress) -> Void)? = nil
+    ) throws -> CKAResult {
+        let ca = try Checkpoint(contentsOf: URL(fileURLWithPath: a)),
+            cb = try Checkpoint(contentsOf: URL(fileURLWithPath: b))
         let ma = try VisionTransformer(checkpoint: ca), mb = try VisionTransformer(checkpoint: cb)
-        var ia = try ImageFolderInput(root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: ca.source, imageSize: ma.imageSize),
-                                      batchSize: batchSize, limit: limit)
-        var ib = try ImageFolderInput(root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: cb.source, imageSize: mb.imageSize),
-                                      batchSize: batchSize, limit: limit)
+        var ia = try ImageFolderInput(
+            root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: ca.source, imageSize: ma.imageSize),
+            batchSize: batchSize, limit: limit)
+        var ib = try ImageFolderInput(
+            root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: cb.source, imageSize: mb.imageSize),
+            batchSize: batchSize, limit: limit)
         var result = try compare(ma, inputs: &ia, with: mb, inputs: &ib, progress: progress)
         result.modelA = ActivationExtractor.modelName(for: ca)
         result.modelB = ActivationExtractor.modelName(for: cb)
@@ -48,32 +53,42 @@ public struct LayerwiseCKA: Sendable {
 
     /// Runs `a` over `inputsA` and `b` over `inputsB` (the same examples in the same order, each preprocessed
     /// for its model) and compares the selected hook points batch by batch. Memory: one minibatch per model.
-    public func compare(_ a: VisionTransformer, inputs inputsA: inout some InputSource,
-                        with b: VisionTransformer, inputs inputsB: inout some InputSource,
-                        progress: ((CKAProgress) -> Void)? = nil) throws -> CKAResult {
-        guard batchSize >= 4 else { throw CKAError.batchSize(requested: batchSize, examples: inputsA.expectedCount ?? 0) }
+    public func compare(
+        _ a: VisionTransformer, inputs inputsA: inout some InputSource,
+        with b: VisionTransformer, inputs inputsB: inout some InputSource,
+        progress: ((CKAProgress) -> Void)? = nil
+    ) throws -> CKAResult {
+        guard batchSize >= 4 else {
+            throw CKAError.batchSize(requested: batchSize, examples: inputsA.expectedCount ?? 0)
+        }
         let hooksA = try selectedHooks(a), hooksB = try selectedHooks(b)
         var acc = MinibatchCKA(layerCountA: hooksA.count, layerCountB: hooksB.count)
         var seen = 0, dropped = 0, scratch = Tensor<Float>(shape: [0])
         let start = Date()
         while let batchA = try inputsA.next(maxCount: batchSize) {
             guard let batchB = try inputsB.next(maxCount: batchSize), batchB.ids == batchA.ids else {
-                throw CKAError.inputsDiffer(fileA: "inputs of A", fileB: "inputs of B",
-                                            detail: "the two input sources gave different examples at example \(seen)")
+                throw CKAError.inputsDiffer(
+                    fileA: "inputs of A", fileB: "inputs of B",
+                    detail: "the two input sources gave different examples at example \(seen)")
             }
             seen += batchA.ids.count
             guard batchA.ids.count == batchSize else { dropped = batchA.ids.count; break }
             let ga = try grams(a, batchA.pixels, hooks: hooksA, scratch: &scratch)
             let gb = try grams(b, batchB.pixels, hooks: hooksB, scratch: &scratch)
             try acc.add(gramsA: ga, gramsB: gb)
-            progress?(CKAProgress(done: seen, total: inputsA.expectedCount, unit: "images", seconds: Date().timeIntervalSince(start)))
+            progress?(
+                CKAProgress(
+                    done: seen, total: inputsA.expectedCount, unit: "images", seconds: Date().timeIntervalSince(start)))
         }
         guard acc.batchCount > 0 else { throw CKAError.batchSize(requested: batchSize, examples: seen) }
-        let warnings = dropped > 0 ? ["the last \(dropped) of \(seen) examples do not fill a batch of \(batchSize) and were dropped"] : []
-        return CKAResult(modelA: "A", modelB: "B", fileA: "", fileB: "", layersA: hooksA, layersB: hooksB,
-                         matrix: try acc.matrix(layerNamesA: hooksA, layerNamesB: hooksB), estimator: .minibatch,
-                         batchSize: batchSize, tokens: tokens, examplesUsed: acc.exampleCount, batches: acc.batchCount,
-                         passes: 1, usedStoredGrams: false, warnings: warnings)
+        let warnings =
+            dropped > 0
+            ? ["the last \(dropped) of \(seen) examples do not fill a batch of \(batchSize) and were dropped"] : []
+        return CKAResult(
+            modelA: "A", modelB: "B", fileA: "", fileB: "", layersA: hooksA, layersB: hooksB,
+            matrix: try acc.matrix(layerNamesA: hooksA, layerNamesB: hooksB), estimator: .minibatch,
+            batchSize: batchSize, tokens: tokens, examplesUsed: acc.exampleCount, batches: acc.batchCount,
+            passes: 1, usedStoredGrams: false, warnings: warnings)
     }
 
     /// Compares two activation stores (or `a` with itself when `b` is nil) with the minibatch estimator.
@@ -90,17 +105,20 @@ public struct LayerwiseCKA: Sendable {
         let all = HookPoint.tokenHooks(for: model.architecture)
         let picked = all.filter { LayerGlob.matches(any: layers, $0) }
         guard !picked.isEmpty else {
-            throw CKAError.noLayersMatch(pattern: layers.joined(separator: ","), file: model.architecture.timmName, available: all)
+            throw CKAError.noLayersMatch(
+                pattern: layers.joined(separator: ","), file: model.architecture.timmName, available: all)
         }
         return picked
     }
 
     /// One forward pass; the centred Gram of every hooked layer, in `hooks` order.
-    func grams(_ model: VisionTransformer, _ pixels: Tensor<Float>, hooks: [String], scratch: inout Tensor<Float>) throws -> [Tensor<Double>] {
+    func grams(_ model: VisionTransformer, _ pixels: Tensor<Float>, hooks: [String], scratch: inout Tensor<Float>)
+        throws -> [Tensor<Double>]
+    {
         var out: [String: Tensor<Double>] = [:]
         try model.forward(pixels, hooks: Set(hooks)) { name, value in
             let rows = try (tokens == .flatten ? value : tokens.apply(value)).flattenedRows
-            scratch.prepare(shape: rows.shape)                  // centre a private copy, never the model's buffer
+            scratch.prepare(shape: rows.shape)  // centre a private copy, never the model's buffer
             try scratch.setRows(0..<rows.rowCount, from: rows)
             try scratch.centerColumns()
             out[name] = try scratch.gramOfRows()

@@ -15,9 +15,11 @@ public struct AverageFlatness: Sendable, Equatable {
     public var standardError: Double
 
     /// Estimates the average flatness of `objective` over `perturbed` parameters.
-    public init(objective: any LandscapeObjective, perturbed: Set<String>, radius: Double, samples: Int, seed: UInt64,
-                normalization: DirectionNormalization = .filter, ignoreBiasAndNorm: Bool = true,
-                centerLoss: Double? = nil) throws {
+    public init(
+        objective: any LandscapeObjective, perturbed: Set<String>, radius: Double, samples: Int, seed: UInt64,
+        normalization: DirectionNormalization = .filter, ignoreBiasAndNorm: Bool = true,
+        centerLoss: Double? = nil
+    ) throws {
         guard samples >= 1, radius > 0, radius.isFinite else {
             throw LandscapeError.invalidArgument("average flatness needs a radius > 0 and at least one sample")
         }
@@ -26,8 +28,9 @@ public struct AverageFlatness: Sendable, Equatable {
         let weights = center.restricted(to: perturbed)
         var increases: [Double] = []
         for i in 0..<samples {
-            let d = FilterNormalizedDirections.random(like: weights, seed: seed &+ UInt64(i), normalization: normalization,
-                                                      ignoreBiasAndNorm: ignoreBiasAndNorm)
+            let d = FilterNormalizedDirections.random(
+                like: weights, seed: seed &+ UInt64(i), normalization: normalization,
+                ignoreBiasAndNorm: ignoreBiasAndNorm)
             increases.append(try objective.evaluate(at: center.moved(along: [(radius, d)])).loss - base)
         }
         let mean = increases.reduce(0, +) / Double(samples)

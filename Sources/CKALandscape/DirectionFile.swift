@@ -12,7 +12,9 @@ public enum DirectionFile {
     static let groups = ["xdirection", "ydirection"]
 
     /// Writes one or two directions atomically.
-    public static func write(_ directions: [ParameterSet], attributes: [String: HDF5AttributeValue], to path: String) throws {
+    public static func write(_ directions: [ParameterSet], attributes: [String: HDF5AttributeValue], to path: String)
+        throws
+    {
         let out = try AtomicOutput.seekable(path: path)
         do {
             let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
@@ -38,26 +40,34 @@ public enum DirectionFile {
     /// Reads the directions of `path`, checking that each tensor has the shape of the parameter of the same
     /// name in `parameters`.
     /// - Throws: `LandscapeError.mismatch` naming the file and the parameter.
-    public static func read(_ path: String, like parameters: ParameterSet) throws -> (directions: [ParameterSet], attributes: [String: HDF5AttributeValue]) {
+    public static func read(_ path: String, like parameters: ParameterSet) throws -> (
+        directions: [ParameterSet], attributes: [String: HDF5AttributeValue]
+    ) {
         let f = try HDF5File(path: path)
         let attrs = try f.attributes()
         guard attrs["format"]?.stringValue == "landscape-directions" else {
-            throw LandscapeError.mismatch(file: path, what: "attribute 'format'", expected: "\"landscape-directions\"",
-                                          got: attrs["format"].map { "\"\($0)\"" } ?? "missing")
+            throw LandscapeError.mismatch(
+                file: path, what: "attribute 'format'", expected: "\"landscape-directions\"",
+                got: attrs["format"].map { "\"\($0)\"" } ?? "missing")
         }
         var out: [ParameterSet] = []
         for group in groups where f.exists(group) {
             guard case .strings(let names)? = try f.attribute("names", of: group) else {
-                throw LandscapeError.mismatch(file: path, what: "\(group) attribute 'names'", expected: "a list of parameter names", got: "missing")
+                throw LandscapeError.mismatch(
+                    file: path, what: "\(group) attribute 'names'", expected: "a list of parameter names",
+                    got: "missing")
             }
             var d = ParameterSet()
             for name in names {
                 guard let w = parameters[name] else {
-                    throw LandscapeError.mismatch(file: path, what: "\(group)/\(name)", expected: "a parameter of the model", got: "an unknown name")
+                    throw LandscapeError.mismatch(
+                        file: path, what: "\(group)/\(name)", expected: "a parameter of the model",
+                        got: "an unknown name")
                 }
                 let ds = try f.dataset(group + "/" + name)
                 guard ds.shape == w.shape else {
-                    throw LandscapeError.mismatch(file: path, what: "\(group)/\(name)", expected: describe(w.shape), got: describe(ds.shape))
+                    throw LandscapeError.mismatch(
+                        file: path, what: "\(group)/\(name)", expected: describe(w.shape), got: describe(ds.shape))
                 }
                 d.set(name, try ds.readFloat().reshaped(w.shape))
             }
@@ -94,10 +104,13 @@ public func savedHeadCounts(_ checkpoint: Checkpoint) -> (encoder: Int?, decoder
     case .dict: for (k, v) in args.stringKeyedEntries ?? [] { fields[k] = v }
     default: return (nil, nil)
     }
-    func int(_ keys: String...) -> Int? { keys.lazy.compactMap { fields[$0]?.intValue }.first.flatMap { $0 > 0 ? $0 : nil } }
+    func int(_ keys: String...) -> Int? {
+        keys.lazy.compactMap { fields[$0]?.intValue }.first.flatMap { $0 > 0 ? $0 : nil }
+    }
     var decoder = int("decoder_num_heads", "decoder_heads")
     if decoder == nil, case let .string(model)? = fields["model"],
-       ["mae_vit_base_patch", "mae_vit_large_patch", "mae_vit_huge_patch"].contains(where: { model.hasPrefix($0) }) {
+        ["mae_vit_base_patch", "mae_vit_large_patch", "mae_vit_huge_patch"].contains(where: { model.hasPrefix($0) })
+    {
         decoder = 16
     }
     return (int("num_heads", "heads"), decoder)

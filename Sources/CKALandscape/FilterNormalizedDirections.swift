@@ -23,8 +23,10 @@ public enum DirectionNormalization: String, Sendable, CaseIterable, Codable {
 /// whatever the normalisation — exactly as `normalize_directions_for_weights` does.
 public enum FilterNormalizedDirections {
     /// A random direction shaped like `weights`.
-    public static func random(like weights: ParameterSet, seed: UInt64, normalization: DirectionNormalization = .filter,
-                              ignoreBiasAndNorm: Bool = true) -> ParameterSet {
+    public static func random(
+        like weights: ParameterSet, seed: UInt64, normalization: DirectionNormalization = .filter,
+        ignoreBiasAndNorm: Bool = true
+    ) -> ParameterSet {
         var d = gaussian(like: weights, seed: seed)
         normalize(&d, to: weights, normalization: normalization, ignoreBiasAndNorm: ignoreBiasAndNorm)
         return d
@@ -44,8 +46,10 @@ public enum FilterNormalizedDirections {
     }
 
     /// Rescales `direction` in place to `weights` (same names and shapes).
-    public static func normalize(_ direction: inout ParameterSet, to weights: ParameterSet,
-                                 normalization: DirectionNormalization, ignoreBiasAndNorm: Bool) {
+    public static func normalize(
+        _ direction: inout ParameterSet, to weights: ParameterSet,
+        normalization: DirectionNormalization, ignoreBiasAndNorm: Bool
+    ) {
         for name in direction.names {
             guard let w = weights[name] else { continue }
             var d = direction[name]!

@@ -44,23 +44,31 @@ public struct HessianEigenvalue: Sendable {
     /// The unit vector v whose Rayleigh quotient is `eigenvalue` (the chosen tensors only).
     public var eigenvector: ParameterSet
 
-    public init(objective: any DifferentiableLandscapeObjective, parameters names: Set<String>, maxIterations: Int = 20,
-                tolerance: Double = 1e-3, relativeStep: Double = 1e-5, seed: UInt64 = 0,
-                gradientPair: GradientPair? = nil,
-                progress: ((Int, Double) -> Void)? = nil) throws {
+    public init(
+        objective: any DifferentiableLandscapeObjective, parameters names: Set<String>, maxIterations: Int = 20,
+        tolerance: Double = 1e-3, relativeStep: Double = 1e-5, seed: UInt64 = 0,
+        gradientPair: GradientPair? = nil,
+        progress: ((Int, Double) -> Void)? = nil
+    ) throws {
         guard maxIterations >= 1, relativeStep > 0 else {
-            throw LandscapeError.invalidArgument("the Hessian power iteration needs at least one iteration and a positive step")
+            throw LandscapeError.invalidArgument(
+                "the Hessian power iteration needs at least one iteration and a positive step")
         }
         let center = objective.center, weights = center.restricted(to: names)
-        guard weights.scalarCount > 0 else { throw LandscapeError.invalidArgument("no parameters to take the Hessian over") }
-        guard Self.norm(weights) > 0 else { throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step") }
+        guard weights.scalarCount > 0 else {
+            throw LandscapeError.invalidArgument("no parameters to take the Hessian over")
+        }
+        guard Self.norm(weights) > 0 else {
+            throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step")
+        }
 
         var v = FilterNormalizedDirections.gaussian(like: weights, seed: seed)
         Self.scale(&v, by: 1 / Self.norm(v))
 
         func hessianTimes(_ v: ParameterSet, step: Double) throws -> ParameterSet {
             let atPlus = try center.moved(along: [(step, v)]), atMinus = try center.moved(along: [(-step, v)])
-            let (plus, minus) = try gradientPair.map { try $0(atPlus, atMinus) }
+            let (plus, minus) =
+                try gradientPair.map { try $0(atPlus, atMinus) }
                 ?? (objective.valueAndGradient(at: atPlus).gradient, objective.valueAndGradient(at: atMinus).gradient)
             var hv = ParameterSet()
             for name in v.names {
@@ -141,9 +149,11 @@ public struct HessianEigenvalue: Sendable {
 
     /// The result as store attributes (`hessian_…`).
     public var attributes: [String: HDF5AttributeValue] {
-        ["hessian_max_eigenvalue": .double(eigenvalue), "hessian_iterations": .int(iterations),
-         "hessian_relative_change": .double(relativeChange), "hessian_step": .double(step),
-         "hessian_step_error": .double(stepError), "hessian_step_refinements": .int(stepRefinements),
-         "hessian_history": .doubles(history)]
+        [
+            "hessian_max_eigenvalue": .double(eigenvalue), "hessian_iterations": .int(iterations),
+            "hessian_relative_change": .double(relativeChange), "hessian_step": .double(step),
+            "hessian_step_error": .double(stepError), "hessian_step_refinements": .int(stepRefinements),
+            "hessian_history": .doubles(history),
+        ]
     }
 }

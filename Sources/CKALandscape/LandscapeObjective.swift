@@ -44,8 +44,10 @@ public struct ClosureObjective: LandscapeObjective {
     public let fixedParameters: [String: String]
     let body: (ParameterSet) throws -> LandscapeValue
 
-    public init(name: String, center: ParameterSet, fixedParameters: [String: String] = [:],
-                evaluate body: @escaping (ParameterSet) throws -> LandscapeValue) {
+    public init(
+        name: String, center: ParameterSet, fixedParameters: [String: String] = [:],
+        evaluate body: @escaping (ParameterSet) throws -> LandscapeValue
+    ) {
         self.name = name
         self.center = center
         self.fixedParameters = fixedParameters

@@ -66,8 +66,10 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
     ///   - teacher: RC-MAE's EMA teacher; nil for the plain MAE loss. The teacher stays at its weights.
     ///   - batches: the examples with their masks.
     /// - Throws: `MAEError.noDecoder` for a checkpoint without decoder, `LandscapeError` for batches without masks.
-    public init(checkpoint: Checkpoint, teacher: Checkpoint? = nil, batches: [LandscapeBatch], normPixLoss: Bool = true,
-                gamma: Double = 1, decoderHeads: Int? = nil) throws {
+    public init(
+        checkpoint: Checkpoint, teacher: Checkpoint? = nil, batches: [LandscapeBatch], normPixLoss: Bool = true,
+        gamma: Double = 1, decoderHeads: Int? = nil
+    ) throws {
         guard !checkpoint.decoder.isEmpty else { throw MAEError.noDecoder(file: checkpoint.file) }
         guard batches.allSatisfy({ $0.masks.count == $0.pixels.shape.first }) else {
             throw LandscapeError.invalidArgument("the MAE loss needs one mask per image")
@@ -75,7 +77,8 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         var tensors = checkpoint.parameters
         for (name, t) in checkpoint.decoder { tensors[name] = try t.floatTensor() }
         let decoderNames = orderedDecoderNames(checkpoint.decoder.keys)
-        center = try ParameterSet(names: checkpoint.parameterNames + decoderNames, tensors: tensors, file: checkpoint.file)
+        center = try ParameterSet(
+            names: checkpoint.parameterNames + decoderNames, tensors: tensors, file: checkpoint.file)
         groups = ["encoder": checkpoint.parameterNames, "decoder": decoderNames]
         fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
         architecture = checkpoint.architecture
@@ -95,8 +98,9 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         var encoder: [String: Tensor<Float>] = [:], decoder: [String: Tensor<Float>] = [:]
         for n in groups["encoder"]! { encoder[n] = p[n] }
         for n in groups["decoder"]! { decoder[n] = p[n] }
-        return try MaskedAutoencoder(encoder: encoder, architecture: architecture, decoder: decoder,
-                                     decoderHeads: decoderHeads, file: file)
+        return try MaskedAutoencoder(
+            encoder: encoder, architecture: architecture, decoder: decoder,
+            decoderHeads: decoderHeads, file: file)
     }
 
     /// The loss and its gradient (backpropagation through the student; the teacher's prediction is a constant).
@@ -106,15 +110,28 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         if let teacher {
             var sums = RCMAELossSums()
             for b in batches {
-                sums = sums + (try MaskedAutoencoder.rcmaeLossAndGradient(student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
-                                                                          normPixLoss: normPixLoss, gamma: gamma, accumulatingInto: &g))
+                sums =
+                    sums
+                    + (try MaskedAutoencoder.rcmaeLossAndGradient(
+                        student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
+                        normPixLoss: normPixLoss, gamma: gamma, accumulatingInto: &g))
             }
-            return (LandscapeValue(loss: sums.loss(gamma: gamma), parts: ["reconstruction": sums.reconstruction, "consistency": sums.consistency]),
-                    try gradientSet(g, center: center, scale: 1 / Double(sums.maskedPatches)))
+            return (
+                LandscapeValue(
+                    loss: sums.loss(gamma: gamma),
+                    parts: ["reconstruction": sums.reconstruction, "consistency": sums.consistency]),
+                try gradientSet(g, center: center, scale: 1 / Double(sums.maskedPatches))
+            )
         }
         var sums = MAELossSums()
-        for b in batches { sums = sums + (try model.lossAndGradient(b.pixels, masks: b.masks, normPixLoss: normPixLoss, accumulatingInto: &g)) }
-        return (LandscapeValue(loss: sums.loss), try gradientSet(g, center: center, scale: 1 / Double(sums.maskedPatches)))
+        for b in batches {
+            sums =
+                sums
+                + (try model.lossAndGradient(b.pixels, masks: b.masks, normPixLoss: normPixLoss, accumulatingInto: &g))
+        }
+        return (
+            LandscapeValue(loss: sums.loss), try gradientSet(g, center: center, scale: 1 / Double(sums.maskedPatches))
+        )
     }
 
     public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
@@ -122,11 +139,15 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         if let teacher {
             var sums = RCMAELossSums()
             for b in batches {
-                sums = sums + (try MaskedAutoencoder.rcmaeForward(student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
-                                                                  normPixLoss: normPixLoss, gamma: gamma)).sums
+                sums =
+                    sums
+                    + (try MaskedAutoencoder.rcmaeForward(
+                        student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
+                        normPixLoss: normPixLoss, gamma: gamma)).sums
             }
-            return LandscapeValue(loss: sums.loss(gamma: gamma),
-                                  parts: ["reconstruction": sums.reconstruction, "consistency": sums.consistency])
+            return LandscapeValue(
+                loss: sums.loss(gamma: gamma),
+                parts: ["reconstruction": sums.reconstruction, "consistency": sums.consistency])
         }
         var sums = MAELossSums()
         for b in batches { sums = sums + (try model.forward(b.pixels, masks: b.masks, normPixLoss: normPixLoss)).sums }
@@ -153,16 +174,19 @@ public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
     public init(checkpoint: Checkpoint, head: ClassifierHead, batches: [LandscapeBatch]) throws {
         for b in batches {
             guard b.labels.count == b.pixels.shape.first else {
-                throw LandscapeError.invalidArgument("the cross-entropy loss needs a label for every example (/inputs/labels or class folders)")
+                throw LandscapeError.invalidArgument(
+                    "the cross-entropy loss needs a label for every example (/inputs/labels or class folders)")
             }
             if let bad = b.labels.first(where: { !(0..<head.classCount).contains($0) }) {
-                throw LandscapeError.invalidArgument("label \(bad) is outside the head's \(head.classCount) classes (\(head.file))")
+                throw LandscapeError.invalidArgument(
+                    "label \(bad) is outside the head's \(head.classCount) classes (\(head.file))")
             }
         }
         var tensors = checkpoint.parameters
         tensors["head.weight"] = head.weight
         tensors["head.bias"] = head.bias
-        center = try ParameterSet(names: checkpoint.parameterNames + ["head.weight", "head.bias"], tensors: tensors, file: checkpoint.file)
+        center = try ParameterSet(
+            names: checkpoint.parameterNames + ["head.weight", "head.bias"], tensors: tensors, file: checkpoint.file)
         groups = ["encoder": checkpoint.parameterNames, "head": ["head.weight", "head.bias"]]
         fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
         architecture = checkpoint.architecture
@@ -174,9 +198,12 @@ public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
     func model(at p: ParameterSet) throws -> (VisionTransformer, ClassifierHead) {
         var encoder: [String: Tensor<Float>] = [:]
         for n in groups["encoder"]! { encoder[n] = p[n] }
-        return (try VisionTransformer(parameters: encoder, architecture: architecture, file: file),
-                try ClassifierHead(readout: head.readout, weight: p["head.weight"]!, bias: p["head.bias"]!,
-                                   architecture: architecture, file: head.file))
+        return (
+            try VisionTransformer(parameters: encoder, architecture: architecture, file: file),
+            try ClassifierHead(
+                readout: head.readout, weight: p["head.weight"]!, bias: p["head.bias"]!,
+                architecture: architecture, file: head.file)
+        )
     }
 
     /// The loss and its gradient by backpropagation through the head and the backbone.
@@ -184,8 +211,15 @@ public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
         let (model, moved) = try model(at: p)
         var g: [String: Tensor<Float>] = [:]
         var sums = CrossEntropySums()
-        for b in batches { sums = sums + (try moved.lossAndGradient(model: model, pixels: b.pixels, labels: b.labels, accumulatingInto: &g)) }
-        return (LandscapeValue(loss: sums.loss, accuracy: sums.accuracy), try gradientSet(g, center: center, scale: 1 / Double(sums.count)))
+        for b in batches {
+            sums =
+                sums
+                + (try moved.lossAndGradient(model: model, pixels: b.pixels, labels: b.labels, accumulatingInto: &g))
+        }
+        return (
+            LandscapeValue(loss: sums.loss, accuracy: sums.accuracy),
+            try gradientSet(g, center: center, scale: 1 / Double(sums.count))
+        )
     }
 
     public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
@@ -218,7 +252,8 @@ func gradientSet(_ sums: [String: Tensor<Float>], center: ParameterSet, scale: D
         let shape = center[name]!.shape
         guard var t = sums[name] else { out.set(name, Tensor<Float>(shape: shape)); continue }
         guard t.count == center[name]!.count else {
-            throw LandscapeError.mismatch(file: "gradient", what: name, expected: describe(shape), got: describe(t.shape))
+            throw LandscapeError.mismatch(
+                file: "gradient", what: name, expected: describe(shape), got: describe(t.shape))
         }
         t = try t.reshaped(shape)
         let p = t.mutablePointer()

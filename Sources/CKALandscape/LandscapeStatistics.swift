@@ -39,14 +39,17 @@ public struct LandscapeStatistics: Sendable, Equatable {
     public init(surface s: LandscapeSurface, fitRadius: Double = 0.2, tolerance: Double = 0) throws {
         let missing = s.done.filter { $0 == 0 }.count
         guard missing == 0 else {
-            throw LandscapeError.invalidArgument("the surface is incomplete: \(missing) of \(s.done.count) points not computed yet (rerun `cka landscape` to resume)")
+            throw LandscapeError.invalidArgument(
+                "the surface is incomplete: \(missing) of \(s.done.count) points not computed yet (rerun `cka landscape` to resume)"
+            )
         }
         guard s.nx >= 3, s.dimensions == 1 || s.ny >= 3 else {
             throw LandscapeError.invalidArgument("a grid needs at least 3 points per axis for curvature and convexity")
         }
         func nearestZero(_ c: [Double]) throws -> Int {
             guard let lo = c.first, let hi = c.last, lo <= 0, hi >= 0 else {
-                throw LandscapeError.invalidArgument("the grid \(c.first ?? 0)…\(c.last ?? 0) does not contain the centre 0")
+                throw LandscapeError.invalidArgument(
+                    "the grid \(c.first ?? 0)…\(c.last ?? 0) does not contain the centre 0")
             }
             return c.indices.min { abs(c[$0]) < abs(c[$1]) }!
         }
@@ -60,7 +63,8 @@ public struct LandscapeStatistics: Sendable, Equatable {
         let lineX = (0..<nx).map { (s.x[$0], f($0, cy)) }
         var fits = [Self.quadraticCurvature(lineX, center: s.x[cx], radius: fitRadius)]
         if s.dimensions == 2 {
-            fits.append(Self.quadraticCurvature((0..<ny).map { (s.y[$0], f(cx, $0)) }, center: s.y[cy], radius: fitRadius))
+            fits.append(
+                Self.quadraticCurvature((0..<ny).map { (s.y[$0], f(cx, $0)) }, center: s.y[cy], radius: fitRadius))
         }
         curvature = fits.map(\.curvature)
         fitPoints = fits.map(\.points)
@@ -82,8 +86,10 @@ public struct LandscapeStatistics: Sendable, Equatable {
                     let c = f(ix, iy)
                     let fxx = (f(ix + 1, iy) - 2 * c + f(ix - 1, iy)) / (hx * hx)
                     let fyy = (f(ix, iy + 1) - 2 * c + f(ix, iy - 1)) / (hy * hy)
-                    let fxy = (f(ix + 1, iy + 1) - f(ix + 1, iy - 1) - f(ix - 1, iy + 1) + f(ix - 1, iy - 1)) / (4 * hx * hy)
-                    let mean = (fxx + fyy) / 2, radius = (((fxx - fyy) / 2) * ((fxx - fyy) / 2) + fxy * fxy).squareRoot()
+                    let fxy =
+                        (f(ix + 1, iy + 1) - f(ix + 1, iy - 1) - f(ix - 1, iy + 1) + f(ix - 1, iy - 1)) / (4 * hx * hy)
+                    let mean = (fxx + fyy) / 2,
+                        radius = (((fxx - fyy) / 2) * ((fxx - fyy) / 2) + fxy * fxy).squareRoot()
                     let lmin = mean - radius, lmax = mean + radius
                     interior += 1
                     if lmin >= -tolerance * abs(lmax) { convex[iy * nx + ix] = true; convexCount += 1 }
@@ -117,7 +123,9 @@ public struct LandscapeStatistics: Sendable, Equatable {
 
     /// 2·c₂ of the least-squares parabola through the points with |t − center| ≤ radius (at least the 5,
     /// or all, nearest), in centred coordinates.
-    static func quadraticCurvature(_ points: [(Double, Double)], center: Double, radius: Double) -> (curvature: Double, points: Int) {
+    static func quadraticCurvature(_ points: [(Double, Double)], center: Double, radius: Double) -> (
+        curvature: Double, points: Int
+    ) {
         let byDistance = points.sorted { abs($0.0 - center) < abs($1.0 - center) }
         var used = byDistance.filter { abs($0.0 - center) <= radius * (1 + 1e-12) }
         if used.count < 5 { used = Array(byDistance.prefix(5)) }

@@ -121,12 +121,14 @@ public struct LandscapeSurface: Sendable {
         let f = try HDF5File(path: path)
         let attrs = try f.attributes()
         guard attrs["format"]?.stringValue == "landscape" else {
-            throw LandscapeError.mismatch(file: path, what: "attribute 'format'", expected: "\"landscape\"",
-                                          got: attrs["format"].map { "\"\($0)\"" } ?? "missing")
+            throw LandscapeError.mismatch(
+                file: path, what: "attribute 'format'", expected: "\"landscape\"",
+                got: attrs["format"].map { "\"\($0)\"" } ?? "missing")
         }
         guard attrs["format_version"]?.intValue == 1 else {
-            throw LandscapeError.mismatch(file: path, what: "format_version", expected: "1",
-                                          got: attrs["format_version"].map { "\($0)" } ?? "missing")
+            throw LandscapeError.mismatch(
+                file: path, what: "format_version", expected: "1",
+                got: attrs["format_version"].map { "\($0)" } ?? "missing")
         }
         attributes = attrs
         let xs = try f.dataset("xcoordinates").readDouble().scalars
@@ -138,14 +140,16 @@ public struct LandscapeSurface: Sendable {
         func grid(_ name: String) throws -> [Double] {
             let v = try f.dataset(name).readDouble().scalars
             guard v.count == n else {
-                throw LandscapeError.mismatch(file: path, what: name, expected: "\(ys.count)×\(xs.count) values", got: "\(v.count)")
+                throw LandscapeError.mismatch(
+                    file: path, what: name, expected: "\(ys.count)×\(xs.count) values", got: "\(v.count)")
             }
             return v
         }
         loss = try grid("loss")
         let flags = try f.dataset("done").readUInt8()
         guard flags.count == n else {
-            throw LandscapeError.mismatch(file: path, what: "done", expected: "\(ys.count)×\(xs.count) values", got: "\(flags.count)")
+            throw LandscapeError.mismatch(
+                file: path, what: "done", expected: "\(ys.count)×\(xs.count) values", got: "\(flags.count)")
         }
         done = flags
         accuracy = f.exists("accuracy") ? try grid("accuracy") : nil
@@ -182,10 +186,13 @@ public struct LandscapeSurface: Sendable {
         attrs["format_version"] = .int(1)
         attrs["dimensions"] = .int(dimensions)
         for (k, v) in attrs.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
-        try f.createDataset("xcoordinates", type: .float64, shape: [nx]).write(try Tensor<Double>(shape: [nx], scalars: x))
-        try f.createDataset("ycoordinates", type: .float64, shape: [ny]).write(try Tensor<Double>(shape: [ny], scalars: y))
+        try f.createDataset("xcoordinates", type: .float64, shape: [nx]).write(
+            try Tensor<Double>(shape: [nx], scalars: x))
+        try f.createDataset("ycoordinates", type: .float64, shape: [ny]).write(
+            try Tensor<Double>(shape: [ny], scalars: y))
         func grid(_ name: String, _ v: [Double]) throws {
-            try f.createDataset(name, type: .float64, shape: [ny, nx]).write(try Tensor<Double>(shape: [ny, nx], scalars: v))
+            try f.createDataset(name, type: .float64, shape: [ny, nx]).write(
+                try Tensor<Double>(shape: [ny, nx], scalars: v))
         }
         try grid("loss", loss)
         try f.createDataset("done", type: .uint8, shape: [ny, nx]).write(done)

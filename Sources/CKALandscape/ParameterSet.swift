@@ -58,7 +58,8 @@ public struct ParameterSet: Sendable {
             for (c, d) in terms {
                 guard let dt = d.tensors[name] else { continue }
                 guard dt.shape == base.shape else {
-                    throw LandscapeError.mismatch(file: "direction", what: name, expected: describe(base.shape), got: describe(dt.shape))
+                    throw LandscapeError.mismatch(
+                        file: "direction", what: name, expected: describe(base.shape), got: describe(dt.shape))
                 }
                 let a = Float(c), src = dt.pointer
                 if a == 0 { continue }

@@ -16,7 +16,9 @@ public enum ProbeHead {
     public static func load(_ path: String, architecture: ViTArchitecture) throws -> ClassifierHead {
         let f = try HDF5File(path: path)
         for name in ["probe/weight", "probe/bias", "probe/mean", "probe/scale"] where !f.exists(name) {
-            throw LandscapeError.mismatch(file: path, what: "/\(name)", expected: "a saved linear probe (ProbeEvaluation with `save`)", got: "missing")
+            throw LandscapeError.mismatch(
+                file: path, what: "/\(name)", expected: "a saved linear probe (ProbeEvaluation with `save`)",
+                got: "missing")
         }
         let layer = try f.attribute("probe_layer")?.stringValue ?? "?"
         let readout: ClassifierHead.Readout
@@ -24,13 +26,17 @@ public enum ProbeHead {
         case "norm:cls": readout = .classToken
         case "fc_norm": readout = .globalPool
         default:
-            throw LandscapeError.invalidArgument("\(path): a probe of '\(layer)'; a landscape head must read norm:cls or fc_norm (train the probe on `layers` norm:cls)")
+            throw LandscapeError.invalidArgument(
+                "\(path): a probe of '\(layer)'; a landscape head must read norm:cls or fc_norm (train the probe on `layers` norm:cls)"
+            )
         }
         let w = try f.dataset("probe/weight").readDouble(), b = try f.dataset("probe/bias").readDouble().scalars
-        let mean = try f.dataset("probe/mean").readDouble().scalars, scale = try f.dataset("probe/scale").readDouble().scalars
+        let mean = try f.dataset("probe/mean").readDouble().scalars,
+            scale = try f.dataset("probe/scale").readDouble().scalars
         guard w.rank == 2, w.shape[1] == mean.count, scale.count == mean.count, b.count == w.shape[0] else {
-            throw LandscapeError.mismatch(file: path, what: "/probe/weight", expected: "[C, D] matching /probe/bias, /probe/mean, /probe/scale",
-                                          got: describe(w.shape))
+            throw LandscapeError.mismatch(
+                file: path, what: "/probe/weight", expected: "[C, D] matching /probe/bias, /probe/mean, /probe/scale",
+                got: describe(w.shape))
         }
         let c = w.shape[0], d = w.shape[1], ws = w.scalars
         var weight = Tensor<Float>(shape: [c, d]), bias = Tensor<Float>(shape: [c])
@@ -44,7 +50,8 @@ public enum ProbeHead {
             }
             bp[i] = Float(b[i] - shift)
         }
-        return try ClassifierHead(readout: readout, weight: weight, bias: bias, architecture: architecture, file: path,
-                                  weightName: "probe/weight", biasName: "probe/bias")
+        return try ClassifierHead(
+            readout: readout, weight: weight, bias: bias, architecture: architecture, file: path,
+            weightName: "probe/weight", biasName: "probe/bias")
     }
 }

@@ -40,10 +40,13 @@ public struct SurfaceEvaluation {
     /// the store to `path` (atomically) after each one.
     /// - Parameter maxPoints: stop after this many new points (the rest stays to be resumed).
     /// - Returns: the surface with the new points.
-    public func evaluate(_ surface: LandscapeSurface, savingTo path: String?, maxPoints: Int? = nil,
-                         progress: Progress? = nil) throws -> LandscapeSurface {
+    public func evaluate(
+        _ surface: LandscapeSurface, savingTo path: String?, maxPoints: Int? = nil,
+        progress: Progress? = nil
+    ) throws -> LandscapeSurface {
         guard directions.count == surface.dimensions else {
-            throw LandscapeError.invalidArgument("a \(surface.dimensions)-D surface needs \(surface.dimensions) direction(s), got \(directions.count)")
+            throw LandscapeError.invalidArgument(
+                "a \(surface.dimensions)-D surface needs \(surface.dimensions) direction(s), got \(directions.count)")
         }
         var s = surface
         var newPoints = 0
@@ -66,9 +69,11 @@ public struct SurfaceEvaluation {
 
 extension LandscapeSurface {
     /// Attributes that must agree for a stored surface to be resumed with new settings.
-    public static let identityAttributes = ["loss", "normalization", "ignore", "seed", "checkpoint", "teacher",
-                                            "n_examples", "pick", "perturbed", "excluded", "norm_pix_loss", "gamma", "mask_ratio",
-                                            "mask_seed", "head"]
+    public static let identityAttributes = [
+        "loss", "normalization", "ignore", "seed", "checkpoint", "teacher",
+        "n_examples", "pick", "perturbed", "excluded", "norm_pix_loss", "gamma", "mask_ratio",
+        "mask_seed", "head",
+    ]
 
     /// Why `other` (a stored surface) cannot be resumed as `self`, or nil if it can.
     public func resumeConflict(with other: LandscapeSurface) -> String? {
@@ -77,7 +82,8 @@ extension LandscapeSurface {
         if other.ids != ids { return "the examples (/inputs/ids) differ" }
         if other.masks != masks { return "the masks differ" }
         for key in Self.identityAttributes where attributes[key]?.normalized != other.attributes[key]?.normalized {
-            return "'\(key)' is \(other.attributes[key].map { "\($0)" } ?? "missing") there, \(attributes[key].map { "\($0)" } ?? "missing") now"
+            return
+                "'\(key)' is \(other.attributes[key].map { "\($0)" } ?? "missing") there, \(attributes[key].map { "\($0)" } ?? "missing") now"
         }
         return nil
     }

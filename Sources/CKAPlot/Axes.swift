@@ -8,8 +8,9 @@ struct LinearAxis {
     /// Ticks for `range`, about one per `spacing` points along an axis of `length` points.
     init(range: ClosedRange<Double>, length: Double, spacing: Double) {
         self.range = range
-        ticks = NiceTicks(lower: range.lowerBound, upper: range.upperBound,
-                          target: Swift.max(2, Swift.min(10, Int(length / spacing))))
+        ticks = NiceTicks(
+            lower: range.lowerBound, upper: range.upperBound,
+            target: Swift.max(2, Swift.min(10, Int(length / spacing))))
     }
 
     /// Fraction of the way from the lower to the upper end.
@@ -78,8 +79,9 @@ struct AxesDecoration {
         for (v, text) in zip(x.ticks.values, xLabels) {
             let tx = px + x.fraction(v) * width
             canvas.line(tx, bottom, tx, bottom + Style.tickLength, color: .ink, width: Style.tickWidth)
-            canvas.text(text, x: tx, y: bottom + Style.tickLength + Style.tickGap, size: tickFont, align: 0.5,
-                        vertical: .top)
+            canvas.text(
+                text, x: tx, y: bottom + Style.tickLength + Style.tickGap, size: tickFont, align: 0.5,
+                vertical: .top)
         }
         var leftmost = px - Style.tickLength - Style.tickGap
         for (v, text) in zip(y.ticks.values, yLabels) {
@@ -94,15 +96,18 @@ struct AxesDecoration {
             canvas.text(xTitle, x: px + width / 2, y: top, size: axisFont, align: 0.5, vertical: .top)
         }
         if !yTitle.isEmpty {
-            canvas.text(yTitle, x: leftmost - Style.labelGap - Style.textHeight(axisFont), y: py + height / 2,
-                        size: axisFont, align: 0.5, vertical: .top, angle: -Double.pi / 2)
+            canvas.text(
+                yTitle, x: leftmost - Style.labelGap - Style.textHeight(axisFont), y: py + height / 2,
+                size: axisFont, align: 0.5, vertical: .top, angle: -Double.pi / 2)
         }
     }
 }
 
 /// Draws a title centred over `centre`, kept inside `bounds`, shrinking the font if it is too wide.
-func drawTitle(_ title: String, on canvas: Canvas, centre: Double, baselineBottom: Double, size: Double,
-               bounds: (Double, Double)) {
+func drawTitle(
+    _ title: String, on canvas: Canvas, centre: Double, baselineBottom: Double, size: Double,
+    bounds: (Double, Double)
+) {
     guard !title.isEmpty else { return }
     let tw = canvas.textWidth(title, size: size, bold: true)
     let available = bounds.1 - bounds.0

@@ -60,8 +60,9 @@ private func configureFonts(_ cr: OpaquePointer) {
 }
 
 private func selectFont(_ cr: OpaquePointer, size: Double, bold: Bool) {
-    cairo_select_font_face(cr, FontMetrics.family, CAIRO_FONT_SLANT_NORMAL,
-                           bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL)
+    cairo_select_font_face(
+        cr, FontMetrics.family, CAIRO_FONT_SLANT_NORMAL,
+        bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL)
     cairo_set_font_size(cr, size)
 }
 
@@ -148,8 +149,10 @@ final class Canvas {
         cairo_stroke(cr)
     }
 
-    func line(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, color: RGBColor, width: Double,
-              alpha: Double = 1, dash: [Double] = []) {
+    func line(
+        _ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, color: RGBColor, width: Double,
+        alpha: Double = 1, dash: [Double] = []
+    ) {
         setColor(color, alpha: alpha)
         cairo_set_line_width(cr, width)
         cairo_set_dash(cr, dash, Int32(dash.count), 0)
@@ -160,8 +163,10 @@ final class Canvas {
     }
 
     /// Strokes connected points; `closed` joins the last point to the first.
-    func polyline(_ points: [(x: Double, y: Double)], color: RGBColor, width: Double, alpha: Double = 1,
-                  closed: Bool = false, dash: [Double] = []) {
+    func polyline(
+        _ points: [(x: Double, y: Double)], color: RGBColor, width: Double, alpha: Double = 1,
+        closed: Bool = false, dash: [Double] = []
+    ) {
         guard let first = points.first, points.count > 1 else { return }
         setColor(color, alpha: alpha)
         cairo_set_line_width(cr, width)
@@ -215,8 +220,10 @@ final class Canvas {
 
     /// Draws `text` anchored at (x, y). `align` is the anchor's place along the text (0 start, 0.5 centre,
     /// 1 end); `angle` rotates clockwise on the page about the anchor (−π/2 reads bottom to top).
-    func text(_ text: String, x: Double, y: Double, size: Double, bold: Bool = false, align: Double = 0,
-              vertical: VerticalAnchor = .baseline, angle: Double = 0, color: RGBColor = .ink) {
+    func text(
+        _ text: String, x: Double, y: Double, size: Double, bold: Bool = false, align: Double = 0,
+        vertical: VerticalAnchor = .baseline, angle: Double = 0, color: RGBColor = .ink
+    ) {
         guard !text.isEmpty else { return }
         let width = textWidth(text, size: size, bold: bold)
         let dx = -align * width, dy = vertical.offset(size: size)
@@ -229,8 +236,10 @@ final class Canvas {
         cairo_new_path(cr)
         cairo_restore(cr)
         if format == .svg {
-            texts.append(TextRecord(text: text, x: x, y: y, angle: angle, dx: dx, dy: dy, size: size, bold: bold,
-                                    width: width))
+            texts.append(
+                TextRecord(
+                    text: text, x: x, y: y, angle: angle, dx: dx, dy: dy, size: size, bold: bold,
+                    width: width))
         }
     }
 
@@ -249,8 +258,10 @@ final class Canvas {
 
     /// Paints a raster of `columns × rows` premultiplied ARGB pixels (row 0 at the top) into a rectangle.
     /// `smooth` interpolates bilinearly; otherwise pixels stay sharp squares.
-    func raster(columns: Int, rows: Int, x: Double, y: Double, width: Double, height: Double, smooth: Bool,
-                pixel: (_ column: Int, _ row: Int) -> UInt32) {
+    func raster(
+        columns: Int, rows: Int, x: Double, y: Double, width: Double, height: Double, smooth: Bool,
+        pixel: (_ column: Int, _ row: Int) -> UInt32
+    ) {
         guard columns > 0, rows > 0 else { return }
         let image = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, Int32(columns), Int32(rows))
         defer { cairo_surface_destroy(image) }

@@ -33,7 +33,8 @@ struct ColorBar {
 
     /// Nice ticks, fewer on a short bar.
     func ticks(height: Double) -> NiceTicks {
-        NiceTicks(lower: range.lowerBound, upper: range.upperBound, target: Swift.max(2, Swift.min(5, Int(height / 30))))
+        NiceTicks(
+            lower: range.lowerBound, upper: range.upperBound, target: Swift.max(2, Swift.min(5, Int(height / 30))))
     }
 
     /// Width from the plot's right edge to the end of the label, whatever the bar's height.
@@ -77,8 +78,9 @@ struct ColorBar {
         }
         let title = ticks.axisLabel(label)
         if !title.isEmpty {
-            canvas.text(title, x: labelRight + Style.labelGap, y: top + barHeight / 2, size: labelFont, align: 0.5,
-                        vertical: .top, angle: -Double.pi / 2)
+            canvas.text(
+                title, x: labelRight + Style.labelGap, y: top + barHeight / 2, size: labelFont, align: 0.5,
+                vertical: .top, angle: -Double.pi / 2)
         }
     }
 }

@@ -18,8 +18,9 @@ public struct RGBColor: Sendable, Equatable {
 
     /// A colour from a 24-bit `0xRRGGBB` literal.
     public init(hex: UInt32) {
-        self.init(red: Double((hex >> 16) & 0xFF) / 255, green: Double((hex >> 8) & 0xFF) / 255,
-                  blue: Double(hex & 0xFF) / 255)
+        self.init(
+            red: Double((hex >> 16) & 0xFF) / 255, green: Double((hex >> 8) & 0xFF) / 255,
+            blue: Double(hex & 0xFF) / 255)
     }
 
     /// Relative luminance (WCAG / Rec. 709 weights on linearised sRGB), `0` black … `1` white.
@@ -49,10 +50,12 @@ public struct Colormap: Sendable, Equatable {
     /// A viridis-like map (dark blue-violet → teal → yellow), monotone in lightness and colour-blind safe.
     ///
     /// The sixteen anchors were tabulated for this package at evenly spaced lightness steps of about 5 L*.
-    public static let viridis = Colormap(name: "viridis", anchors: [
-        0x440154, 0x481A6C, 0x472F7D, 0x414487, 0x39568C, 0x31688E, 0x2A788E, 0x23888E,
-        0x1F988B, 0x22A884, 0x35B779, 0x54C568, 0x7AD151, 0xA5DB36, 0xD2E21B, 0xFDE725,
-    ].map { RGBColor(hex: $0) })
+    public static let viridis = Colormap(
+        name: "viridis",
+        anchors: [
+            0x440154, 0x481A6C, 0x472F7D, 0x414487, 0x39568C, 0x31688E, 0x2A788E, 0x23888E,
+            0x1F988B, 0x22A884, 0x35B779, 0x54C568, 0x7AD151, 0xA5DB36, 0xD2E21B, 0xFDE725,
+        ].map { RGBColor(hex: $0) })
 
     /// The colour at `t`; `t` is clamped to `0...1`, and NaN gives the light grey used for missing values.
     public func color(at t: Double) -> RGBColor {
@@ -61,8 +64,9 @@ public struct Colormap: Sendable, Equatable {
         let i = Swift.min(Int(u), anchors.count - 2)
         let f = u - Double(i)
         let a = anchors[i], b = anchors[i + 1]
-        return RGBColor(red: a.red + (b.red - a.red) * f, green: a.green + (b.green - a.green) * f,
-                        blue: a.blue + (b.blue - a.blue) * f)
+        return RGBColor(
+            red: a.red + (b.red - a.red) * f, green: a.green + (b.green - a.green) * f,
+            blue: a.blue + (b.blue - a.blue) * f)
     }
 
     /// The colour of `value` on the scale `range` (clamped; NaN gives the missing-value grey).

@@ -28,9 +28,11 @@ public struct ContourPlot: Sendable {
     public var labelsLevels: Bool = true
 
     /// A contour plot of `z` over the grid `x × y`.
-    public init(x: [Double], y: [Double], z: [[Double]], title: String = "", xLabel: String = "",
-                yLabel: String = "", colorbarLabel: String = "loss", levelCount: Int = 10, levels: [Double]? = nil,
-                colorRange: ClosedRange<Double>? = nil, colormap: Colormap = .viridis) {
+    public init(
+        x: [Double], y: [Double], z: [[Double]], title: String = "", xLabel: String = "",
+        yLabel: String = "", colorbarLabel: String = "loss", levelCount: Int = 10, levels: [Double]? = nil,
+        colorRange: ClosedRange<Double>? = nil, colormap: Colormap = .viridis
+    ) {
         self.x = x
         self.y = y
         self.z = z
@@ -63,11 +65,13 @@ public struct ContourPlot: Sendable {
             }
         }
         guard z.count == y.count else {
-            throw PlotError.sizeMismatch(path: path, what: "number of z rows (one per y)", expected: y.count, got: z.count)
+            throw PlotError.sizeMismatch(
+                path: path, what: "number of z rows (one per y)", expected: y.count, got: z.count)
         }
         for (j, row) in z.enumerated() where row.count != x.count {
-            throw PlotError.sizeMismatch(path: path, what: "length of z row \(j) (one per x)", expected: x.count,
-                                         got: row.count)
+            throw PlotError.sizeMismatch(
+                path: path, what: "length of z row \(j) (one per x)", expected: x.count,
+                got: row.count)
         }
         guard levelCount >= 0 else {
             throw PlotError.invalidParameter(path: path, what: "levelCount must be ≥ 0, got \(levelCount)")
@@ -97,19 +101,26 @@ public struct ContourPlot: Sendable {
         let m = TextMeasurer()
         let pad = Style.padding, titleFont = 13.0
         let titleBand = title.isEmpty ? 0 : Style.textHeight(titleFont) + Style.titleGap
-        let bar = ColorBar(range: range, colormap: colormap, label: colorbarLabel, tickFont: 9, labelFont: 11,
-                           levels: levels, showsMissing: z.contains { $0.contains { $0.isNaN } })
-        let aspect = Swift.min(1.4, Swift.max(0.6, (yData.upperBound - yData.lowerBound)
-                                                  / (xData.upperBound - xData.lowerBound)))
+        let bar = ColorBar(
+            range: range, colormap: colormap, label: colorbarLabel, tickFont: 9, labelFont: 11,
+            levels: levels, showsMissing: z.contains { $0.contains { $0.isNaN } })
+        let aspect = Swift.min(
+            1.4,
+            Swift.max(
+                0.6,
+                (yData.upperBound - yData.lowerBound)
+                    / (xData.upperBound - xData.lowerBound)))
         var plotWidth = 380.0, plotHeight = 380.0 * aspect
-        var axes = AxesDecoration(x: LinearAxis(range: xData, length: plotWidth, spacing: 70),
-                                  y: LinearAxis(range: yData, length: plotHeight, spacing: 55),
-                                  xLabel: xLabel, yLabel: yLabel)
+        var axes = AxesDecoration(
+            x: LinearAxis(range: xData, length: plotWidth, spacing: 70),
+            y: LinearAxis(range: yData, length: plotHeight, spacing: 55),
+            xLabel: xLabel, yLabel: yLabel)
         var left = 0.0, right = 0.0
         for _ in 0..<3 {
-            axes = AxesDecoration(x: LinearAxis(range: xData, length: plotWidth, spacing: 70),
-                                  y: LinearAxis(range: yData, length: plotHeight, spacing: 55),
-                                  xLabel: xLabel, yLabel: yLabel)
+            axes = AxesDecoration(
+                x: LinearAxis(range: xData, length: plotWidth, spacing: 70),
+                y: LinearAxis(range: yData, length: plotHeight, spacing: 55),
+                xLabel: xLabel, yLabel: yLabel)
             var spacing = 70.0
             while spacing < plotWidth, axes.x.ticks.values.count > 2 {
                 let room = axes.x.ticks.step / (xData.upperBound - xData.lowerBound) * plotWidth
@@ -137,31 +148,38 @@ public struct ContourPlot: Sendable {
         }
         guard plotWidth >= 20, plotHeight >= 20 else {
             throw PlotError.invalidParameter(
-                path: path, what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
+                path: path,
+                what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
                     + "leaves no room for the plot after the labels")
         }
         let totalWidth = 2 * pad + left + right + plotWidth
         let titleWidth = m.width(title, size: titleFont, bold: true)
-        let size = PictureSize(width: Swift.max(totalWidth, titleWidth + 2 * pad),
-                               height: 2 * pad + titleBand + 4 + plotHeight + axes.bottomMargin(), format: format,
-                               requestedWidth: width, requestedHeight: height)
+        let size = PictureSize(
+            width: Swift.max(totalWidth, titleWidth + 2 * pad),
+            height: 2 * pad + titleBand + 4 + plotHeight + axes.bottomMargin(), format: format,
+            requestedWidth: width, requestedHeight: height)
         let px = pad + left + Swift.max(0, (size.width - totalWidth) / 2), py = pad + titleBand + 4
         let (pw, ph) = (plotWidth, plotHeight)
         let decoration = axes
 
         try renderPicture(to: path, format: format, size: size, title: title) { canvas in
-            drawTitle(title, on: canvas, centre: px + pw / 2, baselineBottom: py - 4 - Style.titleGap, size: titleFont,
-                      bounds: (pad, size.width - pad))
+            drawTitle(
+                title, on: canvas, centre: px + pw / 2, baselineBottom: py - 4 - Style.titleGap, size: titleFont,
+                bounds: (pad, size.width - pad))
             let columns = Swift.min(1600, Swift.max(1, Int((pw * 2).rounded())))
             let rows = Swift.min(1600, Swift.max(1, Int((ph * 2).rounded())))
             let sampler = GridSampler(x: x, y: y, z: z)
             let columnCells = (0..<columns).map { c in
-                sampler.locate(sampler.x, xData.lowerBound + (Double(c) + 0.5) / Double(columns)
-                    * (xData.upperBound - xData.lowerBound))
+                sampler.locate(
+                    sampler.x,
+                    xData.lowerBound + (Double(c) + 0.5) / Double(columns)
+                        * (xData.upperBound - xData.lowerBound))
             }
             let rowCells = (0..<rows).map { r in
-                sampler.locate(sampler.y, yData.upperBound - (Double(r) + 0.5) / Double(rows)
-                    * (yData.upperBound - yData.lowerBound))
+                sampler.locate(
+                    sampler.y,
+                    yData.upperBound - (Double(r) + 0.5) / Double(rows)
+                        * (yData.upperBound - yData.lowerBound))
             }
             canvas.raster(columns: columns, rows: rows, x: px, y: py, width: pw, height: ph, smooth: false) { c, r in
                 argbPixel(colormap.color(of: sampler.value(columnCells[c], rowCells[r]), in: range))
@@ -172,13 +190,18 @@ public struct ContourPlot: Sendable {
                         let points = line.points.map { p in
                             (x: px + decoration.x.fraction(p.x) * pw, y: py + (1 - decoration.y.fraction(p.y)) * ph)
                         }
-                        canvas.polyline(line.isClosed ? Array(points.dropLast()) : points, color: .ink, width: 0.7,
-                                        alpha: 0.65, closed: line.isClosed)
+                        canvas.polyline(
+                            line.isClosed ? Array(points.dropLast()) : points, color: .ink, width: 0.7,
+                            alpha: 0.65, closed: line.isClosed)
                     }
                 }
-                if labelsLevels { drawLevelLabels(levels, on: canvas, map: { p in
-                    (x: px + decoration.x.fraction(p.x) * pw, y: py + (1 - decoration.y.fraction(p.y)) * ph)
-                }) }
+                if labelsLevels {
+                    drawLevelLabels(
+                        levels, on: canvas,
+                        map: { p in
+                            (x: px + decoration.x.fraction(p.x) * pw, y: py + (1 - decoration.y.fraction(p.y)) * ph)
+                        })
+                }
             }
             decoration.drawFrame(on: canvas, x: px, y: py, width: pw, height: ph)
             bar.draw(on: canvas, plotRight: px + pw, top: py, height: ph)
@@ -189,9 +212,12 @@ public struct ContourPlot: Sendable {
 extension ContourPlot {
     /// Labels each level at the middle (by length on the page) of its longest line, on a white patch,
     /// skipping lines shorter than three label widths and labels that would overlap an earlier one.
-    func drawLevelLabels(_ levels: [Double], on canvas: Canvas, map: ((x: Double, y: Double)) -> (x: Double, y: Double)) {
+    func drawLevelLabels(_ levels: [Double], on canvas: Canvas, map: ((x: Double, y: Double)) -> (x: Double, y: Double))
+    {
         let size = 8.0
-        let spacing = levels.count > 1 ? (levels.last! - levels.first!) / Double(levels.count - 1) : Swift.max(abs(levels.first ?? 1), 1e-12)
+        let spacing =
+            levels.count > 1
+            ? (levels.last! - levels.first!) / Double(levels.count - 1) : Swift.max(abs(levels.first ?? 1), 1e-12)
         var placed: [(x: Double, y: Double, w: Double)] = []
         for level in levels {
             let lines = marchingSquares(x: x, y: y, z: z, level: level).map { $0.points.map(map) }
@@ -212,9 +238,13 @@ extension ContourPlot {
                 }
                 walked += seg
             }
-            if placed.contains(where: { abs($0.x - at.x) < ($0.w + w) / 2 + 2 && abs($0.y - at.y) < size + 2 }) { continue }
+            if placed.contains(where: { abs($0.x - at.x) < ($0.w + w) / 2 + 2 && abs($0.y - at.y) < size + 2 }) {
+                continue
+            }
             placed.append((at.x, at.y, w))
-            canvas.fillRect(x: at.x - w / 2 - 1.5, y: at.y - size * 0.6, width: w + 3, height: size * 1.2, color: .white, alpha: 0.8)
+            canvas.fillRect(
+                x: at.x - w / 2 - 1.5, y: at.y - size * 0.6, width: w + 3, height: size * 1.2, color: .white, alpha: 0.8
+            )
             canvas.text(text, x: at.x, y: at.y, size: size, align: 0.5, vertical: .middle)
         }
     }

@@ -28,9 +28,11 @@ public struct Heatmap: Sendable {
     public var marked: [[Bool]]? = nil
 
     /// A heatmap of `values` (`rows × columns`).
-    public init(values: [[Double]], rowLabels: [String] = [], columnLabels: [String] = [], title: String = "",
-                xLabel: String = "", yLabel: String = "", colorRange: ClosedRange<Double> = 0...1,
-                colormap: Colormap = .viridis, colorbarLabel: String = "CKA", annotateCells: Bool = true) {
+    public init(
+        values: [[Double]], rowLabels: [String] = [], columnLabels: [String] = [], title: String = "",
+        xLabel: String = "", yLabel: String = "", colorRange: ClosedRange<Double> = 0...1,
+        colormap: Colormap = .viridis, colorbarLabel: String = "CKA", annotateCells: Bool = true
+    ) {
         self.values = values
         self.rowLabels = rowLabels
         self.columnLabels = columnLabels
@@ -58,13 +60,16 @@ public struct Heatmap: Sendable {
         try checkColorRange(colorRange, path: path)
         let panel = try HeatmapPanel(self, path: path, style: .single)
         let m = TextMeasurer()
-        let bar = ColorBar(range: colorRange, colormap: colormap, label: colorbarLabel, tickFont: 9, labelFont: 11,
-                           showsMissing: panel.hasMissing)
+        let bar = ColorBar(
+            range: colorRange, colormap: colormap, label: colorbarLabel, tickFont: 9, labelFont: 11,
+            showsMissing: panel.hasMissing)
         let requestedWidth = try format.layoutLength(width, name: "width", path: path)
         let requestedHeight = try format.layoutLength(height, name: "height", path: path)
         let pad = Style.padding
         let fixedWidth = 2 * pad + panel.leftMargin(m) + bar.width(m)
-        func fixedHeight(rotated: Bool) -> Double { 2 * pad + panel.topMargin(m) + panel.bottomMargin(m, rotated: rotated) }
+        func fixedHeight(rotated: Bool) -> Double {
+            2 * pad + panel.topMargin(m) + panel.bottomMargin(m, rotated: rotated)
+        }
 
         let natural = panel.naturalCell
         var cellWidth: Double, cellHeight: Double
@@ -84,28 +89,32 @@ public struct Heatmap: Sendable {
             cellWidth = cellHeight
         case let (w?, h?):
             cellWidth = (w - fixedWidth) / Double(panel.columns)
-            cellHeight = (h - fixedHeight(rotated: panel.rotatesColumnLabels(m, cellWidth: cellWidth)))
+            cellHeight =
+                (h - fixedHeight(rotated: panel.rotatesColumnLabels(m, cellWidth: cellWidth)))
                 / Double(panel.rows)
         }
         guard cellWidth >= 0.5, cellHeight >= 0.5 else {
             throw PlotError.invalidParameter(
-                path: path, what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
+                path: path,
+                what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
                     + "leaves no room for the cells after the labels")
         }
         let rotated = panel.rotatesColumnLabels(m, cellWidth: cellWidth)
         let plotWidth = cellWidth * Double(panel.columns), plotHeight = cellHeight * Double(panel.rows)
         let titleWidth = m.width(title, size: panel.style.titleFont, bold: true)
         let contentWidth = fixedWidth + plotWidth
-        let size = PictureSize(width: Swift.max(contentWidth, titleWidth + 2 * pad),
-                               height: fixedHeight(rotated: rotated) + plotHeight, format: format,
-                               requestedWidth: width, requestedHeight: height)
+        let size = PictureSize(
+            width: Swift.max(contentWidth, titleWidth + 2 * pad),
+            height: fixedHeight(rotated: rotated) + plotHeight, format: format,
+            requestedWidth: width, requestedHeight: height)
         let plotX = pad + panel.leftMargin(m) + Swift.max(0, (size.width - contentWidth) / 2)
         let plotY = pad + panel.topMargin(m)
 
         try renderPicture(to: path, format: format, size: size, title: title) { canvas in
-            panel.draw(on: canvas, x: plotX, y: plotY, width: plotWidth, height: plotHeight, rotated: rotated,
-                       colorRange: colorRange, colormap: colormap, annotate: annotateCells,
-                       titleBounds: (pad, size.width - pad))
+            panel.draw(
+                on: canvas, x: plotX, y: plotY, width: plotWidth, height: plotHeight, rotated: rotated,
+                colorRange: colorRange, colormap: colormap, annotate: annotateCells,
+                titleBounds: (pad, size.width - pad))
             bar.draw(on: canvas, plotRight: plotX + plotWidth, top: plotY, height: plotHeight)
         }
     }
@@ -145,16 +154,19 @@ struct HeatmapPanel {
         }
         let columns = h.values[0].count
         for (i, row) in h.values.enumerated() where row.count != columns {
-            throw PlotError.sizeMismatch(path: path, what: prefix + "length of row \(i)", expected: columns,
-                                         got: row.count)
+            throw PlotError.sizeMismatch(
+                path: path, what: prefix + "length of row \(i)", expected: columns,
+                got: row.count)
         }
         guard h.rowLabels.isEmpty || h.rowLabels.count == h.values.count else {
-            throw PlotError.sizeMismatch(path: path, what: prefix + "number of row labels", expected: h.values.count,
-                                         got: h.rowLabels.count)
+            throw PlotError.sizeMismatch(
+                path: path, what: prefix + "number of row labels", expected: h.values.count,
+                got: h.rowLabels.count)
         }
         guard h.columnLabels.isEmpty || h.columnLabels.count == columns else {
-            throw PlotError.sizeMismatch(path: path, what: prefix + "number of column labels", expected: columns,
-                                         got: h.columnLabels.count)
+            throw PlotError.sizeMismatch(
+                path: path, what: prefix + "number of column labels", expected: columns,
+                got: h.columnLabels.count)
         }
         values = h.values
         rowLabels = h.rowLabels.isEmpty ? h.values.indices.map(String.init) : h.rowLabels
@@ -185,7 +197,8 @@ struct HeatmapPanel {
     }
 
     func bottomMargin(_ m: TextMeasurer, rotated: Bool) -> Double {
-        var h = Style.tickLength + Style.tickGap
+        var h =
+            Style.tickLength + Style.tickGap
             + (rotated ? m.maxWidth(columnLabels, size: style.tickFont) : Style.textHeight(style.tickFont))
         if !xLabel.isEmpty { h += Style.labelGap + Style.textHeight(style.axisFont) }
         return h
@@ -197,9 +210,11 @@ struct HeatmapPanel {
 
     /// Draws cells, frame, ticks, labels and title around the cell area at (x, y, width, height).
     /// The title is centred over the cells but kept inside `titleBounds`.
-    func draw(on canvas: Canvas, x: Double, y: Double, width: Double, height: Double, rotated: Bool,
-              colorRange: ClosedRange<Double>, colormap: Colormap, annotate: Bool,
-              titleBounds: (Double, Double)) {
+    func draw(
+        on canvas: Canvas, x: Double, y: Double, width: Double, height: Double, rotated: Bool,
+        colorRange: ClosedRange<Double>, colormap: Colormap, annotate: Bool,
+        titleBounds: (Double, Double)
+    ) {
         let cw = width / Double(columns), ch = height / Double(rows)
         // Cells: edges snapped to device pixels; in SVG each cell overlaps the next a little so that
         // viewers show no hairline seams.
@@ -209,8 +224,9 @@ struct HeatmapPanel {
                 let y0 = canvas.snap(y + Double(i) * ch), y1 = canvas.snap(y + Double(i + 1) * ch)
                 for (j, v) in row.enumerated() {
                     let x0 = canvas.snap(x + Double(j) * cw), x1 = canvas.snap(x + Double(j + 1) * cw)
-                    canvas.fillRect(x: x0, y: y0, width: x1 - x0 + overlap, height: y1 - y0 + overlap,
-                                    color: colormap.color(of: v, in: colorRange))
+                    canvas.fillRect(
+                        x: x0, y: y0, width: x1 - x0 + overlap, height: y1 - y0 + overlap,
+                        color: colormap.color(of: v, in: colorRange))
                 }
             }
         }
@@ -220,7 +236,8 @@ struct HeatmapPanel {
                 for (j, m) in row.enumerated() where m && j < columns {
                     let x0 = x + Double(j) * cw, y0 = y + Double(i) * ch, inset = Swift.min(cw, ch) * 0.18
                     let v = values[i][j]
-                    let color: RGBColor = v.isFinite && colormap.color(of: v, in: colorRange).luminance > 0.3 ? .ink : .white
+                    let color: RGBColor =
+                        v.isFinite && colormap.color(of: v, in: colorRange).luminance > 0.3 ? .ink : .white
                     let w = Swift.max(0.5, Swift.min(cw, ch) * 0.02)
                     canvas.line(x0 + inset, y0 + inset, x0 + cw - inset, y0 + ch - inset, color: color, width: w)
                     canvas.line(x0 + cw - inset, y0 + inset, x0 + inset, y0 + ch - inset, color: color, width: w)
@@ -237,9 +254,10 @@ struct HeatmapPanel {
                         let fits = canvas.textWidth(text, size: size) <= cw * 0.92
                         guard fits else { continue }
                         let background = colormap.color(of: v, in: colorRange)
-                        canvas.text(text, x: x + (Double(j) + 0.5) * cw, y: y + (Double(i) + 0.5) * ch, size: size,
-                                    align: 0.5, vertical: .middle,
-                                    color: background.luminance > 0.3 ? .ink : .white)
+                        canvas.text(
+                            text, x: x + (Double(j) + 0.5) * cw, y: y + (Double(i) + 0.5) * ch, size: size,
+                            align: 0.5, vertical: .middle,
+                            color: background.luminance > 0.3 ? .ink : .white)
                     }
                 }
             }
@@ -259,15 +277,18 @@ struct HeatmapPanel {
         // Column ticks and labels.
         let bottom = y + height
         let labelY = bottom + Style.tickLength + Style.tickGap
-        let columnSpacing = rotated ? lineHeight
+        let columnSpacing =
+            rotated
+            ? lineHeight
             : columnLabels.map { canvas.textWidth($0, size: style.tickFont) }.max()! + 3
         var lowest = labelY + (rotated ? 0 : Style.textHeight(style.tickFont))
         for j in thinnedIndices(count: columns, slot: cw, minSpacing: columnSpacing) {
             let cx = x + (Double(j) + 0.5) * cw
             canvas.line(cx, bottom, cx, bottom + Style.tickLength, color: .ink, width: Style.tickWidth)
             if rotated {
-                canvas.text(columnLabels[j], x: cx, y: labelY, size: style.tickFont, align: 1, vertical: .middle,
-                            angle: -Double.pi / 2)
+                canvas.text(
+                    columnLabels[j], x: cx, y: labelY, size: style.tickFont, align: 1, vertical: .middle,
+                    angle: -Double.pi / 2)
                 lowest = Swift.max(lowest, labelY + canvas.textWidth(columnLabels[j], size: style.tickFont))
             } else {
                 canvas.text(columnLabels[j], x: cx, y: labelY, size: style.tickFont, align: 0.5, vertical: .top)
@@ -275,12 +296,14 @@ struct HeatmapPanel {
         }
         // Axis labels and title.
         if !xLabel.isEmpty {
-            canvas.text(xLabel, x: x + width / 2, y: lowest + Style.labelGap, size: style.axisFont, align: 0.5,
-                        vertical: .top)
+            canvas.text(
+                xLabel, x: x + width / 2, y: lowest + Style.labelGap, size: style.axisFont, align: 0.5,
+                vertical: .top)
         }
         if !yLabel.isEmpty {
-            canvas.text(yLabel, x: leftmost - Style.labelGap - Style.textHeight(style.axisFont), y: y + height / 2,
-                        size: style.axisFont, align: 0.5, vertical: .top, angle: -Double.pi / 2)
+            canvas.text(
+                yLabel, x: leftmost - Style.labelGap - Style.textHeight(style.axisFont), y: y + height / 2,
+                size: style.axisFont, align: 0.5, vertical: .top, angle: -Double.pi / 2)
         }
         if !title.isEmpty {
             let tw = canvas.textWidth(title, size: style.titleFont, bold: style.titleBold)
@@ -288,8 +311,9 @@ struct HeatmapPanel {
             let size = tw > available ? style.titleFont * available / tw : style.titleFont
             let half = Swift.min(tw, available) / 2
             let cx = Swift.min(Swift.max(x + width / 2, titleBounds.0 + half), titleBounds.1 - half)
-            canvas.text(title, x: cx, y: y - Style.titleGap, size: size, bold: style.titleBold, align: 0.5,
-                        vertical: .bottom)
+            canvas.text(
+                title, x: cx, y: y - Style.titleGap, size: size, bold: style.titleBold, align: 0.5,
+                vertical: .bottom)
         }
     }
 }

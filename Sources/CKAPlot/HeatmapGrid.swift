@@ -20,8 +20,10 @@ public struct HeatmapGrid: Sendable {
     public var annotateCells: Bool
 
     /// A grid of `panels` (filled row by row, `columns` per row).
-    public init(panels: [Heatmap], columns: Int? = nil, title: String = "", colorRange: ClosedRange<Double> = 0...1,
-                colormap: Colormap = .viridis, colorbarLabel: String = "CKA", annotateCells: Bool = true) {
+    public init(
+        panels: [Heatmap], columns: Int? = nil, title: String = "", colorRange: ClosedRange<Double> = 0...1,
+        colormap: Colormap = .viridis, colorbarLabel: String = "CKA", annotateCells: Bool = true
+    ) {
         self.panels = panels
         self.columns = columns
         self.title = title
@@ -43,13 +45,15 @@ public struct HeatmapGrid: Sendable {
         }
         try checkColorRange(colorRange, path: path)
         let items = try panels.enumerated().map { k, h in
-            try HeatmapPanel(h, path: path, style: .panel, context: "panel \(k)" + (h.title.isEmpty ? "" : " (\(h.title))"))
+            try HeatmapPanel(
+                h, path: path, style: .panel, context: "panel \(k)" + (h.title.isEmpty ? "" : " (\(h.title))"))
         }
         let gridColumns = Swift.min(columns ?? Int(Double(items.count).squareRoot().rounded(.up)), items.count)
         let gridRows = (items.count + gridColumns - 1) / gridColumns
         let m = TextMeasurer()
-        let bar = ColorBar(range: colorRange, colormap: colormap, label: colorbarLabel, tickFont: 9, labelFont: 11,
-                           showsMissing: items.contains { $0.hasMissing })
+        let bar = ColorBar(
+            range: colorRange, colormap: colormap, label: colorbarLabel, tickFont: 9, labelFont: 11,
+            showsMissing: items.contains { $0.hasMissing })
         let requestedWidth = try format.layoutLength(width, name: "width", path: path)
         let requestedHeight = try format.layoutLength(height, name: "height", path: path)
 
@@ -59,8 +63,10 @@ public struct HeatmapGrid: Sendable {
         let left = items.map { $0.leftMargin(m) }.max()!
         let top = items.map { $0.topMargin(m) }.max()!
         func bottom(plotWidth: Double) -> Double {
-            items.map { $0.bottomMargin(m, rotated: $0.rotatesColumnLabels(m, cellWidth: plotWidth / Double($0.columns))) }
-                .max()!
+            items.map {
+                $0.bottomMargin(m, rotated: $0.rotatesColumnLabels(m, cellWidth: plotWidth / Double($0.columns)))
+            }
+            .max()!
         }
         let fixedWidth = 2 * pad + Double(gridColumns) * (left + gapRight) - gapRight + bar.width(m)
         func fixedHeight(plotWidth: Double) -> Double {
@@ -84,16 +90,18 @@ public struct HeatmapGrid: Sendable {
         }
         guard plotWidth >= 10, plotHeight >= 10 else {
             throw PlotError.invalidParameter(
-                path: path, what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
+                path: path,
+                what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
                     + "leaves no room for the panels after the labels")
         }
         let slotWidth = left + plotWidth + gapRight
         let slotHeight = top + plotHeight + bottom(plotWidth: plotWidth) + gapBelow
         let contentWidth = fixedWidth + Double(gridColumns) * plotWidth
         let titleWidth = m.width(title, size: titleFont, bold: true)
-        let size = PictureSize(width: Swift.max(contentWidth, titleWidth + 2 * pad),
-                               height: fixedHeight(plotWidth: plotWidth) + Double(gridRows) * plotHeight,
-                               format: format, requestedWidth: width, requestedHeight: height)
+        let size = PictureSize(
+            width: Swift.max(contentWidth, titleWidth + 2 * pad),
+            height: fixedHeight(plotWidth: plotWidth) + Double(gridRows) * plotHeight,
+            format: format, requestedWidth: width, requestedHeight: height)
         let originX = pad + Swift.max(0, (size.width - contentWidth) / 2)
         let originY = pad + titleBand
 
@@ -107,10 +115,11 @@ public struct HeatmapGrid: Sendable {
                 let slotX = originX + Double(k % gridColumns) * slotWidth
                 let slotY = originY + Double(k / gridColumns) * slotHeight
                 let x = slotX + left, y = slotY + top
-                panel.draw(on: canvas, x: x, y: y, width: plotWidth, height: plotHeight,
-                           rotated: panel.rotatesColumnLabels(m, cellWidth: plotWidth / Double(panel.columns)),
-                           colorRange: colorRange, colormap: colormap, annotate: annotateCells,
-                           titleBounds: (slotX + 2, slotX + slotWidth - 4))
+                panel.draw(
+                    on: canvas, x: x, y: y, width: plotWidth, height: plotHeight,
+                    rotated: panel.rotatesColumnLabels(m, cellWidth: plotWidth / Double(panel.columns)),
+                    colorRange: colorRange, colormap: colormap, annotate: annotateCells,
+                    titleBounds: (slotX + 2, slotX + slotWidth - 4))
             }
             let barTop = originY + top
             let barHeight = Double(gridRows - 1) * slotHeight + plotHeight

@@ -45,9 +45,11 @@ public struct LinePlot: Sendable {
     public var showsLegend: Bool
 
     /// A plot of `series`.
-    public init(series: [Series], title: String = "", xLabel: String = "", yLabel: String = "",
-                xRange: ClosedRange<Double>? = nil, yRange: ClosedRange<Double>? = nil, showsMarkers: Bool = true,
-                showsGrid: Bool = true, showsLegend: Bool = true) {
+    public init(
+        series: [Series], title: String = "", xLabel: String = "", yLabel: String = "",
+        xRange: ClosedRange<Double>? = nil, yRange: ClosedRange<Double>? = nil, showsMarkers: Bool = true,
+        showsGrid: Bool = true, showsLegend: Bool = true
+    ) {
         self.series = series
         self.title = title
         self.xLabel = xLabel
@@ -71,11 +73,14 @@ public struct LinePlot: Sendable {
         let format = try OutputFormat.forPath(path)
         guard !series.isEmpty else { throw PlotError.emptyData(path: path, what: "the plot has no series") }
         for (k, s) in series.enumerated() where s.x.count != s.y.count {
-            throw PlotError.sizeMismatch(path: path, what: "series \(k) (\(s.name)): number of y values",
-                                         expected: s.x.count, got: s.y.count)
+            throw PlotError.sizeMismatch(
+                path: path, what: "series \(k) (\(s.name)): number of y values",
+                expected: s.x.count, got: s.y.count)
         }
         for (name, range) in [("x range", xRange), ("y range", yRange)] {
-            if let range, !(range.lowerBound.isFinite && range.upperBound.isFinite && range.lowerBound < range.upperBound) {
+            if let range,
+                !(range.lowerBound.isFinite && range.upperBound.isFinite && range.lowerBound < range.upperBound)
+            {
                 throw PlotError.invalidParameter(path: path, what: "\(name) \(range) must be finite with lower < upper")
             }
         }
@@ -91,15 +96,18 @@ public struct LinePlot: Sendable {
         let m = TextMeasurer()
         let pad = Style.padding, titleFont = 13.0, legendFont = 9.0
         let titleBand = title.isEmpty ? 0 : Style.textHeight(titleFont) + Style.titleGap
-        let legend = Legend(entries: showsLegend ? series.enumerated().filter { !$0.element.name.isEmpty }
-                                .map { ($0.element.name, $0.offset, hasMarkers($0.element)) } : [],
-                            font: legendFont, measurer: m)
+        let legend = Legend(
+            entries: showsLegend
+                ? series.enumerated().filter { !$0.element.name.isEmpty }
+                    .map { ($0.element.name, $0.offset, hasMarkers($0.element)) } : [],
+            font: legendFont, measurer: m)
 
         func axes(plotWidth: Double, plotHeight: Double) -> AxesDecoration {
             var spacing = 70.0
-            var decoration = AxesDecoration(x: LinearAxis(range: xData, length: plotWidth, spacing: spacing),
-                                            y: LinearAxis(range: yData, length: plotHeight, spacing: 45),
-                                            xLabel: xLabel, yLabel: yLabel)
+            var decoration = AxesDecoration(
+                x: LinearAxis(range: xData, length: plotWidth, spacing: spacing),
+                y: LinearAxis(range: yData, length: plotHeight, spacing: 45),
+                xLabel: xLabel, yLabel: yLabel)
             // Widen the x tick spacing until the labels do not touch.
             while spacing < plotWidth, decoration.x.ticks.values.count > 2 {
                 let room = decoration.x.ticks.step / (xData.upperBound - xData.lowerBound) * plotWidth
@@ -115,8 +123,9 @@ public struct LinePlot: Sendable {
         }
         func layout(legendOutside: Bool) -> Layout {
             var plotWidth = 440.0, plotHeight = 290.0
-            var result = Layout(axes: axes(plotWidth: plotWidth, plotHeight: plotHeight), plotX: 0, plotY: 0,
-                                plotWidth: 0, plotHeight: 0, totalWidth: 0, totalHeight: 0)
+            var result = Layout(
+                axes: axes(plotWidth: plotWidth, plotHeight: plotHeight), plotX: 0, plotY: 0,
+                plotWidth: 0, plotHeight: 0, totalWidth: 0, totalHeight: 0)
             for _ in 0..<3 {
                 let decoration = axes(plotWidth: plotWidth, plotHeight: plotHeight)
                 let overhang = decoration.horizontalOverhang(m, plotWidth: plotWidth)
@@ -126,9 +135,10 @@ public struct LinePlot: Sendable {
                 let fixedHeight = 2 * pad + titleBand + decoration.bottomMargin() + 4
                 if let w = requestedWidth { plotWidth = w - fixedWidth }
                 if let h = requestedHeight { plotHeight = h - fixedHeight }
-                result = Layout(axes: decoration, plotX: pad + left, plotY: pad + titleBand + 4, plotWidth: plotWidth,
-                                plotHeight: plotHeight, totalWidth: fixedWidth + plotWidth,
-                                totalHeight: fixedHeight + plotHeight)
+                result = Layout(
+                    axes: decoration, plotX: pad + left, plotY: pad + titleBand + 4, plotWidth: plotWidth,
+                    plotHeight: plotHeight, totalWidth: fixedWidth + plotWidth,
+                    totalHeight: fixedHeight + plotHeight)
             }
             return result
         }
@@ -137,8 +147,10 @@ public struct LinePlot: Sendable {
         var frame = layout(legendOutside: false)
         var legendOrigin: (x: Double, y: Double)?
         if !legend.entries.isEmpty {
-            if let corner = legend.bestCorner(plotWidth: frame.plotWidth, plotHeight: frame.plotHeight,
-                                               points: legendSamples(xData: xData, yData: yData)) {
+            if let corner = legend.bestCorner(
+                plotWidth: frame.plotWidth, plotHeight: frame.plotHeight,
+                points: legendSamples(xData: xData, yData: yData))
+            {
                 legendOrigin = corner
             } else {
                 legendOutside = true
@@ -147,19 +159,22 @@ public struct LinePlot: Sendable {
         }
         guard frame.plotWidth >= 20, frame.plotHeight >= 20 else {
             throw PlotError.invalidParameter(
-                path: path, what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
+                path: path,
+                what: "size \(width.map(String.init) ?? "auto") × \(height.map(String.init) ?? "auto") "
                     + "leaves no room for the plot after the labels")
         }
         let titleWidth = m.width(title, size: titleFont, bold: true)
-        let size = PictureSize(width: Swift.max(frame.totalWidth, titleWidth + 2 * pad), height: frame.totalHeight,
-                               format: format, requestedWidth: width, requestedHeight: height)
+        let size = PictureSize(
+            width: Swift.max(frame.totalWidth, titleWidth + 2 * pad), height: frame.totalHeight,
+            format: format, requestedWidth: width, requestedHeight: height)
         let shift = Swift.max(0, (size.width - frame.totalWidth) / 2)
         let px = frame.plotX + shift, py = frame.plotY, pw = frame.plotWidth, ph = frame.plotHeight
         let decoration = frame.axes
 
         try renderPicture(to: path, format: format, size: size, title: title) { canvas in
-            drawTitle(title, on: canvas, centre: px + pw / 2, baselineBottom: py - 4 - Style.titleGap, size: titleFont,
-                      bounds: (pad, size.width - pad))
+            drawTitle(
+                title, on: canvas, centre: px + pw / 2, baselineBottom: py - 4 - Style.titleGap, size: titleFont,
+                bounds: (pad, size.width - pad))
             if showsGrid { decoration.drawGrid(on: canvas, x: px, y: py, width: pw, height: ph) }
             func point(_ x: Double, _ y: Double) -> (x: Double, y: Double) {
                 (px + decoration.x.fraction(x) * pw, py + (1 - decoration.y.fraction(y)) * ph)
@@ -181,8 +196,10 @@ public struct LinePlot: Sendable {
             canvas.clipped(x: px - 6, y: py - 6, width: pw + 12, height: ph + 12) {
                 for (k, s) in series.enumerated() where hasMarkers(s) {
                     let style = LinePlot.style(k)
-                    for (x, y) in zip(s.x, s.y) where x.isFinite && y.isFinite && decoration.x.range.contains(x)
-                        && decoration.y.range.contains(y) {
+                    for (x, y) in zip(s.x, s.y)
+                    where x.isFinite && y.isFinite && decoration.x.range.contains(x)
+                        && decoration.y.range.contains(y)
+                    {
                         let p = point(x, y)
                         canvas.marker(style.marker, x: p.x, y: p.y, radius: 3.2, color: style.color)
                     }
@@ -216,7 +233,9 @@ public struct LinePlot: Sendable {
                 guard x.isFinite, y.isFinite else { previous = nil; continue }
                 let p = ((x - xData.lowerBound) / sx, (y - yData.lowerBound) / sy)
                 if let q = previous {
-                    for t in stride(from: 0.1, to: 1, by: 0.1) { samples.append((q.0 + (p.0 - q.0) * t, q.1 + (p.1 - q.1) * t)) }
+                    for t in stride(from: 0.1, to: 1, by: 0.1) {
+                        samples.append((q.0 + (p.0 - q.0) * t, q.1 + (p.1 - q.1) * t))
+                    }
                 }
                 samples.append(p)
                 previous = p
@@ -244,10 +263,14 @@ struct Legend {
     /// Offset of the legend's top-left corner inside the plot for the first corner (upper right, upper left,
     /// lower right, lower left) that covers no sample point, or nil when all are covered or it does not fit.
     func bestCorner(plotWidth: Double, plotHeight: Double, points: [(Double, Double)]) -> (x: Double, y: Double)? {
-        guard width + 2 * Legend.inset < plotWidth * 0.6, height + 2 * Legend.inset < plotHeight * 0.6 else { return nil }
-        let corners = [(plotWidth - width - Legend.inset, Legend.inset), (Legend.inset, Legend.inset),
-                       (plotWidth - width - Legend.inset, plotHeight - height - Legend.inset),
-                       (Legend.inset, plotHeight - height - Legend.inset)]
+        guard width + 2 * Legend.inset < plotWidth * 0.6, height + 2 * Legend.inset < plotHeight * 0.6 else {
+            return nil
+        }
+        let corners = [
+            (plotWidth - width - Legend.inset, Legend.inset), (Legend.inset, Legend.inset),
+            (plotWidth - width - Legend.inset, plotHeight - height - Legend.inset),
+            (Legend.inset, plotHeight - height - Legend.inset),
+        ]
         let margin = 4.0
         for (cx, cy) in corners {
             let covered = points.contains { p in
@@ -261,14 +284,17 @@ struct Legend {
 
     func draw(on canvas: Canvas, x: Double, y: Double) {
         canvas.fillRect(x: x, y: y, width: width, height: height, color: .white, alpha: 0.9)
-        canvas.strokeRect(x: x, y: y, width: width, height: height, color: RGBColor(red: 0.7, green: 0.7, blue: 0.7),
-                          lineWidth: 0.6)
+        canvas.strokeRect(
+            x: x, y: y, width: width, height: height, color: RGBColor(red: 0.7, green: 0.7, blue: 0.7),
+            lineWidth: 0.6)
         for (row, entry) in entries.enumerated() {
             let style = LinePlot.style(entry.series)
             let cy = y + Legend.padding + (Double(row) + 0.5) * Legend.rowHeight - 1.5
             let x0 = x + Legend.padding
             canvas.polyline([(x0, cy), (x0 + Legend.sample, cy)], color: style.color, width: 1.6, dash: style.dash)
-            if entry.marker { canvas.marker(style.marker, x: x0 + Legend.sample / 2, y: cy, radius: 3.2, color: style.color) }
+            if entry.marker {
+                canvas.marker(style.marker, x: x0 + Legend.sample / 2, y: cy, radius: 3.2, color: style.color)
+            }
             canvas.text(entry.name, x: x0 + Legend.sample + 6, y: cy, size: font, vertical: .middle)
         }
     }

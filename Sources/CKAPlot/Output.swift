@@ -2,9 +2,9 @@ internal import CCairo
 import Foundation
 import _CKASupport
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The file formats a picture can be written in, chosen by the file extension.
@@ -67,11 +67,16 @@ private func cairoStatusString(_ status: cairo_status_t) -> String {
 }
 
 /// Draws a picture in memory and writes it to `path` atomically (temporary file, then rename).
-func renderPicture(to path: String, format: OutputFormat, size: PictureSize, title: String,
-                   draw: (Canvas) throws -> Void) throws {
-    guard size.width > 0, size.height > 0, size.pixelWidth > 0, size.pixelHeight > 0, size.pixelWidth <= 32_767, size.pixelHeight <= 32_767 else {
+func renderPicture(
+    to path: String, format: OutputFormat, size: PictureSize, title: String,
+    draw: (Canvas) throws -> Void
+) throws {
+    guard size.width > 0, size.height > 0, size.pixelWidth > 0, size.pixelHeight > 0, size.pixelWidth <= 32_767,
+        size.pixelHeight <= 32_767
+    else {
         throw PlotError.invalidParameter(
-            path: path, what: "the picture would be \(size.pixelWidth) × \(size.pixelHeight) pixels; "
+            path: path,
+            what: "the picture would be \(size.pixelWidth) × \(size.pixelHeight) pixels; "
                 + "cairo draws at most 32767 per side")
     }
     let sink = ByteSink()
@@ -159,7 +164,9 @@ func crc32(_ bytes: some Sequence<UInt8>) -> UInt32 {
 func insertPhysicalSize(png: [UInt8], dotsPerInch: Double) -> [UInt8] {
     let ihdrEnd = 8 + 4 + 4 + 13 + 4
     guard png.count > ihdrEnd, Array(png[12..<16]) == Array("IHDR".utf8) else { return png }
-    func bigEndian(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+    func bigEndian(_ v: UInt32) -> [UInt8] {
+        [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)]
+    }
     let perMetre = UInt32((dotsPerInch / 0.0254).rounded())
     let body = Array("pHYs".utf8) + bigEndian(perMetre) + bigEndian(perMetre) + [1]
     let chunk = bigEndian(9) + body + bigEndian(crc32(body))
@@ -195,19 +202,22 @@ private func svgNumber(_ v: Double) -> String {
 func annotateSVG(_ bytes: [UInt8], title: String, texts: [TextRecord]) -> [UInt8] {
     let svg = String(decoding: bytes, as: UTF8.self)
     guard let open = svg.range(of: "<svg"), let openEnd = svg.range(of: ">", range: open.upperBound..<svg.endIndex),
-          let close = svg.range(of: "</svg>", options: .backwards) else { return bytes }
+        let close = svg.range(of: "</svg>", options: .backwards)
+    else { return bytes }
     var layer = "<g id=\"text-layer\" fill=\"#000000\" fill-opacity=\"0\" font-family=\"DejaVu Sans, sans-serif\">\n"
     for t in texts {
         var transform = "translate(\(svgNumber(t.x)) \(svgNumber(t.y)))"
         if t.angle != 0 { transform += " rotate(\(svgNumber(t.angle * 180 / Double.pi)))" }
-        layer += "<text transform=\"\(transform)\" x=\"\(svgNumber(t.dx))\" y=\"\(svgNumber(t.dy))\" "
+        layer +=
+            "<text transform=\"\(transform)\" x=\"\(svgNumber(t.dx))\" y=\"\(svgNumber(t.dy))\" "
             + "font-size=\"\(svgNumber(t.size))\"\(t.bold ? " font-weight=\"bold\"" : "") "
             + "textLength=\"\(svgNumber(t.width))\" lengthAdjust=\"spacingAndGlyphs\">"
             + xmlEscaped(t.text) + "</text>\n"
     }
     layer += "</g>\n"
     let titleElement = title.isEmpty ? "" : "\n<title>\(xmlEscaped(title))</title>"
-    let result = svg[..<openEnd.upperBound] + titleElement + svg[openEnd.upperBound..<close.lowerBound]
+    let result =
+        svg[..<openEnd.upperBound] + titleElement + svg[openEnd.upperBound..<close.lowerBound]
         + layer + svg[close.lowerBound...]
     return Array(result.utf8)
 }

@@ -61,8 +61,10 @@ struct NiceTicks {
     var multiplier: String? {
         let e = exponent
         guard e != 0 else { return nil }
-        let digits: [Character: Character] = ["0": "⁰", "1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵", "6": "⁶",
-                                              "7": "⁷", "8": "⁸", "9": "⁹", "-": "⁻"]
+        let digits: [Character: Character] = [
+            "0": "⁰", "1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵", "6": "⁶",
+            "7": "⁷", "8": "⁸", "9": "⁹", "-": "⁻",
+        ]
         return "×10" + String(String(e).map { digits[$0] ?? $0 })
     }
 

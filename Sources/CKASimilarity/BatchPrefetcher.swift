@@ -35,8 +35,10 @@ final class BatchPrefetcher: @unchecked Sendable {
     /// - Parameters:
     ///   - prepare: applied to each minibatch on the reader thread after it is read (token reduction).
     ///   - centre: applied on the reader thread too when the consumer is not yet waiting for that minibatch.
-    init(jobs: [Job], prepare: @escaping @Sendable (inout Tensor<Float>) throws -> Void,
-         centre: (@Sendable (inout Tensor<Float>) throws -> Void)?) {
+    init(
+        jobs: [Job], prepare: @escaping @Sendable (inout Tensor<Float>) throws -> Void,
+        centre: (@Sendable (inout Tensor<Float>) throws -> Void)?
+    ) {
         self.jobs = jobs
         self.prepare = prepare
         self.centre = centre
@@ -55,8 +57,11 @@ final class BatchPrefetcher: @unchecked Sendable {
             free[s].wait()
             if condition.withLock({ cancelled }) { return }
             do {
-                if let indices = job.indices { try job.store.read(job.layer, rowIndices: indices, into: &slots[s]) }
-                else { try job.store.read(job.layer, rows: job.rows, into: &slots[s]) }
+                if let indices = job.indices {
+                    try job.store.read(job.layer, rowIndices: indices, into: &slots[s])
+                } else {
+                    try job.store.read(job.layer, rows: job.rows, into: &slots[s])
+                }
                 try prepare(&slots[s])
                 failures[s] = nil
             } catch {
@@ -70,7 +75,9 @@ final class BatchPrefetcher: @unchecked Sendable {
             filled[s].signal()
             if claim {
                 do { try centre?(&slots[s]) } catch { failures[s] = error }
-                condition.withLock { states[s] = .centred; condition.broadcast() }
+                condition.withLock {
+                    states[s] = .centred; condition.broadcast()
+                }
             }
         }
     }
@@ -107,4 +114,3 @@ final class BatchPrefetcher: @unchecked Sendable {
         slots.deallocate()
     }
 }
-

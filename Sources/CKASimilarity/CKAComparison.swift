@@ -26,8 +26,10 @@ public enum CKAComparison {
         }
         if let i = a.ids.indices.first(where: { a.ids[$0] != b.ids[$0] }) {
             let setA = Set(a.ids), setB = Set(b.ids)
-            let detail = setA == setB ? "same ids in another order (first difference at index \(i): '\(a.ids[i])' vs '\(b.ids[i])')"
-                                      : "id \(i) is '\(a.ids[i])' vs '\(b.ids[i])'"
+            let detail =
+                setA == setB
+                ? "same ids in another order (first difference at index \(i): '\(a.ids[i])' vs '\(b.ids[i])')"
+                : "id \(i) is '\(a.ids[i])' vs '\(b.ids[i])'"
             throw CKAError.inputsDiffer(fileA: a.path, fileB: b.path, detail: detail)
         }
     }
@@ -35,9 +37,11 @@ public enum CKAComparison {
     /// Compares every selected layer of `a` with every selected layer of `b` (or of `a` itself).
     /// - Parameter distribution: shares the minibatches with other processes (minibatch estimator); the matrix
     ///   is then filled on the accumulating process only (empty elsewhere), with the same bits as one process.
-    public static func run(_ a: ActivationStore, _ b: ActivationStore? = nil, options: CKAOptions = CKAOptions(),
-                           distribution: MinibatchDistribution? = nil,
-                           progress: ((CKAProgress) -> Void)? = nil) throws -> CKAResult {
+    public static func run(
+        _ a: ActivationStore, _ b: ActivationStore? = nil, options: CKAOptions = CKAOptions(),
+        distribution: MinibatchDistribution? = nil,
+        progress: ((CKAProgress) -> Void)? = nil
+    ) throws -> CKAResult {
         let other = b ?? a
         if b != nil { try checkSameInputs(a, other) }
         let layersA = try selectLayers(a, patterns: options.layersA)
@@ -45,13 +49,17 @@ public enum CKAComparison {
         var options = options
         if options.explicitBatchSize == nil, options.estimator == .minibatch {
             // Defaults work on default outputs: the batch size the Grams were stored with.
-            let stored = Set([(a, layersA), (other, layersB)].flatMap { store, names in names.compactMap { store.grams[$0]?.batchSize } })
+            let stored = Set(
+                [(a, layersA), (other, layersB)].flatMap { store, names in
+                    names.compactMap { store.grams[$0]?.batchSize }
+                })
             if stored.count == 1, let size = stored.first { options.batchSize = size }
         }
-        var result = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
-                               layersA: layersA, layersB: layersB, matrix: [], estimator: options.estimator,
-                               batchSize: options.batchSize, tokens: options.tokens, examplesUsed: 0, batches: 0,
-                               passes: 1, usedStoredGrams: false, warnings: [])
+        var result = CKAResult(
+            modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
+            layersA: layersA, layersB: layersB, matrix: [], estimator: options.estimator,
+            batchSize: options.batchSize, tokens: options.tokens, examplesUsed: 0, batches: 0,
+            passes: 1, usedStoredGrams: false, warnings: [])
         do {
             switch options.estimator {
             case .minibatch:
@@ -73,28 +81,35 @@ public enum CKAComparison {
         default: return nil
         }
         guard let store = stores.first(where: { $0.path == file }), store.layers.contains(where: { $0.name == layer }),
-              let x = try? store.read(layer, rows: 0..<min(store.count, 256)) else { return nil }
+            let x = try? store.read(layer, rows: 0..<min(store.count, 256))
+        else { return nil }
         var largest: Float = 0, finite = true
         x.withUnsafeBufferPointer { p in
             for v in p { if v.isFinite { largest = max(largest, abs(v)) } else { finite = false } }
         }
         guard finite else { return nil }
         if largest > 1e18 {
-            return .outOfRange(file: file, layer: layer, detail: "holds values up to \(largest): its float32 Grams overflow "
-                               + "(CKA does not change when a layer is scaled: divide it by a constant)")
+            return .outOfRange(
+                file: file, layer: layer,
+                detail: "holds values up to \(largest): its float32 Grams overflow "
+                    + "(CKA does not change when a layer is scaled: divide it by a constant)")
         }
         if largest > 0, largest < 1e-15 {
-            return .outOfRange(file: file, layer: layer, detail: "holds values of at most \(largest): its float32 Grams underflow "
-                               + "to 0 (CKA does not change when a layer is scaled: multiply it by a constant)")
+            return .outOfRange(
+                file: file, layer: layer,
+                detail: "holds values of at most \(largest): its float32 Grams underflow "
+                    + "to 0 (CKA does not change when a layer is scaled: multiply it by a constant)")
         }
         return nil
     }
 
     // MARK: Minibatch
 
-    private static func runMinibatch(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
-                                     _ o: CKAOptions, _ result: inout CKAResult, _ distribution: MinibatchDistribution?,
-                                     _ progress: ((CKAProgress) -> Void)?) throws {
+    private static func runMinibatch(
+        _ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+        _ o: CKAOptions, _ result: inout CKAResult, _ distribution: MinibatchDistribution?,
+        _ progress: ((CKAProgress) -> Void)?
+    ) throws {
         let plan = try MinibatchPlan(examples: a.count, options: o)
         result.warnings += plan.warnings
         let stored = try decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
@@ -102,13 +117,17 @@ public enum CKAComparison {
         var acc = MinibatchCKA(layerCountA: la.count, layerCountB: lb.count)
         let total = plan.batches.count
         var rounds = BatchRounds(distribution, total: total)
-        result.usedMemoryMap = try hsicTerms(a, la, b, lb, options: o, batches: plan.batches.filter(rounds.owns),
-                                             storedGrams: stored) { batch, terms in
+        result.usedMemoryMap = try hsicTerms(
+            a, la, b, lb, options: o, batches: plan.batches.filter(rounds.owns),
+            storedGrams: stored
+        ) { batch, terms in
             try rounds.add(terms, into: &acc)
             progress?(CKAProgress(done: batch.ordinal + 1, total: total, unit: "minibatches"))
         }
         try rounds.finish(into: &acc)
-        if rounds.accumulates { result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path) }
+        if rounds.accumulates {
+            result.matrix = try acc.matrix(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
+        }
         result.examplesUsed = plan.batchesPerPass * plan.batchSize
         result.batches = plan.batchesPerPass
         result.passes = plan.passes
@@ -121,18 +140,24 @@ public enum CKAComparison {
     /// the plan was split.
     /// - Returns: true if the memory-mapped source was used.
     @discardableResult
-    package static func hsicTerms(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
-                                 options o: CKAOptions, batches: [Minibatch], storedGrams: Set<LayerRef> = [],
-                                 consume: (Minibatch, MinibatchCKA.BatchTerms) throws -> Void) throws -> Bool {
+    package static func hsicTerms(
+        _ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+        options o: CKAOptions, batches: [Minibatch], storedGrams: Set<LayerRef> = [],
+        consume: (Minibatch, MinibatchCKA.BatchTerms) throws -> Void
+    ) throws -> Bool {
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
         let layers = LayerRef.distinct(refsA, refsB)
-        let fromStore = layers.filter { storedGrams.contains($0) }, computed = layers.filter { !storedGrams.contains($0) }
+        let fromStore = layers.filter { storedGrams.contains($0) },
+            computed = layers.filter { !storedGrams.contains($0) }
         var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
         var mapped: MappedGramSource?
         if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
         var source: (any MinibatchGramSource)?
-        if let mapped { source = mapped }
-        else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens) }
+        if let mapped {
+            source = mapped
+        } else if !computed.isEmpty {
+            source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens)
+        }
         // The whole loop keeps the sources' thread layout: mapped Grams run one single-threaded BLAS per core,
         // the reader thread of HDF5 reads takes one core from BLAS (so the small HSIC products never wake
         // BLAS threads that would spin against them).
@@ -144,15 +169,18 @@ public enum CKAComparison {
                 for ref in layers where !grams[ref]!.isFinite {
                     throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
                 }
-                try consume(batch, MinibatchCKA.terms(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }))
+                try consume(
+                    batch, MinibatchCKA.terms(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }))
             }
         }
         return mapped != nil
     }
 
     /// The layers whose stored Grams are used; the others are computed from their activations.
-    static func decideStoredGrams(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
-                                          _ o: CKAOptions, shuffled: Bool) throws -> Set<LayerRef> {
+    static func decideStoredGrams(
+        _ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+        _ o: CKAOptions, shuffled: Bool
+    ) throws -> Set<LayerRef> {
         if o.gramSource == .activations { return [] }
         var problems: [(String, String, String)] = []
         var stored = Set<LayerRef>()
@@ -164,20 +192,29 @@ public enum CKAComparison {
                     continue
                 }
                 var why: String?
-                if g.batchSize != o.batchSize { why = "stored with batch size \(g.batchSize), asked for \(o.batchSize)" }
-                else if g.tokens != o.tokens.rawValue { why = "stored with tokens=\(g.tokens), asked for \(o.tokens.rawValue)" }
-                else if g.batchCount < store.count / o.batchSize { why = "only \(g.batchCount) batches stored" }
-                else if shuffled { why = "stored Grams follow file order, so `shuffle`/`passes` need activations" }
+                if g.batchSize != o.batchSize {
+                    why = "stored with batch size \(g.batchSize), asked for \(o.batchSize)"
+                } else if g.tokens != o.tokens.rawValue {
+                    why = "stored with tokens=\(g.tokens), asked for \(o.tokens.rawValue)"
+                } else if g.batchCount < store.count / o.batchSize {
+                    why = "only \(g.batchCount) batches stored"
+                } else if shuffled {
+                    why = "stored Grams follow file order, so `shuffle`/`passes` need activations"
+                }
                 if let why {
                     // Without activations to fall back on, a mismatch is an error even in auto mode.
-                    if !hasActivations || o.gramSource == .stored { throw CKAError.gramsMismatch(file: store.path, layer: name, detail: why) }
+                    if !hasActivations || o.gramSource == .stored {
+                        throw CKAError.gramsMismatch(file: store.path, layer: name, detail: why)
+                    }
                     problems.append((store.path, name, why))
                 } else {
                     stored.insert(LayerRef(store, name))
                 }
             }
         }
-        if o.gramSource == .stored, let p = problems.first { throw CKAError.gramsMismatch(file: p.0, layer: p.1, detail: p.2) }
+        if o.gramSource == .stored, let p = problems.first {
+            throw CKAError.gramsMismatch(file: p.0, layer: p.1, detail: p.2)
+        }
         return stored
     }
 

@@ -33,7 +33,8 @@ public enum CKAError: Error, Equatable, CustomStringConvertible {
         case let .gramsMismatch(file, layer, detail):
             return "\(file): stored Grams of '\(layer)' cannot be used: \(detail)"
         case let .tooManyExamples(est, n, limit):
-            return "the \(est.rawValue) estimator keeps an N×N Gram per layer; N = \(n) exceeds \(limit) (use `estimator` minibatch)"
+            return
+                "the \(est.rawValue) estimator keeps an N×N Gram per layer; N = \(n) exceeds \(limit) (use `estimator` minibatch)"
         case let .invalidOption(s): return s
         }
     }

@@ -44,4 +44,3 @@ public struct CKAOptions: Sendable {
 
     public init() {}
 }
-

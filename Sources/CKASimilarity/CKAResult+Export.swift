@@ -18,8 +18,11 @@ extension CKAResult {
         var rows: [String] = []
         for (i, la) in layersA.enumerated() {
             for (j, lb) in layersB.enumerated() {
-                rows.append([csvField(modelA), csvField(la), csvField(modelB), csvField(lb), estimator.rawValue,
-                             "\(batchSize)", "\(matrix[i][j])"].joined(separator: ","))
+                rows.append(
+                    [
+                        csvField(modelA), csvField(la), csvField(modelB), csvField(lb), estimator.rawValue,
+                        "\(batchSize)", "\(matrix[i][j])",
+                    ].joined(separator: ","))
             }
         }
         return rows
@@ -48,10 +51,13 @@ extension CKAResult {
                 try f.writeStrings("layers_a", layersA)
                 try f.writeStrings("layers_b", layersB)
                 let attrs: [(String, HDF5AttributeValue)] = [
-                    ("format", .string("cka-matrix")), ("format_version", .int(1)), ("estimator", .string(estimator.rawValue)),
-                    ("batch_size", .int(batchSize)), ("tokens", .string(tokens.rawValue)), ("n_examples", .int(examplesUsed)),
+                    ("format", .string("cka-matrix")), ("format_version", .int(1)),
+                    ("estimator", .string(estimator.rawValue)),
+                    ("batch_size", .int(batchSize)), ("tokens", .string(tokens.rawValue)),
+                    ("n_examples", .int(examplesUsed)),
                     ("passes", .int(passes)), ("file_a", .string(fileA)), ("file_b", .string(fileB)),
-                    ("model_a", .string(modelA)), ("model_b", .string(modelB)), ("used_stored_grams", .bool(usedStoredGrams)),
+                    ("model_a", .string(modelA)), ("model_b", .string(modelB)),
+                    ("used_stored_grams", .bool(usedStoredGrams)),
                     ("created_by", .string("cka \(toolkitVersion)")),
                 ]
                 for (k, v) in attrs { try f.setAttribute(k, v) }

@@ -25,9 +25,11 @@ public struct CKAResult: Sendable {
     /// Things the user should know (e.g. a dropped short batch).
     public var warnings: [String]
 
-    public init(modelA: String, modelB: String, fileA: String, fileB: String, layersA: [String], layersB: [String],
-                matrix: [[Double]], estimator: CKAEstimator, batchSize: Int, tokens: TokenReduction, examplesUsed: Int,
-                batches: Int, passes: Int, usedStoredGrams: Bool, usedMemoryMap: Bool = false, warnings: [String]) {
+    public init(
+        modelA: String, modelB: String, fileA: String, fileB: String, layersA: [String], layersB: [String],
+        matrix: [[Double]], estimator: CKAEstimator, batchSize: Int, tokens: TokenReduction, examplesUsed: Int,
+        batches: Int, passes: Int, usedStoredGrams: Bool, usedMemoryMap: Bool = false, warnings: [String]
+    ) {
         self.modelA = modelA; self.modelB = modelB; self.fileA = fileA; self.fileB = fileB
         self.layersA = layersA; self.layersB = layersB; self.matrix = matrix; self.estimator = estimator
         self.batchSize = batchSize; self.tokens = tokens; self.examplesUsed = examplesUsed; self.batches = batches
@@ -35,4 +37,3 @@ public struct CKAResult: Sendable {
         self.warnings = warnings
     }
 }
-

@@ -11,13 +11,15 @@ public enum FullSetCKA {
     /// Biased linear (or any-kernel) CKA: ⟨HKH, HLH⟩ / (‖HKH‖_F ‖HLH‖_F).
     public static func biased(_ k: Tensor<Double>, _ l: Tensor<Double>) throws -> Double {
         let kc = try HSIC.centered(k), lc = try HSIC.centered(l)
-        return try HSIC.frobeniusInner(kc, lc) / (try HSIC.frobeniusInner(kc, kc) * HSIC.frobeniusInner(lc, lc)).squareRoot()
+        return try HSIC.frobeniusInner(kc, lc)
+            / (try HSIC.frobeniusInner(kc, kc) * HSIC.frobeniusInner(lc, lc)).squareRoot()
     }
 
     /// Debiased CKA: HSIC₁(K, L) / √(HSIC₁(K, K) · HSIC₁(L, L)) (n ≥ 4; can be negative).
     public static func debiased(_ k: Tensor<Double>, _ l: Tensor<Double>) throws -> Double {
         let kc = try HSIC.uCentered(k), lc = try HSIC.uCentered(l)
-        return try HSIC.frobeniusInner(kc, lc) / (try HSIC.frobeniusInner(kc, kc) * HSIC.frobeniusInner(lc, lc)).squareRoot()
+        return try HSIC.frobeniusInner(kc, lc)
+            / (try HSIC.frobeniusInner(kc, kc) * HSIC.frobeniusInner(lc, lc)).squareRoot()
     }
 
     /// Linear CKA of two representations `[n, …]` (flattened per example).
@@ -37,22 +39,28 @@ public enum FullSetCKA {
         var d = Tensor<Double>(shape: [n, n])
         k.withUnsafeBufferPointer { kp in
             d.withUnsafeMutableBufferPointer { dp in
-                for i in 0..<n { for j in 0..<n {
-                    dp[i * n + j] = i == j ? 0 : max(0, kp[i * n + i] + kp[j * n + j] - 2 * kp[i * n + j])
-                } }
+                for i in 0..<n {
+                    for j in 0..<n {
+                        dp[i * n + j] = i == j ? 0 : max(0, kp[i * n + i] + kp[j * n + j] - 2 * kp[i * n + j])
+                    }
+                }
             }
         }
         let sorted = d.scalars.sorted()
         let m = sorted.count
         let median = m % 2 == 1 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2
         let sigma2 = threshold * threshold * median
-        guard sigma2 > 0 else { throw CKAError.invalidOption("rbf: the median squared distance is 0 (a constant representation)") }
+        guard sigma2 > 0 else {
+            throw CKAError.invalidOption("rbf: the median squared distance is 0 (a constant representation)")
+        }
         d.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = (-p[i] / (2 * sigma2)).exp } }
         return d
     }
 
     /// Gaussian-kernel CKA of two representations given by their linear Grams.
-    public static func rbf(_ k: Tensor<Double>, _ l: Tensor<Double>, threshold: Double = 0.5, debiased: Bool = false) throws -> Double {
+    public static func rbf(_ k: Tensor<Double>, _ l: Tensor<Double>, threshold: Double = 0.5, debiased: Bool = false)
+        throws -> Double
+    {
         let kr = try rbfGram(fromLinear: k, threshold: threshold), lr = try rbfGram(fromLinear: l, threshold: threshold)
         return debiased ? try self.debiased(kr, lr) : try biased(kr, lr)
     }

@@ -4,16 +4,19 @@ import _CKASupport
 
 // The full-set estimators (debiased, linear, RBF): one centred N×N Gram per layer, kept for all pairs.
 extension CKAComparison {
-    static func runFullSet(_ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
-                           _ o: CKAOptions, _ result: inout CKAResult,
-                           _ progress: ((CKAProgress) -> Void)?) throws {
+    static func runFullSet(
+        _ a: ActivationStore, _ b: ActivationStore, _ la: [String], _ lb: [String],
+        _ o: CKAOptions, _ result: inout CKAResult,
+        _ progress: ((CKAProgress) -> Void)?
+    ) throws {
         let n = a.count
         guard n >= 4 else { throw CKAError.batchSize(requested: n, examples: n) }
         let distinct = a === b ? Array(Set(la).union(lb)).count : la.count + lb.count
         let bytes = distinct * n * n * 8
         guard bytes <= o.fullSetMemoryLimit else {
-            throw CKAError.tooManyExamples(estimator: o.estimator, examples: n,
-                                           limit: Int((Double(o.fullSetMemoryLimit) / Double(8 * max(distinct, 1))).squareRoot()))
+            throw CKAError.tooManyExamples(
+                estimator: o.estimator, examples: n,
+                limit: Int((Double(o.fullSetMemoryLimit) / Double(8 * max(distinct, 1))).squareRoot()))
         }
         var source = GramBuilder(stores: [a, b], tokens: o.tokens)
         var done = 0
@@ -81,7 +84,8 @@ struct GramBuilder {
             return try reduced.gramOfRows()
         }
         guard layer.shape.count >= 2 else {
-            throw TensorError.shapeMismatch(op: "CKA of \(name)", expected: "[N, D] or [N, T, D]", got: describeShape(layer.shape))
+            throw TensorError.shapeMismatch(
+                op: "CKA of \(name)", expected: "[N, D] or [N, T, D]", got: describeShape(layer.shape))
         }
         let perAxis1 = max(1, layer.shape.dropFirst(2).reduce(1, *))
         let step = max(1, (64 << 20) / max(1, n * perAxis1))
@@ -97,4 +101,3 @@ struct GramBuilder {
         return total
     }
 }
-

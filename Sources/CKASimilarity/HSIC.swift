@@ -27,7 +27,8 @@ public enum HSIC {
     /// In-place form of `uCentered(_:)`.
     public static func uCenter(_ k: inout Tensor<Double>) throws {
         guard k.rank == 2, k.shape[0] == k.shape[1], k.shape[0] >= 4 else {
-            throw TensorError.shapeMismatch(op: "U-centring (HSIC₁)", expected: "[n, n] with n ≥ 4", got: describeShape(k.shape))
+            throw TensorError.shapeMismatch(
+                op: "U-centring (HSIC₁)", expected: "[n, n] with n ≥ 4", got: describeShape(k.shape))
         }
         let n = k.shape[0]
         k.withUnsafeMutableBufferPointer { p in
@@ -59,7 +60,8 @@ public enum HSIC {
     /// K̃ᵢⱼ = Kᵢⱼ − rᵢ − rⱼ + r̄, where r are the row means and r̄ their mean.
     public static func centered(_ k: Tensor<Double>) throws -> Tensor<Double> {
         guard k.rank == 2, k.shape[0] == k.shape[1], k.shape[0] >= 2 else {
-            throw TensorError.shapeMismatch(op: "centring (HSIC₀)", expected: "[n, n] with n ≥ 2", got: describeShape(k.shape))
+            throw TensorError.shapeMismatch(
+                op: "centring (HSIC₀)", expected: "[n, n] with n ≥ 2", got: describeShape(k.shape))
         }
         let n = k.shape[0]
         var out = k

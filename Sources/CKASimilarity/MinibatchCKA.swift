@@ -58,8 +58,9 @@ public struct MinibatchCKA: Sendable {
         let ua = try MinibatchCKA.stackUCentered(gramsA, expectedLayers: layerCountA)
         let ub = try MinibatchCKA.stackUCentered(gramsB, expectedLayers: layerCountB)
         guard ua.b == ub.b else {
-            throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "Grams of one batch size",
-                                            got: "\(ua.b) and \(ub.b)")
+            throw TensorError.shapeMismatch(
+                op: "MinibatchCKA.add", expected: "Grams of one batch size",
+                got: "\(ua.b) and \(ub.b)")
         }
         try accumulate(ua.stacked, ub.stacked, b: ua.b)
     }
@@ -68,8 +69,9 @@ public struct MinibatchCKA: Sendable {
     /// (see `stackUCentered`); lets callers U-centre each Gram once and reuse it across comparisons.
     public mutating func add(uCenteredA: Tensor<Double>, uCenteredB: Tensor<Double>, batchSize b: Int) throws {
         guard uCenteredA.shape == [layerCountA, b * b], uCenteredB.shape == [layerCountB, b * b] else {
-            throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "[\(layerCountA), \(b * b)] and [\(layerCountB), \(b * b)]",
-                                            got: "\(describeShape(uCenteredA.shape)) and \(describeShape(uCenteredB.shape))")
+            throw TensorError.shapeMismatch(
+                op: "MinibatchCKA.add", expected: "[\(layerCountA), \(b * b)] and [\(layerCountB), \(b * b)]",
+                got: "\(describeShape(uCenteredA.shape)) and \(describeShape(uCenteredB.shape))")
         }
         try accumulate(uCenteredA, uCenteredB, b: b)
     }
@@ -95,20 +97,24 @@ public struct MinibatchCKA: Sendable {
     }
 
     /// The terms of one minibatch from U-centred Grams stacked as rows `[layers, b·b]` (see `stackUCentered`).
-    public static func terms(uCenteredA ua: Tensor<Double>, uCenteredB ub: Tensor<Double>, batchSize b: Int) throws -> BatchTerms {
+    public static func terms(uCenteredA ua: Tensor<Double>, uCenteredB ub: Tensor<Double>, batchSize b: Int) throws
+        -> BatchTerms
+    {
         let norm = 1 / (Double(b) * Double(b - 3))
-        let cross = try ua.matmul(ub, transposeOther: true)          // all LA×LB ⟨K̃, L̃⟩ in one GEMM
+        let cross = try ua.matmul(ub, transposeOther: true)  // all LA×LB ⟨K̃, L̃⟩ in one GEMM
         let c = cross.withUnsafeBufferPointer { c in c.map { $0 * norm } }
-        return BatchTerms(cross: c, selfA: rowSquaredNorms(ua).map { $0 * norm },
-                          selfB: rowSquaredNorms(ub).map { $0 * norm }, examples: b)
+        return BatchTerms(
+            cross: c, selfA: rowSquaredNorms(ua).map { $0 * norm },
+            selfB: rowSquaredNorms(ub).map { $0 * norm }, examples: b)
     }
 
     /// The terms of one minibatch from its Gram matrices `[b, b]` (one per layer; the same b for all).
     public static func terms(gramsA: [Tensor<Double>], gramsB: [Tensor<Double>]) throws -> BatchTerms {
         let ua = try stackUCentered(gramsA), ub = try stackUCentered(gramsB)
         guard ua.b == ub.b else {
-            throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "Grams of one batch size",
-                                            got: "\(ua.b) and \(ub.b)")
+            throw TensorError.shapeMismatch(
+                op: "MinibatchCKA.add", expected: "Grams of one batch size",
+                got: "\(ua.b) and \(ub.b)")
         }
         return try terms(uCenteredA: ua.stacked, uCenteredB: ub.stacked, batchSize: ua.b)
     }
@@ -116,8 +122,9 @@ public struct MinibatchCKA: Sendable {
     /// Adds the terms of one minibatch (from `terms(…)`, possibly computed elsewhere).
     public mutating func add(_ t: BatchTerms) throws {
         guard t.cross.count == crossSums.count, t.selfA.count == layerCountA, t.selfB.count == layerCountB else {
-            throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "terms of \(layerCountA)×\(layerCountB) layers",
-                                            got: "\(t.selfA.count)×\(t.selfB.count)")
+            throw TensorError.shapeMismatch(
+                op: "MinibatchCKA.add", expected: "terms of \(layerCountA)×\(layerCountB) layers",
+                got: "\(t.selfA.count)×\(t.selfB.count)")
         }
         for i in 0..<crossSums.count { crossSums[i] += t.cross[i] }
         for i in 0..<layerCountA { selfSumsA[i] += t.selfA[i] }
@@ -131,13 +138,15 @@ public struct MinibatchCKA: Sendable {
         -> (stacked: Tensor<Double>, b: Int)
     {
         if let expectedLayers, grams.count != expectedLayers {
-            throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "\(expectedLayers) Grams", got: "\(grams.count)")
+            throw TensorError.shapeMismatch(
+                op: "MinibatchCKA.add", expected: "\(expectedLayers) Grams", got: "\(grams.count)")
         }
         let b = grams.first?.shape.first ?? 0
         var stacked = Tensor<Double>(shape: [grams.count, b * b])
         for (i, g) in grams.enumerated() {
             guard g.shape == [b, b] else {
-                throw TensorError.shapeMismatch(op: "MinibatchCKA.add", expected: "[\(b), \(b)]", got: describeShape(g.shape))
+                throw TensorError.shapeMismatch(
+                    op: "MinibatchCKA.add", expected: "[\(b), \(b)]", got: describeShape(g.shape))
             }
             var u = g
             try HSIC.uCenter(&u)
@@ -168,8 +177,10 @@ public struct MinibatchCKA: Sendable {
     /// The CKA matrix `[layerCountA][layerCountB]`.
     /// - Throws: `CKAError.zeroVariance` (with the layer's index as its name; callers map it to a
     ///   name) if a layer's self-HSIC is not positive, `CKAError.invalidOption` if nothing was added.
-    public func matrix(layerNamesA: [String]? = nil, layerNamesB: [String]? = nil, fileA: String = "A",
-                       fileB: String = "B") throws -> [[Double]] {
+    public func matrix(
+        layerNamesA: [String]? = nil, layerNamesB: [String]? = nil, fileA: String = "A",
+        fileB: String = "B"
+    ) throws -> [[Double]] {
         guard batchCount > 0 else { throw CKAError.invalidOption("no minibatch was added") }
         for (i, s) in selfSumsA.enumerated() where !(s > 0) {
             throw CKAError.zeroVariance(file: fileA, layer: layerNamesA?[i] ?? "#\(i)")

@@ -37,7 +37,8 @@ package struct MappedGramSource: MinibatchGramSource {
         var rows: [MappedRows] = []
         for ref in layers {
             guard try ref.store.layer(ref.name).shape.count == 2 || tokens == .flatten,
-                  let m = try ref.store.mappedRows(ref.name) else { return nil }
+                let m = try ref.store.mappedRows(ref.name)
+            else { return nil }
             rows.append(m)
         }
         self.layers = layers
@@ -76,15 +77,19 @@ package final class ReadGramSource: MinibatchGramSource {
         var jobs: [BatchPrefetcher.Job] = []
         for batch in batches {
             for ref in layers {
-                jobs.append(.init(store: ref.store, layer: ref.name, rows: batch.rows, indices: batch.indices,
-                                  batch: batch.index))
+                jobs.append(
+                    .init(
+                        store: ref.store, layer: ref.name, rows: batch.rows, indices: batch.indices,
+                        batch: batch.index))
             }
         }
         // The caller centres every batch in cache while building its Gram (`centeredGramOfRows`): one formula
         // whichever thread is ahead, so the bits never depend on timing.
-        prefetcher = BatchPrefetcher(jobs: jobs, prepare: { x in
-            if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
-        }, centre: nil)
+        prefetcher = BatchPrefetcher(
+            jobs: jobs,
+            prepare: { x in
+                if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
+            }, centre: nil)
         blasThreads = max(1, blasThreadCount - 1)
     }
 
@@ -94,7 +99,9 @@ package final class ReadGramSource: MinibatchGramSource {
         try withBLASThreads(blasThreads) {
             var out: [LayerRef: Tensor<Double>] = [:]
             for ref in layers {
-                out[ref] = try prefetcher.withNext(next) { x, centred in try centred ? x.gramOfRows() : x.centeredGramOfRows() }
+                out[ref] = try prefetcher.withNext(next) { x, centred in
+                    try centred ? x.gramOfRows() : x.centeredGramOfRows()
+                }
                 next += 1
             }
             return out

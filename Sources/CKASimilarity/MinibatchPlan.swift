@@ -40,15 +40,18 @@ package struct MinibatchPlan: Sendable {
         batchesPerPass = k
         passes = o.passes
         shuffled = o.shuffleSeed != nil || o.passes > 1
-        warnings = n % bs == 0 ? [] : ["the last \(n % bs) of \(n) examples do not fill a batch of \(bs) and were dropped"]
+        warnings =
+            n % bs == 0 ? [] : ["the last \(n % bs) of \(n) examples do not fill a batch of \(bs) and were dropped"]
         var batches: [Minibatch] = []
         batches.reserveCapacity(k * o.passes)
         for pass in 0..<o.passes {
             let order = shuffled ? CKAComparison.permutation(n, seed: (o.shuffleSeed ?? 0) &+ UInt64(pass)) : nil
             for index in 0..<k {
                 let rows = index * bs..<(index + 1) * bs
-                batches.append(Minibatch(ordinal: pass * k + index, pass: pass, index: index, rows: rows,
-                                         indices: order.map { Array($0[rows]) }))
+                batches.append(
+                    Minibatch(
+                        ordinal: pass * k + index, pass: pass, index: index, rows: rows,
+                        indices: order.map { Array($0[rows]) }))
             }
         }
         self.batches = batches

@@ -15,7 +15,8 @@ public enum Float16Storage {
     }
 
     /// Converts bfloat16 bit patterns (the upper half of a float32) to `Float` (exact).
-    public static func decodeBFloat16(_ bits: UnsafeBufferPointer<UInt16>, into out: UnsafeMutableBufferPointer<Float>) {
+    public static func decodeBFloat16(_ bits: UnsafeBufferPointer<UInt16>, into out: UnsafeMutableBufferPointer<Float>)
+    {
         precondition(out.count >= bits.count)
         for i in 0..<bits.count { out[i] = Float(bitPattern: UInt32(bits[i]) << 16) }
     }
@@ -44,10 +45,10 @@ extension Float {
         let sign = UInt16((x >> 16) & 0x8000)
         let exp = Int((x >> 23) & 0xff)
         var mant = x & 0x7f_ffff
-        if exp == 255 { return sign | 0x7c00 | (mant != 0 ? 0x200 : 0) }   // Inf / NaN
+        if exp == 255 { return sign | 0x7c00 | (mant != 0 ? 0x200 : 0) }  // Inf / NaN
         let e = exp - 127 + 15
-        if e >= 31 { return sign | 0x7c00 }                                  // overflow
-        if e <= 0 {                                                          // subnormal or zero
+        if e >= 31 { return sign | 0x7c00 }  // overflow
+        if e <= 0 {  // subnormal or zero
             if e < -10 { return sign }
             mant |= 0x80_0000
             let shift = UInt32(14 - e)
@@ -58,7 +59,7 @@ extension Float {
         }
         var h = (UInt32(e) << 10) | (mant >> 13)
         let rem = mant & 0x1fff
-        if rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1) { h += 1 }       // may carry into exponent: correct
+        if rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1) { h += 1 }  // may carry into exponent: correct
         return sign | UInt16(h)
     }
 }

@@ -50,8 +50,10 @@ public enum Pooling: String, CaseIterable, Sendable, Comparable {
     /// `dst` (`[images, width]`). Means are summed in Double and rounded once; `prefixTokens` tokens (class,
     /// registers) lead each sequence and are left out by `gapNoCLS`; `cls` (and `none`) copy token 0.
     /// The one pooling kernel of the toolkit.
-    public func pool(_ src: UnsafePointer<Float>, images: Int, tokens t: Int, width d: Int, prefixTokens: Int = 1,
-                     into dst: UnsafeMutablePointer<Float>) {
+    public func pool(
+        _ src: UnsafePointer<Float>, images: Int, tokens t: Int, width d: Int, prefixTokens: Int = 1,
+        into dst: UnsafeMutablePointer<Float>
+    ) {
         var acc = [Double](repeating: 0, count: self == .cls ? 0 : d)
         for i in 0..<images {
             let rows = src + i * t * d, o = dst + i * d
@@ -90,11 +92,12 @@ public struct LayerName: Hashable, Sendable, CustomStringConvertible {
     /// Parses a stored or requested name. Unknown names parse too (kind `other`).
     public init(_ name: String) {
         if let colon = name.lastIndex(of: ":"), let p = Pooling(rawValue: String(name[name.index(after: colon)...])),
-           p != .none {
+            p != .none
+        {
             module = String(name[..<colon])
             pooling = p
         } else {
-            module = name                       // an unknown suffix stays part of the name
+            module = name  // an unknown suffix stays part of the name
             pooling = .none
         }
         let parts = module.split(whereSeparator: { $0 == "." || $0 == ":" })

@@ -41,20 +41,26 @@ package struct MutableMatrixRef<Scalar: TensorScalar> {
 
 /// `C = alpha·op(A)·op(B) + beta·C` on matrix views (BLAS GEMM, row-major).
 /// - Throws: `TensorError.shapeMismatch` when the views do not fit together.
-package func gemm<S: TensorScalar>(_ a: MatrixRef<S>, transposeA: Bool = false, _ b: MatrixRef<S>, transposeB: Bool = false,
-                                  alpha: S = 1, beta: S = 0, into c: MutableMatrixRef<S>) throws {
+package func gemm<S: TensorScalar>(
+    _ a: MatrixRef<S>, transposeA: Bool = false, _ b: MatrixRef<S>, transposeB: Bool = false,
+    alpha: S = 1, beta: S = 0, into c: MutableMatrixRef<S>
+) throws {
     let (m, k) = transposeA ? (a.cols, a.rows) : (a.rows, a.cols)
     let (k2, n) = transposeB ? (b.cols, b.rows) : (b.rows, b.cols)
     guard k == k2, c.rows == m, c.cols == n else {
-        throw TensorError.shapeMismatch(op: "gemm", expected: "op(A) [m, k] · op(B) [k, n] → C [m, n]",
-                                        got: "op(A) [\(m), \(k)] · op(B) [\(k2), \(n)] → C [\(c.rows), \(c.cols)]")
+        throw TensorError.shapeMismatch(
+            op: "gemm", expected: "op(A) [m, k] · op(B) [k, n] → C [m, n]",
+            got: "op(A) [\(m), \(k)] · op(B) [\(k2), \(n)] → C [\(c.rows), \(c.cols)]")
     }
     if m == 0 || n == 0 { return }
     if k == 0 {
-        for i in 0..<m { for j in 0..<n { let k = i * c.leadingDimension + j; c.base[k] = beta == 0 ? 0 : beta * c.base[k] } }
+        for i in 0..<m {
+            for j in 0..<n { let k = i * c.leadingDimension + j; c.base[k] = beta == 0 ? 0 : beta * c.base[k] }
+        }
         return
     }
-    S._gemm(transposeA, transposeB, try blasInt(m, "gemm"), try blasInt(n, "gemm"), try blasInt(k, "gemm"), alpha,
-            a.base, try blasInt(a.leadingDimension, "gemm"), b.base, try blasInt(b.leadingDimension, "gemm"), beta,
-            c.base, try blasInt(c.leadingDimension, "gemm"))
+    S._gemm(
+        transposeA, transposeB, try blasInt(m, "gemm"), try blasInt(n, "gemm"), try blasInt(k, "gemm"), alpha,
+        a.base, try blasInt(a.leadingDimension, "gemm"), b.base, try blasInt(b.leadingDimension, "gemm"), beta,
+        c.base, try blasInt(c.leadingDimension, "gemm"))
 }

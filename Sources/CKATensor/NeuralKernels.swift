@@ -7,8 +7,10 @@ import Foundation
 package enum NeuralKernels {
     /// LayerNorm over the last axis of `rows × width`: y = (x − mean)/√(var + eps)·weight + bias,
     /// biased variance (÷ width), statistics accumulated in Double. `input` and `output` may alias.
-    public static func layerNorm(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, rows: Int, width: Int,
-                                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, epsilon: Float = 1e-6) {
+    public static func layerNorm(
+        _ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, epsilon: Float = 1e-6
+    ) {
         let n = Double(width)
         for r in 0..<rows {
             let x = input + r * width, y = output + r * width
@@ -41,7 +43,8 @@ package enum NeuralKernels {
         let bits = z.bitPattern
         let a = Float(bitPattern: bits & 0x7fff_ffff)
         let t = 1 / (1 + 0.327_591_1 * a)
-        let poly = ((((1.061_405_429 * t - 1.453_152_027) * t + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t
+        let poly =
+            ((((1.061_405_429 * t - 1.453_152_027) * t + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t
         let r = 1 - poly * expApprox(-(a * a))
         return Float(bitPattern: r.bitPattern | (bits & 0x8000_0000))
     }
@@ -73,7 +76,9 @@ package enum NeuralKernels {
             let p = x + r * ld
             var (m0, m1, m2, m3) = (-Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity)
             var j = 0
-            while j + 4 <= width { m0 = max(m0, p[j]); m1 = max(m1, p[j + 1]); m2 = max(m2, p[j + 2]); m3 = max(m3, p[j + 3]); j += 4 }
+            while j + 4 <= width {
+                m0 = max(m0, p[j]); m1 = max(m1, p[j + 1]); m2 = max(m2, p[j + 2]); m3 = max(m3, p[j + 3]); j += 4
+            }
             var mx = max(max(m0, m1), max(m2, m3))
             while j < width { mx = max(mx, p[j]); j += 1 }
             let raw = UnsafeRawPointer(p)
@@ -89,13 +94,17 @@ package enum NeuralKernels {
     }
 
     /// Fills each of `rows` rows (length `width`) with `bias` — the starting value of a GEMM with beta = 1.
-    public static func broadcastRows(_ bias: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+    public static func broadcastRows(
+        _ bias: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, width: Int
+    ) {
         for r in 0..<rows { (out + r * width).update(from: bias, count: width) }
     }
 
     /// y[i] += x[i]·scale[i mod width] (residual add, with an optional per-channel LayerScale).
-    public static func addScaled(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,
-                                 scale: UnsafePointer<Float>?) {
+    public static func addScaled(
+        _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+        scale: UnsafePointer<Float>?
+    ) {
         if let scale {
             for r in 0..<rows {
                 let a = x + r * width, b = y + r * width
@@ -107,7 +116,9 @@ package enum NeuralKernels {
     }
 
     /// x[i] *= scale[i mod width], in place (LayerScale).
-    public static func scaleColumns(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: UnsafePointer<Float>) {
+    public static func scaleColumns(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: UnsafePointer<Float>
+    ) {
         for r in 0..<rows {
             let a = x + r * width
             for j in 0..<width { a[j] *= scale[j] }
@@ -122,10 +133,12 @@ extension NeuralKernels {
     /// `accumulate` is false) and adds Σ_rows ∂L/∂y·x̂ to `weightGradient`, Σ_rows ∂L/∂y to `biasGradient`.
     /// ∂L/∂x = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = ∂L/∂y·weight, x̂ = (x − mean)·rstd; row statistics are
     /// recomputed in Double as in the forward pass. `inputGradient` must not alias `outputGradient`.
-    public static func layerNormBackward(input x0: UnsafePointer<Float>, outputGradient dy0: UnsafePointer<Float>,
-                                         rows: Int, width: Int, weight: UnsafePointer<Float>, epsilon: Float = 1e-6,
-                                         inputGradient dx0: UnsafeMutablePointer<Float>, accumulate: Bool,
-                                         weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>) {
+    public static func layerNormBackward(
+        input x0: UnsafePointer<Float>, outputGradient dy0: UnsafePointer<Float>,
+        rows: Int, width: Int, weight: UnsafePointer<Float>, epsilon: Float = 1e-6,
+        inputGradient dx0: UnsafeMutablePointer<Float>, accumulate: Bool,
+        weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>
+    ) {
         let n = Double(width)
         let acc = UnsafeMutablePointer<Double>.allocate(capacity: 2 * width)
         acc.initialize(repeating: 0, count: 2 * width)
@@ -172,7 +185,8 @@ extension NeuralKernels {
     /// Backward of GELU: `gradient[i] *= Φ(a) + a·φ(a)` at the pre-activation a = `input[i]`, the derivative of
     /// exact-erf GELU with Φ from the same erf approximation as the forward pass (|error| ≤ 1.5e-7) and
     /// φ(a) = e^(−a²/2)/√(2π).
-    public static func geluBackward(_ input: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>, count: Int) {
+    public static func geluBackward(_ input: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>, count: Int)
+    {
         for i in 0..<count {
             let a = input[i]
             let cdf = 0.5 * (1 + erfApprox(a * 0.707_106_781_186_547_5))
@@ -183,8 +197,10 @@ extension NeuralKernels {
 
     /// Backward of `softmaxRows`: given the probabilities s and ∂L/∂s in `gradient` (both `rows × width`,
     /// leading dimension `stride`), replaces it by ∂L/∂z = s ⊙ (∂L/∂s − Σⱼ ∂L/∂sⱼ·sⱼ).
-    public static func softmaxBackwardRows(_ s0: UnsafePointer<Float>, gradient g0: UnsafeMutablePointer<Float>,
-                                           rows: Int, width: Int, stride: Int? = nil) {
+    public static func softmaxBackwardRows(
+        _ s0: UnsafePointer<Float>, gradient g0: UnsafeMutablePointer<Float>,
+        rows: Int, width: Int, stride: Int? = nil
+    ) {
         let ld = stride ?? width
         for r in 0..<rows {
             let s = s0 + r * ld, g = g0 + r * ld
@@ -195,7 +211,9 @@ extension NeuralKernels {
     }
 
     /// `sums[j] += Σ_r x[r, j]` over `rows × width` (bias gradients), accumulated in Double.
-    public static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, width: Int, into sums: UnsafeMutablePointer<Float>) {
+    public static func addColumnSums(
+        _ x: UnsafePointer<Float>, rows: Int, width: Int, into sums: UnsafeMutablePointer<Float>
+    ) {
         let acc = UnsafeMutablePointer<Double>.allocate(capacity: width)
         acc.initialize(repeating: 0, count: width)
         defer { acc.deallocate() }
@@ -207,8 +225,10 @@ extension NeuralKernels {
     }
 
     /// `sums[j] += Σ_r x[r, j]·y[r, j]` (LayerScale γ gradients), accumulated in Double.
-    public static func addColumnDots(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
-                                     into sums: UnsafeMutablePointer<Float>) {
+    public static func addColumnDots(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
+        into sums: UnsafeMutablePointer<Float>
+    ) {
         let acc = UnsafeMutablePointer<Double>.allocate(capacity: width)
         acc.initialize(repeating: 0, count: width)
         defer { acc.deallocate() }

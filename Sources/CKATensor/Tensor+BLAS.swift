@@ -4,55 +4,75 @@ import Dispatch
 /// BLAS entry points for each scalar type (row-major throughout). Implementation detail of the
 /// tensor core: use the `Tensor` operations instead.
 public protocol _BLASScalar {
-    static func _gemm(_ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Self,
-                     _ a: UnsafePointer<Self>, _ lda: Int32, _ b: UnsafePointer<Self>, _ ldb: Int32,
-                     _ beta: Self, _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
-    static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Self>, _ lda: Int32, _ beta: Self,
-                     _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
-    static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Self, _ a: UnsafePointer<Self>, _ lda: Int32,
-                     _ x: UnsafePointer<Self>, _ beta: Self, _ y: UnsafeMutablePointer<Self>)
-    static func _ger(_ m: Int32, _ n: Int32, _ alpha: Self, _ x: UnsafePointer<Self>, _ y: UnsafePointer<Self>,
-                    _ a: UnsafeMutablePointer<Self>, _ lda: Int32)
+    static func _gemm(
+        _ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Self,
+        _ a: UnsafePointer<Self>, _ lda: Int32, _ b: UnsafePointer<Self>, _ ldb: Int32,
+        _ beta: Self, _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
+    static func _syrk(
+        _ n: Int32, _ k: Int32, _ a: UnsafePointer<Self>, _ lda: Int32, _ beta: Self,
+        _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
+    static func _gemv(
+        _ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Self, _ a: UnsafePointer<Self>, _ lda: Int32,
+        _ x: UnsafePointer<Self>, _ beta: Self, _ y: UnsafeMutablePointer<Self>)
+    static func _ger(
+        _ m: Int32, _ n: Int32, _ alpha: Self, _ x: UnsafePointer<Self>, _ y: UnsafePointer<Self>,
+        _ a: UnsafeMutablePointer<Self>, _ lda: Int32)
 }
 
 @inline(__always) private func op(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
 
 extension Float: _BLASScalar {
-    public static func _gemm(_ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Float,
-                                       _ a: UnsafePointer<Float>, _ lda: Int32, _ b: UnsafePointer<Float>, _ ldb: Int32,
-                                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
+    public static func _gemm(
+        _ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int32, _ b: UnsafePointer<Float>, _ ldb: Int32,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int32
+    ) {
         cblas_sgemm(CblasRowMajor, op(ta), op(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
-    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Float>, _ lda: Int32, _ beta: Float,
-                                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
+    public static func _syrk(
+        _ n: Int32, _ k: Int32, _ a: UnsafePointer<Float>, _ lda: Int32, _ beta: Float,
+        _ c: UnsafeMutablePointer<Float>, _ ldc: Int32
+    ) {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, beta, c, ldc)
     }
-    public static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Float, _ a: UnsafePointer<Float>,
-                                       _ lda: Int32, _ x: UnsafePointer<Float>, _ beta: Float, _ y: UnsafeMutablePointer<Float>) {
+    public static func _gemv(
+        _ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Float, _ a: UnsafePointer<Float>,
+        _ lda: Int32, _ x: UnsafePointer<Float>, _ beta: Float, _ y: UnsafeMutablePointer<Float>
+    ) {
         cblas_sgemv(CblasRowMajor, op(t), m, n, alpha, a, lda, x, 1, beta, y, 1)
     }
-    public static func _ger(_ m: Int32, _ n: Int32, _ alpha: Float, _ x: UnsafePointer<Float>,
-                                      _ y: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ lda: Int32) {
+    public static func _ger(
+        _ m: Int32, _ n: Int32, _ alpha: Float, _ x: UnsafePointer<Float>,
+        _ y: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ lda: Int32
+    ) {
         cblas_sger(CblasRowMajor, m, n, alpha, x, 1, y, 1, a, lda)
     }
 }
 
 extension Double: _BLASScalar {
-    public static func _gemm(_ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Double,
-                                       _ a: UnsafePointer<Double>, _ lda: Int32, _ b: UnsafePointer<Double>, _ ldb: Int32,
-                                       _ beta: Double, _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
+    public static func _gemm(
+        _ ta: Bool, _ tb: Bool, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Double,
+        _ a: UnsafePointer<Double>, _ lda: Int32, _ b: UnsafePointer<Double>, _ ldb: Int32,
+        _ beta: Double, _ c: UnsafeMutablePointer<Double>, _ ldc: Int32
+    ) {
         cblas_dgemm(CblasRowMajor, op(ta), op(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
-    public static func _syrk(_ n: Int32, _ k: Int32, _ a: UnsafePointer<Double>, _ lda: Int32, _ beta: Double,
-                                       _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
+    public static func _syrk(
+        _ n: Int32, _ k: Int32, _ a: UnsafePointer<Double>, _ lda: Int32, _ beta: Double,
+        _ c: UnsafeMutablePointer<Double>, _ ldc: Int32
+    ) {
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1, a, lda, beta, c, ldc)
     }
-    public static func _gemv(_ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Double, _ a: UnsafePointer<Double>,
-                                       _ lda: Int32, _ x: UnsafePointer<Double>, _ beta: Double, _ y: UnsafeMutablePointer<Double>) {
+    public static func _gemv(
+        _ t: Bool, _ m: Int32, _ n: Int32, _ alpha: Double, _ a: UnsafePointer<Double>,
+        _ lda: Int32, _ x: UnsafePointer<Double>, _ beta: Double, _ y: UnsafeMutablePointer<Double>
+    ) {
         cblas_dgemv(CblasRowMajor, op(t), m, n, alpha, a, lda, x, 1, beta, y, 1)
     }
-    public static func _ger(_ m: Int32, _ n: Int32, _ alpha: Double, _ x: UnsafePointer<Double>,
-                                      _ y: UnsafePointer<Double>, _ a: UnsafeMutablePointer<Double>, _ lda: Int32) {
+    public static func _ger(
+        _ m: Int32, _ n: Int32, _ alpha: Double, _ x: UnsafePointer<Double>,
+        _ y: UnsafePointer<Double>, _ a: UnsafeMutablePointer<Double>, _ lda: Int32
+    ) {
         cblas_dger(CblasRowMajor, m, n, alpha, x, 1, y, 1, a, lda)
     }
 }
@@ -77,14 +97,17 @@ extension Tensor {
     /// `a` is `[m, k]` (or `[k, m]` with `transposeA`), `b` is `[k, n]` (or `[n, k]` with `transposeB`),
     /// and `c` must be `[m, n]`. Row-major: the leading dimension of each matrix is its column count.
     /// - Throws: `TensorError.shapeMismatch` when the shapes do not fit.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
-    public static func gemm(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
-                            alpha: Scalar = 1, beta: Scalar = 0, into c: inout Tensor) throws {
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
+    public static func gemm(
+        _ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
+        alpha: Scalar = 1, beta: Scalar = 0, into c: inout Tensor
+    ) throws {
         let name = "gemm"
         guard a.rank == 2, b.rank == 2, c.rank == 2 else {
-            throw TensorError.shapeMismatch(op: name, expected: "2-D operands",
-                                            got: "\(describeShape(a.shape)), \(describeShape(b.shape)), \(describeShape(c.shape))")
+            throw TensorError.shapeMismatch(
+                op: name, expected: "2-D operands",
+                got: "\(describeShape(a.shape)), \(describeShape(b.shape)), \(describeShape(c.shape))")
         }
         let (m, k) = transposeA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
         let (k2, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
@@ -104,20 +127,22 @@ extension Tensor {
                         for i in 0..<pc.count { pc[i] = beta == 0 ? 0 : beta * pc[i] }
                         return
                     }
-                    Scalar._gemm(transposeA, transposeB, M, N, K, alpha, pa.baseAddress!, lda,
-                                pb.baseAddress!, ldb, beta, pc.baseAddress!, N)
+                    Scalar._gemm(
+                        transposeA, transposeB, M, N, K, alpha, pa.baseAddress!, lda,
+                        pb.baseAddress!, ldb, beta, pc.baseAddress!, N)
                 }
             }
         }
     }
 
     /// The matrix product `op(self) · op(other)` as a new tensor.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) throws -> Tensor {
         guard rank == 2, other.rank == 2 else {
-            throw TensorError.shapeMismatch(op: "matmul", expected: "2-D operands",
-                                            got: "\(describeShape(shape)), \(describeShape(other.shape))")
+            throw TensorError.shapeMismatch(
+                op: "matmul", expected: "2-D operands",
+                got: "\(describeShape(shape)), \(describeShape(other.shape))")
         }
         let m = transposeSelf ? shape[1] : shape[0]
         let n = transposeOther ? other.shape[0] : other.shape[1]
@@ -128,11 +153,14 @@ extension Tensor {
 
     /// Batched matrix product: `a` is `[batch, m, k]`; `b` is `[batch, k, n]` or a shared `[k, n]`
     /// (transposes as in `gemm`). Returns `[batch, m, n]`. One BLAS call per batch entry.
-    public static func batchedMatmul(_ a: Tensor, transposeA: Bool = false, _ b: Tensor,
-                                     transposeB: Bool = false, alpha: Scalar = 1) throws -> Tensor {
+    public static func batchedMatmul(
+        _ a: Tensor, transposeA: Bool = false, _ b: Tensor,
+        transposeB: Bool = false, alpha: Scalar = 1
+    ) throws -> Tensor {
         guard a.rank == 3, b.rank == 3 || b.rank == 2, b.rank == 2 || b.shape[0] == a.shape[0] else {
-            throw TensorError.shapeMismatch(op: "batchedMatmul", expected: "[B, m, k] and [B, k, n] or [k, n]",
-                                            got: "\(describeShape(a.shape)), \(describeShape(b.shape))")
+            throw TensorError.shapeMismatch(
+                op: "batchedMatmul", expected: "[B, m, k] and [B, k, n] or [k, n]",
+                got: "\(describeShape(a.shape)), \(describeShape(b.shape))")
         }
         let batch = a.shape[0]
         let aMat = Array(a.shape[1...]), bMat = Array(b.shape.suffix(2))
@@ -150,12 +178,13 @@ extension Tensor {
     }
 
     /// Copies `source` into rows `range` of `self` (same shape apart from the first axis).
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public mutating func setRows(_ range: Range<Int>, from source: Tensor) throws {
         guard source.rowCount == range.count, source.rowSize == rowSize, range.upperBound <= rowCount else {
-            throw TensorError.shapeMismatch(op: "setRows", expected: "\(range.count) rows of \(rowSize)",
-                                            got: describeShape(source.shape))
+            throw TensorError.shapeMismatch(
+                op: "setRows", expected: "\(range.count) rows of \(rowSize)",
+                got: describeShape(source.shape))
         }
         let start = range.lowerBound * rowSize
         source.withUnsafeBufferPointer { src in
@@ -167,8 +196,8 @@ extension Tensor {
     }
 
     /// Sums over the first axis: for `[n, d]` (or `[n, …]`, flattened) returns `[d]`.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public func columnSums() throws -> Tensor {
         let x = flattenedRows
         var ones = Tensor(shape: [x.rowCount], repeating: 1)
@@ -178,8 +207,8 @@ extension Tensor {
     }
 
     /// Sums over the last axes: for `[n, d]` (or `[n, …]`, flattened) returns `[n]`.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public func rowSums() throws -> Tensor {
         let x = flattenedRows
         var ones = Tensor(shape: [x.rowSize], repeating: 1)
@@ -189,8 +218,8 @@ extension Tensor {
     }
 
     /// Means over the first axis (`[d]`).
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public func columnMeans() throws -> Tensor {
         var s = try columnSums()
         let inv = 1 / Scalar(Swift.max(rowCount, 1))
@@ -218,8 +247,8 @@ extension Tensor {
     /// Columns are processed in blocks that stay in cache: one pass over memory. The means are taken of
     /// the differences to the first row (small numbers even under a large offset), so float sums stay
     /// accurate and the loops vectorise.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public mutating func centerColumns() throws {
         let n = rowCount, d = rowSize
         guard n > 0, d > 0 else { return }
@@ -238,7 +267,9 @@ extension Tensor {
                     let w = Swift.min(block, end - c0)
                     let first = base + c0
                     for j in 0..<w { m[j] = 0 }
-                    for r in 1..<Swift.max(n, 1) { let row = base + r * d + c0; for j in 0..<w { m[j] += row[j] - first[j] } }
+                    for r in 1..<Swift.max(n, 1) {
+                        let row = base + r * d + c0; for j in 0..<w { m[j] += row[j] - first[j] }
+                    }
                     for j in 0..<w { m[j] = first[j] + m[j] * inv }
                     for r in 0..<n { let row = base + r * d + c0; for j in 0..<w { row[j] -= m[j] } }
                 }
@@ -251,8 +282,8 @@ extension Tensor {
     ///
     /// - Parameter centered: subtract each feature column's mean over the rows first (on a copy).
     /// - Returns: `[n, n]` with `n = rowCount`, symmetric.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public func gram(centered: Bool = false) throws -> Tensor<Double> {
         if centered { return try centeredGram() }
         return try flattenedRows.gramOfRows()
@@ -261,8 +292,8 @@ extension Tensor {
     /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, without modifying `self`:
     /// a copy centred by `centerColumns()`, then `gramOfRows()` (callers that own their buffer can
     /// centre in place and skip the copy). Returns `[n, n]` in Double.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public func centeredGram() throws -> Tensor<Double> {
         var c = flattenedRows
         try c.centerColumns()
@@ -276,8 +307,8 @@ extension Tensor {
     @usableFromInline static var gramSplitParts: Int { 2 }
 
     /// `X·Xᵀ` without centring; with `centerColumns()` first this is the centred Gram, in place.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     public func gramOfRows() throws -> Tensor<Double> {
         let x = flattenedRows
         let n = x.rowCount, d = x.rowSize
@@ -357,7 +388,9 @@ extension Tensor where Scalar == Float {
     /// as `centerColumns()`) and added to the Gram by SYRK, so the rows are read from memory once. Long rows
     /// are split into a fixed number of column parts spread over the BLAS threads, one single-threaded SYRK
     /// stream each, so the result does not depend on the thread count. Returns `[n, n]` in Double.
-    public static func centeredGram(rows: [UnsafePointer<Float>], width d: Int, blockColumns: Int = 4096) throws -> Tensor<Double> {
+    public static func centeredGram(rows: [UnsafePointer<Float>], width d: Int, blockColumns: Int = 4096) throws
+        -> Tensor<Double>
+    {
         let n = rows.count
         let N = try blasInt(n, "gram")
         var g = Tensor<Double>(shape: [n, n])
@@ -373,23 +406,29 @@ extension Tensor where Scalar == Float {
         let rowPointers = rows.map { UnsafeMutableSendablePointer(UnsafeMutablePointer(mutating: $0)) }
         partial.withUnsafeMutableBufferPointer { pp in
             scratch.withUnsafeMutableBufferPointer { ps in
-                let out = UnsafeMutableSendablePointer(pp.baseAddress!), buf = UnsafeMutableSendablePointer(ps.baseAddress!)
+                let out = UnsafeMutableSendablePointer(pp.baseAddress!),
+                    buf = UnsafeMutableSendablePointer(ps.baseAddress!)
                 DispatchQueue.concurrentPerform(iterations: workers) { w in
-                  for p in stride(from: w, to: parts, by: workers) {
-                    let c = buf.pointer + p * (n * block + block), m = c + n * block
-                    let start = p * chunk, end = Swift.min(d, start + chunk)
-                    var beta: Float = 0
-                    for c0 in stride(from: start, to: end, by: block) {
-                        let w = Swift.min(block, end - c0)
-                        let first = rowPointers[0].pointer + c0
-                        for j in 0..<w { m[j] = 0 }
-                        for r in 1..<n { let row = rowPointers[r].pointer + c0; for j in 0..<w { m[j] += row[j] - first[j] } }
-                        for j in 0..<w { m[j] = first[j] + m[j] * inv }
-                        for r in 0..<n { let row = rowPointers[r].pointer + c0, o = c + r * w; for j in 0..<w { o[j] = row[j] - m[j] } }
-                        Float._syrk(N, Int32(w), c, Int32(w), beta, out.pointer + p * n * n, N)
-                        beta = 1
+                    for p in stride(from: w, to: parts, by: workers) {
+                        let c = buf.pointer + p * (n * block + block), m = c + n * block
+                        let start = p * chunk, end = Swift.min(d, start + chunk)
+                        var beta: Float = 0
+                        for c0 in stride(from: start, to: end, by: block) {
+                            let w = Swift.min(block, end - c0)
+                            let first = rowPointers[0].pointer + c0
+                            for j in 0..<w { m[j] = 0 }
+                            for r in 1..<n {
+                                let row = rowPointers[r].pointer + c0; for j in 0..<w { m[j] += row[j] - first[j] }
+                            }
+                            for j in 0..<w { m[j] = first[j] + m[j] * inv }
+                            for r in 0..<n {
+                                let row = rowPointers[r].pointer + c0, o = c + r * w;
+                                for j in 0..<w { o[j] = row[j] - m[j] }
+                            }
+                            Float._syrk(N, Int32(w), c, Int32(w), beta, out.pointer + p * n * n, N)
+                            beta = 1
+                        }
                     }
-                  }
                 }
             }
         }

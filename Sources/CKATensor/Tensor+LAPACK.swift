@@ -19,8 +19,9 @@ extension Tensor where Scalar == Double {
         let N = try blasInt(n, "symmetricEigen")
         let info = vectors.withUnsafeMutableBufferPointer { pa in
             values.withUnsafeMutableBufferPointer { pw in
-                LAPACKE_dsyevd(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "U")),
-                               N, pa.baseAddress!, N, pw.baseAddress!)
+                LAPACKE_dsyevd(
+                    LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "U")),
+                    N, pa.baseAddress!, N, pw.baseAddress!)
             }
         }
         guard info == 0 else { throw TensorError.lapackFailed(routine: "LAPACKE_dsyevd", info: Int(info)) }
@@ -42,8 +43,9 @@ extension Tensor where Scalar == Float {
         let N = try blasInt(n, "symmetricEigen")
         let info = vectors.withUnsafeMutableBufferPointer { pa in
             values.withUnsafeMutableBufferPointer { pw in
-                LAPACKE_ssyevd(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "U")),
-                               N, pa.baseAddress!, N, pw.baseAddress!)
+                LAPACKE_ssyevd(
+                    LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "U")),
+                    N, pa.baseAddress!, N, pw.baseAddress!)
             }
         }
         guard info == 0 else { throw TensorError.lapackFailed(routine: "LAPACKE_ssyevd", info: Int(info)) }

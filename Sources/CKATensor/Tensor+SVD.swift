@@ -14,7 +14,9 @@ extension Tensor where Scalar == Double {
     public func singularValues() throws -> [Double] { try svd(vectors: false).s }
 
     private func svd(vectors: Bool) throws -> (u: Tensor<Double>, s: [Double], vt: Tensor<Double>) {
-        guard rank == 2 else { throw TensorError.shapeMismatch(op: "svd", expected: "[m, n]", got: describeShape(shape)) }
+        guard rank == 2 else {
+            throw TensorError.shapeMismatch(op: "svd", expected: "[m, n]", got: describeShape(shape))
+        }
         guard isFinite else { throw TensorError.nonFinite(op: "svd") }
         let m = shape[0], n = shape[1], k = Swift.min(m, n)
         var a = self
@@ -27,8 +29,9 @@ extension Tensor where Scalar == Double {
             u.withUnsafeMutableBufferPointer { pu in
                 vt.withUnsafeMutableBufferPointer { pv in
                     s.withUnsafeMutableBufferPointer { ps in
-                        LAPACKE_dgesdd(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: vectors ? "S" : "N")), M, N, pa.baseAddress!, N,
-                                       ps.baseAddress!, pu.baseAddress!, vectors ? K : 1, pv.baseAddress!, N)
+                        LAPACKE_dgesdd(
+                            LAPACK_ROW_MAJOR, CChar(UInt8(ascii: vectors ? "S" : "N")), M, N, pa.baseAddress!, N,
+                            ps.baseAddress!, pu.baseAddress!, vectors ? K : 1, pv.baseAddress!, N)
                     }
                 }
             }
@@ -79,7 +82,8 @@ extension Tensor where Scalar == Double {
         let N = try blasInt(n, "pivotedCholesky")
         let info = a.withUnsafeMutableBufferPointer { pa in
             piv.withUnsafeMutableBufferPointer { pp in
-                LAPACKE_dpstrf(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "L")), N, pa.baseAddress!, N, pp.baseAddress!, &r, -1)
+                LAPACKE_dpstrf(
+                    LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "L")), N, pa.baseAddress!, N, pp.baseAddress!, &r, -1)
             }
         }
         guard info >= 0 else { throw TensorError.lapackFailed(routine: "LAPACKE_dpstrf", info: Int(info)) }

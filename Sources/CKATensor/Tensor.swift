@@ -60,8 +60,9 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     public init<C: Collection>(shape: [Int], scalars: C) throws where C.Element == Scalar {
         let n = shape.reduce(1, *)
         guard shape.allSatisfy({ $0 >= 0 }), scalars.count == n else {
-            throw TensorError.shapeMismatch(op: "Tensor(shape:scalars:)", expected: "\(n) scalars for \(describeShape(shape))",
-                                            got: "\(scalars.count) scalars")
+            throw TensorError.shapeMismatch(
+                op: "Tensor(shape:scalars:)", expected: "\(n) scalars for \(describeShape(shape))",
+                got: "\(scalars.count) scalars")
         }
         self.shape = shape
         storage = TensorStorage(capacity: n)
@@ -170,8 +171,9 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     /// - Throws: `TensorError.shapeMismatch` if the element counts differ.
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
         guard newShape.allSatisfy({ $0 >= 0 }), newShape.reduce(1, *) == count else {
-            throw TensorError.shapeMismatch(op: "reshaped", expected: "\(count) elements",
-                                            got: "\(describeShape(newShape))")
+            throw TensorError.shapeMismatch(
+                op: "reshaped", expected: "\(count) elements",
+                got: "\(describeShape(newShape))")
         }
         var v = self
         v.shape = newShape
@@ -186,9 +188,9 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     /// Element-wise conversion to another scalar type.
-    @_specialize(exported: true, where Scalar == Float, T == Double)
-    @_specialize(exported: true, where Scalar == Double, T == Float)
-    @_specialize(exported: true, where Scalar == Float, T == Float)
+    @_specialize(exported:true,where Scalar == Float, T == Double)
+    @_specialize(exported:true,where Scalar == Double, T == Float)
+    @_specialize(exported:true,where Scalar == Float, T == Float)
     public func converted<T: TensorScalar>(to _: T.Type = T.self) -> Tensor<T> {
         var out = Tensor<T>(shape: shape)
         withUnsafeBufferPointer { src in
@@ -202,8 +204,8 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     /// True if no element is NaN or ±Inf.
     public var isFinite: Bool { Tensor.allFinite(self) }
 
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
+    @_specialize(exported:true,where Scalar == Float)
+    @_specialize(exported:true,where Scalar == Double)
     static func allFinite(_ t: Tensor) -> Bool {
         t.withUnsafeBufferPointer { p in
             // x·0 is 0 for every finite x and NaN for NaN or ±Inf: one vectorisable pass.

@@ -16,7 +16,8 @@ public enum TokenReduction: String, CaseIterable, Sendable {
         guard x.rank == 3, self != .flatten else { return x.flattenedRows }
         let (n, t, d) = (x.shape[0], x.shape[1], x.shape[2])
         if self == .gapNoCLS && t < 2 {
-            throw TensorError.shapeMismatch(op: "tokens gap_nocls", expected: "[N, T ≥ 2, D]", got: describeShape(x.shape))
+            throw TensorError.shapeMismatch(
+                op: "tokens gap_nocls", expected: "[N, T ≥ 2, D]", got: describeShape(x.shape))
         }
         var out = Tensor<Float>(shape: [n, d])
         let pooling: Pooling = self == .cls ? .cls : self == .gap ? .gap : .gapNoCLS

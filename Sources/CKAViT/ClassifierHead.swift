@@ -38,7 +38,8 @@ public enum ClassifierHeadError: Error, Equatable, CustomStringConvertible {
             return got.map { "hook '\(name)' has shape \(describeShape($0)), expected \(expected)" }
                 ?? "hook '\(name)' is missing (the head needs it; run the model with `hookPoints`)"
         case let .unexpectedKeys(file, keys, expected):
-            return "\(file): unexpected keys \(keys.prefix(8).joined(separator: ", "))\(keys.count > 8 ? ", …" : ""); expected \(expected)"
+            return
+                "\(file): unexpected keys \(keys.prefix(8).joined(separator: ", "))\(keys.count > 8 ? ", …" : ""); expected \(expected)"
         case let .labels(s): return "labels: \(s)"
         }
     }
@@ -113,51 +114,77 @@ public struct ClassifierHead: Sendable {
     /// - Parameter finalNorm: the model's `norm.weight`/`norm.bias` `[D]`; needed by `dinoLinear` with
     ///   `lastBlocks > 1` (earlier blocks' class tokens are normed by the head).
     /// - Throws: `ClassifierHeadError` naming `file` and the tensor when a shape does not fit.
-    public init(readout: Readout, weight: Tensor<Float>, bias: Tensor<Float>, architecture a: ViTArchitecture,
-                finalNorm: (weight: Tensor<Float>, bias: Tensor<Float>)? = nil, file: String = "head",
-                weightName: String = "head.weight", biasName: String = "head.bias") throws {
+    public init(
+        readout: Readout, weight: Tensor<Float>, bias: Tensor<Float>, architecture a: ViTArchitecture,
+        finalNorm: (weight: Tensor<Float>, bias: Tensor<Float>)? = nil, file: String = "head",
+        weightName: String = "head.weight", biasName: String = "head.bias"
+    ) throws {
         let d = a.width
         guard weight.rank == 2, weight.shape[0] > 0, weight.shape[1] > 0 else {
-            throw ClassifierHeadError.tensorShape(file: file, name: weightName, expected: "[C, F] with C, F ≥ 1", got: weight.shape)
+            throw ClassifierHeadError.tensorShape(
+                file: file, name: weightName, expected: "[C, F] with C, F ≥ 1", got: weight.shape)
         }
         let c = weight.shape[0], f = weight.shape[1]
         guard bias.shape == [c] else {
-            throw ClassifierHeadError.tensorShape(file: file, name: biasName, expected: "[\(c)] (one per row of \(weightName))",
-                                                  got: bias.shape)
+            throw ClassifierHeadError.tensorShape(
+                file: file, name: biasName, expected: "[\(c)] (one per row of \(weightName))",
+                got: bias.shape)
         }
         var norm: (weight: Tensor<Float>, bias: Tensor<Float>)?
         switch readout {
         case .classToken:
             guard a.hasFinalNorm else {
-                throw ClassifierHeadError.incompatible(file: file, reason: "a class-token head reads norm(x)[:, 0], but the model has no final norm (it has fc_norm: use the global-pool readout)")
+                throw ClassifierHeadError.incompatible(
+                    file: file,
+                    reason:
+                        "a class-token head reads norm(x)[:, 0], but the model has no final norm (it has fc_norm: use the global-pool readout)"
+                )
             }
-            guard f == d else { throw ClassifierHeadError.featureWidth(file: file, name: weightName, width: f, expected: "the model width \(d)") }
+            guard f == d else {
+                throw ClassifierHeadError.featureWidth(
+                    file: file, name: weightName, width: f, expected: "the model width \(d)")
+            }
         case .globalPool:
             guard a.hasFCNorm else {
-                throw ClassifierHeadError.incompatible(file: file, reason: "a global-pool head reads fc_norm(mean of patch tokens), but the model has no fc_norm")
+                throw ClassifierHeadError.incompatible(
+                    file: file,
+                    reason: "a global-pool head reads fc_norm(mean of patch tokens), but the model has no fc_norm")
             }
-            guard f == d else { throw ClassifierHeadError.featureWidth(file: file, name: weightName, width: f, expected: "the model width \(d)") }
+            guard f == d else {
+                throw ClassifierHeadError.featureWidth(
+                    file: file, name: weightName, width: f, expected: "the model width \(d)")
+            }
         case let .dinoLinear(n, avg):
             guard a.hasFinalNorm else {
-                throw ClassifierHeadError.incompatible(file: file, reason: "DINO's linear head reads blocks through the final norm, but the model has none")
+                throw ClassifierHeadError.incompatible(
+                    file: file, reason: "DINO's linear head reads blocks through the final norm, but the model has none"
+                )
             }
             guard n >= 1, n <= a.depth else {
-                throw ClassifierHeadError.incompatible(file: file, reason: "the head reads the last \(n) blocks; the model has \(a.depth)")
+                throw ClassifierHeadError.incompatible(
+                    file: file, reason: "the head reads the last \(n) blocks; the model has \(a.depth)")
             }
             guard !(avg && n > 1) else {
-                throw ClassifierHeadError.incompatible(file: file, reason: "eval_linear.py average-pools patch tokens only with n_last_blocks = 1 (its torch.cat needs n·D = D); got n = \(n)")
+                throw ClassifierHeadError.incompatible(
+                    file: file,
+                    reason:
+                        "eval_linear.py average-pools patch tokens only with n_last_blocks = 1 (its torch.cat needs n·D = D); got n = \(n)"
+                )
             }
             let expected = d * (n + (avg ? 1 : 0))
             guard f == expected else {
-                throw ClassifierHeadError.featureWidth(file: file, name: weightName, width: f,
-                                                       expected: "\(expected) = \(d)·(\(n) block\(n == 1 ? "" : "s")\(avg ? " + average pool" : ""))")
+                throw ClassifierHeadError.featureWidth(
+                    file: file, name: weightName, width: f,
+                    expected: "\(expected) = \(d)·(\(n) block\(n == 1 ? "" : "s")\(avg ? " + average pool" : ""))")
             }
             if n > 1 {
                 guard let fn = finalNorm else {
-                    throw ClassifierHeadError.incompatible(file: file, reason: "a head over \(n) blocks needs the model's final norm")
+                    throw ClassifierHeadError.incompatible(
+                        file: file, reason: "a head over \(n) blocks needs the model's final norm")
                 }
                 guard fn.weight.count == d, fn.bias.count == d else {
-                    throw ClassifierHeadError.tensorShape(file: file, name: "norm.weight", expected: "[\(d)]", got: fn.weight.shape)
+                    throw ClassifierHeadError.tensorShape(
+                        file: file, name: "norm.weight", expected: "[\(d)]", got: fn.weight.shape)
                 }
                 norm = (try fn.weight.reshaped([d]), try fn.bias.reshaped([d]))
             }
@@ -179,15 +206,17 @@ public struct ClassifierHead: Sendable {
     /// - Throws: `ClassifierHeadError.noHead` (with where the released head is) if the file has none.
     public init(checkpoint c: Checkpoint) throws {
         guard let w = c.head["head.weight"] else {
-            throw ClassifierHeadError.noHead(file: c.file, source: c.source.rawValue, hint: ClassifierHead.hint(for: c.source))
+            throw ClassifierHeadError.noHead(
+                file: c.file, source: c.source.rawValue, hint: ClassifierHead.hint(for: c.source))
         }
         guard let b = c.head["head.bias"] else {
             throw ClassifierHeadError.missingTensor(file: c.file, name: "head.bias", found: c.head.keys.sorted())
         }
         try ClassifierHead.requireFloat(w, file: c.file)
         try ClassifierHead.requireFloat(b, file: c.file)
-        try self.init(readout: c.architecture.hasFCNorm ? .globalPool : .classToken, weight: w.floatTensor(),
-                      bias: b.floatTensor(), architecture: c.architecture, file: c.file)
+        try self.init(
+            readout: c.architecture.hasFCNorm ? .globalPool : .classToken, weight: w.floatTensor(),
+            bias: b.floatTensor(), architecture: c.architecture, file: c.file)
     }
 
     /// DINO's released linear classifier (`dino_vitbase16_linearweights.pth`) for `model`'s features.
@@ -196,32 +225,42 @@ public struct ClassifierHead: Sendable {
     /// unless given: F = 2D means n = 1 with average pooling (the ViT-B recipe), otherwise n = F/D without
     /// (the ViT-S recipe, n = 4).
     /// - Throws: `CheckpointError` for an unreadable file, `ClassifierHeadError` for wrong keys or shapes.
-    public init(dinoLinearFile url: URL, model: VisionTransformer, lastBlocks: Int? = nil,
-                averagePatchTokens: Bool? = nil, options: TorchArchive.Options = TorchArchive.Options()) throws {
+    public init(
+        dinoLinearFile url: URL, model: VisionTransformer, lastBlocks: Int? = nil,
+        averagePatchTokens: Bool? = nil, options: TorchArchive.Options = TorchArchive.Options()
+    ) throws {
         let file = url.path
         let (w, b) = try ClassifierHead.readDINOLinearWeights(contentsOf: url, options: options)
         let a = model.architecture, d = a.width, f = w.shape[1]
-        let readout = try ClassifierHead.dinoReadout(featureWidth: f, modelWidth: d, lastBlocks: lastBlocks,
-                                                     averagePatchTokens: averagePatchTokens, file: file)
+        let readout = try ClassifierHead.dinoReadout(
+            featureWidth: f, modelWidth: d, lastBlocks: lastBlocks,
+            averagePatchTokens: averagePatchTokens, file: file)
         let norm = model.parameter("norm.weight").flatMap { nw in model.parameter("norm.bias").map { (nw, $0) } }
-        try self.init(readout: readout, weight: w, bias: b, architecture: a, finalNorm: norm, file: file,
-                      weightName: "module.linear.weight", biasName: "module.linear.bias")
+        try self.init(
+            readout: readout, weight: w, bias: b, architecture: a, finalNorm: norm, file: file,
+            weightName: "module.linear.weight", biasName: "module.linear.bias")
     }
 
     /// The DINO readout for a linear layer of `featureWidth` inputs on a model of `modelWidth`.
     /// - Throws: `ClassifierHeadError.featureWidth` if no n (and pooling) gives that width.
-    public static func dinoReadout(featureWidth f: Int, modelWidth d: Int, lastBlocks: Int? = nil,
-                                   averagePatchTokens: Bool? = nil, file: String = "head") throws -> Readout {
+    public static func dinoReadout(
+        featureWidth f: Int, modelWidth d: Int, lastBlocks: Int? = nil,
+        averagePatchTokens: Bool? = nil, file: String = "head"
+    ) throws -> Readout {
         let name = "module.linear.weight"
         guard d > 0, f % d == 0, f / d >= 1 else {
-            throw ClassifierHeadError.featureWidth(file: file, name: name, width: f, expected: "a multiple of the model width \(d)")
+            throw ClassifierHeadError.featureWidth(
+                file: file, name: name, width: f, expected: "a multiple of the model width \(d)")
         }
         let m = f / d
         let avg = averagePatchTokens ?? (lastBlocks.map { $0 + 1 == m } ?? (m == 2))
         let n = lastBlocks ?? (avg ? m - 1 : m)
         guard n >= 1, n + (avg ? 1 : 0) == m else {
-            throw ClassifierHeadError.featureWidth(file: file, name: name, width: f,
-                                                   expected: "\(d * (max(n, 0) + (avg ? 1 : 0))) = \(d)·(\(n) blocks\(avg ? " + average pool" : "")) for the requested n_last_blocks/avgpool")
+            throw ClassifierHeadError.featureWidth(
+                file: file, name: name, width: f,
+                expected:
+                    "\(d * (max(n, 0) + (avg ? 1 : 0))) = \(d)·(\(n) blocks\(avg ? " + average pool" : "")) for the requested n_last_blocks/avgpool"
+            )
         }
         return .dinoLinear(lastBlocks: n, averagePatchTokens: avg)
     }
@@ -230,8 +269,11 @@ public struct ClassifierHead: Sendable {
     /// (`{"state_dict": {...}}`, as `utils.load_pretrained_linear_weights` loads it; a bare dict and keys without
     /// `module.` are accepted too). The file is read by the safe torch reader: nothing in it is executed.
     /// - Throws: `CheckpointError` (unreadable, not a torch zip, …), `ClassifierHeadError` (keys, shapes, dtype).
-    public static func readDINOLinearWeights(contentsOf url: URL, options: TorchArchive.Options = TorchArchive.Options())
-        throws -> (weight: Tensor<Float>, bias: Tensor<Float>) {
+    public static func readDINOLinearWeights(
+        contentsOf url: URL, options: TorchArchive.Options = TorchArchive.Options()
+    )
+        throws -> (weight: Tensor<Float>, bias: Tensor<Float>)
+    {
         let file = url.path
         let archive = try TorchArchive(contentsOf: url, options: options)
         guard let top = archive.root.stringKeyedEntries else {
@@ -243,7 +285,11 @@ public struct ClassifierHead: Sendable {
         for (key, value) in entries {
             var k = key
             while k.hasPrefix("module.") { k.removeFirst("module.".count) }
-            if let t = value.tensor, k == "linear.weight" || k == "linear.bias" { tensors[k] = t } else { other.append(key) }
+            if let t = value.tensor, k == "linear.weight" || k == "linear.bias" {
+                tensors[k] = t
+            } else {
+                other.append(key)
+            }
         }
         let found = entries.map(\.key)
         guard let w = tensors["linear.weight"] else {
@@ -252,16 +298,20 @@ public struct ClassifierHead: Sendable {
         guard let b = tensors["linear.bias"] else {
             throw ClassifierHeadError.missingTensor(file: file, name: "module.linear.bias", found: found)
         }
-        guard other.isEmpty else {   // load_state_dict(strict=True) would refuse them too
-            throw ClassifierHeadError.unexpectedKeys(file: file, keys: other, expected: "only module.linear.weight and module.linear.bias (a DINO *_linearweights.pth file)")
+        guard other.isEmpty else {  // load_state_dict(strict=True) would refuse them too
+            throw ClassifierHeadError.unexpectedKeys(
+                file: file, keys: other,
+                expected: "only module.linear.weight and module.linear.bias (a DINO *_linearweights.pth file)")
         }
         try requireFloat(w, file: file, name: "module.linear.weight")
         try requireFloat(b, file: file, name: "module.linear.bias")
         guard w.shape.count == 2, w.shape[0] > 0, w.shape[1] > 0 else {
-            throw ClassifierHeadError.tensorShape(file: file, name: "module.linear.weight", expected: "[C, F]", got: w.shape)
+            throw ClassifierHeadError.tensorShape(
+                file: file, name: "module.linear.weight", expected: "[C, F]", got: w.shape)
         }
         guard b.shape == [w.shape[0]] else {
-            throw ClassifierHeadError.tensorShape(file: file, name: "module.linear.bias", expected: "[\(w.shape[0])]", got: b.shape)
+            throw ClassifierHeadError.tensorShape(
+                file: file, name: "module.linear.bias", expected: "[\(w.shape[0])]", got: b.shape)
         }
         return (try w.floatTensor(), try b.floatTensor())
     }
@@ -285,11 +335,16 @@ public struct ClassifierHead: Sendable {
         try features(hooks: hooks, norm: finalNorm)
     }
 
-    func features(hooks: [String: Tensor<Float>], norm: (weight: Tensor<Float>, bias: Tensor<Float>)?) throws -> Tensor<Float> {
+    func features(hooks: [String: Tensor<Float>], norm: (weight: Tensor<Float>, bias: Tensor<Float>)?) throws -> Tensor<
+        Float
+    > {
         func get(_ name: String, batch: Int?) throws -> Tensor<Float> {
-            guard let t = hooks[name] else { throw ClassifierHeadError.hook(name: name, expected: "[B, \(width)]", got: nil) }
+            guard let t = hooks[name] else {
+                throw ClassifierHeadError.hook(name: name, expected: "[B, \(width)]", got: nil)
+            }
             guard t.rank == 2, t.shape[1] == width, batch == nil || t.shape[0] == batch else {
-                throw ClassifierHeadError.hook(name: name, expected: "[\(batch.map(String.init) ?? "B"), \(width)]", got: t.shape)
+                throw ClassifierHeadError.hook(
+                    name: name, expected: "[\(batch.map(String.init) ?? "B"), \(width)]", got: t.shape)
             }
             return t
         }
@@ -315,11 +370,13 @@ public struct ClassifierHead: Sendable {
                 if blk != depth - 1 {
                     // get_intermediate_layers applies the final norm to every returned block.
                     guard let norm else {
-                        throw ClassifierHeadError.incompatible(file: file, reason: "a head over \(n) blocks needs the model's final norm")
+                        throw ClassifierHeadError.incompatible(
+                            file: file, reason: "a head over \(n) blocks needs the model's final norm")
                     }
                     let cls = try get("blocks.\(blk):cls", batch: b)
-                    NeuralKernels.layerNorm(cls.pointer, normed.mutablePointer(), rows: b, width: d,
-                                            weight: norm.weight.pointer, bias: norm.bias.pointer, epsilon: epsilon)
+                    NeuralKernels.layerNorm(
+                        cls.pointer, normed.mutablePointer(), rows: b, width: d,
+                        weight: norm.weight.pointer, bias: norm.bias.pointer, epsilon: epsilon)
                     src = normed.pointer
                 }
                 for r in 0..<b { (o + r * n * d + k * d).update(from: src + r * d, count: d) }
@@ -337,8 +394,9 @@ public struct ClassifierHead: Sendable {
         var out = Tensor<Float>(shape: [b, c])
         let o = out.mutablePointer()
         NeuralKernels.broadcastRows(bias.pointer, into: o, rows: b, width: c)
-        try gemm(MatrixRef(x.pointer, rows: b, cols: featureWidth), weight.matrixRef, transposeB: true, beta: 1,
-                 into: MutableMatrixRef(o, rows: b, cols: c))
+        try gemm(
+            MatrixRef(x.pointer, rows: b, cols: featureWidth), weight.matrixRef, transposeB: true, beta: 1,
+            into: MutableMatrixRef(o, rows: b, cols: c))
         return out
     }
 
@@ -353,7 +411,11 @@ public struct ClassifierHead: Sendable {
     public func logits(model: VisionTransformer, pixels: Tensor<Float>) throws -> Tensor<Float> {
         let a = model.architecture
         guard a.width == width, a.depth == depth else {
-            throw ClassifierHeadError.incompatible(file: file, reason: "the head was built for width \(width), depth \(depth); the model has width \(a.width), depth \(a.depth)")
+            throw ClassifierHeadError.incompatible(
+                file: file,
+                reason:
+                    "the head was built for width \(width), depth \(depth); the model has width \(a.width), depth \(a.depth)"
+            )
         }
         var values: [String: Tensor<Float>] = [:]
         try model.forward(pixels, hooks: hookPoints) { name, value in values[name] = value }
@@ -364,7 +426,9 @@ public struct ClassifierHead: Sendable {
 
     static func requireFloat(_ t: StoredTensor, file: String, name: String? = nil) throws {
         guard t.dtype.isFloatingPoint else {
-            throw ClassifierHeadError.tensorShape(file: file, name: name ?? t.name, expected: "a floating-point tensor (found \(t.dtype.rawValue))", got: t.shape)
+            throw ClassifierHeadError.tensorShape(
+                file: file, name: name ?? t.name, expected: "a floating-point tensor (found \(t.dtype.rawValue))",
+                got: t.shape)
         }
     }
 
@@ -373,11 +437,13 @@ public struct ClassifierHead: Sendable {
         case .dino, .dinoFull:
             return "DINO's classifier is a separate file (e.g. dino_vitbase16_linearweights.pth): pass it as `head`"
         case .mocoV3:
-            return "the pretraining file holds only the projection head; the classifier is in linear-vit-b-300ep.pth.tar"
+            return
+                "the pretraining file holds only the projection head; the classifier is in linear-vit-b-300ep.pth.tar"
         case .mae, .rcmae:
             return "only the finetuned file (mae_finetuned_vit_base.pth) has a classifier"
         case .timm, .dinov2:
-            return "use a checkpoint with a classifier (e.g. timm vit_base_patch16_224.augreg_in21k_ft_in1k), or a DINO linear file as `head`"
+            return
+                "use a checkpoint with a classifier (e.g. timm vit_base_patch16_224.augreg_in21k_ft_in1k), or a DINO linear file as `head`"
         }
     }
 }

@@ -46,7 +46,8 @@ extension MaskedAutoencoder {
     /// flows through the norm-pix statistics). ∇loss = gradient / `maskedPatches`.
     /// - Throws: the errors of `forward`.
     public func lossAndGradient(_ pixels: Tensor<Float>, masks: [MAEMask], normPixLoss: Bool) throws
-        -> (sums: MAELossSums, gradients: [String: Tensor<Float>]) {
+        -> (sums: MAELossSums, gradients: [String: Tensor<Float>])
+    {
         var g: [String: Tensor<Float>] = [:]
         let sums = try lossAndGradient(pixels, masks: masks, normPixLoss: normPixLoss, accumulatingInto: &g)
         return (sums, g)
@@ -55,10 +56,13 @@ extension MaskedAutoencoder {
     /// As `lossAndGradient(_:masks:normPixLoss:)`, adding the gradient into `gradients` (missing names are inserted),
     /// so a list of batches is summed in place.
     /// - Throws: the errors of `forward`; `TensorError.shapeMismatch` if `gradients` holds a tensor of another shape.
-    public func lossAndGradient(_ pixels: Tensor<Float>, masks: [MAEMask], normPixLoss: Bool,
-                                accumulatingInto gradients: inout [String: Tensor<Float>]) throws -> MAELossSums {
-        let s = try gradientPass(pixels, masks: masks, normPixLoss: normPixLoss, teacherPrediction: nil, gamma: 0,
-                                 into: &gradients)
+    public func lossAndGradient(
+        _ pixels: Tensor<Float>, masks: [MAEMask], normPixLoss: Bool,
+        accumulatingInto gradients: inout [String: Tensor<Float>]
+    ) throws -> MAELossSums {
+        let s = try gradientPass(
+            pixels, masks: masks, normPixLoss: normPixLoss, teacherPrediction: nil, gamma: 0,
+            into: &gradients)
         return MAELossSums(squaredErrorSum: s.reconstructionSum, maskedPatches: s.maskedPatches)
     }
 
@@ -66,42 +70,58 @@ extension MaskedAutoencoder {
     /// student's parameters (names and shapes as in `lossAndGradient`); the teacher's prediction is a constant.
     /// ∇loss = gradient / `maskedPatches`.
     /// - Throws: the errors of `rcmaeForward`.
-    public static func rcmaeLossAndGradient(student: MaskedAutoencoder, teacher: MaskedAutoencoder, pixels: Tensor<Float>,
-                                            masks: [MAEMask], normPixLoss: Bool, gamma: Double = 1) throws
-        -> (sums: RCMAELossSums, gradients: [String: Tensor<Float>]) {
+    public static func rcmaeLossAndGradient(
+        student: MaskedAutoencoder, teacher: MaskedAutoencoder, pixels: Tensor<Float>,
+        masks: [MAEMask], normPixLoss: Bool, gamma: Double = 1
+    ) throws
+        -> (sums: RCMAELossSums, gradients: [String: Tensor<Float>])
+    {
         var g: [String: Tensor<Float>] = [:]
-        let sums = try rcmaeLossAndGradient(student: student, teacher: teacher, pixels: pixels, masks: masks,
-                                            normPixLoss: normPixLoss, gamma: gamma, accumulatingInto: &g)
+        let sums = try rcmaeLossAndGradient(
+            student: student, teacher: teacher, pixels: pixels, masks: masks,
+            normPixLoss: normPixLoss, gamma: gamma, accumulatingInto: &g)
         return (sums, g)
     }
 
     /// As `rcmaeLossAndGradient(student:teacher:pixels:masks:normPixLoss:gamma:)`, adding into `gradients`.
-    public static func rcmaeLossAndGradient(student: MaskedAutoencoder, teacher: MaskedAutoencoder, pixels: Tensor<Float>,
-                                            masks: [MAEMask], normPixLoss: Bool, gamma: Double = 1,
-                                            accumulatingInto gradients: inout [String: Tensor<Float>]) throws -> RCMAELossSums {
+    public static func rcmaeLossAndGradient(
+        student: MaskedAutoencoder, teacher: MaskedAutoencoder, pixels: Tensor<Float>,
+        masks: [MAEMask], normPixLoss: Bool, gamma: Double = 1,
+        accumulatingInto gradients: inout [String: Tensor<Float>]
+    ) throws -> RCMAELossSums {
         guard teacher.patchSize == student.patchSize, teacher.imageSize == student.imageSize,
-              teacher.targetWidth == student.targetWidth else {
+            teacher.targetWidth == student.targetWidth
+        else {
             throw MAEError.invalidArgument(
-                parameter: "teacher", expected: "patch \(student.patchSize), image \(student.imageSize)px like the student",
+                parameter: "teacher",
+                expected: "patch \(student.patchSize), image \(student.imageSize)px like the student",
                 got: "patch \(teacher.patchSize), image \(teacher.imageSize)px")
         }
-        guard gamma.isFinite else { throw MAEError.invalidArgument(parameter: "gamma", expected: "a finite number", got: "\(gamma)") }
+        guard gamma.isFinite else {
+            throw MAEError.invalidArgument(parameter: "gamma", expected: "a finite number", got: "\(gamma)")
+        }
         let t = try teacher.predict(pixels, masks: masks)
-        return try student.gradientPass(pixels, masks: masks, normPixLoss: normPixLoss, teacherPrediction: t, gamma: gamma,
-                                        into: &gradients)
+        return try student.gradientPass(
+            pixels, masks: masks, normPixLoss: normPixLoss, teacherPrediction: t, gamma: gamma,
+            into: &gradients)
     }
 
     /// Encoder and decoder parameter names the loss reads (model-internal shapes in `encoder.p` / `decoder.p`).
     private var gradientNames: (encoder: [String], decoder: [String]) {
-        (["patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed"] + encoder.blocks.parameterNames
-            + ["norm.weight", "norm.bias"],
-         ["decoder_embed.weight", "decoder_embed.bias", "mask_token", "decoder_pos_embed"] + decoder.parameterNames
-            + ["decoder_norm.weight", "decoder_norm.bias", "decoder_pred.weight", "decoder_pred.bias"])
+        (
+            ["patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed"]
+                + encoder.blocks.parameterNames
+                + ["norm.weight", "norm.bias"],
+            ["decoder_embed.weight", "decoder_embed.bias", "mask_token", "decoder_pos_embed"] + decoder.parameterNames
+                + ["decoder_norm.weight", "decoder_norm.bias", "decoder_pred.weight", "decoder_pred.bias"]
+        )
     }
 
     /// One forward + backward pass; the consistency term is included when `teacherPrediction` is given.
-    private func gradientPass(_ pixels: Tensor<Float>, masks: [MAEMask], normPixLoss: Bool, teacherPrediction: Tensor<Float>?,
-                              gamma: Double, into gradients: inout [String: Tensor<Float>]) throws -> RCMAELossSums {
+    private func gradientPass(
+        _ pixels: Tensor<Float>, masks: [MAEMask], normPixLoss: Bool, teacherPrediction: Tensor<Float>?,
+        gamma: Double, into gradients: inout [String: Tensor<Float>]
+    ) throws -> RCMAELossSums {
         let keep = try check(pixels, masks: masks)
         let a = encoder.architecture
         let b = pixels.shape[0], np = patchCount, l = targetWidth, d = a.width, dd = decoderWidth
@@ -112,7 +132,9 @@ extension MaskedAutoencoder {
         var w = takeBuffers(batch: b, keep: keep)
         defer { buffers = w }
         let (prediction, recorded) = try run(pixels, masks: masks, keep: keep, buffers: &w, record: true)
-        guard let tapes = recorded else { throw ViTError.unsupported("internal: the forward pass recorded no activations") }
+        guard let tapes = recorded else {
+            throw ViTError.unsupported("internal: the forward pass recorded no activations")
+        }
         let eps = Float(a.layerNormEpsilon)
         let ep = encoder.p, dp = decoder.p
         let names = gradientNames
@@ -152,18 +174,22 @@ extension MaskedAutoencoder {
         }
 
         // decoder_pred and decoder_norm (patch tokens only; the CLS token gets no gradient from the output).
-        try gemm(dpred.matrixRef, transposeA: true, w.decoded.matrixRef, beta: 1,
-                 into: MutableMatrixRef(g.pointer("decoder_pred.weight"), rows: l, cols: dd))
+        try gemm(
+            dpred.matrixRef, transposeA: true, w.decoded.matrixRef, beta: 1,
+            into: MutableMatrixRef(g.pointer("decoder_pred.weight"), rows: l, cols: dd))
         NeuralKernels.addColumnSums(dpred.pointer, rows: b * np, width: l, into: g.pointer("decoder_pred.bias"))
         var ddecoded = Tensor<Float>(shape: [b * np, dd])
-        try gemm(dpred.matrixRef, dp["decoder_pred.weight"]!.matrixRef, into: MutableMatrixRef(ddecoded.mutablePointer(), rows: b * np, cols: dd))
+        try gemm(
+            dpred.matrixRef, dp["decoder_pred.weight"]!.matrixRef,
+            into: MutableMatrixRef(ddecoded.mutablePointer(), rows: b * np, cols: dd))
         var dy = Tensor<Float>(shape: [b * td, dd])
         let dyp = dy.mutablePointer(), decX = w.decoder!.x.pointer
         for i in 0..<b {
-            NeuralKernels.layerNormBackward(input: decX + (i * td + 1) * dd, outputGradient: ddecoded.pointer + i * np * dd,
-                                            rows: np, width: dd, weight: dp["decoder_norm.weight"]!.pointer, epsilon: eps,
-                                            inputGradient: dyp + (i * td + 1) * dd, accumulate: false,
-                                            weightGradient: g.pointer("decoder_norm.weight"), biasGradient: g.pointer("decoder_norm.bias"))
+            NeuralKernels.layerNormBackward(
+                input: decX + (i * td + 1) * dd, outputGradient: ddecoded.pointer + i * np * dd,
+                rows: np, width: dd, weight: dp["decoder_norm.weight"]!.pointer, epsilon: eps,
+                inputGradient: dyp + (i * td + 1) * dd, accumulate: false,
+                weightGradient: g.pointer("decoder_norm.weight"), biasGradient: g.pointer("decoder_norm.bias"))
         }
         try decoder.backward(tapes.decoder, images: b, tokens: td, gradient: dyp, into: g)
 
@@ -183,18 +209,22 @@ extension MaskedAutoencoder {
                 }
             }
         }
-        try gemm(demb.matrixRef, transposeA: true, w.latent.matrixRef, beta: 1,
-                 into: MutableMatrixRef(g.pointer("decoder_embed.weight"), rows: dd, cols: d))
+        try gemm(
+            demb.matrixRef, transposeA: true, w.latent.matrixRef, beta: 1,
+            into: MutableMatrixRef(g.pointer("decoder_embed.weight"), rows: dd, cols: d))
         NeuralKernels.addColumnSums(dep, rows: b * te, width: dd, into: g.pointer("decoder_embed.bias"))
         var dlatent = Tensor<Float>(shape: [b * te, d])
-        try gemm(demb.matrixRef, dp["decoder_embed.weight"]!.matrixRef, into: MutableMatrixRef(dlatent.mutablePointer(), rows: b * te, cols: d))
+        try gemm(
+            demb.matrixRef, dp["decoder_embed.weight"]!.matrixRef,
+            into: MutableMatrixRef(dlatent.mutablePointer(), rows: b * te, cols: d))
 
         // Encoder: final norm, blocks, CLS / position table / visible-patch embedding.
         var dx = Tensor<Float>(shape: [b * te, d])
         let dxp = dx.mutablePointer()
-        NeuralKernels.layerNormBackward(input: w.encoder!.x.pointer, outputGradient: dlatent.pointer, rows: b * te, width: d,
-                                        weight: ep["norm.weight"]!.pointer, epsilon: eps, inputGradient: dxp, accumulate: false,
-                                        weightGradient: g.pointer("norm.weight"), biasGradient: g.pointer("norm.bias"))
+        NeuralKernels.layerNormBackward(
+            input: w.encoder!.x.pointer, outputGradient: dlatent.pointer, rows: b * te, width: d,
+            weight: ep["norm.weight"]!.pointer, epsilon: eps, inputGradient: dxp, accumulate: false,
+            weightGradient: g.pointer("norm.weight"), biasGradient: g.pointer("norm.bias"))
         try encoder.blocks.backward(tapes.encoder, images: b, tokens: te, gradient: dxp, into: g)
         var dpatches = Tensor<Float>(shape: [b * keep, d])
         let dpp2 = dpatches.mutablePointer(), dcls = g.pointer("cls_token"), dposE = g.pointer("pos_embed")
@@ -208,8 +238,9 @@ extension MaskedAutoencoder {
                 (dpp2 + (i * keep + k) * d).update(from: src, count: d)
             }
         }
-        try gemm(dpatches.matrixRef, transposeA: true, w.cols.matrixRef, beta: 1,
-                 into: MutableMatrixRef(g.pointer("patch_embed.proj.weight"), rows: d, cols: w.cols.shape[1]))
+        try gemm(
+            dpatches.matrixRef, transposeA: true, w.cols.matrixRef, beta: 1,
+            into: MutableMatrixRef(g.pointer("patch_embed.proj.weight"), rows: d, cols: w.cols.shape[1]))
         NeuralKernels.addColumnSums(dpp2, rows: b * keep, width: d, into: g.pointer("patch_embed.proj.bias"))
 
         var shapes = encoder.parameterShapes
@@ -219,7 +250,8 @@ extension MaskedAutoencoder {
     }
 
     /// The loss target of one patch in Double: the patch, or (t − mean)/√(unbiased var + 1e-6) (norm-pix).
-    static func target(_ t: UnsafePointer<Float>, count l: Int, normalize: Bool, into out: UnsafeMutablePointer<Double>) {
+    static func target(_ t: UnsafePointer<Float>, count l: Int, normalize: Bool, into out: UnsafeMutablePointer<Double>)
+    {
         var mean = 0.0, inv = 1.0
         if normalize {
             var s = 0.0
@@ -244,29 +276,40 @@ extension ClassifierHead {
     /// - Throws: `ClassifierHeadError.incompatible` (model width/depth), `.labels` (one label per image, each
     ///   in 0..<classCount), the model's errors.
     public func lossAndGradient(model: VisionTransformer, pixels: Tensor<Float>, labels: [Int]) throws
-        -> (sums: CrossEntropySums, gradients: [String: Tensor<Float>]) {
+        -> (sums: CrossEntropySums, gradients: [String: Tensor<Float>])
+    {
         var g: [String: Tensor<Float>] = [:]
         let sums = try lossAndGradient(model: model, pixels: pixels, labels: labels, accumulatingInto: &g)
         return (sums, g)
     }
 
     /// As `lossAndGradient(model:pixels:labels:)`, adding the gradient into `gradients` (missing names inserted).
-    public func lossAndGradient(model: VisionTransformer, pixels: Tensor<Float>, labels: [Int],
-                                accumulatingInto gradients: inout [String: Tensor<Float>]) throws -> CrossEntropySums {
+    public func lossAndGradient(
+        model: VisionTransformer, pixels: Tensor<Float>, labels: [Int],
+        accumulatingInto gradients: inout [String: Tensor<Float>]
+    ) throws -> CrossEntropySums {
         let a = model.architecture
         guard a.width == width, a.depth == depth else {
-            throw ClassifierHeadError.incompatible(file: file, reason: "the head was built for width \(width), depth \(depth); the model has width \(a.width), depth \(a.depth)")
+            throw ClassifierHeadError.incompatible(
+                file: file,
+                reason:
+                    "the head was built for width \(width), depth \(depth); the model has width \(a.width), depth \(a.depth)"
+            )
         }
         let size = model.imageSize
         guard pixels.rank == 4, pixels.shape[1] == a.inputChannels, pixels.shape[2] == size, pixels.shape[3] == size,
-              pixels.shape[0] > 0 else {
+            pixels.shape[0] > 0
+        else {
             throw ViTError.inputShape(expected: "[B ≥ 1, \(a.inputChannels), \(size), \(size)]", got: pixels.shape)
         }
         let b = pixels.shape[0], ps = a.patchSize, grid = size / ps, np = grid * grid, t = np + 1, d = a.width
         guard t == a.tokenCount, a.positionIncludesPrefix else {
-            throw ViTError.unsupported("gradients need a position table of \(t) rows including the class token; it has \(a.tokenCount)")
+            throw ViTError.unsupported(
+                "gradients need a position table of \(t) rows including the class token; it has \(a.tokenCount)")
         }
-        guard labels.count == b else { throw ClassifierHeadError.labels("one label per image (\(b)), got \(labels.count)") }
+        guard labels.count == b else {
+            throw ClassifierHeadError.labels("one label per image (\(b)), got \(labels.count)")
+        }
         if let bad = labels.first(where: { !(0..<classCount).contains($0) }) {
             throw ClassifierHeadError.labels("label \(bad) is outside the head's \(classCount) classes (\(file))")
         }
@@ -277,9 +320,13 @@ extension ClassifierHead {
         case .classToken, .dinoLinear: normNames = ["norm.weight", "norm.bias"]
         case .globalPool: normNames = ["fc_norm.weight", "fc_norm.bias"]
         }
-        for n in normNames where p[n] == nil { throw ClassifierHeadError.incompatible(file: file, reason: "the readout needs the model's \(n)") }
-        let g = GradientBuffers(like: p, names: ["patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed"]
-                                + blocks.parameterNames + normNames)
+        for n in normNames where p[n] == nil {
+            throw ClassifierHeadError.incompatible(file: file, reason: "the readout needs the model's \(n)")
+        }
+        let g = GradientBuffers(
+            like: p,
+            names: ["patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed"]
+                + blocks.parameterNames + normNames)
         g.add(like: ["head.weight": weight, "head.bias": bias], names: ["head.weight", "head.bias"])
 
         // Forward, recorded: patch embedding (im2col + GEMM), tokens, blocks.
@@ -300,13 +347,15 @@ extension ClassifierHead {
         let nw = p[normNames[0]]!.pointer, nb = p[normNames[1]]!.pointer
         switch readout {
         case .classToken:
-            NeuralKernels.layerNorm(x, normed.mutablePointer(), rows: rows, width: d, weight: nw, bias: nb, epsilon: eps)
+            NeuralKernels.layerNorm(
+                x, normed.mutablePointer(), rows: rows, width: d, weight: nw, bias: nb, epsilon: eps)
             for i in 0..<b { (fp + i * f).update(from: normed.pointer + i * t * d, count: d) }
         case .globalPool:
             meanPatchTokens(x, images: b, tokens: t, width: d, into: pooled.mutablePointer())
             NeuralKernels.layerNorm(pooled.pointer, fp, rows: b, width: d, weight: nw, bias: nb, epsilon: eps)
         case let .dinoLinear(n, avg):
-            NeuralKernels.layerNorm(x, normed.mutablePointer(), rows: rows, width: d, weight: nw, bias: nb, epsilon: eps)
+            NeuralKernels.layerNorm(
+                x, normed.mutablePointer(), rows: rows, width: d, weight: nw, bias: nb, epsilon: eps)
             if avg {
                 meanPatchTokens(normed.pointer, images: b, tokens: t, width: d, into: pooled.mutablePointer())
                 let np0 = normed.pointer, gp = pooled.pointer
@@ -319,9 +368,10 @@ extension ClassifierHead {
                         let dst = fp + i * f + k * d
                         if blk == depth - 1 {
                             dst.update(from: normed.pointer + i * t * d, count: d)
-                        } else {   // output of block blk = input of block blk + 1, CLS row, through the final norm
-                            NeuralKernels.layerNorm(tape.input[blk + 1].pointer + i * t * d, dst, rows: 1, width: d,
-                                                    weight: nw, bias: nb, epsilon: eps)
+                        } else {  // output of block blk = input of block blk + 1, CLS row, through the final norm
+                            NeuralKernels.layerNorm(
+                                tape.input[blk + 1].pointer + i * t * d, dst, rows: 1, width: d,
+                                weight: nw, bias: nb, epsilon: eps)
                         }
                     }
                 }
@@ -331,7 +381,9 @@ extension ClassifierHead {
         // Logits, loss sums, ∂sum/∂logits = softmax − one-hot.
         var logits = Tensor<Float>(shape: [b, c])
         NeuralKernels.broadcastRows(bias.pointer, into: logits.mutablePointer(), rows: b, width: c)
-        try gemm(features.matrixRef, weight.matrixRef, transposeB: true, beta: 1, into: MutableMatrixRef(logits.mutablePointer(), rows: b, cols: c))
+        try gemm(
+            features.matrixRef, weight.matrixRef, transposeB: true, beta: 1,
+            into: MutableMatrixRef(logits.mutablePointer(), rows: b, cols: c))
         var dz = Tensor<Float>(shape: [b, c])
         let zp = logits.pointer, dzp = dz.mutablePointer()
         var sums = CrossEntropySums()
@@ -347,7 +399,9 @@ extension ClassifierHead {
             sums.count += 1
             for j in 0..<c { dzp[i * c + j] = Float(Foundation.exp(Double(z[j]) - lse) - (j == label ? 1 : 0)) }
         }
-        try gemm(dz.matrixRef, transposeA: true, features.matrixRef, beta: 1, into: MutableMatrixRef(g.pointer("head.weight"), rows: c, cols: f))
+        try gemm(
+            dz.matrixRef, transposeA: true, features.matrixRef, beta: 1,
+            into: MutableMatrixRef(g.pointer("head.weight"), rows: c, cols: f))
         NeuralKernels.addColumnSums(dzp, rows: b, width: c, into: g.pointer("head.bias"))
         var df = Tensor<Float>(shape: [b, f])
         try gemm(dz.matrixRef, weight.matrixRef, into: MutableMatrixRef(df.mutablePointer(), rows: b, cols: f))
@@ -359,15 +413,17 @@ extension ClassifierHead {
         switch readout {
         case .classToken:
             for i in 0..<b {
-                NeuralKernels.layerNormBackward(input: x + i * t * d, outputGradient: dfp + i * f, rows: 1, width: d, weight: nw,
-                                                epsilon: eps, inputGradient: dxp + i * t * d, accumulate: false,
-                                                weightGradient: dnw, biasGradient: dnb)
+                NeuralKernels.layerNormBackward(
+                    input: x + i * t * d, outputGradient: dfp + i * f, rows: 1, width: d, weight: nw,
+                    epsilon: eps, inputGradient: dxp + i * t * d, accumulate: false,
+                    weightGradient: dnw, biasGradient: dnb)
             }
         case .globalPool:
             var dpooled = Tensor<Float>(shape: [b, d])
-            NeuralKernels.layerNormBackward(input: pooled.pointer, outputGradient: dfp, rows: b, width: d, weight: nw, epsilon: eps,
-                                            inputGradient: dpooled.mutablePointer(), accumulate: false,
-                                            weightGradient: dnw, biasGradient: dnb)
+            NeuralKernels.layerNormBackward(
+                input: pooled.pointer, outputGradient: dfp, rows: b, width: d, weight: nw, epsilon: eps,
+                inputGradient: dpooled.mutablePointer(), accumulate: false,
+                weightGradient: dnw, biasGradient: dnb)
             spreadMean(dpooled.pointer, images: b, tokens: t, width: d, into: dxp)
         case let .dinoLinear(n, avg):
             var dnormed = Tensor<Float>(shape: [rows, d])
@@ -387,16 +443,18 @@ extension ClassifierHead {
                         var e = Tensor<Float>(shape: [rows, d])
                         let ep = e.mutablePointer(), input = tape.input[blk + 1].pointer
                         for i in 0..<b {
-                            NeuralKernels.layerNormBackward(input: input + i * t * d, outputGradient: dfp + i * f + k * d, rows: 1,
-                                                            width: d, weight: nw, epsilon: eps, inputGradient: ep + i * t * d,
-                                                            accumulate: false, weightGradient: dnw, biasGradient: dnb)
+                            NeuralKernels.layerNormBackward(
+                                input: input + i * t * d, outputGradient: dfp + i * f + k * d, rows: 1,
+                                width: d, weight: nw, epsilon: eps, inputGradient: ep + i * t * d,
+                                accumulate: false, weightGradient: dnw, biasGradient: dnb)
                         }
                         extra[blk] = e
                     }
                 }
             }
-            NeuralKernels.layerNormBackward(input: x, outputGradient: dnormed.pointer, rows: rows, width: d, weight: nw, epsilon: eps,
-                                            inputGradient: dxp, accumulate: false, weightGradient: dnw, biasGradient: dnb)
+            NeuralKernels.layerNormBackward(
+                input: x, outputGradient: dnormed.pointer, rows: rows, width: d, weight: nw, epsilon: eps,
+                inputGradient: dxp, accumulate: false, weightGradient: dnw, biasGradient: dnb)
         }
         try blocks.backward(tape, images: b, tokens: t, gradient: dxp, outputGradients: extra, into: g)
 
@@ -409,8 +467,9 @@ extension ClassifierHead {
             NeuralKernels.addScaled(row, into: dpos, rows: t, width: d, scale: nil)
             (dpp + i * np * d).update(from: row + d, count: np * d)
         }
-        try gemm(dpatches.matrixRef, transposeA: true, cols.matrixRef, beta: 1,
-                 into: MutableMatrixRef(g.pointer("patch_embed.proj.weight"), rows: d, cols: cols.shape[1]))
+        try gemm(
+            dpatches.matrixRef, transposeA: true, cols.matrixRef, beta: 1,
+            into: MutableMatrixRef(g.pointer("patch_embed.proj.weight"), rows: d, cols: cols.shape[1]))
         NeuralKernels.addColumnSums(dpp, rows: b * np, width: d, into: g.pointer("patch_embed.proj.bias"))
 
         var shapes = model.parameterShapes
@@ -422,7 +481,9 @@ extension ClassifierHead {
 }
 
 /// Mean over tokens 1..<t of each image's rows `[images·t, width]` into `[images, width]`, accumulated in Double.
-private func meanPatchTokens(_ x: UnsafePointer<Float>, images b: Int, tokens t: Int, width d: Int, into out: UnsafeMutablePointer<Float>) {
+private func meanPatchTokens(
+    _ x: UnsafePointer<Float>, images b: Int, tokens t: Int, width d: Int, into out: UnsafeMutablePointer<Float>
+) {
     let acc = UnsafeMutablePointer<Double>.allocate(capacity: d)
     defer { acc.deallocate() }
     let inv = 1 / Double(t - 1)
@@ -434,7 +495,9 @@ private func meanPatchTokens(_ x: UnsafePointer<Float>, images b: Int, tokens t:
 }
 
 /// Backward of `meanPatchTokens`: adds g[i]/(t − 1) to rows 1..<t of image i.
-private func spreadMean(_ g: UnsafePointer<Float>, images b: Int, tokens t: Int, width d: Int, into dx: UnsafeMutablePointer<Float>) {
+private func spreadMean(
+    _ g: UnsafePointer<Float>, images b: Int, tokens t: Int, width d: Int, into dx: UnsafeMutablePointer<Float>
+) {
     let inv = 1 / Float(t - 1)
     for i in 0..<b {
         let src = g + i * d

@@ -13,7 +13,8 @@ public enum MAEError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .noDecoder(file):
-            return "\(file): no MAE decoder (decoder_embed.*, mask_token, decoder_pos_embed, decoder_blocks.*, decoder_norm.*, "
+            return
+                "\(file): no MAE decoder (decoder_embed.*, mask_token, decoder_pos_embed, decoder_blocks.*, decoder_norm.*, "
                 + "decoder_pred.*); an encoder-only checkpoint cannot compute the reconstruction loss"
         case let .inputShape(parameter, expected, got):
             return "\(parameter) has shape \(describeShape(got)), expected \(expected)"
@@ -56,8 +57,9 @@ public struct MAEMask: Sendable, Equatable {
         var restore = [Int](repeating: -1, count: n)
         for (pos, k) in idsShuffle.enumerated() {
             guard (0..<n).contains(k), restore[k] < 0 else {
-                throw MAEError.invalidArgument(parameter: "idsShuffle", expected: "a permutation of 0..<\(n)",
-                                               got: "\(k) at position \(pos)")
+                throw MAEError.invalidArgument(
+                    parameter: "idsShuffle", expected: "a permutation of 0..<\(n)",
+                    got: "\(k) at position \(pos)")
             }
             restore[k] = pos
         }
@@ -85,8 +87,9 @@ public struct MAEMask: Sendable, Equatable {
     /// - Throws: `MAEError.invalidArgument` if a value is neither 0 nor 1.
     public init<T: BinaryFloatingPoint>(maskRow: [T]) throws {
         if let bad = maskRow.firstIndex(where: { $0 != 0 && $0 != 1 }) {
-            throw MAEError.invalidArgument(parameter: "maskRow", expected: "0 (visible) or 1 (masked)",
-                                           got: "\(Double(maskRow[bad])) at index \(bad)")
+            throw MAEError.invalidArgument(
+                parameter: "maskRow", expected: "0 (visible) or 1 (masked)",
+                got: "\(Double(maskRow[bad])) at index \(bad)")
         }
         try self.init(maskRow: maskRow.map { $0 == 1 })
     }

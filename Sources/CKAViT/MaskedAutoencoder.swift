@@ -21,7 +21,8 @@ public struct MAELossSums: Sendable, Equatable {
     public var loss: Double { squaredErrorSum / Double(maskedPatches) }
 
     public static func + (a: MAELossSums, b: MAELossSums) -> MAELossSums {
-        MAELossSums(squaredErrorSum: a.squaredErrorSum + b.squaredErrorSum, maskedPatches: a.maskedPatches + b.maskedPatches)
+        MAELossSums(
+            squaredErrorSum: a.squaredErrorSum + b.squaredErrorSum, maskedPatches: a.maskedPatches + b.maskedPatches)
     }
 }
 
@@ -47,11 +48,14 @@ public struct RCMAELossSums: Sendable, Equatable {
     /// Mean consistency loss over masked patches.
     public var consistency: Double { consistencySum / Double(maskedPatches) }
     /// `reconstruction + γ·consistency` (γ = 1 is RC-MAE's default `--gamma`).
-    public func loss(gamma: Double = 1) -> Double { (reconstructionSum + gamma * consistencySum) / Double(maskedPatches) }
+    public func loss(gamma: Double = 1) -> Double {
+        (reconstructionSum + gamma * consistencySum) / Double(maskedPatches)
+    }
 
     public static func + (a: RCMAELossSums, b: RCMAELossSums) -> RCMAELossSums {
-        RCMAELossSums(reconstructionSum: a.reconstructionSum + b.reconstructionSum,
-                      consistencySum: a.consistencySum + b.consistencySum, maskedPatches: a.maskedPatches + b.maskedPatches)
+        RCMAELossSums(
+            reconstructionSum: a.reconstructionSum + b.reconstructionSum,
+            consistencySum: a.consistencySum + b.consistencySum, maskedPatches: a.maskedPatches + b.maskedPatches)
     }
 }
 
@@ -107,17 +111,22 @@ public final class MaskedAutoencoder {
     /// - Throws: `MAEError.noDecoder` if `decoder` is empty; `ViTError.missingParameter`/`.parameterShape` naming a
     ///   missing or misshaped tensor; `ViTError.unsupported` for an encoder without a final `norm` or a head count
     ///   that does not divide the width.
-    public init(encoder encoderParameters: [String: Tensor<Float>], architecture a: ViTArchitecture,
-                decoder decoderParameters: [String: Tensor<Float>], decoderHeads: Int? = nil, file: String = "checkpoint") throws {
+    public init(
+        encoder encoderParameters: [String: Tensor<Float>], architecture a: ViTArchitecture,
+        decoder decoderParameters: [String: Tensor<Float>], decoderHeads: Int? = nil, file: String = "checkpoint"
+    ) throws {
         guard !decoderParameters.isEmpty else { throw MAEError.noDecoder(file: file) }
         guard a.hasFinalNorm, !a.hasFCNorm, a.prefixTokens == 1, a.positionIncludesPrefix, a.gridSize != nil else {
-            throw ViTError.unsupported("\(file): the MAE encoder needs a class token, a square position table with a CLS row "
-                                       + "and a final `norm` (a pre-training checkpoint, not a fine-tuned one)")
+            throw ViTError.unsupported(
+                "\(file): the MAE encoder needs a class token, a square position table with a CLS row "
+                    + "and a final `norm` (a pre-training checkpoint, not a fine-tuned one)")
         }
         encoder = try VisionTransformer(parameters: encoderParameters, architecture: a, file: file)
         var p = decoderParameters
         decoderShapes = decoderParameters.mapValues(\.shape)
-        guard let embed = p["decoder_embed.weight"] else { throw ViTError.missingParameter(name: "decoder_embed.weight", file: file) }
+        guard let embed = p["decoder_embed.weight"] else {
+            throw ViTError.missingParameter(name: "decoder_embed.weight", file: file)
+        }
         guard embed.rank == 2, embed.shape[1] == a.width, embed.shape[0] > 0 else {
             throw ViTError.parameterShape(name: "decoder_embed.weight", expected: [-1, a.width], got: embed.shape)
         }
@@ -133,30 +142,34 @@ public final class MaskedAutoencoder {
                 throw ViTError.missingParameter(name: "decoder_blocks.0.mlp.fc1.weight", file: file)
             }
             guard fc1.count % dd == 0, fc1.count > 0 else {
-                throw ViTError.parameterShape(name: "decoder_blocks.0.mlp.fc1.weight", expected: [-1, dd], got: fc1.shape)
+                throw ViTError.parameterShape(
+                    name: "decoder_blocks.0.mlp.fc1.weight", expected: [-1, dd], got: fc1.shape)
             }
             hidden = fc1.count / dd
         }
         let heads = decoderHeads ?? (dd % 32 == 0 ? dd / 32 : 0)
         guard heads > 0, dd % heads == 0 else {
-            throw ViTError.unsupported("\(file): decoder width \(dd) is not divisible by \(decoderHeads.map(String.init) ?? "32-wide") heads;"
-                                       + " pass decoderHeads")
+            throw ViTError.unsupported(
+                "\(file): decoder width \(dd) is not divisible by \(decoderHeads.map(String.init) ?? "32-wide") heads;"
+                    + " pass decoderHeads")
         }
         let tokens = a.tokenCount, target = a.patchSize * a.patchSize * a.inputChannels
         func need(_ name: String, _ shape: [Int]) throws { try reshapeParameter(&p, name, shape, file: file) }
         try need("decoder_embed.weight", [dd, a.width]); try need("decoder_embed.bias", [dd])
         try need("mask_token", [dd])
         try need("decoder_pos_embed", [tokens, dd])
-        try TransformerBlocks.validate(&p, prefix: "decoder_blocks", depth: depth, width: dd, hiddenWidth: hidden,
-                                       layerScale: false, file: file)
+        try TransformerBlocks.validate(
+            &p, prefix: "decoder_blocks", depth: depth, width: dd, hiddenWidth: hidden,
+            layerScale: false, file: file)
         try need("decoder_norm.weight", [dd]); try need("decoder_norm.bias", [dd])
         try need("decoder_pred.weight", [target, dd]); try need("decoder_pred.bias", [target])
         decoderWidth = dd
         decoderDepth = depth
         self.decoderHeads = heads
         decoderHiddenWidth = hidden
-        decoder = TransformerBlocks(prefix: "decoder_blocks", depth: depth, width: dd, heads: heads, hiddenWidth: hidden,
-                                    layerScale: false, epsilon: Float(a.layerNormEpsilon), p: p)
+        decoder = TransformerBlocks(
+            prefix: "decoder_blocks", depth: depth, width: dd, heads: heads, hiddenWidth: hidden,
+            layerScale: false, epsilon: Float(a.layerNormEpsilon), p: p)
     }
 
     /// Builds the model of a loaded MAE or RC-MAE pre-training checkpoint (encoder and `Checkpoint.decoder`).
@@ -166,8 +179,9 @@ public final class MaskedAutoencoder {
         guard !checkpoint.decoder.isEmpty else { throw MAEError.noDecoder(file: checkpoint.file) }
         var decoder: [String: Tensor<Float>] = [:]
         for (name, tensor) in checkpoint.decoder { decoder[name] = try tensor.floatTensor() }
-        try self.init(encoder: checkpoint.parameters, architecture: checkpoint.architecture, decoder: decoder,
-                      decoderHeads: decoderHeads, file: checkpoint.file)
+        try self.init(
+            encoder: checkpoint.parameters, architecture: checkpoint.architecture, decoder: decoder,
+            decoderHeads: decoderHeads, file: checkpoint.file)
     }
 
     /// A decoder parameter by its MAE name (reshaped to the form the model uses).
@@ -213,8 +227,9 @@ public final class MaskedAutoencoder {
     func takeBuffers(batch b: Int, keep: Int) -> Buffers {
         let a = encoder.architecture
         if buffers?.batch != b || buffers?.keep != keep {
-            buffers = Buffers(batch: b, keep: keep, patches: patchCount, inputWidth: a.inputChannels * a.patchSize * a.patchSize,
-                              width: a.width, decoderWidth: decoderWidth, targetWidth: targetWidth)
+            buffers = Buffers(
+                batch: b, keep: keep, patches: patchCount, inputWidth: a.inputChannels * a.patchSize * a.patchSize,
+                width: a.width, decoderWidth: decoderWidth, targetWidth: targetWidth)
         }
         return buffers.take()!
     }
@@ -222,7 +237,8 @@ public final class MaskedAutoencoder {
     /// The forward pass on validated inputs into `w` (encoder and decoder token buffers end in `w.encoder!.x`,
     /// `w.decoder!.x`); with `record`, the blocks' activations for `backward` are returned too.
     func run(_ pixels: Tensor<Float>, masks: [MAEMask], keep: Int, buffers w: inout Buffers, record: Bool) throws
-        -> (prediction: Tensor<Float>, tapes: (encoder: TransformerBlocks.Tape, decoder: TransformerBlocks.Tape)?) {
+        -> (prediction: Tensor<Float>, tapes: (encoder: TransformerBlocks.Tape, decoder: TransformerBlocks.Tape)?)
+    {
         let a = encoder.architecture
         let b = pixels.shape[0], np = patchCount, d = a.width, dd = decoderWidth
         let te = keep + 1, td = np + 1, out = targetWidth
@@ -234,8 +250,9 @@ public final class MaskedAutoencoder {
 
         // Encoder: embed only the visible patches (the embedding is per patch), in idsShuffle order.
         gatherPatches(pixels, masks: masks, keep: keep, into: w.cols.mutablePointer())
-        try TransformerBlocks.linear(w.cols.pointer, rows: b * keep, weight: ep["patch_embed.proj.weight"]!,
-                                     bias: ep["patch_embed.proj.bias"]!, into: w.patches.mutablePointer())
+        try TransformerBlocks.linear(
+            w.cols.pointer, rows: b * keep, weight: ep["patch_embed.proj.weight"]!,
+            bias: ep["patch_embed.proj.bias"]!, into: w.patches.mutablePointer())
         let x = enc.x.mutablePointer(), pp = w.patches.pointer
         let cls = ep["cls_token"]!.pointer, pos = ep["pos_embed"]!.pointer
         for i in 0..<b {
@@ -248,8 +265,9 @@ public final class MaskedAutoencoder {
         }
         var encoderTape: TransformerBlocks.Tape?
         if record { encoderTape = try encoder.blocks.record(&enc) } else { try encoder.blocks.run(&enc) }
-        NeuralKernels.layerNorm(enc.x.pointer, w.latent.mutablePointer(), rows: b * te, width: d,
-                                weight: ep["norm.weight"]!.pointer, bias: ep["norm.bias"]!.pointer, epsilon: eps)
+        NeuralKernels.layerNorm(
+            enc.x.pointer, w.latent.mutablePointer(), rows: b * te, width: d,
+            weight: ep["norm.weight"]!.pointer, bias: ep["norm.bias"]!.pointer, epsilon: eps)
 
         // Decoder: embed, mask tokens, unshuffle, position table.
         try decoder.linear(w.latent.pointer, rows: b * te, "decoder_embed", into: w.embedded.mutablePointer())
@@ -271,8 +289,9 @@ public final class MaskedAutoencoder {
         let normW = dp["decoder_norm.weight"]!.pointer, normB = dp["decoder_norm.bias"]!.pointer
         let normed = w.decoded.mutablePointer()
         for i in 0..<b {
-            NeuralKernels.layerNorm(dec.x.pointer + (i * td + 1) * dd, normed + i * np * dd, rows: np, width: dd,
-                                    weight: normW, bias: normB, epsilon: eps)
+            NeuralKernels.layerNorm(
+                dec.x.pointer + (i * td + 1) * dd, normed + i * np * dd, rows: np, width: dd,
+                weight: normW, bias: normB, epsilon: eps)
         }
         try decoder.linear(w.decoded.pointer, rows: b * np, "decoder_pred", into: w.prediction.mutablePointer())
         let tapes = encoderTape.flatMap { e in decoderTape.map { (encoder: e, decoder: $0) } }
@@ -280,7 +299,9 @@ public final class MaskedAutoencoder {
     }
 
     /// The reconstruction-loss sums of `prediction` `[B, P, p²·C]` against `patchify(pixels)` on the masked patches.
-    func reconstructionSums(_ pixels: Tensor<Float>, prediction: Tensor<Float>, masks: [MAEMask], normPixLoss: Bool) -> MAELossSums {
+    func reconstructionSums(_ pixels: Tensor<Float>, prediction: Tensor<Float>, masks: [MAEMask], normPixLoss: Bool)
+        -> MAELossSums
+    {
         let b = pixels.shape[0], np = patchCount, l = targetWidth
         var target = [Float](repeating: 0, count: l)
         var sum = 0.0, count = 0
@@ -300,7 +321,8 @@ public final class MaskedAutoencoder {
     }
 
     /// mean over `count` of (p − t')², t' = t or (t − mean)/√(unbiased var + 1e-6), in Double.
-    static func patchLoss(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, count l: Int, normalize: Bool) -> Double {
+    static func patchLoss(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, count l: Int, normalize: Bool) -> Double
+    {
         var mean = 0.0, inv = 1.0
         if normalize {
             var s = 0.0
@@ -362,12 +384,16 @@ public final class MaskedAutoencoder {
     ///   - teacher: the EMA teacher, same patch size, image size and prediction width as the student.
     ///   - gamma: weight of the consistency term (RC-MAE's `--gamma`, default 1).
     /// - Throws: `MAEError` naming the argument.
-    public static func rcmaeForward(student: MaskedAutoencoder, teacher: MaskedAutoencoder, pixels: Tensor<Float>,
-                                    masks: [MAEMask], normPixLoss: Bool, gamma: Double = 1) throws -> RCMAEOutput {
+    public static func rcmaeForward(
+        student: MaskedAutoencoder, teacher: MaskedAutoencoder, pixels: Tensor<Float>,
+        masks: [MAEMask], normPixLoss: Bool, gamma: Double = 1
+    ) throws -> RCMAEOutput {
         guard teacher.patchSize == student.patchSize, teacher.imageSize == student.imageSize,
-              teacher.targetWidth == student.targetWidth else {
+            teacher.targetWidth == student.targetWidth
+        else {
             throw MAEError.invalidArgument(
-                parameter: "teacher", expected: "patch \(student.patchSize), image \(student.imageSize)px like the student",
+                parameter: "teacher",
+                expected: "patch \(student.patchSize), image \(student.imageSize)px like the student",
                 got: "patch \(teacher.patchSize), image \(teacher.imageSize)px")
         }
         let s = try student.forward(pixels, masks: masks, normPixLoss: normPixLoss)
@@ -384,8 +410,9 @@ public final class MaskedAutoencoder {
                 consistency += acc / Double(l)
             }
         }
-        let sums = RCMAELossSums(reconstructionSum: s.sums.squaredErrorSum, consistencySum: consistency,
-                                 maskedPatches: s.sums.maskedPatches)
+        let sums = RCMAELossSums(
+            reconstructionSum: s.sums.squaredErrorSum, consistencySum: consistency,
+            maskedPatches: s.sums.maskedPatches)
         return RCMAEOutput(studentPrediction: s.prediction, teacherPrediction: t, sums: sums, gamma: gamma)
     }
 
@@ -398,11 +425,13 @@ public final class MaskedAutoencoder {
         let a = encoder.architecture
         let bd = Double(b), d = Double(a.width), dd = Double(decoderWidth), np = Double(patchCount)
         let patchEmbed = 2 * bd * Double(keep) * Double(a.inputChannels * a.patchSize * a.patchSize) * d
-        let enc = TransformerBlocks.flops(images: b, tokens: keep + 1, width: a.width, hiddenWidth: a.mlpHiddenWidth,
-                                          depth: a.depth)
+        let enc = TransformerBlocks.flops(
+            images: b, tokens: keep + 1, width: a.width, hiddenWidth: a.mlpHiddenWidth,
+            depth: a.depth)
         let embed = 2 * bd * Double(keep + 1) * d * dd
-        let dec = TransformerBlocks.flops(images: b, tokens: patchCount + 1, width: decoderWidth,
-                                          hiddenWidth: decoderHiddenWidth, depth: decoderDepth)
+        let dec = TransformerBlocks.flops(
+            images: b, tokens: patchCount + 1, width: decoderWidth,
+            hiddenWidth: decoderHiddenWidth, depth: decoderDepth)
         let pred = 2 * bd * np * dd * Double(targetWidth)
         return patchEmbed + enc + embed + dec + pred
     }
@@ -416,7 +445,10 @@ public final class MaskedAutoencoder {
         var cols, patches, latent, embedded, decoded, prediction: Tensor<Float>
         var encoder: TransformerBlocks.Workspace?
         var decoder: TransformerBlocks.Workspace?
-        init(batch b: Int, keep: Int, patches np: Int, inputWidth: Int, width d: Int, decoderWidth dd: Int, targetWidth: Int) {
+        init(
+            batch b: Int, keep: Int, patches np: Int, inputWidth: Int, width d: Int, decoderWidth dd: Int,
+            targetWidth: Int
+        ) {
             batch = b
             self.keep = keep
             cols = Tensor(shape: [b * keep, inputWidth])
@@ -431,9 +463,11 @@ public final class MaskedAutoencoder {
     func checkPixels(_ pixels: Tensor<Float>) throws {
         let a = encoder.architecture, size = imageSize
         guard pixels.rank == 4, pixels.shape[1] == a.inputChannels, pixels.shape[2] == size, pixels.shape[3] == size,
-              pixels.shape[0] > 0 else {
-            throw MAEError.inputShape(parameter: "pixels", expected: "[B ≥ 1, \(a.inputChannels), \(size), \(size)]",
-                                      got: pixels.shape)
+            pixels.shape[0] > 0
+        else {
+            throw MAEError.inputShape(
+                parameter: "pixels", expected: "[B ≥ 1, \(a.inputChannels), \(size), \(size)]",
+                got: pixels.shape)
         }
     }
 
@@ -442,16 +476,19 @@ public final class MaskedAutoencoder {
         try checkPixels(pixels)
         let b = pixels.shape[0], np = patchCount
         guard masks.count == b else {
-            throw MAEError.invalidArgument(parameter: "masks", expected: "one mask per image (\(b))", got: "\(masks.count) masks")
+            throw MAEError.invalidArgument(
+                parameter: "masks", expected: "one mask per image (\(b))", got: "\(masks.count) masks")
         }
         let keep = masks[0].keepCount
         for (i, m) in masks.enumerated() {
             guard m.patchCount == np else {
-                throw MAEError.invalidArgument(parameter: "masks[\(i)]", expected: "\(np) patches", got: "\(m.patchCount)")
+                throw MAEError.invalidArgument(
+                    parameter: "masks[\(i)]", expected: "\(np) patches", got: "\(m.patchCount)")
             }
             guard m.keepCount == keep else {
-                throw MAEError.invalidArgument(parameter: "masks[\(i)]", expected: "\(keep) visible patches, as masks[0]",
-                                               got: "\(m.keepCount)")
+                throw MAEError.invalidArgument(
+                    parameter: "masks[\(i)]", expected: "\(keep) visible patches, as masks[0]",
+                    got: "\(m.keepCount)")
             }
         }
         return keep

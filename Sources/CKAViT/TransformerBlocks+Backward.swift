@@ -28,8 +28,9 @@ final class GradientBuffers {
             let src = try g.reshaped(shape)
             if total[name] == nil { total[name] = src; continue }
             guard total[name]!.shape == shape else {
-                throw TensorError.shapeMismatch(op: "gradient accumulation of \(name)", expected: describeShape(shape),
-                                                got: describeShape(total[name]!.shape))
+                throw TensorError.shapeMismatch(
+                    op: "gradient accumulation of \(name)", expected: describeShape(shape),
+                    got: describeShape(total[name]!.shape))
             }
             let dst = total[name]!.mutablePointer(), s = src.pointer
             for i in 0..<src.count { dst[i] += s[i] }
@@ -40,12 +41,14 @@ final class GradientBuffers {
 /// Adds `gradients` into `total` tensor by tensor (a name missing from `total` is inserted), for summing the
 /// per-batch gradients of loss sums.
 /// - Throws: `TensorError.shapeMismatch` if a tensor of the same name has another shape.
-public func accumulateGradients(_ gradients: [String: Tensor<Float>], into total: inout [String: Tensor<Float>]) throws {
+public func accumulateGradients(_ gradients: [String: Tensor<Float>], into total: inout [String: Tensor<Float>]) throws
+{
     for (name, g) in gradients {
         if total[name] == nil { total[name] = g; continue }
         guard total[name]!.shape == g.shape else {
-            throw TensorError.shapeMismatch(op: "gradient accumulation of \(name)", expected: describeShape(g.shape),
-                                            got: describeShape(total[name]!.shape))
+            throw TensorError.shapeMismatch(
+                op: "gradient accumulation of \(name)", expected: describeShape(g.shape),
+                got: describeShape(total[name]!.shape))
         }
         let dst = total[name]!.mutablePointer(), s = g.pointer
         for i in 0..<g.count { dst[i] += s[i] }
@@ -75,22 +78,26 @@ extension TransformerBlocks {
         for blk in 0..<depth {
             let n = "\(prefix).\(blk)"
             tape.input.append(copy(w.x))
-            NeuralKernels.layerNorm(w.x.pointer, w.h.mutablePointer(), rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
-                                    bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon)
+            NeuralKernels.layerNorm(
+                w.x.pointer, w.h.mutablePointer(), rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
+                bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon)
             var qkv = Tensor<Float>(shape: [rows, 3 * d]), attn = Tensor<Float>(shape: [rows, d])
             try linear(w.h.pointer, rows: rows, n + ".attn.qkv", into: qkv.mutablePointer())
-            try attention(qkv.pointer, into: attn.mutablePointer(), images: b, tokens: t, scores: w.scores.mutablePointer())
+            try attention(
+                qkv.pointer, into: attn.mutablePointer(), images: b, tokens: t, scores: w.scores.mutablePointer())
             try linear(attn.pointer, rows: rows, n + ".attn.proj", into: w.proj.mutablePointer())
             tape.qkv.append(qkv); tape.attn.append(attn)
             if layerScale {
                 tape.branch1.append(copy(w.proj))
-                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
+                NeuralKernels.scaleColumns(
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
             tape.mid.append(copy(w.x))
 
-            NeuralKernels.layerNorm(w.x.pointer, w.h.mutablePointer(), rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
-                                    bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon)
+            NeuralKernels.layerNorm(
+                w.x.pointer, w.h.mutablePointer(), rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
+                bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon)
             var pre = Tensor<Float>(shape: [rows, hid])
             try linear(w.h.pointer, rows: rows, n + ".mlp.fc1", into: pre.mutablePointer())
             NeuralKernels.gelu(pre.pointer, into: w.fc1.mutablePointer(), count: rows * hid)
@@ -98,7 +105,8 @@ extension TransformerBlocks {
             try linear(w.fc1.pointer, rows: rows, n + ".mlp.fc2", into: w.proj.mutablePointer())
             if layerScale {
                 tape.branch2.append(copy(w.proj))
-                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
+                NeuralKernels.scaleColumns(
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
         }
@@ -112,19 +120,25 @@ extension TransformerBlocks {
     ///   - outputGradients: extra ∂L/∂(output of block i) added before block i is reversed (losses that read
     ///     intermediate blocks, e.g. DINO's linear head over the last n blocks).
     ///   - g: parameter gradients (`prefix.i.*`), accumulated.
-    func backward(_ tape: Tape, images b: Int, tokens t: Int, gradient dx: UnsafeMutablePointer<Float>,
-                  outputGradients: [Int: Tensor<Float>] = [:], into g: GradientBuffers) throws {
+    func backward(
+        _ tape: Tape, images b: Int, tokens t: Int, gradient dx: UnsafeMutablePointer<Float>,
+        outputGradients: [Int: Tensor<Float>] = [:], into g: GradientBuffers
+    ) throws {
         let d = width, rows = b * t, hid = hiddenWidth, dh = d / heads
         let scale = Float(1 / Double(dh).squareRoot())
-        var h = Tensor<Float>(shape: [rows, d]), dhid = Tensor<Float>(shape: [rows, d]), branch = Tensor<Float>(shape: [rows, d])
+        var h = Tensor<Float>(shape: [rows, d]), dhid = Tensor<Float>(shape: [rows, d]),
+            branch = Tensor<Float>(shape: [rows, d])
         var dattn = Tensor<Float>(shape: [rows, d]), dqkv = Tensor<Float>(shape: [rows, 3 * d])
         var act = Tensor<Float>(shape: [rows, hid]), dact = Tensor<Float>(shape: [rows, hid])
         var s = Tensor<Float>(shape: [2 * t, t])
         let hp = h.mutablePointer(), dhp = dhid.mutablePointer(), brp = branch.mutablePointer()
-        let dap = dattn.mutablePointer(), dqp = dqkv.mutablePointer(), actp = act.mutablePointer(), dactp = dact.mutablePointer()
-        let sp = s.mutablePointer()   // scores and their gradient, one t × t each (single-threaded case)
+        let dap = dattn.mutablePointer(), dqp = dqkv.mutablePointer(), actp = act.mutablePointer(),
+            dactp = dact.mutablePointer()
+        let sp = s.mutablePointer()  // scores and their gradient, one t × t each (single-threaded case)
         func W(_ name: String) -> MatrixRef<Float> { p[name]!.matrixRef }
-        func M(_ ptr: UnsafeMutablePointer<Float>, _ r: Int, _ c: Int) -> MutableMatrixRef<Float> { MutableMatrixRef(ptr, rows: r, cols: c) }
+        func M(_ ptr: UnsafeMutablePointer<Float>, _ r: Int, _ c: Int) -> MutableMatrixRef<Float> {
+            MutableMatrixRef(ptr, rows: r, cols: c)
+        }
         func R(_ ptr: UnsafePointer<Float>, _ r: Int, _ c: Int) -> MatrixRef<Float> { MatrixRef(ptr, rows: r, cols: c) }
         /// ∂L/∂(branch before γ) and the γ gradient, or dx itself without LayerScale.
         func branchGradient(_ saved: [Tensor<Float>], _ blk: Int, _ gamma: String) -> UnsafePointer<Float> {
@@ -144,24 +158,32 @@ extension TransformerBlocks {
             let db2 = branchGradient(tape.branch2, blk, n + ".ls2.gamma")
             let pre = tape.fc1[blk].pointer
             NeuralKernels.gelu(pre, into: actp, count: rows * hid)
-            try gemm(R(db2, rows, d), transposeA: true, R(actp, rows, hid), beta: 1, into: M(g.pointer(n + ".mlp.fc2.weight"), d, hid))
+            try gemm(
+                R(db2, rows, d), transposeA: true, R(actp, rows, hid), beta: 1,
+                into: M(g.pointer(n + ".mlp.fc2.weight"), d, hid))
             NeuralKernels.addColumnSums(db2, rows: rows, width: d, into: g.pointer(n + ".mlp.fc2.bias"))
             try gemm(R(db2, rows, d), W(n + ".mlp.fc2.weight"), into: M(dactp, rows, hid))
             NeuralKernels.geluBackward(pre, gradient: dactp, count: rows * hid)
             let mid = tape.mid[blk].pointer
-            NeuralKernels.layerNorm(mid, hp, rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
-                                    bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon)
-            try gemm(R(dactp, rows, hid), transposeA: true, R(hp, rows, d), beta: 1, into: M(g.pointer(n + ".mlp.fc1.weight"), hid, d))
+            NeuralKernels.layerNorm(
+                mid, hp, rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
+                bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon)
+            try gemm(
+                R(dactp, rows, hid), transposeA: true, R(hp, rows, d), beta: 1,
+                into: M(g.pointer(n + ".mlp.fc1.weight"), hid, d))
             NeuralKernels.addColumnSums(dactp, rows: rows, width: hid, into: g.pointer(n + ".mlp.fc1.bias"))
             try gemm(R(dactp, rows, hid), W(n + ".mlp.fc1.weight"), into: M(dhp, rows, d))
-            NeuralKernels.layerNormBackward(input: mid, outputGradient: dhp, rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
-                                            epsilon: epsilon, inputGradient: dx, accumulate: true,
-                                            weightGradient: g.pointer(n + ".norm2.weight"), biasGradient: g.pointer(n + ".norm2.bias"))
+            NeuralKernels.layerNormBackward(
+                input: mid, outputGradient: dhp, rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
+                epsilon: epsilon, inputGradient: dx, accumulate: true,
+                weightGradient: g.pointer(n + ".norm2.weight"), biasGradient: g.pointer(n + ".norm2.bias"))
 
             // Attention branch: mid = x + γ₁·proj(attn(norm1(x))).
             let db1 = branchGradient(tape.branch1, blk, n + ".ls1.gamma")
             let attn = tape.attn[blk].pointer
-            try gemm(R(db1, rows, d), transposeA: true, R(attn, rows, d), beta: 1, into: M(g.pointer(n + ".attn.proj.weight"), d, d))
+            try gemm(
+                R(db1, rows, d), transposeA: true, R(attn, rows, d), beta: 1,
+                into: M(g.pointer(n + ".attn.proj.weight"), d, d))
             NeuralKernels.addColumnSums(db1, rows: rows, width: d, into: g.pointer(n + ".attn.proj.bias"))
             try gemm(R(db1, rows, d), W(n + ".attn.proj.weight"), into: M(dap, rows, d))
             // Per (image, head): S recomputed; dV = Sᵀ·dO, dS = dO·Vᵀ, dZ = softmax'(dS), dQ = s·dZ·K, dK = s·dZᵀ·Q.
@@ -175,24 +197,31 @@ extension TransformerBlocks {
                 let V = MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d)
                 try gemm(Q, K, transposeB: true, alpha: scale, into: M(sp, t, t))
                 NeuralKernels.softmaxRows(sp, rows: t, width: t)
-                try gemm(R(sp, t, t), transposeA: true, dO,
-                         into: MutableMatrixRef(dbase + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d))
+                try gemm(
+                    R(sp, t, t), transposeA: true, dO,
+                    into: MutableMatrixRef(dbase + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d))
                 try gemm(dO, V, transposeB: true, into: M(dsp, t, t))
                 NeuralKernels.softmaxBackwardRows(sp, gradient: dsp, rows: t, width: t)
-                try gemm(R(dsp, t, t), K, alpha: scale, into: MutableMatrixRef(dbase, rows: t, cols: dh, leadingDimension: 3 * d))
-                try gemm(R(dsp, t, t), transposeA: true, Q, alpha: scale,
-                         into: MutableMatrixRef(dbase + d, rows: t, cols: dh, leadingDimension: 3 * d))
+                try gemm(
+                    R(dsp, t, t), K, alpha: scale,
+                    into: MutableMatrixRef(dbase, rows: t, cols: dh, leadingDimension: 3 * d))
+                try gemm(
+                    R(dsp, t, t), transposeA: true, Q, alpha: scale,
+                    into: MutableMatrixRef(dbase + d, rows: t, cols: dh, leadingDimension: 3 * d))
             }
             let x = tape.input[blk].pointer
-            NeuralKernels.layerNorm(x, hp, rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
-                                    bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon)
-            try gemm(R(dqp, rows, 3 * d), transposeA: true, R(hp, rows, d), beta: 1,
-                     into: M(g.pointer(n + ".attn.qkv.weight"), 3 * d, d))
+            NeuralKernels.layerNorm(
+                x, hp, rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
+                bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon)
+            try gemm(
+                R(dqp, rows, 3 * d), transposeA: true, R(hp, rows, d), beta: 1,
+                into: M(g.pointer(n + ".attn.qkv.weight"), 3 * d, d))
             NeuralKernels.addColumnSums(dqp, rows: rows, width: 3 * d, into: g.pointer(n + ".attn.qkv.bias"))
             try gemm(R(dqp, rows, 3 * d), W(n + ".attn.qkv.weight"), into: M(dhp, rows, d))
-            NeuralKernels.layerNormBackward(input: x, outputGradient: dhp, rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
-                                            epsilon: epsilon, inputGradient: dx, accumulate: true,
-                                            weightGradient: g.pointer(n + ".norm1.weight"), biasGradient: g.pointer(n + ".norm1.bias"))
+            NeuralKernels.layerNormBackward(
+                input: x, outputGradient: dhp, rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
+                epsilon: epsilon, inputGradient: dx, accumulate: true,
+                weightGradient: g.pointer(n + ".norm1.weight"), biasGradient: g.pointer(n + ".norm1.bias"))
         }
     }
 
@@ -201,8 +230,10 @@ extension TransformerBlocks {
         var out: [String] = []
         for i in 0..<depth {
             let b = "\(prefix).\(i)."
-            out += ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-                    "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"].map { b + $0 }
+            out += [
+                "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+                "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+            ].map { b + $0 }
             if layerScale { out += [b + "ls1.gamma", b + "ls2.gamma"] }
         }
         return out

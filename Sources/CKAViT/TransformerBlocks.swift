@@ -23,8 +23,10 @@ struct TransformerBlocks {
     /// Checks that `parameters` holds every tensor of blocks `prefix.0 … prefix.(depth−1)` with the right element
     /// count and reshapes them to the form the blocks use (a missing qkv bias becomes zeros).
     /// - Throws: `ViTError.missingParameter` / `.parameterShape` naming the tensor.
-    static func validate(_ p: inout [String: Tensor<Float>], prefix: String, depth: Int, width d: Int, hiddenWidth hid: Int,
-                         layerScale: Bool, file: String) throws {
+    static func validate(
+        _ p: inout [String: Tensor<Float>], prefix: String, depth: Int, width d: Int, hiddenWidth hid: Int,
+        layerScale: Bool, file: String
+    ) throws {
         for i in 0..<depth {
             let b = "\(prefix).\(i)."
             for n in ["norm1", "norm2"] {
@@ -67,34 +69,43 @@ struct TransformerBlocks {
     }
 
     /// `out = input·Wᵀ + b` for `rows` rows, W `[out, in]` named `name.weight`, through BLAS GEMM.
-    func linear(_ input: UnsafePointer<Float>, rows: Int, _ name: String, into out: UnsafeMutablePointer<Float>) throws {
-        try TransformerBlocks.linear(input, rows: rows, weight: p[name + ".weight"]!, bias: p[name + ".bias"]!, into: out)
+    func linear(_ input: UnsafePointer<Float>, rows: Int, _ name: String, into out: UnsafeMutablePointer<Float>) throws
+    {
+        try TransformerBlocks.linear(
+            input, rows: rows, weight: p[name + ".weight"]!, bias: p[name + ".bias"]!, into: out)
     }
 
     /// `out = input·Wᵀ + bias` for `rows` rows with W `[out, in]`, through BLAS GEMM (beta = 1 on the broadcast bias).
-    static func linear(_ input: UnsafePointer<Float>, rows: Int, weight wt: Tensor<Float>, bias: Tensor<Float>,
-                       into o: UnsafeMutablePointer<Float>) throws {
+    static func linear(
+        _ input: UnsafePointer<Float>, rows: Int, weight wt: Tensor<Float>, bias: Tensor<Float>,
+        into o: UnsafeMutablePointer<Float>
+    ) throws {
         let outW = wt.shape[0], inW = wt.shape[1]
         NeuralKernels.broadcastRows(bias.pointer, into: o, rows: rows, width: outW)
-        try gemm(MatrixRef(input, rows: rows, cols: inW), wt.matrixRef, transposeB: true, beta: 1,
-                 into: MutableMatrixRef(o, rows: rows, cols: outW))
+        try gemm(
+            MatrixRef(input, rows: rows, cols: inW), wt.matrixRef, transposeB: true, beta: 1,
+            into: MutableMatrixRef(o, rows: rows, cols: outW))
     }
 
     /// Multi-head attention of `images` sequences from fused qkv rows `[images·tokens, 3·width]` into
     /// `[images·tokens, width]`, one (image, head) at a time: S = softmax(scale·Q·Kᵀ), O = S·V (`scores`: t×t).
-    func attention(_ q: UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>, images b: Int, tokens t: Int,
-                   scores s: UnsafeMutablePointer<Float>) throws {
+    func attention(
+        _ q: UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>, images b: Int, tokens t: Int,
+        scores s: UnsafeMutablePointer<Float>
+    ) throws {
         let d = width, dh = d / heads
         let scale = Float(1 / Double(dh).squareRoot())
         try forEachHead(images: b, scratchCount: t * t, scratch: s) { i, hd, s in
             let base = q + i * t * 3 * d + hd * dh
-            try gemm(MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
-                     MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
-                     alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
+            try gemm(
+                MatrixRef(base, rows: t, cols: dh, leadingDimension: 3 * d),
+                MatrixRef(base + d, rows: t, cols: dh, leadingDimension: 3 * d), transposeB: true,
+                alpha: scale, into: MutableMatrixRef(s, rows: t, cols: t))
             NeuralKernels.softmaxRows(s, rows: t, width: t)
-            try gemm(MatrixRef(UnsafePointer(s), rows: t, cols: t),
-                     MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
-                     into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
+            try gemm(
+                MatrixRef(UnsafePointer(s), rows: t, cols: t),
+                MatrixRef(base + 2 * d, rows: t, cols: dh, leadingDimension: 3 * d),
+                into: MutableMatrixRef(o + i * t * d + hd * dh, rows: t, cols: dh, leadingDimension: d))
         }
     }
 
@@ -102,8 +113,10 @@ struct TransformerBlocks {
     /// spread over them, each pair's products then single-threaded with a `scratchCount`-float buffer of its
     /// worker: per-head products (tokens × head width) are too small for OpenBLAS to split well, and its
     /// threads would spin between them. With one thread, `scratch` is used. Pairs write disjoint outputs.
-    func forEachHead(images b: Int, scratchCount: Int, scratch: UnsafeMutablePointer<Float>,
-                     _ body: (Int, Int, UnsafeMutablePointer<Float>) throws -> Void) throws {
+    func forEachHead(
+        images b: Int, scratchCount: Int, scratch: UnsafeMutablePointer<Float>,
+        _ body: (Int, Int, UnsafeMutablePointer<Float>) throws -> Void
+    ) throws {
         let pairs = b * heads, threads = blasThreadCount, workers = Swift.min(threads, pairs)
         if workers <= 1 {
             for pair in 0..<pairs { try body(pair / heads, pair % heads, scratch) }
@@ -127,12 +140,15 @@ struct TransformerBlocks {
     ///   - emit: called with each intermediate (`prefix.i.norm1`, `.attn.qkv`, …, `prefix.i`), its rows and the
     ///     `[images, tokens, channels]` shape; callers filter by name.
     ///   - afterBlock: called with `prefix.i` after block i, when `w.x` holds its output.
-    func run(_ w: inout Workspace, emit: (String, Tensor<Float>, [Int]) throws -> Void = { _, _, _ in },
-             afterBlock: (String, Tensor<Float>) throws -> Void = { _, _ in }) throws {
+    func run(
+        _ w: inout Workspace, emit: (String, Tensor<Float>, [Int]) throws -> Void = { _, _, _ in },
+        afterBlock: (String, Tensor<Float>) throws -> Void = { _, _ in }
+    ) throws {
         let b = w.images, t = w.tokens, d = width, rows = b * t
         func layerNorm(_ name: String) {
-            NeuralKernels.layerNorm(w.x.pointer, w.h.mutablePointer(), rows: rows, width: d,
-                                    weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon)
+            NeuralKernels.layerNorm(
+                w.x.pointer, w.h.mutablePointer(), rows: rows, width: d,
+                weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon)
         }
         for blk in 0..<depth {
             // Hook names are timm module paths (`LayerName`); parameters are `<hook>.weight`, `<hook>.bias`, ….
@@ -142,11 +158,13 @@ struct TransformerBlocks {
             try emit(hook(.norm1), w.h, [b, t, d])
             try linear(w.h.pointer, rows: rows, hook(.qkv), into: w.qkv.mutablePointer())
             try emit(hook(.qkv), w.qkv, [b, t, 3 * d])
-            try attention(w.qkv.pointer, into: w.attn.mutablePointer(), images: b, tokens: t, scores: w.scores.mutablePointer())
+            try attention(
+                w.qkv.pointer, into: w.attn.mutablePointer(), images: b, tokens: t, scores: w.scores.mutablePointer())
             try linear(w.attn.pointer, rows: rows, hook(.attnProj), into: w.proj.mutablePointer())
             try emit(hook(.attnProj), w.proj, [b, t, d])
             if layerScale {
-                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
+                NeuralKernels.scaleColumns(
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
                 try emit(hook(.ls1), w.proj, [b, t, d])
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
@@ -160,7 +178,8 @@ struct TransformerBlocks {
             try linear(w.fc1.pointer, rows: rows, hook(.fc2), into: w.proj.mutablePointer())
             try emit(hook(.fc2), w.proj, [b, t, d])
             if layerScale {
-                NeuralKernels.scaleColumns(w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
+                NeuralKernels.scaleColumns(
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
                 try emit(hook(.ls2), w.proj, [b, t, d])
             }
             NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
@@ -173,7 +192,7 @@ struct TransformerBlocks {
     /// `images` sequences of `tokens` tokens.
     static func flops(images b: Int, tokens t: Int, width d: Int, hiddenWidth hid: Int, depth: Int) -> Double {
         let rows = Double(b * t), dd = Double(d), hh = Double(hid)
-        let linear = 2 * rows * dd * (3 * dd + dd + 2 * hh)          // qkv, proj, fc1, fc2
+        let linear = 2 * rows * dd * (3 * dd + dd + 2 * hh)  // qkv, proj, fc1, fc2
         let attention = 2 * 2 * Double(b) * Double(t) * Double(t) * dd  // Q·Kᵀ and S·V over all heads
         return Double(depth) * (linear + attention)
     }
@@ -183,7 +202,8 @@ struct TransformerBlocks {
 /// - Throws: `ViTError.missingParameter` / `.parameterShape`.
 func reshapeParameter(_ p: inout [String: Tensor<Float>], _ name: String, _ shape: [Int], file: String) throws {
     guard let t = p[name] else { throw ViTError.missingParameter(name: name, file: file) }
-    guard t.count == shape.reduce(1, *) else { throw ViTError.parameterShape(name: name, expected: shape, got: t.shape) }
+    guard t.count == shape.reduce(1, *) else {
+        throw ViTError.parameterShape(name: name, expected: shape, got: t.shape)
+    }
     p[name] = try t.reshaped(shape)
 }
-

@@ -40,12 +40,17 @@ public final class VisionTransformer {
 
     /// Builds the model from canonical (timm-named) parameters.
     /// - Throws: `ViTError` if a parameter is missing or has the wrong shape.
-    public init(parameters: [String: Tensor<Float>], architecture a: ViTArchitecture, file: String = "checkpoint") throws {
+    public init(parameters: [String: Tensor<Float>], architecture a: ViTArchitecture, file: String = "checkpoint")
+        throws
+    {
         architecture = a
         guard a.prefixTokens == 1 else {
-            throw ViTError.unsupported("\(file): \(a.prefixTokens) prefix tokens (register tokens) are not supported yet")
+            throw ViTError.unsupported(
+                "\(file): \(a.prefixTokens) prefix tokens (register tokens) are not supported yet")
         }
-        guard a.width % a.heads == 0 else { throw ViTError.unsupported("width \(a.width) is not divisible by \(a.heads) heads") }
+        guard a.width % a.heads == 0 else {
+            throw ViTError.unsupported("width \(a.width) is not divisible by \(a.heads) heads")
+        }
         var p = parameters
         parameterShapes = parameters.mapValues(\.shape)
         let d = a.width
@@ -54,13 +59,15 @@ public final class VisionTransformer {
         try need("patch_embed.proj.bias", [d])
         try need("cls_token", [d])
         try need("pos_embed", [a.tokenCount, d])
-        try TransformerBlocks.validate(&p, prefix: "blocks", depth: a.depth, width: d, hiddenWidth: a.mlpHiddenWidth,
-                                       layerScale: a.layerScale, file: file)
+        try TransformerBlocks.validate(
+            &p, prefix: "blocks", depth: a.depth, width: d, hiddenWidth: a.mlpHiddenWidth,
+            layerScale: a.layerScale, file: file)
         if a.hasFinalNorm { try need("norm.weight", [d]); try need("norm.bias", [d]) }
         if a.hasFCNorm { try need("fc_norm.weight", [d]); try need("fc_norm.bias", [d]) }
         self.p = p
-        blocks = TransformerBlocks(prefix: "blocks", depth: a.depth, width: d, heads: a.heads, hiddenWidth: a.mlpHiddenWidth,
-                                   layerScale: a.layerScale, epsilon: Float(a.layerNormEpsilon), p: p)
+        blocks = TransformerBlocks(
+            prefix: "blocks", depth: a.depth, width: d, heads: a.heads, hiddenWidth: a.mlpHiddenWidth,
+            layerScale: a.layerScale, epsilon: Float(a.layerNormEpsilon), p: p)
     }
 
     /// Builds the model of a loaded checkpoint.
@@ -83,7 +90,8 @@ public final class VisionTransformer {
             batch = b
             cols = Tensor(shape: [b * np, a.inputChannels * a.patchSize * a.patchSize])
             patches = Tensor(shape: [b * np, a.width])
-            blocks = TransformerBlocks.Workspace(images: b, tokens: np + 1, width: a.width, hiddenWidth: a.mlpHiddenWidth)
+            blocks = TransformerBlocks.Workspace(
+                images: b, tokens: np + 1, width: a.width, hiddenWidth: a.mlpHiddenWidth)
         }
     }
 
@@ -95,11 +103,14 @@ public final class VisionTransformer {
     ///     The tensor is valid after the call too (copy-on-write), but keeping it forces a copy.
     /// - Returns: the final normed tokens `[B, T, D]` (or, without a final norm, the last block output).
     @discardableResult
-    public func forward(_ pixels: Tensor<Float>, hooks: Set<String> = [],
-                        sink: (String, Tensor<Float>) throws -> Void = { _, _ in }) throws -> Tensor<Float> {
+    public func forward(
+        _ pixels: Tensor<Float>, hooks: Set<String> = [],
+        sink: (String, Tensor<Float>) throws -> Void = { _, _ in }
+    ) throws -> Tensor<Float> {
         let a = architecture
         let size = imageSize
-        guard pixels.rank == 4, pixels.shape[1] == a.inputChannels, pixels.shape[2] == size, pixels.shape[3] == size else {
+        guard pixels.rank == 4, pixels.shape[1] == a.inputChannels, pixels.shape[2] == size, pixels.shape[3] == size
+        else {
             throw ViTError.inputShape(expected: "[B, \(a.inputChannels), \(size), \(size)]", got: pixels.shape)
         }
         let b = pixels.shape[0], ps = a.patchSize, g = size / ps, np = g * g, t = np + 1, d = a.width
@@ -107,7 +118,7 @@ public final class VisionTransformer {
             throw ViTError.unsupported("input \(size)px gives \(t) tokens; the position table has \(a.tokenCount)")
         }
         if workspace?.batch != b { workspace = Workspace(batch: b, a: a, patchesPerImage: np) }
-        var w = workspace.take()!          // uniquely referenced while in use: no copy-on-write of the buffers
+        var w = workspace.take()!  // uniquely referenced while in use: no copy-on-write of the buffers
         defer { workspace = w }
         let eps = Float(a.layerNormEpsilon)
 
@@ -115,8 +126,9 @@ public final class VisionTransformer {
             if hooks.contains(name) { try sink(name, try tensor.reshaped(shape)) }
         }
         func layerNorm(_ input: Tensor<Float>, _ name: String, into out: inout Tensor<Float>) {
-            NeuralKernels.layerNorm(input.pointer, out.mutablePointer(), rows: b * t, width: d,
-                                    weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: eps)
+            NeuralKernels.layerNorm(
+                input.pointer, out.mutablePointer(), rows: b * t, width: d,
+                weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: eps)
         }
         func pooled(_ prefix: String, _ x: Tensor<Float>) throws {
             for kind in Pooling.suffixes where hooks.contains("\(prefix):\(kind.rawValue)") {
@@ -135,8 +147,9 @@ public final class VisionTransformer {
         try blocks.run(&w.blocks, emit: emit, afterBlock: pooled)
         if a.hasFCNorm, hooks.contains("fc_norm") {
             var g = pool(w.blocks.x, batch: b, tokens: t, width: d, kind: .gapNoCLS)
-            NeuralKernels.layerNorm(g.pointer, g.mutablePointer(), rows: b, width: d, weight: p["fc_norm.weight"]!.pointer,
-                                    bias: p["fc_norm.bias"]!.pointer, epsilon: eps)
+            NeuralKernels.layerNorm(
+                g.pointer, g.mutablePointer(), rows: b, width: d, weight: p["fc_norm.weight"]!.pointer,
+                bias: p["fc_norm.bias"]!.pointer, epsilon: eps)
             try sink("fc_norm", g)
         }
         guard a.hasFinalNorm else { return try w.blocks.x.reshaped([b, t, d]) }
@@ -151,7 +164,9 @@ public final class VisionTransformer {
     }
 
     /// Token rows `[B·(1+P), D]` = [CLS, patches] + the position table, from patch embeddings `[B·P, D]`.
-    func assembleTokens(_ patches: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, images b: Int, patches np: Int) {
+    func assembleTokens(
+        _ patches: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, images b: Int, patches np: Int
+    ) {
         let d = architecture.width, t = np + 1
         let cls = p["cls_token"]!.pointer, pos = p["pos_embed"]!.pointer
         for i in 0..<b {
@@ -170,16 +185,18 @@ public final class VisionTransformer {
         let src = x.pointer, dst = cols.mutablePointer()
         let rowLen = c * p * p
         for i in 0..<b {
-            for gy in 0..<g { for gx in 0..<g {
-                var o = dst + ((i * g + gy) * g + gx) * rowLen
-                for ch in 0..<c {
-                    for ky in 0..<p {
-                        let s = src + ((i * c + ch) * hw + gy * p + ky) * hw + gx * p
-                        o.update(from: s, count: p)
-                        o += p
+            for gy in 0..<g {
+                for gx in 0..<g {
+                    var o = dst + ((i * g + gy) * g + gx) * rowLen
+                    for ch in 0..<c {
+                        for ky in 0..<p {
+                            let s = src + ((i * c + ch) * hw + gy * p + ky) * hw + gx * p
+                            o.update(from: s, count: p)
+                            o += p
+                        }
                     }
                 }
-            } }
+            }
         }
     }
 

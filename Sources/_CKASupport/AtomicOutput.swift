@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An output that failed: the path the user gave and what went wrong (one line).
@@ -69,7 +69,9 @@ package struct AtomicOutput: Sendable {
         if seekable && isSpecialFile {
             var st = stat()
             let type = stat(targetPath, &st) == 0 ? st.st_mode & S_IFMT : 0
-            throw OutputError(path: finalPath, "is not a regular file (\(AtomicOutput.typeName(type))); this output must be a seekable file")
+            throw OutputError(
+                path: finalPath,
+                "is not a regular file (\(AtomicOutput.typeName(type))); this output must be a seekable file")
         }
     }
 
@@ -84,7 +86,8 @@ package struct AtomicOutput: Sendable {
     package func commit() throws {
         guard !isSpecialFile else { return }
         guard rename(temporaryPath, targetPath) == 0 else {
-            throw OutputError(path: finalPath, "cannot rename \(temporaryPath) into place (\(AtomicOutput.systemError()))")
+            throw OutputError(
+                path: finalPath, "cannot rename \(temporaryPath) into place (\(AtomicOutput.systemError()))")
         }
     }
 
@@ -134,8 +137,10 @@ package struct AtomicOutput: Sendable {
         let flags = out.isSpecialFile ? O_WRONLY | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC
         let fd = open(out.temporaryPath, flags, 0o644)
         guard fd >= 0 else {
-            throw OutputError(path: path, (out.isSpecialFile ? "cannot open" : "cannot create \(out.temporaryPath)")
-                              + " (\(systemError()))")
+            throw OutputError(
+                path: path,
+                (out.isSpecialFile ? "cannot open" : "cannot create \(out.temporaryPath)")
+                    + " (\(systemError()))")
         }
         do {
             try body(Stream(fd: fd, path: path))
@@ -175,11 +180,13 @@ package struct AtomicOutput: Sendable {
             let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            guard entryName.hasPrefix(prefix), let pid = Int32(entryName.dropFirst(prefix.count)), pid > 0, pid != me else { continue }
-            guard kill(pid, 0) != 0, errno == ESRCH else { continue }   // alive (or not ours to signal): keep
+            guard entryName.hasPrefix(prefix), let pid = Int32(entryName.dropFirst(prefix.count)), pid > 0, pid != me
+            else { continue }
+            guard kill(pid, 0) != 0, errno == ESRCH else { continue }  // alive (or not ours to signal): keep
             let full = (dir == "/" ? "" : dir) + "/" + entryName
             var st = stat()
-            guard lstat(full, &st) == 0, st.st_mode & S_IFMT == S_IFREG, clock - Double(st.st_mtim.tv_sec) >= staleAge else { continue }
+            guard lstat(full, &st) == 0, st.st_mode & S_IFMT == S_IFREG, clock - Double(st.st_mtim.tv_sec) >= staleAge
+            else { continue }
             unlink(full)
         }
     }
@@ -223,10 +230,10 @@ package struct AtomicOutput: Sendable {
 
 @inline(__always) private func systemWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #if canImport(Glibc)
-    return Glibc.write(fd, p, n)
+        return Glibc.write(fd, p, n)
     #elseif canImport(Musl)
-    return Musl.write(fd, p, n)
+        return Musl.write(fd, p, n)
     #else
-    return Darwin.write(fd, p, n)
+        return Darwin.write(fd, p, n)
     #endif
 }

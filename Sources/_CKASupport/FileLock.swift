@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An exclusive advisory lock held across a read-modify-rename update of a file, so two runs updating one file
@@ -23,7 +23,9 @@ package final class FileLock {
         let (dir, name) = AtomicOutput.split(AtomicOutput.followingSymlinks(path))
         lockPath = (dir == "/" ? "" : dir) + "/." + name + ".lock"
         fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw OutputError(path: path, "cannot create the lock file \(lockPath) (\(AtomicOutput.systemError()))") }
+        guard fd >= 0 else {
+            throw OutputError(path: path, "cannot create the lock file \(lockPath) (\(AtomicOutput.systemError()))")
+        }
         var r: Int32
         repeat { r = flock(fd, LOCK_EX) } while r != 0 && errno == EINTR
         guard r == 0 else {

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A file's identity on disk (device and inode, symbolic links followed): two paths with the same identity are
@@ -37,20 +37,24 @@ package enum OutputPlan {
             let target = AtomicOutput.followingSymlinks(output)
             let key: String
             if let id = FileIdentity(path: target) {
-                if !id.isRegular { continue }   // a device or FIFO: written in place, never replaced
+                if !id.isRegular { continue }  // a device or FIFO: written in place, never replaced
                 if let (_, input) = inputIDs.first(where: { $0.0 == id }) {
-                    throw OutputError(path: output, input == output
-                        ? "is also an input; refusing to overwrite an input"
-                        : "is the input \(input) (the same file through a link); refusing to overwrite an input")
+                    throw OutputError(
+                        path: output,
+                        input == output
+                            ? "is also an input; refusing to overwrite an input"
+                            : "is the input \(input) (the same file through a link); refusing to overwrite an input")
                 }
                 key = "inode \(id.device):\(id.inode)"
             } else {
                 key = canonicalPath(target)
             }
             if let other = seen[key] {
-                throw OutputError(path: output, other == output
-                    ? "is given as two outputs; one would silently replace the other"
-                    : "is the same file as the output \(other); one would silently replace the other")
+                throw OutputError(
+                    path: output,
+                    other == output
+                        ? "is given as two outputs; one would silently replace the other"
+                        : "is the same file as the output \(other); one would silently replace the other")
             }
             seen[key] = output
         }

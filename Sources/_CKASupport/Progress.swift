@@ -48,7 +48,8 @@ package final class ProgressLine {
             percent = p.done * 100 / total
             finished = p.done == total
             let eta = p.done > 0 ? elapsed / Double(p.done) * Double(total - p.done) : 0
-            text = "\(label): \(p.done)/\(total) \(unit) (\(percent)%, \(String(format: "%.1f", elapsed)) s, ~\(String(format: "%.0f", eta)) s left)"
+            text =
+                "\(label): \(p.done)/\(total) \(unit) (\(percent)%, \(String(format: "%.1f", elapsed)) s, ~\(String(format: "%.0f", eta)) s left)"
         } else {
             percent = -1
             finished = false

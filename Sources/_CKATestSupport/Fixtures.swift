@@ -11,7 +11,9 @@ public func tinyViT(layerScale: Bool = true, seed: UInt64 = 1) throws -> VisionT
     let d = 12, hid = 48, depth = 2
     var p: [String: Tensor<Float>] = [:]
     var s = seed
-    func rnd(_ shape: [Int], _ scale: Double = 0.3) -> Tensor<Float> { s += 1; return randomTensor(shape, seed: s, scale: scale) }
+    func rnd(_ shape: [Int], _ scale: Double = 0.3) -> Tensor<Float> {
+        s += 1; return randomTensor(shape, seed: s, scale: scale)
+    }
     p["patch_embed.proj.weight"] = rnd([d, 3, 4, 4]); p["patch_embed.proj.bias"] = rnd([d])
     p["cls_token"] = rnd([1, 1, d]); p["pos_embed"] = rnd([1, 17, d])
     for i in 0..<depth {
@@ -31,10 +33,10 @@ public func tinyViT(layerScale: Bool = true, seed: UInt64 = 1) throws -> VisionT
 /// A pixel store with `n` random 16×16 images.
 public func pixelStore(_ dir: URL, n: Int) throws -> String {
     let path = dir.appendingPathComponent("pixels.h5").path
-    let w = try ActivationStoreWriter(path: path, ids: (0..<n).map { "img\($0).png" }, labels: (0..<n).map { $0 % 3 },
-                                      classes: ["a", "b", "c"], metadata: StoreMetadata(model: "pixels"))
+    let w = try ActivationStoreWriter(
+        path: path, ids: (0..<n).map { "img\($0).png" }, labels: (0..<n).map { $0 % 3 },
+        classes: ["a", "b", "c"], metadata: StoreMetadata(model: "pixels"))
     try w.writeDataset("inputs/pixels", randomTensor([n, 3, 16, 16], seed: 99))
     try w.finish()
     return path
 }
-

@@ -6,13 +6,17 @@ import Foundation
 /// (width 192 = 3 heads, `depth` blocks, patch 8, 32-pixel input = 16 patches), optionally the MAE decoder
 /// (`decoder_*`, `mask_token`; width 64 = 2 heads, one block) and a classifier `head` of `classes` classes.
 /// Every tensor is non-trivial (LayerNorm weights around 1, all biases non-zero).
-public func writeTinyViTCheckpoint(to url: URL, seed: UInt64, depth: Int = 1, decoder: Bool = false, classes: Int? = nil) throws {
+public func writeTinyViTCheckpoint(
+    to url: URL, seed: UInt64, depth: Int = 1, decoder: Bool = false, classes: Int? = nil
+) throws {
     let d = 192, p = 8, t = 17, dd = 64
     var entries: [SafeTensorsWriter.Entry] = []
     var k: UInt64 = 0
     func add(_ name: String, _ shape: [Int], scale: Double = 0.05, offset: Double = 0) throws {
         k += 1
-        entries.append(try SafeTensorsWriter.Entry(name: name, tensor: randomTensor(shape, seed: seed &* 1000 &+ k, scale: scale, offset: offset)))
+        entries.append(
+            try SafeTensorsWriter.Entry(
+                name: name, tensor: randomTensor(shape, seed: seed &* 1000 &+ k, scale: scale, offset: offset)))
     }
     func blocks(_ prefix: String, count: Int, width w: Int) throws {
         for i in 0..<count {

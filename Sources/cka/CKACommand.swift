@@ -9,14 +9,17 @@ struct CKACommand: ParsableCommand {
         commandName: "cka",
         abstract: "Compare the internal representations of Vision Transformers with minibatch CKA.",
         discussion: """
-        Typical session:
-          cka inspect dino.h5                         # what is in an activation store
-          cka compare dino.h5 mae.h5 --csv out.csv --heatmap out.png
-          cka compare-all dino.h5 mae.h5 moco.h5 --out-dir cka-results/
-        Files follow the formats in the README (HDF5 activation stores, format v1).
-        """,
+            Typical session:
+              cka inspect dino.h5                         # what is in an activation store
+              cka compare dino.h5 mae.h5 --csv out.csv --heatmap out.png
+              cka compare-all dino.h5 mae.h5 moco.h5 --out-dir cka-results/
+            Files follow the formats in the README (HDF5 activation stores, format v1).
+            """,
         version: toolkitVersion,
-        subcommands: [Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, Knn.self, Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self]
+        subcommands: [
+            Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, Knn.self,
+            Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self,
+        ]
     )
 }
 
@@ -27,7 +30,7 @@ extension CKACommand {
     /// blocks on the heap (bounded: freed memory is reused, not grown) removes that.
     static func main() {
         configureAllocatorForStreaming()
-        _ = world     // under mpirun/srun: MPI_Init on the main thread, before anything else
+        _ = world  // under mpirun/srun: MPI_Init on the main thread, before anything else
 
         main(nil)
     }
@@ -47,16 +50,19 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch {
         let text = cliWording(error is CocoaError ? error.localizedDescription : "\(error)")
         if world.isDistributed { world.abort(message: text) }
-        FileHandle.standardError.write(Data(("error: " + terminalSafe(text.replacingOccurrences(of: "\n", with: " ")) + "\n").utf8))
+        FileHandle.standardError.write(
+            Data(("error: " + terminalSafe(text.replacingOccurrences(of: "\n", with: " ")) + "\n").utf8))
         throw ExitCode(1)
     }
 }
 
 /// Library errors name options by their Swift names in backticks (`batchSize`); the command line says the flag.
-private let flagOfOption = ["batchSize": "--batch-size", "gramBatchSize": "--gram-batch-size", "head": "--head",
-                            "top": "--top", "store": "--store", "layers": "--layers", "save": "--save",
-                            "shuffle": "--shuffle", "passes": "--passes", "estimator": "--estimator",
-                            "tokens": "--tokens", "svccaVariance": "--svcca-variance", "knnK": "--knn-k"]
+private let flagOfOption = [
+    "batchSize": "--batch-size", "gramBatchSize": "--gram-batch-size", "head": "--head",
+    "top": "--top", "store": "--store", "layers": "--layers", "save": "--save",
+    "shuffle": "--shuffle", "passes": "--passes", "estimator": "--estimator",
+    "tokens": "--tokens", "svccaVariance": "--svcca-variance", "knnK": "--knn-k",
+]
 
 /// `text` with every backticked option name replaced by its command-line flag (other backticked words stay).
 func cliWording(_ text: String) -> String {
@@ -71,7 +77,6 @@ func cliWording(_ text: String) -> String {
 
 /// Writes a message to stderr (warnings, progress): stdout stays clean for results.
 func note(_ s: String) { FileHandle.standardError.write(Data((terminalSafe(s) + "\n").utf8)) }
-
 
 /// Splits comma-separated glob lists.
 func globs(_ s: String?) -> [String]? {

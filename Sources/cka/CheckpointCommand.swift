@@ -6,12 +6,13 @@ extension CKACommand {
     struct CheckpointInfo: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "checkpoint",
-            abstract: "Load a checkpoint safely and show its layout: source, architecture, parameters, what was ignored.",
+            abstract:
+                "Load a checkpoint safely and show its layout: source, architecture, parameters, what was ignored.",
             discussion: """
-            Reads .pth/.pth.tar (torch zip + pickle, never executed: only an allow-list of tensor constructors is
-            interpreted, anything else stays an inert value) and .safetensors. Shows the detected source (DINO,
-            MoCo-v3, MAE, RC-MAE, timm, DINOv2), the inferred architecture and the mapping to timm's names.
-            """)
+                Reads .pth/.pth.tar (torch zip + pickle, never executed: only an allow-list of tensor constructors is
+                interpreted, anything else stays an inert value) and .safetensors. Shows the detected source (DINO,
+                MoCo-v3, MAE, RC-MAE, timm, DINOv2), the inferred architecture and the mapping to timm's names.
+                """)
 
         @Argument(help: "Checkpoint file (.pth, .pth.tar, .safetensors).")
         var file: String

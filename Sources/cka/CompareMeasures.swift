@@ -10,15 +10,17 @@ extension MultipleTestingCorrection: ExpressibleByArgument {}
 
 /// `--measure LIST` and the statistics options of `compare` and `compare-all` (issue 15).
 struct MeasureCLIOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Comma-separated measures: cka (default; the --estimator), mutual-knn, cknna, procrustes, svcca, pwcca, rsa.",
-                               discussion: """
-        mutual-knn: mean over examples of |kNN_A ∩ kNN_B| / k on L2-normalised rows (Huh et al. 2024). cknna: centred kernel \
-        nearest-neighbour alignment, as platonic-rep's metrics.py. procrustes: ‖X̃ᵀỸ‖_* / (‖X̃‖_F ‖Ỹ‖_F) of the centred \
-        features (arccos: Williams et al. 2021's angular shape distance). svcca: mean canonical correlation of the top \
-        directions explaining --svcca-variance (Raghu et al. 2017). pwcca: projection-weighted CCA, weights of google/svcca's \
-        pwcca.py (Morcos et al. 2018). rsa: Spearman (--rsa-compare) between RDMs (--rdm) (Kriegeskorte et al. 2008). \
-        All but minibatch cka use N×N float64 Grams of the whole set.
-        """))
+    @Option(
+        help: ArgumentHelp(
+            "Comma-separated measures: cka (default; the --estimator), mutual-knn, cknna, procrustes, svcca, pwcca, rsa.",
+            discussion: """
+                mutual-knn: mean over examples of |kNN_A ∩ kNN_B| / k on L2-normalised rows (Huh et al. 2024). cknna: centred kernel \
+                nearest-neighbour alignment, as platonic-rep's metrics.py. procrustes: ‖X̃ᵀỸ‖_* / (‖X̃‖_F ‖Ỹ‖_F) of the centred \
+                features (arccos: Williams et al. 2021's angular shape distance). svcca: mean canonical correlation of the top \
+                directions explaining --svcca-variance (Raghu et al. 2017). pwcca: projection-weighted CCA, weights of google/svcca's \
+                pwcca.py (Morcos et al. 2018). rsa: Spearman (--rsa-compare) between RDMs (--rdm) (Kriegeskorte et al. 2008). \
+                All but minibatch cka use N×N float64 Grams of the whole set.
+                """))
     var measure: String?
 
     @Option(name: .customLong("knn-k"), help: "Neighbours of mutual-knn and cknna.")
@@ -33,7 +35,8 @@ struct MeasureCLIOptions: ParsableArguments {
     @Option(name: .customLong("rsa-compare"), help: "How RSA compares two RDMs: spearman, pearson or kendall (τ_b).")
     var rsaCompare: RSA.Comparison = .spearman
 
-    @Option(help: "Bootstrap resamples per cell (minibatch CKA: of minibatches' HSIC terms; other measures: of examples).")
+    @Option(
+        help: "Bootstrap resamples per cell (minibatch CKA: of minibatches' HSIC terms; other measures: of examples).")
     var bootstrap = 0
 
     @Option(help: "Level of the bootstrap percentile interval.")
@@ -91,18 +94,23 @@ extension CKACommand.Compare {
         // Measures beyond CKA and statistics run on one process (rank 0 under mpirun).
         guard world.isRoot else { return }
         let names = measureOptions.measures.measures, several = names.count > 1
-        let perMeasure = names.flatMap { m in [csv, heatmap].compactMap { $0.map { MeasureResult.path($0, measure: m, several: several) } } }
+        let perMeasure = names.flatMap { m in
+            [csv, heatmap].compactMap { $0.map { MeasureResult.path($0, measure: m, several: several) } }
+        }
         try OutputPlan.check(inputs: [a, b], outputs: perMeasure + [longCSV, h5])
         let storeA = try ActivationStore(path: a)
         let storeB = try b.map { try ActivationStore(path: $0) }
         settings.parallel.apply()
         let progress = ProgressLine("compare", quiet: settings.quiet)
-        let results = try MeasureComparison.run(storeA, storeB, options: settings.options, measures: measureOptions.measures,
-                                                statistics: measureOptions.statistics, progress: progress.update)
+        let results = try MeasureComparison.run(
+            storeA, storeB, options: settings.options, measures: measureOptions.measures,
+            statistics: measureOptions.statistics, progress: progress.update)
         for w in results.flatMap(\.result.warnings) { note("warning: \(w)") }
         for r in results {
             if let csv { try r.result.writeWideCSV(to: MeasureResult.path(csv, measure: r.measure, several: several)) }
-            if let heatmap { try r.heatmap().write(to: MeasureResult.path(heatmap, measure: r.measure, several: several)) }
+            if let heatmap {
+                try r.heatmap().write(to: MeasureResult.path(heatmap, measure: r.measure, several: several))
+            }
         }
         if let longCSV { try AtomicOutput.write(MeasureResult.longCSV(results), to: longCSV) }
         if let h5 { try MeasureResult.writeHDF5(results, to: h5) }
@@ -115,14 +123,20 @@ extension CKACommand.Compare {
         s += m.measure == .cka ? ", estimator \(r.estimator.rawValue)" : ", full set"
         s += ", N used \(r.examplesUsed), tokens \(r.tokens.rawValue)"
         let o = m.statisticsOptions
-        if o.bootstrap > 0 { s += ", \(o.bootstrap) bootstrap resamples (\(Int((o.confidence * 100).rounded())) % intervals)" }
+        if o.bootstrap > 0 {
+            s += ", \(o.bootstrap) bootstrap resamples (\(Int((o.confidence * 100).rounded())) % intervals)"
+        }
         if o.permutations > 0 { s += ", \(o.permutations) permutations (\(o.correction.rawValue), α = \(o.alpha))" }
         let names = zip(r.layersA, r.layersB).map { $0 == $1 ? $0 : "\($0) / \($1)" }
         let width = (names.map(\.count).max() ?? 0) + 2
         s += "\n\(r.layersA == r.layersB ? "diagonal" : "diagonal (A[i] vs B[i])"):"
         for (i, name) in names.enumerated() {
-            s += "\n  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%.4f", r.matrix[i][i])
-            if let lo = m.statistics.ciLow?[i][i], let hi = m.statistics.ciHigh?[i][i] { s += String(format: "  [%.4f, %.4f]", lo, hi) }
+            s +=
+                "\n  " + name.padding(toLength: width, withPad: " ", startingAt: 0)
+                + String(format: "%.4f", r.matrix[i][i])
+            if let lo = m.statistics.ciLow?[i][i], let hi = m.statistics.ciHigh?[i][i] {
+                s += String(format: "  [%.4f, %.4f]", lo, hi)
+            }
             if let p = m.statistics.pAdjusted?[i][i] { s += String(format: "  p_adj %.4g", p) }
         }
         return s
@@ -146,33 +160,44 @@ extension CKACommand.CompareAll {
         let several = measures.measures.count > 1
         let outputs: [String] = pairs.flatMap { i, j in
             measures.measures.flatMap { m in
-                ["csv", format.rawValue].map { MeasureResult.path("\(outDir)/\(names[i])__\(names[j]).\($0)", measure: m, several: several) }
+                ["csv", format.rawValue].map {
+                    MeasureResult.path("\(outDir)/\(names[i])__\(names[j]).\($0)", measure: m, several: several)
+                }
             }
         }
-        try OutputPlan.check(inputs: files, outputs: outputs + ["\(outDir)/all.csv", "\(outDir)/overview.\(format.rawValue)"])
+        try OutputPlan.check(
+            inputs: files, outputs: outputs + ["\(outDir)/all.csv", "\(outDir)/overview.\(format.rawValue)"])
         var long = [MeasureResult.longCSVHeader]
         var panels: [[Heatmap]] = Array(repeating: [], count: measures.measures.count)
         for (i, j) in pairs {
             let progress = ProgressLine("\(names[i]) × \(names[j])", quiet: settings.quiet)
-            let results = try MeasureComparison.run(stores[i], i == j ? nil : stores[j], options: settings.options,
-                                                    measures: measures, statistics: measureOptions.statistics,
-                                                    progress: progress.update)
+            let results = try MeasureComparison.run(
+                stores[i], i == j ? nil : stores[j], options: settings.options,
+                measures: measures, statistics: measureOptions.statistics,
+                progress: progress.update)
             let base = "\(outDir)/\(names[i])__\(names[j])"
             for (k, r) in results.enumerated() {
                 try r.result.writeWideCSV(to: MeasureResult.path(base + ".csv", measure: r.measure, several: several))
-                try r.heatmap().write(to: MeasureResult.path(base + "." + format.rawValue, measure: r.measure, several: several))
+                try r.heatmap().write(
+                    to: MeasureResult.path(base + "." + format.rawValue, measure: r.measure, several: several))
                 long += r.longCSVRows()
                 panels[k].append(r.heatmap(title: "\(r.measure.rawValue): \(r.result.modelA) vs \(r.result.modelB)"))
             }
-            print("\(names[i]) × \(names[j]): " + results.map { r in
-                "\(r.measure.rawValue) mean diagonal \(String(format: "%.4f", r.result.diagonal.reduce(0, +) / Double(max(1, r.result.diagonal.count))))"
-            }.joined(separator: ", ") + "  → \(base).*")
+            print(
+                "\(names[i]) × \(names[j]): "
+                    + results.map { r in
+                        "\(r.measure.rawValue) mean diagonal \(String(format: "%.4f", r.result.diagonal.reduce(0, +) / Double(max(1, r.result.diagonal.count))))"
+                    }.joined(separator: ", ") + "  → \(base).*")
         }
         try AtomicOutput.write(long.joined(separator: "\n") + "\n", to: "\(outDir)/all.csv")
-        try HeatmapGrid(panels: panels.flatMap { $0 }, columns: pairs.count,
-                        title: "Layer×layer \(measures.measures.map(\.rawValue).joined(separator: ", ")) of \(stores.count) models",
-                        colorbarLabel: "similarity")
-            .write(to: "\(outDir)/overview.\(format.rawValue)")
-        print("wrote \(pairs.count) pairs × \(measures.measures.count) measures, \(outDir)/all.csv and \(outDir)/overview.\(format.rawValue)")
+        try HeatmapGrid(
+            panels: panels.flatMap { $0 }, columns: pairs.count,
+            title: "Layer×layer \(measures.measures.map(\.rawValue).joined(separator: ", ")) of \(stores.count) models",
+            colorbarLabel: "similarity"
+        )
+        .write(to: "\(outDir)/overview.\(format.rawValue)")
+        print(
+            "wrote \(pairs.count) pairs × \(measures.measures.count) measures, \(outDir)/all.csv and \(outDir)/overview.\(format.rawValue)"
+        )
     }
 }

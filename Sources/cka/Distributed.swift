@@ -8,7 +8,10 @@ var world: Communicator { Communicator.world }
 
 /// `--threads`, shared by the commands that split their work over processes.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Threads per process (BLAS and the loops over layers or heads; default: OPENBLAS_NUM_THREADS, else all cores). Under mpirun, ranks per node × threads should not exceed the cores.")
+    @Option(
+        help:
+            "Threads per process (BLAS and the loops over layers or heads; default: OPENBLAS_NUM_THREADS, else all cores). Under mpirun, ranks per node × threads should not exceed the cores."
+    )
     var threads: Int?
 
     func validate() throws {
@@ -42,8 +45,10 @@ final class RankDistribution: MinibatchDistribution {
             let b = Int(v[0]), la = Int(v[1]), lb = Int(v[2])
             let crossEnd = 3 + la * lb, selfAEnd = crossEnd + la
             guard v.count == selfAEnd + lb else { throw DistributedError.malformedMessage(offset: 0) }
-            out.append(MinibatchCKA.BatchTerms(cross: Array(v[3..<crossEnd]), selfA: Array(v[crossEnd..<selfAEnd]),
-                                               selfB: Array(v[selfAEnd...]), examples: b))
+            out.append(
+                MinibatchCKA.BatchTerms(
+                    cross: Array(v[3..<crossEnd]), selfA: Array(v[crossEnd..<selfAEnd]),
+                    selfB: Array(v[selfAEnd...]), examples: b))
         }
         return out
     }
@@ -65,17 +70,22 @@ extension CKAResult {
     init(message bytes: [UInt8]) throws {
         var r = MessageReader(bytes)
         let modelA = try r.string(), modelB = try r.string(), fileA = try r.string(), fileB = try r.string()
-        guard let estimator = CKAEstimator(rawValue: try r.string()), let tokens = TokenReduction(rawValue: try r.string()) else {
+        guard let estimator = CKAEstimator(rawValue: try r.string()),
+            let tokens = TokenReduction(rawValue: try r.string())
+        else {
             throw DistributedError.malformedMessage(offset: 0)
         }
         let layersA = try r.strings(), layersB = try r.strings()
         let flat = try r.doubles()
         let ints = try r.ints()
-        guard flat.count == layersA.count * layersB.count, ints.count == 6 else { throw DistributedError.malformedMessage(offset: 0) }
+        guard flat.count == layersA.count * layersB.count, ints.count == 6 else {
+            throw DistributedError.malformedMessage(offset: 0)
+        }
         let matrix = layersA.indices.map { i in Array(flat[i * layersB.count..<(i + 1) * layersB.count]) }
-        self = .assembled(modelA: modelA, modelB: modelB, fileA: fileA, fileB: fileB, layersA: layersA, layersB: layersB,
-                  matrix: matrix, estimator: estimator, batchSize: ints[0], tokens: tokens, examplesUsed: ints[1],
-                  batches: ints[2], passes: ints[3], usedStoredGrams: ints[4] != 0, usedMemoryMap: ints[5] != 0,
-                  warnings: try r.strings())
+        self = .assembled(
+            modelA: modelA, modelB: modelB, fileA: fileA, fileB: fileB, layersA: layersA, layersB: layersB,
+            matrix: matrix, estimator: estimator, batchSize: ints[0], tokens: tokens, examplesUsed: ints[1],
+            batches: ints[2], passes: ints[3], usedStoredGrams: ints[4] != 0, usedMemoryMap: ints[5] != 0,
+            warnings: try r.strings())
     }
 }

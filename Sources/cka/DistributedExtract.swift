@@ -15,9 +15,11 @@ enum DistributedExtraction {
     static let tag = 1
 
     /// Returns the summary on rank 0, nil on the other ranks.
-    static func run<S: RangedInputSource>(model: VisionTransformer, checkpoint: Checkpoint, input: S, to path: String,
-                                          options: ExtractionOptions, communicator world: Communicator,
-                                          progress: ((CKAProgress) -> Void)?) throws -> ExtractionSummary? {
+    static func run<S: RangedInputSource>(
+        model: VisionTransformer, checkpoint: Checkpoint, input: S, to path: String,
+        options: ExtractionOptions, communicator world: Communicator,
+        progress: ((CKAProgress) -> Void)?
+    ) throws -> ExtractionSummary? {
         let plan = try ExtractionPlan(model: model, checkpoint: checkpoint, input: input, options: options)
         let n = input.listedCount
         let chunk = plan.storesGrams ? lcm(options.batchSize, options.gramBatchSize) : options.batchSize
@@ -34,7 +36,8 @@ enum DistributedExtraction {
             let skipped = part.skipped
             if plan.storesGrams && !skipped.isEmpty && c != chunks - 1 {
                 throw ExtractionError.invalidOption(
-                    "\(skipped[0].id): \(skipped[0].reason). Under mpirun, Gram batches must stay where one process puts them, so an unreadable image stops an extraction that stores Grams: remove it, or run without mpirun")
+                    "\(skipped[0].id): \(skipped[0].reason). Under mpirun, Gram batches must stay where one process puts them, so an unreadable image stops an extraction that stores Grams: remove it, or run without mpirun"
+                )
             }
             return skipped.map { "\($0.id): \($0.reason)" }
         }

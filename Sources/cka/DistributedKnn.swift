@@ -10,8 +10,10 @@ enum DistributedKnn {
     static let tag = 3
 
     /// The report on rank 0 (nil elsewhere).
-    static func run(test: ActivationStore, train: ActivationStore?, layers: [String]?, options: KNNOptions,
-                    communicator world: Communicator, progress: ((CKAProgress) -> Void)?) throws -> KNNReport? {
+    static func run(
+        test: ActivationStore, train: ActivationStore?, layers: [String]?, options: KNNOptions,
+        communicator world: Communicator, progress: ((CKAProgress) -> Void)?
+    ) throws -> KNNReport? {
         let selected = try FeatureLayer.select(test, train: train, patterns: layers)
         let mine = selected.indices.filter { $0 % world.size == world.rank }.map { selected[$0].name }
         var report: KNNReport?
@@ -39,8 +41,10 @@ enum DistributedKnn {
             }
             for (i, name) in names.enumerated() {
                 guard let f = features[name] else { throw DistributedError.malformedMessage(offset: 0) }
-                byLayer[name, default: []].append(.assembled(feature: f, k: ks[i], top1: acc[2 * i], top5: acc[2 * i + 1],
-                                                             count: counts[i]))
+                byLayer[name, default: []].append(
+                    .assembled(
+                        feature: f, k: ks[i], top1: acc[2 * i], top5: acc[2 * i + 1],
+                        count: counts[i]))
             }
         }
         merged.rows = selected.flatMap { byLayer[$0.name] ?? [] }

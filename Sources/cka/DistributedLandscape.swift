@@ -16,8 +16,10 @@ enum DistributedLandscape {
 
     /// Rank 0: the surface with every point (or `maxPoints` new ones) done. Other ranks: nil, after rank 0 has
     /// no point left for them.
-    static func evaluate(_ run: SurfaceEvaluation, surface: LandscapeSurface, savingTo path: String, maxPoints: Int?,
-                         communicator world: Communicator, progress: SurfaceEvaluation.Progress?) throws -> LandscapeSurface? {
+    static func evaluate(
+        _ run: SurfaceEvaluation, surface: LandscapeSurface, savingTo path: String, maxPoints: Int?,
+        communicator world: Communicator, progress: SurfaceEvaluation.Progress?
+    ) throws -> LandscapeSurface? {
         guard world.isRoot else {
             try work(run, surface: surface, communicator: world)
             return nil
@@ -26,7 +28,7 @@ enum DistributedLandscape {
         var queue: [(ix: Int, iy: Int)] = []
         for iy in 0..<s.ny { for ix in 0..<s.nx where s.done[iy * s.nx + ix] == 0 { queue.append((ix, iy)) } }
         if let maxPoints { queue = Array(queue.prefix(max(0, maxPoints))) }
-        queue.reverse()                                          // popLast takes them in flat-index order
+        queue.reverse()  // popLast takes them in flat-index order
         var completed = s.completedCount, assigned = 0
         var answered = [Int](repeating: 0, count: world.size), results = [Int](repeating: 0, count: world.size)
 
@@ -127,8 +129,10 @@ enum DistributedHessian {
     }
 
     /// The gradient pair of this rank (0: computes +εv, 1: computes −εv), or nil without a second rank.
-    static func gradientPair(_ objective: any DifferentiableLandscapeObjective, parameters: Set<String>,
-                             communicator world: Communicator) -> HessianEigenvalue.GradientPair? {
+    static func gradientPair(
+        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>,
+        communicator world: Communicator
+    ) -> HessianEigenvalue.GradientPair? {
         guard world.isDistributed, world.rank <= 1 else { return nil }
         return { plus, minus in
             if world.rank == 0 {

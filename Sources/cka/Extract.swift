@@ -24,39 +24,39 @@ extension CKACommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a ViT over images; store its layers' activations, pooled features or Grams.",
             discussion: """
-            Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm,
-            DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), runs
-            the model on the CPU and writes an activation store (docs/formats.md §1).
+                Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm,
+                DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), runs
+                the model on the CPU and writes an activation store (docs/formats.md §1).
 
-            Hook points (timm module paths): patch_embed, blocks.{i}.norm1, .attn.qkv,
-            .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2, blocks.{i}
-            (block output), norm. --layers takes globs over them ('blocks.*').
+                Hook points (timm module paths): patch_embed, blocks.{i}.norm1, .attn.qkv,
+                .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2, blocks.{i}
+                (block output), norm. --layers takes globs over them ('blocks.*').
 
-            --store chooses what is written for the selected hook points:
-              activations  /activations/<layer> [N, T, C] of token layers
-                           (large: a ViT-B block output is 0.6 MB per image)
-              pooled       /activations/blocks.{i}:cls|gap|gap_nocls [N, D], and
-                           norm:… (small; for k-NN and probes)
-              grams        /grams/<layer> [N/b, b, b]: per-minibatch Grams, so
-                           'cka compare' needs no activations
-              pixels       /inputs/pixels, the preprocessed network input
-              logits       /logits [N, C] of the released classifier, for
-                           'cka agreement': the checkpoint's head (timm, MoCo-v3
-                           linear-eval, MAE finetuned) or DINO's linear weights
-                           given with --head (--head-last-blocks and
-                           --head-avgpool override what its width implies)
+                --store chooses what is written for the selected hook points:
+                  activations  /activations/<layer> [N, T, C] of token layers
+                               (large: a ViT-B block output is 0.6 MB per image)
+                  pooled       /activations/blocks.{i}:cls|gap|gap_nocls [N, D], and
+                               norm:… (small; for k-NN and probes)
+                  grams        /grams/<layer> [N/b, b, b]: per-minibatch Grams, so
+                               'cka compare' needs no activations
+                  pixels       /inputs/pixels, the preprocessed network input
+                  logits       /logits [N, C] of the released classifier, for
+                               'cka agreement': the checkpoint's head (timm, MoCo-v3
+                               linear-eval, MAE finetuned) or DINO's linear weights
+                               given with --head (--head-last-blocks and
+                               --head-avgpool override what its width implies)
 
-            Examples:
-              cka extract --checkpoint dino_vitbase16_pretrain.pth \\
-                --images val/ --out dino.h5 --store grams,pooled \\
-                --layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'
-              cka extract --checkpoint dino_vitbase16_pretrain.pth \\
-                --head dino_vitbase16_linearweights.pth \\
-                --images val/ --out dino-logits.h5 --store logits
-              cka extract --checkpoint linear-vit-b-300ep.pth.tar \\
-                --images val/ --out moco-logits.h5 --store logits
-              cka agreement dino-logits.h5 moco-logits.h5
-            """)
+                Examples:
+                  cka extract --checkpoint dino_vitbase16_pretrain.pth \\
+                    --images val/ --out dino.h5 --store grams,pooled \\
+                    --layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'
+                  cka extract --checkpoint dino_vitbase16_pretrain.pth \\
+                    --head dino_vitbase16_linearweights.pth \\
+                    --images val/ --out dino-logits.h5 --store logits
+                  cka extract --checkpoint linear-vit-b-300ep.pth.tar \\
+                    --images val/ --out moco-logits.h5 --store logits
+                  cka agreement dino-logits.h5 moco-logits.h5
+                """)
 
         @Option(help: "Checkpoint file (.pth, .pth.tar, .safetensors).")
         var checkpoint: String
@@ -64,10 +64,18 @@ extension CKACommand {
         @Option(help: "Checkpoint layout (default: detected).")
         var source: CheckpointSource?
 
-        @Option(name: .customLong("random-init"), help: "Use a randomly initialised model (timm's init, this seed) with the checkpoint's architecture: the untrained baseline.")
+        @Option(
+            name: .customLong("random-init"),
+            help:
+                "Use a randomly initialised model (timm's init, this seed) with the checkpoint's architecture: the untrained baseline."
+        )
         var randomInit: UInt64?
 
-        @Option(name: .customLong("random-layer-scale"), help: "LayerScale γ of a --random-init model (timm/DINOv2: 1e-5, which leaves every residual branch nearly off; 1 makes them count).")
+        @Option(
+            name: .customLong("random-layer-scale"),
+            help:
+                "LayerScale γ of a --random-init model (timm/DINOv2: 1e-5, which leaves every residual branch nearly off; 1 makes them count)."
+        )
         var randomLayerScale: Float = 1e-5
 
         @Option(help: "Attention heads (default: from the width: 192→3, 384→6, 768→12, 1024→16).")
@@ -88,19 +96,31 @@ extension CKACommand {
         @Option(help: "What to store (comma-separated).")
         var store = StoreList(argument: "pooled,grams")!
 
-        @Option(help: "DINO's linear classifier weights (e.g. dino_vitbase16_linearweights.pth) for --store logits (default: the checkpoint's own head).")
+        @Option(
+            help:
+                "DINO's linear classifier weights (e.g. dino_vitbase16_linearweights.pth) for --store logits (default: the checkpoint's own head)."
+        )
         var head: String?
 
-        @Option(name: .customLong("head-last-blocks"), help: "Blocks whose class tokens the --head classifier reads (eval_linear.py --n_last_blocks; default: from the weight width).")
+        @Option(
+            name: .customLong("head-last-blocks"),
+            help:
+                "Blocks whose class tokens the --head classifier reads (eval_linear.py --n_last_blocks; default: from the weight width)."
+        )
         var headLastBlocks: Int?
 
-        @Option(name: .customLong("head-avgpool"), help: "Whether the --head classifier also reads the mean patch token (eval_linear.py --avgpool_patchtokens: true/false; default: from the weight width).")
+        @Option(
+            name: .customLong("head-avgpool"),
+            help:
+                "Whether the --head classifier also reads the mean patch token (eval_linear.py --avgpool_patchtokens: true/false; default: from the weight width)."
+        )
         var headAvgpool: Bool?
 
         @Option(name: .customLong("gram-batch-size"), help: "Examples per stored Gram (consecutive in output order).")
         var gramBatchSize = 32
 
-        @Option(name: .customLong("gram-tokens"), help: "Token reduction before the Grams: flatten, cls, gap, gap_nocls.")
+        @Option(
+            name: .customLong("gram-tokens"), help: "Token reduction before the Grams: flatten, cls, gap, gap_nocls.")
         var gramTokens: TokenReduction = .flatten
 
         @Option(help: "Examples per forward pass.")
@@ -115,7 +135,8 @@ extension CKACommand {
         @Option(help: "Model name recorded in the file (default: the checkpoint's file name).")
         var model: String?
 
-        @Option(help: "Preprocessing preset (default: the checkpoint's method): dino, mocov3, mae, timm-augreg, dinov2.")
+        @Option(
+            help: "Preprocessing preset (default: the checkpoint's method): dino, mocov3, mae, timm-augreg, dinov2.")
         var preprocessing: PreprocessingPreset?
 
         @Flag(help: "Fail on the first unreadable image instead of skipping it with a warning.")
@@ -127,13 +148,16 @@ extension CKACommand {
         @OptionGroup var parallel: ThreadOptions
 
         func validate() throws {
-            if (images == nil) == (inputs == nil) { throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5") }
+            if (images == nil) == (inputs == nil) {
+                throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5")
+            }
             if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
             let s = try selection()
             if head != nil && !s.contains(.logits) { throw ValidationError("--head is used by --store logits only") }
             if (headLastBlocks != nil || headAvgpool != nil) && head == nil {
-                throw ValidationError("--head-last-blocks / --head-avgpool describe a DINO linear file given with --head")
+                throw ValidationError(
+                    "--head-last-blocks / --head-avgpool describe a DINO linear file given with --head")
             }
             if let n = headLastBlocks, n < 1 { throw ValidationError("--head-last-blocks must be at least 1") }
         }
@@ -147,25 +171,34 @@ extension CKACommand {
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
-                let model = try randomInit.map { try VisionTransformer.randomlyInitialized(ckpt.architecture, seed: $0, layerScaleInit: randomLayerScale) }
+                let model =
+                    try randomInit.map {
+                        try VisionTransformer.randomlyInitialized(
+                            ckpt.architecture, seed: $0, layerScaleInit: randomLayerScale)
+                    }
                     ?? VisionTransformer(checkpoint: ckpt)
                 var options = ExtractionOptions()
                 options.layers = globs(layers)
                 options.store = try selection()
-                if options.store.contains(.logits) {   // built before the output is created: a bad head writes nothing
-                    options.head = try head.map {
-                        try ClassifierHead(dinoLinearFile: URL(fileURLWithPath: $0), model: model, lastBlocks: headLastBlocks,
-                                           averagePatchTokens: headAvgpool)
-                    } ?? ClassifierHead(checkpoint: ckpt)
+                if options.store.contains(.logits) {  // built before the output is created: a bad head writes nothing
+                    options.head =
+                        try head.map {
+                            try ClassifierHead(
+                                dinoLinearFile: URL(fileURLWithPath: $0), model: model, lastBlocks: headLastBlocks,
+                                averagePatchTokens: headAvgpool)
+                        } ?? ClassifierHead(checkpoint: ckpt)
                 }
                 options.batchSize = batchSize
                 options.gramBatchSize = gramBatchSize
                 options.gramTokens = gramTokens
                 options.elementType = dtype.elementType
-                options.modelName = model_ ?? randomInit.map { "\(ActivationExtractor.modelName(for: ckpt))-random-init-seed\($0)" }
+                options.modelName =
+                    model_ ?? randomInit.map { "\(ActivationExtractor.modelName(for: ckpt))-random-init-seed\($0)" }
                 if let seed = randomInit {
                     options.attributes["random_init_seed"] = .int(Int(truncatingIfNeeded: seed))
-                    if ckpt.architecture.layerScale { options.attributes["random_init_layer_scale"] = .double(Double(randomLayerScale)) }
+                    if ckpt.architecture.layerScale {
+                        options.attributes["random_init_layer_scale"] = .double(Double(randomLayerScale))
+                    }
                 }
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
                 let line = ProgressLine("extract", quiet: quiet || !world.isRoot)
@@ -175,11 +208,13 @@ extension CKACommand {
                 // Under mpirun the inputs are split over the ranks and rank 0 writes the store (DistributedExtraction).
                 func extract(_ source: inout some RangedInputSource) throws -> ExtractionSummary? {
                     guard world.isDistributed else {
-                        return try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &source, to: out,
-                                                           options: options, progress: report)
+                        return try ActivationExtractor.run(
+                            model: model, checkpoint: ckpt, input: &source, to: out,
+                            options: options, progress: report)
                     }
-                    return try DistributedExtraction.run(model: model, checkpoint: ckpt, input: source, to: out, options: options,
-                                                         communicator: world, progress: report)
+                    return try DistributedExtraction.run(
+                        model: model, checkpoint: ckpt, input: source, to: out, options: options,
+                        communicator: world, progress: report)
                 }
                 let result: ExtractionSummary?
                 if let inputs {
@@ -195,10 +230,13 @@ extension CKACommand {
                     note("warning: skipped \(summary.skipped.count) unreadable input(s):")
                     for s in summary.skipped.prefix(20) { note("  \(s)") }
                 }
-                print("\(out): \(summary.examples) inputs, \(summary.layers) layers stored, \(summary.gramLayers) with Grams"
-                      + (summary.logitClassCount.map { ", /logits [\(summary.examples), \($0)] (\(options.head?.readout.kind ?? ""))" } ?? "") + " "
-                      + "(\(ckpt.source.rawValue) \(ckpt.architecture.timmName), \(String(format: "%.1f", summary.seconds)) s, "
-                      + "\(String(format: "%.1f", Double(summary.examples) / max(summary.seconds, 1e-9))) img/s)")
+                print(
+                    "\(out): \(summary.examples) inputs, \(summary.layers) layers stored, \(summary.gramLayers) with Grams"
+                        + (summary.logitClassCount.map {
+                            ", /logits [\(summary.examples), \($0)] (\(options.head?.readout.kind ?? ""))"
+                        } ?? "") + " "
+                        + "(\(ckpt.source.rawValue) \(ckpt.architecture.timmName), \(String(format: "%.1f", summary.seconds)) s, "
+                        + "\(String(format: "%.1f", Double(summary.examples) / max(summary.seconds, 1e-9))) img/s)")
             }
         }
 
@@ -209,13 +247,16 @@ extension CKACommand {
 extension CKACommand.Extract {
     /// The image source with the checkpoint's evaluation transform (or `--preprocessing`).
     func imageInput(for ckpt: Checkpoint, size: Int) throws -> ImageFolderInput {
-        try ImageFolderInput(root: images!, preprocessing: evalTransform(for: ckpt, size: size, preset: preprocessing),
-                             batchSize: batchSize, limit: limit, strict: strict)
+        try ImageFolderInput(
+            root: images!, preprocessing: evalTransform(for: ckpt, size: size, preset: preprocessing),
+            batchSize: batchSize, limit: limit, strict: strict)
     }
 }
 
 /// The checkpoint method's evaluation transform at the model's input size, or the `--preprocessing` preset.
 func evalTransform(for ckpt: Checkpoint, size: Int, preset: PreprocessingPreset?) throws -> Preprocessing {
-    guard let p = preset?.preprocessing else { return try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: size) }
+    guard let p = preset?.preprocessing else {
+        return try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: size)
+    }
     return p.crop == size ? p : try p.with(crop: size)
 }

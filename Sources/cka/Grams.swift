@@ -8,10 +8,10 @@ extension CKACommand {
         static let configuration = CommandConfiguration(
             abstract: "Add per-minibatch Gram matrices (/grams/<layer>) to an existing activation store.",
             discussion: """
-            Later 'cka compare' runs with the same --batch-size and --tokens read these b×b Grams instead of the
-            activations. Feature columns are centred within each batch first (HSIC₁ is unchanged by it and float32
-            stays exact). The store is rewritten under a temporary name and replaced only when complete.
-            """)
+                Later 'cka compare' runs with the same --batch-size and --tokens read these b×b Grams instead of the
+                activations. Feature columns are centred within each batch first (HSIC₁ is unchanged by it and float32
+                stays exact). The store is rewritten under a temporary name and replaced only when complete.
+                """)
 
         @Argument(help: "The activation store to extend.")
         var file: String
@@ -35,8 +35,12 @@ extension CKACommand {
         func run() throws {
             try reportingErrors {
                 let store = try ActivationStore(path: file)
-                guard batchSize <= store.count else { throw CKAError.batchSize(requested: batchSize, examples: store.count) }
-                let names = try CKAComparison.selectLayers(store, patterns: globs(layers)).filter { n in store.layers.contains { $0.name == n } }
+                guard batchSize <= store.count else {
+                    throw CKAError.batchSize(requested: batchSize, examples: store.count)
+                }
+                let names = try CKAComparison.selectLayers(store, patterns: globs(layers)).filter { n in
+                    store.layers.contains { $0.name == n }
+                }
                 let writer = try ActivationStoreWriter(updating: file)
                 let k = store.count / batchSize
                 let progress = ProgressLine("grams", quiet: quiet)
@@ -52,9 +56,13 @@ extension CKACommand {
                 }
                 try writer.finish()
                 if store.count % batchSize != 0 {
-                    note("warning: the last \(store.count % batchSize) examples do not fill a batch of \(batchSize) and have no Gram")
+                    note(
+                        "warning: the last \(store.count % batchSize) examples do not fill a batch of \(batchSize) and have no Gram"
+                    )
                 }
-                print("\(file): added Grams of \(names.count) layers, \(k) batches of \(batchSize) (tokens \(tokens.rawValue))")
+                print(
+                    "\(file): added Grams of \(names.count) layers, \(k) batches of \(batchSize) (tokens \(tokens.rawValue))"
+                )
             }
         }
     }

@@ -23,7 +23,9 @@ extension CKACommand {
 
         static func report(_ s: ActivationStore, attributes: Bool) -> String {
             var out: [String] = []
-            func kv(_ k: String, _ v: String) { out.append((k + ":").padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+            func kv(_ k: String, _ v: String) {
+                out.append((k + ":").padding(toLength: 15, withPad: " ", startingAt: 0) + v)
+            }
             let fmt = s.attributes["format"]?.stringValue ?? "activations (no format attribute)"
             kv("file", s.path)
             kv("format", "\(fmt), version \(s.formatVersion.map(String.init) ?? "unstated (read as 1)")")
@@ -46,10 +48,12 @@ extension CKACommand {
             for name in ordered {
                 let l = s.layers.first { $0.name == name }
                 let g = s.grams[name]
-                rows.append([name, l?.kind.rawValue ?? LayerKind.infer(from: name).rawValue,
-                             l.map { $0.block >= 0 ? "\($0.block)" : "-" } ?? "-",
-                             l.map { describeShape($0.shape) } ?? "-", l.map { "\($0.elementType)" } ?? "-",
-                             g.map { "\($0.batchCount)×[\($0.batchSize)×\($0.batchSize)] \($0.tokens)" } ?? "-"])
+                rows.append([
+                    name, l?.kind.rawValue ?? LayerKind.infer(from: name).rawValue,
+                    l.map { $0.block >= 0 ? "\($0.block)" : "-" } ?? "-",
+                    l.map { describeShape($0.shape) } ?? "-", l.map { "\($0.elementType)" } ?? "-",
+                    g.map { "\($0.batchCount)×[\($0.batchSize)×\($0.batchSize)] \($0.tokens)" } ?? "-",
+                ])
             }
             let widths = header.indices.map { c in ([header[c]] + rows.map { $0[c] }).map(\.count).max() ?? 0 }
             func line(_ r: [String]) -> String {

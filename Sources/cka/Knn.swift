@@ -19,16 +19,16 @@ extension CKACommand {
             commandName: "knn",
             abstract: "DINO's weighted k-NN accuracy of every pooled feature layer (class separability across depth).",
             discussion: """
-            For every selected [N, D] layer (blocks.{i}:cls, :gap, :gap_nocls, norm:…, or plain [N, D] layers): L2-normalised
-            features, cosine similarity, the k most similar training examples vote with weight exp(sim / T); top-1 and
-            top-5 accuracy in percent. With --train, TEST.h5 holds the queries and TRAIN.h5 the neighbours; without it,
-            leave-one-out within TEST.h5 (a query never counts as its own neighbour). Both need /inputs/labels.
-            Ties: equal similarity → lower training index first; equal class score → lower class index first.
-            Prints a table; --csv writes layer,pooling,k,top1,top5 (layer without the pooling suffix, accuracies in
-            percent); --plot draws top-1 accuracy against block index, one line per pooling ('norm' after the last block).
-              cka extract --checkpoint model.safetensors --images cifar/ --out feats.h5 --store pooled
-              cka knn feats.h5 --k 10,20,100 --csv knn.csv --plot knn.png
-            """)
+                For every selected [N, D] layer (blocks.{i}:cls, :gap, :gap_nocls, norm:…, or plain [N, D] layers): L2-normalised
+                features, cosine similarity, the k most similar training examples vote with weight exp(sim / T); top-1 and
+                top-5 accuracy in percent. With --train, TEST.h5 holds the queries and TRAIN.h5 the neighbours; without it,
+                leave-one-out within TEST.h5 (a query never counts as its own neighbour). Both need /inputs/labels.
+                Ties: equal similarity → lower training index first; equal class score → lower class index first.
+                Prints a table; --csv writes layer,pooling,k,top1,top5 (layer without the pooling suffix, accuracies in
+                percent); --plot draws top-1 accuracy against block index, one line per pooling ('norm' after the last block).
+                  cka extract --checkpoint model.safetensors --images cifar/ --out feats.h5 --store pooled
+                  cka knn feats.h5 --k 10,20,100 --csv knn.csv --plot knn.png
+                """)
 
         @Argument(help: "The activation store of the queries (and of the neighbours, without --train).")
         var test: String
@@ -82,11 +82,16 @@ extension CKACommand {
                 let report: KNNReport
                 if world.isDistributed {
                     // Under mpirun the layers are dealt out over the ranks; rank 0 writes the outputs.
-                    guard let r = try DistributedKnn.run(test: testStore, train: trainStore, layers: globs(layers), options: options,
-                                                         communicator: world, progress: { progress.update($0) }) else { return }
+                    guard
+                        let r = try DistributedKnn.run(
+                            test: testStore, train: trainStore, layers: globs(layers), options: options,
+                            communicator: world, progress: { progress.update($0) })
+                    else { return }
                     report = r
                 } else {
-                    report = try KNNEvaluation.run(test: testStore, train: trainStore, layers: globs(layers), options: options) {
+                    report = try KNNEvaluation.run(
+                        test: testStore, train: trainStore, layers: globs(layers), options: options
+                    ) {
                         progress.update($0)
                     }
                 }
@@ -96,20 +101,26 @@ extension CKACommand {
                     let drawnK = plotK ?? (ks.contains(20) ? 20 : ks[0])
                     let curves = report.curves(k: drawnK)
                     guard !curves.isEmpty else {
-                        throw AnalysisError.invalidOption("--plot: no selected layer has a block index (blocks.{i} or norm) to place on the x axis")
+                        throw AnalysisError.invalidOption(
+                            "--plot: no selected layer has a block index (blocks.{i} or norm) to place on the x axis")
                     }
-                    let mode = report.leaveOneOut ? "leave-one-out" : "train \(report.trainCount) / test \(report.testCount)"
+                    let mode =
+                        report.leaveOneOut ? "leave-one-out" : "train \(report.trainCount) / test \(report.testCount)"
                     let lastBlock = report.rows.map(\.feature.block).max() ?? -1
                     let hasNorm = report.rows.contains { $0.feature.block < 0 }
-                    try LinePlot(series: curves.map { LinePlot.Series(name: $0.pooling.rawValue, x: $0.x, y: $0.y) },
-                                 title: "\(report.model): \(drawnK)-NN top-1 accuracy (\(mode))",
-                                 xLabel: hasNorm ? "block (\(lastBlock + 1) = final norm)" : "block",
-                                 yLabel: "top-1 accuracy (%)").write(to: plot)
+                    try LinePlot(
+                        series: curves.map { LinePlot.Series(name: $0.pooling.rawValue, x: $0.x, y: $0.y) },
+                        title: "\(report.model): \(drawnK)-NN top-1 accuracy (\(mode))",
+                        xLabel: hasNorm ? "block (\(lastBlock + 1) = final norm)" : "block",
+                        yLabel: "top-1 accuracy (%)"
+                    ).write(to: plot)
                 }
                 print(report.table())
                 if !quiet && report.totalSeconds >= 1 {
-                    note(String(format: "knn: %.2f s (read %.2f s, similarity GEMM %.2f s, selection and votes %.2f s)",
-                                report.totalSeconds, report.readSeconds, report.gemmSeconds, report.selectionSeconds))
+                    note(
+                        String(
+                            format: "knn: %.2f s (read %.2f s, similarity GEMM %.2f s, selection and votes %.2f s)",
+                            report.totalSeconds, report.readSeconds, report.gemmSeconds, report.selectionSeconds))
                 }
             }
         }

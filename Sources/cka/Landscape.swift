@@ -6,37 +6,40 @@ import _CKASupport
 extension CKACommand {
     struct Landscape: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Loss landscape around a checkpoint: MAE / RC-MAE pre-training loss or cross-entropy on a 1-D or 2-D grid.",
+            abstract:
+                "Loss landscape around a checkpoint: MAE / RC-MAE pre-training loss or cross-entropy on a 1-D or 2-D grid.",
             discussion: """
-            Evaluates L(θ₀ + α·dx + β·dy) over a grid (Li et al. 2018): dx, dy are seeded N(0,1) directions,
-            filter-normalised (every output row/filter rescaled to the norm of the weights' filter), with biases,
-            LayerNorm and LayerScale zeroed ('biasbn'). Fixed sin-cos position tables (MAE, RC-MAE, MoCo-v3
-            pos_embed; decoder_pos_embed) are not perturbed unless --include-fixed; the command says which.
-            Losses (forward only, as the official code computes them):
-              mae     MAE reconstruction loss on masked patches (norm-pix targets unless --no-norm-pix-loss);
-                      needs a checkpoint with the decoder (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth)
-              rcmae   RC-MAE: reconstruction + γ·consistency to the EMA teacher (--teacher; same masks), the
-                      teacher held at its weights, the student moved
-              ce      cross-entropy and top-1 accuracy of the checkpoint's linear head (timm, MoCo-v3 linear,
-                      MAE finetuned), DINO's linear weights or one of our probes (--head); labels from class folders
-                      or /inputs/labels
-            Each image has one mask for the whole grid: seeded (--mask-seed, default --seed) or --masks F.h5
-            (/masks [N, patches] uint8, 1 = masked, e.g. another surface). Images get the method's eval transform.
-            The store (formats.md §3) is rewritten atomically after every grid point; rerunning the same command
-            resumes where it stopped. Directions are saved to --directions (default OUT.directions.h5) and reused
-            when that file exists. When the grid is complete, the store gets curvature and convex-area statistics
-            (see 'cka landscape-stats'), the largest Hessian eigenvalue over the perturbed parameters (power
-            iteration with finite-difference Hessian-vector products of backpropagated gradients), and with
-            --flatness-radius the average flatness.
-              cka landscape --checkpoint mae_pretrain_vit_base_full.pth --loss mae --images val/ \\
-                --examples 64 --grid -1:1:21 --out mae-surface.h5
-              cka landscape-plot mae-surface.h5
-            """)
+                Evaluates L(θ₀ + α·dx + β·dy) over a grid (Li et al. 2018): dx, dy are seeded N(0,1) directions,
+                filter-normalised (every output row/filter rescaled to the norm of the weights' filter), with biases,
+                LayerNorm and LayerScale zeroed ('biasbn'). Fixed sin-cos position tables (MAE, RC-MAE, MoCo-v3
+                pos_embed; decoder_pos_embed) are not perturbed unless --include-fixed; the command says which.
+                Losses (forward only, as the official code computes them):
+                  mae     MAE reconstruction loss on masked patches (norm-pix targets unless --no-norm-pix-loss);
+                          needs a checkpoint with the decoder (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth)
+                  rcmae   RC-MAE: reconstruction + γ·consistency to the EMA teacher (--teacher; same masks), the
+                          teacher held at its weights, the student moved
+                  ce      cross-entropy and top-1 accuracy of the checkpoint's linear head (timm, MoCo-v3 linear,
+                          MAE finetuned), DINO's linear weights or one of our probes (--head); labels from class folders
+                          or /inputs/labels
+                Each image has one mask for the whole grid: seeded (--mask-seed, default --seed) or --masks F.h5
+                (/masks [N, patches] uint8, 1 = masked, e.g. another surface). Images get the method's eval transform.
+                The store (formats.md §3) is rewritten atomically after every grid point; rerunning the same command
+                resumes where it stopped. Directions are saved to --directions (default OUT.directions.h5) and reused
+                when that file exists. When the grid is complete, the store gets curvature and convex-area statistics
+                (see 'cka landscape-stats'), the largest Hessian eigenvalue over the perturbed parameters (power
+                iteration with finite-difference Hessian-vector products of backpropagated gradients), and with
+                --flatness-radius the average flatness.
+                  cka landscape --checkpoint mae_pretrain_vit_base_full.pth --loss mae --images val/ \\
+                    --examples 64 --grid -1:1:21 --out mae-surface.h5
+                  cka landscape-plot mae-surface.h5
+                """)
 
         @Option(help: "Checkpoint whose loss landscape is drawn (the RC-MAE student).")
         var checkpoint: String
 
-        @Option(name: .customLong("checkpoint-key"), help: "Wrapper entry of --checkpoint holding the weights (e.g. student).")
+        @Option(
+            name: .customLong("checkpoint-key"),
+            help: "Wrapper entry of --checkpoint holding the weights (e.g. student).")
         var checkpointKey: String?
 
         @Option(help: "RC-MAE: the EMA teacher checkpoint (may be the same file with --teacher-key teacher).")
@@ -51,7 +54,10 @@ extension CKACommand {
         @Option(help: "Loss: mae, rcmae or ce.")
         var loss: String
 
-        @Option(help: "The linear head for --loss ce instead of the checkpoint's: DINO's dino_vitbase16_linearweights.pth, or a probe of norm:cls saved by 'cka probe --save' (.h5).")
+        @Option(
+            help:
+                "The linear head for --loss ce instead of the checkpoint's: DINO's dino_vitbase16_linearweights.pth, or a probe of norm:cls saved by 'cka probe --save' (.h5)."
+        )
         var head: String?
 
         @Option(help: "A folder of images (class subfolders give labels).")
@@ -63,7 +69,8 @@ extension CKACommand {
         @Option(help: "Number of examples the loss averages over (see --pick).")
         var examples = 64
 
-        @Option(help: "Which examples: spread (N evenly spaced over the inputs, every class of a sorted folder) or first.")
+        @Option(
+            help: "Which examples: spread (N evenly spaced over the inputs, every class of a sorted folder) or first.")
         var pick = "spread"
 
         @Option(name: .customLong("batch-size"), help: "Examples per forward pass.")
@@ -87,7 +94,9 @@ extension CKACommand {
         @Option(help: "1-D tensors (biases, norms, LayerScale): biasbn = zero in the directions, none = move them too.")
         var ignore = "biasbn"
 
-        @Option(help: "Parameter groups to perturb, comma-separated: encoder, decoder (mae/rcmae), head (ce). Default: all.")
+        @Option(
+            help: "Parameter groups to perturb, comma-separated: encoder, decoder (mae/rcmae), head (ce). Default: all."
+        )
         var perturb: String?
 
         @Flag(name: .customLong("include-fixed"), help: "Also perturb fixed sin-cos position tables.")
@@ -105,22 +114,32 @@ extension CKACommand {
         @Option(help: "Masks to use: an HDF5 file with /masks [N, patches] uint8 (1 = masked).")
         var masks: String?
 
-        @Flag(name: .customLong("no-norm-pix-loss"), help: "Raw-pixel targets (mae_visualize_vit_base.pth was trained so).")
+        @Flag(
+            name: .customLong("no-norm-pix-loss"),
+            help: "Raw-pixel targets (mae_visualize_vit_base.pth was trained so).")
         var noNormPixLoss = false
 
         @Option(help: "RC-MAE weight γ of the consistency term.")
         var gamma = 1.0
 
-        @Option(name: .customLong("flatness-radius"), help: "Comma-separated radii of the average-flatness estimate (e.g. 0.05,0.1).")
+        @Option(
+            name: .customLong("flatness-radius"),
+            help: "Comma-separated radii of the average-flatness estimate (e.g. 0.05,0.1).")
         var flatnessRadius: String?
 
         @Option(name: .customLong("flatness-samples"), help: "Random perturbations per flatness radius.")
         var flatnessSamples = 8
 
-        @Option(name: .customLong("hessian-iterations"), help: "Power iterations for the largest Hessian eigenvalue (two gradients each, a gradient costing a few forward passes; 0 = skip).")
+        @Option(
+            name: .customLong("hessian-iterations"),
+            help:
+                "Power iterations for the largest Hessian eigenvalue (two gradients each, a gradient costing a few forward passes; 0 = skip)."
+        )
         var hessianIterations = 10
 
-        @Option(name: .customLong("hessian-step"), help: "Finite-difference step of the Hessian-vector products, relative to ‖θ‖.")
+        @Option(
+            name: .customLong("hessian-step"),
+            help: "Finite-difference step of the Hessian-vector products, relative to ‖θ‖.")
         var hessianStep = 1e-5
 
         @Option(name: .customLong("max-points"), help: "Stop after this many new grid points (resume later).")
@@ -129,13 +148,20 @@ extension CKACommand {
         @Option(help: "Preprocessing preset (default: the checkpoint's method).")
         var preprocessing: PreprocessingPreset?
 
-        @Option(help: "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
+        @Option(
+            help:
+                "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
         var model: String?
 
-        @Option(help: "Encoder attention heads (default: the checkpoint's saved args, else from the width: 192→3, 384→6, 768→12, 1024→16).")
+        @Option(
+            help:
+                "Encoder attention heads (default: the checkpoint's saved args, else from the width: 192→3, 384→6, 768→12, 1024→16)."
+        )
         var heads: Int?
 
-        @Option(name: .customLong("decoder-heads"), help: "MAE decoder attention heads (default: the checkpoint's saved args, else width/32).")
+        @Option(
+            name: .customLong("decoder-heads"),
+            help: "MAE decoder attention heads (default: the checkpoint's saved args, else width/32).")
         var decoderHeads: Int?
 
         @Option(help: "The landscape store to write (resumed if it exists with the same settings).")
@@ -148,8 +174,12 @@ extension CKACommand {
 
         func validate() throws {
             if !["mae", "rcmae", "ce"].contains(loss) { throw ValidationError("--loss must be mae, rcmae or ce") }
-            if (images == nil) == (inputs == nil) { throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5") }
-            if loss == "rcmae" && teacher == nil { throw ValidationError("--loss rcmae needs --teacher (the EMA teacher checkpoint)") }
+            if (images == nil) == (inputs == nil) {
+                throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5")
+            }
+            if loss == "rcmae" && teacher == nil {
+                throw ValidationError("--loss rcmae needs --teacher (the EMA teacher checkpoint)")
+            }
             if loss != "ce" && head != nil { throw ValidationError("--head is for --loss ce") }
             if dims != 1 && dims != 2 { throw ValidationError("--dims must be 1 or 2") }
             if examples < 1 || batchSize < 1 { throw ValidationError("--examples and --batch-size must be at least 1") }
@@ -158,9 +188,13 @@ extension CKACommand {
             if !(0..<1).contains(maskRatio) { throw ValidationError("--mask-ratio must be in [0, 1)") }
             if let maxPoints, maxPoints < 1 { throw ValidationError("--max-points must be at least 1") }
             if flatnessSamples < 1 { throw ValidationError("--flatness-samples must be at least 1") }
-            if hessianIterations < 0 || !(hessianStep > 0) { throw ValidationError("--hessian-iterations must be ≥ 0 and --hessian-step positive") }
+            if hessianIterations < 0 || !(hessianStep > 0) {
+                throw ValidationError("--hessian-iterations must be ≥ 0 and --hessian-step positive")
+            }
             _ = try radii()
-            do { _ = try GridAxis(parsing: grid); _ = try yGrid.map { try GridAxis(parsing: $0) } } catch { throw ValidationError("\(error)") }
+            do { _ = try GridAxis(parsing: grid); _ = try yGrid.map { try GridAxis(parsing: $0) } } catch {
+                throw ValidationError("\(error)")
+            }
         }
 
         func radii() throws -> [Double] {
@@ -185,7 +219,9 @@ extension CKACommand {
                     o.computeSHA256 = false
                     let c = try Checkpoint(contentsOf: URL(fileURLWithPath: path), options: o)
                     // Head counts the checkpoint's saved args state win over the guess from the width.
-                    guard heads == nil, let saved = savedHeadCounts(c).encoder, saved != c.architecture.heads else { return c }
+                    guard heads == nil, let saved = savedHeadCounts(c).encoder, saved != c.architecture.heads else {
+                        return c
+                    }
                     o.heads = saved
                     return try Checkpoint(contentsOf: URL(fileURLWithPath: path), options: o)
                 }
@@ -200,7 +236,8 @@ extension CKACommand {
                     "loss": .string(loss), "checkpoint": .string(URL(fileURLWithPath: checkpoint).lastPathComponent),
                     "normalization": .string(normalization.rawValue), "ignore": .string(ignore),
                     "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count), "pick": .string(pick),
-                    "directions_seeds": .ints([Int(truncatingIfNeeded: seed), Int(truncatingIfNeeded: seed &+ 1)].prefix(dims).map { $0 }),
+                    "directions_seeds": .ints(
+                        [Int(truncatingIfNeeded: seed), Int(truncatingIfNeeded: seed &+ 1)].prefix(dims).map { $0 }),
                     "source": .string(ckpt.source.rawValue), "architecture": .string(ckpt.architecture.timmName),
                     "heads": .int(ckpt.architecture.heads),
                     "model": .string(model ?? ActivationExtractor.modelName(for: ckpt)),
@@ -213,12 +250,17 @@ extension CKACommand {
                 let groups: [String: [String]]
                 var maskRows: [UInt8] = []
                 if loss == "ce" {
-                    let h = try head.map { path in
-                        path.hasSuffix(".h5") ? try ProbeHead.load(path, architecture: ckpt.architecture)
-                            : try ClassifierHead(dinoLinearFile: URL(fileURLWithPath: path), model: VisionTransformer(checkpoint: ckpt))
-                    } ?? ClassifierHead(checkpoint: ckpt)
+                    let h =
+                        try head.map { path in
+                            path.hasSuffix(".h5")
+                                ? try ProbeHead.load(path, architecture: ckpt.architecture)
+                                : try ClassifierHead(
+                                    dinoLinearFile: URL(fileURLWithPath: path),
+                                    model: VisionTransformer(checkpoint: ckpt))
+                        } ?? ClassifierHead(checkpoint: ckpt)
                     let o = try CrossEntropyLandscapeObjective(checkpoint: ckpt, head: h, batches: batches)
-                    attributes["head"] = .string("\(h.readout.kind) (\(URL(fileURLWithPath: h.file).lastPathComponent))")
+                    attributes["head"] = .string(
+                        "\(h.readout.kind) (\(URL(fileURLWithPath: h.file).lastPathComponent))")
                     objective = o
                     groups = o.groups
                 } else {
@@ -228,7 +270,8 @@ extension CKACommand {
                         maskList = try readMasks(masks, ids: ids, patches: patches)
                         attributes["masks_from"] = .string(URL(fileURLWithPath: masks).lastPathComponent)
                     } else {
-                        maskList = try MAEMask.random(images: ids.count, patches: patches, ratio: maskRatio, seed: maskSeed ?? seed)
+                        maskList = try MAEMask.random(
+                            images: ids.count, patches: patches, ratio: maskRatio, seed: maskSeed ?? seed)
                         attributes["mask_seed"] = .int(Int(truncatingIfNeeded: maskSeed ?? seed))
                     }
                     attributes["mask_ratio"] = .double(Double(maskList.first?.maskedCount ?? 0) / Double(patches))
@@ -244,23 +287,27 @@ extension CKACommand {
                     }
                     maskRows = maskList.flatMap(\.mask)
                     let dh = decoderHeads ?? savedHeadCounts(ckpt).decoder
-                    let o = try MAELandscapeObjective(checkpoint: ckpt, teacher: teacherCkpt, batches: withMasks,
-                                                      normPixLoss: !noNormPixLoss, gamma: gamma, decoderHeads: dh)
+                    let o = try MAELandscapeObjective(
+                        checkpoint: ckpt, teacher: teacherCkpt, batches: withMasks,
+                        normPixLoss: !noNormPixLoss, gamma: gamma, decoderHeads: dh)
                     attributes["decoder_heads"] = .int(try o.decoderHeadCount())
                     objective = o
                     groups = o.groups
                 }
 
                 // What moves.
-                let chosen = try perturb.map { list in
-                    try list.split(separator: ",").map { g -> String in
-                        let name = g.trimmingCharacters(in: .whitespaces)
-                        guard groups[name] != nil else {
-                            throw ValidationError("--perturb: '\(name)' is not a part of the \(loss) loss (\(groups.keys.sorted().joined(separator: ", ")))")
+                let chosen =
+                    try perturb.map { list in
+                        try list.split(separator: ",").map { g -> String in
+                            let name = g.trimmingCharacters(in: .whitespaces)
+                            guard groups[name] != nil else {
+                                throw ValidationError(
+                                    "--perturb: '\(name)' is not a part of the \(loss) loss (\(groups.keys.sorted().joined(separator: ", ")))"
+                                )
+                            }
+                            return name
                         }
-                        return name
-                    }
-                } ?? groups.keys.sorted()
+                    } ?? groups.keys.sorted()
                 var perturbed = Set(chosen.flatMap { groups[$0]! })
                 let excluded = includeFixed ? [] : objective.fixedParameters.keys.filter(perturbed.contains).sorted()
                 perturbed.subtract(excluded)
@@ -268,32 +315,41 @@ extension CKACommand {
                 attributes["excluded"] = .strings(excluded.isEmpty ? ["none"] : excluded)
                 let weights = objective.center.restricted(to: perturbed)
                 if !quiet {
-                    note("landscape: \(loss) loss over \(ids.count) examples; perturbing \(chosen.joined(separator: "+")): "
-                         + "\(weights.names.count) tensors, \(weights.scalarCount) parameters")
+                    note(
+                        "landscape: \(loss) loss over \(ids.count) examples; perturbing \(chosen.joined(separator: "+")): "
+                            + "\(weights.names.count) tensors, \(weights.scalarCount) parameters")
                     for name in excluded { note("  not perturbed: \(name) — \(objective.fixedParameters[name]!)") }
                 }
 
                 // Directions: reuse the saved ones, or draw and save them.
-                let directionPath = directions ?? ((out.hasSuffix(".h5") ? String(out.dropLast(3)) : out) + ".directions.h5")
+                let directionPath =
+                    directions ?? ((out.hasSuffix(".h5") ? String(out.dropLast(3)) : out) + ".directions.h5")
                 var dirs: [ParameterSet]
-                if !world.isRoot { world.barrier() }        // rank 0 writes the directions first; the others read them
-                let recipe: [String: HDF5AttributeValue] = ["seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(normalization.rawValue),
-                                                            "ignore": .string(ignore), "checkpoint": attributes["checkpoint"]!]
+                if !world.isRoot { world.barrier() }  // rank 0 writes the directions first; the others read them
+                let recipe: [String: HDF5AttributeValue] = [
+                    "seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(normalization.rawValue),
+                    "ignore": .string(ignore), "checkpoint": attributes["checkpoint"]!,
+                ]
                 if FileManager.default.fileExists(atPath: directionPath) {
                     let (read, attrs) = try DirectionFile.read(directionPath, like: objective.center)
                     for (k, v) in recipe where attrs[k]?.normalized != v.normalized {
-                        throw LandscapeError.mismatch(file: directionPath, what: "'\(k)'", expected: "\(v) (this run)", got: attrs[k].map { "\($0)" } ?? "missing")
+                        throw LandscapeError.mismatch(
+                            file: directionPath, what: "'\(k)'", expected: "\(v) (this run)",
+                            got: attrs[k].map { "\($0)" } ?? "missing")
                     }
                     guard read.count >= dims, Set(read[0].names) == perturbed else {
-                        throw LandscapeError.mismatch(file: directionPath, what: "the directions", expected: "\(dims) over the \(weights.names.count) perturbed tensors",
-                                                      got: "\(read.count) over \(read.first?.names.count ?? 0) tensors")
+                        throw LandscapeError.mismatch(
+                            file: directionPath, what: "the directions",
+                            expected: "\(dims) over the \(weights.names.count) perturbed tensors",
+                            got: "\(read.count) over \(read.first?.names.count ?? 0) tensors")
                     }
                     dirs = Array(read.prefix(dims))
                     if !quiet { note("landscape: directions from \(directionPath)") }
                 } else {
                     dirs = (0..<dims).map { k in
-                        FilterNormalizedDirections.random(like: weights, seed: seed &+ UInt64(k), normalization: normalization,
-                                                          ignoreBiasAndNorm: ignore == "biasbn")
+                        FilterNormalizedDirections.random(
+                            like: weights, seed: seed &+ UInt64(k), normalization: normalization,
+                            ignoreBiasAndNorm: ignore == "biasbn")
                     }
                     try DirectionFile.write(dirs, attributes: recipe, to: directionPath)
                     directionGuard.written = directionPath
@@ -304,15 +360,19 @@ extension CKACommand {
 
                 // The surface, resumed if it exists.
                 let xAxis = try GridAxis(parsing: grid), yAxis = try GridAxis(parsing: yGrid ?? grid)
-                var surface = LandscapeSurface(x: xAxis.coordinates, y: dims == 2 ? yAxis.coordinates : nil, ids: ids, attributes: attributes)
+                var surface = LandscapeSurface(
+                    x: xAxis.coordinates, y: dims == 2 ? yAxis.coordinates : nil, ids: ids, attributes: attributes)
                 if !maskRows.isEmpty { surface.masks = maskRows; surface.patchCount = size.patchCount }
                 if FileManager.default.fileExists(atPath: out) {
                     let stored = try LandscapeSurface(contentsOf: out)
                     if let conflict = surface.resumeConflict(with: stored) {
-                        throw LandscapeError.invalidArgument("\(out) exists with other settings (\(conflict)); remove it or choose another --out")
+                        throw LandscapeError.invalidArgument(
+                            "\(out) exists with other settings (\(conflict)); remove it or choose another --out")
                     }
                     surface.adoptPoints(of: stored)
-                    if !quiet { note("landscape: resuming \(out): \(stored.completedCount) of \(stored.done.count) points done") }
+                    if !quiet {
+                        note("landscape: resuming \(out): \(stored.completedCount) of \(stored.done.count) points done")
+                    }
                 }
                 let run = SurfaceEvaluation(objective: objective, directions: dirs)
                 let line = ProgressLine("landscape", quiet: quiet)
@@ -322,22 +382,34 @@ extension CKACommand {
                         // Cost, measured on the first point: the points left × its time, and at the job's rank count.
                         estimated = true
                         let left = Double(total - done + 1), r = Double(world.size)
-                        note(String(format: "landscape: cost estimate: %.0f points × %.2f s = %.0f s on one process; %.0f s on %d ranks (at most; --threads per rank: %d)",
-                                     left, seconds, left * seconds, left * seconds / r, world.size, blasThreadCount))
+                        note(
+                            String(
+                                format:
+                                    "landscape: cost estimate: %.0f points × %.2f s = %.0f s on one process; %.0f s on %d ranks (at most; --threads per rank: %d)",
+                                left, seconds, left * seconds, left * seconds / r, world.size, blasThreadCount))
                     }
-                    line.update(CKAProgress(done: done, total: total, unit: String(format: "points, last %.4g in %.1f s", v.loss, seconds)))
+                    line.update(
+                        CKAProgress(
+                            done: done, total: total,
+                            unit: String(format: "points, last %.4g in %.1f s", v.loss, seconds)))
                 }
                 if world.isDistributed {
                     // The flatness samples and the Hessian run on rank 0 after the grid; the other ranks stop here.
-                    guard let s = try DistributedLandscape.evaluate(run, surface: surface, savingTo: out, maxPoints: maxPoints,
-                                                                    communicator: world, progress: report) else {
+                    guard
+                        let s = try DistributedLandscape.evaluate(
+                            run, surface: surface, savingTo: out, maxPoints: maxPoints,
+                            communicator: world, progress: report)
+                    else {
                         // Rank 1 computes half of each Hessian-vector product; the other ranks are done.
                         guard DistributedHessian.shareDecision(false, communicator: world), world.rank == 1,
-                              let differentiable = objective as? any DifferentiableLandscapeObjective else { return }
-                        _ = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
-                                                  relativeStep: hessianStep, seed: seed &+ 2000,
-                                                  gradientPair: DistributedHessian.gradientPair(differentiable, parameters: perturbed,
-                                                                                                communicator: world))
+                            let differentiable = objective as? any DifferentiableLandscapeObjective
+                        else { return }
+                        _ = try HessianEigenvalue(
+                            objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
+                            relativeStep: hessianStep, seed: seed &+ 2000,
+                            gradientPair: DistributedHessian.gradientPair(
+                                differentiable, parameters: perturbed,
+                                communicator: world))
                         return
                     }
                     surface = s
@@ -346,20 +418,30 @@ extension CKACommand {
                 }
                 guard surface.completedCount == surface.done.count else {
                     _ = DistributedHessian.shareDecision(false, communicator: world)
-                    print("\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)")
+                    print(
+                        "\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)"
+                    )
                     return
                 }
 
                 // Numbers of the complete surface.
                 let r = try radii()
-                if !r.isEmpty && surface.attributes["flatness_radius"]?.normalized != HDF5AttributeValue.doubles(r).normalized {
+                if !r.isEmpty
+                    && surface.attributes["flatness_radius"]?.normalized != HDF5AttributeValue.doubles(r).normalized
+                {
                     var means: [Double] = [], errors: [Double] = []
                     for radius in r {
-                        let f = try AverageFlatness(objective: objective, perturbed: perturbed, radius: radius, samples: flatnessSamples,
-                                                    seed: seed &+ 1000, normalization: normalization, ignoreBiasAndNorm: ignore == "biasbn")
+                        let f = try AverageFlatness(
+                            objective: objective, perturbed: perturbed, radius: radius, samples: flatnessSamples,
+                            seed: seed &+ 1000, normalization: normalization, ignoreBiasAndNorm: ignore == "biasbn")
                         means.append(f.meanIncrease)
                         errors.append(f.standardError)
-                        if !quiet { note(String(format: "landscape: average flatness at radius %g: +%.6g ± %.2g", radius, f.meanIncrease, f.standardError)) }
+                        if !quiet {
+                            note(
+                                String(
+                                    format: "landscape: average flatness at radius %g: +%.6g ± %.2g", radius,
+                                    f.meanIncrease, f.standardError))
+                        }
                     }
                     surface.attributes["flatness_radius"] = .doubles(r)
                     surface.attributes["flatness_mean_increase"] = .doubles(means)
@@ -367,14 +449,23 @@ extension CKACommand {
                     surface.attributes["flatness_samples"] = .int(flatnessSamples)
                     surface.attributes["flatness_seed"] = .int(Int(truncatingIfNeeded: seed &+ 1000))
                 }
-                let runHessian = hessianIterations > 0 && objective is any DifferentiableLandscapeObjective
-                    && (surface.attributes["hessian_max_eigenvalue"] == nil || surface.attributes["hessian_step_relative"]?.normalized != .double(hessianStep))
-                if DistributedHessian.shareDecision(runHessian, communicator: world), let differentiable = objective as? any DifferentiableLandscapeObjective {
-                    let h = try HessianEigenvalue(objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
-                                                  relativeStep: hessianStep, seed: seed &+ 2000,
-                                                  gradientPair: DistributedHessian.gradientPair(differentiable, parameters: perturbed,
-                                                                                                communicator: world)) { it, lambda in
-                        if !quiet { note(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda)) }
+                let runHessian =
+                    hessianIterations > 0 && objective is any DifferentiableLandscapeObjective
+                    && (surface.attributes["hessian_max_eigenvalue"] == nil
+                        || surface.attributes["hessian_step_relative"]?.normalized != .double(hessianStep))
+                if DistributedHessian.shareDecision(runHessian, communicator: world),
+                    let differentiable = objective as? any DifferentiableLandscapeObjective
+                {
+                    let h = try HessianEigenvalue(
+                        objective: differentiable, parameters: perturbed, maxIterations: hessianIterations,
+                        relativeStep: hessianStep, seed: seed &+ 2000,
+                        gradientPair: DistributedHessian.gradientPair(
+                            differentiable, parameters: perturbed,
+                            communicator: world)
+                    ) { it, lambda in
+                        if !quiet {
+                            note(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda))
+                        }
                     }
                     for (k, v) in h.attributes { surface.attributes[k] = v }
                     surface.attributes["hessian_step_relative"] = .double(hessianStep)
@@ -382,9 +473,11 @@ extension CKACommand {
                 }
                 if let st = try? LandscapeStatistics(surface: surface) {
                     for (k, v) in st.attributes { surface.attributes[k] = v }
-                    print(String(format: "%@: %d points, centre loss %.6g, curvature %@, convex area %.4g",
-                                 out, surface.done.count, st.centerLoss,
-                                 st.curvature.map { String(format: "%.4g", $0) }.joined(separator: " / "), st.convexArea))
+                    print(
+                        String(
+                            format: "%@: %d points, centre loss %.6g, curvature %@, convex area %.4g",
+                            out, surface.done.count, st.centerLoss,
+                            st.curvature.map { String(format: "%.4g", $0) }.joined(separator: " / "), st.convexArea))
                 } else {
                     print("\(out): \(surface.done.count) points")
                 }
@@ -400,7 +493,9 @@ extension CKACommand {
                 // The examples: the first N, or N spread evenly over the inputs (index ⌊i·total/N⌋), which for a
                 // class-sorted image folder gives every class.
                 let total = source.expectedCount ?? examples
-                let chosen = pick == "first" || total <= examples ? Set(0..<examples)
+                let chosen =
+                    pick == "first" || total <= examples
+                    ? Set(0..<examples)
                     : Set((0..<examples).map { $0 * total / examples })
                 var index = 0, rows: [(id: String, label: Int, pixels: Tensor<Float>)] = []
                 func flush() throws {
@@ -426,12 +521,18 @@ extension CKACommand {
                 var s = try PixelStoreInput(path: inputs, limit: pick == "first" ? examples : nil)
                 try collect(&s)
             } else {
-                var s = try ImageFolderInput(root: images!, preprocessing: evalTransform(for: ckpt, size: imageSize, preset: preprocessing), batchSize: batchSize, limit: pick == "first" ? examples : nil)
+                var s = try ImageFolderInput(
+                    root: images!, preprocessing: evalTransform(for: ckpt, size: imageSize, preset: preprocessing),
+                    batchSize: batchSize, limit: pick == "first" ? examples : nil)
                 try collect(&s)
             }
-            guard !ids.isEmpty else { throw LandscapeError.invalidArgument("no usable examples in \(images ?? inputs ?? "")") }
+            guard !ids.isEmpty else {
+                throw LandscapeError.invalidArgument("no usable examples in \(images ?? inputs ?? "")")
+            }
             if loss == "ce", let bad = batches.flatMap(\.labels).firstIndex(where: { $0 < 0 }) {
-                throw LandscapeError.invalidArgument("\(images ?? inputs ?? ""): example \(ids[bad]) has no label; --loss ce needs class folders or /inputs/labels")
+                throw LandscapeError.invalidArgument(
+                    "\(images ?? inputs ?? ""): example \(ids[bad]) has no label; --loss ce needs class folders or /inputs/labels"
+                )
             }
             return (batches, ids)
         }
@@ -441,16 +542,21 @@ extension CKACommand {
             let f = try HDF5File(path: path)
             let d = try f.dataset("masks")
             guard d.shape.count == 2, d.shape[1] == patches, d.shape[0] >= ids.count else {
-                throw LandscapeError.mismatch(file: path, what: "/masks", expected: "[≥\(ids.count), \(patches)]", got: "\(d.shape)")
+                throw LandscapeError.mismatch(
+                    file: path, what: "/masks", expected: "[≥\(ids.count), \(patches)]", got: "\(d.shape)")
             }
             if f.exists("inputs/ids") {
                 let stored = try f.readStrings("inputs/ids")
                 guard Array(stored.prefix(ids.count)) == ids else {
-                    throw LandscapeError.mismatch(file: path, what: "/inputs/ids", expected: "the examples of this run, in order", got: "other examples")
+                    throw LandscapeError.mismatch(
+                        file: path, what: "/inputs/ids", expected: "the examples of this run, in order",
+                        got: "other examples")
                 }
             }
             let rows = try d.readUInt8()
-            return try (0..<ids.count).map { i in try MAEMask(maskRow: rows[(i * patches)..<((i + 1) * patches)].map { $0 != 0 }) }
+            return try (0..<ids.count).map { i in
+                try MAEMask(maskRow: rows[(i * patches)..<((i + 1) * patches)].map { $0 != 0 })
+            }
         }
     }
 }

@@ -8,14 +8,14 @@ extension CKACommand {
             commandName: "landscape-plot",
             abstract: "Draw a loss surface: contour map with labelled levels and a heatmap (2-D), or a curve (1-D).",
             discussion: """
-            Reads a landscape store written by 'cka landscape'. A plane gives two pictures, OUT-contour.png (filled
-            contours, each level labelled on its line, colour bar with the levels) and OUT-heatmap.png (the grid
-            values, y upwards); a line gives OUT-curve.png (the loss and any stored parts, e.g. RC-MAE's
-            reconstruction and consistency). Points not computed yet are grey, so a running surface can be looked at.
-            Levels follow loss-landscape's plot_2D: --vmin, --vmax, --vlevel (default: 12 levels over the data range).
-              cka landscape-plot surface.h5 --format svg
-              cka landscape-plot surface.h5 --vmin 0.5 --vmax 3 --vlevel 0.25 --log
-            """)
+                Reads a landscape store written by 'cka landscape'. A plane gives two pictures, OUT-contour.png (filled
+                contours, each level labelled on its line, colour bar with the levels) and OUT-heatmap.png (the grid
+                values, y upwards); a line gives OUT-curve.png (the loss and any stored parts, e.g. RC-MAE's
+                reconstruction and consistency). Points not computed yet are grey, so a running surface can be looked at.
+                Levels follow loss-landscape's plot_2D: --vmin, --vmax, --vlevel (default: 12 levels over the data range).
+                  cka landscape-plot surface.h5 --format svg
+                  cka landscape-plot surface.h5 --vmin 0.5 --vmax 3 --vlevel 0.25 --log
+                """)
 
         @Argument(help: "The landscape store (.h5).")
         var surface: String
@@ -50,9 +50,12 @@ extension CKACommand {
                 let transform: (Double) -> Double = log ? { $0 > 0 ? Foundation.log10($0) : .nan } : { $0 }
                 let lossName = s.attributes["loss"]?.stringValue ?? "loss"
                 let label = log ? "log10 \(lossName) loss" : "\(lossName) loss"
-                let title = [s.attributes["model"]?.stringValue ?? s.attributes["checkpoint"]?.stringValue.map { URL(fileURLWithPath: $0).lastPathComponent },
-                             "\(lossName) loss, \(s.attributes["normalization"]?.stringValue ?? "filter")-normalised directions"]
-                    .compactMap { $0 }.joined(separator: " — ")
+                let title = [
+                    s.attributes["model"]?.stringValue
+                        ?? s.attributes["checkpoint"]?.stringValue.map { URL(fileURLWithPath: $0).lastPathComponent },
+                    "\(lossName) loss, \(s.attributes["normalization"]?.stringValue ?? "filter")-normalised directions",
+                ]
+                .compactMap { $0 }.joined(separator: " — ")
                 var written: [String] = []
                 if s.dimensions == 1 {
                     var series = [LinePlot.Series(name: lossName, x: s.x, y: s.loss.map(transform))]
@@ -60,8 +63,10 @@ extension CKACommand {
                         series.append(LinePlot.Series(name: name, x: s.x, y: v.map(transform)))
                     }
                     let path = "\(prefix)-curve.\(format.rawValue)"
-                    try LinePlot(series: series, title: title, xLabel: "α (direction x)", yLabel: label,
-                                 showsMarkers: s.nx <= 31, showsLegend: series.count > 1).write(to: path)
+                    try LinePlot(
+                        series: series, title: title, xLabel: "α (direction x)", yLabel: label,
+                        showsMarkers: s.nx <= 31, showsLegend: series.count > 1
+                    ).write(to: path)
                     written.append(path)
                 } else {
                     let z = (0..<s.ny).map { iy in (0..<s.nx).map { ix in transform(s.loss[iy * s.nx + ix]) } }
@@ -71,20 +76,28 @@ extension CKACommand {
                     }
                     let low = vmin.map(transform) ?? lo, high = vmax.map(transform) ?? max(hi, lo + 1e-12)
                     guard low < high else { throw ValidationError("--vmin/--vmax leave an empty range") }
-                    let levels: [Double]? = vlevel.map { step in Array(stride(from: vmin ?? low, through: vmax ?? high, by: step)).map(transform) }
+                    let levels: [Double]? = vlevel.map { step in
+                        Array(stride(from: vmin ?? low, through: vmax ?? high, by: step)).map(transform)
+                    }
                     let contour = "\(prefix)-contour.\(format.rawValue)"
-                    try ContourPlot(x: s.x, y: s.y, z: z, title: title, xLabel: "α (direction x)", yLabel: "β (direction y)",
-                                    colorbarLabel: label, levelCount: 12, levels: levels, colorRange: low...high).write(to: contour)
+                    try ContourPlot(
+                        x: s.x, y: s.y, z: z, title: title, xLabel: "α (direction x)", yLabel: "β (direction y)",
+                        colorbarLabel: label, levelCount: 12, levels: levels, colorRange: low...high
+                    ).write(to: contour)
                     let heat = "\(prefix)-heatmap.\(format.rawValue)"
                     let fmt: (Double) -> String = { String(format: "%g", $0) }
-                    try Heatmap(values: z.reversed().map { $0.map { $0.isNaN ? .nan : min(max($0, low), high) } },
-                                rowLabels: s.y.reversed().map(fmt), columnLabels: s.x.map(fmt), title: title,
-                                xLabel: "α (direction x)", yLabel: "β (direction y)", colorRange: low...high,
-                                colorbarLabel: label).write(to: heat)
+                    try Heatmap(
+                        values: z.reversed().map { $0.map { $0.isNaN ? .nan : min(max($0, low), high) } },
+                        rowLabels: s.y.reversed().map(fmt), columnLabels: s.x.map(fmt), title: title,
+                        xLabel: "α (direction x)", yLabel: "β (direction y)", colorRange: low...high,
+                        colorbarLabel: label
+                    ).write(to: heat)
                     written += [contour, heat]
                 }
                 let done = s.completedCount, total = s.done.count
-                print(written.joined(separator: "\n") + (done < total ? "\n(\(done) of \(total) points computed so far)" : ""))
+                print(
+                    written.joined(separator: "\n")
+                        + (done < total ? "\n(\(done) of \(total) points computed so far)" : ""))
             }
         }
     }

@@ -10,14 +10,18 @@ extension GramSource: ExpressibleByArgument {}
 
 /// `--store`: a comma-separated subset of activations, pooled, grams, pixels, logits.
 struct StoreList: ExpressibleByArgument {
-    static let names: [(String, StoreSelection)] = [("activations", .activations), ("pooled", .pooled), ("grams", .grams),
-                                                   ("pixels", .pixels), ("logits", .logits)]
+    static let names: [(String, StoreSelection)] = [
+        ("activations", .activations), ("pooled", .pooled), ("grams", .grams),
+        ("pixels", .pixels), ("logits", .logits),
+    ]
     let selection: StoreSelection
     let text: String
 
     init?(argument: String) {
         var s: StoreSelection = []
-        let parts = argument.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let parts = argument.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty
+        }
         for part in parts {
             guard let known = StoreList.names.first(where: { $0.0 == part }) else { return nil }
             s.insert(known.1)

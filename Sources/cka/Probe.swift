@@ -7,20 +7,21 @@ extension CKACommand {
     struct Probe: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "probe",
-            abstract: "Linear-probe accuracy of every pooled feature layer (multinomial logistic regression on frozen features).",
+            abstract:
+                "Linear-probe accuracy of every pooled feature layer (multinomial logistic regression on frozen features).",
             discussion: """
-            Features are standardised with the training mean and standard deviation; the probe minimises the mean
-            cross-entropy + (λ/2)‖W‖² (bias not penalised; scikit-learn's LogisticRegression with C = 1/(λN)) by
-            deterministic full-batch L-BFGS from zero. It stops when the largest gradient component is ≤ --gtol, when an
-            iteration lowers the loss by a relative 1e-12 or less, when no step lowers it, or after --max-iterations.
-            With --train the probe is trained on TRAIN.h5 and tested on TEST.h5; without it, TEST.h5 is split per class
-            (--split of each class to training, shuffled with --seed). --save OUT.h5 writes one layer's probe and its test
-            logits as a store for 'cka agreement' (/logits, /inputs/ids, labels and classes, /probe/weight, bias, mean,
-            scale). The released checkpoint heads (MoCo-v3 head, MAE fc_norm+head, DINO linear) are applied by
-            'cka extract --store logits'.
-              cka probe feats.h5 --layers 'blocks.*:cls,norm:cls' --csv probe.csv
-              cka probe test.h5 --train train.h5 --layers norm:cls --save probe-logits.h5
-            """)
+                Features are standardised with the training mean and standard deviation; the probe minimises the mean
+                cross-entropy + (λ/2)‖W‖² (bias not penalised; scikit-learn's LogisticRegression with C = 1/(λN)) by
+                deterministic full-batch L-BFGS from zero. It stops when the largest gradient component is ≤ --gtol, when an
+                iteration lowers the loss by a relative 1e-12 or less, when no step lowers it, or after --max-iterations.
+                With --train the probe is trained on TRAIN.h5 and tested on TEST.h5; without it, TEST.h5 is split per class
+                (--split of each class to training, shuffled with --seed). --save OUT.h5 writes one layer's probe and its test
+                logits as a store for 'cka agreement' (/logits, /inputs/ids, labels and classes, /probe/weight, bias, mean,
+                scale). The released checkpoint heads (MoCo-v3 head, MAE fc_norm+head, DINO linear) are applied by
+                'cka extract --store logits'.
+                  cka probe feats.h5 --layers 'blocks.*:cls,norm:cls' --csv probe.csv
+                  cka probe test.h5 --train train.h5 --layers norm:cls --save probe-logits.h5
+                """)
 
         @Argument(help: "The activation store to test on (and to split, without --train).")
         var test: String
@@ -70,22 +71,30 @@ extension CKACommand {
                 if save != nil {
                     let selected = try FeatureLayer.select(testStore, patterns: globs(layers))
                     guard selected.count == 1 else {
-                        throw AnalysisError.invalidOption("--save writes the probe of one layer, but \(selected.count) layers are selected (choose one with --layers, e.g. --layers 'norm:cls')")
+                        throw AnalysisError.invalidOption(
+                            "--save writes the probe of one layer, but \(selected.count) layers are selected (choose one with --layers, e.g. --layers 'norm:cls')"
+                        )
                     }
                 }
                 var options = ProbeOptions(l2: l2)
                 options.optimizer.maxIterations = maxIterations
                 options.optimizer.gradientTolerance = gtol
                 let progress = ProgressLine("probe", quiet: quiet)
-                let report = try ProbeEvaluation.run(test: testStore, train: trainStore, layers: globs(layers), trainFraction: split,
-                                                     seed: seed, options: options, keepLogits: save != nil) {
+                let report = try ProbeEvaluation.run(
+                    test: testStore, train: trainStore, layers: globs(layers), trainFraction: split,
+                    seed: seed, options: options, keepLogits: save != nil
+                ) {
                     progress.update($0)
                 }
                 for w in report.warnings { note("warning: \(w)") }
                 if let csv { try report.writeCSV(to: csv) }
                 if let save, let row = report.rows.first { try report.save(row, to: save) }
                 print(report.table())
-                if let save { print("wrote the probe of \(report.rows[0].feature.name) and \(report.testCount) test logits to \(save)") }
+                if let save {
+                    print(
+                        "wrote the probe of \(report.rows[0].feature.name) and \(report.testCount) test logits to \(save)"
+                    )
+                }
             }
         }
     }

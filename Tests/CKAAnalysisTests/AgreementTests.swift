@@ -35,7 +35,15 @@ struct AgreementTests {
                 for j in (i + 1)..<max(i + 1, n) {
                     let dx = x[i] - x[j], dy = y[i] - y[j]
                     if dx == 0 && dy == 0 { continue }
-                    if dx == 0 { tx += 1 } else if dy == 0 { ty += 1 } else if (dx > 0) == (dy > 0) { p += 1 } else { q += 1 }
+                    if dx == 0 {
+                        tx += 1
+                    } else if dy == 0 {
+                        ty += 1
+                    } else if (dx > 0) == (dy > 0) {
+                        p += 1
+                    } else {
+                        q += 1
+                    }
                 }
             }
             let denom = (Double(p + q + tx) * Double(p + q + ty)).squareRoot()
@@ -69,7 +77,8 @@ struct AgreementTests {
 
     @Test("agreement of two stores equals the scipy/sklearn reference (union and A's top-k)")
     func agreementAgainstReference() throws {
-        let a = try ActivationStore(path: fixture("agreement_a.h5")), b = try ActivationStore(path: fixture("agreement_b.h5"))
+        let a = try ActivationStore(path: fixture("agreement_a.h5")),
+            b = try ActivationStore(path: fixture("agreement_b.h5"))
         let ks = (expected["agreement"] as! [String: Any])["ks"] as! [Int]
         for (mode, classes) in [("union", RankedClasses.union), ("a", RankedClasses.a)] {
             var o = AgreementOptions(ks: ks, classes: classes)
@@ -79,8 +88,12 @@ struct AgreementTests {
             #expect(r.values.count == ref.count)
             for (v, e) in zip(r.values, ref) {
                 #expect(v.metric == e.0 && v.subset.rawValue == e.1 && v.k == e.2)
-                if e.3.isNaN { #expect(v.value.isNaN, "\(mode) \(e)") } else {
-                    #expect(abs(v.value - e.3) <= 1e-12, "\(mode) \(e.0) \(e.1) k=\(String(describing: e.2)): \(v.value) vs \(e.3)")
+                if e.3.isNaN {
+                    #expect(v.value.isNaN, "\(mode) \(e)")
+                } else {
+                    #expect(
+                        abs(v.value - e.3) <= 1e-12,
+                        "\(mode) \(e.0) \(e.1) k=\(String(describing: e.2)): \(v.value) vs \(e.3)")
                 }
             }
         }
@@ -88,20 +101,24 @@ struct AgreementTests {
 
     @Test("CSV contract: metric,subset,k,value; k empty for the top-1 metrics; nan for undefined")
     func csv() throws {
-        let r = try PredictionAgreement.run(ActivationStore(path: fixture("agreement_a.h5")),
-                                            ActivationStore(path: fixture("agreement_b.h5")), options: AgreementOptions(ks: [1, 5]))
+        let r = try PredictionAgreement.run(
+            ActivationStore(path: fixture("agreement_a.h5")),
+            ActivationStore(path: fixture("agreement_b.h5")), options: AgreementOptions(ks: [1, 5]))
         let lines = r.csv().split(separator: "\n").map(String.init)
         #expect(lines[0] == "metric,subset,k,value")
         #expect(lines.count == 1 + 3 * 2 + 3 + 3)
         #expect(lines.contains("kendall_tau_b,both_correct,1,nan"))
-        #expect(lines.contains { $0.hasPrefix("top1_agreement,all,,") } && lines.contains { $0.hasPrefix("top1_f1,both_wrong,,") })
+        #expect(
+            lines.contains { $0.hasPrefix("top1_agreement,all,,") }
+                && lines.contains { $0.hasPrefix("top1_f1,both_wrong,,") })
         #expect(r.subsetCounts[.all] == 60 && r.table().contains("both_wrong"))
     }
 
     @Test("identical logits agree perfectly; without labels only 'all' is reported")
     func identical() throws {
         let z = randomTensor([20, 7], seed: 4, as: Float.self)
-        let r = try PredictionAgreement.compute(logitsA: z, logitsB: z, labels: nil, options: AgreementOptions(ks: [3, 7]))
+        let r = try PredictionAgreement.compute(
+            logitsA: z, logitsB: z, labels: nil, options: AgreementOptions(ks: [3, 7]))
         #expect(Set(r.values.map(\.subset)) == [.all])
         for v in r.values { #expect(v.value == 1, "\(v)") }
     }
@@ -115,7 +132,8 @@ struct AgreementTests {
         try writeStore(p("none.h5"), ids: ids, labels: nil, layers: [])
         try writeStore(p("c3.h5"), ids: ids, labels: nil, layers: [], logits: randomTensor([5, 3], seed: 1))
         try writeStore(p("c4.h5"), ids: ids, labels: nil, layers: [], logits: randomTensor([5, 4], seed: 1))
-        try writeStore(p("other.h5"), ids: ids.reversed(), labels: nil, layers: [], logits: randomTensor([5, 3], seed: 1))
+        try writeStore(
+            p("other.h5"), ids: ids.reversed(), labels: nil, layers: [], logits: randomTensor([5, 3], seed: 1))
         let c3 = try ActivationStore(path: p("c3.h5"))
         #expect(throws: AnalysisError.missingLogits(path: p("none.h5"), detail: "no /logits dataset")) {
             _ = try PredictionAgreement.run(ActivationStore(path: p("none.h5")), c3)
@@ -129,6 +147,8 @@ struct AgreementTests {
         } catch let e as AnalysisError {
             #expect(e.description.contains("different inputs") && e.description.contains("another order"))
         }
-        #expect(throws: AnalysisError.self) { _ = try PredictionAgreement.run(c3, c3, options: AgreementOptions(ks: [0])) }
+        #expect(throws: AnalysisError.self) {
+            _ = try PredictionAgreement.run(c3, c3, options: AgreementOptions(ks: [0]))
+        }
     }
 }

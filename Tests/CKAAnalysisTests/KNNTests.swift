@@ -23,31 +23,38 @@ struct KNNTests {
     func trainTest() throws {
         let ref = reference("train_test")
         #expect(ref.count == 5)
-        let r = try KNNEvaluation.run(test: ActivationStore(path: fixture("knn_test.h5")),
-                                      train: ActivationStore(path: fixture("knn_train.h5")), options: KNNOptions(ks: ks))
+        let r = try KNNEvaluation.run(
+            test: ActivationStore(path: fixture("knn_test.h5")),
+            train: ActivationStore(path: fixture("knn_train.h5")), options: KNNOptions(ks: ks))
         #expect(r.rows.count == 5 * ks.count, "the token layer blocks.0 [N, 3, 16] is skipped")
         for row in r.rows {
             let e = try #require(ref[row.feature.name]?[row.k], "\(row.feature.name) k=\(row.k)")
-            #expect(row.top1 == e.0 && row.top5 == e.1, "\(row.feature.name) k=\(row.k): \(row.top1)/\(row.top5) vs \(e)")
+            #expect(
+                row.top1 == e.0 && row.top5 == e.1, "\(row.feature.name) k=\(row.k): \(row.top1)/\(row.top5) vs \(e)")
         }
     }
 
     @Test("leave-one-out equals the reference, in both stores")
     func leaveOneOut() throws {
-        for (file, mode, ks) in [("knn_train.h5", "leave_one_out_train", ks), ("knn_test.h5", "leave_one_out_test", [1, 5, 10])] {
+        for (file, mode, ks) in [
+            ("knn_train.h5", "leave_one_out_train", ks), ("knn_test.h5", "leave_one_out_test", [1, 5, 10]),
+        ] {
             let ref = reference(mode)
             let r = try KNNEvaluation.run(test: ActivationStore(path: fixture(file)), options: KNNOptions(ks: ks))
             #expect(r.leaveOneOut && r.rows.count == 5 * ks.count)
             for row in r.rows {
                 let e = try #require(ref[row.feature.name]?[row.k])
-                #expect(row.top1 == e.0 && row.top5 == e.1, "\(file) \(row.feature.name) k=\(row.k): \(row.top1)/\(row.top5) vs \(e)")
+                #expect(
+                    row.top1 == e.0 && row.top5 == e.1,
+                    "\(file) \(row.feature.name) k=\(row.k): \(row.top1)/\(row.top5) vs \(e)")
             }
         }
     }
 
     @Test("chunking, threads and the order of ks do not change the result")
     func chunking() throws {
-        let train = try ActivationStore(path: fixture("knn_train.h5")), test = try ActivationStore(path: fixture("knn_test.h5"))
+        let train = try ActivationStore(path: fixture("knn_train.h5")),
+            test = try ActivationStore(path: fixture("knn_test.h5"))
         let base = try KNNEvaluation.run(test: test, train: train, options: KNNOptions(ks: ks)).rows
         for (chunk, threads) in [(1, 1), (7, 2), (64, 3), (1000, 1)] {
             var o = KNNOptions(ks: ks.reversed())
@@ -69,7 +76,8 @@ struct KNNTests {
 
     @Test("exact similarity ties: neighbours ordered by lower train index; leave-one-out excludes by index")
     func tieOrder() throws {
-        let train = try ActivationStore(path: fixture("knn_train.h5")), test = try ActivationStore(path: fixture("knn_test.h5"))
+        let train = try ActivationStore(path: fixture("knn_train.h5")),
+            test = try ActivationStore(path: fixture("knn_test.h5"))
         let c = try KNNClassifier(features: train.read("blocks.1:cls"), labels: train.labels!)
         let nb = try c.neighbours(of: test.read("blocks.1:cls", rows: 0..<10), k: 12)
         let ref = try #require((knn["neighbours"] as? [String: [[Int]]])?["blocks.1:cls"])
@@ -117,8 +125,8 @@ struct KNNTests {
         let q = try Tensor<Float>(shape: [1, 2], scalars: [Float(cos(Double.pi / 6)), Float(sin(Double.pi / 6))])
         let a = try c.evaluate(queries: q, labels: [0], options: KNNOptions(ks: [1, 3], temperature: 0.07))
         let w0 = exp(cos(Double.pi / 6) / 0.07) + exp(cos(Double.pi / 3) / 0.07), w1 = exp(cos(Double.pi / 12) / 0.07)
-        #expect(a[0].top1 == 0 && a[0].top5 == 0)                   // k = 1: only class 1 votes
-        #expect(a[1].top1 == (w0 > w1 ? 100 : 0) && a[1].top5 == 100) // C = 2 < 5
+        #expect(a[0].top1 == 0 && a[0].top5 == 0)  // k = 1: only class 1 votes
+        #expect(a[1].top1 == (w0 > w1 ? 100 : 0) && a[1].top5 == 100)  // C = 2 < 5
         // Larger temperature flattens the votes: two neighbours of class 0 win.
         let flat = try c.evaluate(queries: q, labels: [0], options: KNNOptions(ks: [3], temperature: 10))
         #expect(flat[0].top1 == 100)
@@ -126,14 +134,18 @@ struct KNNTests {
 
     @Test("CSV contract: layer without suffix, pooling, k, accuracies in percent")
     func csv() throws {
-        let r = try KNNEvaluation.run(test: ActivationStore(path: fixture("knn_test.h5")),
-                                      train: ActivationStore(path: fixture("knn_train.h5")), layers: ["blocks.*:*", "pre_logits"],
-                                      options: KNNOptions(ks: [5, 20]))
+        let r = try KNNEvaluation.run(
+            test: ActivationStore(path: fixture("knn_test.h5")),
+            train: ActivationStore(path: fixture("knn_train.h5")), layers: ["blocks.*:*", "pre_logits"],
+            options: KNNOptions(ks: [5, 20]))
         let lines = r.csv().split(separator: "\n").map(String.init)
         #expect(lines[0] == "layer,pooling,k,top1,top5")
         #expect(lines.count == 1 + 4 * 2)
-        #expect(lines.contains { $0.hasPrefix("blocks.0,cls,5,") } && lines.contains { $0.hasPrefix("blocks.0,gap,20,") })
-        #expect(lines.contains { $0.hasPrefix("blocks.1,cls,20,") } && lines.contains { $0.hasPrefix("pre_logits,none,5,") })
+        #expect(
+            lines.contains { $0.hasPrefix("blocks.0,cls,5,") } && lines.contains { $0.hasPrefix("blocks.0,gap,20,") })
+        #expect(
+            lines.contains { $0.hasPrefix("blocks.1,cls,20,") } && lines.contains { $0.hasPrefix("pre_logits,none,5,") }
+        )
         #expect(!lines.contains { $0.hasPrefix("norm,") })
         let curves = r.curves(k: 20)
         #expect(curves.map(\.pooling) == [.cls, .gap, .none] || curves.map(\.pooling) == [.cls, .gap])
@@ -144,7 +156,8 @@ struct KNNTests {
     func names() {
         let cases: [(String, String, Pooling, Int)] = [
             ("blocks.7:cls", "blocks.7", .cls, 7), ("blocks.10:gap_nocls", "blocks.10", .gapNoCLS, 10),
-            ("norm:gap", "norm", .gap, -1), ("fc_norm", "fc_norm", .none, -1), ("blocks.3:weird", "blocks.3:weird", .none, 3),
+            ("norm:gap", "norm", .gap, -1), ("fc_norm", "fc_norm", .none, -1),
+            ("blocks.3:weird", "blocks.3:weird", .none, 3),
         ]
         for (name, layer, pooling, block) in cases {
             let f = FeatureLayer(name: name, width: 8)
@@ -159,15 +172,21 @@ struct KNNTests {
         func p(_ s: String) -> String { dir.appendingPathComponent(s).path }
         let x = randomTensor([10, 4], seed: 1, as: Float.self)
         try writeStore(p("nolabels.h5"), ids: (0..<10).map { "a\($0)" }, labels: nil, layers: [("blocks.0:cls", x)])
-        try writeStore(p("wide.h5"), ids: (0..<10).map { "b\($0)" }, labels: Array(repeating: 1, count: 10),
-                       layers: [("blocks.0:cls", randomTensor([10, 6], seed: 2, as: Float.self))])
-        try writeStore(p("a.h5"), ids: (0..<10).map { "a\($0)" }, labels: (0..<10).map { $0 % 2 }, layers: [("blocks.0:cls", x)])
-        try writeStore(p("c.h5"), ids: (0..<10).map { "c\($0)" }, labels: (0..<10).map { $0 % 3 }, layers: [("blocks.0:cls", x)])
-        try writeStore(p("unknown.h5"), ids: (0..<10).map { "u\($0)" }, labels: [0, 1, -1, 0, 1, 0, 1, 0, 1, -1],
-                       layers: [("blocks.0:cls", x)])
+        try writeStore(
+            p("wide.h5"), ids: (0..<10).map { "b\($0)" }, labels: Array(repeating: 1, count: 10),
+            layers: [("blocks.0:cls", randomTensor([10, 6], seed: 2, as: Float.self))])
+        try writeStore(
+            p("a.h5"), ids: (0..<10).map { "a\($0)" }, labels: (0..<10).map { $0 % 2 }, layers: [("blocks.0:cls", x)])
+        try writeStore(
+            p("c.h5"), ids: (0..<10).map { "c\($0)" }, labels: (0..<10).map { $0 % 3 }, layers: [("blocks.0:cls", x)])
+        try writeStore(
+            p("unknown.h5"), ids: (0..<10).map { "u\($0)" }, labels: [0, 1, -1, 0, 1, 0, 1, 0, 1, -1],
+            layers: [("blocks.0:cls", x)])
         var nanX = x
         nanX[3, 1] = .nan
-        try writeStore(p("nan.h5"), ids: (0..<10).map { "n\($0)" }, labels: (0..<10).map { $0 % 2 }, layers: [("blocks.0:cls", nanX)])
+        try writeStore(
+            p("nan.h5"), ids: (0..<10).map { "n\($0)" }, labels: (0..<10).map { $0 % 2 },
+            layers: [("blocks.0:cls", nanX)])
         let a = try ActivationStore(path: p("a.h5"))
         func expectError(_ expected: AnalysisError, _ body: () throws -> Void) {
             #expect(throws: expected, performing: body)
@@ -182,12 +201,17 @@ struct KNNTests {
             _ = try KNNEvaluation.run(test: a, options: KNNOptions(ks: [5, 10]))
         }
         expectError(.kTooLarge(k: 11, trainCount: 10, path: p("a.h5"), leaveOneOut: false)) {
-            _ = try KNNEvaluation.run(test: ActivationStore(path: p("wide.h5")), train: a, options: KNNOptions(ks: [11]))
+            _ = try KNNEvaluation.run(
+                test: ActivationStore(path: p("wide.h5")), train: a, options: KNNOptions(ks: [11]))
         }
-        expectError(.featureWidthMismatch(layer: "blocks.0:cls", trainPath: p("a.h5"), trainWidth: 4, testPath: p("wide.h5"), testWidth: 6)) {
+        expectError(
+            .featureWidthMismatch(
+                layer: "blocks.0:cls", trainPath: p("a.h5"), trainWidth: 4, testPath: p("wide.h5"), testWidth: 6)
+        ) {
             _ = try KNNEvaluation.run(test: ActivationStore(path: p("wide.h5")), train: a, options: KNNOptions(ks: [3]))
         }
-        expectError(.classWithoutTrainingExamples(path: p("c.h5"), trainPath: p("a.h5"), classIndex: 2, className: nil)) {
+        expectError(.classWithoutTrainingExamples(path: p("c.h5"), trainPath: p("a.h5"), classIndex: 2, className: nil))
+        {
             _ = try KNNEvaluation.run(test: ActivationStore(path: p("c.h5")), train: a, options: KNNOptions(ks: [3]))
         }
         expectError(.queriesAreTrainingInputs(trainPath: p("a.h5"), testPath: p("a.h5"))) {
@@ -203,7 +227,9 @@ struct KNNTests {
             _ = try KNNEvaluation.run(test: ActivationStore(path: fixture("knn_test.h5")), layers: ["blocks.0"])
         }
         #expect(throws: AnalysisError.self) { _ = try KNNEvaluation.run(test: a, options: KNNOptions(ks: [0])) }
-        #expect(throws: AnalysisError.self) { _ = try KNNEvaluation.run(test: a, options: KNNOptions(ks: [3], temperature: 0)) }
+        #expect(throws: AnalysisError.self) {
+            _ = try KNNEvaluation.run(test: a, options: KNNOptions(ks: [3], temperature: 0))
+        }
         // Messages name the file.
         let e = AnalysisError.missingLabels(path: "x/y.h5", analysis: "k-NN")
         #expect(e.description.contains("x/y.h5") && e.description.contains("/inputs/labels"))
@@ -222,8 +248,9 @@ struct KNNTests {
     /// is named by CKA_REAL_KNN_STORE (it is not committed: `cka extract … --store pooled` writes it in minutes).
     /// On that store the float64 reference gives leave-one-out 20-NN top-1 of 41.6% on norm:cls and 48.6% on
     /// blocks.10:cls; this test checks the shape of the curve.
-    @Test("real DINOv2 features (opt-in): leave-one-out 20-NN well above chance, best in blocks 7–10",
-          .enabled(if: ProcessInfo.processInfo.environment["CKA_REAL_KNN_STORE"] != nil))
+    @Test(
+        "real DINOv2 features (opt-in): leave-one-out 20-NN well above chance, best in blocks 7–10",
+        .enabled(if: ProcessInfo.processInfo.environment["CKA_REAL_KNN_STORE"] != nil))
     func realData() throws {
         let store = try ActivationStore(path: ProcessInfo.processInfo.environment["CKA_REAL_KNN_STORE"]!)
         let r = try KNNEvaluation.run(test: store, layers: ["blocks.*:cls", "norm:cls"], options: KNNOptions(ks: [20]))

@@ -10,7 +10,8 @@ struct ProbeTests {
     @Test("matches scikit-learn's LogisticRegression on the same standardised features and penalty")
     func againstSklearn() throws {
         let cases = try #require((expected["probe"] as? [String: Any])?["cases"] as? [[String: Any]])
-        let train = try ActivationStore(path: fixture("probe_train.h5")), test = try ActivationStore(path: fixture("probe_test.h5"))
+        let train = try ActivationStore(path: fixture("probe_train.h5")),
+            test = try ActivationStore(path: fixture("probe_test.h5"))
         let xTrain = try train.read("blocks.3:cls"), xTest = try test.read("blocks.3:cls")
         for c in cases {
             let l2 = number(c["l2"])
@@ -19,7 +20,8 @@ struct ProbeTests {
             #expect(abs(probe.loss - number(c["loss"])) < 1e-3, "λ = \(l2): loss \(probe.loss) vs \(number(c["loss"]))")
             // Our optimum is at least as good as sklearn's (same objective).
             #expect(probe.loss <= number(c["loss"]) + 1e-9, "λ = \(l2)")
-            let trainAcc = try probe.accuracy(xTrain, labels: train.labels!), testAcc = try probe.accuracy(xTest, labels: test.labels!)
+            let trainAcc = try probe.accuracy(xTrain, labels: train.labels!),
+                testAcc = try probe.accuracy(xTest, labels: test.labels!)
             #expect(abs(trainAcc - number(c["train_accuracy"])) <= 1, "λ = \(l2): train \(trainAcc)")
             #expect(abs(testAcc - number(c["test_accuracy"])) <= 1, "λ = \(l2): test \(testAcc)")
             // Probabilities agree too.
@@ -40,7 +42,8 @@ struct ProbeTests {
 
     @Test("the store-level run: train/test stores, a CSV per layer, a seeded split that is reproducible")
     func stores() throws {
-        let train = try ActivationStore(path: fixture("probe_train.h5")), test = try ActivationStore(path: fixture("probe_test.h5"))
+        let train = try ActivationStore(path: fixture("probe_train.h5")),
+            test = try ActivationStore(path: fixture("probe_test.h5"))
         let r = try ProbeEvaluation.run(test: test, train: train, options: ProbeOptions(l2: 1e-2))
         #expect(r.rows.map(\.feature.name) == ["blocks.3:cls", "blocks.3:gap"])
         let ref = ((expected["probe"] as! [String: Any])["cases"] as! [[String: Any]])[1]
@@ -83,7 +86,8 @@ struct ProbeTests {
         let free = try LogisticProbe.fit(features: x, labels: labels, options: o)
         #expect(try free.accuracy(x, labels: labels) == 100)
         // No finite optimum without a penalty: the optimiser stops on a rule, far below the penalised loss.
-        #expect(free.loss < probe.loss / 10, "λ = 0 loss \(free.loss) vs λ = 1e-3 loss \(probe.loss), stop \(free.stop)")
+        #expect(
+            free.loss < probe.loss / 10, "λ = 0 loss \(free.loss) vs λ = 1e-3 loss \(probe.loss), stop \(free.stop)")
     }
 
     @Test("degenerate: constant features give the intercept-only model (class frequencies)")
@@ -105,12 +109,16 @@ struct ProbeTests {
         #expect(throws: AnalysisError.tooFewClasses(path: "", layer: "", classes: 1)) {
             _ = try LogisticProbe.fit(features: x, labels: [1, 1, 1, 1, 1, 1], classCount: 2)
         }
-        #expect(throws: AnalysisError.classWithoutTrainingExamples(path: "", trainPath: "", classIndex: 1, className: nil)) {
+        #expect(
+            throws: AnalysisError.classWithoutTrainingExamples(path: "", trainPath: "", classIndex: 1, className: nil)
+        ) {
             _ = try LogisticProbe.fit(features: x, labels: [0, 0, 2, 2, 0, 2])
         }
         var bad = x
         bad[0, 0] = .infinity
-        #expect(throws: AnalysisError.nonFinite(path: "", layer: "")) { _ = try LogisticProbe.fit(features: bad, labels: [0, 1, 0, 1, 0, 1]) }
+        #expect(throws: AnalysisError.nonFinite(path: "", layer: "")) {
+            _ = try LogisticProbe.fit(features: bad, labels: [0, 1, 0, 1, 0, 1])
+        }
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("nolabels.h5").path
@@ -129,7 +137,8 @@ struct ProbeTests {
     func save() throws {
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let train = try ActivationStore(path: fixture("probe_train.h5")), test = try ActivationStore(path: fixture("probe_test.h5"))
+        let train = try ActivationStore(path: fixture("probe_train.h5")),
+            test = try ActivationStore(path: fixture("probe_test.h5"))
         let r = try ProbeEvaluation.run(test: test, train: train, layers: ["blocks.3:cls"], keepLogits: true)
         let out = dir.appendingPathComponent("probe.h5").path
         try r.save(r.rows[0], to: out)
@@ -137,7 +146,8 @@ struct ProbeTests {
         #expect(s.ids == test.ids && s.labels == test.labels && s.classes == test.classes)
         let logits = try s.readFloatDataset("logits")
         #expect(logits.shape == [100, 4] && logits == r.rows[0].testLogits!)
-        #expect(try s.readFloatDataset("probe/weight").shape == [4, 10] && s.readFloatDataset("probe/bias").shape == [4])
+        #expect(
+            try s.readFloatDataset("probe/weight").shape == [4, 10] && s.readFloatDataset("probe/bias").shape == [4])
         let self_ = try PredictionAgreement.run(s, s, options: AgreementOptions(ks: [2]))
         #expect(self_.value("top1_agreement", .all) == 1)
         #expect(try HDF5File(path: out).attribute("probe_layer") == .string("blocks.3:cls"))

@@ -13,7 +13,8 @@ func fixture(_ name: String) -> String {
 /// The expected values of the fixtures (`analysis_expected.json`).
 var expected: [String: Any] {
     guard let data = try? Data(contentsOf: URL(fileURLWithPath: fixture("analysis_expected.json"))),
-          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { return [:] }
     return object
 }
 
@@ -24,11 +25,15 @@ func number(_ any: Any?) -> Double {
 }
 
 /// Writes a small activation store with `[N, D]` layers for tests.
-func writeStore(_ path: String, ids: [String], labels: [Int]?, classes: [String]? = nil,
-                layers: [(String, Tensor<Float>)], logits: Tensor<Float>? = nil, model: String = "test") throws {
-    let w = try ActivationStoreWriter(path: path, ids: ids, labels: labels, classes: classes, metadata: StoreMetadata(model: model))
+func writeStore(
+    _ path: String, ids: [String], labels: [Int]?, classes: [String]? = nil,
+    layers: [(String, Tensor<Float>)], logits: Tensor<Float>? = nil, model: String = "test"
+) throws {
+    let w = try ActivationStoreWriter(
+        path: path, ids: ids, labels: labels, classes: classes, metadata: StoreMetadata(model: model))
     for (name, x) in layers {
-        try w.addLayer(name, kind: .pooled, block: LayerKind.blockIndex(of: name), featureShape: Array(x.shape.dropFirst()))
+        try w.addLayer(
+            name, kind: .pooled, block: LayerKind.blockIndex(of: name), featureShape: Array(x.shape.dropFirst()))
         try w.append(x, to: name)
     }
     if let logits { try w.writeDataset("logits", logits) }

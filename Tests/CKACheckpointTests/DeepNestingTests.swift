@@ -16,7 +16,7 @@ struct DeepNestingTests {
     /// `f(f(…f(())…))` with the callable in memo slot 0: each round stores the value in slot 1, pops it, then
     /// pushes f, the value, TUPLE1 and REDUCE (protocol 2 opcodes only; no MARK, so no mark limit).
     func nestedCalls(_ preamble: [UInt8]) -> [UInt8] {
-        var p: [UInt8] = [0x80, 2] + preamble + [0x71, 0, 0x30, 0x29]   // global → memo[0], pop; push ()
+        var p: [UInt8] = [0x80, 2] + preamble + [0x71, 0, 0x30, 0x29]  // global → memo[0], pop; push ()
         for _ in 0..<Self.depth { p += [0x71, 1, 0x30, 0x68, 0, 0x68, 1, 0x85, 0x52] }
         return p + [0x2e]
     }
@@ -37,9 +37,10 @@ struct DeepNestingTests {
         expectDepthLimit(expectCheckpointError { try Unpickler.load(nestedCalls(Array("cmymodule\nf\n".utf8))) })
         // f = _rebuild_from_type_v2; f(*(f, None, (f, None, (…)))) interprets its third argument as the
         // arguments of f, recursively: bounded now (was a stack overflow).
-        var rebuild: [UInt8] = [0x80, 2] + Array("ctorch._tensor\n_rebuild_from_type_v2\n".utf8) + [0x71, 0, 0x30, 0x29]
-        for _ in 0..<Self.depth { rebuild += [0x71, 1, 0x30, 0x68, 0, 0x4e, 0x68, 1, 0x87] }   // x = (f, None, x)
-        rebuild += [0x71, 1, 0x30, 0x68, 0, 0x68, 1, 0x52, 0x2e]                            // f(*x)
+        var rebuild: [UInt8] =
+            [0x80, 2] + Array("ctorch._tensor\n_rebuild_from_type_v2\n".utf8) + [0x71, 0, 0x30, 0x29]
+        for _ in 0..<Self.depth { rebuild += [0x71, 1, 0x30, 0x68, 0, 0x4e, 0x68, 1, 0x87] }  // x = (f, None, x)
+        rebuild += [0x71, 1, 0x30, 0x68, 0, 0x68, 1, 0x52, 0x2e]  // f(*x)
         expectDepthLimit(expectCheckpointError { try Unpickler.load(rebuild) })
     }
 
@@ -57,7 +58,8 @@ struct DeepNestingTests {
         p += [0x4a] + le32(1) + [0x85]
         p += [0x89] + Array("ccollections\nOrderedDict\n".utf8) + [0x29, 0x52, 0x74, 0x52, 0x73, 0x2e]
         let data = (0..<3).flatMap { i in le32(Int(Float(i + 1).bitPattern)) }
-        let a = try TorchArchive(file: MappedFile(bytes: makeTorchZip(pickle: p, storages: [("0", data)]), name: "s.pth"))
+        let a = try TorchArchive(
+            file: MappedFile(bytes: makeTorchZip(pickle: p, storages: [("0", data)]), name: "s.pth"))
         #expect(a.root["t"]?.tensor?.shape == [3])
     }
 

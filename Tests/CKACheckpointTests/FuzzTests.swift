@@ -27,11 +27,13 @@ struct FuzzTests {
     }
 
     func offsets(_ n: Int, every step: Int) -> [Int] {
-        Array(Set(Array(stride(from: 0, to: n, by: step)) + Array(0..<min(n, 64)) + Array(max(0, n - 256)..<n))).sorted()
+        Array(Set(Array(stride(from: 0, to: n, by: step)) + Array(0..<min(n, 64)) + Array(max(0, n - 256)..<n)))
+            .sorted()
     }
 
-    @Test("every truncation of a torch zip and a safetensors file is refused",
-          arguments: ["dino_full.pth", "mocov3.pth.tar", "timm.safetensors", "values.pth"])
+    @Test(
+        "every truncation of a torch zip and a safetensors file is refused",
+        arguments: ["dino_full.pth", "mocov3.pth.tar", "timm.safetensors", "values.pth"])
     func truncations(_ name: String) throws {
         let bytes = try Fixtures.bytes(name)
         var kinds: [String: Int] = [:]
@@ -49,7 +51,8 @@ struct FuzzTests {
         print("\(name): \(bytes.count) bytes, truncations → \(kinds.sorted { $0.key < $1.key })")
     }
 
-    @Test("random byte mutations of whole files", arguments: ["dino_full.pth", "timm.safetensors", "rcmae_pretrain.pth"])
+    @Test(
+        "random byte mutations of whole files", arguments: ["dino_full.pth", "timm.safetensors", "rcmae_pretrain.pth"])
     func mutations(_ name: String) throws {
         let original = try Fixtures.bytes(name)
         var g = SeededGenerator(seed: 0xC0FFEE ^ UInt64(name.utf8.count))
@@ -92,19 +95,22 @@ struct FuzzTests {
         for trial in 0..<1500 {
             var p = pickle
             switch trial % 4 {
-            case 0:   // overwrite bytes
-                for _ in 0..<Int.random(in: 1...3, using: &g) { p[Int.random(in: 0..<p.count, using: &g)] = .random(in: 0...255, using: &g) }
-            case 1:   // delete a run
+            case 0:  // overwrite bytes
+                for _ in 0..<Int.random(in: 1...3, using: &g) {
+                    p[Int.random(in: 0..<p.count, using: &g)] = .random(in: 0...255, using: &g)
+                }
+            case 1:  // delete a run
                 let a = Int.random(in: 0..<p.count, using: &g)
                 p.removeSubrange(a..<min(p.count, a + Int.random(in: 1...16, using: &g)))
-            case 2:   // duplicate a run
+            case 2:  // duplicate a run
                 let a = Int.random(in: 0..<p.count, using: &g)
                 let run = p[a..<min(p.count, a + Int.random(in: 1...32, using: &g))]
                 p.insert(contentsOf: run, at: Int.random(in: 0...p.count, using: &g))
             default:  // truncate
                 p = Array(p.prefix(Int.random(in: 0..<p.count, using: &g)))
             }
-            kinds[attempt(makeTorchZip(pickle: p, storages: storages), "\(name) pickle trial \(trial)"), default: 0] += 1
+            kinds[attempt(makeTorchZip(pickle: p, storages: storages), "\(name) pickle trial \(trial)"), default: 0] +=
+                1
         }
         #expect(kinds["untyped"] == nil)
         print("\(name): pickle mutations → \(kinds.sorted { $0.key < $1.key })")
@@ -114,13 +120,18 @@ struct FuzzTests {
     func randomPickles() {
         var g = SeededGenerator(seed: 7)
         // Opcodes weighted towards the ones with arguments and stack effects.
-        let alphabet: [UInt8] = Array("().0123NIJKLMFGSTUVXBCabcdeghijlopqrstu}])".utf8) +
-            [0x80, 0x81, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e, 0x8f, 0x90, 0x91, 0x92, 0x93, 0x94,
-             0x95, 0x96, 0x97, 0x98, 0x0a, 0x00, 0x01, 0x02, 0xff, 0x51, 0x50, 0x52]
+        let alphabet: [UInt8] =
+            Array("().0123NIJKLMFGSTUVXBCabcdeghijlopqrstu}])".utf8) + [
+                0x80, 0x81, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e, 0x8f, 0x90, 0x91, 0x92, 0x93,
+                0x94,
+                0x95, 0x96, 0x97, 0x98, 0x0a, 0x00, 0x01, 0x02, 0xff, 0x51, 0x50, 0x52,
+            ]
         var kinds: [String: Int] = [:]
         for _ in 0..<20_000 {
             let n = Int.random(in: 1...48, using: &g)
-            let bytes = (0..<n).map { _ in Bool.random(using: &g) ? alphabet.randomElement(using: &g)! : UInt8.random(in: 0...255, using: &g) }
+            let bytes = (0..<n).map { _ in
+                Bool.random(using: &g) ? alphabet.randomElement(using: &g)! : UInt8.random(in: 0...255, using: &g)
+            }
             do {
                 _ = try Unpickler.load(bytes)
                 kinds["ok", default: 0] += 1
@@ -144,7 +155,8 @@ struct FuzzTests {
             var b = original
             for _ in 0..<Int.random(in: 1...3, using: &g) {
                 let pos = Int.random(in: 0..<(8 + headerLength), using: &g)
-                b[pos] = Bool.random(using: &g) ? interesting.randomElement(using: &g)! : .random(in: 0...255, using: &g)
+                b[pos] =
+                    Bool.random(using: &g) ? interesting.randomElement(using: &g)! : .random(in: 0...255, using: &g)
             }
             kinds[attempt(b, "header trial \(trial)"), default: 0] += 1
         }

@@ -45,7 +45,8 @@ struct TensorDigest: Equatable {
 
     init?(json: Any?) {
         guard let a = json as? [Any], a.count == 3, let shape = a[0] as? [Int],
-              let s = (a[1] as? NSNumber)?.doubleValue, let w = (a[2] as? NSNumber)?.doubleValue else { return nil }
+            let s = (a[1] as? NSNumber)?.doubleValue, let w = (a[2] as? NSNumber)?.doubleValue
+        else { return nil }
         self.init(shape: shape, sum: s, weighted: w)
     }
 
@@ -59,22 +60,27 @@ struct TensorDigest: Equatable {
 }
 
 /// Compares a tensor to the generator's digest (sums in float64 of the same float32 values: tight tolerance).
-func expectDigest(_ t: Tensor<Float>?, _ expected: Any?, _ label: String,
-                  sourceLocation: SourceLocation = #_sourceLocation) {
+func expectDigest(
+    _ t: Tensor<Float>?, _ expected: Any?, _ label: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     guard let t else { Issue.record("\(label): missing tensor", sourceLocation: sourceLocation); return }
     guard let e = TensorDigest(json: expected) else {
         Issue.record("\(label): no digest in expected.json", sourceLocation: sourceLocation); return
     }
     let d = TensorDigest(t)
     #expect(d.shape == e.shape, "\(label) shape", sourceLocation: sourceLocation)
-    expectClose([d.sum, d.weighted], [e.sum, e.weighted], rtol: 1e-6, atol: 1e-7 * Double(max(t.count, 1)),
-                "\(label) sums", sourceLocation: sourceLocation)
+    expectClose(
+        [d.sum, d.weighted], [e.sum, e.weighted], rtol: 1e-6, atol: 1e-7 * Double(max(t.count, 1)),
+        "\(label) sums", sourceLocation: sourceLocation)
 }
 
 /// Runs `body` and returns the `CheckpointError` it throws (recording an issue for success or another error).
 @discardableResult
-func expectCheckpointError<T>(_ label: String = "", sourceLocation: SourceLocation = #_sourceLocation,
-                              _ body: () throws -> T) -> CheckpointError? {
+func expectCheckpointError<T>(
+    _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> T
+) -> CheckpointError? {
     do {
         _ = try body()
         Issue.record("\(label): expected a CheckpointError, got success", sourceLocation: sourceLocation)
@@ -106,7 +112,8 @@ func makeZip(_ entries: [(name: String, data: [UInt8])], method: Int = 0, zip64:
         out.le32(Int(crc)); out.le32(e.data.count); out.le32(e.data.count); out.le16(name.count); out.le16(0)
         out += name
         out += e.data
-        central.le32(0x0201_4b50); central.le16(45); central.le16(zip64 ? 45 : 20); central.le16(0); central.le16(method)
+        central.le32(0x0201_4b50); central.le16(45); central.le16(zip64 ? 45 : 20); central.le16(0);
+        central.le16(method)
         central.le16(0); central.le16(0); central.le32(Int(crc))
         if zip64 {
             central.le32(0xffff_ffff); central.le32(0xffff_ffff)
@@ -140,6 +147,8 @@ func makeZip(_ entries: [(name: String, data: [UInt8])], method: Int = 0, zip64:
 
 /// A hand-made torch archive: `archive/data.pkl` plus storage records.
 func makeTorchZip(pickle: [UInt8], storages: [(key: String, data: [UInt8])] = [], zip64: Bool = false) -> [UInt8] {
-    makeZip([("archive/data.pkl", pickle)] + storages.map { ("archive/data/\($0.key)", $0.data) } +
-            [("archive/byteorder", Array("little".utf8)), ("archive/version", Array("3\n".utf8))], zip64: zip64)
+    makeZip(
+        [("archive/data.pkl", pickle)] + storages.map { ("archive/data/\($0.key)", $0.data) } + [
+            ("archive/byteorder", Array("little".utf8)), ("archive/version", Array("3\n".utf8)),
+        ], zip64: zip64)
 }

@@ -4,7 +4,7 @@ import Testing
 import _CKATestSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Load time against a plain sequential read of the same file, and peak memory, for big checkpoints named in
@@ -12,7 +12,8 @@ import Glibc
 /// that variable is set; run it with `swift test -c release --filter LoadBenchmark` for meaningful numbers.
 @Suite("Checkpoint load benchmark", .serialized)
 struct LoadBenchmarkTests {
-    static let files: [String] = ProcessInfo.processInfo.environment["CKA_CHECKPOINT_BENCH"]?
+    static let files: [String] =
+        ProcessInfo.processInfo.environment["CKA_CHECKPOINT_BENCH"]?
         .split(separator: ":").map(String.init) ?? []
 
     /// Current and peak resident set size in bytes (Linux /proc).
@@ -20,7 +21,8 @@ struct LoadBenchmarkTests {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
         func field(_ name: String) -> Int {
             guard let line = s.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return 0 }
-            return (Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0) * 1024
+            return (Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0)
+                * 1024
         }
         return (field("VmRSS:"), field("VmHWM:"))
     }
@@ -54,7 +56,7 @@ struct LoadBenchmarkTests {
         for path in Self.files {
             let url = URL(fileURLWithPath: path)
             let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-            _ = Self.plainRead(path)   // warm the page cache
+            _ = Self.plainRead(path)  // warm the page cache
             var reads: [Double] = [], loads: [Double] = [], peaks: [Int] = []
             var params = 0
             for _ in 0..<5 {
@@ -71,11 +73,13 @@ struct LoadBenchmarkTests {
             // The first load in the process allocates fresh pages, as a real `cka` run does; later loads may
             // reuse freed heap memory (faster, less RSS growth), so report the first and the median.
             let r = reads.sorted()[reads.count / 2], first = loads[0], median = loads.sorted()[loads.count / 2]
-            print(String(format: "%@: %.0f MB; plain read (median) %.3f s (%.2f GB/s); Checkpoint load: first %.3f s " +
-                         "(%.2f×), median %.3f s (%.2f×); peak RSS growth (max) %.0f MB for %.0f MB of float32 parameters (%.2f×)",
-                         url.lastPathComponent, Double(size) / 1e6, r, Double(size) / r / 1e9, first, first / r, median,
-                         median / r, Double(peaks.max()!) / 1e6, Double(params) / 1e6,
-                         Double(peaks.max()!) / Double(max(params, 1))))
+            print(
+                String(
+                    format: "%@: %.0f MB; plain read (median) %.3f s (%.2f GB/s); Checkpoint load: first %.3f s "
+                        + "(%.2f×), median %.3f s (%.2f×); peak RSS growth (max) %.0f MB for %.0f MB of float32 parameters (%.2f×)",
+                    url.lastPathComponent, Double(size) / 1e6, r, Double(size) / r / 1e9, first, first / r, median,
+                    median / r, Double(peaks.max()!) / 1e6, Double(params) / 1e6,
+                    Double(peaks.max()!) / Double(max(params, 1))))
             var options = Checkpoint.Options(heads: 12)
             options.computeSHA256 = true
             let t0 = DispatchTime.now().uptimeNanoseconds

@@ -7,8 +7,10 @@ import _CKATestSupport
 /// Every official layout, from real `torch.save` / `safetensors` files (see Fixtures/expected.json).
 @Suite("Official checkpoint layouts")
 struct OfficialLayoutTests {
-    static let layouts = ["dino_backbone.pth", "dino_full.pth", "mocov3.pth.tar", "mae_pretrain_full.pth",
-                          "mae_finetuned_fp16.pth", "rcmae_pretrain.pth", "dinov2_p14_bf16.pth", "timm.safetensors"]
+    static let layouts = [
+        "dino_backbone.pth", "dino_full.pth", "mocov3.pth.tar", "mae_pretrain_full.pth",
+        "mae_finetuned_fp16.pth", "rcmae_pretrain.pth", "dinov2_p14_bf16.pth", "timm.safetensors",
+    ]
 
     func load(_ name: String, _ options: Checkpoint.Options = .init(heads: Fixtures.heads)) throws -> Checkpoint {
         try Checkpoint(contentsOf: Fixtures.url(name), options: options)
@@ -17,7 +19,9 @@ struct OfficialLayoutTests {
     @Test("expected.json is present and complete")
     func expectedJSON() {
         #expect(Fixtures.expected["sentinel"] is String)
-        for n in OfficialLayoutTests.layouts + ["values.pth", "dtypes.safetensors"] { #expect(!Fixtures.fixture(n).isEmpty, "\(n)") }
+        for n in OfficialLayoutTests.layouts + ["values.pth", "dtypes.safetensors"] {
+            #expect(!Fixtures.fixture(n).isEmpty, "\(n)")
+        }
     }
 
     @Test("detects the source, infers the architecture and maps every parameter", arguments: layouts)
@@ -80,7 +84,7 @@ struct OfficialLayoutTests {
         #expect(ckpt.ignored.contains { $0.key == "head.last_layer.weight_v" && $0.reason.contains("DINO") })
         #expect(ckpt.ignored.contains { $0.key == "student" })
         #expect(ckpt.extras.map(\.key).sorted() == ["args", "epoch", "optimizer"])
-        #expect(ckpt.ignored.contains { $0.key == "dino_loss" })   // {'center': tensor}: other weights
+        #expect(ckpt.ignored.contains { $0.key == "dino_loss" })  // {'center': tensor}: other weights
         let args = try #require(ckpt.extras.first { $0.key == "args" }?.value)
         guard case let .object(ns) = args else { Issue.record("args is \(args.typeName)"); return }
         #expect(ns.qualifiedName == "argparse.Namespace")
@@ -113,7 +117,8 @@ struct OfficialLayoutTests {
         let qkv = try #require(archive.root["state_dict"]?["module.base_encoder.blocks.0.attn.qkv.weight"]?.tensor)
         #expect(qkv.shape == [24, 8] && qkv.strides == [1, 24] && !qkv.isContiguous)
         // Momentum encoder shares the base encoder's storage.
-        let momentum = try #require(archive.root["state_dict"]?["module.momentum_encoder.blocks.0.attn.qkv.weight"]?.tensor)
+        let momentum = try #require(
+            archive.root["state_dict"]?["module.momentum_encoder.blocks.0.attn.qkv.weight"]?.tensor)
         #expect(momentum.storageID == qkv.storageID)
     }
 
@@ -135,8 +140,9 @@ struct OfficialLayoutTests {
         let ckpt = try load("rcmae_pretrain.pth")
         #expect(ckpt.originalNames["cls_token"] == "cls_token")
         #expect(Set(ckpt.ignored.map(\.key)).isSuperset(of: ["student", "student_without_ddp", "teacher_without_ddp"]))
-        let student = try Checkpoint(contentsOf: Fixtures.url("rcmae_pretrain.pth"),
-                                     options: .init(source: .rcmae, heads: 2, checkpointKey: "student"))
+        let student = try Checkpoint(
+            contentsOf: Fixtures.url("rcmae_pretrain.pth"),
+            options: .init(source: .rcmae, heads: 2, checkpointKey: "student"))
         #expect(student.originalNames["cls_token"] == "module.cls_token")
         expectDigest(student["cls_token"], Fixtures.fixture("rcmae_pretrain.pth")["student_cls_token"], "student cls")
         #expect(!student.decoder.isEmpty)
@@ -156,13 +162,16 @@ struct OfficialLayoutTests {
 
     @Test("overrides: --source and --heads")
     func overrides() throws {
-        let forced = try Checkpoint(contentsOf: Fixtures.url("dino_backbone.pth"), options: .init(source: .timm, heads: 4))
+        let forced = try Checkpoint(
+            contentsOf: Fixtures.url("dino_backbone.pth"), options: .init(source: .timm, heads: 4))
         #expect(forced.source == .timm && forced.architecture.heads == 4)
         // A width with no conventional head count needs --heads.
         let err = expectCheckpointError { try Checkpoint(contentsOf: Fixtures.url("dino_backbone.pth")) }
         #expect(err?.description.contains("heads") == true)
         // Heads must divide the width.
-        expectCheckpointError { try Checkpoint(contentsOf: Fixtures.url("dino_backbone.pth"), options: .init(heads: 3)) }
+        expectCheckpointError {
+            try Checkpoint(contentsOf: Fixtures.url("dino_backbone.pth"), options: .init(heads: 3))
+        }
         // Forcing a wrapper source on a file without its wrapper key fails clearly.
         let wrong = expectCheckpointError {
             try Checkpoint(contentsOf: Fixtures.url("mocov3.pth.tar"), options: .init(source: .mae, heads: 2))
@@ -197,7 +206,9 @@ struct OfficialLayoutTests {
         let s = expectCheckpointError { try Checkpoint(contentsOf: shape, options: .init(heads: 2)) }
         #expect(s == .shapeMismatch(file: shape.path, name: "blocks.0.norm2.bias", expected: [8], found: [9]))
 
-        let extra = try write("extra.safetensors") { $0.append(try .init(name: "dist_token", tensor: Tensor<Float>(shape: [1, 1, 8]))) }
+        let extra = try write("extra.safetensors") {
+            $0.append(try .init(name: "dist_token", tensor: Tensor<Float>(shape: [1, 1, 8])))
+        }
         let lenient = try Checkpoint(contentsOf: extra, options: .init(heads: 2))
         #expect(lenient.unexpectedKeys == ["dist_token"])
         var strict = Checkpoint.Options(heads: 2)
@@ -227,23 +238,36 @@ struct OfficialLayoutTests {
         #expect(try root["param"]?.tensor?.floatTensor().scalars == [1.5, -2.25])
         expectCheckpointError { try root["f64"]?.tensor?.int64Values() }
         // Inert objects.
-        if case let .object(o)? = root["args"] { #expect(o.qualifiedName == "argparse.Namespace" && o.kind == .newObject) }
-        else { Issue.record("args: \(String(describing: root["args"]))") }
+        if case let .object(o)? = root["args"] {
+            #expect(o.qualifiedName == "argparse.Namespace" && o.kind == .newObject)
+        } else {
+            Issue.record("args: \(String(describing: root["args"]))")
+        }
         if case let .object(o)? = root["np_scalar"] {
             #expect(o.name == "scalar" && o.module.hasPrefix("numpy"))
             // Its payload bytes (_codecs.encode(…, 'latin1')) decode to the float64 0.125.
-            if case let .bytes(b)? = o.args.last { #expect(b == [0, 0, 0, 0, 0, 0, 0xc0, 0x3f]) }
-            else { Issue.record("np_scalar payload: \(o.args)") }
-        } else { Issue.record("np_scalar: \(String(describing: root["np_scalar"]))") }
-        if case let .object(o)? = root["device"] { #expect(o.qualifiedName == "torch.device") }
-        else { Issue.record("device") }
+            if case let .bytes(b)? = o.args.last {
+                #expect(b == [0, 0, 0, 0, 0, 0, 0xc0, 0x3f])
+            } else {
+                Issue.record("np_scalar payload: \(o.args)")
+            }
+        } else {
+            Issue.record("np_scalar: \(String(describing: root["np_scalar"]))")
+        }
+        if case let .object(o)? = root["device"] {
+            #expect(o.qualifiedName == "torch.device")
+        } else {
+            Issue.record("device")
+        }
         if case let .bigInt(b)? = root["big"] { #expect(b.count == 13 && b.first == 7) } else { Issue.record("big") }
         if case let .bigInt(b)? = root["neg"] { #expect(b.last == 0xc0) } else { Issue.record("neg") }
         let nested = try #require(root["nested"])
         #expect(nested["a"]?.description == "[1, 2.5, None, True, 'x']")
         if case let .tuple(t)? = nested["b"], case let .bytes(b) = t[0], case let .set(s) = t[1] {
             #expect(b == [0, 1] && s.count == 2)
-        } else { Issue.record("nested b: \(String(describing: nested["b"]))") }
+        } else {
+            Issue.record("nested b: \(String(describing: nested["b"]))")
+        }
         // Expanded tensor gathers repeated values.
         #expect(try root["expanded"]?.tensor?.floatTensor().scalars == [3, 4, 3, 4, 3, 4])
         // Raw bytes of a non-contiguous view come out row-major.

@@ -10,7 +10,7 @@ struct ZipTests {
         let zip = try ZipArchive(file: MappedFile(url: Fixtures.url("dino_backbone.pth")))
         #expect(zip.entries.contains { $0.name == "dino_backbone/data.pkl" })
         let storages = zip.entries.filter { $0.name.contains("/data/") }
-        #expect(storages.count == 30)   // 6 + 12 per block
+        #expect(storages.count == 30)  // 6 + 12 per block
         #expect(storages.allSatisfy { $0.isStored && $0.dataOffset % 64 == 0 })
         for e in zip.entries { try zip.verifyCRC(of: e) }
     }
@@ -36,11 +36,15 @@ struct ZipTests {
         expectCheckpointError { try TorchArchive(file: MappedFile(bytes: bytes, name: "c.pth")) }
     }
 
-    @Test("malformed archives", arguments: [
-        "empty", "wrong magic", "no end record", "directory outside file", "bad central signature", "local header outside",
-        "entry past end", "duplicate names", "overlapping entries", "bad CRC", "huge ZIP64 count", "zip64 record outside",
-        "no data.pkl", "two data.pkl",
-    ])
+    @Test(
+        "malformed archives",
+        arguments: [
+            "empty", "wrong magic", "no end record", "directory outside file", "bad central signature",
+            "local header outside",
+            "entry past end", "duplicate names", "overlapping entries", "bad CRC", "huge ZIP64 count",
+            "zip64 record outside",
+            "no data.pkl", "two data.pkl",
+        ])
     func malformed(_ label: String) throws {
         var b = makeTorchZip(pickle: [0x80, 2, 0x4e, 0x2e])
         let eocd = b.count - 22
@@ -55,7 +59,7 @@ struct ZipTests {
         case "local header outside": put32(cd + 42, 1 << 30)
         case "entry past end": put32(cd + 20, 1 << 20); put32(cd + 24, 1 << 20)
         case "duplicate names": b = makeZip([("archive/data.pkl", [0x4e, 0x2e]), ("archive/data.pkl", [0x4e, 0x2e])])
-        case "overlapping entries": put32(cd + 46 + 16 + 42, 0)   // 2nd entry's local header = the 1st's
+        case "overlapping entries": put32(cd + 46 + 16 + 42, 0)  // 2nd entry's local header = the 1st's
         case "bad CRC": put32(cd + 16, 12345)
         case "huge ZIP64 count":
             b = makeZip([("archive/data.pkl", [0x4e, 0x2e])], zip64: true)
@@ -82,16 +86,22 @@ struct UnpicklerTests {
     func plain() throws {
         // Protocol 0 text.
         #expect(try load("(lp0\nI1\naF2.5\naS'x'\naNaI01\na.").description == "[1, 2.5, 'x', None, True]")
-        #expect(try load("(dp0\nVk\np1\nL12345678901234567890123L\ns.")["k"].map { if case .bigInt = $0 { true } else { false } } == true)
+        #expect(
+            try load("(dp0\nVk\np1\nL12345678901234567890123L\ns.")["k"].map {
+                if case .bigInt = $0 { true } else { false }
+            } == true)
         // Protocol 2 binary: LONG1 negative, BININT, BINFLOAT, TUPLE3, memo.
-        let p2: [UInt8] = [0x80, 2, 0x8a, 2, 0x00, 0x80, 0x4a, 0xff, 0xff, 0xff, 0xff,
-                           0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x87, 0x71, 0, 0x68, 0, 0x86, 0x2e]
+        let p2: [UInt8] = [
+            0x80, 2, 0x8a, 2, 0x00, 0x80, 0x4a, 0xff, 0xff, 0xff, 0xff,
+            0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x87, 0x71, 0, 0x68, 0, 0x86, 0x2e,
+        ]
         let v = try Unpickler.load(p2)
         #expect(v.description == "((-32768, -1, 1.5), (-32768, -1, 1.5))")
         // Protocol 4: FRAME, SHORT_BINUNICODE, MEMOIZE, EMPTY_SET + ADDITEMS, BINBYTES8, STACK_GLOBAL of OrderedDict.
         var p4: [UInt8] = [0x80, 4, 0x95, 40, 0, 0, 0, 0, 0, 0, 0]
-        p4 += [0x8c, 11] + Array("collections".utf8) + [0x94, 0x8c, 11] + Array("OrderedDict".utf8) + [0x94, 0x93, 0x94]
-        p4 += [0x29, 0x52, 0x94]                       // OrderedDict()
+        p4 +=
+            [0x8c, 11] + Array("collections".utf8) + [0x94, 0x8c, 11] + Array("OrderedDict".utf8) + [0x94, 0x93, 0x94]
+        p4 += [0x29, 0x52, 0x94]  // OrderedDict()
         p4 += [0x8c, 1, 0x73, 0x8f, 0x28, 0x4b, 5, 0x90, 0x73]  // ['s'] = {5}
         p4 += [0x8c, 1, 0x62, 0x8e, 2, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xbb, 0x73, 0x2e]  // ['b'] = b'\xaa\xbb'
         let d = try Unpickler.load(p4)
@@ -99,33 +109,37 @@ struct UnpicklerTests {
         if case let .bytes(b)? = d["b"] { #expect(b == [0xaa, 0xbb]) } else { Issue.record("bytes: \(d)") }
     }
 
-    @Test("malformed streams end in typed errors with offsets", arguments: [
-        ("empty", [], "an opcode"),
-        ("no STOP", [0x80, 2, 0x4e], "an opcode"),
-        ("stack underflow", [0x80, 2, 0x2e], "stack underflow"),
-        ("tuple underflow", [0x80, 2, 0x4e, 0x86, 0x2e], "stack underflow"),
-        ("unknown opcode", [0x80, 2, 0xff, 0x2e], "0xff"),
-        ("bad protocol", [0x80, 9, 0x4e, 0x2e], "protocol"),
-        ("missing mark", [0x80, 2, 0x4e, 0x74, 0x2e], "MARK"),
-        ("bad memo", [0x80, 2, 0x68, 5, 0x2e], "memo"),
-        ("truncated unicode", [0x80, 2, 0x58, 0xff, 0xff, 0, 0, 0x61], "truncated"),
-        ("truncated BININT", [0x80, 2, 0x4a, 1], "truncated"),
-        ("huge BINBYTES8", [0x80, 4, 0x8e, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x2e], "truncated"),
-        ("setitem on int", [0x80, 2, 0x4b, 1, 0x4b, 2, 0x4b, 3, 0x73, 0x2e], "a dict below SETITEM"),
-        ("append on None", [0x80, 2, 0x4e, 0x4b, 1, 0x61, 0x2e], "a list below APPEND"),
-        ("odd SETITEMS", [0x80, 2, 0x7d, 0x28, 0x4b, 1, 0x75, 0x2e], "key/value pairs"),
-        ("REDUCE args not tuple", [0x80, 2, 0x4e, 0x4e, 0x52, 0x2e], "argument tuple"),
-        ("STACK_GLOBAL non-string", [0x80, 4, 0x4b, 1, 0x4b, 2, 0x93, 0x2e], "as a str"),
-        ("EXT1", [0x80, 2, 0x82, 1, 0x2e], "extension"),
-        ("NEXT_BUFFER", [0x80, 5, 0x97, 0x2e], "out-of-band"),
-        ("invalid UTF-8", [0x80, 2, 0x8c, 1, 0xff, 0x2e], "UTF-8"),
-        ("bad INT", Array("Iabc\n.".utf8), "decimal"),
-        ("unterminated line", Array("Vabc".utf8), "newline"),
-        ("BUILD on int", [0x80, 2, 0x4b, 1, 0x4e, 0x62, 0x2e], "object below BUILD"),
-    ] as [(String, [UInt8], String)])
+    @Test(
+        "malformed streams end in typed errors with offsets",
+        arguments: [
+            ("empty", [], "an opcode"),
+            ("no STOP", [0x80, 2, 0x4e], "an opcode"),
+            ("stack underflow", [0x80, 2, 0x2e], "stack underflow"),
+            ("tuple underflow", [0x80, 2, 0x4e, 0x86, 0x2e], "stack underflow"),
+            ("unknown opcode", [0x80, 2, 0xff, 0x2e], "0xff"),
+            ("bad protocol", [0x80, 9, 0x4e, 0x2e], "protocol"),
+            ("missing mark", [0x80, 2, 0x4e, 0x74, 0x2e], "MARK"),
+            ("bad memo", [0x80, 2, 0x68, 5, 0x2e], "memo"),
+            ("truncated unicode", [0x80, 2, 0x58, 0xff, 0xff, 0, 0, 0x61], "truncated"),
+            ("truncated BININT", [0x80, 2, 0x4a, 1], "truncated"),
+            ("huge BINBYTES8", [0x80, 4, 0x8e, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x2e], "truncated"),
+            ("setitem on int", [0x80, 2, 0x4b, 1, 0x4b, 2, 0x4b, 3, 0x73, 0x2e], "a dict below SETITEM"),
+            ("append on None", [0x80, 2, 0x4e, 0x4b, 1, 0x61, 0x2e], "a list below APPEND"),
+            ("odd SETITEMS", [0x80, 2, 0x7d, 0x28, 0x4b, 1, 0x75, 0x2e], "key/value pairs"),
+            ("REDUCE args not tuple", [0x80, 2, 0x4e, 0x4e, 0x52, 0x2e], "argument tuple"),
+            ("STACK_GLOBAL non-string", [0x80, 4, 0x4b, 1, 0x4b, 2, 0x93, 0x2e], "as a str"),
+            ("EXT1", [0x80, 2, 0x82, 1, 0x2e], "extension"),
+            ("NEXT_BUFFER", [0x80, 5, 0x97, 0x2e], "out-of-band"),
+            ("invalid UTF-8", [0x80, 2, 0x8c, 1, 0xff, 0x2e], "UTF-8"),
+            ("bad INT", Array("Iabc\n.".utf8), "decimal"),
+            ("unterminated line", Array("Vabc".utf8), "newline"),
+            ("BUILD on int", [0x80, 2, 0x4b, 1, 0x4e, 0x62, 0x2e], "object below BUILD"),
+        ] as [(String, [UInt8], String)])
     func malformed(_ label: String, _ bytes: [UInt8], _ message: String) throws {
         let err = expectCheckpointError(label) { try Unpickler.load(bytes, fileName: "p.pkl") }
-        guard case let .malformedPickle(file, offset, _, _)? = err else { Issue.record("\(label): \(String(describing: err))"); return }
+        guard case let .malformedPickle(file, offset, _, _)? = err else {
+            Issue.record("\(label): \(String(describing: err))"); return
+        }
         #expect(file == "p.pkl" && offset >= 0 && offset <= bytes.count)
         #expect(err!.description.contains(message), "\(label): \(err!.description)")
     }
@@ -133,8 +147,12 @@ struct UnpicklerTests {
     @Test("resource limits: nesting, shared-subtree blow-up, stack size, memo size, cycles")
     func limits() throws {
         // 10 000 nested lists.
-        let deep = [0x80, 2] + [UInt8](repeating: 0x5d, count: 10_000) + [UInt8](repeating: 0x61, count: 9_999) + [0x2e]
-        #expect(expectCheckpointError { try Unpickler.load(deep) }.map { if case .limitExceeded = $0 { true } else { false } } == true)
+        let deep =
+            [0x80, 2] + [UInt8](repeating: 0x5d, count: 10_000) + [UInt8](repeating: 0x61, count: 9_999) + [0x2e]
+        #expect(
+            expectCheckpointError { try Unpickler.load(deep) }.map {
+                if case .limitExceeded = $0 { true } else { false }
+            } == true)
         // x = [x, x] sixty times via the memo: 2^60 nodes if expanded.
         var dag: [UInt8] = [0x80, 2, 0x4e, 0x71, 0]
         for _ in 0..<60 { dag += [0x68, 0, 0x68, 0, 0x86, 0x71, 0] }
@@ -143,25 +161,36 @@ struct UnpicklerTests {
         #expect(e?.description.contains("number of values") == true)
         // A list that contains itself.
         let cycle: [UInt8] = [0x80, 2, 0x5d, 0x71, 0, 0x68, 0, 0x61, 0x2e]
-        #expect(expectCheckpointError { try Unpickler.load(cycle) }.map { if case .limitExceeded = $0 { true } else { false } } == true)
+        #expect(
+            expectCheckpointError { try Unpickler.load(cycle) }.map {
+                if case .limitExceeded = $0 { true } else { false }
+            } == true)
         // Stack and memo bounds.
         var options = Unpickler.Options()
         options.limits.maxStackItems = 100
         options.limits.maxMemoEntries = 10
         let pushes = [0x80, 2] + [UInt8](repeating: 0x4e, count: 200) + [0x2e]
-        #expect(expectCheckpointError { try Unpickler.load(pushes, options: options) }?.description.contains("stack") == true)
+        #expect(
+            expectCheckpointError { try Unpickler.load(pushes, options: options) }?.description.contains("stack")
+                == true)
         let memo: [UInt8] = [0x80, 2, 0x4e] + (0..<20).flatMap { [UInt8(0x71), UInt8($0)] } + [0x2e]
-        #expect(expectCheckpointError { try Unpickler.load(memo, options: options) }?.description.contains("memo") == true)
+        #expect(
+            expectCheckpointError { try Unpickler.load(memo, options: options) }?.description.contains("memo") == true)
         // A long text line.
         options.limits.maxLineLength = 16
         let line = Array(("I" + String(repeating: "1", count: 100) + "\n.").utf8)
-        #expect(expectCheckpointError { try Unpickler.load(line, options: options) }.map { if case .limitExceeded = $0 { true } else { false } } == true)
+        #expect(
+            expectCheckpointError { try Unpickler.load(line, options: options) }.map {
+                if case .limitExceeded = $0 { true } else { false }
+            } == true)
     }
 
     @Test("tensors: bad layouts and unknown storages in hand-made archives")
     func tensorArguments() throws {
         // {'t': _rebuild_tensor_v2(pid('storage', FloatStorage, '0', 'cpu', 4), offset, size, stride, False, OrderedDict())}
-        func pickle(numel: Int, offset: Int, size: [Int], stride: [Int], storageType: String = "FloatStorage") -> [UInt8] {
+        func pickle(numel: Int, offset: Int, size: [Int], stride: [Int], storageType: String = "FloatStorage")
+            -> [UInt8]
+        {
             var p: [UInt8] = [0x80, 2, 0x7d, 0x8c, 1, 0x74]
             p += Array("ctorch._utils\n_rebuild_tensor_v2\n".utf8)
             p += [0x28, 0x28, 0x8c, 7] + Array("storage".utf8) + Array("ctorch\n\(storageType)\n".utf8)
@@ -182,21 +211,33 @@ struct UnpicklerTests {
         let strided = try archive(pickle(numel: 4, offset: 0, size: [2, 2], stride: [1, 2]))
         #expect(try strided.root["t"]?.tensor?.floatTensor().scalars == [1, 3, 2, 4])
         // Out of the storage, negative, numel larger than the record, wrong rank of stride.
-        for (label, p) in [("past end", pickle(numel: 4, offset: 2, size: [3], stride: [1])),
-                           ("negative stride", pickle(numel: 4, offset: 3, size: [2], stride: [-1])),
-                           ("huge stride", pickle(numel: 4, offset: 0, size: [2], stride: [Int(Int32.max)])),
-                           ("record too small", pickle(numel: 1000, offset: 0, size: [3], stride: [1])),
-                           ("stride rank", pickle(numel: 4, offset: 0, size: [2, 2], stride: [1]))] {
+        for (label, p) in [
+            ("past end", pickle(numel: 4, offset: 2, size: [3], stride: [1])),
+            ("negative stride", pickle(numel: 4, offset: 3, size: [2], stride: [-1])),
+            ("huge stride", pickle(numel: 4, offset: 0, size: [2], stride: [Int(Int32.max)])),
+            ("record too small", pickle(numel: 1000, offset: 0, size: [3], stride: [1])),
+            ("stride rank", pickle(numel: 4, offset: 0, size: [2, 2], stride: [1])),
+        ] {
             let e = expectCheckpointError(label) { try archive(p) }
             #expect(e?.file.hasPrefix("h.pth") == true, "\(label): \(String(describing: e))")
         }
         // Missing storage record.
-        expectCheckpointError("missing record") { try TorchArchive(file: MappedFile(bytes: makeTorchZip(pickle: pickle(numel: 4, offset: 0, size: [4], stride: [1])))) }
+        expectCheckpointError("missing record") {
+            try TorchArchive(
+                file: MappedFile(bytes: makeTorchZip(pickle: pickle(numel: 4, offset: 0, size: [4], stride: [1]))))
+        }
         // An unknown storage type stays opaque instead of failing.
-        let unknown = try archive(pickle(numel: 4, offset: 0, size: [4], stride: [1], storageType: "ComplexFloatStorage"))
-        if case let .object(o)? = unknown.root["t"] { #expect(o.name == "_rebuild_tensor_v2") } else { Issue.record("\(unknown.root)") }
+        let unknown = try archive(
+            pickle(numel: 4, offset: 0, size: [4], stride: [1], storageType: "ComplexFloatStorage"))
+        if case let .object(o)? = unknown.root["t"] {
+            #expect(o.name == "_rebuild_tensor_v2")
+        } else {
+            Issue.record("\(unknown.root)")
+        }
         // Expanded tensors with a huge element count are refused (no huge allocation).
-        let e = expectCheckpointError { try archive(pickle(numel: 4, offset: 0, size: [1 << 30, 1 << 30], stride: [0, 0])) }
+        let e = expectCheckpointError {
+            try archive(pickle(numel: 4, offset: 0, size: [1 << 30, 1 << 30], stride: [0, 0]))
+        }
         #expect(e.map { if case .limitExceeded = $0 { true } else { false } } == true, "\(String(describing: e))")
     }
 }
@@ -205,17 +246,24 @@ struct UnpicklerTests {
 struct HashTests {
     @Test("FIPS 180-4 test vectors")
     func sha256() {
-        #expect(SHA256.hex(SHA256.hash([UInt8]())) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(SHA256.hex(SHA256.hash(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
+        #expect(
+            SHA256.hex(SHA256.hash([UInt8]())) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(
+            SHA256.hex(SHA256.hash(Array("abc".utf8)))
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            SHA256.hex(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        #expect(SHA256.hex(SHA256.hash([UInt8](repeating: 0x61, count: 1_000_000)))
+        #expect(
+            SHA256.hex(SHA256.hash([UInt8](repeating: 0x61, count: 1_000_000)))
                 == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
         // Incremental updates of odd sizes give the same digest.
         var h = SHA256()
         let msg = [UInt8](repeating: 0x61, count: 1_000_000)
         var i = 0, step = 1
-        while i < msg.count { let n = min(step, msg.count - i); h.update(msg[i..<(i + n)]); i += n; step = step * 3 % 997 + 1 }
+        while i < msg.count {
+            let n = min(step, msg.count - i); h.update(msg[i..<(i + n)]); i += n; step = step * 3 % 997 + 1
+        }
         #expect(SHA256.hex(h.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 

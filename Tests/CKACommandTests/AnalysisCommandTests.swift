@@ -17,7 +17,9 @@ func analysisExpected() throws -> [String: Any] {
 
 /// Parses a CSV without quoted fields into rows of fields (header included).
 func csvRows(_ path: String) throws -> [[String]] {
-    try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+        $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    }
 }
 
 @Suite("cka knn, probe and agreement")
@@ -40,7 +42,9 @@ struct AnalysisCommandTests {
         let r = try cka(["--help"])
         for word in ["knn", "probe", "agreement"] { #expect(r.stdout.contains(word)) }
         let knn = try cka(["knn", "--help"])
-        for word in ["--train", "--k", "--temperature", "--layers", "--csv", "--plot"] { #expect(knn.stdout.contains(word)) }
+        for word in ["--train", "--k", "--temperature", "--layers", "--csv", "--plot"] {
+            #expect(knn.stdout.contains(word))
+        }
         let probe = try cka(["probe", "--help"])
         for word in ["--train", "--split", "--seed", "--l2", "--save", "--csv"] { #expect(probe.stdout.contains(word)) }
         let agr = try cka(["agreement", "--help"])
@@ -50,13 +54,16 @@ struct AnalysisCommandTests {
     @Test("knn train/test: table, CSV contract equal to the float64 reference, PNG and SVG pictures")
     func knnTrainTest() throws {
         let (csv, png, svg) = (path("knn.csv"), path("knn.png"), path("knn.svg"))
-        let r = try cka(["knn", analysisFixture("knn_test.h5"), "--train", analysisFixture("knn_train.h5"), "--k", "5,20",
-                         "--csv", csv, "--plot", png, "--quiet"])
+        let r = try cka([
+            "knn", analysisFixture("knn_test.h5"), "--train", analysisFixture("knn_train.h5"), "--k", "5,20",
+            "--csv", csv, "--plot", png, "--quiet",
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("40 queries against 120 training inputs") && r.stdout.contains("top-1"))
         let rows = try csvRows(csv)
         #expect(rows[0] == ["layer", "pooling", "k", "top1", "top5"] && rows.count == 1 + 5 * 2)
-        let ref = try #require((try analysisExpected()["knn"] as? [String: Any])?["train_test"] as? [String: [String: [Double]]])
+        let ref = try #require(
+            (try analysisExpected()["knn"] as? [String: Any])?["train_test"] as? [String: [String: [Double]]])
         for row in rows.dropFirst() {
             let name = row[1] == "none" ? row[0] : "\(row[0]):\(row[1])"
             let e = try #require(ref[name]?[row[2]], "\(row)")
@@ -74,14 +81,16 @@ struct AnalysisCommandTests {
         let csv = path("bad.csv")
         let noLabels = path("nolabels.h5")
         do {
-            let w = try ActivationStoreWriter(path: noLabels, ids: (0..<8).map { "x\($0)" }, metadata: StoreMetadata(model: "o"))
+            let w = try ActivationStoreWriter(
+                path: noLabels, ids: (0..<8).map { "x\($0)" }, metadata: StoreMetadata(model: "o"))
             try w.addLayer("norm:cls", kind: .pooled, block: -1, featureShape: [3])
             try w.append(randomTensor([8, 3], seed: 1), to: "norm:cls")
             try w.finish()
         }
         let train = analysisFixture("knn_train.h5"), test = analysisFixture("knn_test.h5")
         try expectFailure(["knn", noLabels, "--csv", csv], "no /inputs/labels")
-        try expectFailure(["knn", test, "--train", train, "--k", "500", "--csv", csv], "exceeds the 120 training examples")
+        try expectFailure(
+            ["knn", test, "--train", train, "--k", "500", "--csv", csv], "exceeds the 120 training examples")
         try expectFailure(["knn", train, "--k", "120", "--csv", csv], "leave-one-out")
         try expectFailure(["knn", test, "--k", "0", "--csv", csv], "--k")
         try expectFailure(["knn", test, "--k", "ten", "--csv", csv], "--k")
@@ -96,23 +105,30 @@ struct AnalysisCommandTests {
     @Test("probe: seeded split, CSV, --save writes a logits store; --save needs one layer")
     func probe() throws {
         let csv = path("probe.csv"), out = path("probe.h5")
-        let r = try cka(["probe", analysisFixture("probe_train.h5"), "--split", "0.6", "--seed", "3", "--csv", csv, "--quiet"])
+        let r = try cka([
+            "probe", analysisFixture("probe_train.h5"), "--split", "0.6", "--seed", "3", "--csv", csv, "--quiet",
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("120 train / 80 test") && r.stdout.contains("blocks.3"))
         let rows = try csvRows(csv)
-        #expect(rows[0] == ["layer", "pooling", "train_top1", "test_top1", "loss", "iterations", "stop"] && rows.count == 3)
-        try expectFailure(["probe", analysisFixture("probe_test.h5"), "--train", analysisFixture("probe_train.h5"), "--save", out],
-                          "--save writes the probe of one layer")
+        #expect(
+            rows[0] == ["layer", "pooling", "train_top1", "test_top1", "loss", "iterations", "stop"] && rows.count == 3)
+        try expectFailure(
+            ["probe", analysisFixture("probe_test.h5"), "--train", analysisFixture("probe_train.h5"), "--save", out],
+            "--save writes the probe of one layer")
         #expect(!FileManager.default.fileExists(atPath: out))
-        let s = try cka(["probe", analysisFixture("probe_test.h5"), "--train", analysisFixture("probe_train.h5"),
-                         "--layers", "blocks.3:cls", "--l2", "0.01", "--save", out, "--quiet"])
+        let s = try cka([
+            "probe", analysisFixture("probe_test.h5"), "--train", analysisFixture("probe_train.h5"),
+            "--layers", "blocks.3:cls", "--l2", "0.01", "--save", out, "--quiet",
+        ])
         #expect(s.status == 0, "\(s.stderr)")
         let store = try ActivationStore(path: out)
         #expect(store.count == 100 && store.labels != nil && store.classes == ["w", "x", "y", "z"])
         #expect(try store.readFloatDataset("logits").shape == [100, 4])
         // Test accuracy within a point of scikit-learn's at the same penalty.
         let ref = try #require(((try analysisExpected()["probe"] as? [String: Any])?["cases"] as? [[String: Any]])?[1])
-        let acc = try #require(s.stdout.split(separator: "\n").first { $0.hasPrefix("blocks.3") }?.split(separator: " "))
+        let acc = try #require(
+            s.stdout.split(separator: "\n").first { $0.hasPrefix("blocks.3") }?.split(separator: " "))
         #expect(abs(Double(acc[3])! - (ref["test_accuracy"] as! Double)) <= 1, "\(s.stdout)")
         try expectFailure(["probe", analysisFixture("probe_train.h5"), "--split", "1.5"], "--split")
     }
@@ -156,8 +172,10 @@ struct AnalysisCommandTests {
     func endToEnd() throws {
         let cls = path("cls.h5"), gap = path("gap.h5"), csv = path("e2e.csv")
         for (layer, out) in [("blocks.3:cls", cls), ("blocks.3:gap", gap)] {
-            let r = try cka(["probe", analysisFixture("probe_test.h5"), "--train", analysisFixture("probe_train.h5"),
-                             "--layers", layer, "--save", out, "--quiet"])
+            let r = try cka([
+                "probe", analysisFixture("probe_test.h5"), "--train", analysisFixture("probe_train.h5"),
+                "--layers", layer, "--save", out, "--quiet",
+            ])
             #expect(r.status == 0, "\(r.stderr)")
         }
         let r = try cka(["agreement", cls, gap, "--top", "2,4", "--csv", csv])

@@ -13,8 +13,10 @@ let ckaBinary: String = {
 struct RunResult { let status: Int32; let stdout: String; let stderr: String }
 
 /// Runs `executable` with `args` (extra `environment`, working `directory`) and collects its output.
-func runProcess(_ executable: String, _ args: [String], environment: [String: String] = [:],
-                directory: URL? = nil) throws -> RunResult {
+func runProcess(
+    _ executable: String, _ args: [String], environment: [String: String] = [:],
+    directory: URL? = nil
+) throws -> RunResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
@@ -29,7 +31,9 @@ func runProcess(_ executable: String, _ args: [String], environment: [String: St
     try p.run()
     let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    return RunResult(
+        status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+        stderr: String(decoding: e, as: UTF8.self))
 }
 
 /// Runs `cka` with `args` and collects its output.
@@ -54,7 +58,10 @@ struct CommandTests {
         #expect(r.status == 0)
         for word in ["inspect", "compare", "compare-all", "grams"] { #expect(r.stdout.contains(word)) }
         let c = try cka(["compare", "--help"])
-        for word in ["--estimator", "--batch-size", "--tokens", "--layers", "--csv", "--long-csv", "--h5", "--heatmap", "minibatch"] {
+        for word in [
+            "--estimator", "--batch-size", "--tokens", "--layers", "--csv", "--long-csv", "--h5", "--heatmap",
+            "minibatch",
+        ] {
             #expect(c.stdout.contains(word), "compare --help mentions \(word)")
         }
     }
@@ -85,22 +92,28 @@ struct CommandTests {
             let d = try f.createDataset("activations/blocks.0", type: .float32, shape: [3, 2])
             try d.write(Tensor<Float>(shape: [3, 2]))
         }
-        let cases: [(String, String)] = [(path("missing.h5"), "no such file"), (text, "not an HDF5 file"),
-                                         (v9, "format_version 9"), (rows, "expected N = 2")]
+        let cases: [(String, String)] = [
+            (path("missing.h5"), "no such file"), (text, "not an HDF5 file"),
+            (v9, "format_version 9"), (rows, "expected N = 2"),
+        ]
         for (file, expected) in cases {
             let r = try cka(["inspect", file])
             #expect(r.status == 1, "\(file)")
             let lines = r.stderr.split(separator: "\n")
-            #expect(lines.count == 1 && lines[0].hasPrefix("error: ") && r.stderr.contains(file) && r.stderr.contains(expected),
-                    "stderr: \(r.stderr)")
+            #expect(
+                lines.count == 1 && lines[0].hasPrefix("error: ") && r.stderr.contains(file)
+                    && r.stderr.contains(expected),
+                "stderr: \(r.stderr)")
         }
     }
 
     @Test("compare writes wide CSV, long CSV, HDF5 and a heatmap, and prints the summary")
     func compareOutputs() throws {
         let (csv, long, h5, png) = (path("m.csv"), path("m_long.csv"), path("m.h5"), path("m.png"))
-        let r = try cka(["compare", similarityFixture("cka_a.h5"), similarityFixture("cka_b.h5"), "--batch-size", "16",
-                         "--csv", csv, "--long-csv", long, "--h5", h5, "--heatmap", png])
+        let r = try cka([
+            "compare", similarityFixture("cka_a.h5"), similarityFixture("cka_b.h5"), "--batch-size", "16",
+            "--csv", csv, "--long-csv", long, "--h5", h5, "--heatmap", png,
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("3×2 CKA matrix") && r.stdout.contains("minibatch") && r.stdout.contains("N used 96"))
         let wide = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
@@ -133,7 +146,8 @@ struct CommandTests {
         let a = similarityFixture("cka_a.h5"), b = similarityFixture("cka_b.h5")
         let other = path("other.h5")
         do {
-            let w = try ActivationStoreWriter(path: other, ids: (0..<96).map { "x\($0)" }, metadata: StoreMetadata(model: "o"))
+            let w = try ActivationStoreWriter(
+                path: other, ids: (0..<96).map { "x\($0)" }, metadata: StoreMetadata(model: "o"))
             try w.addLayer("blocks.0", kind: .block, block: 0, featureShape: [2])
             try w.append(randomTensor([96, 2], seed: 1), to: "blocks.0")
             try w.finish()
@@ -179,11 +193,15 @@ struct CommandTests {
     @Test("compare-all writes a CSV and picture per pair, all.csv and the overview")
     func compareAll() throws {
         let out = path("all")
-        let r = try cka(["compare-all", similarityFixture("cka_a.h5"), similarityFixture("cka_b.h5"), "--batch-size", "16",
-                         "--out-dir", out])
+        let r = try cka([
+            "compare-all", similarityFixture("cka_a.h5"), similarityFixture("cka_b.h5"), "--batch-size", "16",
+            "--out-dir", out,
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: out))
-        for f in ["ref_a__ref_a.csv", "ref_a__ref_b.csv", "ref_b__ref_b.csv", "ref_a__ref_b.png", "all.csv", "overview.png"] {
+        for f in [
+            "ref_a__ref_a.csv", "ref_a__ref_b.csv", "ref_b__ref_b.csv", "ref_a__ref_b.png", "all.csv", "overview.png",
+        ] {
             #expect(files.contains(f), "\(f) in \(files)")
         }
         let all = try String(contentsOfFile: out + "/all.csv", encoding: .utf8).split(separator: "\n")
@@ -194,12 +212,15 @@ struct CommandTests {
     func killedWriter() throws {
         let out = path("killed.h5")
         let p = Process()
-        let writer = URL(fileURLWithPath: ckaBinary).deletingLastPathComponent().appendingPathComponent("slow-store-writer").path
+        let writer = URL(fileURLWithPath: ckaBinary).deletingLastPathComponent().appendingPathComponent(
+            "slow-store-writer"
+        ).path
         p.executableURL = URL(fileURLWithPath: writer)
         p.arguments = [out, "400", "10"]
         try p.run()
-        let partial = AtomicOutput(path: out).temporaryPath.replacingOccurrences(of: "-\(ProcessInfo.processInfo.processIdentifier)",
-                                                                                   with: "-\(p.processIdentifier)")
+        let partial = AtomicOutput(path: out).temporaryPath.replacingOccurrences(
+            of: "-\(ProcessInfo.processInfo.processIdentifier)",
+            with: "-\(p.processIdentifier)")
         var waited = 0
         while !FileManager.default.fileExists(atPath: partial) && waited < 200 { usleep(20_000); waited += 1 }
         usleep(300_000)
@@ -224,11 +245,14 @@ struct HelpTextTests {
         #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.filter { $0.count > 80 })")
         // The discussion is wrapped by us: a line that ArgumentParser had to break would continue at column 0
         // with a lowercase word or a path fragment; every line of the examples stays whole.
-        for example in ["--layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'",
-                        "cka agreement dino-logits.h5 moco-logits.h5"] {
+        for example in [
+            "--layers 'blocks.*.norm1,blocks.*.attn.qkv,blocks.*.mlp.fc1,blocks.*'",
+            "cka agreement dino-logits.h5 moco-logits.h5",
+        ] {
             #expect(lines.contains { $0.hasSuffix(example) }, "\(example)")
         }
-        let valueLists = r.stdout.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ")
+        let valueLists =
+            r.stdout.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ")
             .components(separatedBy: "activations, pooled, grams, pixels, logits").count - 1
         #expect(valueLists == 1, "the --store values are listed once, by the parser")
     }

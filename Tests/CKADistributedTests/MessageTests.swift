@@ -26,7 +26,7 @@ struct MessageTests {
         #expect(f2.shape == [2, 3] && f2.scalars.map(\.bitPattern) == f.scalars.map(\.bitPattern))
         #expect(d2.shape == [1, 2] && d2.scalars == d.scalars)
         #expect(r.atEnd)
-        #expect(throws: DistributedError.self) { try r.int() }        // past the end: a typed error, not a crash
+        #expect(throws: DistributedError.self) { try r.int() }  // past the end: a typed error, not a crash
         var truncated = MessageReader(Array(m.bytes.prefix(20)))
         _ = try truncated.int()
         #expect(throws: DistributedError.self) { try truncated.string() }

@@ -18,7 +18,7 @@ struct ExtractionTests {
         var input = try PixelStoreInput(path: try pixelStore(dir, n: 22))
         var o = ExtractionOptions()
         o.store = [.activations, .pooled, .grams]
-        o.batchSize = 5                 // forward batches straddle Gram batches
+        o.batchSize = 5  // forward batches straddle Gram batches
         o.gramBatchSize = 4
         let out = dir.appendingPathComponent("x.h5").path
         let summary = try ActivationExtractor.run(model: model, checkpoint: nil, input: &input, to: out, options: o)
@@ -77,7 +77,11 @@ struct ExtractionTests {
         o.store = [.activations, .pooled]
         let (tokens, pooled) = try ActivationExtractor.selectedHooks(model.architecture, options: o)
         #expect(tokens == ["blocks.0.norm1", "blocks.0", "blocks.1.norm1", "blocks.1"])
-        #expect(pooled == ["blocks.0:cls", "blocks.0:gap", "blocks.0:gap_nocls", "blocks.1:cls", "blocks.1:gap", "blocks.1:gap_nocls"])
+        #expect(
+            pooled == [
+                "blocks.0:cls", "blocks.0:gap", "blocks.0:gap_nocls", "blocks.1:cls", "blocks.1:gap",
+                "blocks.1:gap_nocls",
+            ])
     }
 
     @Test("Wrong input size is a typed error, not a crash")

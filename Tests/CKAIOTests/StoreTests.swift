@@ -34,13 +34,17 @@ struct StoreTests {
         let ids = (0..<10).map { "cls\($0 % 3)/img_\($0).jpg" }
         var meta = StoreMetadata(model: "tiny_vit")
         meta.checkpoint = "tiny.pth"
-        let w = try ActivationStoreWriter(path: path, ids: ids, labels: (0..<10).map { $0 % 3 }, classes: ["a", "b", "c"],
-                                          metadata: meta)
-        let specs: [(String, [Int], HDF5ElementType)] = [("blocks.0.norm1", [5, 4], .float32), ("blocks.0", [5, 4], .float16),
-                                                         ("blocks.10", [7], .float64), ("blocks.2", [7], .float32)]
+        let w = try ActivationStoreWriter(
+            path: path, ids: ids, labels: (0..<10).map { $0 % 3 }, classes: ["a", "b", "c"],
+            metadata: meta)
+        let specs: [(String, [Int], HDF5ElementType)] = [
+            ("blocks.0.norm1", [5, 4], .float32), ("blocks.0", [5, 4], .float16),
+            ("blocks.10", [7], .float64), ("blocks.2", [7], .float32),
+        ]
         for (k, (name, fs, t)) in specs.enumerated() {
-            try w.addLayer(name, kind: LayerKind.infer(from: name), block: LayerKind.blockIndex(of: name), featureShape: fs,
-                           elementType: t)
+            try w.addLayer(
+                name, kind: LayerKind.infer(from: name), block: LayerKind.blockIndex(of: name), featureShape: fs,
+                elementType: t)
             var row = 0
             for b in [3, 4, 3] {
                 let per = fs.reduce(1, *)
@@ -60,7 +64,8 @@ struct StoreTests {
         try writeSample(path)
         let s = try ActivationStore(path: path)
         #expect(s.count == 10 && s.formatVersion == 1 && s.modelName == "tiny_vit")
-        #expect(s.layers.map(\.name) == ["blocks.0.norm1", "blocks.0", "blocks.10", "blocks.2"], "order attribute wins")
+        #expect(
+            s.layers.map(\.name) == ["blocks.0.norm1", "blocks.0", "blocks.10", "blocks.2"], "order attribute wins")
         #expect(s.layers.map(\.elementType) == [.float32, .float16, .float64, .float32])
         #expect(s.layers[0].kind == .norm1 && s.layers[1].kind == .block && s.layers[1].block == 0)
         #expect(s.labels == (0..<10).map { $0 % 3 } && s.classes == ["a", "b", "c"])
@@ -72,9 +77,12 @@ struct StoreTests {
             // pattern values are multiples of 1/64 below 16: exact in float16 too.
             expectClose(x.scalars.map(Double.init), ref, atol: 0, "layer \(l.name)")
             let mid = try s.read(l.name, rows: 2..<7)
-            expectClose(mid.scalars.map(Double.init), Array(ref[(2 * x.rowSize)..<(7 * x.rowSize)]), "slice of \(l.name)")
+            expectClose(
+                mid.scalars.map(Double.init), Array(ref[(2 * x.rowSize)..<(7 * x.rowSize)]), "slice of \(l.name)")
         }
-        #expect(s.grams["blocks.2"] == StoredGrams(layer: "blocks.2", batchCount: 1, batchSize: 4, tokens: "flatten", centered: true))
+        #expect(
+            s.grams["blocks.2"]
+                == StoredGrams(layer: "blocks.2", batchCount: 1, batchSize: 4, tokens: "flatten", centered: true))
         #expect(try s.gram("blocks.2", batch: 0).scalars == (0..<16).map(Double.init))
         #expect(throws: ActivationStoreError.self) { try s.read("blocks.99") }
         #expect(throws: HDF5Error.self) { try s.read("blocks.2", rows: 5..<11) }
@@ -85,17 +93,17 @@ struct StoreTests {
         let path = dir.appendingPathComponent("b.h5").path
         try writeSample(path)
         let script = """
-        import h5py, json, sys, numpy as np
-        f = h5py.File(sys.argv[1], 'r'); out = {}
-        f.visititems(lambda n, o: out.__setitem__(n, [list(o.shape), str(o.dtype), float(np.asarray(o[...], np.float64).sum())]) if isinstance(o, h5py.Dataset) and o.dtype.kind == 'f' else None)
-        out['attrs'] = {k: (v.item() if hasattr(v, 'item') else v) for k, v in f.attrs.items()}
-        out['ids'] = [s.decode() if isinstance(s, bytes) else s for s in f['inputs/ids'][...]]
-        out['labels'] = f['inputs/labels'][...].tolist()
-        out['layer_attrs'] = {k: {a: (v.item() if hasattr(v, 'item') else v) for a, v in d.attrs.items()} for k, d in f['activations'].items()}
-        out['centered'] = str(type(f['grams/blocks.2'].attrs['centered']))
-        out['first'] = f['activations/blocks.0'][0, 0].tolist()
-        print(json.dumps(out))
-        """
+            import h5py, json, sys, numpy as np
+            f = h5py.File(sys.argv[1], 'r'); out = {}
+            f.visititems(lambda n, o: out.__setitem__(n, [list(o.shape), str(o.dtype), float(np.asarray(o[...], np.float64).sum())]) if isinstance(o, h5py.Dataset) and o.dtype.kind == 'f' else None)
+            out['attrs'] = {k: (v.item() if hasattr(v, 'item') else v) for k, v in f.attrs.items()}
+            out['ids'] = [s.decode() if isinstance(s, bytes) else s for s in f['inputs/ids'][...]]
+            out['labels'] = f['inputs/labels'][...].tolist()
+            out['layer_attrs'] = {k: {a: (v.item() if hasattr(v, 'item') else v) for a, v in d.attrs.items()} for k, d in f['activations'].items()}
+            out['centered'] = str(type(f['grams/blocks.2'].attrs['centered']))
+            out['first'] = f['activations/blocks.0'][0, 0].tolist()
+            print(json.dumps(out))
+            """
         let json = try runPython(script, [path])
         let obj = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
         let s = try ActivationStore(path: path)
@@ -122,24 +130,25 @@ struct StoreTests {
     func weReadH5py() throws {
         let path = dir.appendingPathComponent("py.h5").path
         let script = """
-        import h5py, sys, numpy as np
-        with h5py.File(sys.argv[1], 'w') as f:
-            f.create_dataset('inputs/ids', data=np.array([f'x{i}' for i in range(6)], dtype=object), dtype=h5py.string_dtype())
-            f['inputs/labels'] = np.arange(6, dtype=np.int32) % 2
-            f['inputs/classes'] = np.array([b'cat', b'dog'])          # fixed-length byte strings
-            a = (np.arange(6 * 3 * 5) % 17 / 8.0 - 1).reshape(6, 3, 5)
-            f.create_dataset('activations/blocks.10', data=a.astype(np.float16))
-            f.create_dataset('activations/blocks.2', data=a.astype(np.float32), compression='gzip', chunks=(2, 3, 5))
-            f.create_dataset('activations/blocks.2:cls', data=a[:, 0].astype(np.float64))
-            f.attrs['model'] = 'from_h5py'; f.attrs['flag'] = True; f.attrs['n'] = 3; f.attrs['x'] = 0.5
-        """
+            import h5py, sys, numpy as np
+            with h5py.File(sys.argv[1], 'w') as f:
+                f.create_dataset('inputs/ids', data=np.array([f'x{i}' for i in range(6)], dtype=object), dtype=h5py.string_dtype())
+                f['inputs/labels'] = np.arange(6, dtype=np.int32) % 2
+                f['inputs/classes'] = np.array([b'cat', b'dog'])          # fixed-length byte strings
+                a = (np.arange(6 * 3 * 5) % 17 / 8.0 - 1).reshape(6, 3, 5)
+                f.create_dataset('activations/blocks.10', data=a.astype(np.float16))
+                f.create_dataset('activations/blocks.2', data=a.astype(np.float32), compression='gzip', chunks=(2, 3, 5))
+                f.create_dataset('activations/blocks.2:cls', data=a[:, 0].astype(np.float64))
+                f.attrs['model'] = 'from_h5py'; f.attrs['flag'] = True; f.attrs['n'] = 3; f.attrs['x'] = 0.5
+            """
         _ = try runPython(script, [path])
         let s = try ActivationStore(path: path)
         #expect(s.formatVersion == nil && s.modelName == "from_h5py")
         #expect(s.layers.map(\.name) == ["blocks.2", "blocks.2:cls", "blocks.10"], "natural order without `order`")
         #expect(s.layers.map(\.kind) == [.block, .pooled, .block])
         #expect(s.labels == [0, 1, 0, 1, 0, 1] && s.classes == ["cat", "dog"])
-        #expect(s.attributes["flag"] == .bool(true) && s.attributes["n"] == .int(3) && s.attributes["x"] == .double(0.5))
+        #expect(
+            s.attributes["flag"] == .bool(true) && s.attributes["n"] == .int(3) && s.attributes["x"] == .double(0.5))
         let ref = (0..<(6 * 15)).map { Double($0 % 17) / 8 - 1 }
         for name in ["blocks.2", "blocks.10"] {
             let x = try s.read(name)
@@ -152,28 +161,36 @@ struct StoreTests {
 
     @Test("Bad files: missing, not HDF5, unknown version, wrong row count, no ids")
     func badFiles() throws {
-        #expect(throws: HDF5Error.fileNotFound(path: dir.path + "/none.h5")) { try ActivationStore(path: dir.path + "/none.h5") }
+        #expect(throws: HDF5Error.fileNotFound(path: dir.path + "/none.h5")) {
+            try ActivationStore(path: dir.path + "/none.h5")
+        }
         let text = dir.appendingPathComponent("text.h5").path
         try "hello".write(toFile: text, atomically: true, encoding: .utf8)
         #expect(throws: HDF5Error.notHDF5(path: text)) { try ActivationStore(path: text) }
         let v2 = dir.appendingPathComponent("v2.h5").path
-        _ = try runPython("""
-        import h5py, sys, numpy as np
-        with h5py.File(sys.argv[1], 'w') as f:
-            f.attrs['format'] = 'activations'; f.attrs['format_version'] = 2
-            f.create_dataset('inputs/ids', data=np.array(['a', 'b'], dtype=object), dtype=h5py.string_dtype())
-        with h5py.File(sys.argv[2], 'w') as f:
-            f.create_dataset('inputs/ids', data=np.array(['a', 'b'], dtype=object), dtype=h5py.string_dtype())
-            f['activations/blocks.0'] = np.zeros((3, 4), np.float32)
-        with h5py.File(sys.argv[3], 'w') as f:
-            f['activations/blocks.0'] = np.zeros((3, 4), np.float32)
-        """, [v2, dir.path + "/rows.h5", dir.path + "/noids.h5"])
+        _ = try runPython(
+            """
+            import h5py, sys, numpy as np
+            with h5py.File(sys.argv[1], 'w') as f:
+                f.attrs['format'] = 'activations'; f.attrs['format_version'] = 2
+                f.create_dataset('inputs/ids', data=np.array(['a', 'b'], dtype=object), dtype=h5py.string_dtype())
+            with h5py.File(sys.argv[2], 'w') as f:
+                f.create_dataset('inputs/ids', data=np.array(['a', 'b'], dtype=object), dtype=h5py.string_dtype())
+                f['activations/blocks.0'] = np.zeros((3, 4), np.float32)
+            with h5py.File(sys.argv[3], 'w') as f:
+                f['activations/blocks.0'] = np.zeros((3, 4), np.float32)
+            """, [v2, dir.path + "/rows.h5", dir.path + "/noids.h5"])
         #expect(throws: ActivationStoreError.unsupportedVersion(path: v2, version: 2)) { try ActivationStore(path: v2) }
-        #expect(throws: ActivationStoreError.rowCountMismatch(path: dir.path + "/rows.h5", dataset: "/activations/blocks.0",
-                                                              expected: 2, got: 3)) {
+        #expect(
+            throws: ActivationStoreError.rowCountMismatch(
+                path: dir.path + "/rows.h5", dataset: "/activations/blocks.0",
+                expected: 2, got: 3)
+        ) {
             try ActivationStore(path: dir.path + "/rows.h5")
         }
-        #expect(throws: ActivationStoreError.missingIDs(path: dir.path + "/noids.h5")) { try ActivationStore(path: dir.path + "/noids.h5") }
+        #expect(throws: ActivationStoreError.missingIDs(path: dir.path + "/noids.h5")) {
+            try ActivationStore(path: dir.path + "/noids.h5")
+        }
         let msg = "\(ActivationStoreError.unsupportedVersion(path: v2, version: 2))"
         #expect(msg.contains(v2) && msg.contains("version 1"))
     }
@@ -186,13 +203,13 @@ struct StoreTests {
             try w.addLayer("blocks.0", kind: .block, block: 0, featureShape: [3])
             try w.append(Tensor<Float>(shape: [1, 3]), to: "blocks.0")
             #expect(FileManager.default.fileExists(atPath: w.output.temporaryPath))
-            #expect(throws: ActivationStoreError.self) { try w.finish() }   // 1 of 2 rows
+            #expect(throws: ActivationStoreError.self) { try w.finish() }  // 1 of 2 rows
             #expect(!FileManager.default.fileExists(atPath: w.output.temporaryPath))
         }
         #expect(!FileManager.default.fileExists(atPath: path))
         do {
             let w = try ActivationStoreWriter(path: path, ids: ["a"], metadata: StoreMetadata(model: "m"))
-            _ = w   // dropped without finish()
+            _ = w  // dropped without finish()
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
     }

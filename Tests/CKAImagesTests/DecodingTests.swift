@@ -23,7 +23,7 @@ struct DecodingTests {
         #expect(image.height == entry["height"] as? Int)
         let expected = Fixtures.slice(entry["pixels"])
         let diff = maxAbsDiff(image.pixels, expected)
-        let tolerance = entry["tolerance"] as? Int ?? 0          // 1 for 16-bit with alpha (see the note)
+        let tolerance = entry["tolerance"] as? Int ?? 0  // 1 for 16-bit with alpha (see the note)
         #expect(diff <= tolerance, "\(name): max |Δ| = \(diff) against Pillow")
         if diff > 0 { print("\(name): max |Δ| = \(diff) (\(entry["note"] as? String ?? ""))") }
     }
@@ -52,7 +52,7 @@ struct DecodingTests {
             #expect(error.path == url.path)
             switch (kind, error) {
             case ("corrupt", .corrupt), ("empty", .empty), ("unsupportedFormat", .unsupportedFormat),
-                 ("tooLarge", .tooLarge):
+                ("tooLarge", .tooLarge):
                 break
             default:
                 Issue.record("\(name): expected \(kind), got \(error)")
@@ -91,9 +91,12 @@ struct DecodingTests {
     }
 
     /// Truncations and byte flips of valid files: every variant throws an ImageError or decodes; none traps.
-    @Test("fuzz: truncated and bit-flipped files never crash",
-          arguments: ["cifar_cat_0000.jpg", "chelsea_444_progressive.jpg", "cmyk.jpg", "grey.jpg", "rgba.png",
-                      "palette_trns.png", "interlaced.png", "rgb16.png", "la16.png", "gamma.png", "odd_sampling.jpg"])
+    @Test(
+        "fuzz: truncated and bit-flipped files never crash",
+        arguments: [
+            "cifar_cat_0000.jpg", "chelsea_444_progressive.jpg", "cmyk.jpg", "grey.jpg", "rgba.png",
+            "palette_trns.png", "interlaced.png", "rgb16.png", "la16.png", "gamma.png", "odd_sampling.jpg",
+        ])
     func fuzz(_ name: String) throws {
         let original = try Fixtures.bytes(name)
         var generator = SeededGenerator(seed: UInt64(name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }))
@@ -109,7 +112,9 @@ struct DecodingTests {
                 Issue.record("\(name): non-ImageError \(error)")
             }
         }
-        for cut in stride(from: 0, to: original.count, by: max(1, original.count / 97)) { attempt(Array(original[..<cut])) }
+        for cut in stride(from: 0, to: original.count, by: max(1, original.count / 97)) {
+            attempt(Array(original[..<cut]))
+        }
         for _ in 0..<300 {
             var b = original
             for _ in 0..<Int.random(in: 1...4, using: &generator) {
@@ -118,7 +123,7 @@ struct DecodingTests {
             }
             attempt(b)
         }
-        for _ in 0..<50 {            // header fields scribbled over
+        for _ in 0..<50 {  // header fields scribbled over
             var b = original
             let i = Int.random(in: 0..<min(b.count, 200), using: &generator)
             for j in i..<min(i + 8, b.count) { b[j] = UInt8.random(in: 0...255, using: &generator) }

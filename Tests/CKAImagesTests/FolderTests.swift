@@ -36,10 +36,13 @@ struct FolderTests {
         defer { try? FileManager.default.removeItem(at: root) }
         let folder = try ImageFolder(root: root)
         #expect(folder.layout == .classFolders)
-        #expect(folder.classes == ["Zeta", "a_class", "b_class"])        // code-point order, empty class kept
-        #expect(folder.ids == ["a_class/.hidden.png", "a_class/y.jpeg", "a_class/z.JPG",
-                               "b_class/10.png", "b_class/2.png", "b_class/sub/a.jpg", "b_class/sub dir/x.png",
-                               "b_class/sub/deeper/d.png"])
+        #expect(folder.classes == ["Zeta", "a_class", "b_class"])  // code-point order, empty class kept
+        #expect(
+            folder.ids == [
+                "a_class/.hidden.png", "a_class/y.jpeg", "a_class/z.JPG",
+                "b_class/10.png", "b_class/2.png", "b_class/sub/a.jpg", "b_class/sub dir/x.png",
+                "b_class/sub/deeper/d.png",
+            ])
         #expect(folder.labels == [1, 1, 1, 2, 2, 2, 2, 2])
         #expect(folder.samples[0].url.lastPathComponent == ".hidden.png")
 
@@ -108,7 +111,7 @@ struct FolderTests {
         var loader = ImageBatchLoader(folder: folder, preprocessing: .dino, batchSize: 4)
         var ids: [String] = [], sizes: [Int] = []
         while let b = try loader.next() { ids += b.ids; sizes.append(b.count) }
-        #expect(sizes == [4, 4])                                   // refilled after the skips
+        #expect(sizes == [4, 4])  // refilled after the skips
         #expect(ids == folder.ids.filter { $0 != "a_class/bad.png" && $0 != "b_class/3.png" })
         #expect(loader.failures.map(\.id) == ["a_class/bad.png", "b_class/3.png"])
         #expect(loader.failures.allSatisfy { !$0.description.isEmpty })

@@ -31,7 +31,8 @@ enum Fixtures {
     static func floats(_ entry: Any?) -> [Float] {
         let b = slice(entry)
         return stride(from: 0, to: b.count - 3, by: 4).map {
-            Float(bitPattern: UInt32(b[$0]) | UInt32(b[$0 + 1]) << 8 | UInt32(b[$0 + 2]) << 16 | UInt32(b[$0 + 3]) << 24)
+            Float(
+                bitPattern: UInt32(b[$0]) | UInt32(b[$0 + 1]) << 8 | UInt32(b[$0 + 2]) << 16 | UInt32(b[$0 + 3]) << 24)
         }
     }
 
@@ -40,7 +41,7 @@ enum Fixtures {
     static var shared: URL? {
         if let s = sharedDirectory { return s }
         var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }      // Tests/CKAImagesTests/Helpers.swift → checkout
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/CKAImagesTests/Helpers.swift → checkout
         let shared = url.deletingLastPathComponent().appendingPathComponent("shared")
         return FileManager.default.fileExists(atPath: shared.path) ? shared : nil
     }
@@ -61,10 +62,11 @@ func crc32<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
 }
 
 func crc32(_ floats: [Float]) -> UInt32 {
-    crc32(floats.flatMap { f -> [UInt8] in
-        let b = f.bitPattern
-        return [UInt8(b & 0xFF), UInt8(b >> 8 & 0xFF), UInt8(b >> 16 & 0xFF), UInt8(b >> 24)]
-    })
+    crc32(
+        floats.flatMap { f -> [UInt8] in
+            let b = f.bitPattern
+            return [UInt8(b & 0xFF), UInt8(b >> 8 & 0xFF), UInt8(b >> 16 & 0xFF), UInt8(b >> 24)]
+        })
 }
 
 /// A generator digest `{crc32, count, sum}`.
@@ -75,7 +77,8 @@ struct Digest: Equatable, CustomStringConvertible {
 
     init?(_ json: Any?) {
         guard let d = json as? [String: Any], let c = (d["crc32"] as? NSNumber)?.uint32Value,
-              let n = d["count"] as? Int, let s = (d["sum"] as? NSNumber)?.doubleValue else { return nil }
+            let n = d["count"] as? Int, let s = (d["sum"] as? NSNumber)?.doubleValue
+        else { return nil }
         crc = c; count = n; sum = s
     }
 
@@ -101,8 +104,12 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
 func subsample(_ t: Tensor<Float>, step: Int) -> [Float] {
     let s = t.scalars, c = t.shape[1], w = t.shape[2]
     var out: [Float] = []
-    for ch in 0..<3 { for y in stride(from: 0, to: c, by: step) { for x in stride(from: 0, to: w, by: step) {
-        out.append(s[(ch * c + y) * w + x])
-    } } }
+    for ch in 0..<3 {
+        for y in stride(from: 0, to: c, by: step) {
+            for x in stride(from: 0, to: w, by: step) {
+                out.append(s[(ch * c + y) * w + x])
+            }
+        }
+    }
     return out
 }

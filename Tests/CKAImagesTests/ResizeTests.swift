@@ -34,8 +34,9 @@ struct ResizeTests {
             let interpolation = try #require(Interpolation(rawValue: c["interpolation"] as? String ?? ""))
             let crop = try #require(c["crop"] as? Int)
             let mean = try #require(c["mean"] as? [Double]), std = try #require(c["std"] as? [Double])
-            p = try Preprocessing(resize: c["resize"] as? Int, interpolation: interpolation, crop: crop, mean: mean,
-                                  std: std)
+            p = try Preprocessing(
+                resize: c["resize"] as? Int, interpolation: interpolation, crop: crop, mean: mean,
+                std: std)
         }
         let u8 = p.resizedAndCropped(image)
         #expect(u8.width == p.crop && u8.height == p.crop)

@@ -15,8 +15,9 @@ struct SharedDataTests {
         try RGBImage(contentsOf: try #require(Fixtures.photos).appendingPathComponent(name))
     }
 
-    @Test("decode and short-side resize of the photos equal Pillow's (bicubic, bilinear; 100–700 px)",
-          arguments: photoNames)
+    @Test(
+        "decode and short-side resize of the photos equal Pillow's (bicubic, bilinear; 100–700 px)",
+        arguments: photoNames)
     func resizePhotos(_ name: String) throws {
         let entry = try #require(Fixtures.section("photos")[name] as? [String: Any])
         let image = try SharedDataTests.photo(name)
@@ -32,8 +33,9 @@ struct SharedDataTests {
         }
     }
 
-    @Test("presets on the photos: uint8 crops and float32 tensors bit-identical to the torchvision emulation",
-          arguments: photoNames)
+    @Test(
+        "presets on the photos: uint8 crops and float32 tensors bit-identical to the torchvision emulation",
+        arguments: photoNames)
     func presetsOnPhotos(_ name: String) throws {
         let entry = try #require(Fixtures.section("photos")[name] as? [String: Any])
         let presets = try #require(entry["presets"] as? [String: [String: Any]])
@@ -51,8 +53,9 @@ struct SharedDataTests {
         }
     }
 
-    @Test("DINOv2 preprocessing equals the torchvision tensors of the reference activation file",
-          arguments: referenceNames)
+    @Test(
+        "DINOv2 preprocessing equals the torchvision tensors of the reference activation file",
+        arguments: referenceNames)
     func reference(_ name: String) throws {
         let entry = try #require(Fixtures.section("reference")[name] as? [String: Any])
         #expect(try Preprocessing(description: entry["preprocessing"] as? String ?? "") == .dinov2)
@@ -61,8 +64,9 @@ struct SharedDataTests {
         let digest = try #require(Digest(entry["float32"]))
         let d = maxAbsDiff(subsample(x, step: 16), Fixtures.floats(entry["float32_subsample"]))
         let identical = crc32(x.scalars) == digest.crc
-        print("\(name): torchvision reference [3,224,224] \(identical ? "bit-identical" : "DIFFERS"); "
-              + "subsample max |Δ| = \(d)")
+        print(
+            "\(name): torchvision reference [3,224,224] \(identical ? "bit-identical" : "DIFFERS"); "
+                + "subsample max |Δ| = \(d)")
         #expect(identical)
         #expect(d == 0)
         expectClose(x.scalars.reduce(0.0) { $0 + Double($1) }, digest.sum, rtol: 1e-9)
@@ -97,8 +101,9 @@ struct SharedDataTests {
         var x = Tensor<Float>(shape: [1])
         let t = clock.measure { for _ in 0..<3 { x = (try? Preprocessing.dino.tensor(contentsOf: url)) ?? x } }
         let root = try #require(Fixtures.shared).appendingPathComponent("data/images/cifar10-test-1000")
-        var loader = ImageBatchLoader(folder: try ImageFolder(root: root, limit: 64), preprocessing: .dino,
-                                      batchSize: 64)
+        var loader = ImageBatchLoader(
+            folder: try ImageFolder(root: root, limit: 64), preprocessing: .dino,
+            batchSize: 64)
         let tb = try clock.measure { _ = try loader.next() }
         print("astronaut.png decode + dino: \(t / 3) per image; 64 CIFAR images: \(tb) (this build's optimisation)")
         #expect(x.shape == [3, 224, 224])

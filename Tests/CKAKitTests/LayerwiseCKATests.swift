@@ -23,12 +23,16 @@ func blockSimilarity(_ a: String, _ b: String, images: String, heatmap: String) 
 
 @Suite("The library façade: LayerwiseCKA and the DocC article's example")
 struct LayerwiseCKATests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     @Test("The article shows the example this file builds, in at most 20 lines")
     func articleMatchesTest() throws {
-        let article = try String(contentsOf: Self.root.appendingPathComponent("Sources/CKAKit/CKAKit.docc/LayerwiseAnalysis.md"), encoding: .utf8)
-        let code = try #require(article.components(separatedBy: "```swift\n").dropFirst().first?.components(separatedBy: "```").first)
+        let article = try String(
+            contentsOf: Self.root.appendingPathComponent("Sources/CKAKit/CKAKit.docc/LayerwiseAnalysis.md"),
+            encoding: .utf8)
+        let code = try #require(
+            article.components(separatedBy: "```swift\n").dropFirst().first?.components(separatedBy: "```").first)
         let mine = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
         #expect(mine.contains(code.replacingOccurrences(of: "import CKAKit\n\n", with: "")))
         #expect(code.split(separator: "\n").count <= 20)
@@ -52,8 +56,10 @@ struct LayerwiseCKATests {
         for (ckpt, name) in [(a, "a.h5"), (b, "b.h5")] {
             let c = try Checkpoint(contentsOf: ckpt)
             let model = try VisionTransformer(checkpoint: c)
-            var input = try ImageFolderInput(root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: c.source, imageSize: model.imageSize),
-                                             batchSize: 8, limit: 32)
+            var input = try ImageFolderInput(
+                root: images,
+                preprocessing: ImageFolderInput.defaultPreprocessing(for: c.source, imageSize: model.imageSize),
+                batchSize: 8, limit: 32)
             var o = ExtractionOptions()
             o.layers = ["blocks.*"]
             o.store = [.grams]
@@ -67,12 +73,14 @@ struct LayerwiseCKATests {
         o.batchSize = 8
         let fromStores = try CKAComparison.run(stores[0], stores[1], options: o)
         #expect(fromStores.usedStoredGrams)
-        let inMemory = try LayerwiseCKA(layers: ["blocks.*"], batchSize: 8).compare(checkpoint: a.path, with: b.path, images: images, limit: 32)
+        let inMemory = try LayerwiseCKA(layers: ["blocks.*"], batchSize: 8).compare(
+            checkpoint: a.path, with: b.path, images: images, limit: 32)
         #expect(inMemory.matrix == fromStores.matrix)
         #expect(inMemory.layersA == fromStores.layersA && inMemory.examplesUsed == 32 && inMemory.batches == 4)
         #expect(diagonal.map(\.1) == [inMemory.matrix[0][0], inMemory.matrix[1][1]])
         // And the store overload.
-        let viaFacade = try LayerwiseCKA(layers: ["blocks.*"], batchSize: 8).compare(store: stores[0].path, with: stores[1].path)
+        let viaFacade = try LayerwiseCKA(layers: ["blocks.*"], batchSize: 8).compare(
+            store: stores[0].path, with: stores[1].path)
         #expect(viaFacade.matrix == fromStores.matrix)
     }
 
@@ -87,7 +95,8 @@ struct LayerwiseCKATests {
         #expect(r.batches == 2 && r.warnings.count == 1)
         expectClose(r.matrix[0][0], 1, rtol: 1e-9)
         #expect(throws: CKAError.self) {
-            try LayerwiseCKA(layers: ["nothing.*"], batchSize: 8).compare(checkpoint: a.path, with: a.path, images: images, limit: 8)
+            try LayerwiseCKA(layers: ["nothing.*"], batchSize: 8).compare(
+                checkpoint: a.path, with: a.path, images: images, limit: 8)
         }
     }
 }

@@ -23,9 +23,12 @@ struct SurfaceTests {
     @Test("grid axes are np.linspace with inclusive endpoints; malformed grids are refused")
     func gridAxis() throws {
         let g = try GridAxis(parsing: "-1:1:51")
-        #expect(g.coordinates.count == 51 && g.coordinates.first == -1 && g.coordinates.last == 1 && g.coordinates[25] == 0)
+        #expect(
+            g.coordinates.count == 51 && g.coordinates.first == -1 && g.coordinates.last == 1 && g.coordinates[25] == 0)
         #expect(try GridAxis(parsing: "-0.5:1.5:5").coordinates == [-0.5, 0, 0.5, 1, 1.5])
-        for bad in ["1:-1:5", "-1:1", "a:1:3", "-1:1:1"] { #expect(throws: LandscapeError.self) { try GridAxis(parsing: bad) } }
+        for bad in ["1:-1:5", "-1:1", "a:1:3", "-1:1:1"] {
+            #expect(throws: LandscapeError.self) { try GridAxis(parsing: bad) }
+        }
     }
 
     @Test("convex quadratic: every interior point convex, curvature along each axis exact")
@@ -42,12 +45,15 @@ struct SurfaceTests {
         #expect(s.completedCount == 99)
         let stats = try LandscapeStatistics(surface: s)
         let xs = dx[q]!.scalars.map(Double.init), ys = dy[q]!.scalars.map(Double.init)
-        let hxx = 2 * zip(c, xs).reduce(0) { $0 + $1.0 * $1.1 * $1.1 }, hyy = 2 * zip(c, ys).reduce(0) { $0 + $1.0 * $1.1 * $1.1 }
+        let hxx = 2 * zip(c, xs).reduce(0) { $0 + $1.0 * $1.1 * $1.1 },
+            hyy = 2 * zip(c, ys).reduce(0) { $0 + $1.0 * $1.1 * $1.1 }
         expectClose(stats.curvature, [hxx, hyy], rtol: 1e-5)
         #expect(stats.convexFraction == 1 && stats.convexRegionPoints == 9 * 7 && stats.convexRegionTouchesEdge)
         expectClose(stats.convexArea, 63 * 0.2 * 0.25, rtol: 1e-12)
         expectClose(stats.centerLoss, 0, atol: 1e-12)
-        expectClose(s.value(ix: 10, iy: 8)!, hxx / 2 + hyy / 2 + 2 * zip(c, zip(xs, ys)).reduce(0) { $0 + $1.0 * $1.1.0 * $1.1.1 }, rtol: 1e-5)
+        expectClose(
+            s.value(ix: 10, iy: 8)!,
+            hxx / 2 + hyy / 2 + 2 * zip(c, zip(xs, ys)).reduce(0) { $0 + $1.0 * $1.1.0 * $1.1.1 }, rtol: 1e-5)
         #expect(s.parts["half"]![0] == s.loss[0] / 2 && s.accuracy![0] == 100 - s.loss[0])
     }
 
@@ -57,15 +63,18 @@ struct SurfaceTests {
         // so the convex columns are those with 12x² + 2h² ≤ 2k.
         let k = 0.6, x = try GridAxis(parsing: "-1:1:21").coordinates, y = try GridAxis(parsing: "-1:1:11").coordinates
         var s = LandscapeSurface(x: x, y: y, ids: [])
-        for iy in y.indices { for ix in x.indices {
-            let a = x[ix], b = y[iy]
-            s.record(LandscapeValue(loss: a * a - a * a * a * a / k + b * b), ix: ix, iy: iy)
-        } }
+        for iy in y.indices {
+            for ix in x.indices {
+                let a = x[ix], b = y[iy]
+                s.record(LandscapeValue(loss: a * a - a * a * a * a / k + b * b), ix: ix, iy: iy)
+            }
+        }
         let stats = try LandscapeStatistics(surface: s)
         let h = 0.1
         let columns = (1..<20).filter { 12 * x[$0] * x[$0] + 2 * h * h <= 2 * k + 1e-9 }.count
-        #expect(columns == 7)   // |x| ≤ 0.3
-        #expect(stats.convexRegionPoints == columns * 9 && stats.convexRegionTouchesEdge)   // all rows: reaches the y edge
+        #expect(columns == 7)  // |x| ≤ 0.3
+        // all rows: reaches the y edge
+        #expect(stats.convexRegionPoints == columns * 9 && stats.convexRegionTouchesEdge)
         expectClose(stats.convexArea, Double(columns * 9) * 0.1 * 0.2, rtol: 1e-12)
         expectClose(stats.convexFraction, Double(columns * 9) / Double(19 * 9), rtol: 1e-12)
         expectClose(stats.curvature[1], 2, rtol: 1e-9)
@@ -96,7 +105,8 @@ struct SurfaceTests {
         let dy = FilterNormalizedDirections.random(like: w.restricted(to: [q]), seed: 2)
         let run = SurfaceEvaluation(objective: objective, directions: [dx, dy])
         let x = try GridAxis(parsing: "-1:1:5").coordinates
-        var empty = LandscapeSurface(x: x, y: x, ids: ["img0", "img1"], attributes: ["loss": .string("quadratic"), "seed": .int(1)])
+        var empty = LandscapeSurface(
+            x: x, y: x, ids: ["img0", "img1"], attributes: ["loss": .string("quadratic"), "seed": .int(1)])
         empty.masks = [0, 1, 1, 0]
         empty.patchCount = 2
         let full = dir.appendingPathComponent("full.h5").path, part = dir.appendingPathComponent("part.h5").path
@@ -112,8 +122,10 @@ struct SurfaceTests {
         #expect(calls == 25 - 7)
         #expect(try Data(contentsOf: URL(fileURLWithPath: part)) == Data(contentsOf: URL(fileURLWithPath: full)))
         let a = try LandscapeSurface(contentsOf: part)
-        #expect(a.loss == (try LandscapeSurface(contentsOf: full)).loss && a.masks! == [0, 1, 1, 0] && a.ids == ["img0", "img1"])
-        var single = empty                               // one-element lists are read back as scalars
+        #expect(
+            a.loss == (try LandscapeSurface(contentsOf: full)).loss && a.masks! == [0, 1, 1, 0]
+                && a.ids == ["img0", "img1"])
+        var single = empty  // one-element lists are read back as scalars
         single.attributes["excluded"] = .strings(["none"])
         let path1 = dir.appendingPathComponent("single.h5").path
         try single.write(to: path1)
@@ -169,14 +181,16 @@ struct HessianTests {
         var g = SeededGenerator(seed: 3)
         var c: [String: [Double]] = [:]
         for name in w.names { c[name] = (0..<w[name]!.count).map { _ in 0.5 + g.unit() } }
-        c["blocks.0.attn.qkv.bias"]![5] = 5          // the top eigenvalue sits on a 1-D tensor
-        c["cls_token"]![2] = 9                        // larger, but not among the chosen tensors
+        c["blocks.0.attn.qkv.bias"]![5] = 5  // the top eigenvalue sits on a 1-D tensor
+        c["cls_token"]![2] = 9  // larger, but not among the chosen tensors
         let o = DiagonalQuadratic(center: w, c: c)
-        let h = try HessianEigenvalue(objective: o, parameters: ["blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias"],
-                                      maxIterations: 60, tolerance: 1e-7, seed: 1)
+        let h = try HessianEigenvalue(
+            objective: o, parameters: ["blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias"],
+            maxIterations: 60, tolerance: 1e-7, seed: 1)
         expectClose(h.eigenvalue, 5, rtol: 1e-3)
         #expect(h.iterations < 60 && h.history.count == h.iterations && h.stepError < 1e-3)
-        let all = try HessianEigenvalue(objective: o, parameters: Set(w.names), maxIterations: 60, tolerance: 1e-7, seed: 1)
+        let all = try HessianEigenvalue(
+            objective: o, parameters: Set(w.names), maxIterations: 60, tolerance: 1e-7, seed: 1)
         expectClose(all.eigenvalue, 9, rtol: 1e-3)
         #expect(all.attributes["hessian_max_eigenvalue"] == .double(all.eigenvalue))
     }

@@ -4,9 +4,10 @@ import Testing
 
 @Suite("Picture files")
 struct PictureFileTests {
-    let heatmap = Heatmap(values: blockCKA(rows: 6, columns: 5), rowLabels: (0..<6).map { "rowlayer.\($0)" },
-                          columnLabels: (0..<5).map { "collayer.\($0)" }, title: "Heatmap <title> & more",
-                          xLabel: "model B", yLabel: "model A")
+    let heatmap = Heatmap(
+        values: blockCKA(rows: 6, columns: 5), rowLabels: (0..<6).map { "rowlayer.\($0)" },
+        columnLabels: (0..<5).map { "collayer.\($0)" }, title: "Heatmap <title> & more",
+        xLabel: "model B", yLabel: "model A")
 
     @Test("Heatmap: PNG signature and IHDR size, automatic and requested")
     func heatmapPNG() throws {
@@ -49,8 +50,9 @@ struct PictureFileTests {
         let dir = try ScratchDirectory()
         defer { dir.cleanUp() }
         let n = 48
-        let h = Heatmap(values: blockCKA(rows: n, columns: n), rowLabels: (0..<n).map { "blocks.\($0).mlp.fc1" },
-                        columnLabels: (0..<n).map { "blocks.\($0).attn.qkv" }, title: "48 layers")
+        let h = Heatmap(
+            values: blockCKA(rows: n, columns: n), rowLabels: (0..<n).map { "blocks.\($0).mlp.fc1" },
+            columnLabels: (0..<n).map { "blocks.\($0).attn.qkv" }, title: "48 layers")
         try h.write(to: dir.file("h.svg"))
         let svg = try svgText(dir.file("h.svg"))
         let rows = h.rowLabels.filter { svgHasText(svg, $0) }.count
@@ -92,15 +94,18 @@ struct PictureFileTests {
     func linePlot() throws {
         let dir = try ScratchDirectory()
         defer { dir.cleanUp() }
-        let plot = LinePlot(series: [
-            .init(name: "ViT-S/16", y: (0..<12).map { 0.1 + 0.06 * Double($0) }),
-            .init(name: "DeiT-S", x: (0..<12).map(Double.init), y: (0..<12).map { 0.15 + 0.05 * Double($0) }),
-        ], title: "k-NN accuracy", xLabel: "block", yLabel: "accuracy")
+        let plot = LinePlot(
+            series: [
+                .init(name: "ViT-S/16", y: (0..<12).map { 0.1 + 0.06 * Double($0) }),
+                .init(name: "DeiT-S", x: (0..<12).map(Double.init), y: (0..<12).map { 0.15 + 0.05 * Double($0) }),
+            ], title: "k-NN accuracy", xLabel: "block", yLabel: "accuracy")
         try plot.write(to: dir.file("p.png"), width: 1000, height: 700)
         #expect(try pngSize(dir.file("p.png")) == (1000, 700))
         try plot.write(to: dir.file("p.svg"))
         let svg = try svgText(dir.file("p.svg"))
-        for text in ["k-NN accuracy", "block", "accuracy", "ViT-S/16", "DeiT-S", "0", "2", "4", "10", "0.2", "0.4", "0.6"] {
+        for text in [
+            "k-NN accuracy", "block", "accuracy", "ViT-S/16", "DeiT-S", "0", "2", "4", "10", "0.2", "0.4", "0.6",
+        ] {
             #expect(svgHasText(svg, text), "\(text)")
         }
         // Fixed y range with negative values: typographic minus.
@@ -116,8 +121,9 @@ struct PictureFileTests {
         defer { dir.cleanUp() }
         let xs = (0...20).map { -1 + 0.1 * Double($0) }, ys = (0...10).map { -0.5 + 0.1 * Double($0) }
         let z = ys.map { y in xs.map { x in x * x + 2 * y * y } }
-        let plot = ContourPlot(x: xs, y: ys, z: z, title: "Landscape", xLabel: "alpha", yLabel: "beta",
-                               colorbarLabel: "loss", levelCount: 6)
+        let plot = ContourPlot(
+            x: xs, y: ys, z: z, title: "Landscape", xLabel: "alpha", yLabel: "beta",
+            colorbarLabel: "loss", levelCount: 6)
         try plot.write(to: dir.file("c.png"))
         let auto = try pngSize(dir.file("c.png"))
         #expect(auto.width > auto.height, "wide plot for a wide domain: \(auto)")
@@ -209,8 +215,10 @@ struct FailureTests {
         let dir = try ScratchDirectory()
         defer { dir.cleanUp() }
         let p = dir.file("x.png")
-        func expectError(_ body: () throws -> Void, _ check: (PlotError) -> Bool,
-                         sourceLocation: SourceLocation = #_sourceLocation) {
+        func expectError(
+            _ body: () throws -> Void, _ check: (PlotError) -> Bool,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) {
             do {
                 try body()
                 Issue.record("expected an error", sourceLocation: sourceLocation)
@@ -235,8 +243,9 @@ struct FailureTests {
         expectError({ try Heatmap(values: [[1]]).write(to: p, width: 0) }, isInvalid)
         expectError({ try Heatmap(values: blockCKA(rows: 40, columns: 40)).write(to: p, width: 60) }, isInvalid)
         expectError({ try HeatmapGrid(panels: []).write(to: p) }, isEmpty)
-        expectError({ try HeatmapGrid(panels: [Heatmap(values: [[1]]), Heatmap(values: [[1, 2], [1]])]).write(to: p) },
-                    { isMismatch($0) && $0.description.contains("panel 1") })
+        expectError(
+            { try HeatmapGrid(panels: [Heatmap(values: [[1]]), Heatmap(values: [[1, 2], [1]])]).write(to: p) },
+            { isMismatch($0) && $0.description.contains("panel 1") })
         expectError({ try HeatmapGrid(panels: [Heatmap(values: [[1]])], columns: 0).write(to: p) }, isInvalid)
         expectError({ try LinePlot(series: []).write(to: p) }, isEmpty)
         expectError({ try LinePlot(series: [.init(name: "a", x: [1, 2, 3], y: [1, 2])]).write(to: p) }, isMismatch)
@@ -330,13 +339,15 @@ struct ComponentTests {
         #expect(map.color(of: 5, in: 0...10) == map.color(at: 0.5))
     }
 
-    @Test("Nice ticks use 1-2-5 steps", arguments: [
-        (0.0, 1.0, 5, [0, 0.2, 0.4, 0.6, 0.8, 1.0]),
-        (0.0, 11.0, 6, [0, 2, 4, 6, 8, 10]),
-        (-1.0, 1.0, 4, [-1, -0.5, 0, 0.5, 1]),
-        (0.13, 0.87, 5, [0.2, 0.4, 0.6, 0.8]),
-        (3.0, 3.0, 5, [3]),
-    ])
+    @Test(
+        "Nice ticks use 1-2-5 steps",
+        arguments: [
+            (0.0, 1.0, 5, [0, 0.2, 0.4, 0.6, 0.8, 1.0]),
+            (0.0, 11.0, 6, [0, 2, 4, 6, 8, 10]),
+            (-1.0, 1.0, 4, [-1, -0.5, 0, 0.5, 1]),
+            (0.13, 0.87, 5, [0.2, 0.4, 0.6, 0.8]),
+            (3.0, 3.0, 5, [3]),
+        ])
     func niceTicks(lower: Double, upper: Double, target: Int, expected: [Double]) {
         let ticks = NiceTicks(lower: lower, upper: upper, target: target)
         #expect(ticks.values.count == expected.count)
@@ -376,8 +387,9 @@ struct ComponentTests {
 
 @Suite("Marching squares")
 struct MarchingSquaresTests {
-    @Test("Level r² of the cone x² + y² is one closed loop on the circle of radius r",
-          arguments: [0.3, 0.55, 0.8])
+    @Test(
+        "Level r² of the cone x² + y² is one closed loop on the circle of radius r",
+        arguments: [0.3, 0.55, 0.8])
     func cone(radius: Double) {
         let xs = (0...40).map { -1 + 0.05 * Double($0) }
         let ys = (0...30).map { -1 + 0.0666666666666667 * Double($0) }

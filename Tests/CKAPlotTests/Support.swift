@@ -1,7 +1,7 @@
 @testable import CKAPlot
 import Foundation
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 import Testing
 
@@ -45,8 +45,10 @@ func svgText(_ path: String) throws -> String {
 
 private final class RootRecorder: NSObject, XMLParserDelegate {
     var root: String?
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+    func parser(
+        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+        qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]
+    ) {
         if root == nil { root = elementName }
     }
 }

@@ -51,10 +51,13 @@ struct ReferenceTests {
         expectClose(try acc.matrix()[0][0], demo["debiased"] as! Double, atol: 1e-12)
     }
 
-    @Test("cka compare engine on stores (float32/float16/float64, tokens, +1000 offset) ≤ 1e-5 from the reference",
-          arguments: ["minibatch_bs16", "minibatch_bs32", "minibatch_bs16_cls", "minibatch_bs16_gap", "minibatch_bs16_gap_nocls",
-                      "minibatch_bs16_shuffle7", "minibatch_bs16_shuffle7_passes2", "debiased", "linear", "rbf",
-                      "rbf_debiased_0.8", "self_a_minibatch_bs16"])
+    @Test(
+        "cka compare engine on stores (float32/float16/float64, tokens, +1000 offset) ≤ 1e-5 from the reference",
+        arguments: [
+            "minibatch_bs16", "minibatch_bs32", "minibatch_bs16_cls", "minibatch_bs16_gap", "minibatch_bs16_gap_nocls",
+            "minibatch_bs16_shuffle7", "minibatch_bs16_shuffle7_passes2", "debiased", "linear", "rbf",
+            "rbf_debiased_0.8", "self_a_minibatch_bs16",
+        ])
     func storeCases(name: String) throws {
         let exp = try json("cka_expected.json")
         let cases = exp["cases"] as! [String: [[Double]]]
@@ -103,9 +106,11 @@ struct ReferenceTests {
         o.batchSize = 16
         let r = try CKAComparison.run(a, b, options: o)
         #expect(r.usedStoredGrams)
-        expectClose(r.matrix.flatMap { $0 }, (exp["cases"] as! [String: [[Double]]])["minibatch_bs16"]!.flatMap { $0 }, atol: 1e-5)
+        expectClose(
+            r.matrix.flatMap { $0 }, (exp["cases"] as! [String: [[Double]]])["minibatch_bs16"]!.flatMap { $0 },
+            atol: 1e-5)
         o.batchSize = 32
-        #expect(throws: CKAError.self) { try CKAComparison.run(a, b, options: o) }   // Grams of 16, asked 32
+        #expect(throws: CKAError.self) { try CKAComparison.run(a, b, options: o) }  // Grams of 16, asked 32
     }
 }
 
@@ -115,7 +120,9 @@ struct PropertyTests {
     func identityAndSymmetry() throws {
         let (x, y) = try relatedPair(n: 64, dx: 20, dy: 9, seed: 1)
         let kx = try x.gram(centered: true), ky = try y.gram(centered: true)
-        for f in [FullSetCKA.biased, FullSetCKA.debiased, { try FullSetCKA.rbf($0, $1) }] as [(Tensor<Double>, Tensor<Double>) throws -> Double] {
+        for f in [FullSetCKA.biased, FullSetCKA.debiased, { try FullSetCKA.rbf($0, $1) }]
+            as [(Tensor<Double>, Tensor<Double>) throws -> Double]
+        {
             expectClose(try f(kx, kx), 1, atol: 1e-12)
             expectClose(try f(kx, ky), try f(ky, kx), atol: 1e-12)
         }
@@ -145,10 +152,13 @@ struct PropertyTests {
         var xo = x
         xo.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] += 1000 } }
         for batch in [16, 64, 256] {
-            expectClose(try minibatchCKA(xo, y, batch: batch), try minibatchCKA(x, y, batch: batch), atol: 1e-4, "batch \(batch)")
+            expectClose(
+                try minibatchCKA(xo, y, batch: batch), try minibatchCKA(x, y, batch: batch), atol: 1e-4,
+                "batch \(batch)")
         }
         expectClose(try FullSetCKA.linear(xo, y), try FullSetCKA.linear(x, y), atol: 1e-4)
-        expectClose(try FullSetCKA.linear(xo, y, debiased: true), try FullSetCKA.linear(x, y, debiased: true), atol: 1e-4)
+        expectClose(
+            try FullSetCKA.linear(xo, y, debiased: true), try FullSetCKA.linear(x, y, debiased: true), atol: 1e-4)
     }
 
     @Test("Minibatch HSIC₁ is stable across batch sizes 16…1024; averaging biased HSIC is not")
@@ -253,13 +263,19 @@ struct BadInputTests {
         let bad = try ActivationStore(path: path)
         var o = CKAOptions()
         o.layersA = ["blocks.0"]
-        #expect(throws: CKAError.zeroVariance(file: path, layer: "blocks.0")) { try CKAComparison.run(bad, b, options: o) }
+        #expect(throws: CKAError.zeroVariance(file: path, layer: "blocks.0")) {
+            try CKAComparison.run(bad, b, options: o)
+        }
         o.estimator = .linear
-        #expect(throws: CKAError.zeroVariance(file: path, layer: "blocks.0")) { try CKAComparison.run(bad, b, options: o) }
+        #expect(throws: CKAError.zeroVariance(file: path, layer: "blocks.0")) {
+            try CKAComparison.run(bad, b, options: o)
+        }
         o = CKAOptions()
         o.layersA = ["blocks.1"]
         o.batchSize = 16
-        #expect(throws: CKAError.nonFinite(file: path, layer: "blocks.1", batch: 3)) { try CKAComparison.run(bad, b, options: o) }
+        #expect(throws: CKAError.nonFinite(file: path, layer: "blocks.1", batch: 3)) {
+            try CKAComparison.run(bad, b, options: o)
+        }
     }
 }
 
@@ -270,7 +286,8 @@ struct MemoryMapTests {
     func store(_ dir: URL, _ name: String, layout: String, seed: UInt64) throws -> ActivationStore {
         let path = dir.appendingPathComponent(name).path
         let n = 96, ids = (0..<n).map { "img\($0)" }
-        let tokens = randomTensor([n, 5, 7], seed: seed, offset: 1000, as: Float.self), pooled = randomTensor([n, 11], seed: seed + 1, as: Float.self)
+        let tokens = randomTensor([n, 5, 7], seed: seed, offset: 1000, as: Float.self),
+            pooled = randomTensor([n, 11], seed: seed + 1, as: Float.self)
         if layout == "contiguous" {
             let w = try ActivationStoreWriter(path: path, ids: ids, metadata: StoreMetadata(model: name))
             try w.finish()
@@ -298,7 +315,8 @@ struct MemoryMapTests {
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         for layout in ["chunked", "contiguous"] {
-            let a = try store(dir, "a-\(layout).h5", layout: layout, seed: 1), b = try store(dir, "b-\(layout).h5", layout: layout, seed: 7)
+            let a = try store(dir, "a-\(layout).h5", layout: layout, seed: 1),
+                b = try store(dir, "b-\(layout).h5", layout: layout, seed: 7)
             #expect(try a.mappedRows("blocks.0")?.rowLength == 35, "\(layout)")
             for shuffle: UInt64? in [nil, 3] {
                 var o = CKAOptions()
@@ -316,18 +334,25 @@ struct MemoryMapTests {
         }
         let h = try store(dir, "half.h5", layout: "float16", seed: 1)
         #expect(try h.mappedRows("blocks.0") == nil)
-        #expect(try !CKAComparison.run(h, options: { var o = CKAOptions(); o.batchSize = 16; return o }()).usedMemoryMap)
+        #expect(
+            try !CKAComparison.run(
+                h,
+                options: {
+                    var o = CKAOptions(); o.batchSize = 16; return o
+                }()
+            ).usedMemoryMap)
         var o = CKAOptions()
         o.batchSize = 16
-        o.tokens = .cls                                 // a token reduction needs the read path
+        o.tokens = .cls  // a token reduction needs the read path
         #expect(try !CKAComparison.run(try store(dir, "c.h5", layout: "chunked", seed: 2), options: o).usedMemoryMap)
     }
 }
 
 @Suite("The minibatch engine's parts")
 struct EngineSplitTests {
-    @Test("HSIC terms of a plan split into any parts (computed in any order), added in batch order, give identical bits",
-          arguments: [1, 2, 3, 5])
+    @Test(
+        "HSIC terms of a plan split into any parts (computed in any order), added in batch order, give identical bits",
+        arguments: [1, 2, 3, 5])
     func splitPlanIsBitIdentical(parts: Int) throws {
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -340,7 +365,8 @@ struct EngineSplitTests {
             o.passes = 2
             o.memoryMap = memoryMap
             let whole = try CKAComparison.run(a, b, options: o)
-            let la = try CKAComparison.selectLayers(a, patterns: nil), lb = try CKAComparison.selectLayers(b, patterns: nil)
+            let la = try CKAComparison.selectLayers(a, patterns: nil),
+                lb = try CKAComparison.selectLayers(b, patterns: nil)
             let plan = try MinibatchPlan(examples: a.count, options: o)
             #expect(plan.batches.map(\.ordinal) == Array(0..<plan.batches.count))
             // Part p takes batches p, p + parts, …; the parts run last-first, as ranks finishing in any order.

@@ -28,7 +28,8 @@ private func ksUniformPValue(_ p: [Double], permutations: Int) -> Double {
 
 /// Rows of N(0, I_dx) and y = x·W + σ·noise, in minibatches of `b`.
 private func sample(_ g: inout SplitMix64, n: Int, w: [[Double]], sigma: Double, independent: Bool = false) throws
-    -> (Tensor<Float>, Tensor<Float>) {
+    -> (Tensor<Float>, Tensor<Float>)
+{
     let dx = w.count, dy = w[0].count
     var x = [Float](), y = [Float]()
     for _ in 0..<n {
@@ -44,7 +45,9 @@ private func sample(_ g: inout SplitMix64, n: Int, w: [[Double]], sigma: Double,
 struct CalibrationTests {
     /// x ~ N(0, I₄), y = xW + σε: population linear CKA = ‖Σxy‖²_F / (‖Σxx‖_F ‖Σyy‖_F) with
     /// Σxx = I, Σxy = W, Σyy = WᵀW + σ²I.
-    @Test("Minibatch CKA: the 95 % bootstrap interval (500 resamples) of 300 replicates covers the population CKA 92–98 % of the time")
+    @Test(
+        "Minibatch CKA: the 95 % bootstrap interval (500 resamples) of 300 replicates covers the population CKA 92–98 % of the time"
+    )
     func bootstrapCoverage() throws {
         let w: [[Double]] = [[1, 0.5, 0], [0, 1, -0.5], [0.5, 0, 1], [0.2, 0.3, 0.1]]
         let sigma = 1.5
@@ -52,9 +55,11 @@ struct CalibrationTests {
         var sxy = 0.0
         for i in 0..<dx { for j in 0..<dy { sxy += w[i][j] * w[i][j] } }
         var syy = [[Double]](repeating: [Double](repeating: 0, count: dy), count: dy)
-        for a in 0..<dy { for c in 0..<dy {
-            syy[a][c] = (0..<dx).reduce(0) { $0 + w[$1][a] * w[$1][c] } + (a == c ? sigma * sigma : 0)
-        } }
+        for a in 0..<dy {
+            for c in 0..<dy {
+                syy[a][c] = (0..<dx).reduce(0) { $0 + w[$1][a] * w[$1][c] } + (a == c ? sigma * sigma : 0)
+            }
+        }
         let normYY = syy.flatMap { $0 }.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let population = sxy / (Double(dx).squareRoot() * normYY)
         var s = StatisticsOptions()
@@ -77,7 +82,9 @@ struct CalibrationTests {
         #expect(rate >= 0.92 && rate <= 0.98, "coverage \(rate) of population CKA \(population)")
     }
 
-    @Test("Minibatch CKA under a true null: permutation p-values are uniform (KS p > 0.01) and Holm's family-wise error ≤ α")
+    @Test(
+        "Minibatch CKA under a true null: permutation p-values are uniform (KS p > 0.01) and Holm's family-wise error ≤ α"
+    )
     func permutationNull() throws {
         var s = StatisticsOptions()
         s.permutations = 199
@@ -99,7 +106,8 @@ struct CalibrationTests {
             var acc = MinibatchStatisticsAccumulator(layerCountA: 2, layerCountB: 2, statistics: s)
             for k in 0..<batches {
                 let rows = k * batch..<(k + 1) * batch
-                try acc.add(representationsA: xs.map { $0.rows(rows) }, representationsB: ys.map { $0.rows(rows) }, ordinal: k)
+                try acc.add(
+                    representationsA: xs.map { $0.rows(rows) }, representationsB: ys.map { $0.rows(rows) }, ordinal: k)
             }
             let st = try acc.finish().statistics
             pFirst.append(st.pValue![0][0])
@@ -124,7 +132,8 @@ struct CalibrationTests {
             let ga = try LayerGrams(features: x, kinds: .centered), gb = try LayerGrams(features: y, kinds: .centered)
             let obs = try ProcrustesSimilarity().value(ga, gb)
             s.seed = UInt64(r)
-            let st = try Resampling.statistics(ProcrustesSimilarity(), gramsA: [ga], gramsB: [gb], observed: [[obs]], options: s)
+            let st = try Resampling.statistics(
+                ProcrustesSimilarity(), gramsA: [ga], gramsB: [gb], observed: [[obs]], options: s)
             p.append(st.pValue![0][0])
         }
         let ks = ksUniformPValue(p, permutations: s.permutations)
@@ -167,7 +176,8 @@ struct ResamplingTests {
                 let x = try st.read(name, rows: rows)
                 return x.rank == 3 ? try TokenReduction.cls.apply(x) : x
             }
-            try acc.add(representationsA: la.map { try rep(a, $0) }, representationsB: lb.map { try rep(b, $0) }, ordinal: k)
+            try acc.add(
+                representationsA: la.map { try rep(a, $0) }, representationsB: lb.map { try rep(b, $0) }, ordinal: k)
         }
         let mem = try acc.finish()
         expectClose(mem.matrix.flatMap { $0 }, fromStore.matrix.flatMap { $0 }, atol: 1e-9)

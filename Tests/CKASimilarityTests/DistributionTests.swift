@@ -42,7 +42,9 @@ final class ThreadRank: MinibatchDistribution {
     init(_ group: ThreadGroup, rank: Int) { self.group = group; self.rank = rank }
     var size: Int { group.size }
     var accumulates: Bool { rank == 0 }
-    func exchange(_ terms: MinibatchCKA.BatchTerms?) throws -> [MinibatchCKA.BatchTerms] { group.exchange(rank: rank, terms) }
+    func exchange(_ terms: MinibatchCKA.BatchTerms?) throws -> [MinibatchCKA.BatchTerms] {
+        group.exchange(rank: rank, terms)
+    }
 }
 
 /// A CKA result of rank 0 computed by `size` simulated processes (each opens the stores, as a process would).
@@ -51,10 +53,13 @@ func distributedRun(_ a: String, _ b: String, _ o: CKAOptions, size: Int) throws
     let results = LockedResults(count: size)
     let threads = (0..<size).map { rank in
         Thread {
-            results.set(rank, Result {
-                try CKAComparison.run(ActivationStore(path: a), ActivationStore(path: b), options: o,
-                                      distribution: ThreadRank(group, rank: rank))
-            })
+            results.set(
+                rank,
+                Result {
+                    try CKAComparison.run(
+                        ActivationStore(path: a), ActivationStore(path: b), options: o,
+                        distribution: ThreadRank(group, rank: rank))
+                })
         }
     }
     for t in threads { t.start() }
@@ -78,8 +83,12 @@ struct DistributionTests {
         var direct = MinibatchCKA(layerCountA: 2, layerCountB: 3)
         var viaTerms = MinibatchCKA(layerCountA: 2, layerCountB: 3)
         for k in 0..<5 {
-            let ga = try (0..<2).map { try randomTensor([10, 7 + $0], seed: UInt64(100 * k + $0), as: Float.self).gram(centered: true) }
-            let gb = try (0..<3).map { try randomTensor([10, 5 + $0], seed: UInt64(100 * k + 50 + $0), as: Float.self).gram(centered: true) }
+            let ga = try (0..<2).map {
+                try randomTensor([10, 7 + $0], seed: UInt64(100 * k + $0), as: Float.self).gram(centered: true)
+            }
+            let gb = try (0..<3).map {
+                try randomTensor([10, 5 + $0], seed: UInt64(100 * k + 50 + $0), as: Float.self).gram(centered: true)
+            }
             try direct.add(gramsA: ga, gramsB: gb)
             try viaTerms.add(MinibatchCKA.terms(gramsA: ga, gramsB: gb))
         }
@@ -88,12 +97,14 @@ struct DistributionTests {
         #expect(try direct.matrix() == viaTerms.matrix())
         var wrong = MinibatchCKA(layerCountA: 3, layerCountB: 3)
         #expect(throws: TensorError.self) {
-            try wrong.add(MinibatchCKA.terms(gramsA: [Tensor<Double>(shape: [4, 4])], gramsB: [Tensor<Double>(shape: [4, 4])]))
+            try wrong.add(
+                MinibatchCKA.terms(gramsA: [Tensor<Double>(shape: [4, 4])], gramsB: [Tensor<Double>(shape: [4, 4])]))
         }
     }
 
-    @Test("compare split over 1, 2, 3 and 7 processes: the matrix of one process, bit for bit (mapped, read, shuffled)",
-          arguments: [false, true])
+    @Test(
+        "compare split over 1, 2, 3 and 7 processes: the matrix of one process, bit for bit (mapped, read, shuffled)",
+        arguments: [false, true])
     func sameMatrixForAnySplit(shuffled: Bool) throws {
         let a = try ActivationStore(path: fixture("cka_a.h5")), b = try ActivationStore(path: fixture("cka_b.h5"))
         for memoryMap in [true, false] {

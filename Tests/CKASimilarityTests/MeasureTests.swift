@@ -32,7 +32,9 @@ struct MeasureReferenceTests {
     func procrustes() throws {
         let f = try MeasureFixture()
         for (a, b) in f.pairs {
-            expectClose(try ProcrustesSimilarity().value(f.grams(a), f.grams(b)), f.values["procrustes/\(a)/\(b)"]!, atol: 1e-10, "\(a)/\(b)")
+            expectClose(
+                try ProcrustesSimilarity().value(f.grams(a), f.grams(b)), f.values["procrustes/\(a)/\(b)"]!,
+                atol: 1e-10, "\(a)/\(b)")
         }
     }
 
@@ -42,8 +44,12 @@ struct MeasureReferenceTests {
         for v in [0.99, 0.9] {
             for (a, b) in f.pairs {
                 let ga = try f.grams(a), gb = try f.grams(b)
-                expectClose(try CanonicalCorrelation(.svcca, variance: v).value(ga, gb), f.values["svcca@\(v)/\(a)/\(b)"]!, atol: 1e-8, "svcca \(v) \(a)/\(b)")
-                expectClose(try CanonicalCorrelation(.pwcca, variance: v).value(ga, gb), f.values["pwcca@\(v)/\(a)/\(b)"]!, atol: 1e-8, "pwcca \(v) \(a)/\(b)")
+                expectClose(
+                    try CanonicalCorrelation(.svcca, variance: v).value(ga, gb), f.values["svcca@\(v)/\(a)/\(b)"]!,
+                    atol: 1e-8, "svcca \(v) \(a)/\(b)")
+                expectClose(
+                    try CanonicalCorrelation(.pwcca, variance: v).value(ga, gb), f.values["pwcca@\(v)/\(a)/\(b)"]!,
+                    atol: 1e-8, "pwcca \(v) \(a)/\(b)")
             }
             for name in ["x", "y"] {
                 let kept = try CanonicalCorrelation(.svcca, variance: v).prepare(f.grams(name)).kept
@@ -64,7 +70,9 @@ struct MeasureReferenceTests {
                 let m = try MutualKNN(k: k).value(ga, gb)
                 #expect(m == f.values["mutual-knn-count@\(k)/\(a)/\(b)"]! / Double(n * k), "mutual-knn \(k) \(a)/\(b)")
                 expectClose(m, f.values["mutual-knn@\(k)/\(a)/\(b)"]!, atol: 1e-6)
-                expectClose(try CKNNA(k: k).value(ga, gb), f.values["cknna@\(k)/\(a)/\(b)"]!, atol: 1e-9, "cknna \(k) \(a)/\(b)")
+                expectClose(
+                    try CKNNA(k: k).value(ga, gb), f.values["cknna@\(k)/\(a)/\(b)"]!, atol: 1e-9, "cknna \(k) \(a)/\(b)"
+                )
             }
         }
     }
@@ -75,8 +83,10 @@ struct MeasureReferenceTests {
         for rdm in RSA.Dissimilarity.allCases {
             for cmp in RSA.Comparison.allCases {
                 for (a, b) in f.pairs {
-                    expectClose(try RSA(rdm: rdm, comparison: cmp).value(f.grams(a), f.grams(b)),
-                                f.values["rsa-\(rdm.rawValue)-\(cmp.rawValue)/\(a)/\(b)"]!, atol: 1e-10, "rsa \(rdm) \(cmp) \(a)/\(b)")
+                    expectClose(
+                        try RSA(rdm: rdm, comparison: cmp).value(f.grams(a), f.grams(b)),
+                        f.values["rsa-\(rdm.rawValue)-\(cmp.rawValue)/\(a)/\(b)"]!, atol: 1e-10,
+                        "rsa \(rdm) \(cmp) \(a)/\(b)")
                 }
             }
         }
@@ -95,7 +105,11 @@ struct MeasureGramFormTests {
         var acc = 0.0, k = s.count
         for i in s.indices { acc += s[i] * s[i]; if acc >= v * total { k = i + 1; break } }
         let n = x.rowCount, w = u.shape[1]
-        return try Tensor(shape: [n, k], generating: { let i = $0 / k, j = $0 % k; return u.scalars[i * w + j] * s[j] })
+        return try Tensor(
+            shape: [n, k],
+            generating: {
+                let i = $0 / k, j = $0 % k; return u.scalars[i * w + j] * s[j]
+            })
     }
 
     /// Canonical correlations of two data sets in feature form: singular values of Q_XᵀQ_Y (thin QR).
@@ -103,8 +117,9 @@ struct MeasureGramFormTests {
         try x.householderQ().matmul(y.householderQ(), transposeSelf: true).singularValues()
     }
 
-    @Test("procrustes, svcca, pwcca, mutual-knn, cknna and rsa: feature form = Gram form to 1e-8 relative",
-          arguments: [(80, 30, 50), (40, 100, 25)])
+    @Test(
+        "procrustes, svcca, pwcca, mutual-knn, cknna and rsa: feature form = Gram form to 1e-8 relative",
+        arguments: [(80, 30, 50), (40, 100, 25)])
     func gramEqualsFeatures(n: Int, dx: Int, dy: Int) throws {
         var x = randomTensor([n, dx], seed: 11, as: Double.self)
         x.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = p[i] * (1 + Double(i % dx) / 3) + 2 } }
@@ -120,13 +135,16 @@ struct MeasureGramFormTests {
         // Procrustes: nuclear norm of X̃ᵀỸ (D×D) over Frobenius norms.
         let xc = try centred(x), yc = try centred(y)
         let nuc = try xc.matmul(yc, transposeSelf: true).singularValues().reduce(0, +)
-        let fx = xc.scalars.reduce(0) { $0 + $1 * $1 }.squareRoot(), fy = yc.scalars.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let fx = xc.scalars.reduce(0) { $0 + $1 * $1 }.squareRoot(),
+            fy = yc.scalars.reduce(0) { $0 + $1 * $1 }.squareRoot()
         rel(try ProcrustesSimilarity().value(ga, gb), nuc / (fx * fy), "procrustes")
         // SVCCA / PWCCA through QR of the reduced data (no Gram).
         for v in [0.99, 0.8] {
             let rx = try reduced(x, v), ry = try reduced(y, v)
             let rho = try canonical(rx, ry)
-            rel(try CanonicalCorrelation(.svcca, variance: v).value(ga, gb), rho.reduce(0, +) / Double(rho.count), "svcca \(v)")
+            rel(
+                try CanonicalCorrelation(.svcca, variance: v).value(ga, gb), rho.reduce(0, +) / Double(rho.count),
+                "svcca \(v)")
             // PWCCA as released, on features: the side with fewer directions (A on a tie) gives the weights;
             // whitening = unit columns (Xr = U_k·S_k has orthogonal columns); u, ρ from the SVD of the whitened
             // cross-covariance; dirnsᵀ = Xr·u; weights from the QR of dirnsᵀ, Σⱼ|(QᵀXr)ᵢⱼ|.
@@ -174,16 +192,19 @@ struct MeasureGramFormTests {
         func rdmFeatures(_ t: Tensor<Double>, _ kind: RSA.Dissimilarity, _ dim: Double) -> [Double] {
             let rows = (0..<n).map { Array(t.scalars[$0 * t.rowSize..<($0 + 1) * t.rowSize]) }
             var out: [Double] = []
-            for i in 0..<n { for j in (i + 1)..<n {
-                switch kind {
-                case .euclidean: out.append(zip(rows[i], rows[j]).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / dim)
-                case .correlation:
-                    let mi = rows[i].reduce(0, +) / dim, mj = rows[j].reduce(0, +) / dim
-                    let a = rows[i].map { $0 - mi }, b = rows[j].map { $0 - mj }
-                    let c = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
-                    out.append(1 - c / (a.reduce(0) { $0 + $1 * $1 } * b.reduce(0) { $0 + $1 * $1 }).squareRoot())
+            for i in 0..<n {
+                for j in (i + 1)..<n {
+                    switch kind {
+                    case .euclidean:
+                        out.append(zip(rows[i], rows[j]).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / dim)
+                    case .correlation:
+                        let mi = rows[i].reduce(0, +) / dim, mj = rows[j].reduce(0, +) / dim
+                        let a = rows[i].map { $0 - mi }, b = rows[j].map { $0 - mj }
+                        let c = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+                        out.append(1 - c / (a.reduce(0) { $0 + $1 * $1 } * b.reduce(0) { $0 + $1 * $1 }).squareRoot())
+                    }
                 }
-            } }
+            }
             return out
         }
         for kind in RSA.Dissimilarity.allCases {
@@ -212,15 +233,18 @@ struct MeasureGramFormTests {
         let q = try randomTensor([8, 8], seed: 6, as: Double.self).householderQ()
         var y = try x.matmul(q)
         y.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = 3 * p[i] + 7 } }
-        let ga = try LayerGrams(features: x, kinds: [.centered, .raw]), gb = try LayerGrams(features: y, kinds: [.centered, .raw])
+        let ga = try LayerGrams(features: x, kinds: [.centered, .raw]),
+            gb = try LayerGrams(features: y, kinds: [.centered, .raw])
         expectClose(try ProcrustesSimilarity().value(ga, gb), 1, atol: 1e-12)
         expectClose(try CanonicalCorrelation(.svcca, variance: 0.99).value(ga, gb), 1, atol: 1e-10)
         expectClose(try CanonicalCorrelation(.pwcca, variance: 0.99).value(ga, gb), 1, atol: 1e-10)
         let z = randomTensor([50, 5], seed: 9, as: Double.self)
         let gz = try LayerGrams(features: z, kinds: [.centered, .raw, .rowCentered])
         let gx = try LayerGrams(features: x, kinds: [.centered, .raw, .rowCentered])
-        for m in [ProcrustesSimilarity().value, MutualKNN(k: 5).value, CanonicalCorrelation(.svcca).value,
-                  RSA().value] as [(LayerGrams, LayerGrams) throws -> Double] {
+        for m in [
+            ProcrustesSimilarity().value, MutualKNN(k: 5).value, CanonicalCorrelation(.svcca).value,
+            RSA().value,
+        ] as [(LayerGrams, LayerGrams) throws -> Double] {
             expectClose(try m(gx, gz), try m(gz, gx), atol: 1e-12)
         }
     }
@@ -228,7 +252,8 @@ struct MeasureGramFormTests {
 
 @Suite("Factorisation kernels of the measures")
 struct MeasureKernelTests {
-    @Test("pivotedCholeskyFactor: F·Fᵀ = K with r = rank (D < N and D > N); dgesdd: U·S·Vᵀ = A; householderQ orthonormal")
+    @Test(
+        "pivotedCholeskyFactor: F·Fᵀ = K with r = rank (D < N and D > N); dgesdd: U·S·Vᵀ = A; householderQ orthonormal")
     func kernels() throws {
         for (n, d) in [(30, 7), (20, 50)] {
             var x = randomTensor([n, d], seed: UInt64(n), as: Double.self)

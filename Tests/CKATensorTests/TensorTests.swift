@@ -9,22 +9,25 @@ func referenceMatmul(_ a: Tensor<Float>, _ ta: Bool, _ b: Tensor<Float>, _ tb: B
     let m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1]
     let n = tb ? b.shape[0] : b.shape[1]
     var c = [Double](repeating: 0, count: m * n)
-    for i in 0..<m { for j in 0..<n {
-        var s = 0.0
-        for p in 0..<k {
-            let x = ta ? A[p * m + i] : A[i * k + p]
-            let y = tb ? B[j * k + p] : B[p * n + j]
-            s += x * y
+    for i in 0..<m {
+        for j in 0..<n {
+            var s = 0.0
+            for p in 0..<k {
+                let x = ta ? A[p * m + i] : A[i * k + p]
+                let y = tb ? B[j * k + p] : B[p * n + j]
+                s += x * y
+            }
+            c[i * n + j] = s
         }
-        c[i * n + j] = s
-    } }
+    }
     return c
 }
 
 @Suite("Tensor core")
 struct TensorTests {
-    @Test("GEMM matches a double loop for every transpose case on odd shapes",
-          arguments: [(false, false), (true, false), (false, true), (true, true)])
+    @Test(
+        "GEMM matches a double loop for every transpose case on odd shapes",
+        arguments: [(false, false), (true, false), (false, true), (true, true)])
     func gemmAllTransposes(ta: Bool, tb: Bool) throws {
         let (m, k, n) = (7, 13, 5)
         let a = randomTensor(ta ? [k, m] : [m, k], seed: 1, as: Float.self)
@@ -68,15 +71,18 @@ struct TensorTests {
         #expect(c.shape == [3, 5, 6] && d.shape == [3, 5, 2])
         for i in 0..<3 {
             let ai = try a.rows(i..<i + 1).reshaped([5, 4]), bi = try b.rows(i..<i + 1).reshaped([6, 4])
-            expectClose(try c.rows(i..<i + 1).reshaped([5, 6]).scalars.map(Double.init),
-                        referenceMatmul(ai, false, bi, true), rtol: 1e-5, atol: 1e-5)
-            expectClose(try d.rows(i..<i + 1).reshaped([5, 2]).scalars.map(Double.init),
-                        referenceMatmul(ai, false, shared, false), rtol: 1e-5, atol: 1e-5)
+            expectClose(
+                try c.rows(i..<i + 1).reshaped([5, 6]).scalars.map(Double.init),
+                referenceMatmul(ai, false, bi, true), rtol: 1e-5, atol: 1e-5)
+            expectClose(
+                try d.rows(i..<i + 1).reshaped([5, 2]).scalars.map(Double.init),
+                referenceMatmul(ai, false, shared, false), rtol: 1e-5, atol: 1e-5)
         }
     }
 
-    @Test("Gram X·Xᵀ (gemm path n ≤ 64 and syrk path n > 64) matches a double loop, centred or not",
-          arguments: [(9, 37), (70, 11)], [false, true])
+    @Test(
+        "Gram X·Xᵀ (gemm path n ≤ 64 and syrk path n > 64) matches a double loop, centred or not",
+        arguments: [(9, 37), (70, 11)], [false, true])
     func gram(shape: (Int, Int), centered: Bool) throws {
         let (n, d) = shape
         let x = randomTensor([n, d], seed: 8, offset: 3, as: Float.self)
@@ -99,11 +105,11 @@ struct TensorTests {
     @Test("Centred Gram (column blocks of 2048, ragged last block, split over threads) is exact with a +1000 offset")
     func blockedCenteredGram() throws {
         let before = blasThreadCount
-        setBLASThreadCount(2)                                       // centring splits the 70 000 columns in two
+        setBLASThreadCount(2)  // centring splits the 70 000 columns in two
         defer { setBLASThreadCount(before) }
         let x = randomTensor([12, 70_001], seed: 21, offset: 1000, as: Float.self)
         let blocked = try x.centeredGram()
-        let fused = try x.centeredGramOfRows(blockColumns: 3000)     // centred block by block into cache, SYRK per block
+        let fused = try x.centeredGramOfRows(blockColumns: 3000)  // centred block by block into cache, SYRK per block
         setBLASThreadCount(1)
         let fusedOneThread = try x.centeredGramOfRows()
         let d = 70_001
@@ -115,11 +121,13 @@ struct TensorTests {
             for i in 0..<12 { xs[i * d + j] -= m }
         }
         var ref = [Double](repeating: 0, count: 144)
-        for i in 0..<12 { for j in i..<12 {
-            var acc = 0.0
-            for p in 0..<d { acc += xs[i * d + p] * xs[j * d + p] }
-            ref[i * 12 + j] = acc; ref[j * 12 + i] = acc
-        } }
+        for i in 0..<12 {
+            for j in i..<12 {
+                var acc = 0.0
+                for p in 0..<d { acc += xs[i * d + p] * xs[j * d + p] }
+                ref[i * 12 + j] = acc; ref[j * 12 + i] = acc
+            }
+        }
         // The centred entries are ~70 000 (diagonal) and ~±300 (off-diagonal); float32 data near 1000.
         expectClose(blocked.scalars, ref, rtol: 1e-5, atol: 0.05)
         expectClose(fused.scalars, ref, rtol: 1e-5, atol: 0.05)
@@ -127,8 +135,9 @@ struct TensorTests {
         #expect(x == randomTensor([12, 70_001], seed: 21, offset: 1000, as: Float.self), "the input is not modified")
     }
 
-    @Test("Gram by SYRK (one BLAS thread), by GEMM and by column-split SYRK (several) agree",
-          arguments: [1000, 40_001])
+    @Test(
+        "Gram by SYRK (one BLAS thread), by GEMM and by column-split SYRK (several) agree",
+        arguments: [1000, 40_001])
     func gramPaths(d: Int) throws {
         let x = randomTensor([32, d], seed: 22, as: Float.self)
         let before = blasThreadCount
@@ -166,7 +175,7 @@ struct TensorTests {
     func eigen() throws {
         let n = 11
         let b = randomTensor([n, n], seed: 10, as: Double.self)
-        let a = try b.matmul(b, transposeOther: true)    // symmetric PSD
+        let a = try b.matmul(b, transposeOther: true)  // symmetric PSD
         let (w, v) = try a.symmetricEigen()
         let av = try a.matmul(v)
         var vw = v
@@ -228,7 +237,9 @@ struct KernelTests {
     func gelu() {
         let n = 200_003
         var xs = (0..<n).map { Float(-10 + 20 * Double($0) / Double(n - 1)) }
-        let ref = xs.map { v -> Double in let d = Double(v); return 0.5 * d * (1 + erf(d / 2.0.squareRoot())) }
+        let ref = xs.map { v -> Double in
+            let d = Double(v); return 0.5 * d * (1 + erf(d / 2.0.squareRoot()))
+        }
         xs.withUnsafeMutableBufferPointer { NeuralKernels.gelu($0.baseAddress!, count: n) }
         var worst = 0.0
         for i in 0..<n { worst = max(worst, abs(Double(xs[i]) - ref[i]) / max(1, abs(ref[i]))) }
@@ -241,8 +252,9 @@ struct KernelTests {
         let x = randomTensor([rows, width], seed: 3, offset: 4, as: Float.self)
         let w = randomTensor([width], seed: 4, as: Float.self), b = randomTensor([width], seed: 5, as: Float.self)
         var y = Tensor<Float>(shape: [rows, width])
-        NeuralKernels.layerNorm(x.pointer, y.mutablePointer(), rows: rows, width: width, weight: w.pointer, bias: b.pointer,
-                                epsilon: 1e-6)
+        NeuralKernels.layerNorm(
+            x.pointer, y.mutablePointer(), rows: rows, width: width, weight: w.pointer, bias: b.pointer,
+            epsilon: 1e-6)
         var s = x
         NeuralKernels.softmaxRows(s.mutablePointer(), rows: rows, width: width)
         for r in 0..<rows {
@@ -324,11 +336,13 @@ struct LayerNameTests {
                 var out = Tensor<Float>(shape: [b, d])
                 p.pool(x.pointer, images: b, tokens: t, width: d, prefixTokens: prefix, into: out.mutablePointer())
                 let skip = p == .gap ? 0 : prefix
-                for i in 0..<b { for j in 0..<d {
-                    var s = 0.0
-                    for k in skip..<t { s += Double(x[i * t + k, j]) }
-                    #expect(out[i, j] == Float(s / Double(t - skip)), "\(p) prefix \(prefix)")
-                } }
+                for i in 0..<b {
+                    for j in 0..<d {
+                        var s = 0.0
+                        for k in skip..<t { s += Double(x[i * t + k, j]) }
+                        #expect(out[i, j] == Float(s / Double(t - skip)), "\(p) prefix \(prefix)")
+                    }
+                }
             }
         }
         var cls = Tensor<Float>(shape: [b, d])
@@ -339,7 +353,8 @@ struct LayerNameTests {
 
 @Suite("Gram bits do not depend on the thread count")
 struct GramThreadInvarianceTests {
-    @Test("gramOfRows and centeredGram give the same bits with 1 and 2 BLAS threads (long rows are split in fixed parts)")
+    @Test(
+        "gramOfRows and centeredGram give the same bits with 1 and 2 BLAS threads (long rows are split in fixed parts)")
     func threadInvariance() throws {
         let x = randomTensor([24, 70_001], seed: 3, offset: 10, as: Float.self)
         let before = blasThreadCount

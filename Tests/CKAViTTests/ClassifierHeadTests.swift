@@ -43,8 +43,9 @@ struct ClassifierHeadTests {
         }
     }
 
-    @Test("Logits and head features within 1e-5 relative (max |diff| / max |ref|) of the official code",
-          arguments: ["dino_n1_avgpool", "dino_n4", "mocov3", "mae"])
+    @Test(
+        "Logits and head features within 1e-5 relative (max |diff| / max |ref|) of the official code",
+        arguments: ["dino_n1_avgpool", "dino_n4", "mocov3", "mae"])
     func logitsMatchOfficial(name: String) throws {
         let (head, model) = try head(name)
         let official = try store.readFloatDataset("official/\(name)")
@@ -64,12 +65,15 @@ struct ClassifierHeadTests {
         let featureError = relativeMaxError(features, officialFeatures)
         #expect(try head.logits(hooks: hooks) == logits)
 
-        print("[heads] \(name) (\(head.readout.kind), \(head.readout)): logits rel. max error \(String(format: "%.2e", logitError)), features \(String(format: "%.2e", featureError))")
+        print(
+            "[heads] \(name) (\(head.readout.kind), \(head.readout)): logits rel. max error \(String(format: "%.2e", logitError)), features \(String(format: "%.2e", featureError))"
+        )
         #expect(logitError <= 1e-5, "\(name): logits \(logitError)")
         #expect(featureError <= 1e-5, "\(name): features \(featureError)")
         // Same top-1 class as the official logits.
         for r in 0..<4 {
-            let ours = (0..<10).max { logits[r, $0] < logits[r, $1] }, ref = (0..<10).max { official[r, $0] < official[r, $1] }
+            let ours = (0..<10).max { logits[r, $0] < logits[r, $1] },
+                ref = (0..<10).max { official[r, $0] < official[r, $1] }
             #expect(ours == ref)
         }
     }
@@ -85,13 +89,22 @@ struct ClassifierHeadTests {
         #expect(try head("mae").0.readout == .globalPool)
         #expect(try head("mae").0.hookPoints == ["fc_norm"])
         // Width 2D is the ViT-B recipe (n = 1 + average pool); other multiples are n blocks (ViT-S: n = 4).
-        #expect(try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 768) == .dinoLinear(lastBlocks: 1, averagePatchTokens: true))
-        #expect(try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 384) == .dinoLinear(lastBlocks: 4, averagePatchTokens: false))
-        #expect(try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 768, lastBlocks: 2) == .dinoLinear(lastBlocks: 2, averagePatchTokens: false))
-        #expect(try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 768, averagePatchTokens: false) == .dinoLinear(lastBlocks: 2, averagePatchTokens: false))
+        #expect(
+            try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 768)
+                == .dinoLinear(lastBlocks: 1, averagePatchTokens: true))
+        #expect(
+            try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 384)
+                == .dinoLinear(lastBlocks: 4, averagePatchTokens: false))
+        #expect(
+            try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 768, lastBlocks: 2)
+                == .dinoLinear(lastBlocks: 2, averagePatchTokens: false))
+        #expect(
+            try ClassifierHead.dinoReadout(featureWidth: 1536, modelWidth: 768, averagePatchTokens: false)
+                == .dinoLinear(lastBlocks: 2, averagePatchTokens: false))
         // An override that fits the width is honoured (here n = 2 without pooling on the ViT-B-shaped file).
         let (_, model) = try headModel("dino_backbone.pth")
-        let h = try ClassifierHead(dinoLinearFile: headFixture("dino_linear_n1_avgpool.pth"), model: model, lastBlocks: 2)
+        let h = try ClassifierHead(
+            dinoLinearFile: headFixture("dino_linear_n1_avgpool.pth"), model: model, lastBlocks: 2)
         #expect(h.readout == .dinoLinear(lastBlocks: 2, averagePatchTokens: false))
         #expect(try h.logits(model: model, pixels: pixels).shape == [4, 10])
     }
@@ -105,17 +118,20 @@ struct ClassifierHeadTests {
             Issue.record("no error")
         } catch let e as ClassifierHeadError {
             guard case let .noHead(file, source, hint) = e else { Issue.record("\(e)"); return }
-            #expect(file.hasSuffix("dino_backbone.pth") && source == "dino" && hint.contains("`head`"))   // the library names the option; the CLI says --head
+            // the library names the option; the CLI says --head
+            #expect(file.hasSuffix("dino_backbone.pth") && source == "dino" && hint.contains("`head`"))
         }
         // Overrides that contradict the weight width.
         #expect {
             try ClassifierHead(dinoLinearFile: headFixture("dino_linear_n4.pth"), model: dinoModel, lastBlocks: 2)
         } throws: { e in
             guard case let .featureWidth(file, name, width, expected)? = e as? ClassifierHeadError else { return false }
-            return file.hasSuffix("dino_linear_n4.pth") && name == "module.linear.weight" && width == 128 && expected.hasPrefix("64")
+            return file.hasSuffix("dino_linear_n4.pth") && name == "module.linear.weight" && width == 128
+                && expected.hasPrefix("64")
         }
-        #expect {   // average pooling with n > 1 cannot run in eval_linear.py
-            try ClassifierHead(dinoLinearFile: headFixture("dino_linear_n4.pth"), model: dinoModel, averagePatchTokens: true)
+        #expect {  // average pooling with n > 1 cannot run in eval_linear.py
+            try ClassifierHead(
+                dinoLinearFile: headFixture("dino_linear_n4.pth"), model: dinoModel, averagePatchTokens: true)
         } throws: { e in
             guard case let .incompatible(_, reason)? = e as? ClassifierHeadError else { return false }
             return reason.contains("n_last_blocks = 1")
@@ -136,7 +152,8 @@ struct ClassifierHeadTests {
             try ClassifierHead(dinoLinearFile: headFixture("mocov3_linear.pth.tar"), model: dinoModel)
         } throws: { e in
             guard case let .missingTensor(file, name, found)? = e as? ClassifierHeadError else { return false }
-            return file.hasSuffix("mocov3_linear.pth.tar") && name == "module.linear.weight" && found.contains("module.head.weight")
+            return file.hasSuffix("mocov3_linear.pth.tar") && name == "module.linear.weight"
+                && found.contains("module.head.weight")
         }
         // Not a torch file at all: the safe reader's error.
         #expect(throws: CheckpointError.self) {
@@ -145,24 +162,33 @@ struct ClassifierHeadTests {
         // Class count of the bias different from the weight's.
         let a = dinoModel.architecture
         #expect {
-            try ClassifierHead(readout: .classToken, weight: Tensor(shape: [10, 32]), bias: Tensor(shape: [9]), architecture: a,
-                               file: "x.pth", weightName: "head.weight", biasName: "head.bias")
+            try ClassifierHead(
+                readout: .classToken, weight: Tensor(shape: [10, 32]), bias: Tensor(shape: [9]), architecture: a,
+                file: "x.pth", weightName: "head.weight", biasName: "head.bias")
         } throws: { e in
-            e as? ClassifierHeadError == .tensorShape(file: "x.pth", name: "head.bias", expected: "[10] (one per row of head.weight)", got: [9])
+            e as? ClassifierHeadError
+                == .tensorShape(
+                    file: "x.pth", name: "head.bias", expected: "[10] (one per row of head.weight)", got: [9])
         }
         // Width of a checkpoint head that does not fit the model.
         #expect {
-            try ClassifierHead(readout: .classToken, weight: Tensor(shape: [10, 48]), bias: Tensor(shape: [10]), architecture: a, file: "x.pth")
+            try ClassifierHead(
+                readout: .classToken, weight: Tensor(shape: [10, 48]), bias: Tensor(shape: [10]), architecture: a,
+                file: "x.pth")
         } throws: { e in
-            e as? ClassifierHeadError == .featureWidth(file: "x.pth", name: "head.weight", width: 48, expected: "the model width 32")
+            e as? ClassifierHeadError
+                == .featureWidth(file: "x.pth", name: "head.weight", width: 48, expected: "the model width 32")
         }
         // Readouts the model cannot feed.
         let (maeCkpt, _) = try headModel("mae_finetuned.pth")
         #expect(throws: ClassifierHeadError.self) {
-            try ClassifierHead(readout: .classToken, weight: Tensor(shape: [10, 32]), bias: Tensor(shape: [10]), architecture: maeCkpt.architecture)
+            try ClassifierHead(
+                readout: .classToken, weight: Tensor(shape: [10, 32]), bias: Tensor(shape: [10]),
+                architecture: maeCkpt.architecture)
         }
         #expect(throws: ClassifierHeadError.self) {
-            try ClassifierHead(readout: .globalPool, weight: Tensor(shape: [10, 32]), bias: Tensor(shape: [10]), architecture: a)
+            try ClassifierHead(
+                readout: .globalPool, weight: Tensor(shape: [10, 32]), bias: Tensor(shape: [10]), architecture: a)
         }
         // Missing or malformed hook values.
         let head = try ClassifierHead(dinoLinearFile: headFixture("dino_linear_n1_avgpool.pth"), model: dinoModel)

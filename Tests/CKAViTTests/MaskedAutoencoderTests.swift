@@ -38,8 +38,10 @@ struct MAEFixture {
         studentPred = try file.dataset("student_pred").readFloat()
         teacherPred = try file.dataset("teacher_pred").readFloat()
         var attrs: [String: Double] = [:]
-        for name in ["loss_raw", "loss_norm_pix", "rcmae_reconstruction", "rcmae_consistency", "rcmae_total", "gamma",
-                     "mask_ratio"] {
+        for name in [
+            "loss_raw", "loss_norm_pix", "rcmae_reconstruction", "rcmae_consistency", "rcmae_total", "gamma",
+            "mask_ratio",
+        ] {
             attrs[name] = try file.attribute(name)?.doubleValue
         }
         attributes = attrs
@@ -92,8 +94,9 @@ struct MaskedAutoencoderTests {
             #expect(out.sums.maskedPatches == 36)
             #expect(predErr <= Self.tolerance, "pred relative error \(predErr)")
             #expect(lossErr <= Self.tolerance, "loss \(out.loss) vs official \(ref)")
-            print("MAE small, norm_pix_loss \(normPix): pred max rel err \(String(format: "%.3g", predErr)), loss \(out.loss) vs "
-                  + "\(ref) (rel \(String(format: "%.3g", lossErr)))")
+            print(
+                "MAE small, norm_pix_loss \(normPix): pred max rel err \(String(format: "%.3g", predErr)), loss \(out.loss) vs "
+                    + "\(ref) (rel \(String(format: "%.3g", lossErr)))")
         }
     }
 
@@ -113,23 +116,27 @@ struct MaskedAutoencoderTests {
         let f = try MAEFixture()
         let masks = try f.masksFromNoise()
         let gamma = try #require(f.attributes["gamma"])
-        let out = try MaskedAutoencoder.rcmaeForward(student: f.student, teacher: f.teacher, pixels: f.images, masks: masks,
-                                                     normPixLoss: true, gamma: gamma)
+        let out = try MaskedAutoencoder.rcmaeForward(
+            student: f.student, teacher: f.teacher, pixels: f.images, masks: masks,
+            normPixLoss: true, gamma: gamma)
         let teacherErr = relativeMaxError(out.teacherPrediction, f.teacherPred)
-        let rec = try #require(f.attributes["rcmae_reconstruction"]), cons = try #require(f.attributes["rcmae_consistency"])
+        let rec = try #require(f.attributes["rcmae_reconstruction"]),
+            cons = try #require(f.attributes["rcmae_consistency"])
         let total = try #require(f.attributes["rcmae_total"])
         #expect(teacherErr <= Self.tolerance)
         #expect(relativeMaxError(out.studentPrediction, f.studentPred) <= Self.tolerance)
         #expect(relativeError(out.sums.reconstruction, rec) <= Self.tolerance, "\(out.sums.reconstruction) vs \(rec)")
         #expect(relativeError(out.sums.consistency, cons) <= Self.tolerance, "\(out.sums.consistency) vs \(cons)")
         #expect(relativeError(out.loss, total) <= Self.tolerance, "\(out.loss) vs \(total)")
-        print("RC-MAE small: teacher pred max rel err \(String(format: "%.3g", teacherErr)); reconstruction rel "
-              + "\(String(format: "%.3g", relativeError(out.sums.reconstruction, rec))), consistency rel "
-              + "\(String(format: "%.3g", relativeError(out.sums.consistency, cons))), total rel "
-              + "\(String(format: "%.3g", relativeError(out.loss, total)))")
+        print(
+            "RC-MAE small: teacher pred max rel err \(String(format: "%.3g", teacherErr)); reconstruction rel "
+                + "\(String(format: "%.3g", relativeError(out.sums.reconstruction, rec))), consistency rel "
+                + "\(String(format: "%.3g", relativeError(out.sums.consistency, cons))), total rel "
+                + "\(String(format: "%.3g", relativeError(out.loss, total)))")
         // The teacher identical to the student: no consistency term.
-        let same = try MaskedAutoencoder.rcmaeForward(student: f.student, teacher: f.student, pixels: f.images, masks: masks,
-                                                      normPixLoss: true)
+        let same = try MaskedAutoencoder.rcmaeForward(
+            student: f.student, teacher: f.student, pixels: f.images, masks: masks,
+            normPixLoss: true)
         #expect(same.sums.consistencySum == 0 && same.loss == same.sums.reconstruction)
     }
 
@@ -152,7 +159,7 @@ struct MaskedAutoencoderTests {
     func patchifyOrder() throws {
         let f = try MAEFixture()
         let s = 32, p = 8, g = 4
-        let pixels = Tensor<Float>(shape: [1, 3, s, s]) { k in Float(k) }   // value = flat index
+        let pixels = Tensor<Float>(shape: [1, 3, s, s]) { k in Float(k) }  // value = flat index
         let out = try f.student.patchify(pixels)
         #expect(out.shape == [1, 16, 192])
         for (gy, gx, i, j, c) in [(0, 0, 0, 0, 0), (1, 2, 3, 5, 2), (3, 3, 7, 7, 1), (2, 1, 0, 6, 2)] {
@@ -187,15 +194,17 @@ struct MaskedAutoencoderTests {
         let url = officialFixtures.appendingPathComponent("mae_loss_small.student.safetensors")
         let ckpt = try Checkpoint(contentsOf: url, options: Checkpoint.Options(source: .mae, heads: 4))
         #expect(throws: MAEError.noDecoder(file: "encoder-only")) {
-            try MaskedAutoencoder(encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: [:], file: "encoder-only")
+            try MaskedAutoencoder(
+                encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: [:], file: "encoder-only")
         }
         // An encoder-only checkpoint file (like mae_pretrain_vit_base.pth): the convenience init names the file.
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let encoderOnly = dir.appendingPathComponent("encoder-only.safetensors")
-        try SafeTensorsWriter.write(try ckpt.parameterNames.compactMap { name in
-            try ckpt.parameters[name].map { try SafeTensorsWriter.Entry(name: name, tensor: $0) }
-        }, to: encoderOnly)
+        try SafeTensorsWriter.write(
+            try ckpt.parameterNames.compactMap { name in
+                try ckpt.parameters[name].map { try SafeTensorsWriter.Entry(name: name, tensor: $0) }
+            }, to: encoderOnly)
         let encoderCkpt = try Checkpoint(contentsOf: encoderOnly, options: Checkpoint.Options(source: .mae, heads: 4))
         #expect(encoderCkpt.decoder.isEmpty)
         #expect(throws: MAEError.noDecoder(file: encoderCkpt.file)) { try MaskedAutoencoder(checkpoint: encoderCkpt) }
@@ -206,17 +215,20 @@ struct MaskedAutoencoderTests {
         var missing = decoder
         missing["decoder_blocks.1.mlp.fc2.bias"] = nil
         #expect(throws: ViTError.missingParameter(name: "decoder_blocks.1.mlp.fc2.bias", file: "small")) {
-            try MaskedAutoencoder(encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: missing,
-                                  decoderHeads: 4, file: "small")
+            try MaskedAutoencoder(
+                encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: missing,
+                decoderHeads: 4, file: "small")
         }
         var misshaped = decoder
         misshaped["decoder_pred.weight"] = Tensor(shape: [191, 32])
         #expect(throws: ViTError.parameterShape(name: "decoder_pred.weight", expected: [192, 32], got: [191, 32])) {
-            try MaskedAutoencoder(encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: misshaped,
-                                  decoderHeads: 4, file: "small")
+            try MaskedAutoencoder(
+                encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: misshaped,
+                decoderHeads: 4, file: "small")
         }
-        #expect(throws: ViTError.self) {   // width 32 with the default 32-wide heads is fine; 3 heads do not divide it
-            try MaskedAutoencoder(encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: decoder, decoderHeads: 3)
+        #expect(throws: ViTError.self) {  // width 32 with the default 32-wide heads is fine; 3 heads do not divide it
+            try MaskedAutoencoder(
+                encoder: ckpt.parameters, architecture: ckpt.architecture, decoder: decoder, decoderHeads: 3)
         }
         let masks = try f.masksFromNoise()
         do {
@@ -226,9 +238,13 @@ struct MaskedAutoencoderTests {
             guard case let .inputShape(parameter, expected, got) = error else { Issue.record("\(error)"); return }
             #expect(parameter == "pixels" && expected == "[B ≥ 1, 3, 32, 32]" && got == [3, 3, 32, 48])
         }
-        #expect(throws: MAEError.self) { try f.student.forward(f.images, masks: Array(masks[0..<2]), normPixLoss: false) }
+        #expect(throws: MAEError.self) {
+            try f.student.forward(f.images, masks: Array(masks[0..<2]), normPixLoss: false)
+        }
         let other = try MAEMask(noise: (0..<16).map { Double($0) }, ratio: 0.5)
-        #expect(throws: MAEError.self) { try f.student.forward(f.images, masks: [masks[0], masks[1], other], normPixLoss: false) }
+        #expect(throws: MAEError.self) {
+            try f.student.forward(f.images, masks: [masks[0], masks[1], other], normPixLoss: false)
+        }
         let wrongCount = try MAEMask(noise: (0..<9).map { Double($0) }, ratio: 0.75)
         #expect(throws: MAEError.self) { try f.student.predict(f.images.rows(0..<1), masks: [wrongCount]) }
     }

@@ -59,7 +59,7 @@ enum OfficialWeights {
         var z = base(name, seed: seed)
         t.withUnsafeMutableBufferPointer { p in
             for i in 0..<p.count {
-                z &+= golden                                   // base + (i+1)·φ
+                z &+= golden  // base + (i+1)·φ
                 let u = Double(mix(z) >> 40) * 0x1p-23 - 1
                 p[i] = Float(offset + scale * u)
             }
@@ -70,14 +70,18 @@ enum OfficialWeights {
     /// ViT-B/16 parameters under timm names (12 blocks, width 768, MLP 3072, 197 tokens).
     static func vitB16(seed: UInt64, finalNorm: Bool, fcNorm: Bool, skip: Set<String> = []) -> [String: Tensor<Float>] {
         let d = 768, hid = 3072
-        var shapes: [(String, [Int])] = [("cls_token", [1, 1, d]), ("pos_embed", [1, 197, d]),
-                                         ("patch_embed.proj.weight", [d, 3, 16, 16]), ("patch_embed.proj.bias", [d])]
+        var shapes: [(String, [Int])] = [
+            ("cls_token", [1, 1, d]), ("pos_embed", [1, 197, d]),
+            ("patch_embed.proj.weight", [d, 3, 16, 16]), ("patch_embed.proj.bias", [d]),
+        ]
         for b in 0..<12 {
             let p = "blocks.\(b)."
-            shapes += [(p + "norm1.weight", [d]), (p + "norm1.bias", [d]), (p + "attn.qkv.weight", [3 * d, d]),
-                       (p + "attn.qkv.bias", [3 * d]), (p + "attn.proj.weight", [d, d]), (p + "attn.proj.bias", [d]),
-                       (p + "norm2.weight", [d]), (p + "norm2.bias", [d]), (p + "mlp.fc1.weight", [hid, d]),
-                       (p + "mlp.fc1.bias", [hid]), (p + "mlp.fc2.weight", [d, hid]), (p + "mlp.fc2.bias", [d])]
+            shapes += [
+                (p + "norm1.weight", [d]), (p + "norm1.bias", [d]), (p + "attn.qkv.weight", [3 * d, d]),
+                (p + "attn.qkv.bias", [3 * d]), (p + "attn.proj.weight", [d, d]), (p + "attn.proj.bias", [d]),
+                (p + "norm2.weight", [d]), (p + "norm2.bias", [d]), (p + "mlp.fc1.weight", [hid, d]),
+                (p + "mlp.fc1.bias", [hid]), (p + "mlp.fc2.weight", [d, hid]), (p + "mlp.fc2.bias", [d]),
+            ]
         }
         if finalNorm { shapes += [("norm.weight", [d]), ("norm.bias", [d])] }
         if fcNorm { shapes += [("fc_norm.weight", [d]), ("fc_norm.bias", [d])] }
@@ -107,7 +111,8 @@ enum OfficialWeights {
 }
 
 /// The fixtures written by `notebooks-export/reference/vit/make_official_fixtures.py` (beside this file).
-let officialFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("OfficialFixtures")
+let officialFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+    "OfficialFixtures")
 
 /// The two stored 224² crops as network input: `(Float(u8)/255 − mean)/std` in float32, as torchvision computes it.
 func officialPixels() throws -> Tensor<Float> {
@@ -117,16 +122,19 @@ func officialPixels() throws -> Tensor<Float> {
     let u8 = try ds.readUInt8()
     let mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225]
     let plane = 224 * 224
-    return try Tensor(shape: ds.shape, scalars: u8.enumerated().map { i, v in
-        let c = (i / plane) % 3
-        return (Float(v) / Float(255) - mean[c]) / std[c]
-    })
+    return try Tensor(
+        shape: ds.shape,
+        scalars: u8.enumerated().map { i, v in
+            let c = (i / plane) % 3
+            return (Float(v) / Float(255) - mean[c]) / std[c]
+        })
 }
 
 @Suite("ViT-B/16 forward pass against the official DINO, MoCo-v3 and MAE code (formula weights)")
 struct OfficialCodeTests {
-    @Test("The weight formula matches the Python generator bit for bit (stored probes)",
-          arguments: ["dino", "mocov3", "mae"])
+    @Test(
+        "The weight formula matches the Python generator bit for bit (stored probes)",
+        arguments: ["dino", "mocov3", "mae"])
     func weightProbes(model: String) throws {
         let path = officialFixtures.appendingPathComponent("\(model)_vitb16.h5").path
         let file = try HDF5File(path: path)
@@ -149,21 +157,24 @@ struct OfficialCodeTests {
     /// (no float16 rounding to allow for); what remains is summation order in BLAS vs PyTorch (measured ≈1e-6).
     static let tolerance = 1e-4
 
-    @Test("Every stored layer of the official forward pass within 1e-4 relative (max |diff| / max |ref|)",
-          arguments: ["dino", "mocov3", "mae"])
+    @Test(
+        "Every stored layer of the official forward pass within 1e-4 relative (max |diff| / max |ref|)",
+        arguments: ["dino", "mocov3", "mae"])
     func forwardAgainstOfficial(model name: String) throws {
         let start = Date()
         let path = officialFixtures.appendingPathComponent("\(name)_vitb16.h5").path
         let file = try HDF5File(path: path)
         let store = try ActivationStore(path: path)
         let seed = UInt64(try #require(try file.attribute("seed")?.intValue))
-        guard let finalNorm = try file.attribute("final_norm")?.boolValue, let fcNorm = try file.attribute("fc_norm")?.boolValue
+        guard let finalNorm = try file.attribute("final_norm")?.boolValue,
+            let fcNorm = try file.attribute("fc_norm")?.boolValue
         else { Issue.record("\(path): no final_norm / fc_norm attributes"); return }
         let sinCos = try file.attribute("pos_embed")?.stringValue == "mocov3-sincos"
         #expect(store.count == 2 && store.layers.count >= 6)
 
-        var params = OfficialWeights.vitB16(seed: seed, finalNorm: finalNorm, fcNorm: fcNorm,
-                                            skip: sinCos ? ["pos_embed"] : [])
+        var params = OfficialWeights.vitB16(
+            seed: seed, finalNorm: finalNorm, fcNorm: fcNorm,
+            skip: sinCos ? ["pos_embed"] : [])
         if sinCos { params["pos_embed"] = OfficialWeights.mocoV3SinCos() }
         var arch = ViTArchitecture.standard(width: 768, depth: 12, heads: 12, patchSize: 16, grid: 14)
         arch.hasFinalNorm = finalNorm
@@ -175,16 +186,20 @@ struct OfficialCodeTests {
         let pixels = try officialPixels()
         var tokens: [String: [Int]] = [:]
         for layer in store.layers {
-            if case .ints(let t)? = try file.attribute("tokens", of: "activations/\(layer.name)") { tokens[layer.name] = t }
+            if case .ints(let t)? = try file.attribute("tokens", of: "activations/\(layer.name)") {
+                tokens[layer.name] = t
+            }
         }
         var results: [String: (diff: Double, ref: Double)] = [:]
         try vit.forward(pixels, hooks: Set(store.layers.map(\.name))) { layer, value in
             var ours = value
-            if let t = tokens[layer] {      // [B, 197, C] → the stored tokens [B, K, C]
+            if let t = tokens[layer] {  // [B, 197, C] → the stored tokens [B, K, C]
                 let c = value.shape[2]
-                ours = try Tensor(shape: [value.shape[0], t.count, c], scalars: (0..<value.shape[0]).flatMap { b in
-                    t.flatMap { k in (0..<c).map { value[b, k, $0] } }
-                })
+                ours = try Tensor(
+                    shape: [value.shape[0], t.count, c],
+                    scalars: (0..<value.shape[0]).flatMap { b in
+                        t.flatMap { k in (0..<c).map { value[b, k, $0] } }
+                    })
             }
             let ref = try store.read(layer)
             #expect(ours.shape == ref.shape, "\(layer)")
@@ -200,12 +215,15 @@ struct OfficialCodeTests {
             guard let r = results[layer] else { continue }
             let rel = r.diff / max(r.ref, 1e-30)
             #expect(rel <= Self.tolerance, "\(name) \(layer): max|diff| \(r.diff), max|ref| \(r.ref), relative \(rel)")
-            lines.append("  \(layer): max|diff| \(String(format: "%.3g", r.diff)) / max|ref| \(String(format: "%.4g", r.ref))"
-                         + " = \(String(format: "%.3g", rel))")
+            lines.append(
+                "  \(layer): max|diff| \(String(format: "%.3g", r.diff)) / max|ref| \(String(format: "%.4g", r.ref))"
+                    + " = \(String(format: "%.3g", rel))")
         }
         let done = Date()
-        print("official \(name) ViT-B/16 (seed \(seed)): weights+model \(String(format: "%.2f", built.timeIntervalSince(start))) s,"
-              + " forward+compare \(String(format: "%.2f", done.timeIntervalSince(built))) s\n" + lines.joined(separator: "\n"))
+        print(
+            "official \(name) ViT-B/16 (seed \(seed)): weights+model \(String(format: "%.2f", built.timeIntervalSince(start))) s,"
+                + " forward+compare \(String(format: "%.2f", done.timeIntervalSince(built))) s\n"
+                + lines.joined(separator: "\n"))
     }
 
     @Test("MoCo-v3 sin-cos table: CLS row zero, first half encodes the patch row, second half the column")

@@ -22,13 +22,17 @@ func relativeMaxError(_ ours: Tensor<Float>, _ ref: Tensor<Float>) -> Double {
 
 @Suite("ViT forward pass against timm")
 struct ReferenceForwardTests {
-    @Test("DINOv2 ViT-S/14 (real weights): every stored layer of timm's run within 1e-4 relative",
-          .enabled(if: sharedDirectory != nil))
+    @Test(
+        "DINOv2 ViT-S/14 (real weights): every stored layer of timm's run within 1e-4 relative",
+        .enabled(if: sharedDirectory != nil))
     func dinov2AgainstTimm() throws {
         let shared = sharedDirectory!
-        let ckpt = try Checkpoint(contentsOf: shared.appendingPathComponent("data/models/vit-small-patch14-dinov2-imgfocus/model.safetensors"))
+        let ckpt = try Checkpoint(
+            contentsOf: shared.appendingPathComponent("data/models/vit-small-patch14-dinov2-imgfocus/model.safetensors")
+        )
         let model = try VisionTransformer(checkpoint: ckpt)
-        let ref = try ActivationStore(path: shared.appendingPathComponent("data/reference/dinov2-vits14-imgfocus-photos.h5").path)
+        let ref = try ActivationStore(
+            path: shared.appendingPathComponent("data/reference/dinov2-vits14-imgfocus-photos.h5").path)
         let pixels = try ref.readFloatDataset("inputs/pixels")
         #expect(pixels.shape == [2, 3, 224, 224])
         let wanted = Set(ref.layers.map(\.name))

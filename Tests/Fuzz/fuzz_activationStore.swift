@@ -26,14 +26,17 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     defer { unlink(path) }
     do {
         let f = try HDF5File(path: path, mode: .create)
-        let values: [HDF5AttributeValue] = [.string("activations"), .string("other"), .int(1), .int(2), .int(-1),
-                                            .double(1.5), .double(.nan), .bool(true), .ints([1, 2]), .strings(["a", "b"])]
+        let values: [HDF5AttributeValue] = [
+            .string("activations"), .string("other"), .int(1), .int(2), .int(-1),
+            .double(1.5), .double(.nan), .bool(true), .ints([1, 2]), .strings(["a", "b"]),
+        ]
         if r.byte() % 4 != 0 { try f.setAttribute("format", r.pick(values)) }
         if r.byte() % 4 != 0 { try f.setAttribute("format_version", r.pick(values)) }
         let n = r.pick([0, 1, 3, 4, 8, 16, 33])
         if r.byte() % 8 != 0 { try f.writeStrings("inputs/ids", (0..<n).map { "id\($0)" }) }
         if r.byte() % 3 == 0 {
-            let ds = try f.createDataset("inputs/labels", type: r.pick([.int64, .uint8, .float32]), shape: [r.pick([n, n + 1, 0])])
+            let ds = try f.createDataset(
+                "inputs/labels", type: r.pick([.int64, .uint8, .float32]), shape: [r.pick([n, n + 1, 0])])
             if ds.elementType == .int64 { try? ds.write((0..<ds.shape[0]).map { Int64($0 % 3) - Int64(r.byte() % 2) }) }
         }
         if r.byte() % 4 == 0 { try f.writeStrings("inputs/classes", ["a", "b", "c"].prefix(r.byte() % 4).map { $0 }) }
@@ -44,7 +47,8 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             for _ in 1..<rank { shape.append(r.dim()) }
             let type: HDF5ElementType = r.pick([.float32, .float16, .float64, .int64, .uint8])
             if let ds = try? f.createDataset("activations/\(name)", type: type, shape: shape, chunkRows: 1),
-               let elements = MemoryBudget.elementCount(shape), elements > 0, elements < 4096, type == .float32 {
+                let elements = MemoryBudget.elementCount(shape), elements > 0, elements < 4096, type == .float32
+            {
                 let t = Tensor<Float>(shape: shape, repeating: r.pick([0, 1, .nan, .infinity, 1e30, -2]))
                 try? ds.write(t)
             }
@@ -54,9 +58,14 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         for k in 0..<(r.byte() % 3) {
             let b = r.pick([4, 2, 0, n, 1 << 20])
             let shape = [r.pick([0, 1, n, 1 << 30]), b, r.pick([b, b, 3])]
-            _ = try? f.createDataset("grams/blocks.\(k)", type: r.pick([.float64, .float32, .int64]), shape: shape, chunkRows: 1)
-            if r.byte() % 2 == 0 { try? f.setAttribute("batch_size", r.pick(values + [.int(b)]), of: "grams/blocks.\(k)") }
-            if r.byte() % 2 == 0 { try? f.setAttribute("tokens", r.pick(values + [.string("flatten")]), of: "grams/blocks.\(k)") }
+            _ = try? f.createDataset(
+                "grams/blocks.\(k)", type: r.pick([.float64, .float32, .int64]), shape: shape, chunkRows: 1)
+            if r.byte() % 2 == 0 {
+                try? f.setAttribute("batch_size", r.pick(values + [.int(b)]), of: "grams/blocks.\(k)")
+            }
+            if r.byte() % 2 == 0 {
+                try? f.setAttribute("tokens", r.pick(values + [.string("flatten")]), of: "grams/blocks.\(k)")
+            }
         }
         if r.byte() % 4 == 0 {
             _ = try? f.createDataset("inputs/pixels", type: .float32, shape: [n, 3, r.dim(), r.dim()], chunkRows: 1)
@@ -74,7 +83,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         _ = try? store.read(l.name, rowIndices: [0, 0], into: &t)
     }
     for (name, _) in store.grams { _ = try? store.gram(name, batch: 0) }
-    if store.hasDataset("inputs/pixels") { _ = try? store.readFloatDataset("inputs/pixels", rows: 0..<min(store.count, 1)) }
+    if store.hasDataset("inputs/pixels") {
+        _ = try? store.readFloatDataset("inputs/pixels", rows: 0..<min(store.count, 1))
+    }
     if store.hasDataset("logits") { _ = try? store.readFloatDataset("logits") }
     return 0
 }

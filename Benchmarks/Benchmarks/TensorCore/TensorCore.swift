@@ -73,8 +73,10 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(a)
             blackHole(b)
         } setup: {
-            (matrix(m, k, seed: 1), transposeB ? matrix(n, k, seed: 2) : matrix(k, n, seed: 2),
-             Tensor<Float>(shape: [m, n]))
+            (
+                matrix(m, k, seed: 1), transposeB ? matrix(n, k, seed: 2) : matrix(k, n, seed: 2),
+                Tensor<Float>(shape: [m, n])
+            )
         }
     }
 

@@ -13,8 +13,8 @@ import Foundation
 import ReportSupport
 
 #if DEBUG
-FileHandle.standardError.write(Data("cka-report: build with -c release; debug timings are meaningless\n".utf8))
-exit(1)
+    FileHandle.standardError.write(Data("cka-report: build with -c release; debug timings are meaningless\n".utf8))
+    exit(1)
 #endif
 
 configureAllocatorForStreaming()
@@ -41,7 +41,7 @@ func makeStore(_ path: String, model: String, layers: [(String, [Int])], seed: U
         state = state &* 6364136223846793005 &+ 1442695040888963407
         return Float(Int32(truncatingIfNeeded: state >> 32)) * 0x1p-31
     }
-    var zState: UInt64 = 99                    // the shared signal is the same for both models
+    var zState: UInt64 = 99  // the shared signal is the same for both models
     let z = (0..<n * 8).map { _ -> Float in
         zState = zState &* 6364136223846793005 &+ 1442695040888963407
         return Float(Int32(truncatingIfNeeded: zState >> 32)) * 0x1p-31
@@ -88,7 +88,7 @@ func report(_ name: String, layers: [(String, [Int])]) throws {
     let batches = try names.map { try a.read($0, rows: 0..<bs) }
     let gramFlops = batches.reduce(0.0) { $0 + 2 * Double(bs * bs) * Double($1.rowSize) }
     let tGram = try best { for x in batches { _ = try x.centeredGram() } }
-    let gramRate = gramFlops / tGram / 1e9   // centredGram = copy + centre + Gram
+    let gramRate = gramFlops / tGram / 1e9  // centredGram = copy + centre + Gram
     let tGramPlain = try best { for x in batches { _ = try x.gramOfRows() } }
     var sweep: [String] = []
     let tCopy = try best { for x in batches { var c = x; try c.centerColumns(); _ = try c.gramOfRows() } }
@@ -100,17 +100,22 @@ func report(_ name: String, layers: [(String, [Int])]) throws {
     let threads = blasThreadCount
     for block in [2048, 4096, 8192, 16384] {
         let t = try best { for x in batches { _ = try x.centeredGramOfRows(blockColumns: block) } }
-        sweep.append("one-pass centred Gram (blocks of \(block)): \(String(format: "%.1f", gramFlops / t / 1e9)) GFLOP/s")
+        sweep.append(
+            "one-pass centred Gram (blocks of \(block)): \(String(format: "%.1f", gramFlops / t / 1e9)) GFLOP/s")
     }
     setBLASThreadCount(1)
     let tFused1 = try best { for x in batches { _ = try x.centeredGramOfRows() } }
     let tPlain1 = try best { for x in batches { _ = try x.gramOfRows() } }
     setBLASThreadCount(threads)
-    sweep.append("at 1 thread: one-pass centred Gram \(String(format: "%.1f", gramFlops / tFused1 / 1e9)), Gram alone \(String(format: "%.1f", gramFlops / tPlain1 / 1e9)) GFLOP/s")
+    sweep.append(
+        "at 1 thread: one-pass centred Gram \(String(format: "%.1f", gramFlops / tFused1 / 1e9)), Gram alone \(String(format: "%.1f", gramFlops / tPlain1 / 1e9)) GFLOP/s"
+    )
 
     // (b) Reading both files vs the whole comparison.
     let tRead = try best {
-        for i in 0..<k { for s in [a, b] { for l in names { try s.read(l, rows: i * bs..<(i + 1) * bs, into: &buffer) } } }
+        for i in 0..<k {
+            for s in [a, b] { for l in names { try s.read(l, rows: i * bs..<(i + 1) * bs, into: &buffer) } }
+        }
     }
     var result: CKAResult?
     let tCompare = try best { result = try CKAComparison.run(a, b) }
@@ -125,31 +130,37 @@ func report(_ name: String, layers: [(String, [Int])]) throws {
                 for (q, y) in xb.enumerated() {
                     let kx = try x.centeredGram(), ky = try y.centeredGram()
                     let o = (p * names.count + q) * 3
-                    sums[o] += try HSIC.unbiased(kx, ky); sums[o + 1] += try HSIC.unbiased(kx, kx); sums[o + 2] += try HSIC.unbiased(ky, ky)
+                    sums[o] += try HSIC.unbiased(kx, ky); sums[o + 1] += try HSIC.unbiased(kx, kx);
+                    sums[o + 2] += try HSIC.unbiased(ky, ky)
                 }
             }
         }
         _ = sums
     }
     let mb = Double(try names.reduce(0) { $0 + (try a.layer($1).shape.reduce(1, *)) }) * 4 * 2 / 1e6
-    print("""
+    print(
+        """
 
-    \(name): 2 models × \(names.count) layers, N = \(n), batch \(bs), \(String(format: "%.0f", mb)) MB of float32 per pass \
-    (OpenBLAS \(blasCoreName), \(blasThreadCount) thread(s))
-      sgemm 2048³ peak                     \(String(format: "%7.1f", peak)) GFLOP/s
-      Gram phase (X·Xᵀ of a centred batch) \(String(format: "%7.1f", gramFlops / tGramPlain / 1e9)) GFLOP/s = \(String(format: "%.0f", 100 * gramFlops / tGramPlain / 1e9 / peak)) % of peak \
-    (2n²d flops; with a copy and the centring: \(String(format: "%.1f", gramRate)) GFLOP/s)
-      other kernels                        \(sweep.joined(separator: ", "))
-      read both files (warm cache)         \(String(format: "%7.2f", tRead)) s
-      cka compare (CKAComparison.run)      \(String(format: "%7.2f", tCompare)) s = \(String(format: "%.2f", tCompare / tRead))× the read time
-      per-pair Grams (\(names.count * names.count) pairs)           \(String(format: "%7.2f", tPerPair)) s = \(String(format: "%.1f", tPerPair / tCompare))× slower than ours \
-    (expected ~L/2 = \(names.count / 2)×)
-      check: CKA(\(names[0]), \(names[0])) = \(String(format: "%.4f", result!.matrix[0][0]))
-    """)
+        \(name): 2 models × \(names.count) layers, N = \(n), batch \(bs), \(String(format: "%.0f", mb)) MB of float32 per pass \
+        (OpenBLAS \(blasCoreName), \(blasThreadCount) thread(s))
+          sgemm 2048³ peak                     \(String(format: "%7.1f", peak)) GFLOP/s
+          Gram phase (X·Xᵀ of a centred batch) \(String(format: "%7.1f", gramFlops / tGramPlain / 1e9)) GFLOP/s = \(String(format: "%.0f", 100 * gramFlops / tGramPlain / 1e9 / peak)) % of peak \
+        (2n²d flops; with a copy and the centring: \(String(format: "%.1f", gramRate)) GFLOP/s)
+          other kernels                        \(sweep.joined(separator: ", "))
+          read both files (warm cache)         \(String(format: "%7.2f", tRead)) s
+          cka compare (CKAComparison.run)      \(String(format: "%7.2f", tCompare)) s = \(String(format: "%.2f", tCompare / tRead))× the read time
+          per-pair Grams (\(names.count * names.count) pairs)           \(String(format: "%7.2f", tPerPair)) s = \(String(format: "%.1f", tPerPair / tCompare))× slower than ours \
+        (expected ~L/2 = \(names.count / 2)×)
+          check: CKA(\(names[0]), \(names[0])) = \(String(format: "%.4f", result!.matrix[0][0]))
+        """)
 }
 
 let w1 = (0..<12).map { ("blocks.\($0)", [197, 768]) }
-let w2 = (0..<36).map { i -> (String, [Int]) in ("blocks.\(i / 3):\(["cls", "gap", "fc1"][i % 3])", [i % 3 == 2 ? 3072 : 768]) }
-print("cka-report: machine load \(String(format: "%.2f", (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) } ?? -1)) (1-min average)")
+let w2 = (0..<36).map { i -> (String, [Int]) in
+    ("blocks.\(i / 3):\(["cls", "gap", "fc1"][i % 3])", [i % 3 == 2 ? 3072 : 768])
+}
+print(
+    "cka-report: machine load \(String(format: "%.2f", (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) } ?? -1)) (1-min average)"
+)
 if workload != "w2" { try report("W1", layers: w1) }
 if workload != "w1" { try report("W2", layers: w2) }

@@ -7,8 +7,8 @@ import Foundation
 import ReportSupport
 
 #if DEBUG
-FileHandle.standardError.write(Data("knn-report: build with -c release\n".utf8))
-exit(1)
+    FileHandle.standardError.write(Data("knn-report: build with -c release\n".utf8))
+    exit(1)
 #endif
 
 let q = Int(option("--queries", "10000"))!, n = Int(option("--train", "50000"))!, d = Int(option("--dim", "768"))!
@@ -35,8 +35,9 @@ for _ in 0..<2 {
     let t = now()
     for s in stride(from: 0, to: q, by: chunk) {
         let rows = min(chunk, q - s)
-        try gemm(MatrixRef(test.pointer + s * d, rows: rows, cols: d), MatrixRef(train.pointer, rows: n, cols: d),
-                 transposeB: true, into: MutableMatrixRef(sims.mutablePointer(), rows: rows, cols: n))
+        try gemm(
+            MatrixRef(test.pointer + s * d, rows: rows, cols: d), MatrixRef(train.pointer, rows: n, cols: d),
+            transposeB: true, into: MutableMatrixRef(sims.mutablePointer(), rows: rows, cols: n))
     }
     tGemm = min(tGemm, now() - t)
 }
@@ -48,9 +49,10 @@ for _ in 0..<2 {
     tKNN = min(tKNN, now() - t)
 }
 let gflop = 2 * Double(q) * Double(n) * Double(d) / 1e9
-print("""
-knn-report: \(q) queries × \(n) train × \(d) dims, k = \(ks), OpenBLAS \(blasCoreName), \(blasThreadCount) thread(s)
-  similarity GEMM alone   \(String(format: "%.2f", tGemm)) s (\(String(format: "%.0f", gflop / tGemm)) GFLOP/s)
-  k-NN (all of it)        \(String(format: "%.2f", tKNN)) s = \(String(format: "%.2f", tKNN / tGemm))× the GEMM (goal ≤ 1.5×)
-  top-1 \(result.map { "k=\($0.k): \(String(format: "%.1f", $0.top1))%" }.joined(separator: ", "))
-""")
+print(
+    """
+    knn-report: \(q) queries × \(n) train × \(d) dims, k = \(ks), OpenBLAS \(blasCoreName), \(blasThreadCount) thread(s)
+      similarity GEMM alone   \(String(format: "%.2f", tGemm)) s (\(String(format: "%.0f", gflop / tGemm)) GFLOP/s)
+      k-NN (all of it)        \(String(format: "%.2f", tKNN)) s = \(String(format: "%.2f", tKNN / tGemm))× the GEMM (goal ≤ 1.5×)
+      top-1 \(result.map { "k=\($0.k): \(String(format: "%.1f", $0.top1))%" }.joined(separator: ", "))
+    """)

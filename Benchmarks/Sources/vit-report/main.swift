@@ -9,8 +9,8 @@ import Foundation
 import ReportSupport
 
 #if DEBUG
-FileHandle.standardError.write(Data("vit-report: build with -c release\n".utf8))
-exit(1)
+    FileHandle.standardError.write(Data("vit-report: build with -c release\n".utf8))
+    exit(1)
 #endif
 
 configureAllocatorForStreaming()
@@ -25,12 +25,15 @@ try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: tr
 defer { try? FileManager.default.removeItem(at: dir) }
 let pixelsPath = dir.appendingPathComponent("pixels.h5").path
 do {
-    let w = try ActivationStoreWriter(path: pixelsPath, ids: (0..<batch * batches).map { "x\($0)" }, metadata: StoreMetadata(model: "pixels"))
+    let w = try ActivationStoreWriter(
+        path: pixelsPath, ids: (0..<batch * batches).map { "x\($0)" }, metadata: StoreMetadata(model: "pixels"))
     var s: UInt64 = 1
-    try w.writeDataset("inputs/pixels", Tensor<Float>(shape: [batch * batches, 3, 224, 224]) { _ in
-        s = s &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int32(truncatingIfNeeded: s >> 32)) * 0x1p-31 * 2
-    })
+    try w.writeDataset(
+        "inputs/pixels",
+        Tensor<Float>(shape: [batch * batches, 3, 224, 224]) { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int32(truncatingIfNeeded: s >> 32)) * 0x1p-31 * 2
+        })
     try w.finish()
 }
 let pixels = try ActivationStore(path: pixelsPath).readFloatDataset("inputs/pixels", rows: 0..<batch)
@@ -40,22 +43,28 @@ let scriptDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().dele
 func torchFigures(threads: Int) -> [String: Any]? {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", scriptDir.appendingPathComponent("torch_vit_forward.py").path, "\(threads)",
-                   "--batch", "\(batch)"]
+    p.arguments = [
+        "python3", scriptDir.appendingPathComponent("torch_vit_forward.py").path, "\(threads)",
+        "--batch", "\(batch)",
+    ]
     let out = Pipe()
     p.standardOutput = out
     p.standardError = FileHandle.nullDevice
     guard (try? p.run()) != nil else { return nil }
     let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    guard p.terminationStatus == 0, let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else { return nil }
+    guard p.terminationStatus == 0, let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else {
+        return nil
+    }
     return try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
 }
 
-print("vit-report: ViT-B/16, batch \(batch), float32, OpenBLAS \(blasCoreName); load \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?")")
+print(
+    "vit-report: ViT-B/16, batch \(batch), float32, OpenBLAS \(blasCoreName); load \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?")"
+)
 for threads in threadCounts {
     setBLASThreadCount(threads)
-    _ = try model.forward(pixels)                                    // warm-up
+    _ = try model.forward(pixels)  // warm-up
     var tPlain = Double.infinity
     for _ in 0..<batches { let t = now(); _ = try model.forward(pixels); tPlain = min(tPlain, now() - t) }
     var options = ExtractionOptions()
@@ -65,15 +74,20 @@ for threads in threadCounts {
     options.gramBatchSize = batch
     var input = try PixelStoreInput(path: pixelsPath)
     let t0 = now()
-    let summary = try ActivationExtractor.run(model: model, checkpoint: nil, input: &input,
-                                              to: dir.appendingPathComponent("grams.h5").path, options: options)
+    let summary = try ActivationExtractor.run(
+        model: model, checkpoint: nil, input: &input,
+        to: dir.appendingPathComponent("grams.h5").path, options: options)
     let tHooks = (now() - t0) / Double(batches)
     let ours = Double(batch) / tPlain, oursHooks = Double(batch) / tHooks
-    var line = "  \(threads) thread(s): ours \(String(format: "%.2f", ours)) img/s, with \(summary.gramLayers) hooks → Grams \(String(format: "%.2f", oursHooks)) img/s"
+    var line =
+        "  \(threads) thread(s): ours \(String(format: "%.2f", ours)) img/s, with \(summary.gramLayers) hooks → Grams \(String(format: "%.2f", oursHooks)) img/s"
     if let torch = torchFigures(threads: threads), let tp = torch["images_per_second_no_hooks"] as? Double,
-       let th = torch["images_per_second_hooks"] as? Double {
-        line += "; PyTorch \(torch["torch_version"] ?? "?") \(String(format: "%.2f", tp)) / \(String(format: "%.2f", th)) img/s"
-        line += " → ratio \(String(format: "%.2f", ours / tp))× without hooks, \(String(format: "%.2f", oursHooks / th))× with hooks"
+        let th = torch["images_per_second_hooks"] as? Double
+    {
+        line +=
+            "; PyTorch \(torch["torch_version"] ?? "?") \(String(format: "%.2f", tp)) / \(String(format: "%.2f", th)) img/s"
+        line +=
+            " → ratio \(String(format: "%.2f", ours / tp))× without hooks, \(String(format: "%.2f", oursHooks / th))× with hooks"
     } else {
         line += "; PyTorch: not available (pip install torch timm to compare)"
     }

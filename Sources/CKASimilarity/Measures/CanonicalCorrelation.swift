@@ -62,11 +62,15 @@ public struct CanonicalCorrelation: SimilarityMeasure {
         let (values, vectors) = try f.spectrum()
         guard !values.isEmpty else { throw MeasureError.zeroVariance(measure: name, file: nil, layer: nil) }
         let k = Self.keptDirections(values, variance: variance)
-        guard k < f.n - 1 else { throw MeasureError.tooManyDirections(measure: name, kept: k, examples: f.n, file: nil, layer: nil) }
+        guard k < f.n - 1 else {
+            throw MeasureError.tooManyDirections(measure: name, kept: k, examples: f.n, file: nil, layer: nil)
+        }
         let r = vectors.shape[1]
         var basis = Tensor<Double>(shape: [f.n, k])
         vectors.withUnsafeBufferPointer { pv in
-            basis.withUnsafeMutableBufferPointer { out in for i in 0..<f.n { for j in 0..<k { out[i * k + j] = pv[i * r + j] } } }
+            basis.withUnsafeMutableBufferPointer { out in
+                for i in 0..<f.n { for j in 0..<k { out[i * k + j] = pv[i * r + j] } }
+            }
         }
         return Prepared(basis: basis, values: Array(values.prefix(k)))
     }

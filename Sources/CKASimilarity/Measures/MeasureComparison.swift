@@ -21,9 +21,11 @@ public struct MeasureResult: Sendable {
 public enum MeasureComparison {
     /// Runs every measure of `measures` (`cka` through the CKA engine, the others on float64 full-set Grams)
     /// with the statistics asked for.
-    public static func run(_ a: ActivationStore, _ b: ActivationStore? = nil, options o: CKAOptions = CKAOptions(),
-                           measures m: MeasureOptions = MeasureOptions(), statistics s: StatisticsOptions = StatisticsOptions(),
-                           progress: ((CKAProgress) -> Void)? = nil) throws -> [MeasureResult] {
+    public static func run(
+        _ a: ActivationStore, _ b: ActivationStore? = nil, options o: CKAOptions = CKAOptions(),
+        measures m: MeasureOptions = MeasureOptions(), statistics s: StatisticsOptions = StatisticsOptions(),
+        progress: ((CKAProgress) -> Void)? = nil
+    ) throws -> [MeasureResult] {
         let other = b ?? a
         if b != nil { try CKAComparison.checkSameInputs(a, other) }
         let la = try CKAComparison.selectLayers(a, patterns: o.layersA)
@@ -40,16 +42,19 @@ public enum MeasureComparison {
             let ga = la.map { grams[LayerRef(a, $0)]! }, gb = lb.map { grams[LayerRef(other, $0)]! }
             let (matrix, stats) = try compute(measure, ga, gb, a, la, other, lb, s, progress)
             let n = a.count
-            var r = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
-                              layersA: la, layersB: lb, matrix: matrix, estimator: o.estimator, batchSize: n,
-                              tokens: o.tokens, examplesUsed: n, batches: 1, passes: 1, usedStoredGrams: false, warnings: [])
+            var r = CKAResult(
+                modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
+                layersA: la, layersB: lb, matrix: matrix, estimator: o.estimator, batchSize: n,
+                tokens: o.tokens, examplesUsed: n, batches: 1, passes: 1, usedStoredGrams: false, warnings: [])
             out.append(MeasureResult(measure: name, result: r, statistics: stats, statisticsOptions: s))
         }
         return out
     }
 
-    private static func cka(_ a: ActivationStore, _ b: ActivationStore?, _ la: [String], _ lb: [String], _ o: CKAOptions,
-                            _ s: StatisticsOptions, _ progress: ((CKAProgress) -> Void)?) throws -> MeasureResult {
+    private static func cka(
+        _ a: ActivationStore, _ b: ActivationStore?, _ la: [String], _ lb: [String], _ o: CKAOptions,
+        _ s: StatisticsOptions, _ progress: ((CKAProgress) -> Void)?
+    ) throws -> MeasureResult {
         let other = b ?? a
         if !s.isEmpty && o.estimator == .minibatch {
             // One pass: the matrix (the bits of `CKAComparison.run`) and its statistics.
@@ -57,10 +62,11 @@ public enum MeasureComparison {
                 progress?(CKAProgress(done: done, total: total, unit: "minibatches"))
             }
             let plan = out.plan
-            let r = CKAResult(modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path, layersA: la,
-                              layersB: lb, matrix: out.matrix, estimator: o.estimator, batchSize: plan.batchSize, tokens: o.tokens,
-                              examplesUsed: plan.batchesPerPass * plan.batchSize, batches: plan.batchesPerPass,
-                              passes: plan.passes, usedStoredGrams: out.usedStoredGrams, warnings: plan.warnings)
+            let r = CKAResult(
+                modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path, layersA: la,
+                layersB: lb, matrix: out.matrix, estimator: o.estimator, batchSize: plan.batchSize, tokens: o.tokens,
+                examplesUsed: plan.batchesPerPass * plan.batchSize, batches: plan.batchesPerPass,
+                passes: plan.passes, usedStoredGrams: out.usedStoredGrams, warnings: plan.warnings)
             return MeasureResult(measure: .cka, result: r, statistics: out.statistics, statisticsOptions: s)
         }
         let r = try CKAComparison.run(a, b, options: o, progress: progress)
@@ -69,10 +75,13 @@ public enum MeasureComparison {
             do {
                 var grams: [LayerRef: LayerGrams] = [:]
                 try loadGrams(&grams, a, la, other, lb, kinds: .centered, o, progress)
-                let measure = FullSetCKAMeasure(estimator: o.estimator, rbfThreshold: o.rbfThreshold, rbfDebiased: o.rbfDebiased)
-                stats = try Resampling.statistics(measure, gramsA: la.map { grams[LayerRef(a, $0)]! },
-                                                  gramsB: lb.map { grams[LayerRef(other, $0)]! }, observed: r.matrix,
-                                                  options: s) { done, total in
+                let measure = FullSetCKAMeasure(
+                    estimator: o.estimator, rbfThreshold: o.rbfThreshold, rbfDebiased: o.rbfDebiased)
+                stats = try Resampling.statistics(
+                    measure, gramsA: la.map { grams[LayerRef(a, $0)]! },
+                    gramsB: lb.map { grams[LayerRef(other, $0)]! }, observed: r.matrix,
+                    options: s
+                ) { done, total in
                     progress?(CKAProgress(done: done, total: total, unit: "resamples"))
                 }
             }
@@ -81,9 +90,11 @@ public enum MeasureComparison {
     }
 
     /// Adds the Grams of `kinds` of every selected layer that lacks them (each layer read once per kind set).
-    private static func loadGrams(_ cache: inout [LayerRef: LayerGrams], _ a: ActivationStore, _ la: [String],
-                                  _ b: ActivationStore, _ lb: [String], kinds: GramKinds, _ o: CKAOptions,
-                                  _ progress: ((CKAProgress) -> Void)?) throws {
+    private static func loadGrams(
+        _ cache: inout [LayerRef: LayerGrams], _ a: ActivationStore, _ la: [String],
+        _ b: ActivationStore, _ lb: [String], kinds: GramKinds, _ o: CKAOptions,
+        _ progress: ((CKAProgress) -> Void)?
+    ) throws {
         let refs = LayerRef.distinct(la.map { LayerRef(a, $0) }, lb.map { LayerRef(b, $0) })
         let n = a.count
         var perLayer = 0
@@ -91,7 +102,9 @@ public enum MeasureComparison {
         let held = cache.values.reduce(0) { $0 + [$1.centered, $1.raw, $1.rowCentered].compactMap { $0 }.count }
         let bytes = (held + refs.count * perLayer) * n * n * 8
         guard bytes <= o.fullSetMemoryLimit else {
-            throw CKAError.invalidOption("the measures beyond minibatch CKA keep N×N float64 Grams of every layer: \(refs.count) layers at N = \(n) need \(bytes >> 20) MiB, over the limit of \(o.fullSetMemoryLimit >> 20) MiB (select fewer `layers`)")
+            throw CKAError.invalidOption(
+                "the measures beyond minibatch CKA keep N×N float64 Grams of every layer: \(refs.count) layers at N = \(n) need \(bytes >> 20) MiB, over the limit of \(o.fullSetMemoryLimit >> 20) MiB (select fewer `layers`)"
+            )
         }
         for (done, ref) in refs.enumerated() {
             let have = cache[ref]
@@ -112,23 +125,30 @@ public enum MeasureComparison {
         }
     }
 
-    private static func compute(_ measure: any SimilarityMeasure, _ ga: [LayerGrams], _ gb: [LayerGrams],
-                                _ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
-                                _ s: StatisticsOptions, _ progress: ((CKAProgress) -> Void)?) throws -> ([[Double]], CellStatistics) {
+    private static func compute(
+        _ measure: any SimilarityMeasure, _ ga: [LayerGrams], _ gb: [LayerGrams],
+        _ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+        _ s: StatisticsOptions, _ progress: ((CKAProgress) -> Void)?
+    ) throws -> ([[Double]], CellStatistics) {
         try open(measure, ga, gb, a, la, b, lb, s, progress)
     }
 
-    private static func open<M: SimilarityMeasure>(_ measure: M, _ ga: [LayerGrams], _ gb: [LayerGrams],
-                                                   _ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
-                                                   _ s: StatisticsOptions, _ progress: ((CKAProgress) -> Void)?) throws -> ([[Double]], CellStatistics) {
+    private static func open<M: SimilarityMeasure>(
+        _ measure: M, _ ga: [LayerGrams], _ gb: [LayerGrams],
+        _ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+        _ s: StatisticsOptions, _ progress: ((CKAProgress) -> Void)?
+    ) throws -> ([[Double]], CellStatistics) {
         func prepare(_ g: LayerGrams, _ store: ActivationStore, _ name: String) throws -> M.Prepared {
-            do { return try measure.prepare(g) } catch let e as MeasureError { throw e.at(file: store.path, layer: name) }
+            do { return try measure.prepare(g) } catch let e as MeasureError {
+                throw e.at(file: store.path, layer: name)
+            }
         }
         let pa = try zip(ga, la).map { try prepare($0, a, $1) }
         let pb = try zip(gb, lb).map { try prepare($0, b, $1) }
         let matrix = try pa.map { x in try pb.map { y in try measure.value(x, y) } }
         guard !s.isEmpty else { return (matrix, CellStatistics()) }
-        let stats = try Resampling.statistics(measure, gramsA: ga, gramsB: gb, observed: matrix, options: s) { done, total in
+        let stats = try Resampling.statistics(measure, gramsA: ga, gramsB: gb, observed: matrix, options: s) {
+            done, total in
             progress?(CKAProgress(done: done, total: total, unit: "\(measure.name) resamples"))
         }
         return (matrix, stats)

@@ -5,7 +5,8 @@ import _CKASupport
 
 extension MeasureResult {
     /// The header of the long CSV with measures and statistics (formats.md §2).
-    public static let longCSVHeader = "model_a,layer_a,model_b,layer_b,measure,estimator,batch_size,value,ci_low,ci_high,p_value,p_adjusted,null_mean,null_sd"
+    public static let longCSVHeader =
+        "model_a,layer_a,model_b,layer_b,measure,estimator,batch_size,value,ci_low,ci_high,p_value,p_adjusted,null_mean,null_sd"
 
     /// Long CSV rows without the header, one per cell; statistics not requested stay empty.
     public func longCSVRows() -> [String] {
@@ -14,9 +15,13 @@ extension MeasureResult {
         var rows: [String] = []
         for (i, la) in r.layersA.enumerated() {
             for (j, lb) in r.layersB.enumerated() {
-                rows.append([csvField(r.modelA), csvField(la), csvField(r.modelB), csvField(lb), measure.rawValue, estimatorLabel,
-                             "\(r.batchSize)", "\(r.matrix[i][j])", cell(s.ciLow, i, j), cell(s.ciHigh, i, j),
-                             cell(s.pValue, i, j), cell(s.pAdjusted, i, j), cell(s.nullMean, i, j), cell(s.nullSD, i, j)]
+                rows.append(
+                    [
+                        csvField(r.modelA), csvField(la), csvField(r.modelB), csvField(lb), measure.rawValue,
+                        estimatorLabel,
+                        "\(r.batchSize)", "\(r.matrix[i][j])", cell(s.ciLow, i, j), cell(s.ciHigh, i, j),
+                        cell(s.pValue, i, j), cell(s.pAdjusted, i, j), cell(s.nullMean, i, j), cell(s.nullSD, i, j),
+                    ]
                     .joined(separator: ","))
             }
         }

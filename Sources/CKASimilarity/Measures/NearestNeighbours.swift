@@ -25,7 +25,7 @@ func nearestNeighbours(_ s: Tensor<Double>, k: Int) -> [[Int]] {
                 let v = row[j]
                 if idx.count == k, !(v > val[k - 1]) { continue }
                 var pos = idx.count
-                while pos > 0 && v > val[pos - 1] { pos -= 1 }   // after equal values: lower index first
+                while pos > 0 && v > val[pos - 1] { pos -= 1 }  // after equal values: lower index first
                 idx.insert(j, at: pos); val.insert(v, at: pos)
                 if idx.count > k { idx.removeLast(); val.removeLast() }
             }
@@ -97,7 +97,9 @@ public struct CKNNA: SimilarityMeasure {
     }
 
     public func value(_ a: Prepared, _ b: Prepared) throws -> Double {
-        let mask = zip(a.neighbours, b.neighbours).map { x, y in let s = Set(y); return x.filter(s.contains).sorted() }
+        let mask = zip(a.neighbours, b.neighbours).map { x, y in
+            let s = Set(y); return x.filter(s.contains).sorted()
+        }
         let kl = Self.maskedHSIC(a.cosine, b.cosine, mask: mask)
         return kl / ((a.selfTerm * b.selfTerm).squareRoot() + 1e-6)
     }

@@ -35,7 +35,9 @@ public struct RSA: SimilarityMeasure {
 
     /// The upper triangle (i < j, row-major) of a layer's RDM.
     public func dissimilarities(_ g: LayerGrams) throws -> [Double] {
-        let src = try rdm == .correlation ? g.require(g.rowCentered, "row-centred", name) : g.require(g.centered, "centred", name)
+        let src =
+            try rdm == .correlation
+            ? g.require(g.rowCentered, "row-centred", name) : g.require(g.centered, "centred", name)
         let n = src.shape[0], d = Double(max(g.features, 1))
         var out: [Double] = []
         out.reserveCapacity(n * (n - 1) / 2)

@@ -45,8 +45,10 @@ public struct LayerGrams: Sendable {
     /// N.
     public var count: Int
 
-    public init(centered: Tensor<Double>? = nil, raw: Tensor<Double>? = nil, rowCentered: Tensor<Double>? = nil,
-                features: Int) {
+    public init(
+        centered: Tensor<Double>? = nil, raw: Tensor<Double>? = nil, rowCentered: Tensor<Double>? = nil,
+        features: Int
+    ) {
         self.centered = centered; self.raw = raw; self.rowCentered = rowCentered; self.features = features
         count = (centered ?? raw ?? rowCentered)?.shape.first ?? 0
     }
@@ -91,8 +93,9 @@ public struct LayerGrams: Sendable {
             }
             return out
         }
-        return LayerGrams(centered: try centered.map { try HSIC.centered(pick($0)) }, raw: raw.map(pick),
-                          rowCentered: rowCentered.map(pick), features: features)
+        return LayerGrams(
+            centered: try centered.map { try HSIC.centered(pick($0)) }, raw: raw.map(pick),
+            rowCentered: rowCentered.map(pick), features: features)
     }
 
     func require(_ g: Tensor<Double>?, _ kind: String, _ measure: String) throws -> Tensor<Double> {
@@ -115,7 +118,8 @@ public enum MeasureError: Error, Equatable, CustomStringConvertible {
         func at(_ f: String?, _ l: String?) -> String { l.map { "\(f.map { "\($0): " } ?? "")layer '\($0)': " } ?? "" }
         switch self {
         case let .tooManyDirections(m, k, n, f, l):
-            return "\(at(f, l))\(m) keeps \(k) directions but only \(n) examples (N − 1 = \(n - 1) centred directions), so every canonical correlation would be 1: use `tokens` cls|gap (or a lower `svccaVariance`)"
+            return
+                "\(at(f, l))\(m) keeps \(k) directions but only \(n) examples (N − 1 = \(n - 1) centred directions), so every canonical correlation would be 1: use `tokens` cls|gap (or a lower `svccaVariance`)"
         case let .invalidK(m, k, n):
             return "\(m): k = \(k) neighbours needs \(m == "cknna" ? 2 : 1) ≤ k < N = \(n)"
         case let .zeroVariance(m, f, l):
@@ -130,7 +134,8 @@ public enum MeasureError: Error, Equatable, CustomStringConvertible {
     /// The same error naming a file and layer.
     func at(file: String, layer: String) -> MeasureError {
         switch self {
-        case let .tooManyDirections(m, k, n, _, _): return .tooManyDirections(measure: m, kept: k, examples: n, file: file, layer: layer)
+        case let .tooManyDirections(m, k, n, _, _):
+            return .tooManyDirections(measure: m, kept: k, examples: n, file: file, layer: layer)
         case let .zeroVariance(m, _, _): return .zeroVariance(measure: m, file: file, layer: layer)
         default: return self
         }
@@ -166,7 +171,9 @@ struct GramFactor {
         let w = u.shape[1]
         var v = Tensor<Double>(shape: [n, r])
         u.withUnsafeBufferPointer { pu in
-            v.withUnsafeMutableBufferPointer { out in for i in 0..<n { for j in 0..<r { out[i * r + j] = pu[i * w + j] } } }
+            v.withUnsafeMutableBufferPointer { out in
+                for i in 0..<n { for j in 0..<r { out[i * r + j] = pu[i * w + j] } }
+            }
         }
         return (Array(values.prefix(r)), v)
     }

@@ -11,7 +11,8 @@ extension LayerGrams {
         let n = store.count
         var buffer = Tensor<Float>(shape: [0])
         guard layer.shape.count >= 2 else {
-            throw TensorError.shapeMismatch(op: "similarity of \(name)", expected: "[N, D] or [N, T, D]", got: describeShape(layer.shape))
+            throw TensorError.shapeMismatch(
+                op: "similarity of \(name)", expected: "[N, D] or [N, T, D]", got: describeShape(layer.shape))
         }
         if tokens != .flatten && layer.shape.count == 3 {
             var reduced = Tensor<Float>(shape: [n, layer.shape[2]])
@@ -36,7 +37,9 @@ extension LayerGrams {
             }
         }
         func add(_ total: inout Tensor<Double>, _ g: Tensor<Double>) {
-            total.withUnsafeMutableBufferPointer { t in g.withUnsafeBufferPointer { p in for i in 0..<p.count { t[i] += p[i] } } }
+            total.withUnsafeMutableBufferPointer { t in
+                g.withUnsafeBufferPointer { p in for i in 0..<p.count { t[i] += p[i] } }
+            }
         }
         var centered = kinds.contains(.centered) ? Tensor<Double>(shape: [n, n]) : nil
         var raw = kinds.contains(.raw) ? Tensor<Double>(shape: [n, n]) : nil
@@ -46,7 +49,9 @@ extension LayerGrams {
             if centered != nil { var c = x; try c.centerColumns(); add(&centered!, try c.gramOfRows()) }
             if kinds.contains(.rowCentered) {
                 let w = x.rowSize
-                x.withUnsafeBufferPointer { p in for i in 0..<n { var s = 0.0; for j in 0..<w { s += p[i * w + j] }; rowSums[i] += s } }
+                x.withUnsafeBufferPointer { p in
+                    for i in 0..<n { var s = 0.0; for j in 0..<w { s += p[i * w + j] }; rowSums[i] += s }
+                }
             }
         }
         var rowCentered: Tensor<Double>?

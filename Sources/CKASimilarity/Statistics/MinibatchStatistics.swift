@@ -18,22 +18,32 @@ private struct SharedBuffer: @unchecked Sendable {
 public enum MinibatchStatistics {
     /// The minibatch CKA matrix of `a`'s layers `la` against `b`'s `lb` (the same bits as `CKAComparison.run`)
     /// and its statistics.
-    package static func run(_ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
-                           options o: CKAOptions, statistics s: StatisticsOptions,
-                           progress: ((Int, Int) -> Void)? = nil) throws
-        -> (matrix: [[Double]], statistics: CellStatistics, terms: [MinibatchCKA.BatchTerms], plan: MinibatchPlan, usedStoredGrams: Bool) {
+    package static func run(
+        _ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String],
+        options o: CKAOptions, statistics s: StatisticsOptions,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws
+        -> (
+            matrix: [[Double]], statistics: CellStatistics, terms: [MinibatchCKA.BatchTerms], plan: MinibatchPlan,
+            usedStoredGrams: Bool
+        )
+    {
         let plan = try MinibatchPlan(examples: a.count, options: o)
         let storedGrams = try CKAComparison.decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
         let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
         let layers = LayerRef.distinct(refsA, refsB)
         // The sources of `CKAComparison.hsicTerms`: stored Grams where they match, else mapped rows or HDF5 reads.
-        let fromStore = layers.filter { storedGrams.contains($0) }, computed = layers.filter { !storedGrams.contains($0) }
+        let fromStore = layers.filter { storedGrams.contains($0) },
+            computed = layers.filter { !storedGrams.contains($0) }
         var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
         var mapped: MappedGramSource?
         if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
         var source: (any MinibatchGramSource)?
-        if let mapped { source = mapped }
-        else if !computed.isEmpty { source = ReadGramSource(layers: computed, batches: plan.batches, tokens: o.tokens) }
+        if let mapped {
+            source = mapped
+        } else if !computed.isEmpty {
+            source = ReadGramSource(layers: computed, batches: plan.batches, tokens: o.tokens)
+        }
         var acc = MinibatchStatisticsAccumulator(layerCountA: la.count, layerCountB: lb.count, statistics: s)
         for batch in plan.batches {
             var grams = try stored?.grams(for: batch) ?? [:]
@@ -49,11 +59,14 @@ public enum MinibatchStatistics {
     }
 
     /// Bootstrap replicates `[LA][LB][B]` of minibatch CKA from per-batch terms (batches drawn with replacement).
-    public static func bootstrap(_ terms: [MinibatchCKA.BatchTerms], layersA nA: Int, layersB nB: Int,
-                                 options s: StatisticsOptions) -> [[[Double]]] {
+    public static func bootstrap(
+        _ terms: [MinibatchCKA.BatchTerms], layersA nA: Int, layersB nB: Int,
+        options s: StatisticsOptions
+    ) -> [[[Double]]] {
         let k = terms.count
         var out = Array(repeating: Array(repeating: [Double](repeating: 0, count: s.bootstrap), count: nB), count: nA)
-        var cross = [Double](repeating: 0, count: nA * nB), sa = [Double](repeating: 0, count: nA), sb = [Double](repeating: 0, count: nB)
+        var cross = [Double](repeating: 0, count: nA * nB), sa = [Double](repeating: 0, count: nA),
+            sb = [Double](repeating: 0, count: nB)
         for r in 0..<s.bootstrap {
             for i in cross.indices { cross[i] = 0 }
             for i in sa.indices { sa[i] = 0 }
@@ -93,9 +106,12 @@ public struct MinibatchStatisticsAccumulator: Sendable {
     }
 
     /// Adds one minibatch given as representations `[b, …]` (one per layer), Grams built with centred columns.
-    public mutating func add(representationsA: [Tensor<Float>], representationsB: [Tensor<Float>], ordinal: Int) throws {
-        try add(gramsA: representationsA.map { try $0.gram(centered: true) }, gramsB: representationsB.map { try $0.gram(centered: true) },
-                ordinal: ordinal)
+    public mutating func add(representationsA: [Tensor<Float>], representationsB: [Tensor<Float>], ordinal: Int) throws
+    {
+        try add(
+            gramsA: representationsA.map { try $0.gram(centered: true) },
+            gramsB: representationsB.map { try $0.gram(centered: true) },
+            ordinal: ordinal)
     }
 
     /// Adds one minibatch given as `[b, b]` Grams (one per layer).
@@ -104,7 +120,8 @@ public struct MinibatchStatisticsAccumulator: Sendable {
         let ua = try MinibatchCKA.stackUCentered(gramsA, expectedLayers: nA)
         let ub = try MinibatchCKA.stackUCentered(gramsB, expectedLayers: nB)
         guard ua.b == ub.b else {
-            throw TensorError.shapeMismatch(op: "MinibatchStatistics.add", expected: "Grams of one batch size", got: "\(ua.b) and \(ub.b)")
+            throw TensorError.shapeMismatch(
+                op: "MinibatchStatistics.add", expected: "Grams of one batch size", got: "\(ua.b) and \(ub.b)")
         }
         let bs = ua.b
         let t = try MinibatchCKA.terms(uCenteredA: ua.stacked, uCenteredB: ub.stacked, batchSize: bs)
@@ -165,18 +182,25 @@ public struct MinibatchStatisticsAccumulator: Sendable {
     }
 
     /// The CKA matrix (the bits of `MinibatchCKA.matrix`) and its statistics.
-    public func finish(layerNamesA: [String]? = nil, layerNamesB: [String]? = nil, fileA: String = "A",
-                       fileB: String = "B") throws -> (matrix: [[Double]], statistics: CellStatistics) {
-        let matrix = try accumulator.matrix(layerNamesA: layerNamesA, layerNamesB: layerNamesB, fileA: fileA, fileB: fileB)
+    public func finish(
+        layerNamesA: [String]? = nil, layerNamesB: [String]? = nil, fileA: String = "A",
+        fileB: String = "B"
+    ) throws -> (matrix: [[Double]], statistics: CellStatistics) {
+        let matrix = try accumulator.matrix(
+            layerNamesA: layerNamesA, layerNamesB: layerNamesB, fileA: fileA, fileB: fileB)
         let nA = accumulator.layerCountA, nB = accumulator.layerCountB, p = statistics.permutations
         var boot: [[[Double]]]?
-        if statistics.bootstrap > 0 { boot = MinibatchStatistics.bootstrap(terms, layersA: nA, layersB: nB, options: statistics) }
+        if statistics.bootstrap > 0 {
+            boot = MinibatchStatistics.bootstrap(terms, layersA: nA, layersB: nB, options: statistics)
+        }
         var null: [[[Double]]]?
         if p > 0 {
             let sa = accumulator.selfSumsA, sb = accumulator.selfSumsB
-            null = (0..<nA).map { i in (0..<nB).map { j in
-                (0..<p).map { r in nullCross[r * nA * nB + i * nB + j] / (sa[i] * sb[j]).squareRoot() }
-            } }
+            null = (0..<nA).map { i in
+                (0..<nB).map { j in
+                    (0..<p).map { r in nullCross[r * nA * nB + i * nB + j] / (sa[i] * sb[j]).squareRoot() }
+                }
+            }
         }
         return (matrix, Resampling.summarise(observed: matrix, boot: boot, null: null, options: statistics))
     }

@@ -121,7 +121,9 @@ public enum Resampling {
     }
 
     /// Fills the statistics of a matrix from per-cell resampled values (`boot[i][j]`, `null[i][j]`).
-    static func summarise(observed: [[Double]], boot: [[[Double]]]?, null: [[[Double]]]?, options o: StatisticsOptions) -> CellStatistics {
+    static func summarise(observed: [[Double]], boot: [[[Double]]]?, null: [[[Double]]]?, options o: StatisticsOptions)
+        -> CellStatistics
+    {
         var s = CellStatistics()
         if let boot {
             let ci = boot.map { $0.map { percentileInterval($0, level: o.confidence) } }
@@ -129,7 +131,9 @@ public enum Resampling {
             s.ciHigh = ci.map { $0.map(\.high) }
         }
         if let null {
-            let p = observed.indices.map { i in observed[i].indices.map { j in pValue(observed: observed[i][j], null: null[i][j]) } }
+            let p = observed.indices.map { i in
+                observed[i].indices.map { j in pValue(observed: observed[i][j], null: null[i][j]) }
+            }
             s.pValue = p
             let cols = observed.first?.count ?? 0
             let adj = adjust(p.flatMap { $0 }, o.correction)
@@ -145,9 +149,11 @@ public enum Resampling {
     /// resamples draw N examples with replacement (the same draw for every cell of a replicate); a
     /// permutation reorders B's examples (rows and columns of its Grams) against A's. A resample on which
     /// the measure is undefined (e.g. too few distinct examples) counts as NaN and is left out of the interval.
-    public static func statistics<M: SimilarityMeasure>(_ measure: M, gramsA: [LayerGrams], gramsB: [LayerGrams],
-                                                        observed: [[Double]], options o: StatisticsOptions,
-                                                        progress: ((Int, Int) -> Void)? = nil) throws -> CellStatistics {
+    public static func statistics<M: SimilarityMeasure>(
+        _ measure: M, gramsA: [LayerGrams], gramsB: [LayerGrams],
+        observed: [[Double]], options o: StatisticsOptions,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> CellStatistics {
         let n = gramsA.first?.count ?? 0
         let la = gramsA.count, lb = gramsB.count
         let total = o.bootstrap + o.permutations
@@ -158,11 +164,13 @@ public enum Resampling {
                 let idx = bootstrapIndices(n, seed: o.seed, replicate: r)
                 let pa = gramsA.map { try? measure.prepare($0.selecting(idx)) }
                 let pb = gramsB.map { try? measure.prepare($0.selecting(idx)) }
-                for i in 0..<la { for j in 0..<lb {
-                    var x = Double.nan
-                    if let a = pa[i], let b = pb[j] { x = (try? measure.value(a, b)) ?? .nan }
-                    v[i][j].append(x)
-                } }
+                for i in 0..<la {
+                    for j in 0..<lb {
+                        var x = Double.nan
+                        if let a = pa[i], let b = pb[j] { x = (try? measure.value(a, b)) ?? .nan }
+                        v[i][j].append(x)
+                    }
+                }
                 progress?(r + 1, total)
             }
             boot = v

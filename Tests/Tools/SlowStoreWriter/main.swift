@@ -14,7 +14,8 @@ guard args.count >= 2 else {
 let rows = args.count > 2 ? Int(args[2]) ?? 64 : 64
 let delayMs = args.count > 3 ? Int(args[3]) ?? 50 : 50
 do {
-    let w = try ActivationStoreWriter(path: args[1], ids: (0..<rows).map { "x\($0)" }, metadata: StoreMetadata(model: "test"))
+    let w = try ActivationStoreWriter(
+        path: args[1], ids: (0..<rows).map { "x\($0)" }, metadata: StoreMetadata(model: "test"))
     try w.addLayer("blocks.0", kind: .block, block: 0, featureShape: [16])
     for i in 0..<rows {
         try w.append(Tensor<Float>(shape: [1, 16]) { Float($0 + i) }, to: "blocks.0")

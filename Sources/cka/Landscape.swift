@@ -51,8 +51,8 @@ extension CKACommand {
         @Option(help: "Checkpoint layout (default: detected).")
         var source: CheckpointSource?
 
-        @Option(help: "Loss: mae, rcmae or ce.")
-        var loss: String
+        @Option(help: "The objective.")
+        var loss: LandscapeLoss
 
         @Option(
             help:
@@ -71,7 +71,7 @@ extension CKACommand {
 
         @Option(
             help: "Which examples: spread (N evenly spaced over the inputs, every class of a sorted folder) or first.")
-        var pick = "spread"
+        var pick = ExamplePick.spread
 
         @Option(name: .customLong("batch-size"), help: "Examples per forward pass.")
         var batchSize = 32
@@ -92,7 +92,7 @@ extension CKACommand {
         var normalization: DirectionNormalization = .filter
 
         @Option(help: "1-D tensors (biases, norms, LayerScale): biasbn = zero in the directions, none = move them too.")
-        var ignore = "biasbn"
+        var ignore = IgnoredParameters.biasbn
 
         @Option(
             help: "Parameter groups to perturb, comma-separated: encoder, decoder (mae/rcmae), head (ce). Default: all."
@@ -173,18 +173,15 @@ extension CKACommand {
         @OptionGroup var parallel: ThreadOptions
 
         func validate() throws {
-            if !["mae", "rcmae", "ce"].contains(loss) { throw ValidationError("--loss must be mae, rcmae or ce") }
             if (images == nil) == (inputs == nil) {
                 throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5")
             }
-            if loss == "rcmae" && teacher == nil {
+            if loss == .rcmae && teacher == nil {
                 throw ValidationError("--loss rcmae needs --teacher (the EMA teacher checkpoint)")
             }
-            if loss != "ce" && head != nil { throw ValidationError("--head is for --loss ce") }
+            if loss != .ce && head != nil { throw ValidationError("--head is for --loss ce") }
             if dims != 1 && dims != 2 { throw ValidationError("--dims must be 1 or 2") }
             if examples < 1 || batchSize < 1 { throw ValidationError("--examples and --batch-size must be at least 1") }
-            if pick != "spread" && pick != "first" { throw ValidationError("--pick must be spread or first") }
-            if ignore != "biasbn" && ignore != "none" { throw ValidationError("--ignore must be biasbn or none") }
             if !(0..<1).contains(maskRatio) { throw ValidationError("--mask-ratio must be in [0, 1)") }
             if let maxPoints, maxPoints < 1 { throw ValidationError("--max-points must be at least 1") }
             if flatnessSamples < 1 { throw ValidationError("--flatness-samples must be at least 1") }
@@ -233,9 +230,11 @@ extension CKACommand {
                 // The fixed examples.
                 let (batches, ids) = try readExamples(ckpt, imageSize: size.imageSize)
                 var attributes: [String: HDF5AttributeValue] = [
-                    "loss": .string(loss), "checkpoint": .string(URL(fileURLWithPath: checkpoint).lastPathComponent),
-                    "normalization": .string(normalization.rawValue), "ignore": .string(ignore),
-                    "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count), "pick": .string(pick),
+                    "loss": .string(loss.rawValue),
+                    "checkpoint": .string(URL(fileURLWithPath: checkpoint).lastPathComponent),
+                    "normalization": .string(normalization.rawValue), "ignore": .string(ignore.rawValue),
+                    "seed": .int(Int(truncatingIfNeeded: seed)), "n_examples": .int(ids.count),
+                    "pick": .string(pick.rawValue),
                     "directions_seeds": .ints(
                         [Int(truncatingIfNeeded: seed), Int(truncatingIfNeeded: seed &+ 1)].prefix(dims).map { $0 }),
                     "source": .string(ckpt.source.rawValue), "architecture": .string(ckpt.architecture.timmName),
@@ -249,7 +248,7 @@ extension CKACommand {
                 let objective: any LandscapeObjective
                 let groups: [String: [String]]
                 var maskRows: [UInt8] = []
-                if loss == "ce" {
+                if loss == .ce {
                     let h =
                         try head.map { path in
                             path.hasSuffix(".h5")
@@ -276,7 +275,7 @@ extension CKACommand {
                     }
                     attributes["mask_ratio"] = .double(Double(maskList.first?.maskedCount ?? 0) / Double(patches))
                     attributes["norm_pix_loss"] = .bool(!noNormPixLoss)
-                    if loss == "rcmae" { attributes["gamma"] = .double(gamma) }
+                    if loss == .rcmae { attributes["gamma"] = .double(gamma) }
                     var withMasks: [LandscapeBatch] = []
                     var start = 0
                     for var b in batches {
@@ -302,7 +301,7 @@ extension CKACommand {
                             let name = g.trimmingCharacters(in: .whitespaces)
                             guard groups[name] != nil else {
                                 throw ValidationError(
-                                    "--perturb: '\(name)' is not a part of the \(loss) loss (\(groups.keys.sorted().joined(separator: ", ")))"
+                                    "--perturb: '\(name)' is not a part of the \(loss.rawValue) loss (\(groups.keys.sorted().joined(separator: ", ")))"
                                 )
                             }
                             return name
@@ -316,7 +315,7 @@ extension CKACommand {
                 let weights = objective.center.restricted(to: perturbed)
                 if !quiet {
                     note(
-                        "landscape: \(loss) loss over \(ids.count) examples; perturbing \(chosen.joined(separator: "+")): "
+                        "landscape: \(loss.rawValue) loss over \(ids.count) examples; perturbing \(chosen.joined(separator: "+")): "
                             + "\(weights.names.count) tensors, \(weights.scalarCount) parameters")
                     for name in excluded { note("  not perturbed: \(name) — \(objective.fixedParameters[name]!)") }
                 }
@@ -328,7 +327,7 @@ extension CKACommand {
                 if !world.isRoot { world.barrier() }  // rank 0 writes the directions first; the others read them
                 let recipe: [String: HDF5AttributeValue] = [
                     "seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(normalization.rawValue),
-                    "ignore": .string(ignore), "checkpoint": attributes["checkpoint"]!,
+                    "ignore": .string(ignore.rawValue), "checkpoint": attributes["checkpoint"]!,
                 ]
                 if FileManager.default.fileExists(atPath: directionPath) {
                     let (read, attrs) = try DirectionFile.read(directionPath, like: objective.center)
@@ -349,7 +348,7 @@ extension CKACommand {
                     dirs = (0..<dims).map { k in
                         FilterNormalizedDirections.random(
                             like: weights, seed: seed &+ UInt64(k), normalization: normalization,
-                            ignoreBiasAndNorm: ignore == "biasbn")
+                            ignoreBiasAndNorm: ignore == .biasbn)
                     }
                     try DirectionFile.write(dirs, attributes: recipe, to: directionPath)
                     directionGuard.written = directionPath
@@ -433,7 +432,7 @@ extension CKACommand {
                     for radius in r {
                         let f = try AverageFlatness(
                             objective: objective, perturbed: perturbed, radius: radius, samples: flatnessSamples,
-                            seed: seed &+ 1000, normalization: normalization, ignoreBiasAndNorm: ignore == "biasbn")
+                            seed: seed &+ 1000, normalization: normalization, ignoreBiasAndNorm: ignore == .biasbn)
                         means.append(f.meanIncrease)
                         errors.append(f.standardError)
                         if !quiet {
@@ -494,7 +493,7 @@ extension CKACommand {
                 // class-sorted image folder gives every class.
                 let total = source.expectedCount ?? examples
                 let chosen =
-                    pick == "first" || total <= examples
+                    pick == .first || total <= examples
                     ? Set(0..<examples)
                     : Set((0..<examples).map { $0 * total / examples })
                 var index = 0, rows: [(id: String, label: Int, pixels: Tensor<Float>)] = []
@@ -502,7 +501,7 @@ extension CKACommand {
                     guard let first = rows.first else { return }
                     var pixels = Tensor<Float>(shape: [rows.count] + Array(first.pixels.shape.dropFirst()))
                     for (k, r) in rows.enumerated() { try pixels.setRows(k..<k + 1, from: r.pixels) }
-                    batches.append(LandscapeBatch(pixels: pixels, labels: loss == "ce" ? rows.map(\.label) : []))
+                    batches.append(LandscapeBatch(pixels: pixels, labels: loss == .ce ? rows.map(\.label) : []))
                     rows = []
                 }
                 while ids.count < examples, let b = try source.next(maxCount: batchSize) {
@@ -518,18 +517,18 @@ extension CKACommand {
                 for s in source.skipped { note("warning: skipped \(s.id): \(s.reason)") }
             }
             if let inputs {
-                var s = try PixelStoreInput(path: inputs, limit: pick == "first" ? examples : nil)
+                var s = try PixelStoreInput(path: inputs, limit: pick == .first ? examples : nil)
                 try collect(&s)
             } else {
                 var s = try ImageFolderInput(
                     root: images!, preprocessing: evalTransform(for: ckpt, size: imageSize, preset: preprocessing),
-                    batchSize: batchSize, limit: pick == "first" ? examples : nil)
+                    batchSize: batchSize, limit: pick == .first ? examples : nil)
                 try collect(&s)
             }
             guard !ids.isEmpty else {
                 throw LandscapeError.invalidArgument("no usable examples in \(images ?? inputs ?? "")")
             }
-            if loss == "ce", let bad = batches.flatMap(\.labels).firstIndex(where: { $0 < 0 }) {
+            if loss == .ce, let bad = batches.flatMap(\.labels).firstIndex(where: { $0 < 0 }) {
                 throw LandscapeError.invalidArgument(
                     "\(images ?? inputs ?? ""): example \(ids[bad]) has no label; --loss ce needs class folders or /inputs/labels"
                 )

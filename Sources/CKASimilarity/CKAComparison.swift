@@ -145,35 +145,14 @@ public enum CKAComparison {
         options o: CKAOptions, batches: [Minibatch], storedGrams: Set<LayerRef> = [],
         consume: (Minibatch, MinibatchCKA.BatchTerms) throws -> Void
     ) throws -> Bool {
-        let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
-        let layers = LayerRef.distinct(refsA, refsB)
-        let fromStore = layers.filter { storedGrams.contains($0) },
-            computed = layers.filter { !storedGrams.contains($0) }
-        var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
-        var mapped: MappedGramSource?
-        if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
-        var source: (any MinibatchGramSource)?
-        if let mapped {
-            source = mapped
-        } else if !computed.isEmpty {
-            source = ReadGramSource(layers: computed, batches: batches, tokens: o.tokens)
-        }
-        // The whole loop keeps the sources' thread layout: mapped Grams run one single-threaded BLAS per core,
-        // the reader thread of HDF5 reads takes one core from BLAS (so the small HSIC products never wake
-        // BLAS threads that would spin against them).
-        let threads = mapped != nil ? 1 : source != nil ? max(1, blasThreadCount - 1) : blasThreadCount
-        try withBLASThreads(threads) {
+        var source = try ComparisonGrams(a, la, b, lb, storedGrams: storedGrams, options: o, batches: batches)
+        try withBLASThreads(source.blasThreads) {
             for batch in batches {
-                var grams = try stored?.grams(for: batch) ?? [:]
-                if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
-                for ref in layers where !grams[ref]!.isFinite {
-                    throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
-                }
-                try consume(
-                    batch, MinibatchCKA.terms(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }))
+                let grams = try source.grams(for: batch)
+                try consume(batch, MinibatchCKA.terms(gramsA: grams.a, gramsB: grams.b))
             }
         }
-        return mapped != nil
+        return source.usesMemoryMap
     }
 
     /// The layers whose stored Grams are used; the others are computed from their activations.

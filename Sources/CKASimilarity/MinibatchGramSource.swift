@@ -108,3 +108,51 @@ package final class ReadGramSource: MinibatchGramSource {
         }
     }
 }
+
+/// The Grams of one comparison's minibatches: stored Grams for the layers in `storedGrams`, and for the others
+/// memory-mapped rows when every one of them lies in its file as plain float32 (and `options.memoryMap`), else
+/// HDF5 reads. Checks every Gram for NaN/Inf and hands them back in A's and B's layer order.
+package struct ComparisonGrams {
+    let refsA: [LayerRef]
+    let refsB: [LayerRef]
+    let layers: [LayerRef]
+    private var stored: StoredGramSource?
+    private var computed: (any MinibatchGramSource)?
+    /// True when the computed layers come from memory-mapped rows.
+    package let usesMemoryMap: Bool
+    /// The BLAS threads that keep the sources' layout: one per core for mapped Grams (each single-threaded),
+    /// one core fewer beside the reader thread of HDF5 reads.
+    package let blasThreads: Int
+
+    /// - Parameter batches: the minibatches that `grams(for:)` will be asked for, in order.
+    package init(
+        _ a: ActivationStore, _ la: [String], _ b: ActivationStore, _ lb: [String], storedGrams: Set<LayerRef>,
+        options o: CKAOptions, batches: [Minibatch]
+    ) throws {
+        refsA = la.map { LayerRef(a, $0) }
+        refsB = lb.map { LayerRef(b, $0) }
+        layers = LayerRef.distinct(refsA, refsB)
+        let fromStore = layers.filter { storedGrams.contains($0) }
+        let rest = layers.filter { !storedGrams.contains($0) }
+        stored = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
+        let mapped = !rest.isEmpty && o.memoryMap ? try MappedGramSource(layers: rest, tokens: o.tokens) : nil
+        if let mapped {
+            computed = mapped
+        } else if !rest.isEmpty {
+            computed = ReadGramSource(layers: rest, batches: batches, tokens: o.tokens)
+        }
+        usesMemoryMap = mapped != nil
+        blasThreads = usesMemoryMap ? 1 : computed != nil ? max(1, blasThreadCount - 1) : blasThreadCount
+    }
+
+    /// The Grams of `batch`, A's layers then B's, each `[b, b]`.
+    /// - Throws: `CKAError.nonFinite` naming the file, the layer and the minibatch.
+    package mutating func grams(for batch: Minibatch) throws -> (a: [Tensor<Double>], b: [Tensor<Double>]) {
+        var grams = try stored?.grams(for: batch) ?? [:]
+        if let more = try computed?.grams(for: batch) { grams.merge(more) { first, _ in first } }
+        for ref in layers where !grams[ref]!.isFinite {
+            throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
+        }
+        return (refsA.map { grams[$0]! }, refsB.map { grams[$0]! })
+    }
+}

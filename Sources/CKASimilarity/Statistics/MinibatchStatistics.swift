@@ -30,29 +30,14 @@ public enum MinibatchStatistics {
     {
         let plan = try MinibatchPlan(examples: a.count, options: o)
         let storedGrams = try CKAComparison.decideStoredGrams(a, b, la, lb, o, shuffled: plan.shuffled)
-        let refsA = la.map { LayerRef(a, $0) }, refsB = lb.map { LayerRef(b, $0) }
-        let layers = LayerRef.distinct(refsA, refsB)
-        // The sources of `CKAComparison.hsicTerms`: stored Grams where they match, else mapped rows or HDF5 reads.
-        let fromStore = layers.filter { storedGrams.contains($0) },
-            computed = layers.filter { !storedGrams.contains($0) }
-        var stored: StoredGramSource? = fromStore.isEmpty ? nil : StoredGramSource(layers: fromStore)
-        var mapped: MappedGramSource?
-        if !computed.isEmpty, o.memoryMap { mapped = try MappedGramSource(layers: computed, tokens: o.tokens) }
-        var source: (any MinibatchGramSource)?
-        if let mapped {
-            source = mapped
-        } else if !computed.isEmpty {
-            source = ReadGramSource(layers: computed, batches: plan.batches, tokens: o.tokens)
-        }
+        var source = try ComparisonGrams(a, la, b, lb, storedGrams: storedGrams, options: o, batches: plan.batches)
         var acc = MinibatchStatisticsAccumulator(layerCountA: la.count, layerCountB: lb.count, statistics: s)
-        for batch in plan.batches {
-            var grams = try stored?.grams(for: batch) ?? [:]
-            if let more = try source?.grams(for: batch) { grams.merge(more) { first, _ in first } }
-            for ref in layers where !grams[ref]!.isFinite {
-                throw CKAError.nonFinite(file: ref.store.path, layer: ref.name, batch: batch.index)
+        try withBLASThreads(source.blasThreads) {
+            for batch in plan.batches {
+                let grams = try source.grams(for: batch)
+                try acc.add(gramsA: grams.a, gramsB: grams.b, ordinal: batch.ordinal)
+                progress?(batch.ordinal + 1, plan.batches.count)
             }
-            try acc.add(gramsA: refsA.map { grams[$0]! }, gramsB: refsB.map { grams[$0]! }, ordinal: batch.ordinal)
-            progress?(batch.ordinal + 1, plan.batches.count)
         }
         let out = try acc.finish(layerNamesA: la, layerNamesB: lb, fileA: a.path, fileB: b.path)
         return (out.matrix, out.statistics, acc.terms, plan, !storedGrams.isEmpty)

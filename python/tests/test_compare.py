@@ -1,6 +1,7 @@
 """Round trip: plain-torch models → vitcka stores → `cka compare` (and the other commands), checked against the
 project's float64 minibatch-CKA reference (notebooks-export/reference/cka_reference.py) on float64 features."""
 import copy
+import csv
 import subprocess
 
 import h5py
@@ -165,3 +166,22 @@ def test_logits_for_cka_agreement(stores, cka_bin, tmp_path):
         rows = [line.strip().split(",") for line in f][1:]
     top1 = [float(r[3]) for r in rows if r[0] == "top1_agreement" and r[1] == "all"]
     assert top1 == [pytest.approx(np.mean(outs[3].argmax(1) == outs[4].argmax(1)), abs=1e-12)]
+
+
+def test_measures_accept_bridge_stores(stores, cka_bin):
+    # The new measures read the bridge's pooled features like cka's own: Procrustes against a float64 numpy SVD.
+    tmp = stores["tmp"]
+    out = tmp / "measures.csv"
+    run_cka(cka_bin, "compare", tmp / "tokens.h5", tmp / "conv.h5", "--layers", "blocks.2:gap", "--layers-b", "fc",
+            "--measure", "procrustes,mutual-knn", "--long-csv", out, "--quiet")
+    with h5py.File(tmp / "tokens.h5") as fa, h5py.File(tmp / "conv.h5") as fb:
+        x = fa["activations/blocks.2:gap"][()].astype(np.float64)
+        y = fb["activations/fc"][()].astype(np.float64)
+    x -= x.mean(0)
+    y -= y.mean(0)
+    expected = np.linalg.svd(x.T @ y, compute_uv=False).sum() / (np.linalg.norm(x) * np.linalg.norm(y))
+    with open(out) as f:
+        rows = {r["measure"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"procrustes", "mutual-knn"}
+    assert abs(float(rows["procrustes"]["value"]) - expected) <= 1e-6 * abs(expected)
+    assert 0 <= float(rows["mutual-knn"]["value"]) <= 1

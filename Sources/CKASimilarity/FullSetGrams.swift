@@ -73,13 +73,7 @@ struct GramBuilder {
         let n = store.count
         if tokens != .flatten && layer.shape.count == 3 {
             // Reduce in row batches, then one Gram of the reduced [N, D] matrix.
-            var reduced = Tensor<Float>(shape: [n, layer.shape[2]])
-            let step = max(1, (64 << 20) / max(1, layer.shape.dropFirst().reduce(1, *)))
-            for start in stride(from: 0, to: n, by: step) {
-                let r = start..<min(n, start + step)
-                try store.read(name, rows: r, into: &buffer)
-                try reduced.setRows(r, from: tokens.apply(buffer))
-            }
+            var reduced = try store.reducedTokens(name, tokens, buffer: &buffer)
             try reduced.centerColumns()
             return try reduced.gramOfRows()
         }
@@ -99,5 +93,23 @@ struct GramBuilder {
             }
         }
         return total
+    }
+}
+
+extension ActivationStore {
+    /// Token layer `name` `[N, T, D]` reduced by `tokens` to `[N, D]`, read in row batches of about 64 MiB
+    /// (`buffer` holds one batch).
+    package func reducedTokens(_ name: String, _ tokens: TokenReduction, buffer: inout Tensor<Float>) throws -> Tensor<
+        Float
+    > {
+        let shape = try layer(name).shape, n = count
+        var reduced = Tensor<Float>(shape: [n, shape[2]])
+        let step = max(1, (64 << 20) / max(1, shape.dropFirst().reduce(1, *)))
+        for start in stride(from: 0, to: n, by: step) {
+            let r = start..<min(n, start + step)
+            try read(name, rows: r, into: &buffer)
+            try reduced.setRows(r, from: tokens.apply(buffer))
+        }
+        return reduced
     }
 }

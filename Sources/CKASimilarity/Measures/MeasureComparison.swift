@@ -42,7 +42,7 @@ public enum MeasureComparison {
             let ga = la.map { grams[LayerRef(a, $0)]! }, gb = lb.map { grams[LayerRef(other, $0)]! }
             let (matrix, stats) = try compute(measure, ga, gb, a, la, other, lb, s, progress)
             let n = a.count
-            var r = CKAResult(
+            let r = CKAResult(
                 modelA: a.modelName, modelB: other.modelName, fileA: a.path, fileB: other.path,
                 layersA: la, layersB: lb, matrix: matrix, estimator: o.estimator, batchSize: n,
                 tokens: o.tokens, examplesUsed: n, batches: 1, passes: 1, usedStoredGrams: false, warnings: [])

@@ -15,13 +15,7 @@ extension LayerGrams {
                 op: "similarity of \(name)", expected: "[N, D] or [N, T, D]", got: describeShape(layer.shape))
         }
         if tokens != .flatten && layer.shape.count == 3 {
-            var reduced = Tensor<Float>(shape: [n, layer.shape[2]])
-            let step = max(1, (64 << 20) / max(1, layer.shape.dropFirst().reduce(1, *)))
-            for start in stride(from: 0, to: n, by: step) {
-                let r = start..<min(n, start + step)
-                try store.read(name, rows: r, into: &buffer)
-                try reduced.setRows(r, from: tokens.apply(buffer))
-            }
+            let reduced = try store.reducedTokens(name, tokens, buffer: &buffer)
             guard reduced.isFinite else { throw CKAError.nonFinite(file: store.path, layer: name, batch: 0) }
             try self.init(features: reduced, kinds: kinds)
             return

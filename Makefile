@@ -56,7 +56,7 @@ test: deps-test lint
 	 else echo "($(SHARED)/conformance not found: conformance checks skipped)"; fi
 	bash Tests/Notebooks/run_notebooks.sh
 	bash Tests/MPI/run_mpi_tests.sh
-	bash Tests/Fuzz/run_fuzzers.sh 15
+	FUZZ_SEED=1 bash Tests/Fuzz/run_fuzzers.sh 15
 
 # The checkpoint readers and the activation-store validation under libFuzzer + ASan, 10 minutes per target
 # (corpus in /tmp/cka-checkpoint-fuzz).

@@ -100,8 +100,9 @@ func formatBytes(_ n: Int) -> String {
     return unit == "bytes" ? "\(n) bytes" : String(format: "%.1f %@", v, unit)
 }
 
-/// The most memory one read may allocate: the machine's physical memory, or the address-space limit
-/// (`ulimit -v`) when lower. Sizes declared by a file are checked against it before anything is allocated.
+/// The most memory one read may allocate: the lowest of the machine's physical memory, the address-space limit
+/// (`ulimit -v`), the memory limit of the process's cgroup (what Slurm and containers set) and `CKA_MEMORY_LIMIT`
+/// (bytes, or with a K/M/G/T suffix). Sizes declared by a file are checked against it before anything is allocated.
 public enum MemoryBudget {
     /// The limit in bytes.
     public static let bytes: Int = {
@@ -111,8 +112,49 @@ public enum MemoryBudget {
         if getrlimit(RLIMIT_AS_VALUE, &rl) == 0, rl.rlim_cur < UInt64(Int.max) {  // RLIM_INFINITY is UInt64.max
             limit = min(limit, Int(rl.rlim_cur))
         }
+        if let cgroup = cgroupLimit() { limit = min(limit, cgroup) }
+        if let text = ProcessInfo.processInfo.environment["CKA_MEMORY_LIMIT"], let n = parseByteCount(text) {
+            limit = min(limit, n)
+        }
         return limit
     }()
+
+    /// `"512M"`, `"2G"`, `"1048576"` → bytes (powers of 1024); nil for anything else.
+    package static func parseByteCount(_ text: String) -> Int? {
+        let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = Substring(t), scale = 1
+        if let last = t.last, let u = units[last] { digits = t.dropLast(); scale = u }
+        if digits.hasSuffix("I") || digits.hasSuffix("B") { return nil }
+        guard let n = Int(digits), n > 0 else { return nil }
+        let (b, o) = n.multipliedReportingOverflow(by: scale)
+        return o ? nil : b
+    }
+
+    /// The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`), if one is set.
+    package static func cgroupLimit(
+        procSelfCgroup: String = "/proc/self/cgroup", root: String = "/sys/fs/cgroup"
+    ) -> Int? {
+        guard let text = try? String(contentsOfFile: procSelfCgroup, encoding: .utf8) else { return nil }
+        var files: [String] = []
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            let path = String(parts[2])
+            if parts[0] == "0" && parts[1].isEmpty {
+                files.append(root + path + "/memory.max")
+            } else if parts[1].split(separator: ",").contains("memory") {
+                files.append(root + "/memory" + path + "/memory.limit_in_bytes")
+            }
+        }
+        let limits = files.compactMap { file -> Int? in
+            guard let s = try? String(contentsOfFile: file, encoding: .utf8),
+                let n = Int(s.trimmingCharacters(in: .whitespacesAndNewlines)), n > 0
+            else { return nil }  // "max" (v2) means no limit
+            return n < Int.max / 2 ? n : nil  // v1 writes "no limit" as a page-rounded Int.max
+        }
+        return limits.min()
+    }
 
     /// The element count of `shape`, or nil if it overflows 64 bits.
     public static func elementCount(_ shape: [Int]) -> Int? {

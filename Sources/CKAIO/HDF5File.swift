@@ -250,6 +250,18 @@ public final class HDF5File {
             throw HDF5Error.wrongType(path: path, object: name, expected: "a numeric type", got: "\(type)")
         }
         defer { H5Tclose(ftype) }
+        let elementSize = Int(H5Tget_size(ftype))
+        // A negative extent, or one whose byte count overflows 64 bits, is no dataset HDF5 could hold.
+        // (The row is checked on its own: a zero first extent leaves the whole count at 0.)
+        let row = MemoryBudget.elementCount(Array(shape.dropFirst()))
+        guard let count = MemoryBudget.elementCount(shape), let row,
+            !count.multipliedReportingOverflow(by: elementSize).overflow,
+            !row.multipliedReportingOverflow(by: elementSize).overflow
+        else {
+            throw HDF5Error.shapeMismatch(
+                path: path, object: name, expected: "non-negative extents below 2^63 bytes",
+                got: describeShape(shape))
+        }
         let dims = shape.map { hsize_t($0) }
         var maxDims = dims
         if extendable && !maxDims.isEmpty { maxDims[0] = cka_H5S_UNLIMITED() }
@@ -260,7 +272,7 @@ public final class HDF5File {
         defer { H5Pclose(dcpl) }
         H5Pset_obj_track_times(dcpl, false)  // no timestamps: the same content gives the same bytes
         if (extendable || chunkRows != nil), !shape.isEmpty {
-            let rowBytes = max(1, shape.dropFirst().reduce(1, *) * Int(H5Tget_size(ftype)))
+            let rowBytes = max(1, row * elementSize)
             let rows = max(1, chunkRows ?? max(1, min(1024, (4 << 20) / rowBytes)))
             var chunk = dims
             chunk[0] = hsize_t(rows)

@@ -10,6 +10,8 @@
 # The package has no executable fuzz targets (that needs a Package.swift change), so this script compiles
 # Sources/_CKASupport, Sources/CKATensor and Sources/CKACheckpoint directly with swiftc -sanitize=fuzzer,address. Seeds come from
 # Tests/CKACheckpointTests/Fixtures (whole files, their data.pkl records and safetensors headers).
+# Regression inputs: Tests/Fuzz/regressions/TARGET/ (crash files found earlier), replayed before fuzzing.
+# FUZZ_SEED fixes libFuzzer's seed (make test uses 1; 0, the default, picks one at random).
 # Work folder: ${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz} (corpus/, crash files, logs). Exit status 1 if any crash.
 set -euo pipefail
 SECONDS_PER_TARGET=${1:-600}
@@ -63,8 +65,13 @@ for t in "${TARGETS[@]}"; do
         $(pkg-config --libs-only-L hdf5) -lhdf5_serial -lopenblas -llapacke -o "$WORK/build/fuzz_$t" 2>&1 | quiet
     [ -x "$WORK/build/fuzz_$t" ] || { echo "build of fuzz_$t failed"; exit 2; }
     mkdir -p "$WORK/corpus/$t" "$WORK/crashes/$t"
+    # Inputs that once crashed a target are replayed first; each must now run clean.
+    if compgen -G "$HERE/regressions/$t/*" > /dev/null; then
+        "$WORK/build/fuzz_$t" -rss_limit_mb=2048 -timeout=10 "$HERE"/regressions/"$t"/* > "$WORK/$t.regressions.log" 2>&1 ||
+            { echo "$t: a committed regression input crashes again (see $WORK/$t.regressions.log)"; exit 1; }
+    fi
     (cd "$WORK/crashes/$t" && "$WORK/build/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
-        -max_len=262144 -timeout=10 -print_final_stats=1 "$WORK/corpus/$t" > "$WORK/$t.log" 2>&1) &
+        -max_len=262144 -timeout=10 -seed="${FUZZ_SEED:-0}" -print_final_stats=1 "$WORK/corpus/$t" > "$WORK/$t.log" 2>&1) &
     pids+=($!)
 done
 status=0

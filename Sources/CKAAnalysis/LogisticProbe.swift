@@ -58,6 +58,16 @@ public struct LogisticProbe: Sendable {
     /// Why the optimiser stopped.
     public let stop: OptimizerStop
 
+    /// A probe from its parts (a probe trained elsewhere, e.g. on another rank).
+    package init(
+        mean: [Double], scale: [Double], weight: Tensor<Double>, bias: [Double], l2: Double, loss: Double,
+        gradientMax: Double, iterations: Int, evaluations: Int, stop: OptimizerStop
+    ) {
+        (self.mean, self.scale, self.weight, self.bias, self.l2) = (mean, scale, weight, bias, l2)
+        (self.loss, self.gradientMax, self.iterations, self.evaluations, self.stop) =
+            (loss, gradientMax, iterations, evaluations, stop)
+    }
+
     /// Classes C and feature width D.
     public var classCount: Int { weight.shape[0] }
     public var width: Int { weight.shape[1] }

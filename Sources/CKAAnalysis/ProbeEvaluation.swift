@@ -13,6 +13,16 @@ public struct ProbeRow: Sendable {
     public let testAccuracy: Double
     /// The test logits `[N_test, C]`, when asked for (`keepLogits`).
     public let testLogits: Tensor<Float>?
+
+    package init(
+        feature: FeatureLayer, probe: LogisticProbe, trainAccuracy: Double, testAccuracy: Double,
+        testLogits: Tensor<Float>?
+    ) {
+        (self.feature, self.probe, self.trainAccuracy, self.testAccuracy) = (
+            feature, probe, trainAccuracy, testAccuracy
+        )
+        self.testLogits = testLogits
+    }
 }
 
 /// The result of `ProbeEvaluation.run`.

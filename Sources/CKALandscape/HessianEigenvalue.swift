@@ -54,38 +54,16 @@ public struct HessianEigenvalue: Sendable {
             throw LandscapeError.invalidArgument(
                 "the Hessian power iteration needs at least one iteration and a positive step")
         }
-        let center = objective.center, weights = center.restricted(to: names)
-        guard weights.scalarCount > 0 else {
-            throw LandscapeError.invalidArgument("no parameters to take the Hessian over")
-        }
-        guard Self.norm(weights) > 0 else {
-            throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step")
-        }
+        let product = try HessianVectorProduct(objective: objective, parameters: names, gradientPair: gradientPair)
+        let weights = product.weights
 
         var v = FilterNormalizedDirections.gaussian(like: weights, seed: seed)
         Self.scale(&v, by: 1 / Self.norm(v))
 
-        func hessianTimes(_ v: ParameterSet, step: Double) throws -> ParameterSet {
-            let atPlus = try center.moved(along: [(step, v)]), atMinus = try center.moved(along: [(-step, v)])
-            let (plus, minus) =
-                try gradientPair.map { try $0(atPlus, atMinus) }
-                ?? (objective.valueAndGradient(at: atPlus).gradient, objective.valueAndGradient(at: atMinus).gradient)
-            var hv = ParameterSet()
-            for name in v.names {
-                guard let a = plus[name], let b = minus[name] else {
-                    throw LandscapeError.invalidArgument("the gradient lacks '\(name)'")
-                }
-                var t = Tensor<Float>(shape: a.shape)
-                let o = t.mutablePointer(), pa = a.pointer, pb = b.pointer
-                let inv = Float(1 / (2 * step))
-                for i in 0..<t.count { o[i] = (pa[i] - pb[i]) * inv }
-                hv.set(name, t)
-            }
-            return hv
-        }
+        func hessianTimes(_ v: ParameterSet, step: Double) throws -> ParameterSet { try product(v, step: step) }
 
         var lambda = 0.0, change = Double.infinity, trace: [Double] = []
-        var eps = relativeStep * Self.norm(weights)
+        var eps = relativeStep * product.parameterNorm
         /// Power iterations from v at the current step; v ends as the vector whose Rayleigh quotient is λ.
         func iterate(_ count: Int) throws {
             for it in 1...count {
@@ -155,5 +133,75 @@ public struct HessianEigenvalue: Sendable {
             "hessian_step_error": .double(stepError), "hessian_step_refinements": .int(stepRefinements),
             "hessian_history": .doubles(history),
         ]
+    }
+}
+
+/// Hessian-vector products of a differentiable objective with respect to a set of its parameters, by central
+/// differences of backpropagated gradients (every Hessian quantity of the toolkit uses this one product):
+///
+///     H·v ≈ (∇L(θ₀ + ε·v) − ∇L(θ₀ − ε·v)) / (2ε)
+///
+/// over the chosen tensors (the others held at θ₀). One product costs two gradients. The step ε is absolute;
+/// callers take it relative to `parameterNorm` (see `HessianEigenvalue` for the error of the step).
+public struct HessianVectorProduct {
+    public let objective: any DifferentiableLandscapeObjective
+    /// θ₀ restricted to the chosen tensors, in the order of the objective's centre.
+    public let weights: ParameterSet
+    /// ‖θ₀‖ over the chosen tensors.
+    public let parameterNorm: Double
+    let gradientPair: HessianEigenvalue.GradientPair?
+
+    /// - Throws: `LandscapeError.invalidArgument` if the chosen tensors are empty or all zero.
+    public init(
+        objective: any DifferentiableLandscapeObjective, parameters names: Set<String>,
+        gradientPair: HessianEigenvalue.GradientPair? = nil
+    ) throws {
+        weights = objective.center.restricted(to: names)
+        guard weights.scalarCount > 0 else {
+            throw LandscapeError.invalidArgument("no parameters to take the Hessian over")
+        }
+        parameterNorm = HessianEigenvalue.norm(weights)
+        guard parameterNorm > 0 else {
+            throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step")
+        }
+        self.objective = objective
+        self.gradientPair = gradientPair
+    }
+
+    /// H·v for `v` over (a subset of) the chosen tensors, with the finite-difference step `step`. With
+    /// `extrapolated`, Richardson's (4·D(ε/2) − D(ε))/3 of two central differences D: the O(ε²) truncation error
+    /// cancels (O(ε⁴) remains) for twice the cost (four gradients).
+    public func callAsFunction(_ v: ParameterSet, step: Double, extrapolated: Bool) throws -> ParameterSet {
+        guard extrapolated else { return try self(v, step: step) }
+        let coarse = try self(v, step: step), fine = try self(v, step: step / 2)
+        var out = ParameterSet()
+        for name in fine.names {
+            var t = Tensor<Float>(shape: fine[name]!.shape)
+            let o = t.mutablePointer(), a = fine[name]!.pointer, b = coarse[name]!.pointer
+            for i in 0..<t.count { o[i] = Float((4 * Double(a[i]) - Double(b[i])) / 3) }
+            out.set(name, t)
+        }
+        return out
+    }
+
+    /// H·v for `v` over (a subset of) the chosen tensors, with the finite-difference step `step`.
+    public func callAsFunction(_ v: ParameterSet, step: Double) throws -> ParameterSet {
+        let center = objective.center
+        let atPlus = try center.moved(along: [(step, v)]), atMinus = try center.moved(along: [(-step, v)])
+        let (plus, minus) =
+            try gradientPair.map { try $0(atPlus, atMinus) }
+            ?? (objective.valueAndGradient(at: atPlus).gradient, objective.valueAndGradient(at: atMinus).gradient)
+        var hv = ParameterSet()
+        for name in v.names {
+            guard let a = plus[name], let b = minus[name] else {
+                throw LandscapeError.invalidArgument("the gradient lacks '\(name)'")
+            }
+            var t = Tensor<Float>(shape: a.shape)
+            let o = t.mutablePointer(), pa = a.pointer, pb = b.pointer
+            let inv = Float(1 / (2 * step))
+            for i in 0..<t.count { o[i] = (pa[i] - pb[i]) * inv }
+            hv.set(name, t)
+        }
+        return hv
     }
 }

@@ -10,6 +10,8 @@ public enum LandscapeError: Error, Equatable, CustomStringConvertible {
     case invalidGrid(String)
     /// Anything else the user asked for that cannot be done, with the reason.
     case invalidArgument(String)
+    /// A parameter group the loss does not have (e.g. `head` for the MAE loss), with the groups it has.
+    case unknownGroup(name: String, loss: String, groups: [String])
 
     public var description: String {
         switch self {
@@ -17,6 +19,8 @@ public enum LandscapeError: Error, Equatable, CustomStringConvertible {
         case let .mismatch(file, what, expected, got): return "\(file): \(what) is \(got), expected \(expected)"
         case let .invalidGrid(s): return "invalid grid '\(s)': expected MIN:MAX:NUM, e.g. -1:1:51"
         case let .invalidArgument(s): return s
+        case let .unknownGroup(name, loss, groups):
+            return "'\(name)' is not a part of the \(loss) loss (\(groups.joined(separator: ", ")))"
         }
     }
 }

@@ -202,11 +202,10 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     /// True if no element is NaN or ±Inf.
-    public var isFinite: Bool { Tensor.allFinite(self) }
+    /// (Inlinable, so a caller in another module gets a specialised, vectorised loop, not generic witness calls.)
+    @inlinable public var isFinite: Bool { Tensor.allFinite(self) }
 
-    @_specialize(exported:true,where Scalar == Float)
-    @_specialize(exported:true,where Scalar == Double)
-    static func allFinite(_ t: Tensor) -> Bool {
+    @inlinable static func allFinite(_ t: Tensor) -> Bool {
         t.withUnsafeBufferPointer { p in
             // x·0 is 0 for every finite x and NaN for NaN or ±Inf: one vectorisable pass.
             var acc: Scalar = 0

@@ -1,5 +1,6 @@
 import CKADistributed
 import CKAKit
+import CKALandscape
 import Foundation
 
 /// The grid of `cka landscape` over the ranks of an MPI job.
@@ -161,5 +162,34 @@ enum DistributedHessian {
         var tensors: [String: Tensor<Float>] = [:]
         for name in names { tensors[name] = try r.tensor(Float.self) }
         return try ParameterSet(names: names, tensors: tensors)
+    }
+}
+
+/// `cka landscape` over the ranks of the job: the grid by `DistributedLandscape`, the Hessian by
+/// `DistributedHessian`; one process computes everything itself.
+struct RankLandscapeSplit: LandscapeWorkSplit {
+    let world: Communicator
+    init(_ world: Communicator) { self.world = world }
+    var rank: Int { world.rank }
+    var size: Int { world.size }
+    func barrier() { world.barrier() }
+
+    func evaluate(
+        _ run: SurfaceEvaluation, surface: LandscapeSurface, savingTo path: String, maxPoints: Int?,
+        progress: SurfaceEvaluation.Progress?
+    ) throws -> LandscapeSurface? {
+        guard world.isDistributed else {
+            return try run.evaluate(surface, savingTo: path, maxPoints: maxPoints, progress: progress)
+        }
+        return try DistributedLandscape.evaluate(
+            run, surface: surface, savingTo: path, maxPoints: maxPoints, communicator: world, progress: progress)
+    }
+
+    func shareDecision(_ decision: Bool) -> Bool { DistributedHessian.shareDecision(decision, communicator: world) }
+
+    func gradientPair(
+        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
+    ) -> HessianEigenvalue.GradientPair? {
+        DistributedHessian.gradientPair(objective, parameters: parameters, communicator: world)
     }
 }

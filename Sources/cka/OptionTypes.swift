@@ -62,28 +62,6 @@ struct PreprocessingPreset: ExpressibleByArgument {
     static var allValueStrings: [String] { Preprocessing.presets.map(\.name) }
 }
 
-/// `cka landscape --loss`: the objective whose landscape is drawn.
-enum LandscapeLoss: String, ExpressibleByArgument, CaseIterable {
-    /// MAE's masked-patch reconstruction loss.
-    case mae
-    /// RC-MAE: reconstruction plus consistency with the EMA teacher (`--teacher`).
-    case rcmae
-    /// Cross-entropy of a linear head on the labels.
-    case ce
-}
-
-/// `cka landscape --pick`: which inputs the loss averages over.
-enum ExamplePick: String, ExpressibleByArgument, CaseIterable {
-    /// N examples evenly spaced over the inputs (every class of a sorted folder).
-    case spread
-    /// The first N inputs.
-    case first
-}
-
-/// `cka landscape --ignore`: which parameters the directions leave at zero.
-enum IgnoredParameters: String, ExpressibleByArgument, CaseIterable {
-    /// 1-D tensors (biases, norms, LayerScale) stay put.
-    case biasbn
-    /// Every parameter moves.
-    case none
-}
+extension LandscapeLoss: ExpressibleByArgument {}
+extension ExamplePick: ExpressibleByArgument {}
+extension IgnoredParameters: ExpressibleByArgument {}

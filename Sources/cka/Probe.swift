@@ -56,6 +56,8 @@ extension CKACommand {
         @Flag(help: "No progress messages.")
         var quiet = false
 
+        @OptionGroup var parallel: ThreadOptions
+
         func validate() throws {
             if !(split > 0 && split < 1) { throw ValidationError("--split must be between 0 and 1 (exclusive)") }
             if !(l2 >= 0) || !l2.isFinite { throw ValidationError("--l2 must be ≥ 0") }
@@ -65,6 +67,7 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
+                parallel.apply()
                 try OutputPlan.check(inputs: [test, train], outputs: [csv, save])
                 let testStore = try ActivationStore(path: test)
                 let trainStore = try train.map { try ActivationStore(path: $0) }
@@ -79,12 +82,24 @@ extension CKACommand {
                 var options = ProbeOptions(l2: l2)
                 options.optimizer.maxIterations = maxIterations
                 options.optimizer.gradientTolerance = gtol
-                let progress = ProgressLine("probe", quiet: quiet)
-                let report = try ProbeEvaluation.run(
-                    test: testStore, train: trainStore, layers: globs(layers), trainFraction: split,
-                    seed: seed, options: options, keepLogits: save != nil
-                ) {
-                    progress.update($0)
+                let progress = ProgressLine("probe", quiet: quiet || !world.isRoot)
+                let report: ProbeReport
+                if world.isDistributed {
+                    // Under mpirun the layers are dealt out over the ranks; rank 0 writes the outputs.
+                    guard
+                        let r = try DistributedProbe.run(
+                            test: testStore, train: trainStore, layers: globs(layers), trainFraction: split,
+                            seed: seed, options: options, keepLogits: save != nil, communicator: world,
+                            progress: { progress.update($0) })
+                    else { return }
+                    report = r
+                } else {
+                    report = try ProbeEvaluation.run(
+                        test: testStore, train: trainStore, layers: globs(layers), trainFraction: split,
+                        seed: seed, options: options, keepLogits: save != nil
+                    ) {
+                        progress.update($0)
+                    }
                 }
                 for w in report.warnings { note("warning: \(w)") }
                 if let csv { try report.writeCSV(to: csv) }

@@ -184,4 +184,54 @@ struct ResamplingTests {
         expectClose(mem.statistics.pValue!.flatMap { $0 }, fromStore.statistics.pValue!.flatMap { $0 }, atol: 0)
         expectClose(mem.statistics.ciLow!.flatMap { $0 }, fromStore.statistics.ciLow!.flatMap { $0 }, atol: 1e-9)
     }
+
+    @Test(
+        "Permutation null = minibatch CKA recomputed on B's Grams permuted by π, in float64; same bits on 1 or 2 threads"
+    )
+    func permutationNullReference() throws {
+        // 3 batches of b = 37 (odd sizes exercise the chunk edges), 3 × 2 layers, 19 permutations (groups of 8 + 3).
+        let b = 37, batches = 3, nA = 3, nB = 2
+        var s = StatisticsOptions(); s.permutations = 19; s.seed = 4
+        var rng = SplitMix64(seed: 11)
+        func features(_ d: Int) throws -> Tensor<Float> {
+            try Tensor(shape: [b, d], scalars: (0..<(b * d)).map { _ in Float(Double(rng.next() % 2001) / 1000 - 1) })
+        }
+        let xa = try (0..<batches).map { _ in try (0..<nA).map { try features(5 + $0) } }
+        let xb = try (0..<batches).map { _ in try (0..<nB).map { try features(4 + $0) } }
+        func run(threads: Int) throws -> CellStatistics {
+            try withBLASThreads(threads) {
+                var acc = MinibatchStatisticsAccumulator(layerCountA: nA, layerCountB: nB, statistics: s)
+                for k in 0..<batches { try acc.add(representationsA: xa[k], representationsB: xb[k], ordinal: k) }
+                return try acc.finish().statistics
+            }
+        }
+        let one = try run(threads: 1), two = try run(threads: 2)
+        #expect(one == two)
+        // Reference: for each replicate, Σ_k HSIC₁(K_k, P L_k Pᵀ) / √(Σ_k HSIC₁(K_k, K_k) · Σ_k HSIC₁(L_k, L_k)).
+        let ga = try xa.map { try $0.map { try $0.gram(centered: true) } }
+        let gb = try xb.map { try $0.map { try $0.gram(centered: true) } }
+        for i in 0..<nA {
+            for j in 0..<nB {
+                var selfA = 0.0, selfB = 0.0
+                for k in 0..<batches {
+                    selfA += try HSIC.unbiased(ga[k][i], ga[k][i])
+                    selfB += try HSIC.unbiased(gb[k][j], gb[k][j])
+                }
+                let null = try (0..<s.permutations).map { r -> Double in
+                    var cross = 0.0
+                    for k in 0..<batches {
+                        let perm = Resampling.permutation(b, seed: s.seed, replicate: r, part: k)
+                        let l = gb[k][j]
+                        let permuted = try Tensor<Double>(
+                            shape: [b, b], scalars: (0..<(b * b)).map { l[perm[$0 / b], perm[$0 % b]] })
+                        cross += try HSIC.unbiased(ga[k][i], permuted)
+                    }
+                    return cross / (selfA * selfB).squareRoot()
+                }
+                let mean = null.reduce(0, +) / Double(null.count)
+                let sd = (null.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(null.count - 1)).squareRoot()
+                expectClose([one.nullMean![i][j], one.nullSD![i][j]], [mean, sd], rtol: 1e-9, atol: 1e-13)
+            }
+        }
+    }
 }

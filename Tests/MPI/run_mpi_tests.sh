@@ -3,7 +3,7 @@
 # for bit, on a tiny seeded 12-block ViT over 40 bundled CIFAR-10 images (4 per class):
 #   - extract: every dataset of the store (activations, pooled, Grams, pixels; image folder and /inputs/pixels);
 #   - compare (memory-mapped, HDF5-read with stored Grams, shuffled passes) and compare-all: identical outputs;
-#   - knn and landscape (with Hessian λ_max) when those commands are distributed (see below);
+#   - knn, probe and landscape (with Hessian λ_max) when those commands are distributed (see below);
 #   - errors: a bad input under mpirun is one line naming the rank, exit ≠ 0, no output file; a rank killed
 #     (SIGKILL) in the middle of a run ends the job with exit ≠ 0, a line naming the rank and no partial output.
 # Prints one line per check and a closing "N passed, M failed"; exits non-zero on any failure.
@@ -101,6 +101,14 @@ for n in 2 3; do
   if run knn$n $n "$CKA" knn ex0.h5 --k 3,5 --csv knn$n.csv --quiet && cmp -s knn0.csv knn$n.csv && cmp -s knn0.log knn$n.log
   then ok "knn -n $n: $(($(wc -l < knn$n.csv) - 1)) rows identical (CSV and table)"
   else cat knn$n.log; bad "knn -n $n"; fi
+done
+
+# --- probe (every pooled layer, seeded split): CSV and printed table identical
+run probe0 0 "$CKA" probe ex0.h5 --csv probe0.csv --quiet
+for n in 2 3; do
+  if run probe$n $n "$CKA" probe ex0.h5 --csv probe$n.csv --quiet && cmp -s probe0.csv probe$n.csv && cmp -s probe0.log probe$n.log
+  then ok "probe -n $n: $(($(wc -l < probe$n.csv) - 1)) rows identical (CSV and table)"
+  else cat probe$n.log; bad "probe -n $n"; fi
 done
 
 # --- landscape: a cross-entropy surface of a probe head, flatness and Hessian λ_max; same datasets and attributes

@@ -114,38 +114,97 @@ public struct MinibatchStatisticsAccumulator: Sendable {
         terms.append(t)
         let p = statistics.permutations
         guard p > 0 else { return }
-        // ⟨K̃, P L̃ Pᵀ⟩ = 2 Σ_{a<c} K̃[a,c] L̃[π(a),π(c)] (symmetric, zero diagonal): the upper triangles, packed,
-        // one GEMM per permutation; permutations are spread over the threads (disjoint rows of the sums).
+        // ⟨K̃, P L̃ Pᵀ⟩ = 2 Σ_{a<c} K̃[a,c] L̃[π(a),π(c)] (symmetric, zero diagonal): A's packed upper triangles
+        // against B's permuted ones. Permutations go in fixed groups of `permutationGroup`; each group walks the
+        // triangle in row chunks whose gathered B rows (group × LB × chunk) stay in cache, and adds one GEMM
+        // [LA, chunk]·[group·LB, chunk]ᵀ per chunk. Groups are spread over the threads; a group's arithmetic
+        // does not depend on which thread ran it, so the sums have the same bits for every thread count.
         let m = bs * (bs - 1) / 2
         let packedA = Self.packUpper(ua.stacked, layers: nA, b: bs)
         let scale = 2 / (Double(bs) * Double(bs - 3))
-        let workers = max(1, min(blasThreadCount, p))
+        let group = Self.permutationGroup
+        let groups = (p + group - 1) / group
+        let workers = max(1, min(blasThreadCount, groups))
+        let chunks = Self.rowChunks(b: bs, columns: group * nB)
         let seed = statistics.seed
         let src = ub.stacked
         try nullCross.withUnsafeMutableBufferPointer { out in
             let sums = SharedBuffer(out.baseAddress!)
             try withBLASThreads(1) {
                 try parallelFor(workers) { w in
-                    var permuted = Tensor<Double>(shape: [nB, m])
-                    for r in stride(from: w, to: p, by: workers) {
-                        let perm = Resampling.permutation(bs, seed: seed, replicate: r, part: ordinal)
-                        src.withUnsafeBufferPointer { sp in
-                            permuted.withUnsafeMutableBufferPointer { dst in
-                                for l in 0..<nB {
-                                    let base = l * bs * bs
-                                    var k = l * m
-                                    for a in 0..<bs {
-                                        let row = base + perm[a] * bs
-                                        for c in (a + 1)..<max(bs, a + 1) { dst[k] = sp[row + perm[c]]; k += 1 }
-                                    }
+                    let width = group * nB
+                    let gathered = UnsafeMutablePointer<Double>.allocate(capacity: max(1, width * chunks.longest))
+                    let cross = UnsafeMutablePointer<Double>.allocate(capacity: nA * width)
+                    let perms = UnsafeMutablePointer<Int32>.allocate(capacity: group * bs)
+                    defer { gathered.deallocate(); cross.deallocate(); perms.deallocate() }
+                    for g in stride(from: w, to: groups, by: workers) {
+                        let q0 = g * group, qn = min(group, p - q0)
+                        for q in 0..<qn {
+                            let perm = Resampling.permutation(bs, seed: seed, replicate: q0 + q, part: ordinal)
+                            for a in 0..<bs { perms[q * bs + a] = Int32(perm[a]) }
+                        }
+                        packedA.withUnsafeBufferPointer { pa in
+                            src.withUnsafeBufferPointer { sp in
+                                for (n, chunk) in chunks.ranges.enumerated() {
+                                    let length = chunk.k.count
+                                    Self.gather(
+                                        sp.baseAddress!, layers: nB, b: bs, rows: chunk.rows, perms: perms,
+                                        count: qn, into: gathered, stride: length)
+                                    Double._gemm(
+                                        false, true, Int32(nA), Int32(qn * nB), Int32(length), 1,
+                                        pa.baseAddress! + chunk.k.lowerBound, Int32(m), gathered, Int32(length),
+                                        n == 0 ? 0 : 1, cross, Int32(width))
                                 }
                             }
                         }
-                        let cross = try packedA.matmul(permuted, transposeOther: true)
-                        cross.withUnsafeBufferPointer { c in
-                            for k in 0..<(nA * nB) { sums.pointer[r * nA * nB + k] += c[k] * scale }
+                        for q in 0..<qn {
+                            let row = sums.pointer + (q0 + q) * nA * nB
+                            for i in 0..<nA {
+                                for j in 0..<nB { row[i * nB + j] += cross[i * width + q * nB + j] * scale }
+                            }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Permutations per group of the null's GEMMs.
+    static let permutationGroup = 8
+
+    /// Consecutive rows of the strict upper triangle of a b×b matrix, cut so that `columns` gathered rows of a
+    /// chunk fit in about 768 KiB; `k` is each chunk's range in the packed order.
+    static func rowChunks(b: Int, columns: Int) -> (ranges: [(rows: Range<Int>, k: Range<Int>)], longest: Int) {
+        let target = max(b, (768 << 10) / (8 * max(1, columns)))
+        var ranges: [(rows: Range<Int>, k: Range<Int>)] = []
+        var a0 = 0, k0 = 0
+        while a0 < b - 1 {
+            var a1 = a0, k1 = k0
+            while a1 < b - 1 && (k1 == k0 || k1 + (b - 1 - a1) <= k0 + target) { k1 += b - 1 - a1; a1 += 1 }
+            ranges.append((a0..<a1, k0..<k1))
+            a0 = a1
+            k0 = k1
+        }
+        return (ranges, ranges.map(\.k.count).max() ?? 0)
+    }
+
+    /// For each of `count` permutations π (`perms`, b entries each) and each of `layers` stacked b×b matrices of
+    /// `src`: the entries [π(a), π(c)] for a in `rows`, c > a, packed in order, as row `q·layers + l` of `out`
+    /// (leading dimension `stride`).
+    @inline(__always)
+    static func gather(
+        _ src: UnsafePointer<Double>, layers: Int, b: Int, rows: Range<Int>, perms: UnsafePointer<Int32>,
+        count: Int, into out: UnsafeMutablePointer<Double>, stride: Int
+    ) {
+        for q in 0..<count {
+            let perm = perms + q * b
+            for l in 0..<layers {
+                var dst = out + (q * layers + l) * stride
+                let matrix = src + l * b * b
+                for a in rows {
+                    let row = matrix + Int(perm[a]) * b, columns = perm + a + 1, n = b - 1 - a
+                    for t in 0..<n { dst[t] = row[Int(columns[t])] }
+                    dst += n
                 }
             }
         }

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Writes Tests/CKALandscapeTests/Fixtures/hessian_small.h5: exact Hessian quantities of a tiny timm ViT's
+cross-entropy loss by PyTorch float64 double-backward (developer-run; needs torch, timm 1.0.x, numpy, h5py; not
+run by CI). PyHessian is not used (not installable offline); its formulas are reimplemented here in float64:
+
+    Hutchinson (pyhessian.hessian.trace):   tr(H) ≈ mean_s vₛᵀ H vₛ, vₛ Rademacher (±1 entries)
+    SLQ (pyhessian.hessian.density):         per run, Lanczos from v/‖v‖ (v Rademacher) with full
+                                             re-orthogonalisation, m steps → T = tridiag(α, β); nodes θⱼ and
+                                             weights τⱼ = (first component of T's eigenvector j)²; the density is
+                                             Σⱼ τⱼ·N(t; θⱼ, σ²) averaged over runs, and its k-th moment (σ → 0) is
+                                             mean_runs Σⱼ τⱼ θⱼᵏ = mean_runs vᵀHᵏv / vᵀv (exact for k < 2m).
+
+    python3 make_hessian_fixtures.py [--out DIR]
+
+Model (timm VisionTransformer, set_fused_attn(False)): img 8, patch 4 (4 patches), width 8, depth 2, 2 heads,
+mlp_ratio 2, LayerNorm eps 1e-6, 3 classes, global_pool='token' — 1 683 parameters, so the full Hessian is formed
+(torch.autograd.functional.hessian). Weights: timm's init with torch seed 41, then every tensor += 0.2·N(0,1)
+(seed 42): LayerNorm weights and biases are not 1 and 0, biases are not 0. Weights are rounded to float32 (what
+the Swift side reads) and all math is then float64. Images N(0,1) [6, 3, 8, 8] (seed 43), labels (seed 44).
+Loss = F.cross_entropy(logits, labels) (mean over the 6 examples).
+
+Layout (/ce):
+  weights/<name>                 float32, PyTorch shapes (timm names, head included)
+  pixels [6,3,8,8], labels [6]
+  v/<name> [2, shape]            two Gaussian test vectors (seed 45)
+  hv/<name> [2, shape]           H·v by double-backward
+  rademacher/<name> [S, shape]   float16 (±1), S = 16 Rademacher probes (seed 46) for the Hutchinson traces
+  slq_probes/<name> [R, shape]   float16 (±1), R = 64 Rademacher probes (seed 47) for the SLQ density
+  attributes: loss, eigenvalues_top (the 5 largest, exact), trace_exact, hutchinson (mean vᵀHv over S, the
+     whole model), hutchinson_stderr, moments_exact (mean of λᵏ over all eigenvalues, k = 1..4),
+     moments_probes (mean over R of vᵀHᵏv/vᵀv: what SLQ with m ≥ 3 steps gives for these probes, exactly),
+     scopes (the per-block scopes), trace_<scope>_exact, hutchinson_<scope> (mean over S of v_bᵀH_bb v_b,
+     v_b = the probe restricted to the scope), trace_blockdiag_exact (Σ over scopes of tr H_bb = tr H).
+Scopes: patch_embed (patch_embed.*, cls_token, pos_embed), blocks.0, blocks.1, norm, head.
+"""
+import argparse
+import os
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "../../.."))
+OUT = os.path.join(REPO, "Tests/CKALandscapeTests/Fixtures")
+N, S, R = 6, 16, 64
+
+
+def scope_of(name):
+    if name.startswith(("patch_embed.", "cls_token", "pos_embed")):
+        return "patch_embed"
+    if name.startswith("blocks."):
+        return ".".join(name.split(".")[:2])
+    if name.startswith(("norm.", "fc_norm.")):
+        return "norm"
+    return "head"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=OUT)
+    args = ap.parse_args()
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+    timm.layers.set_fused_attn(False)
+    torch.manual_seed(41)
+    model = VisionTransformer(img_size=8, patch_size=4, in_chans=3, embed_dim=8, depth=2, num_heads=2, mlp_ratio=2,
+                              num_classes=3, global_pool="token")
+    g = torch.Generator().manual_seed(42)
+    with torch.no_grad():
+        for p in model.parameters():
+            p += 0.2 * torch.randn(p.shape, generator=g)
+            p.copy_(p.float())
+    model = model.double().eval()
+    names = [n for n, _ in model.named_parameters()]
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    sizes = [shapes[n].numel() for n in names]
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    pixels = torch.randn((N, 3, 8, 8), generator=torch.Generator().manual_seed(43)).float().double()
+    labels = torch.randint(0, 3, (N,), generator=torch.Generator().manual_seed(44))
+
+    def unflat(x):
+        out, o = {}, 0
+        for n, k in zip(names, sizes):
+            out[n] = x[o:o + k].reshape(shapes[n])
+            o += k
+        return out
+
+    def loss_of(flat):
+        return F.cross_entropy(functional_call(model, unflat(flat), (pixels,)), labels)
+
+    theta = torch.cat([weights[n].reshape(-1) for n in names])
+    n_params = theta.numel()
+
+    def hvp(v):
+        x = theta.clone().requires_grad_(True)
+        (gr,) = torch.autograd.grad(loss_of(x), x, create_graph=True)
+        (hv,) = torch.autograd.grad(gr @ v, x)
+        return hv
+
+    H = torch.autograd.functional.hessian(loss_of, theta).detach()
+    H = 0.5 * (H + H.T)
+    # The double-backward HVP and the formed Hessian agree (a check of this script).
+    vt = torch.randn(n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    assert torch.linalg.norm(hvp(vt) - H @ vt) <= 1e-10 * torch.linalg.norm(H @ vt)
+    lam = torch.linalg.eigvalsh(H).numpy()
+
+    def rademacher(count, seed):
+        gen = torch.Generator().manual_seed(seed)
+        return (torch.randint(0, 2, (count, n_params), generator=gen) * 2 - 1).double()
+
+    vs = torch.randn((2, n_params), generator=torch.Generator().manual_seed(45), dtype=torch.float64)
+    hvs = torch.stack([hvp(v) for v in vs])
+    rad = rademacher(S, 46)
+    quad = torch.stack([v @ (H @ v) for v in rad]).numpy()
+    probes = rad
+    slq = rademacher(R, 47)
+    moments_probes = []
+    for k in range(1, 5):
+        Hk = torch.linalg.matrix_power(H, k)
+        moments_probes.append(float(torch.mean(torch.stack([v @ (Hk @ v) / (v @ v) for v in slq]))))
+    scope_names = []
+    for n in names:
+        if scope_of(n) not in scope_names:
+            scope_names.append(scope_of(n))
+    index = np.concatenate([[scope_of(n)] * k for n, k in zip(names, sizes)])
+
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "hessian_small.h5")
+    with h5py.File(path + ".tmp", "w") as f:
+        grp = f.create_group("ce")
+
+        def write(group, batch, dtype=np.float32):
+            for n in names:
+                o = sum(sizes[:names.index(n)])
+                grp[f"{group}/{n}"] = batch[:, o:o + sizes[names.index(n)]].reshape(
+                    (batch.shape[0],) + tuple(shapes[n])).numpy().astype(dtype)
+
+        for n in names:
+            grp[f"weights/{n}"] = weights[n].float().numpy()
+        grp["pixels"] = pixels.float().numpy()
+        grp["labels"] = labels.numpy().astype(np.int64)
+        write("v", vs)
+        write("hv", hvs)
+        write("rademacher", probes, np.float16)
+        write("slq_probes", slq, np.float16)
+        a = grp.attrs
+        a["loss"] = float(loss_of(theta))
+        a["n_parameters"] = n_params
+        a["eigenvalues_top"] = np.sort(lam)[::-1][:5]
+        a["trace_exact"] = float(np.sum(lam))
+        a["hutchinson"] = float(np.mean(quad))
+        a["hutchinson_stderr"] = float(np.std(quad, ddof=1) / np.sqrt(S))
+        a["moments_exact"] = np.array([np.mean(lam ** k) for k in range(1, 5)])
+        a["moments_probes"] = np.array(moments_probes)
+        a.create("scopes", data=np.array(scope_names, dtype=object), dtype=h5py.string_dtype())
+        blockdiag = 0.0
+        for s in scope_names:
+            m = torch.tensor(index == s)
+            Hb = H[m][:, m]
+            a[f"trace_{s}_exact"] = float(torch.trace(Hb))
+            blockdiag += float(torch.trace(Hb))
+            a[f"hutchinson_{s}"] = float(torch.mean(torch.stack([v[m] @ (Hb @ v[m]) for v in probes])))
+            a[f"eigenvalue_top_{s}"] = float(torch.linalg.eigvalsh(Hb)[-1])
+        a["trace_blockdiag_exact"] = blockdiag
+        a["timm"] = str(timm.__version__)
+        a["torch"] = str(torch.__version__)
+        a["generator"] = "notebooks-export/reference/landscape/make_hessian_fixtures.py"
+    os.replace(path + ".tmp", path)
+    print(f"{path}: {n_params} parameters, λ_top {np.sort(lam)[::-1][:3]}, tr {np.sum(lam):.6g}, "
+          f"Hutchinson {np.mean(quad):.6g}, moments {[f'{np.mean(lam ** k):.4g}' for k in range(1, 5)]} "
+          f"(probes {[f'{x:.4g}' for x in moments_probes]})")
+
+
+if __name__ == "__main__":
+    main()

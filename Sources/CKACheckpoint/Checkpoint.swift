@@ -98,7 +98,9 @@ public struct Checkpoint: Sendable {
     /// Standard timm keys that are absent but not needed (e.g. `norm.*` in MAE-finetuned files, which use `fc_norm`).
     public let missingKeys: [String]
     /// Non-weight entries of the file's top-level dict (`epoch`, `args`, `optimizer`, …), inert.
-    public let extras: [(key: String, value: PickleValue)]
+    package let extras: [(key: String, value: PickleValue)]
+    /// The keys of `extras` (the values are parsed pickle data, read by the toolkit, not API).
+    public var extraKeys: [String] { extras.map(\.key) }
     /// safetensors `__metadata__`.
     public let metadata: [String: String]
     /// Every tensor in the file, and the bytes of their distinct storages.

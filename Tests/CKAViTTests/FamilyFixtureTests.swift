@@ -293,6 +293,29 @@ struct FamilyExtractionTests {
         print("\(family.rawValue): extract \(preprocessing): pixels \(pixelError), pooled \(worst)")
     }
 
+    @Test(
+        "gap_nocls of stored tokens leaves out every prefix token (the store records prefix_tokens)",
+        arguments: [Family.hfDINOv2Registers, .hfDeiT, .hfSigLIP, .hfViT])
+    func storedPrefix(family: Family) throws {
+        let ckpt = try family.load()
+        let model = try VisionTransformer(checkpoint: ckpt)
+        var input = try ImageFolderInput(
+            root: family.directory.appendingPathComponent("images").path,
+            preprocessing: try ImageFolderInput.defaultPreprocessing(for: ckpt, imageSize: model.imageSize),
+            batchSize: 3)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cka-family-prefix-\(family.rawValue)-\(getpid()).h5")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var options = ExtractionOptions()
+        options.store = [.activations, .pooled]
+        options.layers = ["blocks.1"]
+        _ = try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &input, to: out.path, options: options)
+        let store = try ActivationStore(path: out.path)
+        #expect(store.prefixTokens == family.prefixTokens)
+        let reduced = try TokenReduction.gapNoCLS.apply(try store.read("blocks.1"), prefixTokens: store.prefixTokens)
+        #expect(reduced.scalars == (try store.read("blocks.1:gap_nocls")).scalars)
+    }
+
     @Test("A model without a class token refuses :cls in one line")
     func noClassToken() throws {
         let ckpt = try Family.hfSigLIP.load()

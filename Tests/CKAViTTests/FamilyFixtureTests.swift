@@ -182,6 +182,23 @@ struct PositionResamplingTests {
         print("\(family.rawValue) at 42 px: pos_embed \(tableError), blocks \(worst)")
     }
 
+    @Test(
+        "Hugging Face DINOv2 at another input size equals its own interpolate_pos_encoding",
+        arguments: [Family.hfDINOv2, .hfDINOv2Registers])
+    func dinov2(family: Family) throws {
+        var options = family.options
+        options.imageSize = 42
+        let model = try VisionTransformer(
+            checkpoint: try Checkpoint(contentsOf: family.checkpointURL, options: options))
+        let reference = try ActivationStore(path: family.directory.appendingPathComponent("reference-42.h5").path)
+        var worst = 0.0
+        try model.forward(
+            try reference.readFloatDataset("inputs/pixels"), hooks: ["blocks.0", "blocks.1", "norm"]
+        ) { name, value in worst = max(worst, relativeMaxError(value, try reference.read(name))) }
+        #expect(worst <= 1e-5)
+        print("\(family.rawValue) at 42 px: blocks \(worst)")
+    }
+
     @Test("An image size that is not a multiple of the patch is refused in one line")
     func badSize() throws {
         var options = Family.timmRegisters.options

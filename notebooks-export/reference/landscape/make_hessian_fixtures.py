@@ -32,6 +32,12 @@ Layout (/ce):
      scopes (the per-block scopes), trace_<scope>_exact, hutchinson_<scope> (mean over S of v_bᵀH_bb v_b,
      v_b = the probe restricted to the scope), trace_blockdiag_exact (Σ over scopes of tr H_bb = tr H).
 Scopes: patch_embed (patch_embed.*, cls_token, pos_embed), blocks.0, blocks.1, norm, head.
+
+Also writes Tests/CKALandscapeTests/Fixtures/path_small.h5 (`cka landscape --from A --to B`): the same
+architecture; B = the model above, A = B's backbone + 0.3·N(0,1) (seed 48) WITHOUT a head (a "pre-trained"
+backbone; B is its "fine-tuned" version with a head). The path θ(t) = (1 − t)·θ_A + t·θ_B over the shared
+(backbone) parameters, the head held at B's value, evaluated in float64 for t in -0.25:1.25:7 under the
+cross-entropy of B's head on the 6 examples. Layout: a/<name>, b/<name> (float32), pixels, labels, t, loss.
 """
 import argparse
 import os
@@ -169,6 +175,29 @@ def main():
         a["torch"] = str(torch.__version__)
         a["generator"] = "notebooks-export/reference/landscape/make_hessian_fixtures.py"
     os.replace(path + ".tmp", path)
+
+    # The path fixture.
+    gen = torch.Generator().manual_seed(48)
+    wa = {n: (w + 0.3 * torch.randn(w.shape, generator=gen, dtype=torch.float64)).float().double()
+          for n, w in weights.items() if not n.startswith("head.")}
+    ts = np.linspace(-0.25, 1.25, 7)
+    losses = []
+    for t in ts:
+        p = {n: ((1 - t) * wa[n] + t * weights[n]) if n in wa else weights[n] for n in names}
+        losses.append(float(F.cross_entropy(functional_call(model, p, (pixels,)), labels)))
+    ppath = os.path.join(args.out, "path_small.h5")
+    with h5py.File(ppath + ".tmp", "w") as f:
+        for n in names:
+            f[f"b/{n}"] = weights[n].float().numpy()
+            if n in wa:
+                f[f"a/{n}"] = wa[n].float().numpy()
+        f["pixels"] = pixels.float().numpy()
+        f["labels"] = labels.numpy().astype(np.int64)
+        f["t"] = ts
+        f["loss"] = np.array(losses)
+        f.attrs["generator"] = "notebooks-export/reference/landscape/make_hessian_fixtures.py"
+    os.replace(ppath + ".tmp", ppath)
+    print(f"{ppath}: losses {np.round(losses, 6)}")
     print(f"{path}: {n_params} parameters, λ_top {np.sort(lam)[::-1][:3]}, tr {np.sum(lam):.6g}, "
           f"Hutchinson {np.mean(quad):.6g}, moments {[f'{np.mean(lam ** k):.4g}' for k in range(1, 5)]} "
           f"(probes {[f'{x:.4g}' for x in moments_probes]})")

@@ -53,9 +53,41 @@ struct HessianCommandTests {
             #expect(p[0..<3] == q[0..<3])
             expectClose(Double(q[3])!, Double(p[3])!, rtol: 1e-3, atol: 1e-6, "\(x)")
         }
+        // landscape-plot draws the density and the blocks.
+        let plot = try cka(["landscape-plot", path("a.h5")])
+        #expect(plot.status == 0, "\(plot.stderr)")
+        for name in ["a-density.png", "a-blocks.png"] { #expect(FileManager.default.fileExists(atPath: path(name))) }
         // Bad input: one line.
         let bad = try cka(common + ["--out", path("c.h5"), "--masks", px])
         #expect(bad.status != 0 && bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
         #expect(!FileManager.default.fileExists(atPath: path("c.h5")))
+    }
+
+    @Test("landscape --from MAE --to fine-tuned: a 1-D store along t, the head held, the decoder listed; plotted")
+    func checkpointPath() throws {
+        let mae = path("mae.safetensors"), sup = path("sup.safetensors"), px = path("pixels.h5")
+        try writeTinyViTCheckpoint(to: URL(fileURLWithPath: mae), seed: 1, decoder: true)
+        try writeTinyViTCheckpoint(to: URL(fileURLWithPath: sup), seed: 2, classes: 3)
+        let w = try ActivationStoreWriter(
+            path: px, ids: (0..<3).map { "img\($0).png" }, labels: [0, 1, 2], classes: ["a", "b", "c"],
+            metadata: StoreMetadata(model: "pixels"))
+        try w.writeDataset("inputs/pixels", tinyPixels(3, seed: 3))
+        try w.finish()
+        let r = try cka([
+            "landscape", "--from", mae, "--to", sup, "--loss", "ce", "--inputs", px, "--examples", "3",
+            "--grid", "-0.25:1.25:7", "--out", path("p.h5"),
+        ])
+        #expect(r.status == 0 && r.stdout.contains("7 points on the path"), "\(r.stderr)")
+        #expect(r.stderr.contains("held") && r.stderr.contains("only in A, not used: decoder_embed.weight"))
+        let s = try LandscapeSurface(contentsOf: path("p.h5"))
+        #expect(s.dimensions == 1 && s.x.first == -0.25 && s.attributes["axis"] == .string("t"))
+        #expect(s.attributes["path_from"] == .string("mae.safetensors"))
+        let plot = try cka(["landscape-plot", path("p.h5")])
+        #expect(plot.status == 0 && FileManager.default.fileExists(atPath: path("p-curve.png")), "\(plot.stderr)")
+        let twoD = try cka([
+            "landscape", "--from", mae, "--to", sup, "--loss", "ce", "--inputs", px, "--y-grid", "-1:1:3",
+            "--out", path("q.h5"),
+        ])
+        #expect(twoD.status != 0 && twoD.stderr.contains("1-D"))
     }
 }

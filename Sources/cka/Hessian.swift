@@ -161,6 +161,8 @@ extension CKACommand {
         func run() throws {
             try reportingErrors {
                 parallel.apply()
+                // Not split over processes: under mpirun, rank 0 computes everything and the other ranks stop.
+                guard world.isRoot else { return }
                 try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out, csv])
                 var objective = LandscapeObjectiveOptions(loss: loss, checkpoint: checkpoint)
                 objective.checkpointKey = checkpointKey

@@ -32,6 +32,11 @@ extension CKACommand {
                   cka landscape --checkpoint mae_pretrain_vit_base_full.pth --loss mae --images val/ \\
                     --examples 64 --grid -1:1:21 --out mae-surface.h5
                   cka landscape-plot mae-surface.h5
+                With --from A --to B instead of --checkpoint, the 1-D path θ(t) = (1 − t)·θ_A + t·θ_B over the
+                parameters both checkpoints share (LayerNorm included, no normalisation; Goodfellow et al. 2015);
+                tensors of one side only are listed and held. The store is 1-D with t as its axis:
+                  cka landscape --from mae_pretrain_vit_base.pth --to mae_finetuned_vit_base.pth --loss ce \\
+                    --images val/ --examples 64 --grid -0.25:1.25:31 --out mae-path.h5
                 """)
 
         @Option(help: "Checkpoint whose loss landscape is drawn (the RC-MAE student).")

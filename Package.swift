@@ -83,7 +83,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
-            exclude: ["OfficialFixtures"]),
+            exclude: ["OfficialFixtures", "FamilyFixtures"]),
         .testTarget(name: "CKAExtractionTests", dependencies: ["CKAExtraction", "CKAViT", "CKAIO", "_CKATestSupport"]),
         .testTarget(
             name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],

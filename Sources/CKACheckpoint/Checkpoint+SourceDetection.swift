@@ -19,6 +19,12 @@ extension Checkpoint {
 
     static func keys(of v: PickleValue?) -> [String] { v?.stringKeyedEntries?.map(\.key) ?? [] }
 
+    /// A key of a Hugging Face transformers vision model (`encoder.layer.0.…`, `embeddings.patch_embeddings.…`).
+    static func isHuggingFaceKey(_ k: String) -> Bool {
+        k.hasPrefix("encoder.layer.") || k.contains(".encoder.layer.") || k.hasPrefix("encoder.layers.")
+            || k.contains(".encoder.layers.") || k.contains("embeddings.patch_embedding")
+    }
+
     /// Picks the source (detected or forced) and the state dict inside the file's top-level object.
     static func extract(root: PickleValue, format: CheckpointFormat, options: Options, fileName: String) throws
         -> Extraction
@@ -40,7 +46,13 @@ extension Checkpoint {
         if let forced = options.source {
             source = forced
         } else if bare {
-            if hasLayerScale(top) {
+            if topKeys.contains(where: {
+                $0.hasPrefix("visual.transformer.resblocks.") || $0 == "visual.class_embedding"
+            }) {
+                source = .openCLIP
+            } else if topKeys.contains(where: isHuggingFaceKey) {
+                source = .huggingFace  // refused without its config.json, which the load names
+            } else if hasLayerScale(top) {
                 source = .dinov2
             } else if topKeys.contains(where: { $0.hasPrefix("decoder_") }) {
                 source = .mae
@@ -91,6 +103,7 @@ extension Checkpoint {
         case .mocoV3: candidates = ["state_dict", "model"]
         case .mae: candidates = ["model"]
         case .rcmae: candidates = ["teacher", "model", "student"]
+        case .huggingFace, .openCLIP: candidates = bare ? [] : ["state_dict", "model"]
         }
         var key: String?
         if let k = options.checkpointKey {
@@ -100,7 +113,7 @@ extension Checkpoint {
                     found: "top-level keys " + top.prefix(10).map(\.key).joined(separator: ", "))
             }
             key = k
-        } else if !(bare && [.dino, .timm, .dinov2, .mae].contains(source)) {
+        } else if !(bare && [.dino, .timm, .dinov2, .mae, .huggingFace, .openCLIP].contains(source)) {
             key = candidates.first(where: has)
             if key == nil && !bare {
                 throw CheckpointError.unrecognizedLayout(

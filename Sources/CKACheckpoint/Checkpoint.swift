@@ -46,6 +46,10 @@ public struct Checkpoint: Sendable {
         public var source: CheckpointSource?
         /// Force the head count instead of deriving it from the width (`--heads`).
         public var heads: Int?
+        /// Force the MLP nonlinearity (`--activation`; e.g. QuickGELU for OpenAI CLIP weights in a bare state dict).
+        public var activation: MLPActivation?
+        /// Force the LayerNorm epsilon (default: the layout's, e.g. 1e-5 for CLIP).
+        public var layerNormEpsilon: Double?
         /// Which wrapper entry holds the weights (e.g. `student` instead of `teacher`); nil = the source's default.
         public var checkpointKey: String?
         /// Refuse checkpoints with unexpected keys (as `load_state_dict(strict=True)` would).
@@ -91,7 +95,9 @@ public struct Checkpoint: Sendable {
     /// Standard timm keys that are absent but not needed (e.g. `norm.*` in MAE-finetuned files, which use `fc_norm`).
     public let missingKeys: [String]
     /// Non-weight entries of the file's top-level dict (`epoch`, `args`, `optimizer`, …), inert.
-    public let extras: [(key: String, value: PickleValue)]
+    package let extras: [(key: String, value: PickleValue)]
+    /// The keys of `extras` (the values are parsed pickle data, read by the toolkit, not API).
+    public var extraKeys: [String] { extras.map(\.key) }
     /// safetensors `__metadata__`.
     public let metadata: [String: String]
     /// Every tensor in the file, and the bytes of their distinct storages.
@@ -99,39 +105,79 @@ public struct Checkpoint: Sendable {
     public let fileTensorBytes: Int
     /// SHA-256 of the file (lowercase hex) when `Options.computeSHA256` was set.
     public let sha256: String?
+    /// The hub layout the weights came from (Hugging Face / open_clip directory), nil for a plain file.
+    package let hub: HubModel?
 
     /// A backbone parameter by timm name.
     public subscript(name: String) -> Tensor<Float>? { parameters[name] }
 
-    /// Reads, maps and validates the checkpoint at `url`.
+    /// Reads, maps and validates the checkpoint at `url`: a checkpoint file, or a Hugging Face / open_clip model
+    /// directory (`config.json` beside `model.safetensors`, shards with their index, or `pytorch_model.bin`).
     public init(contentsOf url: URL, options: Options = Options()) throws {
-        try self.init(file: MappedFile(url: url), options: options)
+        if let hub = try HubModel.locate(url, forced: options.source) {
+            try self.init(
+                files: hub.weights.map { try MappedFile(url: $0) }, name: hub.name, options: options, hub: hub)
+        } else {
+            try self.init(file: MappedFile(url: url), options: options)
+        }
     }
 
     /// Reads, maps and validates a checkpoint from mapped (or in-memory) bytes.
     package init(file: MappedFile, options: Options = Options()) throws {
-        let name = file.name
-        let format = try CheckpointFormat.detect(file)
-        var root: PickleValue
+        try self.init(files: [file], name: file.name, options: options, hub: nil)
+    }
+
+    /// Reads the weights of one checkpoint from one file or from the shards of a hub model (merged in order).
+    init(files: [MappedFile], name: String, options: Options, hub: HubModel?) throws {
+        var format = CheckpointFormat.safetensors
+        var root: PickleValue = .dict([])
         var metadata: [String: String] = [:]
         var allTensors: [StoredTensor] = []
-        switch format {
-        case .safetensors:
-            let st = try SafeTensorsFile(file: file)
-            metadata = st.metadata
-            allTensors = st.names.compactMap { st.tensors[$0] }
-            root = .dict(
-                st.names.compactMap { n in st.tensors[n].map { PickleDictEntry(key: .string(n), value: .tensor($0)) } })
-        case .torchZip:
-            let archive = try TorchArchive(file: file, options: options.torch)
-            root = archive.root
-            Checkpoint.collectTensors(root, into: &allTensors)
+        var merged: [PickleDictEntry] = []
+        for file in files {
+            format = try CheckpointFormat.detect(file)
+            switch format {
+            case .safetensors:
+                let st = try SafeTensorsFile(file: file)
+                metadata.merge(st.metadata) { a, _ in a }
+                allTensors += st.names.compactMap { st.tensors[$0] }
+                root = .dict(
+                    st.names.compactMap { n in
+                        st.tensors[n].map { PickleDictEntry(key: .string(n), value: .tensor($0)) }
+                    })
+            case .torchZip:
+                let archive = try TorchArchive(file: file, options: options.torch)
+                root = archive.root
+                Checkpoint.collectTensors(root, into: &allTensors)
+            }
+            if files.count > 1 {
+                guard case let .dict(entries) = root else {
+                    throw CheckpointError.unrecognizedLayout(
+                        file: file.name, expected: "a state dict in every shard", found: root.typeName)
+                }
+                merged += entries
+            }
         }
+        if files.count > 1 { root = .dict(merged) }
         var bytesByStorage: [String: Int] = [:]
         for t in allTensors { bytesByStorage[t.storageID] = t.storageByteCount }
 
-        let extraction = try Checkpoint.extract(root: root, format: format, options: options, fileName: name)
-        var mapping = try KeyMapper.map(extraction.stateDict, source: extraction.source, fileName: name)
+        var extraction = try Checkpoint.extract(root: root, format: format, options: options, fileName: name)
+        if let hub { extraction.source = hub.source }
+        let settings = try hub?.settings()
+        var mapping: KeyMapper.Mapping
+        switch extraction.source {
+        case .huggingFace:
+            guard hub != nil else {
+                throw CheckpointError.unreadable(
+                    file: URL(fileURLWithPath: name).deletingLastPathComponent().appendingPathComponent("config.json")
+                        .path,
+                    reason: "missing: a Hugging Face checkpoint needs its config.json beside the weights")
+            }
+            mapping = try KeyMapper.mapHuggingFace(extraction.stateDict, fileName: name)
+        case .openCLIP: mapping = try KeyMapper.mapOpenCLIP(extraction.stateDict, fileName: name)
+        default: mapping = try KeyMapper.map(extraction.stateDict, source: extraction.source, fileName: name)
+        }
         if mapping.canonical.isEmpty {
             let keys = extraction.stateDict.prefix(8).map(\.key).joined(separator: ", ")
             throw CheckpointError.unrecognizedLayout(
@@ -146,10 +192,25 @@ public struct Checkpoint: Sendable {
                 file: name, expected: "only known keys (strict)",
                 found: "unexpected keys: " + mapping.unexpected.prefix(12).joined(separator: ", "))
         }
-        let (arch, order, missing) = try KeyMapper.inferArchitecture(
-            mapping.canonical, head: mapping.head,
-            heads: options.heads, source: extraction.source,
+        var (arch, order, missing) = try KeyMapper.inferArchitecture(
+            &mapping.canonical, head: mapping.head,
+            heads: options.heads ?? settings?.heads, source: extraction.source,
             fileName: name)
+        if let settings {
+            arch.layerNormEpsilon = settings.epsilon ?? arch.layerNormEpsilon
+            arch.activation = settings.activation ?? arch.activation
+        }
+        if let hub { arch.family = hub.family } else if extraction.source == .openCLIP { arch.family = "open_clip" }
+        if let a = options.activation { arch.activation = a }
+        // The `head` hook: the model's own head on its pooled features, for the layouts whose head is part of the
+        // model's output (hub models, open_clip, distilled, class-token-free and MAP models).
+        if let w = mapping.head["head.weight"], w.shape.count == 2, w.shape[1] == arch.width,
+            hub != nil || extraction.source == .openCLIP || arch.attentionPool || arch.distillationToken
+                || !arch.classToken
+        {
+            arch.headFeatures = w.shape[0]
+        }
+        if let e = options.layerNormEpsilon { arch.layerNormEpsilon = e }
         var parameters: [String: Tensor<Float>] = [:]
         parameters.reserveCapacity(order.count)
         for key in order {
@@ -174,7 +235,15 @@ public struct Checkpoint: Sendable {
         self.metadata = metadata
         self.fileTensorCount = allTensors.count
         self.fileTensorBytes = bytesByStorage.values.reduce(0, +)
-        self.sha256 = options.computeSHA256 ? file.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } : nil
+        if options.computeSHA256 {
+            // One file: its SHA-256. Shards: the SHA-256 of their bytes one after the other, in index order.
+            var h = SHA256()
+            for file in files { file.withUnsafeBytes { h.update($0) } }
+            self.sha256 = SHA256.hex(h.finalize())
+        } else {
+            self.sha256 = nil
+        }
+        self.hub = hub
     }
 
     /// Appends every tensor reachable from `v` (bounded: values were already bounded by the unpickler).

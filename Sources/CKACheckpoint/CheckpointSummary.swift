@@ -20,6 +20,20 @@ extension Checkpoint {
                 + (a.qkvBias ? ", qkv bias" : ", no qkv bias") + (a.layerScale ? ", LayerScale" : "")
                 + (a.hasFCNorm ? ", fc_norm" : "") + (a.hasFinalNorm ? "" : ", no final norm")
                 + (a.classCount.map { ", head \($0) classes" } ?? ""))
+        if a.family != nil || !a.classToken || a.distillationToken || a.registerTokens > 0 || a.preNorm
+            || a.attentionPool || a.activation != .gelu
+        {
+            var parts = [a.family ?? "timm"]
+            parts.append(
+                a.classToken ? "class token" : "no class token" + (a.distillationToken ? " + distillation token" : ""))
+            if a.distillationToken && a.classToken { parts[1] += " + distillation token" }
+            if a.registerTokens > 0 { parts.append("\(a.registerTokens) register tokens") }
+            if a.preNorm { parts.append("norm_pre") }
+            if a.attentionPool { parts.append("MAP head attn_pool") }
+            if let h = a.headFeatures { parts.append("head hook [\(h)]") }
+            parts.append("\(a.activation.rawValue), LayerNorm eps \(a.layerNormEpsilon)")
+            lines.append("family:       " + parts.joined(separator: ", "))
+        }
         lines.append(
             "tensors:      \(fileTensorCount) in the file, \(formatBytes(fileTensorBytes)); "
                 + "\(parameterNames.count) backbone parameters (\(parameterCount) values)")
@@ -34,7 +48,10 @@ extension Checkpoint {
         if !head.isEmpty {
             lines.append(
                 "head:         "
-                    + head.keys.sorted().map { "\($0) \(describeShape(head[$0]!.shape))" }.joined(separator: ", "))
+                    + head.keys.sorted().map { k in
+                        "\(k) \(describeShape(head[k]!.shape))"
+                            + (originalNames[k].map { $0 == k ? "" : " ← \($0)" } ?? "")
+                    }.joined(separator: ", "))
         }
         if !decoder.isEmpty {
             lines.append(
@@ -88,7 +105,10 @@ extension Checkpoint {
             "prefix_tokens":\(a.prefixTokens),"grid_size":\(opt(a.gridSize, String.init)),\
             "image_size":\(opt(a.imageSize, String.init)),"mlp_hidden":\(a.mlpHiddenWidth),"mlp_ratio":\(a.mlpRatio),\
             "qkv_bias":\(a.qkvBias),"layer_scale":\(a.layerScale),"final_norm":\(a.hasFinalNorm),"fc_norm":\(a.hasFCNorm),\
-            "num_classes":\(opt(a.classCount, String.init)),"layer_norm_eps":\(a.layerNormEpsilon)}
+            "num_classes":\(opt(a.classCount, String.init)),"layer_norm_eps":\(a.layerNormEpsilon),\
+            "family":\(opt(a.family, q)),"class_token":\(a.classToken),"distillation_token":\(a.distillationToken),\
+            "register_tokens":\(a.registerTokens),"norm_pre":\(a.preNorm),"activation":\(q(a.activation.rawValue)),\
+            "attn_pool":\(a.attentionPool),"head_features":\(opt(a.headFeatures, String.init))}
             """)
         fields.append(
             "\"tensors\":{\"count\":\(fileTensorCount),\"bytes\":\(fileTensorBytes),\"parameters\":\(parameterCount)}")
@@ -100,7 +120,7 @@ extension Checkpoint {
         func stored(_ d: [String: StoredTensor]) -> String {
             "["
                 + d.keys.sorted().map { k in
-                    "{\"name\":\(q(k)),\"dtype\":\(q(d[k]!.dtype.rawValue)),\"shape\":["
+                    "{\"name\":\(q(k)),\"original\":\(q(originalNames[k] ?? k)),\"dtype\":\(q(d[k]!.dtype.rawValue)),\"shape\":["
                         + d[k]!.shape.map(String.init).joined(separator: ",") + "]}"
                 }.joined(separator: ",") + "]"
         }

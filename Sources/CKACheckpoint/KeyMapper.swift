@@ -33,13 +33,17 @@ enum KeyMapper {
     ]
     static let topParameters: Set<String> = [
         "cls_token", "pos_embed", "reg_token", "patch_embed.proj.weight", "patch_embed.proj.bias",
-        "norm.weight", "norm.bias", "fc_norm.weight", "fc_norm.bias",
+        "norm.weight", "norm.bias", "fc_norm.weight", "fc_norm.bias", "dist_token", "norm_pre.weight",
+        "norm_pre.bias",
     ]
 
     /// The canonical name of a normalised key, or nil.
     static func canonicalName(_ key: String) -> String? {
         if topParameters.contains(key) { return key }
         if key == "register_tokens" { return "reg_token" }
+        if key.hasPrefix("attn_pool."), attentionPoolParameters.contains(String(key.dropFirst("attn_pool.".count))) {
+            return key
+        }
         if let (i, rest) = blockIndex(key) {
             var r = rest
             if r == "gamma_1" { r = "ls1.gamma" }
@@ -95,8 +99,8 @@ enum KeyMapper {
                 m.decoder[k] = tensor.renamed(k)
             } else if k == "mask_token" {
                 m.ignored.append(.init(key: original, reason: "masked-token embedding (training only)"))
-            } else if (k == "head.weight" || k == "head.bias")
-                && (k == "head.bias" ? tensor.shape.count == 1 : tensor.shape.count == 2)
+            } else if ["head.weight", "head.bias", "head_dist.weight", "head_dist.bias"].contains(k)
+                && (k.hasSuffix(".bias") ? tensor.shape.count == 1 : tensor.shape.count == 2)
             {
                 m.head[k] = tensor.renamed(k)
             } else if k.hasPrefix("head.") || k.hasPrefix("head_drop.") {

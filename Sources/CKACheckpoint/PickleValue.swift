@@ -1,6 +1,6 @@
 /// A value decoded from a pickle by the restricted unpickler. Only plain data, tensors and storages are
 /// built; everything else is an inert `OpaqueObject` that records what the pickle asked for.
-public indirect enum PickleValue: Sendable, CustomStringConvertible {
+package indirect enum PickleValue: Sendable, CustomStringConvertible {
     case none
     case bool(Bool)
     case int(Int)
@@ -107,7 +107,7 @@ public indirect enum PickleValue: Sendable, CustomStringConvertible {
 }
 
 /// One key/value pair of a pickled dict.
-public struct PickleDictEntry: Sendable {
+package struct PickleDictEntry: Sendable {
     public var key: PickleValue
     public var value: PickleValue
     public init(key: PickleValue, value: PickleValue) { self.key = key; self.value = value }
@@ -115,7 +115,7 @@ public struct PickleDictEntry: Sendable {
 
 /// The inert record of something a pickle asked to construct or call outside the allowlist, such as
 /// `argparse.Namespace(...)`, `numpy.core.multiarray.scalar(...)` or `torch.device('cuda')`. Nothing was called.
-public struct OpaqueObject: Sendable {
+package struct OpaqueObject: Sendable {
     /// How the object was requested.
     public enum Kind: String, Sendable {
         /// `REDUCE`: `callable(*args)`.
@@ -156,7 +156,7 @@ public struct OpaqueObject: Sendable {
 }
 
 /// A PyTorch storage: a typed run of elements in a `data/<key>` record of the archive.
-public struct TorchStorage: Sendable {
+package struct TorchStorage: Sendable {
     /// The record key (`data/<key>`).
     public let key: String
     public let dtype: DType

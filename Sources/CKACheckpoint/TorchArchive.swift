@@ -10,7 +10,7 @@ import Foundation
 public struct TorchArchive: Sendable {
     /// Options for reading.
     public struct Options: Sendable {
-        public var unpickler = Unpickler.Options()
+        public var unpickler = PickleOptions()
         /// Check the CRC-32 of every storage record (costs one pass over the data). `data.pkl` is always checked.
         public var verifyStorageCRC = false
         public init() {}
@@ -20,9 +20,9 @@ public struct TorchArchive: Sendable {
     /// The folder prefix of every record, e.g. `archive/` or `vit-b-300ep/`.
     public let prefix: String
     /// The decoded object (usually a dict).
-    public let root: PickleValue
+    package let root: PickleValue
     /// The storages bound while decoding, by key.
-    public let storages: [String: TorchStorage]
+    package let storages: [String: TorchStorage]
     /// The `version` record (serialization format), if present.
     public let formatVersion: String?
 

@@ -1,4 +1,30 @@
-/// A restricted unpickler for pickle protocols 0–5 that never imports, resolves or calls anything.
+//// Resource bounds of the pickle reader (the safe unpickler of `.pth` files; nothing in a pickle is ever run).
+public struct PickleLimits: Sendable {
+    /// Items on the stack, including those saved under marks.
+    public var maxStackItems = 1_000_000
+    /// Open marks.
+    public var maxMarks = 10_000
+    /// Memo entries.
+    public var maxMemoEntries = 2_000_000
+    /// Nesting depth of the resulting value.
+    public var maxDepth = 100
+    /// Nodes visited while building the resulting value (guards against memo-shared blow-up).
+    public var maxValueNodes = 4_000_000
+    /// Length of a protocol-0 text line (INT, LONG, FLOAT, GLOBAL, …).
+    public var maxLineLength = 10_000
+    public init() {}
+}
+
+/// Options of the pickle reader.
+public struct PickleOptions: Sendable {
+    public var limits = PickleLimits()
+    /// Refuse (rather than keep as opaque) references to callables that can run code, such as `os.system`,
+    /// `subprocess.Popen`, `builtins.eval`/`exec`/`getattr`/`__import__` (nothing is called either way).
+    public var refuseDangerousGlobals = true
+    public init() {}
+}
+
+// A restricted unpickler for pickle protocols 0–5 that never imports, resolves or calls anything.
 ///
 /// Plain values (None, bools, ints of any size, floats, str, bytes, tuples, lists, sets, dicts) are built as
 /// Python builds them. Globals are only *named*: `GLOBAL`/`STACK_GLOBAL`/`INST` produce `PickleValue.global`,
@@ -10,35 +36,12 @@
 ///
 /// Every malformed stream ends in a `CheckpointError` with the byte offset: unknown opcodes, truncated
 /// arguments, stack underflow, marks missing, bad memo keys, wrong argument types, and resource limits.
-public struct Unpickler {
-    /// Resource bounds.
-    public struct Limits: Sendable {
-        /// Items on the stack, including those saved under marks.
-        public var maxStackItems = 1_000_000
-        /// Open marks.
-        public var maxMarks = 10_000
-        /// Memo entries.
-        public var maxMemoEntries = 2_000_000
-        /// Nesting depth of the resulting value.
-        public var maxDepth = 100
-        /// Nodes visited while building the resulting value (guards against memo-shared blow-up).
-        public var maxValueNodes = 4_000_000
-        /// Length of a protocol-0 text line (INT, LONG, FLOAT, GLOBAL, …).
-        public var maxLineLength = 10_000
-        public init() {}
-    }
-
-    /// Options.
-    public struct Options: Sendable {
-        public var limits = Limits()
-        /// Refuse (rather than keep as opaque) references to callables that can run code, such as `os.system`,
-        /// `subprocess.Popen`, `builtins.eval`/`exec`/`getattr`/`__import__` (nothing is called either way).
-        public var refuseDangerousGlobals = true
-        public init() {}
-    }
+package struct Unpickler {
+    package typealias Limits = PickleLimits
+    package typealias Options = PickleOptions
 
     /// Resolves a persistent id (already decoded) found at `offset` to a value.
-    public typealias PersistentLoad = (_ pid: PickleValue, _ offset: Int) throws -> PickleValue
+    package typealias PersistentLoad = (_ pid: PickleValue, _ offset: Int) throws -> PickleValue
 
     let data: UnsafeRawBufferPointer
     let fileName: String

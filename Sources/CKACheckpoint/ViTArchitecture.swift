@@ -17,6 +17,23 @@ public enum CheckpointSource: String, Sendable, CaseIterable, Codable, CustomStr
     case timm
     /// DINOv2-style ViT: LayerScale `ls1.gamma`/`ls2.gamma`, patch 14, optional `mask_token`/registers.
     case dinov2
+    /// A Hugging Face model directory (`config.json` + `model.safetensors`, sharded safetensors with an index, or
+    /// `pytorch_model.bin`): ViT, DeiT, DINOv2 (with registers), CLIP and SigLIP vision towers, by `model_type`.
+    case huggingFace = "hf"
+    /// An open_clip state dict (`visual.*`: `ln_pre`, `transformer.resblocks.{i}`, `ln_post`, `proj`).
+    case openCLIP = "open-clip"
+
+    public var description: String { rawValue }
+}
+
+/// The nonlinearity of the transformer MLPs (and of a MAP head's MLP).
+public enum MLPActivation: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    /// Exact erf GELU (PyTorch `nn.GELU()`; timm, DINO, MAE, HF `gelu`).
+    case gelu
+    /// GELU with the tanh approximation (PyTorch `GELU(approximate='tanh')`; HF `gelu_pytorch_tanh`, SigLIP).
+    case geluTanh = "gelu_tanh"
+    /// `x·σ(1.702·x)` (OpenAI CLIP's QuickGELU; HF `quick_gelu`).
+    case quickGELU = "quick_gelu"
 
     public var description: String { rawValue }
 }
@@ -57,8 +74,28 @@ public struct ViTArchitecture: Sendable, Equatable, Codable {
     public var hasFCNorm: Bool
     /// Classes of the classifier head, if the checkpoint has one.
     public var classCount: Int?
-    /// LayerNorm epsilon (1e-6 for every reference model).
+    /// LayerNorm epsilon (1e-6 for every reference model; 1e-12 for HF ViT/DeiT, 1e-5 for CLIP).
     public var layerNormEpsilon: Double = 1e-6
+    /// True if token 0 is a class token (`cls_token`); false for SigLIP-style models (MAP head, no class token).
+    public var classToken = true
+    /// True if a distillation token (`dist_token`, DeiT) follows the class token.
+    public var distillationToken = false
+    /// Register tokens (`reg_token`) after the class and distillation tokens.
+    public var registerTokens = 0
+    /// True if a LayerNorm `norm_pre` is applied to the tokens before the blocks (CLIP's `ln_pre`).
+    public var preNorm = false
+    /// The MLP nonlinearity.
+    public var activation = MLPActivation.gelu
+    /// True if a MAP attention-pool head `attn_pool` (timm `AttentionPoolLatent`, SigLIP's head) pools the normed
+    /// tokens into one vector.
+    public var attentionPool = false
+    /// Hidden width of the MAP head's MLP (nil: `mlpHiddenWidth`).
+    public var attentionPoolHiddenWidth: Int?
+    /// Outputs of the `head` hook point (the model's own head on its pooled features: a classifier's logits, with
+    /// DeiT's two heads averaged, or CLIP's image projection), nil when the hook is not offered.
+    public var headFeatures: Int?
+    /// The family and layout the weights were read from (`hf/clip`, `open_clip`, …), nil for the timm-style layouts.
+    public var family: String?
 
     /// An architecture given explicitly (e.g. for a randomly initialised model of a known shape).
     public init(

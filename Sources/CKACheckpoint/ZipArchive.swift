@@ -251,7 +251,7 @@ package struct ZipArchive: Sendable {
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as zip uses), slicing-by-8.
-public enum CRC32 {
+package enum CRC32 {
     static let table: [UInt32] = {
         var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for i in 0..<256 {

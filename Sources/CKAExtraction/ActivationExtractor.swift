@@ -69,6 +69,17 @@ public enum ActivationExtractor {
             guard let globs = options.layers else { return names }
             return names.filter { LayerGlob.matches(any: globs, $0) }
         }
+        if !a.classToken {  // SigLIP-style models: one line instead of an empty match
+            let what = a.family ?? a.timmName
+            if let g = options.layers?.first(where: { $0.hasSuffix(":cls") }) {
+                throw ExtractionError.invalidOption(
+                    "'\(g)': \(what) has no class token; use :gap, :gap_nocls or its MAP head attn_pool")
+            }
+            if options.gramTokens == .cls && options.store.contains(.grams) {
+                throw ExtractionError.invalidOption(
+                    "gram tokens 'cls': \(what) has no class token; use gap, gap_nocls or flatten")
+            }
+        }
         var tokens =
             options.store.contains(.activations) || options.store.contains(.grams)
             ? match(HookPoint.tokenHooks(for: a)) : []
@@ -153,7 +164,12 @@ struct GramBatcher {
     var buffer: Tensor<Float>?
     var filled = 0
 
-    init(batchSize: Int, tokens: TokenReduction) { self.batchSize = batchSize; self.tokens = tokens }
+    /// Leading tokens `gap_nocls` leaves out (class, distillation, registers).
+    var prefixTokens = 1
+
+    init(batchSize: Int, tokens: TokenReduction, prefixTokens: Int = 1) {
+        self.batchSize = batchSize; self.tokens = tokens; self.prefixTokens = prefixTokens
+    }
 
     /// - Parameter scratch: a buffer shared by every layer, used when a whole Gram batch arrives at once
     ///   (forward batch = Gram batch), so memory is one batch of the largest layer, not one per layer.
@@ -163,7 +179,8 @@ struct GramBatcher {
         _ value: Tensor<Float>, scratch: inout Tensor<Float>, isLast: Bool = false,
         emit: (Tensor<Double>) throws -> Void
     ) throws {
-        let rows = try (tokens == .flatten ? value.flattenedRows : tokens.apply(value)).flattenedRows
+        let rows = try (tokens == .flatten ? value.flattenedRows : tokens.apply(value, prefixTokens: prefixTokens))
+            .flattenedRows
         if isLast && (filled + rows.rowCount) % batchSize != 0 && filled + rows.rowCount < batchSize {
             buffer = nil
             filled = 0

@@ -265,7 +265,9 @@ public struct BatchProducer {
             if storeGrams && !isPooled {
                 if pending[name] == nil {
                     try sink.consume(.declareGrams(name))
-                    pending[name] = GramBatcher(batchSize: options.gramBatchSize, tokens: options.gramTokens)
+                    pending[name] = GramBatcher(
+                        batchSize: options.gramBatchSize, tokens: options.gramTokens,
+                        prefixTokens: model.architecture.prefixTokens)
                 }
                 try pending[name]!.add(value, scratch: &scratch, isLast: isLast) { gram in
                     try sink.consume(.gram(name, gram))

@@ -16,6 +16,9 @@ import Foundation
 public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
     /// Target length of the shorter side, or nil for no resize.
     public let resize: Int?
+    /// Resize to `resize × resize` regardless of the aspect ratio (Hugging Face processors with
+    /// `size = {height, width}`: ViT, DeiT, SigLIP) instead of keeping it.
+    public var squash = false
     /// Resampling filter of the resize.
     public let interpolation: Interpolation
     /// Side of the square centre crop.
@@ -62,9 +65,24 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
     /// DINOv2 (patch 14): resize 256 bicubic, crop 224 (16 × 16 patches), ImageNet.
     public static let dinov2 = Preprocessing(256, .bicubic, 224, imagenetMean, imagenetStd)
 
-    /// The presets by name (`dino`, `mocov3`, `mae`, `timm-augreg`, `dinov2`), in that order.
+    /// OpenAI CLIP / open_clip statistics.
+    public static let clipMean = [0.48145466, 0.4578275, 0.40821073]
+    public static let clipStd = [0.26862954, 0.26130258, 0.27577711]
+    /// CLIP (OpenAI, open_clip, HF `CLIPImageProcessor`): resize 224 bicubic, crop 224, CLIP mean/std.
+    public static let clip = Preprocessing(224, .bicubic, 224, clipMean, clipStd)
+    /// SigLIP (HF `SiglipImageProcessor`): resize to 224 × 224 bicubic (aspect not kept), mean = std = 0.5.
+    public static let siglip: Preprocessing = {
+        var p = Preprocessing(224, .bicubic, 224, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+        p.squash = true
+        return p
+    }()
+    /// DeiT (timm `crop_pct` 0.875): resize 256 bicubic, crop 224, ImageNet.
+    public static let deit = Preprocessing(256, .bicubic, 224, imagenetMean, imagenetStd)
+
+    /// The presets by name (`dino`, `mocov3`, `mae`, `timm-augreg`, `dinov2`, `clip`, `siglip`, `deit`), in that order.
     public static let presets: [(name: String, preprocessing: Preprocessing)] = [
         ("dino", .dino), ("mocov3", .mocov3), ("mae", .mae), ("timm-augreg", .timmAugreg), ("dinov2", .dinov2),
+        ("clip", .clip), ("siglip", .siglip), ("deit", .deit),
     ]
 
     /// The preset called `name` (see `presets`), or nil.
@@ -75,7 +93,9 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
     /// The same transform with another crop, e.g. `Preprocessing.dinov2.with(crop: 518)`.
     /// - Throws: `ImageError.invalidParameter` unless `crop > 0`.
     public func with(crop newCrop: Int) throws -> Preprocessing {
-        try Preprocessing(resize: resize, interpolation: interpolation, crop: newCrop, mean: mean, std: std)
+        var p = try Preprocessing(resize: resize, interpolation: interpolation, crop: newCrop, mean: mean, std: std)
+        p.squash = squash
+        return p
     }
 
     /// A stable name stored in activation files: `resize256-bicubic-crop224-imagenet`; other statistics are
@@ -83,7 +103,7 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
     /// first two parts are absent.
     public var description: String {
         var parts: [String] = []
-        if let r = resize { parts += ["resize\(r)", interpolation.rawValue] }
+        if let r = resize { parts += ["resize\(r)", interpolation.rawValue] + (squash ? ["squash"] : []) }
         parts.append("crop\(crop)")
         if mean == Preprocessing.imagenetMean && std == Preprocessing.imagenetStd {
             parts.append("imagenet")
@@ -110,7 +130,7 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
             guard v.count == 3 else { throw bad("need 1 or 3 values: \(s)") }
             return v
         }
-        var resize: Int?, interpolation: Interpolation?, crop: Int?, mean: [Double]?, std: [Double]?
+        var resize: Int?, interpolation: Interpolation?, crop: Int?, mean: [Double]?, std: [Double]?, squash = false
         for part in text.split(separator: "-", omittingEmptySubsequences: false) {
             if part.hasPrefix("resize"), let n = Int(part.dropFirst(6)) {
                 resize = n
@@ -120,6 +140,8 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
                 interpolation = i
             } else if part == "antialias" {
                 continue
+            } else if part == "squash" {
+                squash = true
             } else if part == "imagenet" {
                 (mean, std) = (Preprocessing.imagenetMean, Preprocessing.imagenetStd)
             } else if part.hasPrefix("mean") {
@@ -134,6 +156,7 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
         guard let mean, let std else { throw bad("no normalisation (imagenet, or mean…-std…)") }
         if resize != nil && interpolation == nil { throw bad("no interpolation") }
         try self.init(resize: resize, interpolation: interpolation ?? .bilinear, crop: crop, mean: mean, std: std)
+        self.squash = squash && resize != nil
     }
 
     /// Shape of one output: `[3, crop, crop]`.
@@ -143,7 +166,7 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
     public func resizedAndCropped(_ image: RGBImage) -> RGBImage {
         precondition(image.width > 0 && image.height > 0, "preprocessing of an empty image")
         var (w, h) = (image.width, image.height)
-        if let r = resize { (w, h) = RGBImage.resizedSize(width: w, height: h, shortSide: r) }
+        if let r = resize { (w, h) = squash ? (r, r) : RGBImage.resizedSize(width: w, height: h, shortSide: r) }
         let o = RGBImage.centerCropOrigin(width: w, height: h, cropWidth: crop, cropHeight: crop)
         if w == image.width && h == image.height {
             return image.cropped(x: o.x, y: o.y, width: crop, height: crop)

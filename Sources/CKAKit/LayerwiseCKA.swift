@@ -38,10 +38,10 @@ public struct LayerwiseCKA: Sendable {
             cb = try Checkpoint(contentsOf: URL(fileURLWithPath: b))
         let ma = try VisionTransformer(checkpoint: ca), mb = try VisionTransformer(checkpoint: cb)
         var ia = try ImageFolderInput(
-            root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: ca.source, imageSize: ma.imageSize),
+            root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: ca, imageSize: ma.imageSize),
             batchSize: batchSize, limit: limit)
         var ib = try ImageFolderInput(
-            root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: cb.source, imageSize: mb.imageSize),
+            root: images, preprocessing: ImageFolderInput.defaultPreprocessing(for: cb, imageSize: mb.imageSize),
             batchSize: batchSize, limit: limit)
         var result = try compare(ma, inputs: &ia, with: mb, inputs: &ib, progress: progress)
         result.modelA = ActivationExtractor.modelName(for: ca)

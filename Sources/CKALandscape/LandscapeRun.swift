@@ -228,6 +228,8 @@ public protocol LandscapeWorkSplit {
     func gradientPair(
         _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
     ) -> HessianEigenvalue.GradientPair?
+    /// Every process's values (task index → value; tasks are disjoint) merged on the root; nil elsewhere.
+    func gather(_ values: [Int: Double]) throws -> [Int: Double]?
 }
 
 extension LandscapeWorkSplit {
@@ -251,6 +253,7 @@ public struct SingleProcess: LandscapeWorkSplit {
     public func gradientPair(
         _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
     ) -> HessianEigenvalue.GradientPair? { nil }
+    public func gather(_ values: [Int: Double]) throws -> [Int: Double]? { values }
 }
 
 /// A whole `cka landscape` run: the objective, the directions (read or drawn and saved), the grid (resumed,
@@ -453,8 +456,11 @@ public struct LandscapeRun {
             let evaluated = try split.evaluate(
                 run, surface: surface, savingTo: out, maxPoints: o.maxPoints, progress: report)
         else {
-            // Not the root: the flatness samples and the Hessian run on the root after the grid. The second
+            // Not the root: after the grid, the flatness samples are dealt out over the processes, and the second
             // process computes half of each Hessian-vector product; the others are done.
+            if split.shareDecision(false) {
+                _ = try split.gather(try flatnessLosses(objective, perturbed, split: split))
+            }
             guard split.shareDecision(false), split.rank == 1,
                 let differentiable = objective as? any DifferentiableLandscapeObjective
             else { return }
@@ -467,6 +473,7 @@ public struct LandscapeRun {
         surface = evaluated
         guard surface.completedCount == surface.done.count else {
             _ = split.shareDecision(false)
+            _ = split.shareDecision(false)
             output(
                 "\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)"
             )
@@ -475,12 +482,16 @@ public struct LandscapeRun {
 
         // Numbers of the complete surface.
         let r = o.flatnessRadii
-        if !r.isEmpty && surface.attributes["flatness_radius"]?.normalized != HDF5AttributeValue.doubles(r).normalized {
+        let runFlatness =
+            !r.isEmpty && surface.attributes["flatness_radius"]?.normalized != HDF5AttributeValue.doubles(r).normalized
+        if split.shareDecision(runFlatness),
+            let losses = try split.gather(flatnessLosses(objective, perturbed, split: split))
+        {
             var means: [Double] = [], errors: [Double] = []
-            for radius in r {
-                let f = try AverageFlatness(
-                    objective: objective, perturbed: perturbed, radius: radius, samples: o.flatnessSamples,
-                    seed: seed &+ 1000, normalization: o.normalization, ignoreBiasAndNorm: o.ignore == .biasbn)
+            let n = o.flatnessSamples
+            for (k, radius) in r.enumerated() {
+                let f = AverageFlatness(
+                    radius: radius, centerLoss: losses[0]!, losses: (0..<n).map { losses[1 + k * n + $0]! })
                 means.append(f.meanIncrease)
                 errors.append(f.standardError)
                 if !quiet {
@@ -523,6 +534,18 @@ public struct LandscapeRun {
             output("\(out): \(surface.done.count) points")
         }
         try surface.write(to: out)
+    }
+
+    /// This process's share of the average-flatness evaluations: task t (see `AverageFlatness.losses`) runs on
+    /// process t mod size.
+    private func flatnessLosses(
+        _ objective: any LandscapeObjective, _ perturbed: Set<String>, split: any LandscapeWorkSplit
+    ) throws -> [Int: Double] {
+        let o = options
+        return try AverageFlatness.losses(
+            objective: objective, perturbed: perturbed, radii: o.flatnessRadii, samples: o.flatnessSamples,
+            seed: o.seed &+ 1000, normalization: o.normalization, ignoreBiasAndNorm: o.ignore == .biasbn,
+            include: { $0 % split.size == split.rank })
     }
 }
 

@@ -116,8 +116,9 @@ public struct LayerName: Hashable, Sendable, CustomStringConvertible {
     /// The name as stored.
     public var description: String { pooling == .none ? module : "\(module):\(pooling.rawValue)" }
 
-    /// True for `[N, D]` features pooled from tokens (a pooling suffix, or `fc_norm`).
-    public var isPooled: Bool { kind == .pooled || module == "fc_norm" }
+    /// True for `[N, D]` features pooled from tokens (a pooling suffix, `fc_norm`, the MAP head `attn_pool`, or the
+    /// model's own `head`).
+    public var isPooled: Bool { kind == .pooled || module == "fc_norm" || module == "attn_pool" || module == "head" }
 
     /// True for a block output `blocks.{i}`.
     public var isBlockOutput: Bool { pooling == .none && kind == .block }

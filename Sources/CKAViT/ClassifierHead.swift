@@ -441,7 +441,7 @@ public struct ClassifierHead: Sendable {
                 "the pretraining file holds only the projection head; the classifier is in linear-vit-b-300ep.pth.tar"
         case .mae, .rcmae:
             return "only the finetuned file (mae_finetuned_vit_base.pth) has a classifier"
-        case .timm, .dinov2:
+        case .timm, .dinov2, .huggingFace, .openCLIP:
             return
                 "use a checkpoint with a classifier (e.g. timm vit_base_patch16_224.augreg_in21k_ft_in1k), or a DINO linear file as `head`"
         }

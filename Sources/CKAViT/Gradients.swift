@@ -303,7 +303,7 @@ extension ClassifierHead {
             throw ViTError.inputShape(expected: "[B ≥ 1, \(a.inputChannels), \(size), \(size)]", got: pixels.shape)
         }
         let b = pixels.shape[0], ps = a.patchSize, grid = size / ps, np = grid * grid, t = np + 1, d = a.width
-        guard t == a.tokenCount, a.positionIncludesPrefix else {
+        guard t == a.tokenCount, a.positionIncludesPrefix, a.prefixTokens == 1, a.classToken, !a.preNorm else {
             throw ViTError.unsupported(
                 "gradients need a position table of \(t) rows including the class token; it has \(a.tokenCount)")
         }

@@ -32,7 +32,29 @@ extension VisionTransformer {
         if a.hasFCNorm {
             p["fc_norm.weight"] = Tensor(shape: [d], repeating: 1); p["fc_norm.bias"] = Tensor(shape: [d])
         }
-        return try VisionTransformer(parameters: p, architecture: a, file: "random-init(seed \(seed))")
+        // Parts of other families, drawn after the standard ones (a standard model keeps its values for a seed).
+        if !a.classToken { p["cls_token"] = nil }
+        if a.distillationToken { p["dist_token"] = truncNormal([1, 1, d], std: 0.02) }
+        if a.registerTokens > 0 {
+            p["reg_token"] = Tensor(shape: [1, a.registerTokens, d]) { _ in Float(rng.gaussian() * 1e-6) }
+        }
+        if a.preNorm {
+            p["norm_pre.weight"] = Tensor(shape: [d], repeating: 1); p["norm_pre.bias"] = Tensor(shape: [d])
+        }
+        if a.attentionPool {
+            let hidden = a.attentionPoolHiddenWidth ?? hid
+            p["attn_pool.latent"] = truncNormal([1, 1, d], std: 1 / Double(d).squareRoot())
+            for (n, rows, cols) in [
+                ("q", d, d), ("kv", 2 * d, d), ("proj", d, d), ("mlp.fc1", hidden, d), ("mlp.fc2", d, hidden),
+            ] {
+                p["attn_pool.\(n).weight"] = truncNormal([rows, cols], std: 0.02)
+                p["attn_pool.\(n).bias"] = Tensor(shape: [rows])
+            }
+            p["attn_pool.norm.weight"] = Tensor(shape: [d], repeating: 1); p["attn_pool.norm.bias"] = Tensor(shape: [d])
+        }
+        var plain = a
+        plain.headFeatures = nil  // no trained head to draw
+        return try VisionTransformer(parameters: p, architecture: plain, file: "random-init(seed \(seed))")
     }
 }
 

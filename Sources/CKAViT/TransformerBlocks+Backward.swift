@@ -68,6 +68,10 @@ extension TransformerBlocks {
 
     /// The forward pass of `run` (no hooks) on `w.x`, in place, recording what `backward` needs into a new tape.
     func record(_ w: inout Workspace) throws -> Tape {
+        guard activation == .gelu else {
+            throw ViTError.unsupported(
+                "gradients are implemented for exact-GELU blocks; these use \(activation) (CLIP / SigLIP)")
+        }
         let b = w.images, t = w.tokens, d = width, rows = b * t, hid = hiddenWidth
         var tape = Tape()
         func copy(_ src: Tensor<Float>) -> Tensor<Float> {

@@ -1,3 +1,4 @@
+import CKACheckpoint
 import CKATensor
 import Foundation
 import _CKASupport
@@ -19,6 +20,8 @@ struct TransformerBlocks {
     let epsilon: Float
     /// Weights by name (`prefix.i.attn.qkv.weight`, …), validated and reshaped by `validate`.
     let p: [String: Tensor<Float>]
+    /// The MLP nonlinearity (exact GELU for every timm-layout model).
+    var activation = MLPActivation.gelu
 
     /// Checks that `parameters` holds every tensor of blocks `prefix.0 … prefix.(depth−1)` with the right element
     /// count and reshapes them to the form the blocks use (a missing qkv bias becomes zeros).
@@ -173,7 +176,7 @@ struct TransformerBlocks {
             try emit(hook(.norm2), w.h, [b, t, d])
             try linear(w.h.pointer, rows: rows, hook(.fc1), into: w.fc1.mutablePointer())
             try emit(hook(.fc1), w.fc1, [b, t, hiddenWidth])
-            NeuralKernels.gelu(w.fc1.mutablePointer(), count: w.fc1.count)
+            activation.apply(w.fc1.mutablePointer(), count: w.fc1.count)
             try emit(hook(.act), w.fc1, [b, t, hiddenWidth])
             try linear(w.fc1.pointer, rows: rows, hook(.fc2), into: w.proj.mutablePointer())
             try emit(hook(.fc2), w.proj, [b, t, d])

@@ -20,6 +20,12 @@ extension CKACommand {
         @Option(help: "Checkpoint layout (default: detected).")
         var source: CheckpointSource?
 
+        @Option(
+            help:
+                "MLP nonlinearity (default: the layout's; open_clip reads open_clip_config.json): gelu, gelu_tanh, quick_gelu (OpenAI CLIP)."
+        )
+        var activation: MLPActivation?
+
         @Option(help: "Attention heads (default: from the width).")
         var heads: Int?
 
@@ -35,6 +41,7 @@ extension CKACommand {
         func run() throws {
             try reportingErrors {
                 var options = Checkpoint.Options(source: source, heads: heads)
+                options.activation = activation
                 options.computeSHA256 = sha256
                 let c = try Checkpoint(contentsOf: URL(fileURLWithPath: file), options: options)
                 print(json ? c.summaryJSON() : c.summaryText(listParameters: !noParameters))

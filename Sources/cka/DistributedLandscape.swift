@@ -192,4 +192,25 @@ struct RankLandscapeSplit: LandscapeWorkSplit {
     ) -> HessianEigenvalue.GradientPair? {
         DistributedHessian.gradientPair(objective, parameters: parameters, communicator: world)
     }
+
+    func gather(_ values: [Int: Double]) throws -> [Int: Double]? {
+        guard world.isDistributed else { return values }
+        let keys = values.keys.sorted()
+        guard world.isRoot else {
+            var m = Message()
+            m.append(keys)
+            m.append(keys.map { values[$0]! })
+            world.send(m.bytes, to: 0, tag: Self.gatherTag)
+            return nil
+        }
+        var all = values
+        for source in 1..<world.size {
+            var r = MessageReader(world.receive(from: source, tag: Self.gatherTag).bytes)
+            let k = try r.ints(), v = try r.doubles()
+            guard k.count == v.count else { throw DistributedError.malformedMessage(offset: 0) }
+            for (key, value) in zip(k, v) { all[key] = value }
+        }
+        return all
+    }
+    static let gatherTag = 14
 }

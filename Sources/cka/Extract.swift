@@ -4,6 +4,7 @@ import Foundation
 import _CKASupport
 
 extension CKACheckpoint.CheckpointSource: ExpressibleByArgument {}
+extension CKACheckpoint.MLPActivation: ExpressibleByArgument {}
 
 /// Cleans up a partial output when the run is interrupted (Ctrl-C or `kill`): the handler only calls
 /// the async-signal-safe `unlink` and `_exit`.
@@ -77,6 +78,12 @@ extension CKACommand {
                 "LayerScale γ of a --random-init model (timm/DINOv2: 1e-5, which leaves every residual branch nearly off; 1 makes them count)."
         )
         var randomLayerScale: Float = 1e-5
+
+        @Option(
+            help:
+                "MLP nonlinearity (default: the layout's; open_clip reads open_clip_config.json): gelu, gelu_tanh, quick_gelu (OpenAI CLIP)."
+        )
+        var activation: MLPActivation?
 
         @Option(help: "Attention heads (default: from the width: 192→3, 384→6, 768→12, 1024→16).")
         var heads: Int?
@@ -169,6 +176,7 @@ extension CKACommand {
                 parallel.apply()
                 try OutputPlan.check(inputs: [checkpoint, head, inputs], outputs: [out])
                 var copts = Checkpoint.Options(source: source, heads: heads)
+                copts.activation = activation
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
                 let model =
@@ -256,7 +264,7 @@ extension CKACommand.Extract {
 /// The checkpoint method's evaluation transform at the model's input size, or the `--preprocessing` preset.
 func evalTransform(for ckpt: Checkpoint, size: Int, preset: PreprocessingPreset?) throws -> Preprocessing {
     guard let p = preset?.preprocessing else {
-        return try ImageFolderInput.defaultPreprocessing(for: ckpt.source, imageSize: size)
+        return try ImageFolderInput.defaultPreprocessing(for: ckpt, imageSize: size)
     }
     return p.crop == size ? p : try p.with(crop: size)
 }

@@ -1,0 +1,212 @@
+import CKACheckpoint
+import CKAExtraction
+import CKAIO
+import CKAImages
+import CKATensor
+import CKAViT
+import Foundation
+import Testing
+import _CKATestSupport
+
+/// The fixtures written by `notebooks-export/reference/families/make_family_fixtures.py` (beside this file): one
+/// directory per family, holding the weights in the library's own layout and `reference.h5` (pixels and every hook
+/// point of the official forward pass, under timm's names).
+let familyFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+    "FamilyFixtures")
+
+/// Every family, how it is loaded (the directory, or the weights file for bare timm state dicts) and the options
+/// a user would give.
+enum Family: String, CaseIterable, CustomTestStringConvertible {
+    case hfViT = "hf-vit", hfViTSharded = "hf-vit-sharded", hfViTBin = "hf-vit-bin", hfDINOv2 = "hf-dinov2"
+    case hfDINOv2Registers = "hf-dinov2-reg", hfDeiT = "hf-deit", hfCLIP = "hf-clip", hfSigLIP = "hf-siglip"
+    case openCLIP = "open-clip", timmRegisters = "timm-reg", timmMAP = "timm-map"
+
+    var testDescription: String { rawValue }
+    var directory: URL { familyFixtures.appendingPathComponent(rawValue) }
+    /// What `cka extract --checkpoint` is given.
+    var checkpointURL: URL {
+        rawValue.hasPrefix("timm-") ? directory.appendingPathComponent("model.safetensors") : directory
+    }
+    var options: Checkpoint.Options {
+        // timm state dicts carry no head count; a width of 32 has no conventional one.
+        Checkpoint.Options(heads: rawValue.hasPrefix("timm-") ? 4 : nil)
+    }
+    var source: CheckpointSource {
+        switch self {
+        case .openCLIP: .openCLIP
+        case .timmRegisters, .timmMAP: .timm
+        default: .huggingFace
+        }
+    }
+    /// Prefix tokens (class, distillation, registers) of the fixture's model.
+    var prefixTokens: Int {
+        switch self {
+        case .hfDINOv2Registers, .timmRegisters: 3
+        case .hfDeiT: 2
+        case .hfSigLIP, .timmMAP: 0
+        default: 1
+        }
+    }
+    func load() throws -> Checkpoint { try Checkpoint(contentsOf: checkpointURL, options: options) }
+}
+
+@Suite("Model families against their official libraries (transformers, open_clip, timm)")
+struct FamilyFixtureTests {
+    /// max|ours − official| / max|official| per hook point; what remains is float32 summation order.
+    static let tolerance = 1e-5
+
+    @Test("Every hook point of the official forward pass within 1e-5 relative", arguments: Family.allCases)
+    func forward(family: Family) throws {
+        let ckpt = try family.load()
+        #expect(ckpt.source == family.source)
+        #expect(ckpt.architecture.prefixTokens == family.prefixTokens)
+        let model = try VisionTransformer(checkpoint: ckpt)
+        let store = try ActivationStore(path: family.directory.appendingPathComponent("reference.h5").path)
+        let pixels = try store.readFloatDataset("inputs/pixels")
+        let stored = Set(store.layers.map(\.name))
+        let offered = Set(HookPoint.allHooks(for: model.architecture))
+        // Every hook point the model offers is checked against the official value.
+        #expect(offered.subtracting(stored).isEmpty, "\(family.rawValue): unchecked \(offered.subtracting(stored))")
+        let wanted = stored.intersection(offered)
+        var errors: [String: Double] = [:]
+        try model.forward(pixels, hooks: wanted) { name, value in
+            let expected = try store.read(name)
+            #expect(value.shape == expected.shape, "\(family.rawValue) \(name)")
+            if value.shape == expected.shape { errors[name] = relativeMaxError(value, expected) }
+        }
+        if stored.contains("head") && !offered.contains("head") {
+            // A plain timm classifier: its logits through the released-head path.
+            let head = try ClassifierHead(checkpoint: ckpt)
+            let logits = try head.logits(model: model, pixels: pixels)
+            errors["head"] = relativeMaxError(logits, try store.read("head"))
+        }
+        #expect(Set(errors.keys) == stored, "every reference layer is checked")
+        for (name, err) in errors.sorted(by: { $0.key < $1.key }) {
+            #expect(err <= Self.tolerance, "\(family.rawValue) \(name): relative max error \(err)")
+        }
+        if let worst = errors.max(by: { $0.value < $1.value }) {
+            print("\(family.rawValue): \(errors.count) hook points, worst \(worst.key) at \(worst.value)")
+        }
+    }
+
+    @Test(
+        "The three Hugging Face weight layouts (safetensors, shards + index, pytorch_model.bin) load the same tensors")
+    func layoutsAgree() throws {
+        let one = try Family.hfViT.load(), sharded = try Family.hfViTSharded.load(), bin = try Family.hfViTBin.load()
+        #expect(one.parameterNames == sharded.parameterNames && one.parameterNames == bin.parameterNames)
+        for n in one.parameterNames {
+            #expect(one[n]?.scalars == sharded[n]?.scalars, "\(n)")
+            #expect(one[n]?.scalars == bin[n]?.scalars, "\(n)")
+        }
+        #expect(one.originalNames["blocks.0.attn.qkv.weight"]?.contains("attention.attention.query.weight") == true)
+        #expect(one.originalNames["head.weight"] == "classifier.weight")
+        #expect(bin.format == .torchZip && one.format == .safetensors)
+    }
+
+    @Test("The mapping is reported: cka checkpoint --json names the file's key of every parameter")
+    func mappingJSON() throws {
+        let clip = try Family.hfCLIP.load()
+        let json = clip.summaryJSON()
+        #expect(json.contains("vision_model.pre_layrnorm.weight"))
+        #expect(clip.originalNames["norm_pre.weight"] == "vision_model.pre_layrnorm.weight")
+        #expect(clip.originalNames["head.weight"] == "visual_projection.weight")
+        #expect(clip.ignored.contains { $0.key.hasPrefix("text_model.") })
+        #expect(clip.architecture.activation == .quickGELU && clip.architecture.preNorm)
+        #expect(clip.architecture.layerNormEpsilon == 1e-5)
+        let siglip = try Family.hfSigLIP.load()
+        #expect(!siglip.architecture.classToken && siglip.architecture.attentionPool)
+        #expect(siglip.architecture.activation == .geluTanh)
+        let deit = try Family.hfDeiT.load()
+        #expect(deit.architecture.distillationToken && deit.architecture.layerNormEpsilon == 1e-12)
+        let oc = try Family.openCLIP.load()
+        #expect(oc.architecture.activation == .quickGELU && oc.architecture.heads == 4)
+        #expect(oc.originalNames["head.weight"] == "visual.proj (transposed)")
+    }
+
+    @Test("Bad hub input: a missing config.json, an unknown model_type and a missing shard are one line each")
+    func badInput() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cka-families-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let weights = Family.hfViT.directory.appendingPathComponent("model.safetensors")
+        try FileManager.default.copyItem(at: weights, to: dir.appendingPathComponent("model.safetensors"))
+        // No config.json: a directory, or the bare weights file.
+        for url in [dir, dir.appendingPathComponent("model.safetensors")] {
+            #expect {
+                try Checkpoint(contentsOf: url)
+            } throws: { "\($0)".contains("config.json") && "\($0)".contains("missing") && !"\($0)".contains("\n") }
+        }
+        // An unknown model_type.
+        try Data(#"{"model_type": "vit_mae", "architectures": ["ViTMAEModel"]}"#.utf8).write(
+            to: dir.appendingPathComponent("config.json"))
+        #expect {
+            try Checkpoint(contentsOf: dir)
+        } throws: { e in
+            let s = "\(e)"
+            return s.contains("vit_mae") && s.contains("ViTMAEModel") && s.contains("dinov2_with_registers")
+        }
+        // A missing shard.
+        let sharded = dir.appendingPathComponent("sharded")
+        try FileManager.default.copyItem(at: Family.hfViTSharded.directory, to: sharded)
+        try FileManager.default.removeItem(at: sharded.appendingPathComponent("model-00002-of-00003.safetensors"))
+        #expect {
+            try Checkpoint(contentsOf: sharded)
+        } throws: { "\($0)".contains("model-00002-of-00003.safetensors") }
+    }
+}
+
+@Suite("cka extract on every model family (the library path of the command)")
+struct FamilyExtractionTests {
+    @Test(
+        "Extract from the fixture's images with the family's own preprocessing: pixels and pooled features",
+        arguments: Family.allCases)
+    func extract(family: Family) throws {
+        let ckpt = try family.load()
+        let model = try VisionTransformer(checkpoint: ckpt)
+        let preprocessing = try ImageFolderInput.defaultPreprocessing(for: ckpt, imageSize: model.imageSize)
+        var input = try ImageFolderInput(
+            root: family.directory.appendingPathComponent("images").path, preprocessing: preprocessing, batchSize: 2)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cka-family-\(family.rawValue)-\(getpid()).h5")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var options = ExtractionOptions()
+        options.store = [.pooled, .grams, .pixels]
+        options.gramBatchSize = 4
+        options.layers = ["blocks.*", "norm", "attn_pool", "head"]
+        let summary = try ActivationExtractor.run(
+            model: model, checkpoint: ckpt, input: &input, to: out.path, options: options)
+        #expect(summary.examples == 3)
+        let store = try ActivationStore(path: out.path)
+        let reference = try ActivationStore(path: family.directory.appendingPathComponent("reference.h5").path)
+        #expect(store.ids == reference.ids)
+        // Our decoding and resizing against the official processor's pixels (PIL resampling, float32 scaling).
+        let pixelError = relativeMaxError(
+            try store.readFloatDataset("inputs/pixels"), try reference.readFloatDataset("inputs/pixels"))
+        #expect(pixelError <= 1e-5, "\(family.rawValue): pixels \(pixelError) (\(preprocessing))")
+        // Every pooled layer of the store equals the official forward pass on the official pixels.
+        var worst = 0.0
+        for layer in store.layers where LayerName(layer.name).isPooled {
+            guard reference.layers.contains(where: { $0.name == layer.name }) else { continue }
+            worst = max(worst, relativeMaxError(try store.read(layer.name), try reference.read(layer.name)))
+        }
+        #expect(worst <= 1e-5, "\(family.rawValue): pooled features \(worst)")
+        let names = Set(store.layers.map(\.name))
+        #expect(names.contains("blocks.1:gap_nocls"))
+        #expect(names.contains("blocks.1:cls") == ckpt.architecture.classToken)
+        #expect(names.contains("attn_pool") == ckpt.architecture.attentionPool)
+        print("\(family.rawValue): extract \(preprocessing): pixels \(pixelError), pooled \(worst)")
+    }
+
+    @Test("A model without a class token refuses :cls in one line")
+    func noClassToken() throws {
+        let ckpt = try Family.hfSigLIP.load()
+        var options = ExtractionOptions()
+        options.layers = ["blocks.*:cls"]
+        #expect {
+            try ActivationExtractor.selectedHooks(ckpt.architecture, options: options)
+        } throws: { e in
+            let s = "\(e)"
+            return s.contains("no class token") && s.contains("blocks.*:cls") && !s.contains("\n")
+        }
+    }
+}

@@ -50,6 +50,9 @@ public struct Checkpoint: Sendable {
         public var activation: MLPActivation?
         /// Force the LayerNorm epsilon (default: the layout's, e.g. 1e-5 for CLIP).
         public var layerNormEpsilon: Double?
+        /// Run the model at this input size: the position table is resampled as timm's `resample_abs_pos_embed`
+        /// does (`--image-size`; nil = the size the table was made for).
+        public var imageSize: Int?
         /// Which wrapper entry holds the weights (e.g. `student` instead of `teacher`); nil = the source's default.
         public var checkpointKey: String?
         /// Refuse checkpoints with unexpected keys (as `load_state_dict(strict=True)` would).
@@ -164,7 +167,9 @@ public struct Checkpoint: Sendable {
 
         var extraction = try Checkpoint.extract(root: root, format: format, options: options, fileName: name)
         if let hub { extraction.source = hub.source }
-        let settings = try hub?.settings()
+        // open_clip's LayerNorm is nn.LayerNorm (eps 1e-5) also without its config file.
+        let settings =
+            try hub?.settings() ?? (extraction.source == .openCLIP ? KeyMapper.HubSettings(epsilon: 1e-5) : nil)
         var mapping: KeyMapper.Mapping
         switch extraction.source {
         case .huggingFace:
@@ -201,6 +206,13 @@ public struct Checkpoint: Sendable {
             arch.activation = settings.activation ?? arch.activation
         }
         if let hub { arch.family = hub.family } else if extraction.source == .openCLIP { arch.family = "open_clip" }
+        if extraction.source == .openCLIP, hub == nil || hub?.config == nil,
+            Set(["input_resolution", "context_length", "vocab_size"]).isSubset(of: extraction.stateDict.map(\.key))
+        {
+            // OpenAI's own CLIP weights (`torch.jit.load(…).state_dict()` keeps these three entries): QuickGELU.
+            arch.activation = .quickGELU
+            arch.family = "open_clip/openai"
+        }
         if let a = options.activation { arch.activation = a }
         // The `head` hook: the model's own head on its pooled features, for the layouts whose head is part of the
         // model's output (hub models, open_clip, distilled, class-token-free and MAP models).
@@ -217,6 +229,9 @@ public struct Checkpoint: Sendable {
             guard let t = mapping.canonical[key] else { continue }
             parameters[key] = try t.floatTensor()
             t.releaseMappedPages()
+        }
+        if let size = options.imageSize, size != arch.imageSize {
+            try PositionTable.resample(&parameters, architecture: &arch, imageSize: size, fileName: name)
         }
         self.file = name
         self.format = format

@@ -111,6 +111,8 @@ public struct Checkpoint: Sendable {
     /// Reads, maps and validates a checkpoint from mapped (or in-memory) bytes.
     package init(file: MappedFile, options: Options = Options()) throws {
         let name = file.name
+        // The digest is taken on a second thread while the file is parsed and converted (it reads the same pages).
+        let digest = options.computeSHA256 ? BackgroundDigest(file) : nil
         let format = try CheckpointFormat.detect(file)
         var root: PickleValue
         var metadata: [String: String] = [:]
@@ -174,7 +176,7 @@ public struct Checkpoint: Sendable {
         self.metadata = metadata
         self.fileTensorCount = allTensors.count
         self.fileTensorBytes = bytesByStorage.values.reduce(0, +)
-        self.sha256 = options.computeSHA256 ? file.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } : nil
+        self.sha256 = digest?.hex()
     }
 
     /// Appends every tensor reachable from `v` (bounded: values were already bounded by the unpickler).
@@ -191,5 +193,24 @@ public struct Checkpoint: Sendable {
             for e in o.dictItems { collectTensors(e.value, into: &out) }
         default: break
         }
+    }
+}
+
+/// SHA-256 of a mapped file, computed on a background thread from creation; `hex()` waits for it.
+private final class BackgroundDigest: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var digest: [UInt8] = []
+
+    init(_ file: MappedFile) {
+        DispatchQueue.global().async { [self] in
+            digest = file.withUnsafeBytes { SHA256.hash($0) }
+            done.signal()
+        }
+    }
+
+    func hex() -> String {
+        done.wait()
+        done.signal()
+        return SHA256.hex(digest)
     }
 }

@@ -132,6 +132,8 @@ public struct Checkpoint: Sendable {
 
     /// Reads the weights of one checkpoint from one file or from the shards of a hub model (merged in order).
     init(files: [MappedFile], name: String, options: Options, hub: HubModel?) throws {
+        // The digest is taken on a second thread while the files are parsed and converted (it reads the same pages).
+        let digest = options.computeSHA256 ? BackgroundDigest(files) : nil
         var format = CheckpointFormat.safetensors
         var root: PickleValue = .dict([])
         var metadata: [String: String] = [:]
@@ -259,14 +261,7 @@ public struct Checkpoint: Sendable {
         self.metadata = metadata
         self.fileTensorCount = allTensors.count
         self.fileTensorBytes = bytesByStorage.values.reduce(0, +)
-        if options.computeSHA256 {
-            // One file: its SHA-256. Shards: the SHA-256 of their bytes one after the other, in index order.
-            var h = SHA256()
-            for file in files { file.withUnsafeBytes { h.update($0) } }
-            self.sha256 = SHA256.hex(h.finalize())
-        } else {
-            self.sha256 = nil
-        }
+        self.sha256 = digest?.hex()
         self.hub = hub
     }
 
@@ -284,5 +279,31 @@ public struct Checkpoint: Sendable {
             for e in o.dictItems { collectTensors(e.value, into: &out) }
         default: break
         }
+    }
+}
+
+/// SHA-256 of a mapped file, computed on a background thread from creation; `hex()` waits for it.
+private final class BackgroundDigest: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var digest: [UInt8] = []
+
+    /// One file: its SHA-256. Shards: the SHA-256 of their bytes one after the other, in index order.
+    init(_ files: [MappedFile]) {
+        DispatchQueue.global().async { [self] in
+            if files.count == 1 {
+                digest = files[0].withUnsafeBytes { SHA256.hash($0) }
+            } else {
+                var h = SHA256()
+                for file in files { file.withUnsafeBytes { h.update($0) } }
+                digest = h.finalize()
+            }
+            done.signal()
+        }
+    }
+
+    func hex() -> String {
+        done.wait()
+        done.signal()
+        return SHA256.hex(digest)
     }
 }

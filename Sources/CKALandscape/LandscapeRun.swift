@@ -298,6 +298,9 @@ public struct LandscapeRun {
         public var pick = ExamplePick.spread
         public var model = ""
         public var quiet = false
+        /// A path between two checkpoints instead of random directions: their file names, recorded in the store
+        /// (the checkpoints themselves are given to `LandscapeRun.init`).
+        public var pathNames: (from: String, to: String)?
 
         public init(objective: LandscapeObjectiveOptions, out: String) {
             self.objective = objective
@@ -314,12 +317,22 @@ public struct LandscapeRun {
     public let checkpoint: Checkpoint
     public let teacher: Checkpoint?
     public let examples: LandscapeExamples
+    /// The ends A and B of a checkpoint path (`Options.pathNames`), or nil for random directions.
+    public let path: (from: Checkpoint, to: Checkpoint)?
 
-    public init(options: Options, checkpoint: Checkpoint, teacher: Checkpoint?, examples: LandscapeExamples) {
+    /// - Parameters:
+    ///   - checkpoint: the checkpoint the objective is built from (for a path: B, or A when only A has what the
+    ///     loss needs, such as the MAE decoder).
+    ///   - path: the two ends of a path θ(t) = (1 − t)·θ_A + t·θ_B.
+    public init(
+        options: Options, checkpoint: Checkpoint, teacher: Checkpoint?, examples: LandscapeExamples,
+        path: (from: Checkpoint, to: Checkpoint)? = nil
+    ) {
         self.options = options
         self.checkpoint = checkpoint
         self.teacher = teacher
         self.examples = examples
+        self.path = path
     }
 
     /// Runs the landscape on this process's share of `split`.
@@ -330,6 +343,7 @@ public struct LandscapeRun {
         split: any LandscapeWorkSplit = SingleProcess(), log: @escaping (String) -> Void = { _ in },
         output: (String) -> Void = { _ in }
     ) throws {
+        if let path { return try runPath(path, split: split, log: log, output: output) }
         let o = options, out = o.out, seed = o.seed, dims = o.dims
         let quiet = o.quiet || !split.isRoot
         let directionGuard = DirectionFileGuard(surfacePath: out)
@@ -532,5 +546,130 @@ public struct LandscapeRun {
             objective: objective, perturbed: perturbed, radii: o.flatnessRadii, samples: o.flatnessSamples,
             seed: o.seed &+ 1000, normalization: o.normalization, ignoreBiasAndNorm: o.ignore == .biasbn,
             include: { $0 % split.size == split.rank })
+    }
+}
+
+extension LandscapeRun {
+    /// Every float tensor of a checkpoint the landscape objectives can read: the backbone, the head and the
+    /// MAE decoder, under the objectives' names.
+    static func tensors(of c: Checkpoint) throws -> [String: Tensor<Float>] {
+        var out = c.parameters
+        for (name, t) in c.head { out[name] = try t.floatTensor() }
+        for (name, t) in c.decoder { out[name] = try t.floatTensor() }
+        return out
+    }
+
+    /// The 1-D path θ(t) = (1 − t)·θ_A + t·θ_B over the parameters of the objective both ends have (same
+    /// shapes; LayerNorm included, no normalisation); the objective's other parameters are held at the value of
+    /// the checkpoint it was built from. Computed as θ_A + t·(θ_B − θ_A) in float32.
+    func runPath(
+        _ ends: (from: Checkpoint, to: Checkpoint), split: any LandscapeWorkSplit, log: @escaping (String) -> Void,
+        output: (String) -> Void
+    ) throws {
+        let o = options, out = o.out
+        let quiet = o.quiet || !split.isRoot
+        let names = o.pathNames ?? (ends.from.file, ends.to.file)
+        let setup = try LandscapeObjectiveSetup(
+            o.objective, checkpoint: checkpoint, teacher: teacher, examples: examples)
+        let objective = setup.objective
+        let a = try Self.tensors(of: ends.from), b = try Self.tensors(of: ends.to)
+        let center = objective.center
+        var shared: [String] = [], held: [String] = []
+        for n in center.names {
+            if let x = a[n], let y = b[n], x.shape == y.shape, x.count == center[n]!.count {
+                shared.append(n)
+            } else {
+                held.append(n)
+            }
+        }
+        guard !shared.isEmpty else {
+            throw LandscapeError.invalidArgument(
+                "\(names.from) and \(names.to) share no parameter of the \(objective.name) loss")
+        }
+        let onlyFrom = a.keys.filter { b[$0] == nil || b[$0]!.shape != a[$0]!.shape }.sorted(by: naturalOrder)
+        let onlyTo = b.keys.filter { a[$0] == nil || a[$0]!.shape != b[$0]!.shape }.sorted(by: naturalOrder)
+        var start = center, direction = ParameterSet()
+        for n in shared {
+            let x = try a[n]!.reshaped(center[n]!.shape), y = try b[n]!.reshaped(center[n]!.shape)
+            start.set(n, x)
+            var d = Tensor<Float>(shape: x.shape)
+            let pd = d.mutablePointer(), px = x.pointer, py = y.pointer
+            for i in 0..<d.count { pd[i] = py[i] - px[i] }
+            direction.set(n, d)
+        }
+        if !quiet {
+            log(
+                "landscape: path \(URL(fileURLWithPath: names.from).lastPathComponent) → \(URL(fileURLWithPath: names.to).lastPathComponent), \(o.objective.loss.rawValue) loss over \(examples.ids.count) examples: "
+                    + "\(shared.count) shared tensors, \(direction.scalarCount) parameters")
+            for n in held { log("  held (\(URL(fileURLWithPath: checkpoint.file).lastPathComponent)): \(n)") }
+            for n in onlyFrom where !held.contains(n) { log("  only in A, not used: \(n)") }
+            for n in onlyTo where !held.contains(n) { log("  only in B, not used: \(n)") }
+        }
+        var attributes: [String: HDF5AttributeValue] = [
+            "loss": .string(o.objective.loss.rawValue),
+            "checkpoint": .string(URL(fileURLWithPath: o.objective.checkpoint).lastPathComponent),
+            "path_from": .string(URL(fileURLWithPath: names.from).lastPathComponent),
+            "path_to": .string(URL(fileURLWithPath: names.to).lastPathComponent),
+            "axis": .string("t"), "n_examples": .int(examples.ids.count), "pick": .string(o.pick.rawValue),
+            "source": .string(checkpoint.source.rawValue), "architecture": .string(checkpoint.architecture.timmName),
+            "heads": .int(checkpoint.architecture.heads), "model": .string(o.model),
+            "shared": .int(shared.count), "held": .strings(held.isEmpty ? ["none"] : held),
+            "only_in_from": .strings(onlyFrom.isEmpty ? ["none"] : onlyFrom),
+            "only_in_to": .strings(onlyTo.isEmpty ? ["none"] : onlyTo),
+            "created_by": .string("cka \(toolkitVersion)"),
+        ]
+        if let teacher = o.objective.teacher {
+            attributes["teacher"] = .string(URL(fileURLWithPath: teacher).lastPathComponent)
+        }
+        for (k, v) in setup.attributes { attributes[k] = v }
+        let pathObjective = ClosureObjective(name: objective.name, center: start, evaluate: objective.evaluate)
+        var surface = LandscapeSurface(
+            x: try GridAxis(parsing: o.grid).coordinates, y: nil, ids: examples.ids, attributes: attributes)
+        if !setup.maskRows.isEmpty { surface.masks = setup.maskRows; surface.patchCount = setup.patchCount }
+        if FileManager.default.fileExists(atPath: out) {
+            let stored = try LandscapeSurface(contentsOf: out)
+            if let conflict = surface.resumeConflict(with: stored) {
+                throw LandscapeError.invalidArgument(
+                    "\(out) exists with other settings (\(conflict)); remove it or choose another --out")
+            }
+            surface.adoptPoints(of: stored)
+            if !quiet {
+                log("landscape: resuming \(out): \(stored.completedCount) of \(stored.done.count) points done")
+            }
+        }
+        let run = SurfaceEvaluation(objective: pathObjective, directions: [direction])
+        let line = ProgressLine("landscape", quiet: quiet)
+        var estimated = false
+        let report: SurfaceEvaluation.Progress = { done, total, v, seconds in
+            if !estimated && !quiet {
+                estimated = true
+                let left = Double(total - done + 1)
+                log(
+                    String(
+                        format:
+                            "landscape: cost estimate: %.0f points × %.2f s = %.0f s on one process; %.0f s on %d ranks",
+                        left, seconds, left * seconds, left * seconds / Double(split.size), split.size))
+            }
+            line.update(
+                CKAProgress(
+                    done: done, total: total, unit: String(format: "points, last %.4g in %.1f s", v.loss, seconds)))
+        }
+        let evaluated = try split.evaluate(
+            run, surface: surface, savingTo: out, maxPoints: o.maxPoints, progress: report)
+        _ = split.shareDecision(false)  // no Hessian on a path
+        guard let evaluated else { return }
+        surface = evaluated
+        guard surface.completedCount == surface.done.count else {
+            output(
+                "\(out): \(surface.completedCount) of \(surface.done.count) points (stopped by --max-points; rerun to resume)"
+            )
+            return
+        }
+        func loss(at t: Double) -> String {
+            guard let i = surface.x.firstIndex(where: { abs($0 - t) < 1e-12 }) else { return "" }
+            return String(format: ", loss at t = %g: %.6g", t, surface.loss[i])
+        }
+        output("\(out): \(surface.done.count) points on the path" + loss(at: 0) + loss(at: 1))
+        try surface.write(to: out)
     }
 }

@@ -18,7 +18,7 @@ struct CKACommand: ParsableCommand {
         version: toolkitVersion,
         subcommands: [
             Inspect.self, CheckpointInfo.self, Extract.self, Compare.self, CompareAll.self, Grams.self, Knn.self,
-            Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self,
+            Probe.self, Agreement.self, Landscape.self, LandscapePlot.self, LandscapeStats.self, Hessian.self,
         ]
     )
 }

@@ -32,10 +32,27 @@ extension CKACommand {
                   cka landscape --checkpoint mae_pretrain_vit_base_full.pth --loss mae --images val/ \\
                     --examples 64 --grid -1:1:21 --out mae-surface.h5
                   cka landscape-plot mae-surface.h5
+                With --from A --to B instead of --checkpoint, the 1-D path θ(t) = (1 − t)·θ_A + t·θ_B over the
+                parameters both checkpoints share (LayerNorm included, no normalisation; Goodfellow et al. 2015);
+                tensors of one side only are listed and held. The store is 1-D with t as its axis:
+                  cka landscape --from mae_pretrain_vit_base.pth --to mae_finetuned_vit_base.pth --loss ce \\
+                    --images val/ --examples 64 --grid -0.25:1.25:31 --out mae-path.h5
                 """)
 
         @Option(help: "Checkpoint whose loss landscape is drawn (the RC-MAE student).")
-        var checkpoint: String
+        var checkpoint: String?
+
+        @Option(
+            help:
+                "Path mode: the start A of the path θ(t) = (1 − t)·θ_A + t·θ_B over the parameters both share (with --to; instead of --checkpoint)."
+        )
+        var from: String?
+
+        @Option(
+            help:
+                "Path mode: the end B of the path (the objective is built from B, or from A when B lacks the MAE decoder)."
+        )
+        var to: String?
 
         @Option(
             name: .customLong("checkpoint-key"),
@@ -173,6 +190,12 @@ extension CKACommand {
         @OptionGroup var parallel: ThreadOptions
 
         func validate() throws {
+            if (checkpoint == nil) == (from == nil && to == nil) || (from == nil) != (to == nil) {
+                throw ValidationError("give --checkpoint, or --from A and --to B for a path between two checkpoints")
+            }
+            if from != nil && yGrid != nil {
+                throw ValidationError("a path between checkpoints is 1-D (its axis is t): leave out --y-grid")
+            }
             if (images == nil) == (inputs == nil) {
                 throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5")
             }
@@ -205,7 +228,7 @@ extension CKACommand {
 
         /// The objective settings of the command line.
         var objectiveOptions: LandscapeObjectiveOptions {
-            var o = LandscapeObjectiveOptions(loss: loss, checkpoint: checkpoint)
+            var o = LandscapeObjectiveOptions(loss: loss, checkpoint: checkpoint ?? to ?? "")
             o.checkpointKey = checkpointKey
             o.teacher = teacher
             o.teacherKey = teacherKey
@@ -226,10 +249,19 @@ extension CKACommand {
                 parallel.apply()
                 // Under mpirun every rank sets up the same objective and directions; rank 0 hands out the grid
                 // points and alone writes files and speaks.
-                try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out])
+                try OutputPlan.check(inputs: [checkpoint, from, to, teacher, head, inputs, masks], outputs: [out])
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
-                let objective = objectiveOptions
-                let ckpt = try objective.load(checkpoint, key: checkpointKey)
+                var objective = objectiveOptions
+                var path: (from: Checkpoint, to: Checkpoint)?
+                if let from, let to {
+                    let a = try objective.load(from, key: checkpointKey), b = try objective.load(to, key: checkpointKey)
+                    path = (a, b)
+                    // The objective from B, or from A when only A has the MAE decoder the loss needs.
+                    if loss != .ce && b.decoder.isEmpty && !a.decoder.isEmpty { objective.checkpoint = from }
+                }
+                let ckpt =
+                    try path.map { objective.checkpoint == from ? $0.from : $0.to }
+                    ?? objective.load(objective.checkpoint, key: checkpointKey)
                 let teacherCkpt = try teacher.map { try objective.load($0, key: teacherKey) }
                 let examples = try readLandscapeExamples(
                     ckpt, loss: loss, images: images, inputs: inputs, examples: self.examples, pick: pick,
@@ -252,8 +284,11 @@ extension CKACommand {
                 o.pick = pick
                 o.model = model ?? ActivationExtractor.modelName(for: ckpt)
                 o.quiet = quiet
+                if let from, let to { o.pathNames = (from, to) }
                 do {
-                    try LandscapeRun(options: o, checkpoint: ckpt, teacher: teacherCkpt, examples: examples).run(
+                    try LandscapeRun(
+                        options: o, checkpoint: ckpt, teacher: teacherCkpt, examples: examples, path: path
+                    ).run(
                         split: RankLandscapeSplit(world), log: note, output: { print($0) })
                 } catch let e as LandscapeError {
                     if case .unknownGroup = e { throw ValidationError("--perturb: \(e)") }

@@ -45,8 +45,12 @@ extension CKACommand {
 
         func run() throws {
             try reportingErrors {
-                let s = try LandscapeSurface(contentsOf: surface)
                 let prefix = out ?? (surface.hasSuffix(".h5") ? String(surface.dropLast(3)) : surface)
+                if try HDF5File(path: surface).attribute("format")?.stringValue == "hessian" {
+                    print(try plotHessian(prefix: prefix).joined(separator: "\n"))
+                    return
+                }
+                let s = try LandscapeSurface(contentsOf: surface)
                 let transform: (Double) -> Double = log ? { $0 > 0 ? Foundation.log10($0) : .nan } : { $0 }
                 let lossName = s.attributes["loss"]?.stringValue ?? "loss"
                 let label = log ? "log10 \(lossName) loss" : "\(lossName) loss"
@@ -62,10 +66,27 @@ extension CKACommand {
                     for (name, v) in s.parts.sorted(by: { $0.key < $1.key }) {
                         series.append(LinePlot.Series(name: name, x: s.x, y: v.map(transform)))
                     }
+                    let isPath = s.attributes["axis"]?.stringValue == "t"
+                    var curveTitle = title
+                    if isPath {
+                        // The ends A (t = 0) and B (t = 1) as vertical lines over the curve's range.
+                        let ys = series.flatMap(\.y).filter(\.isFinite)
+                        if let lo = ys.min(), let hi = ys.max() {
+                            for (t, key) in [(0.0, "path_from"), (1.0, "path_to")] {
+                                let name = (t == 0 ? "A: " : "B: ") + (s.attributes[key]?.stringValue ?? "")
+                                series.append(LinePlot.Series(name: name, x: [t, t], y: [lo, hi]))
+                            }
+                        }
+                        curveTitle = [
+                            s.attributes["model"]?.stringValue, "\(lossName) loss on the path from A to B",
+                        ].compactMap { $0 }.joined(separator: " — ")
+                    }
                     let path = "\(prefix)-curve.\(format.rawValue)"
                     try LinePlot(
-                        series: series, title: title, xLabel: "α (direction x)", yLabel: label,
-                        showsMarkers: s.nx <= 31, showsLegend: series.count > 1
+                        series: series, title: curveTitle,
+                        xLabel: isPath ? "t (θ = (1 − t)·θ_A + t·θ_B)" : "α (direction x)",
+                        yLabel: label,
+                        showsMarkers: s.nx <= 31 && !isPath, showsLegend: series.count > 1
                     ).write(to: path)
                     written.append(path)
                 } else {
@@ -99,6 +120,52 @@ extension CKACommand {
                     written.joined(separator: "\n")
                         + (done < total ? "\n(\(done) of \(total) points computed so far)" : ""))
             }
+        }
+
+        /// A `cka hessian` output: OUT-density (log10 of the SLQ density, as PyHessian draws it) and OUT-blocks
+        /// (top-1 eigenvalue and trace per scope, scopes numbered in the order of the x label).
+        func plotHessian(prefix: String) throws -> [String] {
+            let f = try HDF5File(path: surface)
+            let model = try f.attribute("model")?.stringValue ?? "model"
+            let lossName = try f.attribute("loss")?.stringValue ?? "loss"
+            var written: [String] = []
+            if f.exists("density/grid") {
+                let grid = try f.dataset("density/grid").readDouble().scalars
+                let density = try f.dataset("density/values").readDouble().scalars
+                let path = "\(prefix)-density.\(format.rawValue)"
+                try LinePlot(
+                    series: [
+                        LinePlot.Series(name: "", x: grid, y: density.map { Foundation.log10(max($0, 1e-12)) })
+                    ],
+                    title: "\(model) — Hessian spectral density (\(lossName) loss, SLQ)", xLabel: "eigenvalue",
+                    yLabel: "log10 density", showsMarkers: false, showsLegend: false
+                ).write(to: path)
+                written.append(path)
+            }
+            let scopes = try f.readStrings("scopes")
+            let eig = try f.dataset("eigenvalues").readDouble(), trace = try f.dataset("trace").readDouble()
+            if scopes.count > 1 {
+                // The blocks (scope 0 is the whole model), averaged over the repeats.
+                let r = eig.shape[1]
+                let top = (1..<scopes.count).map { i in (0..<r).map { eig[i, $0, 0] }.reduce(0, +) / Double(r) }
+                let tr = (1..<scopes.count).map { i in (0..<r).map { trace[i, $0] }.reduce(0, +) / Double(r) }
+                let x = (0..<top.count).map(Double.init)
+                let names = scopes.dropFirst().enumerated().map { "\($0.offset) \($0.element)" }
+                let path = "\(prefix)-blocks.\(format.rawValue)"
+                try LinePlot(
+                    series: [
+                        LinePlot.Series(name: "top-1 eigenvalue", x: x, y: top),
+                        LinePlot.Series(name: "trace", x: x, y: tr),
+                    ],
+                    title: "\(model) — Hessian per block (\(lossName) loss)",
+                    xLabel: "block: " + names.joined(separator: ", "), yLabel: "value"
+                ).write(to: path)
+                written.append(path)
+            }
+            guard !written.isEmpty else {
+                throw LandscapeError.invalidArgument("\(surface): no density and no blocks to draw")
+            }
+            return written
         }
     }
 }

@@ -88,6 +88,45 @@ struct HessianSpectrumTests {
         expectClose(top[0], try plain.attributes("eigenvalues_top")[0], rtol: 2e-3)
     }
 
+    @Test("MAE: H·v of the norm-pix reconstruction loss equals double-backward through models_mae.py's forward")
+    func maeHessianVectorProduct() throws {
+        // The official-code student of gradients_mae_small.h5, its images and noise; H·v from hessian_small.h5.
+        let official = try HDF5File(
+            path: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("CKAViTTests/OfficialFixtures/gradients_mae_small.h5").path)
+        let url = dir.appendingPathComponent("mae.safetensors")
+        try SafeTensorsWriter.write(
+            try official.children(of: "student").map {
+                try SafeTensorsWriter.Entry(name: $0, tensor: official.dataset("student/\($0)").readFloat())
+            }, to: url)
+        let ckpt = try Checkpoint(contentsOf: url, options: .init(heads: 4))
+        let noise = try official.dataset("noise").readFloat()
+        let masks = try (0..<noise.shape[0]).map { i in
+            try MAEMask(noise: (0..<noise.shape[1]).map { noise[i, $0] }, ratio: 0.75)
+        }
+        let o = try MAELandscapeObjective(
+            checkpoint: ckpt,
+            batches: [LandscapeBatch(pixels: try official.dataset("images").readFloat(), masks: masks)],
+            decoderHeads: 4)
+        let f = try HDF5File(path: HessianFixture.path)
+        expectClose(
+            try o.evaluate(at: o.center).loss, try f.attribute("loss", of: "mae")?.doubleValue ?? .nan, rtol: 1e-6)
+        for extrapolated in [false, true] {
+            let op = try HessianOperator(
+                objective: o, parameters: Set(o.center.names), relativeStep: extrapolated ? 2e-3 : 1e-3,
+                extrapolated: extrapolated)
+            func vector(_ group: String) throws -> [Double] {
+                var p = ParameterSet()
+                for name in op.names {
+                    p.set(name, try f.dataset("mae/\(group)/\(name)").readFloat().reshaped(o.center[name]!.shape))
+                }
+                return op.flatten(p)
+            }
+            let err = relativeError(try op(try vector("v")), try vector("hv"))
+            #expect(err <= 1e-4, "MAE H·v (extrapolated: \(extrapolated)): relative error \(err)")
+        }
+    }
+
     @Test("Top eigenvalues (Lanczos) and the Hutchinson trace with the fixture's Rademacher probes")
     func topEigenvaluesAndTrace() throws {
         let f = try HessianFixture(directory: dir)

@@ -32,6 +32,18 @@ Layout (/ce):
      scopes (the per-block scopes), trace_<scope>_exact, hutchinson_<scope> (mean over S of v_bᵀH_bb v_b,
      v_b = the probe restricted to the scope), trace_blockdiag_exact (Σ over scopes of tr H_bb = tr H).
 Scopes: patch_embed (patch_embed.*, cls_token, pos_embed), blocks.0, blocks.1, norm, head.
+
+Also writes Tests/CKALandscapeTests/Fixtures/path_small.h5 (`cka landscape --from A --to B`): the same
+architecture; B = the model above, A = B's backbone + 0.3·N(0,1) (seed 48) WITHOUT a head (a "pre-trained"
+backbone; B is its "fine-tuned" version with a head). The path θ(t) = (1 − t)·θ_A + t·θ_B over the shared
+(backbone) parameters, the head held at B's value, evaluated in float64 for t in -0.25:1.25:7 under the
+cross-entropy of B's head on the 6 examples. Layout: a/<name>, b/<name> (float32), pixels, labels, t, loss.
+
+And the MAE group /mae of hessian_small.h5: the student of Tests/CKAViTTests/OfficialFixtures/
+gradients_mae_small.h5 (official models_mae.py weights, images, noise → masks; norm_pix_loss) through a plain
+float64 reimplementation of models_mae.py's forward_loss (mae_loss below), which is first checked against that
+fixture's loss and autograd gradients (grad_normpix, written from the official code); then
+  v/<name> [1, shape]   one Gaussian vector (seed 49), hv/<name> [1, shape] its H·v by double-backward.
 """
 import argparse
 import os
@@ -56,6 +68,99 @@ def scope_of(name):
     if name.startswith(("norm.", "fc_norm.")):
         return "norm"
     return "head"
+
+
+def mae_loss(p, imgs, noise, ratio=0.75, patch=4, heads=4, dec_heads=4, norm_pix=True):
+    """models_mae.py (facebookresearch/mae@efb2a80) MaskedAutoencoderViT.forward with the noise given: patchify,
+    random_masking, forward_encoder, forward_decoder, forward_loss; timm blocks (pre-norm, eps 1e-6, exact GELU)."""
+    n, c, hh, ww = imgs.shape
+    h, w = hh // patch, ww // patch
+
+    def block(x, pre, nh):
+        def ln(x, name):
+            return F.layer_norm(x, x.shape[-1:], p[name + ".weight"], p[name + ".bias"], eps=1e-6)
+        b, t, d = x.shape
+        y = ln(x, pre + "norm1")
+        q, k, v = F.linear(y, p[pre + "attn.qkv.weight"], p[pre + "attn.qkv.bias"]).reshape(
+            b, t, 3, nh, d // nh).permute(2, 0, 3, 1, 4)
+        a = ((q * (d // nh) ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+        x = x + F.linear((a @ v).transpose(1, 2).reshape(b, t, d), p[pre + "attn.proj.weight"], p[pre + "attn.proj.bias"])
+        y = ln(x, pre + "norm2")
+        y = F.linear(F.gelu(F.linear(y, p[pre + "mlp.fc1.weight"], p[pre + "mlp.fc1.bias"])),
+                     p[pre + "mlp.fc2.weight"], p[pre + "mlp.fc2.bias"])
+        return x + y
+
+    x = F.conv2d(imgs, p["patch_embed.proj.weight"], p["patch_embed.proj.bias"], stride=patch)
+    x = x.flatten(2).transpose(1, 2) + p["pos_embed"][:, 1:, :]
+    L = x.shape[1]
+    keep = int(L * (1 - ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    x = torch.gather(x, 1, ids_shuffle[:, :keep].unsqueeze(-1).repeat(1, 1, x.shape[-1]))
+    mask = torch.ones(n, L, dtype=x.dtype)
+    mask[:, :keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    cls = (p["cls_token"] + p["pos_embed"][:, :1, :]).expand(n, -1, -1)
+    x = torch.cat([cls, x], 1)
+    depth = len({k.split(".")[1] for k in p if k.startswith("blocks.")})
+    for i in range(depth):
+        x = block(x, f"blocks.{i}.", heads)
+    x = F.layer_norm(x, x.shape[-1:], p["norm.weight"], p["norm.bias"], eps=1e-6)
+    x = F.linear(x, p["decoder_embed.weight"], p["decoder_embed.bias"])
+    tokens = p["mask_token"].repeat(n, L + 1 - x.shape[1], 1)
+    x_ = torch.cat([x[:, 1:, :], tokens], 1)
+    x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+    x = torch.cat([x[:, :1, :], x_], 1) + p["decoder_pos_embed"]
+    ddepth = len({k.split(".")[1] for k in p if k.startswith("decoder_blocks.")})
+    for i in range(ddepth):
+        x = block(x, f"decoder_blocks.{i}.", dec_heads)
+    x = F.layer_norm(x, x.shape[-1:], p["decoder_norm.weight"], p["decoder_norm.bias"], eps=1e-6)
+    pred = F.linear(x, p["decoder_pred.weight"], p["decoder_pred.bias"])[:, 1:, :]
+    target = torch.einsum("nchpwq->nhwpqc", imgs.reshape(n, c, h, patch, w, patch)).reshape(n, h * w, patch * patch * c)
+    if norm_pix:
+        mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1.0e-6) ** 0.5
+    loss = ((pred - target) ** 2).mean(dim=-1)
+    return (loss * mask).sum() / mask.sum()
+
+
+def mae_group(f):
+    src = h5py.File(os.path.join(REPO, "Tests/CKAViTTests/OfficialFixtures/gradients_mae_small.h5"), "r")
+    names = sorted(src["student"].keys())
+    weights = {n: torch.from_numpy(src["student"][n][:]).double() for n in names}
+    imgs = torch.from_numpy(src["images"][:]).double()
+    noise = torch.from_numpy(src["noise"][:]).double()
+    shapes = {n: weights[n].shape for n in names}
+    sizes = [weights[n].numel() for n in names]
+
+    def unflat(x):
+        out, o = {}, 0
+        for n, k in zip(names, sizes):
+            out[n] = x[o:o + k].reshape(shapes[n])
+            o += k
+        return out
+
+    theta = torch.cat([weights[n].reshape(-1) for n in names]).requires_grad_(True)
+    loss = mae_loss(unflat(theta), imgs, noise)
+    (g,) = torch.autograd.grad(loss, theta, create_graph=True)
+    ref = src["grad_normpix"]
+    assert abs(float(loss) - ref.attrs["loss"]) <= 1e-6 * abs(ref.attrs["loss"]), (float(loss), ref.attrs["loss"])
+    gd = unflat(g.detach())
+    worst = max(float(torch.linalg.norm(gd[n] - torch.from_numpy(ref[n][:]).double()) /
+                      max(float(torch.linalg.norm(torch.from_numpy(ref[n][:]).double())), 1e-30)) for n in names)
+    assert worst <= 1e-5, worst
+    v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(49), dtype=torch.float64)
+    (hv,) = torch.autograd.grad(g @ v, theta)
+    grp = f.create_group("mae")
+    o = 0
+    for n, k in zip(names, sizes):
+        grp[f"v/{n}"] = v[o:o + k].reshape((1,) + tuple(shapes[n])).float().numpy()
+        grp[f"hv/{n}"] = hv[o:o + k].reshape((1,) + tuple(shapes[n])).float().numpy()
+        o += k
+    grp.attrs["loss"] = float(loss)
+    grp.attrs["gradient_check_worst_relative"] = worst
+    print(f"mae: {theta.numel()} parameters, loss {float(loss):.10g} (fixture {ref.attrs['loss']:.10g}), "
+          f"gradients within {worst:.2g} of grad_normpix")
 
 
 def main():
@@ -165,10 +270,34 @@ def main():
             a[f"hutchinson_{s}"] = float(torch.mean(torch.stack([v[m] @ (Hb @ v[m]) for v in probes])))
             a[f"eigenvalue_top_{s}"] = float(torch.linalg.eigvalsh(Hb)[-1])
         a["trace_blockdiag_exact"] = blockdiag
+        mae_group(f)
         a["timm"] = str(timm.__version__)
         a["torch"] = str(torch.__version__)
         a["generator"] = "notebooks-export/reference/landscape/make_hessian_fixtures.py"
     os.replace(path + ".tmp", path)
+
+    # The path fixture.
+    gen = torch.Generator().manual_seed(48)
+    wa = {n: (w + 0.3 * torch.randn(w.shape, generator=gen, dtype=torch.float64)).float().double()
+          for n, w in weights.items() if not n.startswith("head.")}
+    ts = np.linspace(-0.25, 1.25, 7)
+    losses = []
+    for t in ts:
+        p = {n: ((1 - t) * wa[n] + t * weights[n]) if n in wa else weights[n] for n in names}
+        losses.append(float(F.cross_entropy(functional_call(model, p, (pixels,)), labels)))
+    ppath = os.path.join(args.out, "path_small.h5")
+    with h5py.File(ppath + ".tmp", "w") as f:
+        for n in names:
+            f[f"b/{n}"] = weights[n].float().numpy()
+            if n in wa:
+                f[f"a/{n}"] = wa[n].float().numpy()
+        f["pixels"] = pixels.float().numpy()
+        f["labels"] = labels.numpy().astype(np.int64)
+        f["t"] = ts
+        f["loss"] = np.array(losses)
+        f.attrs["generator"] = "notebooks-export/reference/landscape/make_hessian_fixtures.py"
+    os.replace(ppath + ".tmp", ppath)
+    print(f"{ppath}: losses {np.round(losses, 6)}")
     print(f"{path}: {n_params} parameters, λ_top {np.sort(lam)[::-1][:3]}, tr {np.sum(lam):.6g}, "
           f"Hutchinson {np.mean(quad):.6g}, moments {[f'{np.mean(lam ** k):.4g}' for k in range(1, 5)]} "
           f"(probes {[f'{x:.4g}' for x in moments_probes]})")

@@ -22,7 +22,7 @@ struct HessianCommandTests {
         let common = [
             "hessian", "--checkpoint", mae, "--loss", "mae", "--inputs", px, "--examples", "2", "--top-k", "2",
             "--lanczos-steps", "3", "--trace-samples", "2", "--density-runs", "1", "--density-bins", "50",
-            "--per-block", "--seed", "5",
+            "--per-block", "--seed", "5", "--hessian-step", "1e-3",
         ]
         let a = try cka(common + ["--out", path("a.h5"), "--csv", path("a.csv")])
         #expect(a.status == 0, "\(a.stderr)")
@@ -34,6 +34,7 @@ struct HessianCommandTests {
         #expect(
             csv.contains { $0.hasPrefix("model,eigenvalue,2,") }
                 && csv.contains { $0.hasPrefix("model,density_moment,4,") })
+        #expect(csv.contains { $0.hasPrefix("model,eigenvalue_step_error,1,") })
         let f = try HDF5File(path: path("a.h5"))
         #expect(try f.attribute("format") == .string("hessian"))
         #expect(try f.dataset("masks").shape == [2, 16] && f.dataset("eigenvalues").shape == [5, 1, 2])

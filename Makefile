@@ -4,7 +4,7 @@
 #                 the conformance checks, the notebook test (every notebook of notebooks-export/ executed on a small
 #                 output set) and the MPI test (cka under mpirun -n 1|2|3 gives the bits of one process)
 SHELL := /bin/bash
-APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config fonts-dejavu-core
+APT_PACKAGES := libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin libssl-dev pkg-config fonts-dejavu-core
 PIP_PACKAGES := h5py numpy
 # The notebook test (Tests/Notebooks/run_notebooks.sh) executes notebooks-export/ headlessly: no jupyter server.
 PIP_TEST_PACKAGES := $(PIP_PACKAGES) pandas matplotlib nbformat nbclient ipykernel pytest

@@ -3,7 +3,7 @@
 // with minibatch CKA (Nguyen, Raghu & Kornblith 2020).
 //
 // System libraries (Debian 12): libopenblas-dev liblapacke-dev libhdf5-dev libcairo2-dev libopenmpi-dev openmpi-bin
-// pkg-config.
+// libssl-dev pkg-config.
 import PackageDescription
 
 let package = Package(
@@ -24,7 +24,7 @@ let package = Package(
         /// CKA estimators: minibatch HSIC₁, debiased, linear and RBF CKA.
         .target(name: "CKASimilarity", dependencies: ["CKATensor", "CKAIO", "_CKASupport"]),
         /// Untrusted checkpoint files → named tensors: safetensors and PyTorch zip+pickle (never executed).
-        .target(name: "CKACheckpoint", dependencies: ["CKATensor", "_CKASupport"]),
+        .target(name: "CKACheckpoint", dependencies: ["CKATensor", "CCrypto", "_CKASupport"]),
         /// Images → network input: JPEG/PNG decoding, PIL-faithful resizing, crops, normalisation.
         .target(name: "CKAImages", dependencies: ["CKATensor", "CTurboJPEG", "CPNG", "_CKASupport"]),
         /// The Vision Transformer forward pass with a hook at every layer (timm module paths).
@@ -63,6 +63,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // MARK: - Support (implementation details)
         /// Atomic output files, progress, parallel loops: shared by every module; not API.
@@ -84,7 +85,9 @@ let package = Package(
         .testTarget(
             name: "CKAViTTests", dependencies: ["CKAViT", "CKAExtraction", "CKAIO", "_CKATestSupport"],
             exclude: ["OfficialFixtures", "FamilyFixtures"]),
-        .testTarget(name: "CKAExtractionTests", dependencies: ["CKAExtraction", "CKAViT", "CKAIO", "_CKATestSupport"]),
+        .testTarget(
+            name: "CKAExtractionTests",
+            dependencies: ["CKAExtraction", "CKAViT", "CKAIO", "CKAImages", "_CKATestSupport"]),
         .testTarget(
             name: "CKAAnalysisTests", dependencies: ["CKAAnalysis", "CKAIO", "_CKATestSupport"],
             resources: [.copy("Fixtures")]),

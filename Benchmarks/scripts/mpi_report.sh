@@ -75,6 +75,14 @@ c1=$(t "${MPIRUN[@]}" -n 1 "$CKA" compare a.h5 b.h5 --batch-size 16 --csv c1.csv
 c2=$(t "${MPIRUN[@]}" -n 2 "$CKA" compare a.h5 b.h5 --batch-size 16 --csv c2.csv --threads 1 --quiet)
 b=$(sent $((N / 16 / 2)))
 row "compare 12×12 block outputs, $((2 * $(stat -c %s a.h5) / 1000000)) MB (page cache warm)" "$c1" "$c2" "$(cmp -s c1.csv c2.csv && echo identical || echo DIFFERENT)" "$b B per batch"
+# The same from disk: the page cache is dropped before each run (needs root; a store larger than memory would
+# see this on every run).
+if sync && echo 1 > /proc/sys/vm/drop_caches 2> /dev/null; then
+  c1=$(t "${MPIRUN[@]}" -n 1 "$CKA" compare a.h5 b.h5 --batch-size 16 --csv c1.csv --threads 1 --quiet)
+  sync; echo 1 > /proc/sys/vm/drop_caches
+  c2=$(t "${MPIRUN[@]}" -n 2 "$CKA" compare a.h5 b.h5 --batch-size 16 --csv c2.csv --threads 1 --quiet)
+  row "same, page cache dropped before each run (read from disk)" "$c1" "$c2" "$(cmp -s c1.csv c2.csv && echo identical || echo DIFFERENT)" "$b B per batch"
+fi
 
 "$CKA" probe x1.h5 --layers "norm:cls" --save head.h5 --quiet > probe.log 2>&1 || { cat probe.log; exit 1; }
 LS=(landscape --checkpoint "$MODEL" --loss ce --head head.h5 --images images --examples "$LEX" --batch-size 16 --grid "$GRID" --hessian-iterations 0 --threads 1 --quiet)

@@ -50,6 +50,9 @@ public struct Checkpoint: Sendable {
         public var activation: MLPActivation?
         /// Force the LayerNorm epsilon (default: the layout's, e.g. 1e-5 for CLIP).
         public var layerNormEpsilon: Double?
+        /// Run the model at this input size: the position table is resampled as timm's `resample_abs_pos_embed`
+        /// does (`--image-size`; nil = the size the table was made for).
+        public var imageSize: Int?
         /// Which wrapper entry holds the weights (e.g. `student` instead of `teacher`); nil = the source's default.
         public var checkpointKey: String?
         /// Refuse checkpoints with unexpected keys (as `load_state_dict(strict=True)` would).
@@ -129,6 +132,8 @@ public struct Checkpoint: Sendable {
 
     /// Reads the weights of one checkpoint from one file or from the shards of a hub model (merged in order).
     init(files: [MappedFile], name: String, options: Options, hub: HubModel?) throws {
+        // The digest is taken on a second thread while the files are parsed and converted (it reads the same pages).
+        let digest = options.computeSHA256 ? BackgroundDigest(files) : nil
         var format = CheckpointFormat.safetensors
         var root: PickleValue = .dict([])
         var metadata: [String: String] = [:]
@@ -164,7 +169,9 @@ public struct Checkpoint: Sendable {
 
         var extraction = try Checkpoint.extract(root: root, format: format, options: options, fileName: name)
         if let hub { extraction.source = hub.source }
-        let settings = try hub?.settings()
+        // open_clip's LayerNorm is nn.LayerNorm (eps 1e-5) also without its config file.
+        let settings =
+            try hub?.settings() ?? (extraction.source == .openCLIP ? KeyMapper.HubSettings(epsilon: 1e-5) : nil)
         var mapping: KeyMapper.Mapping
         switch extraction.source {
         case .huggingFace:
@@ -201,6 +208,13 @@ public struct Checkpoint: Sendable {
             arch.activation = settings.activation ?? arch.activation
         }
         if let hub { arch.family = hub.family } else if extraction.source == .openCLIP { arch.family = "open_clip" }
+        if extraction.source == .openCLIP, hub == nil || hub?.config == nil,
+            Set(["input_resolution", "context_length", "vocab_size"]).isSubset(of: extraction.stateDict.map(\.key))
+        {
+            // OpenAI's own CLIP weights (`torch.jit.load(…).state_dict()` keeps these three entries): QuickGELU.
+            arch.activation = .quickGELU
+            arch.family = "open_clip/openai"
+        }
         if let a = options.activation { arch.activation = a }
         // The `head` hook: the model's own head on its pooled features, for the layouts whose head is part of the
         // model's output (hub models, open_clip, distilled, class-token-free and MAP models).
@@ -217,6 +231,9 @@ public struct Checkpoint: Sendable {
             guard let t = mapping.canonical[key] else { continue }
             parameters[key] = try t.floatTensor()
             t.releaseMappedPages()
+        }
+        if let size = options.imageSize, size != arch.imageSize {
+            try PositionTable.resample(&parameters, architecture: &arch, imageSize: size, fileName: name)
         }
         self.file = name
         self.format = format
@@ -235,14 +252,7 @@ public struct Checkpoint: Sendable {
         self.metadata = metadata
         self.fileTensorCount = allTensors.count
         self.fileTensorBytes = bytesByStorage.values.reduce(0, +)
-        if options.computeSHA256 {
-            // One file: its SHA-256. Shards: the SHA-256 of their bytes one after the other, in index order.
-            var h = SHA256()
-            for file in files { file.withUnsafeBytes { h.update($0) } }
-            self.sha256 = SHA256.hex(h.finalize())
-        } else {
-            self.sha256 = nil
-        }
+        self.sha256 = digest?.hex()
         self.hub = hub
     }
 
@@ -260,5 +270,31 @@ public struct Checkpoint: Sendable {
             for e in o.dictItems { collectTensors(e.value, into: &out) }
         default: break
         }
+    }
+}
+
+/// SHA-256 of a mapped file, computed on a background thread from creation; `hex()` waits for it.
+private final class BackgroundDigest: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var digest: [UInt8] = []
+
+    /// One file: its SHA-256. Shards: the SHA-256 of their bytes one after the other, in index order.
+    init(_ files: [MappedFile]) {
+        DispatchQueue.global().async { [self] in
+            if files.count == 1 {
+                digest = files[0].withUnsafeBytes { SHA256.hash($0) }
+            } else {
+                var h = SHA256()
+                for file in files { file.withUnsafeBytes { h.update($0) } }
+                digest = h.finalize()
+            }
+            done.signal()
+        }
+    }
+
+    func hex() -> String {
+        done.wait()
+        done.signal()
+        return SHA256.hex(digest)
     }
 }

@@ -60,7 +60,8 @@ package struct HubModel: Sendable {
 
     /// The model types whose vision towers load.
     static let supportedModelTypes = [
-        "vit", "deit", "dinov2", "dinov2_with_registers", "clip", "clip_vision_model", "siglip", "siglip_vision_model",
+        "vit", "vit_mae", "deit", "dinov2", "dinov2_with_registers", "clip", "clip_vision_model", "siglip",
+        "siglip_vision_model",
     ]
 
     /// The hub layout at `url`, or nil when `url` is a plain checkpoint file without a Hugging Face `config.json`.
@@ -204,7 +205,8 @@ package struct HubModel: Sendable {
                 v?["num_attention_heads"]?.intValue
                 ?? (["clip", "clip_vision_model"].contains(type) ? 12 : nil)
             let defaultEpsilon: Double =
-                ["vit", "deit"].contains(type) ? 1e-12 : ["clip", "clip_vision_model"].contains(type) ? 1e-5 : 1e-6
+                ["vit", "vit_mae", "deit"].contains(type)
+                ? 1e-12 : ["clip", "clip_vision_model"].contains(type) ? 1e-5 : 1e-6
             s.epsilon = v?["layer_norm_eps"]?.doubleValue ?? defaultEpsilon
             let defaultAct =
                 ["clip", "clip_vision_model"].contains(type)

@@ -268,7 +268,11 @@ extension KeyMapper {
             var k = original
             while k.hasPrefix("module.") { k.removeFirst("module.".count) }
             guard k.hasPrefix("visual.") else {
-                m.ignored.append(.init(key: original, reason: "text tower (the vision tower is loaded)"))
+                let openAI = ["input_resolution", "context_length", "vocab_size"].contains(k)
+                m.ignored.append(
+                    .init(
+                        key: original,
+                        reason: openAI ? "OpenAI CLIP model attributes" : "text tower (the vision tower is loaded)"))
                 continue
             }
             k.removeFirst("visual.".count)

@@ -1,3 +1,4 @@
+internal import CCrypto
 import Foundation
 
 /// SHA-256 (FIPS 180-4), for the `checkpoint_sha256` attribute of activation stores.
@@ -98,11 +99,21 @@ package struct SHA256: Sendable {
         h = (a0, b0, c0, d0, e0, f0, g0, h0)
     }
 
-    /// The digest of `bytes`.
+    /// The digest of `bytes`, by OpenSSL's libcrypto: it uses the CPU's SHA extensions where present (about
+    /// 2 GB/s, against 0.25 GB/s for this type's portable rounds), which is most of `cka extract`'s start-up on a
+    /// ViT-B checkpoint. The streaming `update`/`finalize` API stays portable Swift.
     public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        var s = SHA256()
-        s.update(bytes)
-        return s.finalize()
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let ok = digest.withUnsafeMutableBufferPointer { d in
+            EVP_Digest(bytes.baseAddress, bytes.count, d.baseAddress, &length, EVP_sha256(), nil)
+        }
+        guard ok == 1, length == 32 else {
+            var s = SHA256()
+            s.update(bytes)
+            return s.finalize()
+        }
+        return digest
     }
 
     /// The digest of `bytes`.

@@ -51,6 +51,18 @@ public struct TorchArchive: Sendable {
         }
         let prefix = String(pkl.name.dropLast("data.pkl".count))
         self.prefix = prefix
+        // A TorchScript archive (torch.jit.save; OpenAI's CLIP `ViT-B-16.pt`) pickles scripted module objects whose
+        // weights are attributes of classes defined by its `code/`: reading them means running that code.
+        if zip.entry(prefix + "constants.pkl") != nil
+            || zip.entries.contains(where: { $0.name.hasPrefix(prefix + "code/") })
+        {
+            let stem = URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
+            throw CheckpointError.unrecognizedLayout(
+                file: name, expected: "a state dict (torch.save), not a TorchScript program",
+                found:
+                    "a TorchScript archive (e.g. OpenAI CLIP's ViT-B-16.pt), whose weights are read only by running its code; convert it once with: python -c \"import torch; torch.save(torch.jit.load('\(URL(fileURLWithPath: name).lastPathComponent)', map_location='cpu').state_dict(), '\(stem).state_dict.pt')\" and load \(stem).state_dict.pt (OpenAI weights: QuickGELU is applied)"
+            )
+        }
         func text(_ record: String) throws -> String? {
             guard let e = zip.entry(prefix + record) else { return nil }
             guard e.uncompressedSize <= 4096 else { return nil }

@@ -110,16 +110,19 @@ public enum ActivationExtractor {
         let sink = try StoreSink(path: path, plan: plan)
         var producer = BatchProducer(model: model, plan: plan)
         let start = Date()
-        while let batch = try input.next(maxCount: options.batchSize) {
+        // Batch i+1 is decoded (or read) on a second thread while batch i runs through the model.
+        let prefetching = PrefetchingInput(input)
+        defer { input = prefetching.finish() }
+        while let batch = try prefetching.next(maxCount: options.batchSize) {
             // Sources return full batches until the inputs run out, so a short batch is the last one.
             try producer.process(batch, isLast: batch.ids.count < options.batchSize, into: sink)
             progress?(
                 CKAProgress(
-                    done: sink.count, total: input.expectedCount, unit: "images",
+                    done: sink.count, total: prefetching.expectedCount, unit: "images",
                     seconds: Date().timeIntervalSince(start)))
         }
         return try sink.finish(
-            classes: input.classes, skipped: input.skipped.map { "\($0.id): \($0.reason)" },
+            classes: prefetching.classes, skipped: prefetching.skipped.map { "\($0.id): \($0.reason)" },
             seconds: Date().timeIntervalSince(start))
     }
 
@@ -158,6 +161,12 @@ public enum ExtractionError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Collects rows of one layer until a Gram batch is full, then emits its centred Gram.
+///
+/// Every Gram is `Tensor.centeredGram(rows:width:)` of its rows: the column means and the centring are fused
+/// into the cache-blocked SYRK, so a hooked tensor is read from memory once and never copied or modified. Whole
+/// Gram batches are taken straight from the hooked tensor (the forward pass's own buffer); only rows that
+/// straddle forward batches are copied into a per-layer buffer. Both ways run the same arithmetic on the same
+/// row values, so a Gram's bits do not depend on the forward batch size, the process split or the thread count.
 struct GramBatcher {
     let batchSize: Int
     let tokens: TokenReduction
@@ -171,14 +180,9 @@ struct GramBatcher {
         self.batchSize = batchSize; self.tokens = tokens; self.prefixTokens = prefixTokens
     }
 
-    /// - Parameter scratch: a buffer shared by every layer, used when a whole Gram batch arrives at once
-    ///   (forward batch = Gram batch), so memory is one batch of the largest layer, not one per layer.
     /// - Parameter isLast: no rows follow; rows that cannot complete a Gram batch are dropped instead of
     ///   buffered (a per-layer buffer for every hooked layer would cost far more than the batch itself).
-    mutating func add(
-        _ value: Tensor<Float>, scratch: inout Tensor<Float>, isLast: Bool = false,
-        emit: (Tensor<Double>) throws -> Void
-    ) throws {
+    mutating func add(_ value: Tensor<Float>, isLast: Bool = false, emit: (Tensor<Double>) throws -> Void) throws {
         let rows = try (tokens == .flatten ? value.flattenedRows : tokens.apply(value, prefixTokens: prefixTokens))
             .flattenedRows
         if isLast && (filled + rows.rowCount) % batchSize != 0 && filled + rows.rowCount < batchSize {
@@ -186,24 +190,30 @@ struct GramBatcher {
             filled = 0
             return
         }
-        if filled == 0 && rows.rowCount == batchSize {
-            scratch.prepare(shape: rows.shape)
-            try scratch.setRows(0..<batchSize, from: rows)
-            try scratch.centerColumns()
-            try emit(try scratch.gramOfRows())
-            return
-        }
-        if buffer == nil { buffer = Tensor(shape: [batchSize, rows.rowSize]) }
+        let n = rows.rowCount, d = rows.rowSize, batchSize = batchSize
         var start = 0
-        while start < rows.rowCount {
-            let take = min(batchSize - filled, rows.rowCount - start)
+        while start < n {
+            if filled == 0 && n - start >= batchSize {
+                // A whole Gram batch in the hooked tensor: read it in place.
+                let first = start
+                try emit(
+                    try rows.withUnsafeBufferPointer { p in
+                        try Tensor.centeredGram(
+                            rows: (first..<first + batchSize).map { p.baseAddress! + $0 * d }, width: d)
+                    })
+                start += batchSize
+                continue
+            }
+            if buffer == nil { buffer = Tensor(shape: [batchSize, d]) }
+            let take = min(batchSize - filled, n - start)
             try buffer!.setRows(filled..<filled + take, from: rows.rows(start..<start + take))
             filled += take
             start += take
             if filled == batchSize {
-                // The buffer is ours: centre it in place (one pass) and let BLAS build the Gram.
-                try buffer!.centerColumns()
-                try emit(try buffer!.gramOfRows())
+                try emit(
+                    try buffer!.withUnsafeBufferPointer { p in
+                        try Tensor.centeredGram(rows: (0..<batchSize).map { p.baseAddress! + $0 * d }, width: d)
+                    })
                 filled = 0
             }
         }

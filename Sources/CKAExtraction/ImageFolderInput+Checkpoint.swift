@@ -40,6 +40,7 @@ extension ImageFolderInput {
         case "deit": base = .deit
         case "dinov2", "dinov2_with_registers": base = .dinov2
         case "vit": base = .timmAugreg
+        case "vit_mae": base = .mae
         default: return try defaultPreprocessing(for: checkpoint.source, imageSize: imageSize)
         }
         return try rescaled(base, to: imageSize)

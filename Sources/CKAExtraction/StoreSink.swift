@@ -237,7 +237,6 @@ public struct BatchProducer {
     let headHooks: Set<String>
     let hooks: Set<String>
     private var pending: [String: GramBatcher] = [:]
-    private var scratch = Tensor<Float>(shape: [0])  // shared by all layers when batches line up
 
     public init(model: VisionTransformer, plan: ExtractionPlan) {
         self.model = model
@@ -255,8 +254,9 @@ public struct BatchProducer {
         var headValues: [String: Tensor<Float>] = [:]
         let storeTokens = plan.storesTokens, storeGrams = plan.storesGrams
         let selected = selected, headHooks = headHooks
-        var pending = self.pending, scratch = self.scratch
-        defer { self.pending = pending; self.scratch = scratch }
+        var pending = self.pending
+        self.pending = [:]  // one owner: the Gram buffers are filled in place, not copied on write
+        defer { self.pending = pending }
         try model.forward(batch.pixels, hooks: hooks) { name, value in
             if headHooks.contains(name) { headValues[name] = value }
             guard selected.contains(name) else { return }
@@ -269,7 +269,7 @@ public struct BatchProducer {
                         batchSize: options.gramBatchSize, tokens: options.gramTokens,
                         prefixTokens: model.architecture.prefixTokens)
                 }
-                try pending[name]!.add(value, scratch: &scratch, isLast: isLast) { gram in
+                try pending[name]!.add(value, isLast: isLast) { gram in
                     try sink.consume(.gram(name, gram))
                 }
             }

@@ -63,7 +63,7 @@ public struct LayerwiseCKA: Sendable {
         }
         let hooksA = try selectedHooks(a), hooksB = try selectedHooks(b)
         var acc = MinibatchCKA(layerCountA: hooksA.count, layerCountB: hooksB.count)
-        var seen = 0, dropped = 0, scratch = Tensor<Float>(shape: [0])
+        var seen = 0, dropped = 0
         let start = Date()
         while let batchA = try inputsA.next(maxCount: batchSize) {
             guard let batchB = try inputsB.next(maxCount: batchSize), batchB.ids == batchA.ids else {
@@ -73,8 +73,8 @@ public struct LayerwiseCKA: Sendable {
             }
             seen += batchA.ids.count
             guard batchA.ids.count == batchSize else { dropped = batchA.ids.count; break }
-            let ga = try grams(a, batchA.pixels, hooks: hooksA, scratch: &scratch)
-            let gb = try grams(b, batchB.pixels, hooks: hooksB, scratch: &scratch)
+            let ga = try grams(a, batchA.pixels, hooks: hooksA)
+            let gb = try grams(b, batchB.pixels, hooks: hooksB)
             try acc.add(gramsA: ga, gramsB: gb)
             progress?(
                 CKAProgress(
@@ -111,17 +111,13 @@ public struct LayerwiseCKA: Sendable {
         return picked
     }
 
-    /// One forward pass; the centred Gram of every hooked layer, in `hooks` order.
-    func grams(_ model: VisionTransformer, _ pixels: Tensor<Float>, hooks: [String], scratch: inout Tensor<Float>)
-        throws -> [Tensor<Double>]
-    {
+    /// One forward pass; the centred Gram of every hooked layer, in `hooks` order (the fused one-pass Gram that
+    /// `cka extract` stores, read straight from the model's buffer).
+    func grams(_ model: VisionTransformer, _ pixels: Tensor<Float>, hooks: [String]) throws -> [Tensor<Double>] {
         var out: [String: Tensor<Double>] = [:]
         try model.forward(pixels, hooks: Set(hooks)) { name, value in
             let rows = try (tokens == .flatten ? value : tokens.apply(value)).flattenedRows
-            scratch.prepare(shape: rows.shape)  // centre a private copy, never the model's buffer
-            try scratch.setRows(0..<rows.rowCount, from: rows)
-            try scratch.centerColumns()
-            out[name] = try scratch.gramOfRows()
+            out[name] = try rows.centeredGramOfRows()
         }
         return hooks.map { out[$0]! }
     }

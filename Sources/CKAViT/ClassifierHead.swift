@@ -68,6 +68,9 @@ public struct ClassifierHead: Sendable {
         /// DINO `eval_linear.py`: normed class tokens of the last `lastBlocks` blocks, with `averagePatchTokens`
         /// interleaved with the mean of the normed patch tokens of the last block.
         case dinoLinear(lastBlocks: Int, averagePatchTokens: Bool)
+        /// The model's own head, computed in its forward pass (the `head` hook): Hugging Face classifiers, DeiT's
+        /// two heads averaged, MAP (`attn_pool`) classifiers.
+        case modelHead
 
         /// A stable name (`class_token`, `global_pool`, `dino_linear`), as stored in logits files.
         public var kind: String {
@@ -75,6 +78,7 @@ public struct ClassifierHead: Sendable {
             case .classToken: return "class_token"
             case .globalPool: return "global_pool"
             case .dinoLinear: return "dino_linear"
+            case .modelHead: return "model_head"
             }
         }
 
@@ -82,6 +86,7 @@ public struct ClassifierHead: Sendable {
             switch self {
             case .classToken: return "head(norm(x)[:, 0])"
             case .globalPool: return "head(fc_norm(mean(x[:, 1:])))"
+            case .modelHead: return "the model's head (hook 'head')"
             case let .dinoLinear(n, avg):
                 let cls = n == 1 ? "norm(x_L)[:, 0]" : "cat(norm(x_i)[:, 0] for the last \(n) blocks)"
                 return avg ? "linear(interleave(\(cls), mean(norm(x_L)[:, 1:])))" : "linear(\(cls))"
@@ -132,6 +137,11 @@ public struct ClassifierHead: Sendable {
         }
         var norm: (weight: Tensor<Float>, bias: Tensor<Float>)?
         switch readout {
+        case .modelHead:
+            guard a.headFeatures == c, f == d else {
+                throw ClassifierHeadError.incompatible(
+                    file: file, reason: "the model's head hook has \(a.headFeatures ?? 0) outputs; the weight has \(c)")
+            }
         case .classToken:
             guard a.hasFinalNorm else {
                 throw ClassifierHeadError.incompatible(
@@ -209,14 +219,20 @@ public struct ClassifierHead: Sendable {
             throw ClassifierHeadError.noHead(
                 file: c.file, source: c.source.rawValue, hint: ClassifierHead.hint(for: c.source))
         }
-        guard let b = c.head["head.bias"] else {
+        let readout: Readout =
+            c.architecture.headFeatures != nil ? .modelHead : c.architecture.hasFCNorm ? .globalPool : .classToken
+        try ClassifierHead.requireFloat(w, file: c.file)
+        let bias: Tensor<Float>
+        if let b = c.head["head.bias"] {
+            try ClassifierHead.requireFloat(b, file: c.file)
+            bias = try b.floatTensor()
+        } else if readout == .modelHead, w.shape.count == 2 {
+            bias = Tensor(shape: [w.shape[0]])  // CLIP's projection has no bias
+        } else {
             throw ClassifierHeadError.missingTensor(file: c.file, name: "head.bias", found: c.head.keys.sorted())
         }
-        try ClassifierHead.requireFloat(w, file: c.file)
-        try ClassifierHead.requireFloat(b, file: c.file)
         try self.init(
-            readout: c.architecture.hasFCNorm ? .globalPool : .classToken, weight: w.floatTensor(),
-            bias: b.floatTensor(), architecture: c.architecture, file: c.file)
+            readout: readout, weight: w.floatTensor(), bias: bias, architecture: c.architecture, file: c.file)
     }
 
     /// DINO's released linear classifier (`dino_vitbase16_linearweights.pth`) for `model`'s features.
@@ -319,6 +335,7 @@ public struct ClassifierHead: Sendable {
     /// The hook points whose values `logits(hooks:)` reads (all pooled, `[B, D]`).
     public var hookPoints: Set<String> {
         switch readout {
+        case .modelHead: return ["head"]
         case .classToken: return ["norm:cls"]
         case .globalPool: return ["fc_norm"]
         case let .dinoLinear(n, avg):
@@ -349,6 +366,11 @@ public struct ClassifierHead: Sendable {
             return t
         }
         switch readout {
+        case .modelHead:
+            guard let t = hooks["head"], t.rank == 2, t.shape[1] == classCount else {
+                throw ClassifierHeadError.hook(name: "head", expected: "[B, \(classCount)]", got: hooks["head"]?.shape)
+            }
+            return t
         case .classToken: return try get("norm:cls", batch: nil)
         case .globalPool: return try get("fc_norm", batch: nil)
         case let .dinoLinear(n, avg):
@@ -387,6 +409,7 @@ public struct ClassifierHead: Sendable {
 
     /// Logits `[B, C]` = `features·weightᵀ + bias` of features `[B, F]`.
     public func logits(features x: Tensor<Float>) throws -> Tensor<Float> {
+        if readout == .modelHead { return x }  // the model applied its head
         guard x.rank == 2, x.shape[1] == featureWidth else {
             throw ClassifierHeadError.hook(name: "features", expected: "[B, \(featureWidth)]", got: x.shape)
         }

@@ -319,6 +319,9 @@ extension ClassifierHead {
         switch readout {
         case .classToken, .dinoLinear: normNames = ["norm.weight", "norm.bias"]
         case .globalPool: normNames = ["fc_norm.weight", "fc_norm.bias"]
+        case .modelHead:
+            throw ViTError.unsupported(
+                "\(file): gradients through the model's own head (hook 'head') are not implemented; use a probe head")
         }
         for n in normNames where p[n] == nil {
             throw ClassifierHeadError.incompatible(file: file, reason: "the readout needs the model's \(n)")
@@ -350,6 +353,7 @@ extension ClassifierHead {
             NeuralKernels.layerNorm(
                 x, normed.mutablePointer(), rows: rows, width: d, weight: nw, bias: nb, epsilon: eps)
             for i in 0..<b { (fp + i * f).update(from: normed.pointer + i * t * d, count: d) }
+        case .modelHead: break  // refused above
         case .globalPool:
             meanPatchTokens(x, images: b, tokens: t, width: d, into: pooled.mutablePointer())
             NeuralKernels.layerNorm(pooled.pointer, fp, rows: b, width: d, weight: nw, bias: nb, epsilon: eps)
@@ -411,6 +415,7 @@ extension ClassifierHead {
         let dxp = dx.mutablePointer(), dfp = df.pointer, dnw = g.pointer(normNames[0]), dnb = g.pointer(normNames[1])
         var extra: [Int: Tensor<Float>] = [:]
         switch readout {
+        case .modelHead: break  // refused above
         case .classToken:
             for i in 0..<b {
                 NeuralKernels.layerNormBackward(

@@ -26,12 +26,16 @@ extension CKACommand {
             abstract: "Run a ViT over images; store its layers' activations, pooled features or Grams.",
             discussion: """
                 Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm,
-                DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), runs
-                the model on the CPU and writes an activation store (docs/formats.md §1).
+                DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), or a
+                Hugging Face model directory (ViT, DeiT, DINOv2 with registers, CLIP,
+                SigLIP) or open_clip state dict, runs the model on the CPU and writes an
+                activation store (docs/formats.md §1).
 
-                Hook points (timm module paths): patch_embed, blocks.{i}.norm1, .attn.qkv,
-                .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2, blocks.{i}
-                (block output), norm. --layers takes globs over them ('blocks.*').
+                Hook points (timm module paths): patch_embed, norm_pre, blocks.{i}.norm1,
+                .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2,
+                blocks.{i} (block output), norm, and per model fc_norm, attn_pool (MAP
+                head), head (the model's head: logits, CLIP's image projection).
+                --layers takes globs over them ('blocks.*').
 
                 --store chooses what is written for the selected hook points:
                   activations  /activations/<layer> [N, T, C] of token layers
@@ -59,7 +63,9 @@ extension CKACommand {
                   cka agreement dino-logits.h5 moco-logits.h5
                 """)
 
-        @Option(help: "Checkpoint file (.pth, .pth.tar, .safetensors).")
+        @Option(
+            help:
+                "Checkpoint file (.pth, .pth.tar, .safetensors, .bin) or a Hugging Face / open_clip model directory.")
         var checkpoint: String
 
         @Option(help: "Checkpoint layout (default: detected).")
@@ -78,6 +84,13 @@ extension CKACommand {
                 "LayerScale γ of a --random-init model (timm/DINOv2: 1e-5, which leaves every residual branch nearly off; 1 makes them count)."
         )
         var randomLayerScale: Float = 1e-5
+
+        @Option(
+            name: .customLong("image-size"),
+            help:
+                "Input size in pixels (default: the checkpoint's); the position table is resampled as timm's resample_abs_pos_embed does."
+        )
+        var imageSize: Int?
 
         @Option(
             help:
@@ -143,7 +156,9 @@ extension CKACommand {
         var model: String?
 
         @Option(
-            help: "Preprocessing preset (default: the checkpoint's method): dino, mocov3, mae, timm-augreg, dinov2.")
+            help:
+                "Preprocessing preset (default: the checkpoint's method, or a hub model's preprocessor_config.json): dino, mocov3, mae, timm-augreg, dinov2, clip, siglip, deit."
+        )
         var preprocessing: PreprocessingPreset?
 
         @Flag(help: "Fail on the first unreadable image instead of skipping it with a warning.")
@@ -177,6 +192,7 @@ extension CKACommand {
                 try OutputPlan.check(inputs: [checkpoint, head, inputs], outputs: [out])
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.activation = activation
+                copts.imageSize = imageSize
                 copts.computeSHA256 = true
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
                 let model =

@@ -265,6 +265,16 @@ struct HashTests {
             let n = min(step, msg.count - i); h.update(msg[i..<(i + n)]); i += n; step = step * 3 % 997 + 1
         }
         #expect(SHA256.hex(h.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        // The one-shot digest of a buffer (libcrypto, as for checkpoint files) against the vectors and the portable rounds.
+        #expect(msg.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } == SHA256.hex(SHA256.hash(msg)))
+        #expect(
+            [UInt8]().withUnsafeBytes { SHA256.hex(SHA256.hash($0)) }
+                == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        var g = SeededGenerator(seed: 5)
+        let odd = (0..<100_003).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+        var portable = SHA256()
+        portable.update(odd)
+        #expect(odd.withUnsafeBytes { SHA256.hash($0) } == portable.finalize())
     }
 
     @Test("CRC-32 check values")

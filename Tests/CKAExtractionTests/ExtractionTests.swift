@@ -1,6 +1,7 @@
 import CKACheckpoint
-import CKAExtraction
+@testable import CKAExtraction
 import CKAIO
+import CKAImages
 import CKATensor
 import CKAViT
 import Foundation
@@ -65,6 +66,109 @@ struct ExtractionTests {
             results.append(try ActivationStore(path: out).read("norm").scalars)
         }
         expectClose(results[0].map(Double.init), results[1].map(Double.init), atol: 1e-5)
+    }
+
+    @Test(
+        "Gram batches read in place or straddling forward batches give the same bits, for 1 and 2 threads, and match float64"
+    )
+    func gramBatchingBits() throws {
+        // 12 examples of 5 × 7000 features (long rows: the fused Gram splits them in its fixed column parts).
+        let x = randomTensor([12, 5, 7000], seed: 7, offset: 3, as: Float.self)
+        let before = blasThreadCount
+        defer { setBLASThreadCount(before) }
+        var runs: [[[Double]]] = []
+        for threads in [1, 2] {
+            setBLASThreadCount(threads)
+            for chunks in [[12], [4, 4, 4], [3, 3, 3, 3], [5, 7], [1, 10, 1]] {
+                var batcher = GramBatcher(batchSize: 4, tokens: .flatten)
+                var grams: [[Double]] = []
+                var start = 0
+                for (i, c) in chunks.enumerated() {
+                    try batcher.add(x.rows(start..<start + c), isLast: i == chunks.count - 1) {
+                        grams.append($0.scalars)
+                    }
+                    start += c
+                }
+                runs.append(grams)
+            }
+        }
+        #expect(runs.allSatisfy { $0.count == 3 })
+        #expect(runs.allSatisfy { $0 == runs[0] }, "every chunking and thread count gives the same bits")
+        // Against the centred Gram in float64.
+        let d = 5 * 7000
+        for k in 0..<3 {
+            let v = x.rows(k * 4..<(k + 1) * 4).scalars.map(Double.init)
+            var centred = v
+            for j in 0..<d {
+                let mean = (0..<4).reduce(0.0) { $0 + v[$1 * d + j] } / 4
+                for r in 0..<4 { centred[r * d + j] -= mean }
+            }
+            var reference: [Double] = []
+            for i in 0..<4 {
+                for j in 0..<4 {
+                    reference.append((0..<d).reduce(0.0) { $0 + centred[i * d + $1] * centred[j * d + $1] })
+                }
+            }
+            // Diagonal ≈ 26 000: float32 summation of 35 000 terms, against an error of ~10⁵ without centring.
+            expectClose(runs[0][k], reference, rtol: 1e-5, atol: 0.5, "Gram batch \(k)")
+        }
+    }
+
+    /// A folder `a/`, `b/` of the image fixtures, with one corrupt file among them.
+    func imageFolder() throws -> URL {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CKAImagesTests/Fixtures")
+        let root = dir.appendingPathComponent("images")
+        let files = [
+            "cifar_cat_0000.jpg", "cifar_frog_0007.jpg", "corrupt.jpg", "cifar_ship_0003.jpg", "chelsea_420.jpg",
+            "chelsea_422.jpg", "bilevel.png", "chelsea_444_progressive.jpg",
+        ]
+        for (i, f) in files.enumerated() {
+            let folder = root.appendingPathComponent(i % 2 == 0 ? "a" : "b")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(
+                at: fixtures.appendingPathComponent(f), to: folder.appendingPathComponent("\(i)-\(f)"))
+        }
+        return root
+    }
+
+    @Test("Decoding one batch ahead on a second thread gives the same batches, skips and errors as the plain source")
+    func prefetchIdentical() throws {
+        let root = try imageFolder()
+        let pre = try Preprocessing(resize: 20, crop: 16)
+        for strict in [false, true] {
+            func batches(_ next: () throws -> InputBatch?) -> ([InputBatch], String?) {
+                var out: [InputBatch] = []
+                do { while let b = try next() { out.append(b) } } catch { return (out, "\(error)") }
+                return (out, nil)
+            }
+            var plain = try ImageFolderInput(root: root.path, preprocessing: pre, batchSize: 3, strict: strict)
+            let (expected, expectedError) = batches { try plain.next(maxCount: 3) }
+            let prefetching = PrefetchingInput(
+                try ImageFolderInput(root: root.path, preprocessing: pre, batchSize: 3, strict: strict))
+            let (got, gotError) = batches { try prefetching.next(maxCount: 3) }
+            #expect(got.count == expected.count && gotError == expectedError, "strict \(strict)")
+            #expect(strict ? expectedError != nil : expected.map(\.ids.count) == [3, 3, 1])
+            for (g, e) in zip(got, expected) {
+                #expect(g.ids == e.ids)
+                #expect(g.labels == e.labels)
+                #expect(g.pixels.shape == e.pixels.shape)
+                #expect(g.pixels.scalars == e.pixels.scalars)
+            }
+            let source = prefetching.finish()
+            let skippedIDs: [String] = source.skipped.map { $0.id }, expectedIDs: [String] = plain.skipped.map { $0.id }
+            #expect(skippedIDs == expectedIDs)
+            #expect(strict || plain.skipped.count == 1)
+        }
+        // Through the extractor (which prefetches): the skip is reported and the store is complete.
+        var input = try ImageFolderInput(root: root.path, preprocessing: pre, batchSize: 3)
+        var o = ExtractionOptions()
+        o.store = [.pooled, .pixels]
+        o.batchSize = 3
+        let summary = try ActivationExtractor.run(
+            model: try tinyViT(), checkpoint: nil, input: &input, to: dir.appendingPathComponent("p.h5").path,
+            options: o)
+        #expect(summary.examples == 7 && summary.skipped.count == 1 && input.skipped.count == 1)
     }
 
     @Test("A glob matching no hook point is an error; layer selection by glob")

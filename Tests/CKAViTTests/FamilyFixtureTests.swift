@@ -17,7 +17,8 @@ let familyFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 /// Every family, how it is loaded (the directory, or the weights file for bare timm state dicts) and the options
 /// a user would give.
 enum Family: String, CaseIterable, CustomTestStringConvertible {
-    case hfViT = "hf-vit", hfViTSharded = "hf-vit-sharded", hfViTBin = "hf-vit-bin", hfDINOv2 = "hf-dinov2"
+    case hfViT = "hf-vit", hfViTSharded = "hf-vit-sharded", hfViTBin = "hf-vit-bin", hfViTMAE = "hf-vit-mae"
+    case hfDINOv2 = "hf-dinov2"
     case hfDINOv2Registers = "hf-dinov2-reg", hfDeiT = "hf-deit", hfCLIP = "hf-clip", hfSigLIP = "hf-siglip"
     case openCLIP = "open-clip", timmRegisters = "timm-reg", timmMAP = "timm-map"
 
@@ -137,13 +138,13 @@ struct FamilyFixtureTests {
             } throws: { "\($0)".contains("config.json") && "\($0)".contains("missing") && !"\($0)".contains("\n") }
         }
         // An unknown model_type.
-        try Data(#"{"model_type": "vit_mae", "architectures": ["ViTMAEModel"]}"#.utf8).write(
+        try Data(#"{"model_type": "vit_hybrid", "architectures": ["ViTHybridModel"]}"#.utf8).write(
             to: dir.appendingPathComponent("config.json"))
         #expect {
             try Checkpoint(contentsOf: dir)
         } throws: { e in
             let s = "\(e)"
-            return s.contains("vit_mae") && s.contains("ViTMAEModel") && s.contains("dinov2_with_registers")
+            return s.contains("vit_hybrid") && s.contains("ViTHybridModel") && s.contains("dinov2_with_registers")
         }
         // A missing shard.
         let sharded = dir.appendingPathComponent("sharded")
@@ -152,6 +153,92 @@ struct FamilyFixtureTests {
         #expect {
             try Checkpoint(contentsOf: sharded)
         } throws: { "\($0)".contains("model-00002-of-00003.safetensors") }
+    }
+}
+
+@Suite("Position tables at another image size (timm's resample_abs_pos_embed)")
+struct PositionResamplingTests {
+    @Test(
+        "28 px weights run at 42 px equal timm's model built for 42 px: the table and every block",
+        arguments: [Family.timmRegisters, .timmMAP])
+    func resampled(family: Family) throws {
+        var options = family.options
+        options.imageSize = 42
+        let ckpt = try Checkpoint(contentsOf: family.checkpointURL, options: options)
+        #expect(ckpt.architecture.imageSize == 42 && ckpt.architecture.gridSize == 6)
+        let reference = try ActivationStore(path: family.directory.appendingPathComponent("reference-42.h5").path)
+        let table = try #require(ckpt["pos_embed"])
+        let expected = try reference.readFloatDataset("reference/pos_embed")
+        #expect(table.shape == expected.shape)
+        let tableError = relativeMaxError(table, expected)
+        #expect(tableError <= 1e-6, "pos_embed \(tableError)")
+        let model = try VisionTransformer(checkpoint: ckpt)
+        #expect(model.imageSize == 42)
+        var worst = 0.0
+        try model.forward(
+            try reference.readFloatDataset("inputs/pixels"), hooks: ["blocks.0", "blocks.1", "norm"]
+        ) { name, value in worst = max(worst, relativeMaxError(value, try reference.read(name))) }
+        #expect(worst <= 1e-5)
+        print("\(family.rawValue) at 42 px: pos_embed \(tableError), blocks \(worst)")
+    }
+
+    @Test("An image size that is not a multiple of the patch is refused in one line")
+    func badSize() throws {
+        var options = Family.timmRegisters.options
+        options.imageSize = 40
+        #expect {
+            try Checkpoint(contentsOf: Family.timmRegisters.checkpointURL, options: options)
+        } throws: { "\($0)".contains("multiple of the patch size 7") }
+    }
+}
+
+@Suite("OpenAI CLIP files")
+struct OpenAICLIPTests {
+    @Test("A TorchScript archive (OpenAI's ViT-B-16.pt format) is refused in one line that says how to convert it")
+    func torchScript() throws {
+        let url = familyFixtures.appendingPathComponent("openai-torchscript/ViT-tiny.pt")
+        #expect {
+            try Checkpoint(contentsOf: url)
+        } throws: { e in
+            let s = "\(e)"
+            return s.contains("TorchScript") && s.contains("torch.jit.load('ViT-tiny.pt'")
+                && s.contains("ViT-tiny.state_dict.pt") && !s.contains("\n")
+        }
+    }
+
+    @Test("OpenAI's weights re-saved as a state dict (with input_resolution, context_length, vocab_size) get QuickGELU")
+    func openAIStateDict() throws {
+        let archive = try TorchArchive(
+            contentsOf: Family.openCLIP.directory.appendingPathComponent("open_clip_pytorch_model.bin"))
+        var entries = try #require(archive.root.stringKeyedEntries).compactMap { e in
+            e.value.tensor.map { SafeTensorsWriter.Entry(name: e.key, stored: $0) }
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cka-openai-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plain = dir.appendingPathComponent("open_clip.safetensors")
+        try SafeTensorsWriter.write(entries, to: plain)
+        var options = Checkpoint.Options(heads: 4)
+        let gelu = try Checkpoint(contentsOf: plain, options: options)
+        #expect(gelu.source == .openCLIP && gelu.architecture.activation == .gelu)
+        #expect(gelu.architecture.layerNormEpsilon == 1e-5)
+        for k in ["input_resolution", "context_length", "vocab_size"] {
+            entries.append(try .init(name: k, dtype: .int64, shape: [], bytes: [UInt8](repeating: 0, count: 8)))
+        }
+        let openAI = dir.appendingPathComponent("ViT-tiny.state_dict.safetensors")
+        try SafeTensorsWriter.write(entries, to: openAI)
+        let quick = try Checkpoint(contentsOf: openAI, options: options)
+        #expect(quick.architecture.activation == .quickGELU && quick.architecture.family == "open_clip/openai")
+        // Its forward pass is the fixture's (QuickGELU, as the config beside the fixture says).
+        let reference = try ActivationStore(
+            path: Family.openCLIP.directory.appendingPathComponent("reference.h5").path)
+        var err = 0.0
+        try VisionTransformer(checkpoint: quick).forward(
+            try reference.readFloatDataset("inputs/pixels"), hooks: ["head"]
+        ) { _, v in err = relativeMaxError(v, try reference.read("head")) }
+        #expect(err <= 1e-5)
+        options.activation = .gelu  // --activation overrides
+        #expect(try Checkpoint(contentsOf: openAI, options: options).architecture.activation == .gelu)
     }
 }
 
@@ -173,6 +260,11 @@ struct FamilyExtractionTests {
         options.store = [.pooled, .grams, .pixels]
         options.gramBatchSize = 4
         options.layers = ["blocks.*", "norm", "attn_pool", "head"]
+        let classifier = ckpt.head["head.bias"] != nil  // not CLIP's projection
+        if classifier {
+            options.store.insert(.logits)
+            options.head = try ClassifierHead(checkpoint: ckpt)
+        }
         let summary = try ActivationExtractor.run(
             model: model, checkpoint: ckpt, input: &input, to: out.path, options: options)
         #expect(summary.examples == 3)
@@ -190,6 +282,10 @@ struct FamilyExtractionTests {
             worst = max(worst, relativeMaxError(try store.read(layer.name), try reference.read(layer.name)))
         }
         #expect(worst <= 1e-5, "\(family.rawValue): pooled features \(worst)")
+        if classifier {  // --store logits: HF's logits (DeiT: both heads averaged), timm's
+            let logits = try store.readFloatDataset("logits")
+            #expect(relativeMaxError(logits, try reference.read("head")) <= 1e-5, "\(family.rawValue) logits")
+        }
         let names = Set(store.layers.map(\.name))
         #expect(names.contains("blocks.1:gap_nocls"))
         #expect(names.contains("blocks.1:cls") == ckpt.architecture.classToken)

@@ -24,7 +24,7 @@ WORK=${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz}
 mkdir -p "$WORK/build"
 export SWIFT_BACKTRACE=enable=no   # otherwise the backtracer eats the crash and no crash file is written
 
-FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -package-name ViTCKA -I "$ROOT/Sources/CBLAS" -I "$WORK/build")
+FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -package-name ViTCKA -I "$ROOT/Sources/CBLAS" -I "$ROOT/Sources/CCrypto" -I "$WORK/build")
 HDF5_INCLUDE=$(pkg-config --cflags-only-I hdf5 | sed 's/^-I//; s/ *$//')
 quiet() { grep -v "Cannot export local symbol" || true; }   # harmless ld.gold warnings under ASan
 swiftc "${FLAGS[@]}" -wmo -module-name _CKASupport -emit-module -emit-module-path "$WORK/build/_CKASupport.swiftmodule" \
@@ -62,7 +62,7 @@ pids=()
 for t in "${TARGETS[@]}"; do
     swiftc "${FLAGS[@]}" -I "$ROOT/Sources/CHDF5" -Xcc -I"$HDF5_INCLUDE" "$HERE/fuzz_$t.swift" "$WORK/build/_CKASupport.o" \
         "$WORK/build/CKATensor.o" "$WORK/build/CKACheckpoint.o" "$WORK/build/CKAIO.o" \
-        $(pkg-config --libs-only-L hdf5) -lhdf5_serial -lopenblas -llapacke -o "$WORK/build/fuzz_$t" 2>&1 | quiet
+        $(pkg-config --libs-only-L hdf5) -lhdf5_serial -lopenblas -llapacke -lcrypto -o "$WORK/build/fuzz_$t" 2>&1 | quiet
     [ -x "$WORK/build/fuzz_$t" ] || { echo "build of fuzz_$t failed"; exit 2; }
     mkdir -p "$WORK/corpus/$t" "$WORK/crashes/$t"
     # Inputs that once crashed a target are replayed first; each must now run clean.

@@ -11,6 +11,7 @@ heads, 2 blocks, MLP 64, patch 7, 28x28 input = 16 patches) is saved exactly as 
   hf-vit          transformers ViTForImageClassification, save_pretrained (model.safetensors + config.json)
   hf-vit-sharded  the same weights, save_pretrained(max_shard_size) -> model-0000k-of-0000n.safetensors + index
   hf-vit-bin      the same weights as pytorch_model.bin (torch.save of the hub-named state dict, a torch zip)
+  hf-vit-mae      transformers ViTMAEModel (fixed sin-cos table; run unmasked: mask_ratio 0, increasing noise)
   hf-dinov2       transformers Dinov2Model (LayerScale, eps 1e-6)
   hf-dinov2-reg   transformers Dinov2WithRegistersModel (2 register tokens)
   hf-deit         transformers DeiTForImageClassificationWithTeacher (class + distillation token, two heads)
@@ -19,6 +20,7 @@ heads, 2 blocks, MLP 64, patch 7, 28x28 input = 16 patches) is saved exactly as 
   open-clip       open_clip.CLIP(quick_gelu=True) state_dict -> open_clip_pytorch_model.bin (torch.save)
   timm-reg        timm VisionTransformer(reg_tokens=2, no_embed_class=True) -> model.safetensors
   timm-map        timm VisionTransformer(class_token=False, global_pool='map') -> model.safetensors
+  openai-torchscript  a tiny torch.jit.save archive, the format of OpenAI's ViT-B-16.pt (must be refused)
 
 Each family directory also holds `reference.h5`, an activation store (docs/formats.md section 1) with
 /inputs/ids, /inputs/labels, /inputs/classes, /inputs/pixels (the family's own preprocessing of the three
@@ -202,6 +204,13 @@ def make_hf(family, out, folder, seed):
         model = T.ViTForImageClassification(cfg)
         proc = pil(T, "ViTImageProcessor")(size={"height": SIZE, "width": SIZE})
         prefix, has_cls = 1, True
+    elif family == "hf-vit-mae":
+        # ViTMAEModel shuffles and masks tokens in its forward; mask_ratio 0 and an increasing noise keep them all
+        # in order (the encoder of MAE on the whole image, as feature extraction uses it).
+        model = T.ViTMAEModel(T.ViTMAEConfig(intermediate_size=MLP, mask_ratio=0.0, **kw))
+        proc = pil(T, "ViTImageProcessor")(size={"height": SIZE, "width": SIZE}, image_mean=IMAGENET_MEAN,
+                                           image_std=IMAGENET_STD)
+        prefix, has_cls = 1, True
     elif family == "hf-dinov2":
         model = T.Dinov2Model(T.Dinov2Config(mlp_ratio=2, **kw))
         proc = pil(T, "BitImageProcessor")(size={"shortest_edge": 32}, crop_size={"height": SIZE, "width": SIZE},
@@ -264,9 +273,12 @@ def make_hf(family, out, folder, seed):
             rec.values["head"] = features.numpy()
             assert np.allclose(rec.values["norm"][:, 0], o.pooler_output.numpy(), atol=1e-6)
         else:
-            o = model(pixel_values=pixels, output_hidden_states=True)
+            extra = {}
+            if family == "hf-vit-mae":
+                extra["noise"] = torch.arange((SIZE // PATCH) ** 2, dtype=torch.float32).repeat(len(ids), 1)
+            o = model(pixel_values=pixels, output_hidden_states=True, **extra)
             hidden = o.hidden_states
-            if family.startswith("hf-vit") or family == "hf-deit":
+            if family in ("hf-vit", "hf-vit-sharded", "hf-vit-bin", "hf-deit"):
                 rec.values["head"] = o.logits.numpy()
             if family == "hf-siglip":
                 assert np.allclose(rec.values["attn_pool"], o.pooler_output.numpy())
@@ -341,13 +353,14 @@ def make_timm(family, out, folder, seed):
     timm.layers.set_fused_attn(False)
     kw = dict(img_size=SIZE, patch_size=PATCH, embed_dim=D, depth=DEPTH, num_heads=HEADS, mlp_ratio=MLP / D)
     if family == "timm-reg":
-        model = VisionTransformer(reg_tokens=2, no_embed_class=True, num_classes=5, **kw)
+        model_kwargs = dict(reg_tokens=2, no_embed_class=True, num_classes=5, **kw)
         prefix, has_cls = 3, True
     elif family == "timm-map":
-        model = VisionTransformer(class_token=False, global_pool="map", num_classes=5, **kw)
+        model_kwargs = dict(class_token=False, global_pool="map", num_classes=5, **kw)
         prefix, has_cls = 0, False
     else:
         raise ValueError(family)
+    model = VisionTransformer(**model_kwargs)
     randomize(model, seed)
     model.eval()
     os.makedirs(out, exist_ok=True)
@@ -378,6 +391,35 @@ def make_timm(family, out, folder, seed):
     write_reference(os.path.join(out, "reference.h5"), ids, labels, pixels.numpy(), rec.values,
                     {"family": family, "library": f"timm {timm.__version__}", "prefix_tokens": prefix})
 
+    # The same weights at 42 px (6 x 6 patches): timm's own loader resamples pos_embed (checkpoint_filter_fn ->
+    # resample_abs_pos_embed: bicubic, antialias, prefix rows kept) when the model is built for another size.
+    from timm.models.vision_transformer import checkpoint_filter_fn
+    big = VisionTransformer(**{**model_kwargs, "img_size": 42})
+    big.load_state_dict(checkpoint_filter_fn(model.state_dict(), big))
+    big.eval()
+    tf42 = timm.data.create_transform(input_size=(3, 42, 42), crop_pct=0.9, interpolation="bicubic",
+                                      mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    pixels42 = torch.stack([tf42(im) for im in imgs])
+    rec = Recorder()
+    for i, blk in enumerate(big.blocks):
+        rec.hook(blk, f"blocks.{i}")
+    rec.hook(big.norm, "norm")
+    with torch.no_grad():
+        big(pixels42)
+    rec.remove()
+    write_reference(os.path.join(out, "reference-42.h5"), ids, labels, pixels42.numpy(), rec.values,
+                    {"family": family, "library": f"timm {timm.__version__}", "image_size": 42})
+    with h5py.File(os.path.join(out, "reference-42.h5"), "a") as f:
+        f.create_dataset("reference/pos_embed", data=big.pos_embed.detach().numpy())
+
+
+def make_torchscript(out):
+    """A TorchScript archive (torch.jit.save), the format of OpenAI's CLIP `ViT-B-16.pt`: refused with the
+    one-line conversion recipe (its weights are only reachable by running its code)."""
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), os.path.join(out, "ViT-tiny.pt"))
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -387,17 +429,19 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     families = ["hf-vit", "hf-vit-sharded", "hf-vit-bin", "hf-dinov2", "hf-dinov2-reg", "hf-deit", "hf-clip",
-                "hf-siglip", "open-clip", "timm-reg", "timm-map"]
+                "hf-siglip", "open-clip", "timm-reg", "timm-map", "openai-torchscript", "hf-vit-mae"]
     for seed, family in enumerate(families):
         if args.only and family not in args.only.split(","):
             continue
         out = os.path.join(args.out, family)
         shutil.rmtree(out, ignore_errors=True)
-        s = 16 if family.startswith("hf-vit") else 100 + seed  # the three hf-vit layouts hold the same weights
+        s = 16 if family in ("hf-vit", "hf-vit-sharded", "hf-vit-bin") else 100 + seed  # the three hf-vit layouts hold the same weights
         if family.startswith("hf-"):
             make_hf(family, out, args.images, s)
         elif family == "open-clip":
             make_open_clip(out, args.images, s)
+        elif family == "openai-torchscript":
+            make_torchscript(out)
         else:
             make_timm(family, out, args.images, s)
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)

@@ -1,0 +1,72 @@
+import CKAKit
+import Foundation
+import Testing
+import _CKATestSupport
+
+/// The model-family fixtures of the ViT tests (same package).
+func familyFixture(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("CKAViTTests/FamilyFixtures/\(name)").path
+}
+
+@Suite("cka on every model family")
+struct FamilyCommandTests {
+    let dir: URL
+    init() throws { dir = try makeTemporaryDirectory() }
+
+    @Test(
+        "cka extract runs on each family's directory or file with its own preprocessing",
+        arguments: [
+            ("hf-vit", [String]()), ("hf-vit-sharded", []), ("hf-vit-bin", []), ("hf-vit-mae", []), ("hf-dinov2", []),
+            ("hf-dinov2-reg", []), ("hf-deit", []), ("hf-clip", []), ("hf-siglip", []), ("open-clip", []),
+            ("timm-reg/model.safetensors", ["--heads", "4"]), ("timm-map/model.safetensors", ["--heads", "4"]),
+        ])
+    func extract(family: String, extra: [String]) throws {
+        let root = familyFixture(family.components(separatedBy: "/")[0])
+        let out = dir.appendingPathComponent("\(family.replacingOccurrences(of: "/", with: "_")).h5").path
+        let r = try cka(
+            [
+                "extract", "--checkpoint", familyFixture(family), "--images", root + "/images", "--out", out,
+                "--store", "pooled,grams", "--gram-batch-size", "4", "--quiet",
+            ] + extra)
+        #expect(r.status == 0, "\(family): \(r.stderr)")
+        let store = try ActivationStore(path: out)
+        #expect(store.count == 3)
+        #expect(store.layers.contains { $0.name == "blocks.1:gap_nocls" })
+        let i = try cka(["inspect", out])
+        #expect(i.status == 0)
+    }
+
+    @Test("cka checkpoint --json prints the mapping from the file's names")
+    func checkpointJSON() throws {
+        let r = try cka(["checkpoint", familyFixture("hf-dinov2-reg"), "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains(#""original":"encoder.layer.0.norm1.weight""#))
+        #expect(r.stdout.contains(#""register_tokens":2"#) && r.stdout.contains(#""source":"hf""#))
+        let t = try cka(["checkpoint", familyFixture("hf-siglip")])
+        #expect(t.status == 0 && t.stdout.contains("no class token") && t.stdout.contains("MAP head attn_pool"))
+    }
+
+    @Test("Refusals are one line: :cls without a class token, a TorchScript archive, a missing config.json")
+    func refusals() throws {
+        let out = dir.appendingPathComponent("s.h5").path
+        let cls = try cka(
+            [
+                "extract", "--checkpoint", familyFixture("hf-siglip"), "--images",
+                familyFixture("hf-siglip") + "/images",
+                "--out", out, "--layers", "blocks.*:cls", "--quiet",
+            ])
+        #expect(cls.status == 1 && cls.stderr.contains("no class token"))
+        #expect(cls.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let ts = try cka(["checkpoint", familyFixture("openai-torchscript/ViT-tiny.pt")])
+        #expect(ts.status == 1 && ts.stderr.contains("torch.jit.load") && ts.stderr.split(separator: "\n").count == 1)
+        let bare = dir.appendingPathComponent("bare")
+        try FileManager.default.createDirectory(at: bare, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            atPath: familyFixture("hf-vit") + "/model.safetensors",
+            toPath: bare.appendingPathComponent("model.safetensors").path)
+        let noConfig = try cka(["checkpoint", bare.path])
+        #expect(noConfig.status == 1 && noConfig.stderr.contains("config.json"))
+    }
+}

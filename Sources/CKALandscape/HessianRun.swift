@@ -28,7 +28,7 @@ public struct HessianRun {
         public var repeats = 1
         public var seed: UInt64 = 0
         /// Finite-difference step relative to ‖θ‖ of the scope; Richardson extrapolation (twice the cost).
-        public var relativeStep = HessianOperator.defaultRelativeStep
+        public var relativeStep = 1e-5
         public var extrapolate = false
         /// Also take the fixed sin-cos position tables.
         public var includeFixed = false
@@ -46,6 +46,8 @@ public struct HessianRun {
         public var parameterCount: Int
         /// Per repeat: the top-k eigenvalues, descending.
         public var eigenvalues: [[Double]]
+        /// Per repeat: |λ₁(ε) − λ₁(ε/2)|, the step error of the largest eigenvalue.
+        public var stepErrors: [Double] = []
         /// Per repeat: the Hutchinson estimate.
         public var traces: [HutchinsonTrace]
     }
@@ -109,7 +111,7 @@ public struct HessianRun {
         let end = DispatchTime.now().uptimeNanoseconds
         let seconds = Double(gradientStart - start) * 1e-9, gradientSeconds = Double(end - gradientStart) * 1e-9
         let topSteps = max(o.lanczosSteps, o.topK)
-        let products = o.repeats * (scopes.count * (topSteps + o.traceSamples) + o.densityRuns * o.lanczosSteps)
+        let products = o.repeats * (scopes.count * (topSteps + 1 + o.traceSamples) + o.densityRuns * o.lanczosSteps)
         if !o.quiet {
             log(
                 "hessian: \(o.objective.loss.rawValue) loss over \(examples.ids.count) examples, \(model.dimension) parameters, \(scopes.count) scope(s)"
@@ -137,9 +139,19 @@ public struct HessianRun {
                 model.rademacher(seed: o.seed &+ 1000 &+ UInt64(r * o.traceSamples + $0))
             }
             for (i, op) in operators.enumerated() {
-                results[i].eigenvalues.append(
-                    try topHessianEigenvalues(op, k: o.topK, steps: topSteps, seed: o.seed &+ UInt64(r)))
-                progress(topSteps)
+                let top = try topHessianEigenvalues(
+                    op, k: o.topK, steps: topSteps, seed: o.seed &+ UInt64(r), checkingStep: true)
+                results[i].eigenvalues.append(top.values)
+                results[i].stepErrors.append(top.stepError)
+                progress(topSteps + 1)
+                if !o.quiet && top.stepError > 0.01 * abs(top.values[0]) {
+                    line.update(CKAProgress(done: done, total: products, unit: "Hessian-vector products"))
+                    log(
+                        String(
+                            format:
+                                "hessian: warning: %@: λ₁ = %.6g changes by %.2g when the step is halved (more than 1 %%): try a smaller --hessian-step or --richardson",
+                            results[i].scope, top.values[0], top.stepError))
+                }
                 let restricted = i == 0 ? probes : probes.map { op.flatten(model.unflatten($0)) }
                 results[i].traces.append(try HutchinsonTrace(op, probes: restricted))
                 progress(o.traceSamples)
@@ -202,6 +214,11 @@ extension HessianRun.Result {
                 let (m, e) = Self.meanAndError(s.eigenvalues.map { $0[i] })
                 out.append((s.scope, "eigenvalue", i + 1, m, e))
             }
+            out.append(
+                (
+                    s.scope, "eigenvalue_step_error", 1, s.stepErrors.reduce(0, +) / Double(max(s.stepErrors.count, 1)),
+                    .nan
+                ))
             let (m, e) = Self.meanAndError(s.traces.map(\.mean))
             out.append((s.scope, "trace", 0, m, s.traces.count == 1 ? s.traces[0].standardError : e))
         }
@@ -248,6 +265,7 @@ extension HessianRun.Result {
                     try Tensor<Double>(shape: shape, scalars: v))
             }
             try doubles("eigenvalues", [n, r, k], scopes.flatMap { $0.eigenvalues.flatMap { $0 } })
+            try doubles("eigenvalue_step_error", [n, r], scopes.flatMap(\.stepErrors))
             try doubles("trace", [n, r], scopes.flatMap { $0.traces.map(\.mean) })
             try doubles("trace_stderr", [n, r], scopes.flatMap { $0.traces.map(\.standardError) })
             try doubles("trace_samples", [n, r, s], scopes.flatMap { $0.traces.flatMap(\.samples) })

@@ -65,11 +65,12 @@ public struct HessianOperator {
         return out
     }
 
-    /// H·x.
-    public func callAsFunction(_ x: [Double]) throws -> [Double] {
+    /// H·x (with the step `step`, or another).
+    public func callAsFunction(_ x: [Double], step other: Double? = nil) throws -> [Double] {
         let s = Self.norm(x)
         guard s > 0 else { return [Double](repeating: 0, count: x.count) }
-        var hx = flatten(try product(unflatten(x, scale: 1 / s), step: step, extrapolated: extrapolated))
+        var hx = flatten(
+            try product(unflatten(x, scale: 1 / s), step: other ?? step, extrapolated: extrapolated))
         for i in hx.indices { hx[i] *= s }
         return hx
     }
@@ -102,8 +103,12 @@ public struct LanczosTridiagonal: Sendable {
     /// The diagonal αⱼ and the off-diagonal βⱼ (one shorter).
     public var alpha: [Double]
     public var beta: [Double]
+    /// The orthonormal Lanczos vectors q₀, q₁, … (kept only when asked).
+    public var basis: [[Double]] = []
 
-    public init(_ apply: ([Double]) throws -> [Double], start: [Double], steps: Int) throws {
+    public init(
+        _ apply: ([Double]) throws -> [Double], start: [Double], steps: Int, keepingBasis: Bool = false
+    ) throws {
         guard steps >= 1 else { throw LandscapeError.invalidArgument("Lanczos needs at least one step") }
         let n0 = HessianOperator.norm(start)
         guard n0 > 0 else { throw LandscapeError.invalidArgument("Lanczos needs a non-zero start vector") }
@@ -129,6 +134,7 @@ public struct LanczosTridiagonal: Sendable {
         }
         alpha = a
         beta = b
+        if keepingBasis { self.basis = Array(basis.prefix(a.count)) }
     }
 
     /// T's eigenvalues (Ritz values, ascending) and the squared first components of its unit eigenvectors
@@ -142,6 +148,24 @@ public struct LanczosTridiagonal: Sendable {
         }
         let (values, vectors) = try t.symmetricEigen()
         return ((0..<m).map { values[$0] }, (0..<m).map { vectors[0, $0] * vectors[0, $0] })
+    }
+
+    /// The Ritz vector of the largest Ritz value, Σⱼ sⱼ·qⱼ (needs the basis).
+    public func topRitzVector() throws -> [Double] {
+        let m = alpha.count
+        guard basis.count == m, m > 0 else { throw LandscapeError.invalidArgument("Lanczos kept no basis") }
+        var t = Tensor<Double>(shape: [m, m])
+        for i in 0..<m {
+            t[i, i] = alpha[i]
+            if i + 1 < m { t[i, i + 1] = beta[i]; t[i + 1, i] = beta[i] }
+        }
+        let vectors = try t.symmetricEigen().vectors
+        var y = [Double](repeating: 0, count: basis[0].count)
+        for j in 0..<m {
+            let c = vectors[j, m - 1]
+            for i in y.indices { y[i] += c * basis[j][i] }
+        }
+        return y
     }
 }
 
@@ -162,7 +186,7 @@ public struct SpectralDensity: Sendable {
     public init(_ op: HessianOperator, probes: [[Double]], steps: Int) throws {
         var n: [[Double]] = [], w: [[Double]] = []
         for p in probes {
-            let r = try LanczosTridiagonal(op.callAsFunction, start: p, steps: steps).ritz()
+            let r = try LanczosTridiagonal({ try op($0) }, start: p, steps: steps).ritz()
             n.append(r.values)
             w.append(r.weights)
         }
@@ -229,8 +253,22 @@ public struct HutchinsonTrace: Sendable {
 /// The k largest eigenvalues of a Hessian by Lanczos with full re-orthogonalisation from a Rademacher start:
 /// the k largest Ritz values of `steps` steps (descending).
 public func topHessianEigenvalues(_ op: HessianOperator, k: Int, steps: Int, seed: UInt64) throws -> [Double] {
-    let r = try LanczosTridiagonal(op.callAsFunction, start: op.rademacher(seed: seed), steps: max(steps, k)).ritz()
-    return Array(r.values.reversed().prefix(k))
+    try topHessianEigenvalues(op, k: k, steps: steps, seed: seed, checkingStep: false).values
+}
+
+/// The k largest eigenvalues as above and, with `checkingStep`, the step error of the largest: the Rayleigh
+/// quotient of its Ritz vector recomputed with ε/2, |λ(ε) − λ(ε/2)| (one more product; the truncation error
+/// of a central difference is O(ε²), so this is ¾ of λ(ε)'s). NaN without the check.
+public func topHessianEigenvalues(
+    _ op: HessianOperator, k: Int, steps: Int, seed: UInt64, checkingStep: Bool
+) throws -> (values: [Double], stepError: Double) {
+    let lanczos = try LanczosTridiagonal(
+        { try op($0) }, start: op.rademacher(seed: seed), steps: max(steps, k), keepingBasis: checkingStep)
+    let values = Array(try lanczos.ritz().values.reversed().prefix(k))
+    guard checkingStep else { return (values, .nan) }
+    let y = try lanczos.topRitzVector()
+    let half = HessianOperator.dot(y, try op(y, step: op.step / 2)) / HessianOperator.dot(y, y)
+    return (values, abs(values[0] - half))
 }
 
 /// The per-block scopes of a ViT's parameters: `patch_embed` (with `cls_token`, `pos_embed`, register and

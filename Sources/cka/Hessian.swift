@@ -94,7 +94,7 @@ extension CKACommand {
         @Option(
             name: .customLong("hessian-step"),
             help: "Finite-difference step of the Hessian-vector products, relative to ‖θ‖ of the scope.")
-        var hessianStep = HessianOperator.defaultRelativeStep
+        var hessianStep = 1e-5
 
         @Flag(help: "Richardson-extrapolated products: error O(ε⁴) instead of O(ε²), twice the cost.")
         var richardson = false

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes Tests/CKALandscapeTests/Fixtures/hessian_small.h5: exact Hessian quantities of a tiny timm ViT's
 cross-entropy loss by PyTorch float64 double-backward (developer-run; needs torch, timm 1.0.x, numpy, h5py; not
-run by CI). PyHessian is not used (not installable offline); its formulas are reimplemented here in float64:
+run by CI). PyHessian is not used (not a dependency of this project); its formulas are reimplemented here in float64:
 
     Hutchinson (pyhessian.hessian.trace):   tr(H) ≈ mean_s vₛᵀ H vₛ, vₛ Rademacher (±1 entries)
     SLQ (pyhessian.hessian.density):         per run, Lanczos from v/‖v‖ (v Rademacher) with full

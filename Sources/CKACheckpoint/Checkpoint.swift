@@ -232,8 +232,17 @@ public struct Checkpoint: Sendable {
             parameters[key] = try t.floatTensor()
             t.releaseMappedPages()
         }
-        if let size = options.imageSize, size != arch.imageSize {
-            try PositionTable.resample(&parameters, architecture: &arch, imageSize: size, fileName: name)
+        // Hugging Face DINOv2 always interpolates its position table to the input (bicubic, antialiased, as timm's
+        // resample_abs_pos_embed): run it at the crop its preprocessor publishes (the hub's 518 px table at 224).
+        var targetSize = options.imageSize
+        if targetSize == nil, let hub, ["dinov2", "dinov2_with_registers"].contains(hub.modelType ?? "") {
+            targetSize = try hub.preprocessing()?.crop
+        }
+        if let size = targetSize, size != arch.imageSize {
+            // transformers' Dinov2Model interpolates without antialiasing (its registers variant and timm with).
+            let kernel: PositionTable.Kernel = hub?.modelType == "dinov2" ? .plain : .antialiased
+            try PositionTable.resample(
+                &parameters, architecture: &arch, imageSize: size, kernel: kernel, fileName: name)
         }
         self.file = name
         self.format = format

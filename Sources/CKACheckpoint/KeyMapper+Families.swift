@@ -49,13 +49,7 @@ extension KeyMapper {
         var qkvOriginal: [Int: [String]] = [:]
         var inProj: [String: (StoredTensor, String)] = [:]
         func put(_ c: String, _ t: StoredTensor, _ original: String) throws {
-            guard m.canonical[c] == nil else {
-                throw CheckpointError.unrecognizedLayout(
-                    file: fileName, expected: "one tensor per parameter",
-                    found: "two keys mapping to \(c) (\(m.originalNames[c] ?? "?"), \(original))")
-            }
-            m.canonical[c] = t.renamed(c)
-            m.originalNames[c] = original
+            try m.put(c, t, original, fileName: fileName)
         }
         for (original, value) in stateDict {
             guard let tensor = value.tensor else {
@@ -247,13 +241,7 @@ extension KeyMapper {
     static func mapOpenCLIP(_ stateDict: [(key: String, value: PickleValue)], fileName: String) throws -> Mapping {
         var m = Mapping()
         func put(_ c: String, _ t: StoredTensor, _ original: String) throws {
-            guard m.canonical[c] == nil else {
-                throw CheckpointError.unrecognizedLayout(
-                    file: fileName, expected: "one tensor per parameter",
-                    found: "two keys mapping to \(c) (\(m.originalNames[c] ?? "?"), \(original))")
-            }
-            m.canonical[c] = t.renamed(c)
-            m.originalNames[c] = original
+            try m.put(c, t, original, fileName: fileName)
         }
         let block: [(String, String)] = [
             ("ln_1.", "norm1."), ("attn.in_proj_weight", "attn.qkv.weight"), ("attn.in_proj_bias", "attn.qkv.bias"),

@@ -9,6 +9,18 @@ enum KeyMapper {
         var decoder: [String: StoredTensor] = [:]
         var ignored: [Checkpoint.IgnoredKey] = []
         var unexpected: [String] = []
+
+        /// Records `tensor` under the timm name `c`, read from the file's key `original`; a second key for the
+        /// same parameter is refused.
+        mutating func put(_ c: String, _ tensor: StoredTensor, _ original: String, fileName: String) throws {
+            guard canonical[c] == nil else {
+                throw CheckpointError.unrecognizedLayout(
+                    file: fileName, expected: "one tensor per parameter",
+                    found: "two keys mapping to \(c) (\(originalNames[c] ?? "?"), \(original))")
+            }
+            canonical[c] = tensor.renamed(c)
+            originalNames[c] = original
+        }
     }
 
     static func strip(_ s: inout String, _ prefix: String) -> Bool {
@@ -85,13 +97,7 @@ enum KeyMapper {
                 if source == .dino || source == .dinoFull || source == .dinov2 { _ = strip(&k, "backbone.") }
             }
             if let c = canonicalName(k) {
-                guard m.canonical[c] == nil else {
-                    throw CheckpointError.unrecognizedLayout(
-                        file: fileName, expected: "one tensor per parameter",
-                        found: "two keys mapping to \(c) (\(m.originalNames[c] ?? "?"), \(original))")
-                }
-                m.canonical[c] = tensor.renamed(c)
-                m.originalNames[c] = original
+                try m.put(c, tensor, original, fileName: fileName)
                 continue
             }
             // Not a backbone parameter: classify.

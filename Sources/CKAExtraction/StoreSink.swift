@@ -59,6 +59,8 @@ public struct ExtractionPlan: @unchecked Sendable {
             meta.extra["source"] = .string(checkpoint.source.rawValue)
         }
         meta.architecture = a.timmName
+        if a.prefixTokens != 1 { meta.extra["prefix_tokens"] = .int(a.prefixTokens) }  // read by gap_nocls reductions
+        if let family = a.family { meta.extra["family"] = .string(family) }
         meta.extra.merge(options.attributes) { $1 }
         if let head {
             meta.extra["head_kind"] = .string(head.readout.kind)

@@ -88,6 +88,9 @@ public final class ActivationStore {
 
     /// Number of inputs N.
     public var count: Int { ids.count }
+    /// Tokens before the patches (class, distillation, registers) that `gap_nocls` leaves out: the `prefix_tokens`
+    /// attribute, 1 when absent.
+    public var prefixTokens: Int { max(0, attributes["prefix_tokens"]?.intValue ?? 1) }
     /// The model name (the `model` attribute), or the file name without extension.
     public var modelName: String {
         attributes["model"]?.stringValue ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent

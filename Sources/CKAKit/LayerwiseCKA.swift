@@ -116,7 +116,9 @@ public struct LayerwiseCKA: Sendable {
     func grams(_ model: VisionTransformer, _ pixels: Tensor<Float>, hooks: [String]) throws -> [Tensor<Double>] {
         var out: [String: Tensor<Double>] = [:]
         try model.forward(pixels, hooks: Set(hooks)) { name, value in
-            let rows = try (tokens == .flatten ? value : tokens.apply(value)).flattenedRows
+            let rows = try
+                (tokens == .flatten ? value : tokens.apply(value, prefixTokens: model.architecture.prefixTokens))
+                .flattenedRows
             out[name] = try rows.centeredGramOfRows()
         }
         return hooks.map { out[$0]! }

@@ -108,7 +108,7 @@ extension ActivationStore {
         for start in stride(from: 0, to: n, by: step) {
             let r = start..<min(n, start + step)
             try read(name, rows: r, into: &buffer)
-            try reduced.setRows(r, from: tokens.apply(buffer))
+            try reduced.setRows(r, from: tokens.apply(buffer, prefixTokens: self.prefixTokens))
         }
         return reduced
     }

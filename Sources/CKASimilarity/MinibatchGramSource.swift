@@ -72,7 +72,8 @@ package final class ReadGramSource: MinibatchGramSource {
     private let blasThreads: Int
 
     /// - Parameter batches: the minibatches that `grams(for:)` will be asked for, in order.
-    public init(layers: [LayerRef], batches: [Minibatch], tokens: TokenReduction) {
+    /// - Throws: `CKAError.invalidOption` for `gap_nocls` over stores whose prefix tokens differ.
+    public init(layers: [LayerRef], batches: [Minibatch], tokens: TokenReduction) throws {
         self.layers = layers
         var jobs: [BatchPrefetcher.Job] = []
         for batch in batches {
@@ -85,10 +86,18 @@ package final class ReadGramSource: MinibatchGramSource {
         }
         // The caller centres every batch in cache while building its Gram (`centeredGramOfRows`): one formula
         // whichever thread is ahead, so the bits never depend on timing.
+        // gap_nocls leaves out each store's prefix tokens (class, distillation, registers).
+        let prefixes = Set(layers.map(\.store.prefixTokens))
+        if tokens == .gapNoCLS && prefixes.count > 1 {
+            throw CKAError.invalidOption(
+                "tokens gap_nocls over stores with different prefix tokens (\(prefixes.sorted())): store Grams at extraction (cka extract --gram-tokens gap_nocls)"
+            )
+        }
+        let prefix = prefixes.first ?? 1
         prefetcher = BatchPrefetcher(
             jobs: jobs,
             prepare: { x in
-                if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x) }
+                if x.rank == 3 && tokens != .flatten { x = try tokens.apply(x, prefixTokens: prefix) }
             }, centre: nil)
         blasThreads = max(1, blasThreadCount - 1)
     }
@@ -139,7 +148,7 @@ package struct ComparisonGrams {
         if let mapped {
             computed = mapped
         } else if !rest.isEmpty {
-            computed = ReadGramSource(layers: rest, batches: batches, tokens: o.tokens)
+            computed = try ReadGramSource(layers: rest, batches: batches, tokens: o.tokens)
         }
         usesMemoryMap = mapped != nil
         blasThreads = usesMemoryMap ? 1 : computed != nil ? max(1, blasThreadCount - 1) : blasThreadCount

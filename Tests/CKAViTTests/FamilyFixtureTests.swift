@@ -182,6 +182,23 @@ struct PositionResamplingTests {
         print("\(family.rawValue) at 42 px: pos_embed \(tableError), blocks \(worst)")
     }
 
+    @Test(
+        "Hugging Face DINOv2 at another input size equals its own interpolate_pos_encoding",
+        arguments: [Family.hfDINOv2, .hfDINOv2Registers])
+    func dinov2(family: Family) throws {
+        var options = family.options
+        options.imageSize = 42
+        let model = try VisionTransformer(
+            checkpoint: try Checkpoint(contentsOf: family.checkpointURL, options: options))
+        let reference = try ActivationStore(path: family.directory.appendingPathComponent("reference-42.h5").path)
+        var worst = 0.0
+        try model.forward(
+            try reference.readFloatDataset("inputs/pixels"), hooks: ["blocks.0", "blocks.1", "norm"]
+        ) { name, value in worst = max(worst, relativeMaxError(value, try reference.read(name))) }
+        #expect(worst <= 1e-5)
+        print("\(family.rawValue) at 42 px: blocks \(worst)")
+    }
+
     @Test("An image size that is not a multiple of the patch is refused in one line")
     func badSize() throws {
         var options = Family.timmRegisters.options
@@ -291,6 +308,29 @@ struct FamilyExtractionTests {
         #expect(names.contains("blocks.1:cls") == ckpt.architecture.classToken)
         #expect(names.contains("attn_pool") == ckpt.architecture.attentionPool)
         print("\(family.rawValue): extract \(preprocessing): pixels \(pixelError), pooled \(worst)")
+    }
+
+    @Test(
+        "gap_nocls of stored tokens leaves out every prefix token (the store records prefix_tokens)",
+        arguments: [Family.hfDINOv2Registers, .hfDeiT, .hfSigLIP, .hfViT])
+    func storedPrefix(family: Family) throws {
+        let ckpt = try family.load()
+        let model = try VisionTransformer(checkpoint: ckpt)
+        var input = try ImageFolderInput(
+            root: family.directory.appendingPathComponent("images").path,
+            preprocessing: try ImageFolderInput.defaultPreprocessing(for: ckpt, imageSize: model.imageSize),
+            batchSize: 3)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cka-family-prefix-\(family.rawValue)-\(getpid()).h5")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var options = ExtractionOptions()
+        options.store = [.activations, .pooled]
+        options.layers = ["blocks.1"]
+        _ = try ActivationExtractor.run(model: model, checkpoint: ckpt, input: &input, to: out.path, options: options)
+        let store = try ActivationStore(path: out.path)
+        #expect(store.prefixTokens == family.prefixTokens)
+        let reduced = try TokenReduction.gapNoCLS.apply(try store.read("blocks.1"), prefixTokens: store.prefixTokens)
+        #expect(reduced.scalars == (try store.read("blocks.1:gap_nocls")).scalars)
     }
 
     @Test("A model without a class token refuses :cls in one line")

@@ -288,6 +288,17 @@ def make_hf(family, out, folder, seed):
     add_pooled(rec.values, prefix, has_cls)
     write_reference(os.path.join(out, "reference.h5"), ids, labels, pixels.numpy(), rec.values,
                     {"family": family, "library": f"transformers {T.__version__}", "prefix_tokens": prefix})
+    if family in ("hf-dinov2", "hf-dinov2-reg"):
+        # DINOv2 interpolates its position table to any input (bicubic, antialias): the same model at 42 px.
+        proc42 = pil(T, "BitImageProcessor")(size={"shortest_edge": 48}, crop_size={"height": 42, "width": 42},
+                                             resample=3, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+        pixels42 = proc42(images=imgs, return_tensors="pt")["pixel_values"].float()
+        with torch.no_grad():
+            o = model(pixel_values=pixels42, output_hidden_states=True)
+        values = {f"blocks.{i}": o.hidden_states[i + 1].numpy() for i in range(DEPTH)}
+        values["norm"] = o.last_hidden_state.numpy()
+        write_reference(os.path.join(out, "reference-42.h5"), ids, labels, pixels42.numpy(), values,
+                        {"family": family, "library": f"transformers {T.__version__}", "image_size": 42})
     return rec.values
 
 

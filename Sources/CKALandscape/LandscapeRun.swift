@@ -422,16 +422,8 @@ public struct LandscapeRun {
         var surface = LandscapeSurface(
             x: xAxis.coordinates, y: dims == 2 ? yAxis.coordinates : nil, ids: examples.ids, attributes: attributes)
         if !setup.maskRows.isEmpty { surface.masks = setup.maskRows; surface.patchCount = setup.patchCount }
-        if FileManager.default.fileExists(atPath: out) {
-            let stored = try LandscapeSurface(contentsOf: out)
-            if let conflict = surface.resumeConflict(with: stored) {
-                throw LandscapeError.invalidArgument(
-                    "\(out) exists with other settings (\(conflict)); remove it or choose another --out")
-            }
-            surface.adoptPoints(of: stored)
-            if !quiet {
-                log("landscape: resuming \(out): \(stored.completedCount) of \(stored.done.count) points done")
-            }
+        if let done = try surface.resume(from: out), !quiet {
+            log("landscape: resuming \(out): \(done) of \(surface.done.count) points done")
         }
         let run = SurfaceEvaluation(objective: objective, directions: dirs)
         let line = ProgressLine("landscape", quiet: quiet)
@@ -626,16 +618,8 @@ extension LandscapeRun {
         var surface = LandscapeSurface(
             x: try GridAxis(parsing: o.grid).coordinates, y: nil, ids: examples.ids, attributes: attributes)
         if !setup.maskRows.isEmpty { surface.masks = setup.maskRows; surface.patchCount = setup.patchCount }
-        if FileManager.default.fileExists(atPath: out) {
-            let stored = try LandscapeSurface(contentsOf: out)
-            if let conflict = surface.resumeConflict(with: stored) {
-                throw LandscapeError.invalidArgument(
-                    "\(out) exists with other settings (\(conflict)); remove it or choose another --out")
-            }
-            surface.adoptPoints(of: stored)
-            if !quiet {
-                log("landscape: resuming \(out): \(stored.completedCount) of \(stored.done.count) points done")
-            }
+        if let done = try surface.resume(from: out), !quiet {
+            log("landscape: resuming \(out): \(done) of \(surface.done.count) points done")
         }
         let run = SurfaceEvaluation(objective: pathObjective, directions: [direction])
         let line = ProgressLine("landscape", quiet: quiet)

@@ -88,6 +88,19 @@ extension LandscapeSurface {
         return nil
     }
 
+    /// Resumes from the surface stored at `path`, if there is one: takes its points, or throws when it was
+    /// computed with other settings. Returns the number of points already done (nil: nothing stored).
+    public mutating func resume(from path: String) throws -> Int? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let stored = try LandscapeSurface(contentsOf: path)
+        if let conflict = resumeConflict(with: stored) {
+            throw LandscapeError.invalidArgument(
+                "\(path) exists with other settings (\(conflict)); remove it or choose another --out")
+        }
+        adoptPoints(of: stored)
+        return stored.completedCount
+    }
+
     /// Takes the computed points of `other` (a compatible stored surface).
     public mutating func adoptPoints(of other: LandscapeSurface) {
         loss = other.loss

@@ -135,6 +135,7 @@ public struct MinibatchStatisticsAccumulator: Sendable {
                     let width = group * nB
                     let gathered = UnsafeMutablePointer<Double>.allocate(capacity: max(1, width * chunks.longest))
                     let cross = UnsafeMutablePointer<Double>.allocate(capacity: nA * width)
+                    cross.initialize(repeating: 0, count: nA * width)  // stays 0 if the triangle is empty
                     let perms = UnsafeMutablePointer<Int32>.allocate(capacity: group * bs)
                     defer { gathered.deallocate(); cross.deallocate(); perms.deallocate() }
                     for g in stride(from: w, to: groups, by: workers) {

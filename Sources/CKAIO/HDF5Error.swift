@@ -136,7 +136,8 @@ public enum MemoryBudget {
         procSelfCgroup: String = "/proc/self/cgroup", root: String = "/sys/fs/cgroup"
     ) -> Int? {
         guard let text = try? String(contentsOfFile: procSelfCgroup, encoding: .utf8) else { return nil }
-        var files: [String] = []
+        // In a container the process's cgroup is often mounted as the root: read the root's files too.
+        var files = [root + "/memory.max", root + "/memory/memory.limit_in_bytes"]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard parts.count == 3 else { continue }

@@ -38,6 +38,10 @@ struct MemoryBudgetTests {
         try write("9223372036854771712\n", "cg/memory/job/1/memory.limit_in_bytes")
         #expect(MemoryBudget.cgroupLimit(procSelfCgroup: proc, root: root) == nil)
         #expect(MemoryBudget.cgroupLimit(procSelfCgroup: dir.path + "/none", root: root) == nil)
+        // A container: its own cgroup is mounted as the root, the path in /proc/self/cgroup leads nowhere.
+        try write("0::/docker/abc\n", "cgroup")
+        try write("2147483648\n", "cg/memory.max")
+        #expect(MemoryBudget.cgroupLimit(procSelfCgroup: proc, root: root) == 2 << 30)
     }
 
     @Test("A dataset whose byte count overflows 64 bits is refused by the writer, not trapped on")

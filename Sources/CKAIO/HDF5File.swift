@@ -237,6 +237,23 @@ public final class HDF5File {
         return try HDF5Dataset(file: self, name: name, handle: HDF5Handle(id) { H5Dclose($0) })
     }
 
+    /// Creates the HDF5 file `path` atomically: `body` fills it under a temporary name, which replaces `path` only
+    /// when `body` and the close succeed; on an error nothing is left under either name.
+    package static func createAtomically(_ path: String, _ body: (HDF5File) throws -> Void) throws {
+        let out = try AtomicOutput.seekable(path: path)
+        do {
+            do {
+                let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
+                try body(f)
+                try f.close()
+            }
+            try out.commit()
+        } catch {
+            out.discard()
+            throw error
+        }
+    }
+
     /// Creates a dataset of `type` with `shape`.
     ///
     /// - Parameters:

@@ -15,9 +15,7 @@ public enum DirectionFile {
     public static func write(_ directions: [ParameterSet], attributes: [String: HDF5AttributeValue], to path: String)
         throws
     {
-        let out = try AtomicOutput.seekable(path: path)
-        do {
-            let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
+        try HDF5File.createAtomically(path) { f in
             try f.setAttribute("format", .string("landscape-directions"))
             try f.setAttribute("format_version", .int(1))
             for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
@@ -29,11 +27,6 @@ public enum DirectionFile {
                     try f.createDataset(group + "/" + name, type: .float32, shape: t.shape).write(t)
                 }
             }
-            try f.close()
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
     }
 

@@ -248,9 +248,7 @@ extension HessianRun.Result {
 
     /// Writes the HDF5 output (docs/formats.md, "Hessian spectrum") atomically.
     public func write(to path: String) throws {
-        let out = try AtomicOutput.seekable(path: path)
-        do {
-            let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
+        try HDF5File.createAtomically(path) { f in
             var attrs = attributes
             attrs["format"] = .string("hessian")
             attrs["format_version"] = .int(1)
@@ -286,11 +284,6 @@ extension HessianRun.Result {
                 try f.createDataset("masks", type: .uint8, shape: [maskRows.count / patchCount, patchCount]).write(
                     maskRows)
             }
-            try f.close()
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
     }
 }

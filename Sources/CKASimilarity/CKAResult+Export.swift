@@ -41,32 +41,23 @@ extension CKAResult {
 
     /// Writes the HDF5 result (formats.md §2, `format = "cka-matrix"`, version 1) atomically.
     public func writeHDF5(to path: String) throws {
-        let out = try AtomicOutput.seekable(path: path)
-        do {
-            do {
-                let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
-                let flat = matrix.flatMap { $0 }
-                let ds = try f.createDataset("cka", type: .float64, shape: [layersA.count, layersB.count])
-                try ds.write(Tensor<Double>(shape: [layersA.count, layersB.count], scalars: flat))
-                try f.writeStrings("layers_a", layersA)
-                try f.writeStrings("layers_b", layersB)
-                let attrs: [(String, HDF5AttributeValue)] = [
-                    ("format", .string("cka-matrix")), ("format_version", .int(1)),
-                    ("estimator", .string(estimator.rawValue)),
-                    ("batch_size", .int(batchSize)), ("tokens", .string(tokens.rawValue)),
-                    ("n_examples", .int(examplesUsed)),
-                    ("passes", .int(passes)), ("file_a", .string(fileA)), ("file_b", .string(fileB)),
-                    ("model_a", .string(modelA)), ("model_b", .string(modelB)),
-                    ("used_stored_grams", .bool(usedStoredGrams)),
-                    ("created_by", .string("cka \(toolkitVersion)")),
-                ]
-                for (k, v) in attrs { try f.setAttribute(k, v) }
-                try f.close()
-            }
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
+        try HDF5File.createAtomically(path) { f in
+            let flat = matrix.flatMap { $0 }
+            let ds = try f.createDataset("cka", type: .float64, shape: [layersA.count, layersB.count])
+            try ds.write(Tensor<Double>(shape: [layersA.count, layersB.count], scalars: flat))
+            try f.writeStrings("layers_a", layersA)
+            try f.writeStrings("layers_b", layersB)
+            let attrs: [(String, HDF5AttributeValue)] = [
+                ("format", .string("cka-matrix")), ("format_version", .int(1)),
+                ("estimator", .string(estimator.rawValue)),
+                ("batch_size", .int(batchSize)), ("tokens", .string(tokens.rawValue)),
+                ("n_examples", .int(examplesUsed)),
+                ("passes", .int(passes)), ("file_a", .string(fileA)), ("file_b", .string(fileB)),
+                ("model_a", .string(modelA)), ("model_b", .string(modelB)),
+                ("used_stored_grams", .bool(usedStoredGrams)),
+                ("created_by", .string("cka \(toolkitVersion)")),
+            ]
+            for (k, v) in attrs { try f.setAttribute(k, v) }
         }
     }
 

@@ -47,45 +47,36 @@ extension MeasureResult {
     /// `_p_value`, `_p_adjusted`, `_null_mean`, `_null_sd`. Atomic.
     public static func writeHDF5(_ results: [MeasureResult], to path: String) throws {
         guard let first = results.first?.result else { return }
-        let out = try AtomicOutput.seekable(path: path)
-        do {
-            do {
-                let f = try HDF5File(path: out.temporaryPath, mode: .create, reportingAs: path)
-                let la = first.layersA.count, lb = first.layersB.count
-                func put(_ name: String, _ m: [[Double]]?) throws {
-                    guard let m else { return }
-                    let ds = try f.createDataset(name, type: .float64, shape: [la, lb])
-                    try ds.write(Tensor<Double>(shape: [la, lb], scalars: m.flatMap { $0 }))
-                }
-                for r in results {
-                    let k = r.measure.rawValue, s = r.statistics
-                    try put(k, r.result.matrix)
-                    try put(k + "_ci_low", s.ciLow); try put(k + "_ci_high", s.ciHigh)
-                    try put(k + "_p_value", s.pValue); try put(k + "_p_adjusted", s.pAdjusted)
-                    try put(k + "_null_mean", s.nullMean); try put(k + "_null_sd", s.nullSD)
-                }
-                try f.writeStrings("layers_a", first.layersA)
-                try f.writeStrings("layers_b", first.layersB)
-                let so = results[0].statisticsOptions
-                let attrs: [(String, HDF5AttributeValue)] = [
-                    ("format", .string("similarity-matrices")), ("format_version", .int(1)),
-                    ("measures", .string(results.map(\.measure.rawValue).joined(separator: ","))),
-                    ("estimator", .string(first.estimator.rawValue)), ("batch_size", .int(first.batchSize)),
-                    ("tokens", .string(first.tokens.rawValue)), ("n_examples", .int(first.examplesUsed)),
-                    ("file_a", .string(first.fileA)), ("file_b", .string(first.fileB)),
-                    ("model_a", .string(first.modelA)), ("model_b", .string(first.modelB)),
-                    ("bootstrap", .int(so.bootstrap)), ("confidence", .double(so.confidence)),
-                    ("permutations", .int(so.permutations)), ("seed", .int(Int(truncatingIfNeeded: so.seed))),
-                    ("correction", .string(so.correction.rawValue)), ("alpha", .double(so.alpha)),
-                    ("created_by", .string("cka \(toolkitVersion)")),
-                ]
-                for (k, v) in attrs { try f.setAttribute(k, v) }
-                try f.close()
+        try HDF5File.createAtomically(path) { f in
+            let la = first.layersA.count, lb = first.layersB.count
+            func put(_ name: String, _ m: [[Double]]?) throws {
+                guard let m else { return }
+                let ds = try f.createDataset(name, type: .float64, shape: [la, lb])
+                try ds.write(Tensor<Double>(shape: [la, lb], scalars: m.flatMap { $0 }))
             }
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
+            for r in results {
+                let k = r.measure.rawValue, s = r.statistics
+                try put(k, r.result.matrix)
+                try put(k + "_ci_low", s.ciLow); try put(k + "_ci_high", s.ciHigh)
+                try put(k + "_p_value", s.pValue); try put(k + "_p_adjusted", s.pAdjusted)
+                try put(k + "_null_mean", s.nullMean); try put(k + "_null_sd", s.nullSD)
+            }
+            try f.writeStrings("layers_a", first.layersA)
+            try f.writeStrings("layers_b", first.layersB)
+            let so = results[0].statisticsOptions
+            let attrs: [(String, HDF5AttributeValue)] = [
+                ("format", .string("similarity-matrices")), ("format_version", .int(1)),
+                ("measures", .string(results.map(\.measure.rawValue).joined(separator: ","))),
+                ("estimator", .string(first.estimator.rawValue)), ("batch_size", .int(first.batchSize)),
+                ("tokens", .string(first.tokens.rawValue)), ("n_examples", .int(first.examplesUsed)),
+                ("file_a", .string(first.fileA)), ("file_b", .string(first.fileB)),
+                ("model_a", .string(first.modelA)), ("model_b", .string(first.modelB)),
+                ("bootstrap", .int(so.bootstrap)), ("confidence", .double(so.confidence)),
+                ("permutations", .int(so.permutations)), ("seed", .int(Int(truncatingIfNeeded: so.seed))),
+                ("correction", .string(so.correction.rawValue)), ("alpha", .double(so.alpha)),
+                ("created_by", .string("cka \(toolkitVersion)")),
+            ]
+            for (k, v) in attrs { try f.setAttribute(k, v) }
         }
     }
 }

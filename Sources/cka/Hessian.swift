@@ -111,8 +111,12 @@ extension CKACommand {
         @Option(help: "Masks to use: an HDF5 file with /masks [N, patches] uint8 (1 = masked), e.g. an earlier --out.")
         var masks: String?
 
-        @Flag(name: .customLong("no-norm-pix-loss"), help: "Raw-pixel targets.")
-        var noNormPixLoss = false
+        @Flag(
+            inversion: .prefixedNo,
+            help:
+                "Normalised target patches (default: on; a Hugging Face ViTMAE directory: its config.json norm_pix_loss); --no-norm-pix-loss: raw-pixel targets."
+        )
+        var normPixLoss: Bool?
 
         @Option(help: "RC-MAE weight γ of the consistency term.")
         var gamma = 1.0
@@ -175,7 +179,7 @@ extension CKACommand {
                 objective.maskRatio = maskRatio
                 objective.maskSeed = maskSeed ?? seed
                 objective.masks = masks
-                objective.normPixLoss = !noNormPixLoss
+                objective.normPixLoss = normPixLoss
                 objective.gamma = gamma
                 let ckpt = try objective.load(checkpoint, key: checkpointKey)
                 let teacherCkpt = try teacher.map { try objective.load($0, key: teacherKey) }

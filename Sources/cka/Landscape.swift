@@ -15,7 +15,8 @@ extension CKACommand {
                 pos_embed; decoder_pos_embed) are not perturbed unless --include-fixed; the command says which.
                 Losses (forward only, as the official code computes them):
                   mae     MAE reconstruction loss on masked patches (norm-pix targets unless --no-norm-pix-loss);
-                          needs a checkpoint with the decoder (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth)
+                          needs a checkpoint with the decoder (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth,
+                          a Hugging Face ViTMAEForPreTraining directory: decoder heads and norm_pix_loss from config.json)
                   rcmae   RC-MAE: reconstruction + γ·consistency to the EMA teacher (--teacher; same masks), the
                           teacher held at its weights, the student moved
                   ce      cross-entropy and top-1 accuracy of the checkpoint's linear head (timm, MoCo-v3 linear,
@@ -132,9 +133,11 @@ extension CKACommand {
         var masks: String?
 
         @Flag(
-            name: .customLong("no-norm-pix-loss"),
-            help: "Raw-pixel targets (mae_visualize_vit_base.pth was trained so).")
-        var noNormPixLoss = false
+            inversion: .prefixedNo,
+            help:
+                "Normalised target patches (default: on; a Hugging Face ViTMAE directory: its config.json norm_pix_loss); --no-norm-pix-loss: raw-pixel targets (mae_visualize_vit_base.pth was trained so)."
+        )
+        var normPixLoss: Bool?
 
         @Option(help: "RC-MAE weight γ of the consistency term.")
         var gamma = 1.0
@@ -239,7 +242,7 @@ extension CKACommand {
             o.maskRatio = maskRatio
             o.maskSeed = maskSeed ?? seed
             o.masks = masks
-            o.normPixLoss = !noNormPixLoss
+            o.normPixLoss = normPixLoss
             o.gamma = gamma
             return o
         }

@@ -11,8 +11,9 @@ func familyFixture(_ name: String) -> String {
 
 @Suite("cka on every model family")
 struct FamilyCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     @Test(
         "cka extract runs on each family's directory or file with its own preprocessing",

@@ -18,8 +18,9 @@ private func relativeError(_ ours: Tensor<Float>, _ reference: Tensor<Float>) ->
 
 @Suite("cka on every model family")
 struct FamilyCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     @Test(
         "cka extract runs on each family's directory or file with its own preprocessing",

@@ -112,6 +112,20 @@ struct FamilyCommandTests {
         #expect(t.status == 0 && t.stdout.contains("no class token") && t.stdout.contains("MAP head attn_pool"))
     }
 
+    @Test("SigLIP's GELU: a Hugging Face directory reads hidden_act; a bare timm file says --activation is needed")
+    func siglipActivation() throws {
+        let hub = try cka(["checkpoint", familyFixture("hf-siglip")])
+        #expect(hub.status == 0 && hub.stdout.contains("gelu_tanh") && !hub.stdout.contains("--activation"))
+        // A timm MAP-head state dict records no nonlinearity: gelu (timm's SigLIP), and the command says so.
+        let bare = try cka(["checkpoint", familyFixture("timm-map/model.safetensors"), "--heads", "4"])
+        #expect(bare.status == 0 && bare.stdout.contains("need --activation gelu_tanh"), "\(bare.stdout)")
+        let forced = try cka([
+            "checkpoint", familyFixture("timm-map/model.safetensors"), "--heads", "4", "--activation", "gelu_tanh",
+        ])
+        #expect(forced.status == 0 && forced.stdout.contains("gelu_tanh, LayerNorm"))
+        #expect(!forced.stdout.contains("need --activation"))
+    }
+
     @Test("Refusals are one line: :cls without a class token, a TorchScript archive, a missing config.json")
     func refusals() throws {
         let out = dir.appendingPathComponent("s.h5").path

@@ -58,6 +58,14 @@ package struct HubModel: Sendable {
     /// The vision tower's settings (nil for open_clip).
     package var modelType: String?
 
+    /// The `architectures` of config.json whose weights load (the backbone, and the heads the toolkit knows).
+    static let supportedArchitectures = [
+        "ViTModel", "ViTForImageClassification", "ViTMAEModel", "ViTMAEForPreTraining", "DeiTModel",
+        "DeiTForImageClassification", "DeiTForImageClassificationWithTeacher", "Dinov2Model",
+        "Dinov2WithRegistersModel",
+        "CLIPModel", "CLIPVisionModel", "CLIPVisionModelWithProjection", "SiglipModel", "SiglipVisionModel",
+    ]
+
     /// The model types whose vision towers load.
     static let supportedModelTypes = [
         "vit", "vit_mae", "deit", "dinov2", "dinov2_with_registers", "clip", "clip_vision_model", "siglip",
@@ -145,6 +153,11 @@ package struct HubModel: Sendable {
                 expected: "a model_type among " + supportedModelTypes.joined(separator: ", "),
                 found: (type.map { "model_type '\($0)'" } ?? "no model_type")
                     + (architectures.isEmpty ? "" : " (\(architectures.joined(separator: ", ")))"))
+        }
+        if !architectures.isEmpty, !architectures.contains(where: supportedArchitectures.contains) {
+            throw CheckpointError.unrecognizedLayout(
+                file: config.path, expected: "an architecture among " + supportedArchitectures.joined(separator: ", "),
+                found: "architectures \(architectures.joined(separator: ", ")) (model_type '\(type)')")
         }
         return HubModel(
             name: name, weights: weights, source: .huggingFace, config: c, configFile: config.path, modelType: type)

@@ -147,5 +147,14 @@ struct FamilyCommandTests {
             toPath: bare.appendingPathComponent("model.safetensors").path)
         let noConfig = try cka(["checkpoint", bare.path])
         #expect(noConfig.status == 1 && noConfig.stderr.contains("config.json"))
+        #expect(noConfig.stderr.contains("missing") && noConfig.stderr.split(separator: "\n").count == 1)
+        // An unknown model_type: what was found and what is supported, in one line.
+        try Data(#"{"model_type": "beit", "architectures": ["BeitModel"]}"#.utf8).write(
+            to: bare.appendingPathComponent("config.json"))
+        let unknown = try cka(["extract", "--checkpoint", bare.path, "--images", "x", "--out", out])
+        #expect(unknown.status == 1 && unknown.stderr.split(separator: "\n").count == 1, "\(unknown.stderr)")
+        #expect(
+            unknown.stderr.contains("model_type 'beit' (BeitModel)") && unknown.stderr.contains("dinov2_with_registers")
+        )
     }
 }

@@ -125,7 +125,9 @@ struct FamilyFixtureTests {
         #expect(oc.originalNames["head.weight"] == "visual.proj (transposed)")
     }
 
-    @Test("Bad hub input: a missing config.json, an unknown model_type and a missing shard are one line each")
+    @Test(
+        "Bad hub input: a missing config.json, an unknown model_type or architecture and a missing shard are one line each"
+    )
     func badInput() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cka-families-\(getpid())")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -146,6 +148,16 @@ struct FamilyFixtureTests {
         } throws: { e in
             let s = "\(e)"
             return s.contains("vit_hybrid") && s.contains("ViTHybridModel") && s.contains("dinov2_with_registers")
+        }
+        // A known model_type with an architecture whose weights are not a ViT backbone plus known heads.
+        try Data(#"{"model_type": "vit", "architectures": ["ViTForMaskedImageModeling"]}"#.utf8).write(
+            to: dir.appendingPathComponent("config.json"))
+        #expect {
+            try Checkpoint(contentsOf: dir)
+        } throws: { e in
+            let s = "\(e)"
+            return s.contains("ViTForMaskedImageModeling") && s.contains("ViTMAEForPreTraining")
+                && s.contains("config.json") && !s.contains("\n")
         }
         // A missing shard.
         let sharded = dir.appendingPathComponent("sharded")

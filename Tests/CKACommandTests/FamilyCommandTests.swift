@@ -29,6 +29,7 @@ struct FamilyCommandTests {
             ("hf-vit-mae-pretraining", []), ("hf-dinov2", []),
             ("hf-dinov2-reg", []), ("hf-deit", []), ("hf-clip", []), ("hf-siglip", []), ("open-clip", []),
             ("timm-reg/model.safetensors", ["--heads", "4"]), ("timm-map/model.safetensors", ["--heads", "4"]),
+            ("timm-hub", []),
         ])
     func extract(family: String, extra: [String]) throws {
         let root = familyFixture(family.components(separatedBy: "/")[0])

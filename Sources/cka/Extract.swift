@@ -94,7 +94,7 @@ extension CKACommand {
 
         @Option(
             help:
-                "MLP nonlinearity: gelu, gelu_tanh, quick_gelu (OpenAI CLIP). Default: the layout's (config.json hidden_act; open_clip_config.json quick_gelu); a bare timm state dict does not record it: gelu, as timm runs its SigLIP models, but timm's SigLIP 2 models (act_layer gelu_tanh, e.g. vit_so400m_patch16_siglip_256) need --activation gelu_tanh."
+                "MLP nonlinearity: gelu, gelu_tanh, quick_gelu (OpenAI CLIP). Default: the layout's (HF config.json hidden_act; a timm hub config.json's act_layer or architecture; open_clip_config.json quick_gelu); a bare timm state dict does not record it: gelu, as timm runs its SigLIP models, but timm's SigLIP 2 models (act_layer gelu_tanh, e.g. vit_so400m_patch16_siglip_256) need --activation gelu_tanh."
         )
         var activation: MLPActivation?
 

@@ -161,8 +161,8 @@ extension CKACommand {
         func run() throws {
             try reportingErrors {
                 parallel.apply()
-                // Not split over processes: under mpirun, rank 0 computes everything and the other ranks stop.
-                guard world.isRoot else { return }
+                // Under mpirun every rank runs the same iterations and computes its share of the gradients of
+                // each Hessian-vector product; rank 0 alone speaks and writes.
                 try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out, csv])
                 var objective = LandscapeObjectiveOptions(loss: loss, checkpoint: checkpoint)
                 objective.checkpointKey = checkpointKey
@@ -197,9 +197,10 @@ extension CKACommand {
                 o.includeFixed = includeFixed
                 o.pick = pick
                 o.model = model ?? ActivationExtractor.modelName(for: ckpt)
-                o.quiet = quiet
+                o.quiet = quiet || !world.isRoot
                 let result = try HessianRun(options: o, checkpoint: ckpt, teacher: teacherCkpt, examples: chosen).run(
-                    log: note)
+                    split: RankGradientSplit.of(world), log: note)
+                guard world.isRoot else { return }
                 try result.write(to: out)
                 if let csv { try AtomicOutput.write(result.csv, to: csv) }
                 // The table: per scope, parameters, top eigenvalues and trace.

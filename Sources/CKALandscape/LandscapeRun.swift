@@ -227,10 +227,8 @@ public protocol LandscapeWorkSplit {
     ) throws -> LandscapeSurface?
     /// The root's `decision`, on every process (each calls this once after the grid).
     func shareDecision(_ decision: Bool) -> Bool
-    /// The gradient pair of this process for the Hessian power iteration, or nil to compute both here.
-    func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
-    ) -> HessianEigenvalue.GradientPair?
+    /// How the processes share the gradients of the Hessian power iteration (nil: each computes them all).
+    var gradients: (any GradientWorkSplit)? { get }
     /// Every process's values (task index → value; tasks are disjoint) merged on the root; nil elsewhere.
     func gather(_ values: [Int: Double]) throws -> [Int: Double]?
 }
@@ -253,9 +251,7 @@ public struct SingleProcess: LandscapeWorkSplit {
         try run.evaluate(surface, savingTo: path, maxPoints: maxPoints, progress: progress)
     }
     public func shareDecision(_ decision: Bool) -> Bool { decision }
-    public func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
-    ) -> HessianEigenvalue.GradientPair? { nil }
+    public var gradients: (any GradientWorkSplit)? { nil }
     public func gather(_ values: [Int: Double]) throws -> [Int: Double]? { values }
 }
 
@@ -523,18 +519,16 @@ public struct LandscapeRun {
             let evaluated = try split.evaluate(
                 run, surface: surface, savingTo: out, maxPoints: o.maxPoints, progress: report)
         else {
-            // Not the root: after the grid, the flatness samples are dealt out over the processes, and the second
-            // process computes half of each Hessian-vector product; the others are done.
+            // Not the root: after the grid, the flatness samples are dealt out over the processes, and every
+            // process computes its share of the gradients of each Hessian-vector product.
             if split.shareDecision(false) {
                 _ = try split.gather(try flatnessLosses(objective, perturbed, split: split))
             }
-            guard split.shareDecision(false), split.rank == 1,
-                let differentiable = objective as? any DifferentiableLandscapeObjective
+            guard split.shareDecision(false), let differentiable = objective as? any DifferentiableLandscapeObjective
             else { return }
             _ = try HessianEigenvalue(
                 objective: differentiable, parameters: perturbed, maxIterations: o.hessianIterations,
-                relativeStep: o.hessianStep, seed: hessianSeed,
-                gradientPair: split.gradientPair(differentiable, parameters: perturbed))
+                relativeStep: o.hessianStep, seed: hessianSeed, split: split.gradients)
             return
         }
         surface = evaluated
@@ -581,8 +575,7 @@ public struct LandscapeRun {
         if split.shareDecision(runHessian), let differentiable = objective as? any DifferentiableLandscapeObjective {
             let h = try HessianEigenvalue(
                 objective: differentiable, parameters: perturbed, maxIterations: o.hessianIterations,
-                relativeStep: o.hessianStep, seed: hessianSeed,
-                gradientPair: split.gradientPair(differentiable, parameters: perturbed)
+                relativeStep: o.hessianStep, seed: hessianSeed, split: split.gradients
             ) { it, lambda in
                 if !quiet { log(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda)) }
             }

@@ -139,6 +139,25 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         )
     }
 
+    /// One chunk per batch, weighted by its masked patches.
+    public var gradientChunkWeights: [Double] {
+        batches.map { b in Double(b.masks.reduce(0) { $0 + $1.maskedCount }) }
+    }
+
+    /// Batch `chunk`'s gradient sum (of the masked patches' losses, or of RC-MAE's two terms).
+    public func chunkGradient(at p: ParameterSet, chunk: Int) throws -> ParameterSet {
+        let model = try model(at: p), b = batches[chunk]
+        var g: [String: Tensor<Float>] = [:]
+        if let teacher {
+            _ = try MaskedAutoencoder.rcmaeLossAndGradient(
+                student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
+                normPixLoss: normPixLoss, gamma: gamma, accumulatingInto: &g)
+        } else {
+            _ = try model.lossAndGradient(b.pixels, masks: b.masks, normPixLoss: normPixLoss, accumulatingInto: &g)
+        }
+        return try gradientSet(g, center: center, scale: 1)
+    }
+
     public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
         let model = try model(at: p)
         if let teacher {
@@ -226,6 +245,17 @@ public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
             LandscapeValue(loss: sums.loss, accuracy: sums.accuracy),
             try gradientSet(g, center: center, scale: 1 / Double(sums.count))
         )
+    }
+
+    /// One chunk per batch, weighted by its examples.
+    public var gradientChunkWeights: [Double] { batches.map { Double($0.labels.count) } }
+
+    /// Batch `chunk`'s gradient sum over its examples.
+    public func chunkGradient(at p: ParameterSet, chunk: Int) throws -> ParameterSet {
+        let (model, moved) = try model(at: p), b = batches[chunk]
+        var g: [String: Tensor<Float>] = [:]
+        _ = try moved.lossAndGradient(model: model, pixels: b.pixels, labels: b.labels, accumulatingInto: &g)
+        return try gradientSet(g, center: center, scale: 1)
     }
 
     public func evaluate(at p: ParameterSet) throws -> LandscapeValue {

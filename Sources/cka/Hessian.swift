@@ -100,8 +100,8 @@ extension CKACommand {
         func run() throws {
             try reportingErrors {
                 parallel.apply()
-                // Not split over processes: under mpirun, rank 0 computes everything and the other ranks stop.
-                guard world.isRoot else { return }
+                // Under mpirun every rank runs the same iterations and computes its share of the gradients of
+                // each Hessian-vector product; rank 0 alone speaks and writes.
                 try OutputPlan.check(inputs: [checkpoint] + objective.inputFiles, outputs: [out, csv])
                 let settings = objective.objective(checkpoint: checkpoint, seed: seed)
                 let ckpt = try settings.load(checkpoint, key: objective.checkpointKey)
@@ -121,11 +121,11 @@ extension CKACommand {
                 o.includeFixed = includeFixed
                 o.pick = objective.pick
                 o.model = objective.model ?? ActivationExtractor.modelName(for: ckpt)
-                o.quiet = quiet
+                o.quiet = quiet || !world.isRoot
                 let result = try HessianRun(
                     options: o, checkpoint: ckpt, teacher: objective.loadTeacher(settings), examples: chosen
-                ).run(
-                    log: note)
+                ).run(split: RankGradientSplit.of(world), log: note)
+                guard world.isRoot else { return }
                 try result.write(to: out)
                 if let csv { try AtomicOutput.write(result.csv, to: csv) }
                 // The table: per scope, parameters, top eigenvalues and trace.

@@ -38,6 +38,14 @@ extension CKACommand {
                 tensors of one side only are listed and held. The store is 1-D with t as its axis:
                   cka landscape --from mae_pretrain_vit_base.pth --to mae_finetuned_vit_base.pth --loss ce \\
                     --images val/ --examples 64 --grid -0.25:1.25:31 --out mae-path.h5
+                With --pca-of C1 C2 … the plane is that of a training trajectory ending at --checkpoint (Li et al. §7, as
+                loss-landscape's setup_PCA_directions): the first two principal directions (unit vectors) of the
+                centred differences Cᵢ − checkpoint over the perturbed tensors (1-D tensors left out with --ignore
+                biasbn), computed in the N×N Gram form. The grid is in parameter-norm units around the checkpoint;
+                the store keeps each direction's explained variance ratio and every checkpoint's coordinates, and
+                landscape-plot draws the trajectory over the contours:
+                  cka landscape --checkpoint epoch_100.pth --pca-of epoch_0.pth epoch_25.pth epoch_50.pth \\
+                    epoch_75.pth --loss ce --images val/ --grid -2:2:41 --out trajectory.h5
                 """)
 
         @Option(help: "Checkpoint whose loss landscape is drawn (the RC-MAE student).")
@@ -54,6 +62,13 @@ extension CKACommand {
                 "Path mode: the end B of the path (the objective is built from B, or from A when B lacks the MAE decoder)."
         )
         var to: String?
+
+        @Option(
+            name: .customLong("pca-of"), parsing: .upToNextOption,
+            help:
+                "Trajectory plane: checkpoints of a training run (at least 3); the plane of the first two principal directions of their differences to --checkpoint (the final one)."
+        )
+        var pcaOf: [String] = []
 
         @OptionGroup var objective: ObjectiveOptions
 
@@ -124,6 +139,14 @@ extension CKACommand {
             if (checkpoint == nil) == (from == nil && to == nil) || (from == nil) != (to == nil) {
                 throw ValidationError("give --checkpoint, or --from A and --to B for a path between two checkpoints")
             }
+            if !pcaOf.isEmpty && (checkpoint == nil || dims != 2) {
+                throw ValidationError(
+                    "--pca-of makes a plane around --checkpoint: give --checkpoint, not --from/--to or --dims 1")
+            }
+            if !pcaOf.isEmpty && pcaOf.count < 3 {
+                throw ValidationError(
+                    "--pca-of needs at least 3 checkpoints (their centred differences span N − 1 dimensions)")
+            }
             if from != nil && yGrid != nil {
                 throw ValidationError("a path between checkpoints is 1-D (its axis is t): leave out --y-grid")
             }
@@ -154,7 +177,8 @@ extension CKACommand {
                 parallel.apply()
                 // Under mpirun every rank sets up the same objective and directions; rank 0 hands out the grid
                 // points and alone writes files and speaks.
-                try OutputPlan.check(inputs: [checkpoint, from, to] + objective.inputFiles, outputs: [out])
+                try OutputPlan.check(
+                    inputs: [checkpoint, from, to] + objective.inputFiles + pcaOf.map { Optional($0) }, outputs: [out])
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
                 var settings = objective.objective(checkpoint: checkpoint ?? to ?? "", seed: seed)
                 let key = objective.checkpointKey
@@ -189,6 +213,7 @@ extension CKACommand {
                 o.model = objective.model ?? ActivationExtractor.modelName(for: ckpt)
                 o.quiet = quiet
                 if let from, let to { o.pathNames = (from, to) }
+                o.pcaOf = pcaOf
                 do {
                     try LandscapeRun(
                         options: o, checkpoint: ckpt, teacher: teacherCkpt, examples: examples, path: path

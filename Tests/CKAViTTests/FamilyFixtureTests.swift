@@ -119,6 +119,7 @@ struct FamilyFixtureTests {
         let timmHub = try Family.timmHub.load()
         #expect(timmHub.architecture.heads == 4 && timmHub.architecture.activation == .geluTanh)
         #expect(timmHub.architecture.family == "timm/vit_base_patch32_siglip_256")
+        #expect(ViTArchitecture.defaultHeads(forWidth: 1152) == 16)  // SigLIP so400m without --heads
         let siglip = try Family.hfSigLIP.load()
         #expect(!siglip.architecture.classToken && siglip.architecture.attentionPool)
         #expect(siglip.architecture.activation == .geluTanh)

@@ -48,7 +48,8 @@ struct FamilyCommandTests {
     }
 
     @Test(
-        "cka extract --image-size runs a timm dynamic_img_size checkpoint at 72 px as timm does", arguments: [40, 72])
+        "cka extract --image-size runs a timm dynamic_img_size checkpoint at 40 and 72 px as timm does",
+        arguments: [40, 72])
     func dynamicImageSize(size: Int) throws {
         let out = dir.appendingPathComponent("dynamic-\(size).h5").path
         let r = try cka([

@@ -9,10 +9,10 @@ extension CKACommand {
             abstract:
                 "Load a checkpoint safely and show its layout: source, architecture, parameters, what was ignored.",
             discussion: """
-                Reads .pth/.pth.tar (torch zip + pickle, never executed: only an allow-list of tensor constructors is
-                interpreted, anything else stays an inert value), .safetensors, Hugging Face model directories
-                (config.json + weights, shards) and open_clip state dicts. Shows the detected source (DINO, MoCo-v3,
-                MAE, RC-MAE, timm, DINOv2, hf, open-clip), the inferred architecture and the mapping from the file's
+                Reads .pth/.pth.tar (torch zip + pickle, never executed: only an allow-list of tensor constructors is \
+                interpreted, anything else stays an inert value), .safetensors, Hugging Face model directories \
+                (config.json + weights, shards) and open_clip state dicts. Shows the detected source (DINO, MoCo-v3, \
+                MAE, RC-MAE, timm, DINOv2, hf, open-clip), the inferred architecture and the mapping from the file's \
                 names to timm's (--json: "parameters"[].original).
                 """)
 

@@ -25,16 +25,16 @@ extension CKACommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a ViT over images; store its layers' activations, pooled features or Grams.",
             discussion: """
-                Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm,
-                DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), or a
-                Hugging Face model directory (ViT, DeiT, DINOv2 with registers, CLIP,
-                SigLIP) or open_clip state dict, runs the model on the CPU and writes an
+                Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm, \
+                DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), or a \
+                Hugging Face model directory (ViT, DeiT, DINOv2 with registers, CLIP, \
+                SigLIP) or open_clip state dict, runs the model on the CPU and writes an \
                 activation store (docs/formats.md §1).
 
-                Hook points (timm module paths): patch_embed, norm_pre, blocks.{i}.norm1,
-                .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2,
-                blocks.{i} (block output), norm, and per model fc_norm, attn_pool (MAP
-                head), head (the model's head: logits, CLIP's image projection).
+                Hook points (timm module paths): patch_embed, norm_pre, blocks.{i}.norm1, \
+                .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2, \
+                blocks.{i} (block output), norm, and per model fc_norm, attn_pool (MAP \
+                head), head (the model's head: logits, CLIP's image projection). \
                 --layers takes globs over them ('blocks.*').
 
                 --store chooses what is written for the selected hook points:

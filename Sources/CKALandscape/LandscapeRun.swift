@@ -76,7 +76,9 @@ public struct LandscapeObjectiveOptions: Sendable {
     public var maskSeed: UInt64 = 0
     /// Masks to use instead: an HDF5 file with `/masks [N, patches]` uint8.
     public var masks: String?
-    public var normPixLoss = true
+    /// Normalise each target patch (MAE's `--norm_pix_loss`); nil: a Hugging Face ViTMAE config's `norm_pix_loss`,
+    /// else true (the released MAE models were trained with it).
+    public var normPixLoss: Bool?
     /// RC-MAE weight γ of the consistency term.
     public var gamma = 1.0
 
@@ -142,7 +144,8 @@ public struct LandscapeObjectiveSetup {
                 attributes["mask_seed"] = .int(Int(truncatingIfNeeded: o.maskSeed))
             }
             attributes["mask_ratio"] = .double(Double(maskList.first?.maskedCount ?? 0) / Double(patches))
-            attributes["norm_pix_loss"] = .bool(o.normPixLoss)
+            let normPixLoss = o.normPixLoss ?? ckpt.hubNormPixLoss ?? true
+            attributes["norm_pix_loss"] = .bool(normPixLoss)
             if o.loss == .rcmae { attributes["gamma"] = .double(o.gamma) }
             var withMasks: [LandscapeBatch] = []
             var start = 0
@@ -156,7 +159,7 @@ public struct LandscapeObjectiveSetup {
             let dh = o.decoderHeads ?? savedHeadCounts(ckpt).decoder
             let m = try MAELandscapeObjective(
                 checkpoint: ckpt, teacher: teacher, batches: withMasks,
-                normPixLoss: o.normPixLoss, gamma: o.gamma, decoderHeads: dh)
+                normPixLoss: normPixLoss, gamma: o.gamma, decoderHeads: dh)
             attributes["decoder_heads"] = .int(try m.decoderHeadCount())
             objective = m
             groups = m.groups
@@ -224,10 +227,8 @@ public protocol LandscapeWorkSplit {
     ) throws -> LandscapeSurface?
     /// The root's `decision`, on every process (each calls this once after the grid).
     func shareDecision(_ decision: Bool) -> Bool
-    /// The gradient pair of this process for the Hessian power iteration, or nil to compute both here.
-    func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
-    ) -> HessianEigenvalue.GradientPair?
+    /// How the processes share the gradients of the Hessian power iteration (nil: each computes them all).
+    var gradients: (any GradientWorkSplit)? { get }
     /// Every process's values (task index → value; tasks are disjoint) merged on the root; nil elsewhere.
     func gather(_ values: [Int: Double]) throws -> [Int: Double]?
 }
@@ -250,9 +251,7 @@ public struct SingleProcess: LandscapeWorkSplit {
         try run.evaluate(surface, savingTo: path, maxPoints: maxPoints, progress: progress)
     }
     public func shareDecision(_ decision: Bool) -> Bool { decision }
-    public func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
-    ) -> HessianEigenvalue.GradientPair? { nil }
+    public var gradients: (any GradientWorkSplit)? { nil }
     public func gather(_ values: [Int: Double]) throws -> [Int: Double]? { values }
 }
 
@@ -550,18 +549,16 @@ public struct LandscapeRun {
             let evaluated = try split.evaluate(
                 run, surface: surface, savingTo: out, maxPoints: o.maxPoints, progress: report)
         else {
-            // Not the root: after the grid, the flatness samples are dealt out over the processes, and the second
-            // process computes half of each Hessian-vector product; the others are done.
+            // Not the root: after the grid, the flatness samples are dealt out over the processes, and every
+            // process computes its share of the gradients of each Hessian-vector product.
             if split.shareDecision(false) {
                 _ = try split.gather(try flatnessLosses(objective, perturbed, split: split))
             }
-            guard split.shareDecision(false), split.rank == 1,
-                let differentiable = objective as? any DifferentiableLandscapeObjective
+            guard split.shareDecision(false), let differentiable = objective as? any DifferentiableLandscapeObjective
             else { return }
             _ = try HessianEigenvalue(
                 objective: differentiable, parameters: perturbed, maxIterations: o.hessianIterations,
-                relativeStep: o.hessianStep, seed: hessianSeed,
-                gradientPair: split.gradientPair(differentiable, parameters: perturbed))
+                relativeStep: o.hessianStep, seed: hessianSeed, split: split.gradients)
             return
         }
         surface = evaluated
@@ -608,8 +605,7 @@ public struct LandscapeRun {
         if split.shareDecision(runHessian), let differentiable = objective as? any DifferentiableLandscapeObjective {
             let h = try HessianEigenvalue(
                 objective: differentiable, parameters: perturbed, maxIterations: o.hessianIterations,
-                relativeStep: o.hessianStep, seed: hessianSeed,
-                gradientPair: split.gradientPair(differentiable, parameters: perturbed)
+                relativeStep: o.hessianStep, seed: hessianSeed, split: split.gradients
             ) { it, lambda in
                 if !quiet { log(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda)) }
             }

@@ -46,6 +46,10 @@ extension CKACommand {
                 landscape-plot draws the trajectory over the contours:
                   cka landscape --checkpoint epoch_100.pth --pca-of epoch_0.pth epoch_25.pth epoch_50.pth \\
                     epoch_75.pth --loss ce --images val/ --grid -2:2:41 --out trajectory.h5
+                With --curvature-map every grid point also gets the extreme eigenvalues λ_min, λ_max of the Hessian over
+                the perturbed parameters (one Lanczos run of --curvature-steps central-difference Hessian-vector
+                products, step --hessian-step·‖θ‖) and |λ_min/λ_max| (Li et al.'s convexity map; the cost is printed
+                first); landscape-plot draws it as OUT-curvature.png.
                 """)
 
         @Option(help: "Checkpoint whose loss landscape is drawn (the RC-MAE student).")
@@ -124,6 +128,18 @@ extension CKACommand {
             help: "Finite-difference step of the Hessian-vector products, relative to ‖θ‖.")
         var hessianStep = 1e-5
 
+        @Flag(
+            name: .customLong("curvature-map"),
+            help:
+                "Also store |λ_min/λ_max| of the Hessian at every grid point (Li et al.'s convexity map), by Lanczos (--curvature-steps Hessian-vector products a point)."
+        )
+        var curvatureMap = false
+
+        @Option(
+            name: .customLong("curvature-steps"),
+            help: "Lanczos steps of the curvature map (full re-orthogonalisation; start vector seeded by --seed).")
+        var curvatureSteps = 20
+
         @Option(name: .customLong("max-points"), help: "Stop after this many new grid points (resume later).")
         var maxPoints: Int?
 
@@ -146,6 +162,9 @@ extension CKACommand {
             if !pcaOf.isEmpty && pcaOf.count < 3 {
                 throw ValidationError(
                     "--pca-of needs at least 3 checkpoints (their centred differences span N − 1 dimensions)")
+            }
+            if curvatureMap && (from != nil || curvatureSteps < 2) {
+                throw ValidationError("--curvature-map needs --checkpoint (not a path) and --curvature-steps ≥ 2")
             }
             if from != nil && yGrid != nil {
                 throw ValidationError("a path between checkpoints is 1-D (its axis is t): leave out --y-grid")
@@ -208,6 +227,7 @@ extension CKACommand {
                 o.flatnessSamples = flatnessSamples
                 o.hessianIterations = hessianIterations
                 o.hessianStep = hessianStep
+                o.curvatureSteps = curvatureMap ? curvatureSteps : 0
                 o.maxPoints = maxPoints
                 o.pick = objective.pick
                 o.model = objective.model ?? ActivationExtractor.modelName(for: ckpt)

@@ -171,6 +171,44 @@ public final class Communicator: @unchecked Sendable {
         return (0..<size).map { Array(out[Int(displs[$0])..<Int(displs[$0]) + Int(counts32[$0])]) }
     }
 
+    /// Every rank's Floats (any length), in rank order, on every rank: each rank broadcasts its values in turn,
+    /// in pieces of at most 2²⁸ floats (MPI counts are 32-bit), waiting asleep.
+    public func allGather(floats values: [Float]) -> [[Float]] {
+        guard usesMPI, size > 1 else { return [values] }
+        var counts = [Int64](repeating: 0, count: size)
+        var count = Int64(values.count)
+        withUnsafeMutablePointer(to: &count) { c in
+            counts.withUnsafeMutableBufferPointer { all in
+                var request: MPI_Request? = nil
+                check(
+                    MPI_Iallgather(
+                        c, 1, cka_MPI_INT64_T(), all.baseAddress, 1, cka_MPI_INT64_T(), cka_MPI_COMM_WORLD(), &request),
+                    "allgather")
+                wait(&request, "allgather")
+            }
+        }
+        var out: [[Float]] = []
+        for root in 0..<size {
+            var buffer = root == rank ? values : [Float](repeating: 0, count: Int(counts[root]))
+            buffer.withUnsafeMutableBufferPointer { p in
+                var offset = 0
+                while offset < p.count {
+                    let n = min(p.count - offset, 1 << 28)
+                    var request: MPI_Request? = nil
+                    check(
+                        MPI_Ibcast(
+                            p.baseAddress! + offset, Int32(n), cka_MPI_FLOAT(), Int32(root), cka_MPI_COMM_WORLD(),
+                            &request), "broadcast")
+                    wait(&request, "broadcast")
+                    offset += n
+                }
+            }
+            if root == rank { bytesSent += values.count * 4 * (size - 1) }
+            out.append(buffer)
+        }
+        return out
+    }
+
     /// Every rank's `values` (the same length on every rank), in rank order, on `root`; nil elsewhere.
     public func gather(_ values: [Double], root: Int = 0) -> [[Double]]? {
         guard usesMPI, size > 1 else { return [values] }

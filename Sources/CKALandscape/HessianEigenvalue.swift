@@ -7,6 +7,28 @@ public protocol DifferentiableLandscapeObjective: LandscapeObjective {
     /// The loss at `parameters` and its gradient with respect to every tensor of `center` (same names, same
     /// shapes).
     func valueAndGradient(at parameters: ParameterSet) throws -> (value: LandscapeValue, gradient: ParameterSet)
+    /// The weights wᶜ of the fixed chunks the examples fall into (the batches): the gradient of the loss is
+    /// Σ꜀ `chunkGradient(c)` / Σ꜀ wᶜ. Hessian-vector products add the chunks' terms in chunk order, so they
+    /// can be computed on several processes with the same bits (default: one chunk of weight 1).
+    var gradientChunkWeights: [Double] { get }
+    /// The unnormalised gradient sum of chunk `chunk` at `parameters` (default: the gradient of the loss).
+    func chunkGradient(at parameters: ParameterSet, chunk: Int) throws -> ParameterSet
+}
+
+extension DifferentiableLandscapeObjective {
+    public var gradientChunkWeights: [Double] { [1] }
+    public func chunkGradient(at parameters: ParameterSet, chunk: Int) throws -> ParameterSet {
+        try valueAndGradient(at: parameters).gradient
+    }
+}
+
+/// How the gradients of a Hessian-vector product are shared among processes (the ranks of an MPI job):
+/// nil, or a world of one, computes them all here.
+public protocol GradientWorkSplit {
+    var rank: Int { get }
+    var size: Int { get }
+    /// Every process's `values` (any length), in rank order, on every process.
+    func allGather(_ values: [Float]) throws -> [[Float]]
 }
 
 /// The largest-magnitude eigenvalue of the Hessian of the loss with respect to a set of parameters, by
@@ -47,14 +69,14 @@ public struct HessianEigenvalue: Sendable {
     public init(
         objective: any DifferentiableLandscapeObjective, parameters names: Set<String>, maxIterations: Int = 20,
         tolerance: Double = 1e-3, relativeStep: Double = 1e-5, seed: UInt64 = 0,
-        gradientPair: GradientPair? = nil,
+        split: (any GradientWorkSplit)? = nil,
         progress: ((Int, Double) -> Void)? = nil
     ) throws {
         guard maxIterations >= 1, relativeStep > 0 else {
             throw LandscapeError.invalidArgument(
                 "the Hessian power iteration needs at least one iteration and a positive step")
         }
-        let product = try HessianVectorProduct(objective: objective, parameters: names, gradientPair: gradientPair)
+        let product = try HessianVectorProduct(objective: objective, parameters: names, split: split)
         let weights = product.weights
 
         var v = FilterNormalizedDirections.gaussian(like: weights, seed: seed)
@@ -100,10 +122,6 @@ public struct HessianEigenvalue: Sendable {
         eigenvector = v
     }
 
-    /// The gradients of the objective at θ₀ + εv and θ₀ − εv (the two halves of one Hessian-vector product);
-    /// they must hold at least the parameters of the power iteration. Two processes can compute one each.
-    public typealias GradientPair = (_ plus: ParameterSet, _ minus: ParameterSet) throws -> (ParameterSet, ParameterSet)
-
     static func dot(_ a: ParameterSet, _ b: ParameterSet) -> Double {
         var s = 0.0
         for name in a.names {
@@ -139,22 +157,30 @@ public struct HessianEigenvalue: Sendable {
 /// Hessian-vector products of a differentiable objective with respect to a set of its parameters, by central
 /// differences of backpropagated gradients (every Hessian quantity of the toolkit uses this one product):
 ///
-///     H·v ≈ (∇L(θ₀ + ε·v) − ∇L(θ₀ − ε·v)) / (2ε)
+///     H·v ≈ Σ꜀ (∇L꜀(θ₀ + ε·v) − ∇L꜀(θ₀ − ε·v)) / (2ε·Σ꜀ wᶜ)
 ///
-/// over the chosen tensors (the others held at θ₀). One product costs two gradients. The step ε is absolute;
-/// callers take it relative to `parameterNorm` (see `HessianEigenvalue` for the error of the step).
+/// over the chosen tensors (the others held at θ₀), where ∇L꜀ is the gradient sum of the objective's chunk c
+/// of examples (`DifferentiableLandscapeObjective.chunkGradient`, its batches) and wᶜ its weight. One product
+/// costs two gradients. The step ε is absolute; callers take it relative to `parameterNorm` (see
+/// `HessianEigenvalue` for the error of the step).
+///
+/// **Processes.** With a `GradientWorkSplit` of R processes, the work is dealt out in rounds of R units: a unit
+/// is a chunk (both its gradients; it sends the difference) when there are at least R chunks, otherwise one
+/// gradient (a chunk at +εv or at −εv). After each round every process has every unit's float vector
+/// (`allGather`, P floats per unit) and adds them in chunk order, so H·v has the same bits for every R, one
+/// process included.
 public struct HessianVectorProduct {
     public let objective: any DifferentiableLandscapeObjective
     /// θ₀ restricted to the chosen tensors, in the order of the objective's centre.
     public let weights: ParameterSet
     /// ‖θ₀‖ over the chosen tensors.
     public let parameterNorm: Double
-    let gradientPair: HessianEigenvalue.GradientPair?
+    let split: (any GradientWorkSplit)?
 
     /// - Throws: `LandscapeError.invalidArgument` if the chosen tensors are empty or all zero.
     public init(
         objective: any DifferentiableLandscapeObjective, parameters names: Set<String>,
-        gradientPair: HessianEigenvalue.GradientPair? = nil
+        split: (any GradientWorkSplit)? = nil
     ) throws {
         weights = objective.center.restricted(to: names)
         guard weights.scalarCount > 0 else {
@@ -165,7 +191,7 @@ public struct HessianVectorProduct {
             throw LandscapeError.invalidArgument("the chosen parameters are all zero: no scale for the step")
         }
         self.objective = objective
-        self.gradientPair = gradientPair
+        self.split = split
     }
 
     /// H·v for `v` over (a subset of) the chosen tensors, with the finite-difference step `step`. With
@@ -188,18 +214,61 @@ public struct HessianVectorProduct {
     public func callAsFunction(_ v: ParameterSet, step: Double) throws -> ParameterSet {
         let center = objective.center
         let atPlus = try center.moved(along: [(step, v)]), atMinus = try center.moved(along: [(-step, v)])
-        let (plus, minus) =
-            try gradientPair.map { try $0(atPlus, atMinus) }
-            ?? (objective.valueAndGradient(at: atPlus).gradient, objective.valueAndGradient(at: atMinus).gradient)
-        var hv = ParameterSet()
-        for name in v.names {
-            guard let a = plus[name], let b = minus[name] else {
-                throw LandscapeError.invalidArgument("the gradient lacks '\(name)'")
+        let chunkWeights = objective.gradientChunkWeights, chunks = chunkWeights.count
+        let names = v.names, count = v.scalarCount
+        let size = split?.size ?? 1, rank = split?.rank ?? 0
+        // Whole chunks when every process gets one, else single gradients.
+        let halves = chunks < size
+        let units = halves ? 2 * chunks : chunks
+
+        /// Chunk c's gradient sum at `p`, flat over v's tensors.
+        func gradient(_ c: Int, at p: ParameterSet) throws -> [Float] {
+            let g = try objective.chunkGradient(at: p, chunk: c)
+            var out = [Float]()
+            out.reserveCapacity(count)
+            for name in names {
+                guard let t = g[name], t.count == v[name]!.count else {
+                    throw LandscapeError.invalidArgument("the gradient lacks '\(name)'")
+                }
+                out.append(contentsOf: UnsafeBufferPointer(start: t.pointer, count: t.count))
             }
-            var t = Tensor<Float>(shape: a.shape)
-            let o = t.mutablePointer(), pa = a.pointer, pb = b.pointer
-            let inv = Float(1 / (2 * step))
-            for i in 0..<t.count { o[i] = (pa[i] - pb[i]) * inv }
+            return out
+        }
+        func unit(_ u: Int) throws -> [Float] {
+            if halves { return try gradient(u / 2, at: u % 2 == 0 ? atPlus : atMinus) }
+            var d = try gradient(u, at: atPlus)
+            let m = try gradient(u, at: atMinus)
+            for i in d.indices { d[i] -= m[i] }
+            return d
+        }
+        // Σ꜀ (g⁺꜀ − g⁻꜀), in chunk order.
+        var sum = [Float](repeating: 0, count: count)
+        var plus: [Float] = []
+        func add(_ u: Int, _ x: [Float]) throws {
+            guard x.count == count else {
+                throw LandscapeError.invalidArgument(
+                    "a gradient from another process has \(x.count) values, not \(count)")
+            }
+            if !halves {
+                for i in sum.indices { sum[i] += x[i] }
+            } else if u % 2 == 0 {
+                plus = x
+            } else {
+                for i in sum.indices { sum[i] += plus[i] - x[i] }
+            }
+        }
+        for base in stride(from: 0, to: units, by: size) {
+            let mine = try base + rank < units ? unit(base + rank) : []
+            let all = try split.map { try $0.allGather(mine) } ?? [mine]
+            for (r, x) in all.enumerated() where base + r < units { try add(base + r, x) }
+        }
+        let inv = Float(1 / (chunkWeights.reduce(0, +) * 2 * step))
+        var hv = ParameterSet(), o = 0
+        for name in names {
+            var t = Tensor<Float>(shape: v[name]!.shape)
+            let p = t.mutablePointer()
+            for i in 0..<t.count { p[i] = sum[o + i] * inv }
+            o += t.count
             hv.set(name, t)
         }
         return hv

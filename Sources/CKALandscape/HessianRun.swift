@@ -76,8 +76,11 @@ public struct HessianRun {
         self.examples = examples
     }
 
-    /// Runs; `log` gets the cost estimate and progress.
-    public func run(log: @escaping (String) -> Void = { _ in }) throws -> Result {
+    /// Runs; `log` gets the cost estimate and progress. With `split`, every process runs this (the same
+    /// iterations, with the same bits) and computes its share of each Hessian-vector product's gradients.
+    public func run(
+        split: (any GradientWorkSplit)? = nil, log: @escaping (String) -> Void = { _ in }
+    ) throws -> Result {
         let o = options
         guard o.topK >= 1, o.lanczosSteps >= 1, o.traceSamples >= 1, o.densityRuns >= 0, o.repeats >= 1,
             o.densityBins >= 2, o.relativeStep > 0, o.sigmaSquared > 0
@@ -98,7 +101,7 @@ public struct HessianRun {
         let operators = try scopes.map {
             try HessianOperator(
                 objective: objective, parameters: Set($0.parameters), relativeStep: o.relativeStep,
-                extrapolated: o.extrapolate)
+                extrapolated: o.extrapolate, split: split)
         }
         let model = operators[0]
 

@@ -23,12 +23,12 @@ public struct HessianOperator {
     public init(
         objective: any DifferentiableLandscapeObjective, parameters: Set<String>,
         relativeStep: Double = defaultRelativeStep,
-        extrapolated: Bool = false, gradientPair: HessianEigenvalue.GradientPair? = nil
+        extrapolated: Bool = false, split: (any GradientWorkSplit)? = nil
     ) throws {
         self.extrapolated = extrapolated
         guard relativeStep > 0 else { throw LandscapeError.invalidArgument("the Hessian step must be positive") }
         let product = try HessianVectorProduct(
-            objective: objective, parameters: parameters, gradientPair: gradientPair)
+            objective: objective, parameters: parameters, split: split)
         let weights = product.weights
         self.product = product
         names = weights.names

@@ -21,11 +21,15 @@ public struct LandscapeBatch: Sendable {
 }
 
 /// Which parameters of a checkpoint are fixed sin-cos tables (stored, but `requires_grad=False` in the
-/// official code): MAE's, RC-MAE's and MoCo-v3's `pos_embed`, and every `decoder_pos_embed`.
-func fixedPositionTables(source: CheckpointSource, names: [String]) -> [String: String] {
+/// official code): MAE's, RC-MAE's, MoCo-v3's and Hugging Face ViTMAE's (`family` `hf/vit_mae`) `pos_embed`, and
+/// every `decoder_pos_embed`.
+func fixedPositionTables(source: CheckpointSource, family: String?, names: [String]) -> [String: String] {
     var fixed: [String: String] = [:]
     if [CheckpointSource.mae, .rcmae, .mocoV3].contains(source), names.contains("pos_embed") {
         fixed["pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in the official \(source) code)"
+    }
+    if family == "hf/vit_mae", names.contains("pos_embed") {
+        fixed["pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in transformers' ViTMAE)"
     }
     if names.contains("decoder_pos_embed") {
         fixed["decoder_pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in models_mae.py)"
@@ -80,7 +84,8 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         center = try ParameterSet(
             names: checkpoint.parameterNames + decoderNames, tensors: tensors, file: checkpoint.file)
         groups = ["encoder": checkpoint.parameterNames, "decoder": decoderNames]
-        fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
+        fixedParameters = fixedPositionTables(
+            source: checkpoint.source, family: checkpoint.architecture.family, names: center.names)
         architecture = checkpoint.architecture
         self.batches = batches
         self.normPixLoss = normPixLoss
@@ -132,6 +137,25 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         return (
             LandscapeValue(loss: sums.loss), try gradientSet(g, center: center, scale: 1 / Double(sums.maskedPatches))
         )
+    }
+
+    /// One chunk per batch, weighted by its masked patches.
+    public var gradientChunkWeights: [Double] {
+        batches.map { b in Double(b.masks.reduce(0) { $0 + $1.maskedCount }) }
+    }
+
+    /// Batch `chunk`'s gradient sum (of the masked patches' losses, or of RC-MAE's two terms).
+    public func chunkGradient(at p: ParameterSet, chunk: Int) throws -> ParameterSet {
+        let model = try model(at: p), b = batches[chunk]
+        var g: [String: Tensor<Float>] = [:]
+        if let teacher {
+            _ = try MaskedAutoencoder.rcmaeLossAndGradient(
+                student: model, teacher: teacher, pixels: b.pixels, masks: b.masks,
+                normPixLoss: normPixLoss, gamma: gamma, accumulatingInto: &g)
+        } else {
+            _ = try model.lossAndGradient(b.pixels, masks: b.masks, normPixLoss: normPixLoss, accumulatingInto: &g)
+        }
+        return try gradientSet(g, center: center, scale: 1)
     }
 
     public func evaluate(at p: ParameterSet) throws -> LandscapeValue {
@@ -188,7 +212,8 @@ public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
         center = try ParameterSet(
             names: checkpoint.parameterNames + ["head.weight", "head.bias"], tensors: tensors, file: checkpoint.file)
         groups = ["encoder": checkpoint.parameterNames, "head": ["head.weight", "head.bias"]]
-        fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
+        fixedParameters = fixedPositionTables(
+            source: checkpoint.source, family: checkpoint.architecture.family, names: center.names)
         architecture = checkpoint.architecture
         self.head = head
         self.batches = batches
@@ -220,6 +245,17 @@ public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
             LandscapeValue(loss: sums.loss, accuracy: sums.accuracy),
             try gradientSet(g, center: center, scale: 1 / Double(sums.count))
         )
+    }
+
+    /// One chunk per batch, weighted by its examples.
+    public var gradientChunkWeights: [Double] { batches.map { Double($0.labels.count) } }
+
+    /// Batch `chunk`'s gradient sum over its examples.
+    public func chunkGradient(at p: ParameterSet, chunk: Int) throws -> ParameterSet {
+        let (model, moved) = try model(at: p), b = batches[chunk]
+        var g: [String: Tensor<Float>] = [:]
+        _ = try moved.lossAndGradient(model: model, pixels: b.pixels, labels: b.labels, accumulatingInto: &g)
+        return try gradientSet(g, center: center, scale: 1)
     }
 
     public func evaluate(at p: ParameterSet) throws -> LandscapeValue {

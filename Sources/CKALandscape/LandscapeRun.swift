@@ -76,7 +76,9 @@ public struct LandscapeObjectiveOptions: Sendable {
     public var maskSeed: UInt64 = 0
     /// Masks to use instead: an HDF5 file with `/masks [N, patches]` uint8.
     public var masks: String?
-    public var normPixLoss = true
+    /// Normalise each target patch (MAE's `--norm_pix_loss`); nil: a Hugging Face ViTMAE config's `norm_pix_loss`,
+    /// else true (the released MAE models were trained with it).
+    public var normPixLoss: Bool?
     /// RC-MAE weight γ of the consistency term.
     public var gamma = 1.0
 
@@ -142,7 +144,8 @@ public struct LandscapeObjectiveSetup {
                 attributes["mask_seed"] = .int(Int(truncatingIfNeeded: o.maskSeed))
             }
             attributes["mask_ratio"] = .double(Double(maskList.first?.maskedCount ?? 0) / Double(patches))
-            attributes["norm_pix_loss"] = .bool(o.normPixLoss)
+            let normPixLoss = o.normPixLoss ?? ckpt.hubNormPixLoss ?? true
+            attributes["norm_pix_loss"] = .bool(normPixLoss)
             if o.loss == .rcmae { attributes["gamma"] = .double(o.gamma) }
             var withMasks: [LandscapeBatch] = []
             var start = 0
@@ -156,7 +159,7 @@ public struct LandscapeObjectiveSetup {
             let dh = o.decoderHeads ?? savedHeadCounts(ckpt).decoder
             let m = try MAELandscapeObjective(
                 checkpoint: ckpt, teacher: teacher, batches: withMasks,
-                normPixLoss: o.normPixLoss, gamma: o.gamma, decoderHeads: dh)
+                normPixLoss: normPixLoss, gamma: o.gamma, decoderHeads: dh)
             attributes["decoder_heads"] = .int(try m.decoderHeadCount())
             objective = m
             groups = m.groups
@@ -224,10 +227,8 @@ public protocol LandscapeWorkSplit {
     ) throws -> LandscapeSurface?
     /// The root's `decision`, on every process (each calls this once after the grid).
     func shareDecision(_ decision: Bool) -> Bool
-    /// The gradient pair of this process for the Hessian power iteration, or nil to compute both here.
-    func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
-    ) -> HessianEigenvalue.GradientPair?
+    /// How the processes share the gradients of the Hessian power iteration (nil: each computes them all).
+    var gradients: (any GradientWorkSplit)? { get }
     /// Every process's values (task index → value; tasks are disjoint) merged on the root; nil elsewhere.
     func gather(_ values: [Int: Double]) throws -> [Int: Double]?
 }
@@ -250,9 +251,7 @@ public struct SingleProcess: LandscapeWorkSplit {
         try run.evaluate(surface, savingTo: path, maxPoints: maxPoints, progress: progress)
     }
     public func shareDecision(_ decision: Bool) -> Bool { decision }
-    public func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
-    ) -> HessianEigenvalue.GradientPair? { nil }
+    public var gradients: (any GradientWorkSplit)? { nil }
     public func gather(_ values: [Int: Double]) throws -> [Int: Double]? { values }
 }
 
@@ -301,6 +300,9 @@ public struct LandscapeRun {
         /// A path between two checkpoints instead of random directions: their file names, recorded in the store
         /// (the checkpoints themselves are given to `LandscapeRun.init`).
         public var pathNames: (from: String, to: String)?
+        /// A trajectory plane instead of random directions: the checkpoints of the trajectory (the final one is
+        /// `objective.checkpoint`), read one at a time (see `TrajectoryPlane`).
+        public var pcaOf: [String] = []
 
         public init(objective: LandscapeObjectiveOptions, out: String) {
             self.objective = objective
@@ -363,6 +365,15 @@ public struct LandscapeRun {
         if let teacher = o.objective.teacher {
             attributes["teacher"] = .string(URL(fileURLWithPath: teacher).lastPathComponent)
         }
+        let isPCA = !o.pcaOf.isEmpty
+        let pcaNames = o.pcaOf.map { URL(fileURLWithPath: $0).lastPathComponent }
+        if isPCA {
+            guard dims == 2 else { throw LandscapeError.invalidArgument("a --pca-of plane is 2-D: leave out --dims 1") }
+            attributes["normalization"] = .string(DirectionNormalization.none.rawValue)
+            attributes["pca_of"] = .strings(pcaNames)
+            attributes["seed"] = nil
+            attributes["directions_seeds"] = nil
+        }
 
         // The loss.
         let setup = try LandscapeObjectiveSetup(o.objective, checkpoint: ckpt, teacher: teacher, examples: examples)
@@ -385,10 +396,21 @@ public struct LandscapeRun {
         let directionPath = o.directionPath
         var dirs: [ParameterSet]
         if !split.isRoot { split.barrier() }  // the root writes the directions first; the others read them
-        let recipe: [String: HDF5AttributeValue] = [
-            "seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(o.normalization.rawValue),
-            "ignore": .string(o.ignore.rawValue), "checkpoint": attributes["checkpoint"]!,
+        let recipe: [String: HDF5AttributeValue] =
+            isPCA
+            ? [
+                "pca_of": .strings(pcaNames), "ignore": .string(o.ignore.rawValue),
+                "checkpoint": attributes["checkpoint"]!,
+            ]
+            : [
+                "seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(o.normalization.rawValue),
+                "ignore": .string(o.ignore.rawValue), "checkpoint": attributes["checkpoint"]!,
+            ]
+        /// The PCA results, kept in the direction file's attributes so a rerun that reads it has them.
+        let pcaKeys = [
+            "pca_explained_variance_ratio", "pca_explained_variance", "pca_singular_values", "pca_coordinates",
         ]
+        var pcaResults: [String: HDF5AttributeValue] = [:]
         if FileManager.default.fileExists(atPath: directionPath) {
             let (read, attrs) = try DirectionFile.read(directionPath, like: objective.center)
             for (k, v) in recipe where attrs[k]?.normalized != v.normalized {
@@ -403,7 +425,28 @@ public struct LandscapeRun {
                     got: "\(read.count) over \(read.first?.names.count ?? 0) tensors")
             }
             dirs = Array(read.prefix(dims))
+            for k in pcaKeys where isPCA { pcaResults[k] = attrs[k] }
             if !quiet { log("landscape: directions from \(directionPath)") }
+        } else if isPCA {
+            // The root computes the plane and writes it; the other processes read it after the barrier.
+            if !quiet { log("landscape: PCA of the differences of \(o.pcaOf.count) checkpoints to the final one") }
+            let outURL = URL(fileURLWithPath: out)
+            let plane = try TrajectoryPlane(
+                final: weights, count: o.pcaOf.count, names: o.pcaOf, ignoreBiasAndNorm: o.ignore == .biasbn,
+                scratch: outURL.deletingLastPathComponent().appendingPathComponent(
+                    ".\(outURL.lastPathComponent).pca-\(getpid())"
+                ).path
+            ) { i in try Self.tensors(of: o.objective.load(o.pcaOf[i], key: o.objective.checkpointKey)) }
+            dirs = plane.directions
+            pcaResults = [
+                "pca_explained_variance_ratio": .doubles(plane.explainedVarianceRatio),
+                "pca_explained_variance": .doubles(plane.explainedVariance),
+                "pca_singular_values": .doubles(plane.singularValues),
+                "pca_coordinates": .doubles(plane.coordinates.flatMap { $0 }),
+            ]
+            try DirectionFile.write(dirs, attributes: recipe.merging(pcaResults) { a, _ in a }, to: directionPath)
+            directionGuard.written = directionPath
+            if !quiet { log("landscape: directions saved to \(directionPath)") }
         } else {
             dirs = (0..<dims).map { k in
                 FilterNormalizedDirections.random(
@@ -416,12 +459,40 @@ public struct LandscapeRun {
         }
         if split.isRoot { split.barrier() }
         attributes["directions"] = .string(URL(fileURLWithPath: directionPath).lastPathComponent)
+        var trajectory: LandscapeTrajectory?
+        if isPCA {
+            guard case .doubles(let ratio)? = pcaResults["pca_explained_variance_ratio"],
+                case .doubles(let flat)? = pcaResults["pca_coordinates"], flat.count == 2 * o.pcaOf.count
+            else {
+                throw LandscapeError.mismatch(
+                    file: directionPath, what: "the PCA attributes", expected: "those of \(o.pcaOf.count) checkpoints",
+                    got: "missing or of another length")
+            }
+            for k in pcaKeys where k != "pca_coordinates" { attributes[k] = pcaResults[k] }
+            // The trajectory ends at the final checkpoint, the plane's centre (unless the list ends with it).
+            var names = pcaNames, coordinates = (0..<o.pcaOf.count).map { [flat[2 * $0], flat[2 * $0 + 1]] }
+            let last = o.pcaOf.last.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            if last != URL(fileURLWithPath: o.objective.checkpoint).standardizedFileURL.path {
+                names.append(URL(fileURLWithPath: o.objective.checkpoint).lastPathComponent)
+                coordinates.append([0, 0])
+            }
+            trajectory = LandscapeTrajectory(checkpoints: names, coordinates: coordinates)
+            if !quiet {
+                log(
+                    String(
+                        format:
+                            "landscape: PCA plane: explained variance ratios %.4f, %.4f; trajectory α in [%.4g, %.4g], β in [%.4g, %.4g]",
+                        ratio[0], ratio[1], coordinates.map { $0[0] }.min()!, coordinates.map { $0[0] }.max()!,
+                        coordinates.map { $0[1] }.min()!, coordinates.map { $0[1] }.max()!))
+            }
+        }
 
         // The surface, resumed if it exists.
         let xAxis = try GridAxis(parsing: o.grid), yAxis = try GridAxis(parsing: o.yGrid ?? o.grid)
         var surface = LandscapeSurface(
             x: xAxis.coordinates, y: dims == 2 ? yAxis.coordinates : nil, ids: examples.ids, attributes: attributes)
         if !setup.maskRows.isEmpty { surface.masks = setup.maskRows; surface.patchCount = setup.patchCount }
+        surface.trajectory = trajectory
         if let done = try surface.resume(from: out), !quiet {
             log("landscape: resuming \(out): \(done) of \(surface.done.count) points done")
         }
@@ -448,18 +519,16 @@ public struct LandscapeRun {
             let evaluated = try split.evaluate(
                 run, surface: surface, savingTo: out, maxPoints: o.maxPoints, progress: report)
         else {
-            // Not the root: after the grid, the flatness samples are dealt out over the processes, and the second
-            // process computes half of each Hessian-vector product; the others are done.
+            // Not the root: after the grid, the flatness samples are dealt out over the processes, and every
+            // process computes its share of the gradients of each Hessian-vector product.
             if split.shareDecision(false) {
                 _ = try split.gather(try flatnessLosses(objective, perturbed, split: split))
             }
-            guard split.shareDecision(false), split.rank == 1,
-                let differentiable = objective as? any DifferentiableLandscapeObjective
+            guard split.shareDecision(false), let differentiable = objective as? any DifferentiableLandscapeObjective
             else { return }
             _ = try HessianEigenvalue(
                 objective: differentiable, parameters: perturbed, maxIterations: o.hessianIterations,
-                relativeStep: o.hessianStep, seed: hessianSeed,
-                gradientPair: split.gradientPair(differentiable, parameters: perturbed))
+                relativeStep: o.hessianStep, seed: hessianSeed, split: split.gradients)
             return
         }
         surface = evaluated
@@ -506,8 +575,7 @@ public struct LandscapeRun {
         if split.shareDecision(runHessian), let differentiable = objective as? any DifferentiableLandscapeObjective {
             let h = try HessianEigenvalue(
                 objective: differentiable, parameters: perturbed, maxIterations: o.hessianIterations,
-                relativeStep: o.hessianStep, seed: hessianSeed,
-                gradientPair: split.gradientPair(differentiable, parameters: perturbed)
+                relativeStep: o.hessianStep, seed: hessianSeed, split: split.gradients
             ) { it, lambda in
                 if !quiet { log(String(format: "landscape: Hessian power iteration %d: λ = %.6g", it, lambda)) }
             }

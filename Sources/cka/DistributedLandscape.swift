@@ -2,18 +2,70 @@ import CKADistributed
 import CKAKit
 import CKALandscape
 import Foundation
+import _CKASupport
 
 /// The grid of `cka landscape` over the ranks of an MPI job.
 ///
-/// Rank 0 hands the points that are not done yet out one at a time, in flat-index order, as ranks ask for them
-/// (each rank keeps two requests open, so it never waits for rank 0 to finish a point of its own), computes
-/// points itself in between, records every value and writes the surface atomically after each point, exactly
-/// as one process does. A point's value does not depend on which rank computed it, so the surface has the
-/// same bits for any number of ranks; a killed job leaves the points done so far, and a rerun resumes.
+/// Every rank, rank 0 included, takes the next point that is not done (in flat-index order) whenever it is free,
+/// so the ranks finish within one point of each other. Rank 0 computes its points on a thread of its own: its
+/// main thread — the only one that calls MPI — answers the other ranks at once, records every value and writes
+/// the surface atomically, once per batch of values that arrived together (after each point when they come one
+/// at a time), exactly as one process does. Between messages it sleeps (from 50 µs up to 2 ms), so it does not
+/// take a core from the points. A point's value does not depend on which rank computed it, so the surface has
+/// the same bits for any number of ranks; a killed job leaves the points written so far, and a rerun resumes.
 enum DistributedLandscape {
     static let requestTag = 10, replyTag = 11
-    /// Requests a rank keeps open.
-    static let lookahead = 2
+    /// Requests a rank keeps open: one, so no point waits at a busy rank while another rank is idle (rank 0
+    /// answers within milliseconds, against seconds per point).
+    static let lookahead = 1
+
+    /// The points left, shared by rank 0's main thread (handing points to the other ranks) and its compute
+    /// thread, with the values the compute thread finished.
+    final class SharedQueue: @unchecked Sendable {
+        let condition = NSCondition()
+        private var points: [(ix: Int, iy: Int)]
+        private var finished: [(ix: Int, iy: Int, value: LandscapeValue, seconds: Double)] = []
+        private var failure: Error?
+        private var localDone = false
+
+        init(_ points: [(ix: Int, iy: Int)]) { self.points = points.reversed() }
+
+        func next() -> (ix: Int, iy: Int)? { condition.withLock { points.popLast() } }
+
+        /// Stops handing out points (after an error).
+        func drain() { condition.withLock { points.removeAll() } }
+
+        func finish(_ ix: Int, _ iy: Int, _ value: LandscapeValue, _ seconds: Double) {
+            condition.withLock {
+                finished.append((ix, iy, value, seconds))
+                condition.signal()
+            }
+        }
+
+        func end(_ error: Error?) {
+            condition.withLock {
+                failure = error
+                localDone = true
+                condition.signal()
+            }
+        }
+
+        /// The values finished since the last call, the compute thread's error, and whether it has ended.
+        func take() -> (values: [(ix: Int, iy: Int, value: LandscapeValue, seconds: Double)], error: Error?, done: Bool)
+        {
+            condition.withLock {
+                defer { finished.removeAll() }
+                return (finished, failure, localDone)
+            }
+        }
+
+        /// Sleeps until the compute thread finishes a value or `seconds` pass.
+        func wait(_ seconds: Double) {
+            condition.withLock {
+                if finished.isEmpty && !localDone { _ = condition.wait(until: Date(timeIntervalSinceNow: seconds)) }
+            }
+        }
+    }
 
     /// Rank 0: the surface with every point (or `maxPoints` new ones) done. Other ranks: nil, after rank 0 has
     /// no point left for them.
@@ -26,30 +78,46 @@ enum DistributedLandscape {
             return nil
         }
         var s = surface
-        var queue: [(ix: Int, iy: Int)] = []
-        for iy in 0..<s.ny { for ix in 0..<s.nx where s.done[iy * s.nx + ix] == 0 { queue.append((ix, iy)) } }
-        if let maxPoints { queue = Array(queue.prefix(max(0, maxPoints))) }
-        queue.reverse()  // popLast takes them in flat-index order
+        var points: [(ix: Int, iy: Int)] = []
+        for iy in 0..<s.ny { for ix in 0..<s.nx where s.done[iy * s.nx + ix] == 0 { points.append((ix, iy)) } }
+        if let maxPoints { points = Array(points.prefix(max(0, maxPoints))) }
+        let queue = SharedQueue(points)
+        defer { queue.drain() }
+
+        // Rank 0's own points, on a compute thread (MPI stays on this one).
+        let job = UncheckedSendable((run, s.x, s.y))
+        let compute = Thread {
+            let (run, x, y) = job.value
+            do {
+                while let p = queue.next() {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    let v = try run.value(a: x[p.ix], b: y[p.iy])
+                    queue.finish(p.ix, p.iy, v, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                }
+                queue.end(nil)
+            } catch {
+                queue.drain()
+                queue.end(error)
+            }
+        }
+        compute.stackSize = 64 << 20
+        compute.start()
+
         var completed = s.completedCount, assigned = 0
         var answered = [Int](repeating: 0, count: world.size), results = [Int](repeating: 0, count: world.size)
+        var arrived: [(ix: Int, iy: Int, value: LandscapeValue, seconds: Double)] = []
 
-        func record(_ v: LandscapeValue, ix: Int, iy: Int, seconds: Double) throws {
-            s.record(v, ix: ix, iy: iy)
-            try s.write(to: path)
-            completed += 1
-            progress?(completed, s.loss.count, v, seconds)
-        }
         /// Takes one message of a rank: a result (also a request) or a first request; answers it at once.
         func handle(_ source: Int, _ bytes: [UInt8]) throws {
             var r = MessageReader(bytes)
             if try r.int() == 1 {
                 let ix = try r.int(), iy = try r.int(), seconds = try r.doubles()[0]
-                try record(try decodeValue(&r), ix: ix, iy: iy, seconds: seconds)
+                arrived.append((ix, iy, try decodeValue(&r), seconds))
                 results[source] += 1
                 assigned -= 1
             }
             var reply = Message()
-            if let p = queue.popLast() {
+            if let p = queue.next() {
                 reply.append(p.ix); reply.append(p.iy)
                 assigned += 1
             } else {
@@ -60,18 +128,27 @@ enum DistributedLandscape {
         }
         func allAnswered() -> Bool { (1..<world.size).allSatisfy { answered[$0] == lookahead + results[$0] } }
 
+        var pause = 50e-6
         while true {
             while let (source, bytes) = world.poll(tag: requestTag) { try handle(source, bytes) }
-            if let p = queue.popLast() {
-                let start = DispatchTime.now().uptimeNanoseconds
-                let v = try run.value(a: s.x[p.ix], b: s.y[p.iy])
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-                try record(v, ix: p.ix, iy: p.iy, seconds: seconds)
+            let local = queue.take()
+            if let error = local.error { throw error }
+            arrived += local.values
+            if !arrived.isEmpty {
+                // One write for every value that arrived together.
+                for a in arrived { s.record(a.value, ix: a.ix, iy: a.iy) }
+                try s.write(to: path)
+                for a in arrived {
+                    completed += 1
+                    progress?(completed, s.loss.count, a.value, a.seconds)
+                }
+                arrived.removeAll()
+                pause = 50e-6
                 continue
             }
-            if assigned == 0 && allAnswered() { break }
-            let (source, bytes) = world.receive(from: nil, tag: requestTag)
-            try handle(source, bytes)
+            if local.done && assigned == 0 && allAnswered() { break }
+            queue.wait(pause)
+            pause = min(pause * 2, 2e-3)
         }
         return s
     }
@@ -115,11 +192,10 @@ enum DistributedLandscape {
     }
 }
 
-/// The Hessian power iteration on two ranks: both run the same iteration; each Hessian-vector product needs the
-/// gradients at θ₀ ± εv, and rank 0 computes the one at +εv while rank 1 computes the one at −εv. They swap
-/// them (bit for bit), so both ranks hold the same vector at every step and the eigenvalue is that of one process.
+/// The Hessian under MPI: rank 0's decisions, and the gradients of each Hessian-vector product dealt out over the
+/// ranks (`HessianVectorProduct`: chunks of examples, or single gradients, added in chunk order on every rank).
 enum DistributedHessian {
-    static let tag = 12, decisionTag = 13
+    static let decisionTag = 13
 
     /// Rank 0 tells every rank whether the Hessian runs (every rank calls this once after the grid).
     static func shareDecision(_ run: Bool, communicator world: Communicator) -> Bool {
@@ -128,45 +204,23 @@ enum DistributedHessian {
         world.broadcast(&bytes)
         return bytes.first == 1
     }
+}
 
-    /// The gradient pair of this rank (0: computes +εv, 1: computes −εv), or nil without a second rank.
-    static func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>,
-        communicator world: Communicator
-    ) -> HessianEigenvalue.GradientPair? {
-        guard world.isDistributed, world.rank <= 1 else { return nil }
-        return { plus, minus in
-            if world.rank == 0 {
-                let g = try objective.valueAndGradient(at: plus).gradient.restricted(to: parameters)
-                let other = try decode(world.receive(from: 1, tag: tag).bytes)
-                world.send(encode(g).bytes, to: 1, tag: tag)
-                return (g, other)
-            } else {
-                let g = try objective.valueAndGradient(at: minus).gradient.restricted(to: parameters)
-                world.send(encode(g).bytes, to: 0, tag: tag)
-                return (try decode(world.receive(from: 0, tag: tag).bytes), g)
-            }
-        }
-    }
+/// The gradients of Hessian-vector products over the ranks of the job (`cka landscape`, `cka hessian`).
+struct RankGradientSplit: GradientWorkSplit {
+    let world: Communicator
+    var rank: Int { world.rank }
+    var size: Int { world.size }
+    func allGather(_ values: [Float]) throws -> [[Float]] { world.allGather(floats: values) }
 
-    static func encode(_ p: ParameterSet) -> Message {
-        var m = Message()
-        m.append(p.names)
-        for name in p.names { m.append(p[name]!) }
-        return m
-    }
-
-    static func decode(_ bytes: [UInt8]) throws -> ParameterSet {
-        var r = MessageReader(bytes)
-        let names = try r.strings()
-        var tensors: [String: Tensor<Float>] = [:]
-        for name in names { tensors[name] = try r.tensor(Float.self) }
-        return try ParameterSet(names: names, tensors: tensors)
+    /// The split of `world`, or nil for a single process.
+    static func of(_ world: Communicator) -> (any GradientWorkSplit)? {
+        world.isDistributed ? RankGradientSplit(world: world) : nil
     }
 }
 
-/// `cka landscape` over the ranks of the job: the grid by `DistributedLandscape`, the Hessian by
-/// `DistributedHessian`; one process computes everything itself.
+/// `cka landscape` over the ranks of the job: the grid by `DistributedLandscape`, the Hessian's gradients by
+/// `RankGradientSplit`; one process computes everything itself.
 struct RankLandscapeSplit: LandscapeWorkSplit {
     let world: Communicator
     init(_ world: Communicator) { self.world = world }
@@ -187,11 +241,7 @@ struct RankLandscapeSplit: LandscapeWorkSplit {
 
     func shareDecision(_ decision: Bool) -> Bool { DistributedHessian.shareDecision(decision, communicator: world) }
 
-    func gradientPair(
-        _ objective: any DifferentiableLandscapeObjective, parameters: Set<String>
-    ) -> HessianEigenvalue.GradientPair? {
-        DistributedHessian.gradientPair(objective, parameters: parameters, communicator: world)
-    }
+    var gradients: (any GradientWorkSplit)? { RankGradientSplit.of(world) }
 
     func gather(_ values: [Int: Double]) throws -> [Int: Double]? {
         guard world.isDistributed else { return values }

@@ -51,6 +51,7 @@ struct MessageTests {
         #expect(w.gather([3]) == [[3]])
         #expect(w.gatherVariable([4, 5]) == [[4, 5]])
         #expect(w.allGather([6]) == [[6]])
+        #expect(w.allGather(floats: [7]) == [[7]])
         var bytes: [UInt8] = [1, 2]
         w.broadcast(&bytes)
         #expect(bytes == [1, 2])

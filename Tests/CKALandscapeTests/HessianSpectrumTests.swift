@@ -15,6 +15,7 @@ struct HessianFixture {
     let file: HDF5File
     let objective: CrossEntropyLandscapeObjective
     let op: HessianOperator
+    let checkpoint: Checkpoint
 
     static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Fixtures/hessian_small.h5").path
@@ -30,6 +31,7 @@ struct HessianFixture {
         let url = directory.appendingPathComponent("hessian-tiny.safetensors")
         try SafeTensorsWriter.write(entries, to: url)
         let ckpt = try Checkpoint(contentsOf: url, options: .init(heads: 2))
+        checkpoint = ckpt
         let labels = try file.dataset("ce/labels").readInt64().map { Int($0) }
         objective = try CrossEntropyLandscapeObjective(
             checkpoint: ckpt, head: ClassifierHead(checkpoint: ckpt),
@@ -67,8 +69,9 @@ func relativeError(_ a: [Double], _ b: [Double]) -> Double {
 
 @Suite("Hessian spectrum against PyTorch double-backward on a tiny ViT")
 struct HessianSpectrumTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     @Test("H·v (central differences of exact gradients, plain and extrapolated) equals torch double-backward")
     func hessianVectorProduct() throws {

@@ -297,6 +297,9 @@ public struct LandscapeRun {
         /// A path between two checkpoints instead of random directions: their file names, recorded in the store
         /// (the checkpoints themselves are given to `LandscapeRun.init`).
         public var pathNames: (from: String, to: String)?
+        /// A trajectory plane instead of random directions: the checkpoints of the trajectory (the final one is
+        /// `objective.checkpoint`), read one at a time (see `TrajectoryPlane`).
+        public var pcaOf: [String] = []
 
         public init(objective: LandscapeObjectiveOptions, out: String) {
             self.objective = objective
@@ -359,6 +362,15 @@ public struct LandscapeRun {
         if let teacher = o.objective.teacher {
             attributes["teacher"] = .string(URL(fileURLWithPath: teacher).lastPathComponent)
         }
+        let isPCA = !o.pcaOf.isEmpty
+        let pcaNames = o.pcaOf.map { URL(fileURLWithPath: $0).lastPathComponent }
+        if isPCA {
+            guard dims == 2 else { throw LandscapeError.invalidArgument("a --pca-of plane is 2-D: leave out --dims 1") }
+            attributes["normalization"] = .string(DirectionNormalization.none.rawValue)
+            attributes["pca_of"] = .strings(pcaNames)
+            attributes["seed"] = nil
+            attributes["directions_seeds"] = nil
+        }
 
         // The loss.
         let setup = try LandscapeObjectiveSetup(o.objective, checkpoint: ckpt, teacher: teacher, examples: examples)
@@ -381,10 +393,21 @@ public struct LandscapeRun {
         let directionPath = o.directionPath
         var dirs: [ParameterSet]
         if !split.isRoot { split.barrier() }  // the root writes the directions first; the others read them
-        let recipe: [String: HDF5AttributeValue] = [
-            "seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(o.normalization.rawValue),
-            "ignore": .string(o.ignore.rawValue), "checkpoint": attributes["checkpoint"]!,
+        let recipe: [String: HDF5AttributeValue] =
+            isPCA
+            ? [
+                "pca_of": .strings(pcaNames), "ignore": .string(o.ignore.rawValue),
+                "checkpoint": attributes["checkpoint"]!,
+            ]
+            : [
+                "seed": .int(Int(truncatingIfNeeded: seed)), "normalization": .string(o.normalization.rawValue),
+                "ignore": .string(o.ignore.rawValue), "checkpoint": attributes["checkpoint"]!,
+            ]
+        /// The PCA results, kept in the direction file's attributes so a rerun that reads it has them.
+        let pcaKeys = [
+            "pca_explained_variance_ratio", "pca_explained_variance", "pca_singular_values", "pca_coordinates",
         ]
+        var pcaResults: [String: HDF5AttributeValue] = [:]
         if FileManager.default.fileExists(atPath: directionPath) {
             let (read, attrs) = try DirectionFile.read(directionPath, like: objective.center)
             for (k, v) in recipe where attrs[k]?.normalized != v.normalized {
@@ -399,7 +422,28 @@ public struct LandscapeRun {
                     got: "\(read.count) over \(read.first?.names.count ?? 0) tensors")
             }
             dirs = Array(read.prefix(dims))
+            for k in pcaKeys where isPCA { pcaResults[k] = attrs[k] }
             if !quiet { log("landscape: directions from \(directionPath)") }
+        } else if isPCA {
+            // The root computes the plane and writes it; the other processes read it after the barrier.
+            if !quiet { log("landscape: PCA of the differences of \(o.pcaOf.count) checkpoints to the final one") }
+            let outURL = URL(fileURLWithPath: out)
+            let plane = try TrajectoryPlane(
+                final: weights, count: o.pcaOf.count, names: o.pcaOf, ignoreBiasAndNorm: o.ignore == .biasbn,
+                scratch: outURL.deletingLastPathComponent().appendingPathComponent(
+                    ".\(outURL.lastPathComponent).pca-\(getpid())"
+                ).path
+            ) { i in try Self.tensors(of: o.objective.load(o.pcaOf[i], key: o.objective.checkpointKey)) }
+            dirs = plane.directions
+            pcaResults = [
+                "pca_explained_variance_ratio": .doubles(plane.explainedVarianceRatio),
+                "pca_explained_variance": .doubles(plane.explainedVariance),
+                "pca_singular_values": .doubles(plane.singularValues),
+                "pca_coordinates": .doubles(plane.coordinates.flatMap { $0 }),
+            ]
+            try DirectionFile.write(dirs, attributes: recipe.merging(pcaResults) { a, _ in a }, to: directionPath)
+            directionGuard.written = directionPath
+            if !quiet { log("landscape: directions saved to \(directionPath)") }
         } else {
             dirs = (0..<dims).map { k in
                 FilterNormalizedDirections.random(
@@ -412,12 +456,40 @@ public struct LandscapeRun {
         }
         if split.isRoot { split.barrier() }
         attributes["directions"] = .string(URL(fileURLWithPath: directionPath).lastPathComponent)
+        var trajectory: LandscapeTrajectory?
+        if isPCA {
+            guard case .doubles(let ratio)? = pcaResults["pca_explained_variance_ratio"],
+                case .doubles(let flat)? = pcaResults["pca_coordinates"], flat.count == 2 * o.pcaOf.count
+            else {
+                throw LandscapeError.mismatch(
+                    file: directionPath, what: "the PCA attributes", expected: "those of \(o.pcaOf.count) checkpoints",
+                    got: "missing or of another length")
+            }
+            for k in pcaKeys where k != "pca_coordinates" { attributes[k] = pcaResults[k] }
+            // The trajectory ends at the final checkpoint, the plane's centre (unless the list ends with it).
+            var names = pcaNames, coordinates = (0..<o.pcaOf.count).map { [flat[2 * $0], flat[2 * $0 + 1]] }
+            let last = o.pcaOf.last.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            if last != URL(fileURLWithPath: o.objective.checkpoint).standardizedFileURL.path {
+                names.append(URL(fileURLWithPath: o.objective.checkpoint).lastPathComponent)
+                coordinates.append([0, 0])
+            }
+            trajectory = LandscapeTrajectory(checkpoints: names, coordinates: coordinates)
+            if !quiet {
+                log(
+                    String(
+                        format:
+                            "landscape: PCA plane: explained variance ratios %.4f, %.4f; trajectory α in [%.4g, %.4g], β in [%.4g, %.4g]",
+                        ratio[0], ratio[1], coordinates.map { $0[0] }.min()!, coordinates.map { $0[0] }.max()!,
+                        coordinates.map { $0[1] }.min()!, coordinates.map { $0[1] }.max()!))
+            }
+        }
 
         // The surface, resumed if it exists.
         let xAxis = try GridAxis(parsing: o.grid), yAxis = try GridAxis(parsing: o.yGrid ?? o.grid)
         var surface = LandscapeSurface(
             x: xAxis.coordinates, y: dims == 2 ? yAxis.coordinates : nil, ids: examples.ids, attributes: attributes)
         if !setup.maskRows.isEmpty { surface.masks = setup.maskRows; surface.patchCount = setup.patchCount }
+        surface.trajectory = trajectory
         if let done = try surface.resume(from: out), !quiet {
             log("landscape: resuming \(out): \(done) of \(surface.done.count) points done")
         }

@@ -37,6 +37,19 @@ public struct GridAxis: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(lower):\(upper):\(count)" }
 }
 
+/// The checkpoints of a training trajectory and their coordinates (α, β) in its PCA plane, in order; the last is
+/// the plane's centre.
+public struct LandscapeTrajectory: Sendable, Equatable {
+    public var checkpoints: [String]
+    /// One (α, β) per checkpoint.
+    public var coordinates: [[Double]]
+
+    public init(checkpoints: [String], coordinates: [[Double]]) {
+        self.checkpoints = checkpoints
+        self.coordinates = coordinates
+    }
+}
+
 /// A loss surface in the landscape store of formats.md §3 (`format = "landscape"`, version 1).
 ///
 /// ```
@@ -44,6 +57,7 @@ public struct GridAxis: Sendable, Equatable, CustomStringConvertible {
 /// /loss [ny, nx] float64 (NaN = not computed yet)      /done [ny, nx] uint8
 /// /accuracy [ny, nx] float64 (classification losses)    /parts/<name> [ny, nx] (e.g. RC-MAE's two terms)
 /// /inputs/ids [N] strings          /masks [N, patches] uint8 (MAE/RC-MAE: 1 = masked)
+/// /trajectory/checkpoints [M] strings, /trajectory/coordinates [M, 2] float64 (a `--pca-of` plane)
 /// attrs: format, format_version, dimensions, loss, normalization, ignore, excluded, seed, checkpoint, …
 /// ```
 /// Point (ix, iy) is the loss at θ₀ + x[ix]·dx + y[iy]·dy; grid points are evaluated in the order of the
@@ -69,6 +83,8 @@ public struct LandscapeSurface: Sendable {
     public var patchCount: Int
     /// Settings and results (`loss`, `normalization`, `seed`, statistics, …).
     public var attributes: [String: HDF5AttributeValue]
+    /// The checkpoints of a trajectory plane (`--pca-of`) and their coordinates in it.
+    public var trajectory: LandscapeTrajectory?
 
     public var nx: Int { x.count }
     public var ny: Int { y.count }
@@ -87,6 +103,7 @@ public struct LandscapeSurface: Sendable {
         masks = nil
         patchCount = 0
         self.attributes = attributes
+        trajectory = nil
     }
 
     /// Number of computed points.
@@ -165,6 +182,19 @@ public struct LandscapeSurface: Sendable {
             masks = nil
             patchCount = 0
         }
+        if f.exists("trajectory/coordinates") {
+            let c = try f.dataset("trajectory/coordinates").readDouble()
+            let names = try f.readStrings("trajectory/checkpoints")
+            guard c.shape == [names.count, 2] else {
+                throw LandscapeError.mismatch(
+                    file: path, what: "trajectory/coordinates", expected: "[\(names.count), 2]",
+                    got: describe(c.shape))
+            }
+            trajectory = LandscapeTrajectory(
+                checkpoints: names, coordinates: (0..<names.count).map { [c[$0, 0], c[$0, 1]] })
+        } else {
+            trajectory = nil
+        }
     }
 
     /// Writes the store to `path` atomically (temporary file, then rename).
@@ -202,6 +232,13 @@ public struct LandscapeSurface: Sendable {
         if !ids.isEmpty { try f.createGroup("inputs"); try f.writeStrings("inputs/ids", ids) }
         if let masks, patchCount > 0 {
             try f.createDataset("masks", type: .uint8, shape: [masks.count / patchCount, patchCount]).write(masks)
+        }
+        if let trajectory {
+            let m = trajectory.checkpoints.count
+            try f.createGroup("trajectory")
+            try f.writeStrings("trajectory/checkpoints", trajectory.checkpoints)
+            try f.createDataset("trajectory/coordinates", type: .float64, shape: [m, 2]).write(
+                try Tensor<Double>(shape: [m, 2], scalars: trajectory.coordinates.flatMap { $0 }))
         }
         try f.close()
     }

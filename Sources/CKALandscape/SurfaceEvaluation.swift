@@ -72,7 +72,7 @@ extension LandscapeSurface {
     public static let identityAttributes = [
         "loss", "normalization", "ignore", "seed", "checkpoint", "teacher",
         "n_examples", "pick", "perturbed", "excluded", "norm_pix_loss", "gamma", "mask_ratio",
-        "mask_seed", "head", "path_from", "path_to",
+        "mask_seed", "head", "path_from", "path_to", "pca_of",
     ]
 
     /// Why `other` (a stored surface) cannot be resumed as `self`, or nil if it can.

@@ -26,6 +26,9 @@ public struct ContourPlot: Sendable {
     public var colormap: Colormap
     /// Writes each level's value on its longest contour line (as matplotlib's `clabel`).
     public var labelsLevels: Bool = true
+    /// A path drawn over the contours in red, a dot at each point and a larger one at the last (e.g. a training
+    /// trajectory ending at the plane's centre); clipped to the plot area.
+    public var overlay: [(x: Double, y: Double)] = []
 
     /// A contour plot of `z` over the grid `x × y`.
     public init(
@@ -193,6 +196,16 @@ public struct ContourPlot: Sendable {
                         canvas.polyline(
                             line.isClosed ? Array(points.dropLast()) : points, color: .ink, width: 0.7,
                             alpha: 0.65, closed: line.isClosed)
+                    }
+                }
+                if !overlay.isEmpty {
+                    let points = overlay.map { p in
+                        (x: px + decoration.x.fraction(p.x) * pw, y: py + (1 - decoration.y.fraction(p.y)) * ph)
+                    }
+                    let red = RGBColor(red: 0.84, green: 0.15, blue: 0.16)
+                    canvas.polyline(points, color: red, width: 1.4)
+                    for (k, p) in points.enumerated() {
+                        canvas.marker(.circle, x: p.x, y: p.y, radius: k == points.count - 1 ? 4 : 2.5, color: red)
                     }
                 }
                 if labelsLevels {

@@ -54,10 +54,19 @@ public func expectClose<A: TensorScalar, B: TensorScalar>(
 }
 
 /// A fresh temporary directory, removed by the caller with `FileManager.removeItem`.
+/// A suite that keeps one for all its tests holds a ``ScratchDirectory`` instead.
 public func makeTemporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("cka-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// A fresh temporary directory that is removed with everything in it when the last reference goes away:
+/// a suite struct holds one, so each test's files disappear when the test ends.
+public final class ScratchDirectory: Sendable {
+    public let url: URL
+    public init() throws { url = try makeTemporaryDirectory() }
+    deinit { try? FileManager.default.removeItem(at: url) }
 }
 
 /// The `shared/` folder beside the checkout (`../shared`), if present: real data for tests.

@@ -29,38 +29,10 @@ extension CKACommand {
         @Option(help: "Checkpoint whose Hessian is taken (the RC-MAE student).")
         var checkpoint: String
 
-        @Option(name: .customLong("checkpoint-key"), help: "Wrapper entry of --checkpoint holding the weights.")
-        var checkpointKey: String?
-
-        @Option(help: "RC-MAE: the EMA teacher checkpoint.")
-        var teacher: String?
-
-        @Option(name: .customLong("teacher-key"), help: "Wrapper entry of --teacher holding the weights.")
-        var teacherKey: String?
-
-        @Option(help: "Checkpoint layout (default: detected).")
-        var source: CheckpointSource?
-
-        @Option(help: "The objective.")
-        var loss: LandscapeLoss
-
-        @Option(help: "The linear head for --loss ce instead of the checkpoint's (DINO linear weights or a probe .h5).")
-        var head: String?
-
-        @Option(help: "A folder of images (class subfolders give labels).")
-        var images: String?
-
-        @Option(help: "An HDF5 file with preprocessed /inputs/pixels and /inputs/ids (and /inputs/labels).")
-        var inputs: String?
+        @OptionGroup var objective: ObjectiveOptions
 
         @Option(help: "Number of examples the loss averages over (see --pick).")
         var examples = 16
-
-        @Option(help: "Which examples: spread (evenly over the inputs) or first.")
-        var pick = ExamplePick.spread
-
-        @Option(name: .customLong("batch-size"), help: "Examples per forward pass.")
-        var batchSize = 32
 
         @Option(name: .customLong("top-k"), help: "Top eigenvalues per scope.")
         var topK = 1
@@ -102,33 +74,6 @@ extension CKACommand {
         @Flag(name: .customLong("include-fixed"), help: "Also the fixed sin-cos position tables.")
         var includeFixed = false
 
-        @Option(name: .customLong("mask-ratio"), help: "MAE mask ratio.")
-        var maskRatio = 0.75
-
-        @Option(name: .customLong("mask-seed"), help: "Seed of the per-image masks (default: --seed).")
-        var maskSeed: UInt64?
-
-        @Option(help: "Masks to use: an HDF5 file with /masks [N, patches] uint8 (1 = masked), e.g. an earlier --out.")
-        var masks: String?
-
-        @Flag(name: .customLong("no-norm-pix-loss"), help: "Raw-pixel targets.")
-        var noNormPixLoss = false
-
-        @Option(help: "RC-MAE weight γ of the consistency term.")
-        var gamma = 1.0
-
-        @Option(help: "Preprocessing preset (default: the checkpoint's method).")
-        var preprocessing: PreprocessingPreset?
-
-        @Option(help: "Model name recorded in the output (default: from the checkpoint's file name).")
-        var model: String?
-
-        @Option(help: "Encoder attention heads (default: saved args, else from the width).")
-        var heads: Int?
-
-        @Option(name: .customLong("decoder-heads"), help: "MAE decoder attention heads.")
-        var decoderHeads: Int?
-
         @Option(help: "The HDF5 output.")
         var out: String
 
@@ -141,12 +86,7 @@ extension CKACommand {
         @OptionGroup var parallel: ThreadOptions
 
         func validate() throws {
-            if (images == nil) == (inputs == nil) {
-                throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5")
-            }
-            if loss == .rcmae && teacher == nil { throw ValidationError("--loss rcmae needs --teacher") }
-            if loss != .ce && head != nil { throw ValidationError("--head is for --loss ce") }
-            if examples < 1 || batchSize < 1 { throw ValidationError("--examples and --batch-size must be at least 1") }
+            if examples < 1 { throw ValidationError("--examples must be at least 1") }
             if topK < 1 || traceSamples < 1 || lanczosSteps < 1 || repeats < 1 || densityRuns < 0 || densityBins < 2 {
                 throw ValidationError(
                     "--top-k, --trace-samples, --lanczos-steps, --repeats must be ≥ 1, --density-runs ≥ 0, --density-bins ≥ 2"
@@ -155,7 +95,6 @@ extension CKACommand {
             if !(hessianStep > 0) || !(sigmaSquared > 0) {
                 throw ValidationError("--hessian-step and --sigma-squared must be positive")
             }
-            if !(0..<1).contains(maskRatio) { throw ValidationError("--mask-ratio must be in [0, 1)") }
         }
 
         func run() throws {
@@ -163,26 +102,11 @@ extension CKACommand {
                 parallel.apply()
                 // Under mpirun every rank runs the same iterations and computes its share of the gradients of
                 // each Hessian-vector product; rank 0 alone speaks and writes.
-                try OutputPlan.check(inputs: [checkpoint, teacher, head, inputs, masks], outputs: [out, csv])
-                var objective = LandscapeObjectiveOptions(loss: loss, checkpoint: checkpoint)
-                objective.checkpointKey = checkpointKey
-                objective.teacher = teacher
-                objective.teacherKey = teacherKey
-                objective.source = source
-                objective.heads = heads
-                objective.decoderHeads = decoderHeads
-                objective.head = head
-                objective.maskRatio = maskRatio
-                objective.maskSeed = maskSeed ?? seed
-                objective.masks = masks
-                objective.normPixLoss = !noNormPixLoss
-                objective.gamma = gamma
-                let ckpt = try objective.load(checkpoint, key: checkpointKey)
-                let teacherCkpt = try teacher.map { try objective.load($0, key: teacherKey) }
-                let chosen = try readLandscapeExamples(
-                    ckpt, loss: loss, images: images, inputs: inputs, examples: examples, pick: pick,
-                    batchSize: batchSize, preprocessing: preprocessing)
-                var o = HessianRun.Options(objective: objective)
+                try OutputPlan.check(inputs: [checkpoint] + objective.inputFiles, outputs: [out, csv])
+                let settings = objective.objective(checkpoint: checkpoint, seed: seed)
+                let ckpt = try settings.load(checkpoint, key: objective.checkpointKey)
+                let chosen = try objective.examples(examples, for: ckpt)
+                var o = HessianRun.Options(objective: settings)
                 o.topK = topK
                 o.lanczosSteps = lanczosSteps
                 o.traceSamples = traceSamples
@@ -195,11 +119,12 @@ extension CKACommand {
                 o.relativeStep = hessianStep
                 o.extrapolate = richardson
                 o.includeFixed = includeFixed
-                o.pick = pick
-                o.model = model ?? ActivationExtractor.modelName(for: ckpt)
+                o.pick = objective.pick
+                o.model = objective.model ?? ActivationExtractor.modelName(for: ckpt)
                 o.quiet = quiet || !world.isRoot
-                let result = try HessianRun(options: o, checkpoint: ckpt, teacher: teacherCkpt, examples: chosen).run(
-                    split: RankGradientSplit.of(world), log: note)
+                let result = try HessianRun(
+                    options: o, checkpoint: ckpt, teacher: objective.loadTeacher(settings), examples: chosen
+                ).run(split: RankGradientSplit.of(world), log: note)
                 guard world.isRoot else { return }
                 try result.write(to: out)
                 if let csv { try AtomicOutput.write(result.csv, to: csv) }

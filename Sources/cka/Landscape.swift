@@ -37,6 +37,14 @@ extension CKACommand {
                 tensors of one side only are listed and held. The store is 1-D with t as its axis:
                   cka landscape --from mae_pretrain_vit_base.pth --to mae_finetuned_vit_base.pth --loss ce \\
                     --images val/ --examples 64 --grid -0.25:1.25:31 --out mae-path.h5
+                With --pca-of C1 C2 … the plane is that of a training trajectory ending at --checkpoint (Li et al. §7, as
+                loss-landscape's setup_PCA_directions): the first two principal directions (unit vectors) of the
+                centred differences Cᵢ − checkpoint over the perturbed tensors (1-D tensors left out with --ignore
+                biasbn), computed in the N×N Gram form. The grid is in parameter-norm units around the checkpoint;
+                the store keeps each direction's explained variance ratio and every checkpoint's coordinates, and
+                landscape-plot draws the trajectory over the contours:
+                  cka landscape --checkpoint epoch_100.pth --pca-of epoch_0.pth epoch_25.pth epoch_50.pth \\
+                    epoch_75.pth --loss ce --images val/ --grid -2:2:41 --out trajectory.h5
                 """)
 
         @Option(help: "Checkpoint whose loss landscape is drawn (the RC-MAE student).")
@@ -55,43 +63,16 @@ extension CKACommand {
         var to: String?
 
         @Option(
-            name: .customLong("checkpoint-key"),
-            help: "Wrapper entry of --checkpoint holding the weights (e.g. student).")
-        var checkpointKey: String?
-
-        @Option(help: "RC-MAE: the EMA teacher checkpoint (may be the same file with --teacher-key teacher).")
-        var teacher: String?
-
-        @Option(name: .customLong("teacher-key"), help: "Wrapper entry of --teacher holding the weights.")
-        var teacherKey: String?
-
-        @Option(help: "Checkpoint layout (default: detected).")
-        var source: CheckpointSource?
-
-        @Option(help: "The objective.")
-        var loss: LandscapeLoss
-
-        @Option(
+            name: .customLong("pca-of"), parsing: .upToNextOption,
             help:
-                "The linear head for --loss ce instead of the checkpoint's: DINO's dino_vitbase16_linearweights.pth, or a probe of norm:cls saved by 'cka probe --save' (.h5)."
+                "Trajectory plane: checkpoints of a training run (at least 3); the plane of the first two principal directions of their differences to --checkpoint (the final one)."
         )
-        var head: String?
+        var pcaOf: [String] = []
 
-        @Option(help: "A folder of images (class subfolders give labels).")
-        var images: String?
-
-        @Option(help: "An HDF5 file with preprocessed /inputs/pixels and /inputs/ids (and /inputs/labels).")
-        var inputs: String?
+        @OptionGroup var objective: ObjectiveOptions
 
         @Option(help: "Number of examples the loss averages over (see --pick).")
         var examples = 64
-
-        @Option(
-            help: "Which examples: spread (N evenly spaced over the inputs, every class of a sorted folder) or first.")
-        var pick = ExamplePick.spread
-
-        @Option(name: .customLong("batch-size"), help: "Examples per forward pass.")
-        var batchSize = 32
 
         @Option(parsing: .unconditional, help: "Grid of α (and of β unless --y-grid): MIN:MAX:NUM, e.g. -1:1:51.")
         var grid = "-1:1:51"
@@ -122,23 +103,6 @@ extension CKACommand {
         @Option(help: "Direction file: read if it exists, else written (default: OUT without .h5 + .directions.h5).")
         var directions: String?
 
-        @Option(name: .customLong("mask-ratio"), help: "MAE mask ratio.")
-        var maskRatio = 0.75
-
-        @Option(name: .customLong("mask-seed"), help: "Seed of the per-image masks (default: --seed).")
-        var maskSeed: UInt64?
-
-        @Option(help: "Masks to use: an HDF5 file with /masks [N, patches] uint8 (1 = masked).")
-        var masks: String?
-
-        @Flag(
-            name: .customLong("no-norm-pix-loss"),
-            help: "Raw-pixel targets (mae_visualize_vit_base.pth was trained so).")
-        var noNormPixLoss = false
-
-        @Option(help: "RC-MAE weight γ of the consistency term.")
-        var gamma = 1.0
-
         @Option(
             name: .customLong("flatness-radius"),
             help: "Comma-separated radii of the average-flatness estimate (e.g. 0.05,0.1).")
@@ -162,25 +126,6 @@ extension CKACommand {
         @Option(name: .customLong("max-points"), help: "Stop after this many new grid points (resume later).")
         var maxPoints: Int?
 
-        @Option(help: "Preprocessing preset (default: the checkpoint's method).")
-        var preprocessing: PreprocessingPreset?
-
-        @Option(
-            help:
-                "Model name recorded in the store and shown in plot titles (default: from the checkpoint's file name).")
-        var model: String?
-
-        @Option(
-            help:
-                "Encoder attention heads (default: the checkpoint's saved args, else from the width: 192→3, 384→6, 768→12, 1024→16)."
-        )
-        var heads: Int?
-
-        @Option(
-            name: .customLong("decoder-heads"),
-            help: "MAE decoder attention heads (default: the checkpoint's saved args, else width/32).")
-        var decoderHeads: Int?
-
         @Option(help: "The landscape store to write (resumed if it exists with the same settings).")
         var out: String
 
@@ -193,19 +138,19 @@ extension CKACommand {
             if (checkpoint == nil) == (from == nil && to == nil) || (from == nil) != (to == nil) {
                 throw ValidationError("give --checkpoint, or --from A and --to B for a path between two checkpoints")
             }
+            if !pcaOf.isEmpty && (checkpoint == nil || dims != 2) {
+                throw ValidationError(
+                    "--pca-of makes a plane around --checkpoint: give --checkpoint, not --from/--to or --dims 1")
+            }
+            if !pcaOf.isEmpty && pcaOf.count < 3 {
+                throw ValidationError(
+                    "--pca-of needs at least 3 checkpoints (their centred differences span N − 1 dimensions)")
+            }
             if from != nil && yGrid != nil {
                 throw ValidationError("a path between checkpoints is 1-D (its axis is t): leave out --y-grid")
             }
-            if (images == nil) == (inputs == nil) {
-                throw ValidationError("give exactly one of --images DIR or --inputs FILE.h5")
-            }
-            if loss == .rcmae && teacher == nil {
-                throw ValidationError("--loss rcmae needs --teacher (the EMA teacher checkpoint)")
-            }
-            if loss != .ce && head != nil { throw ValidationError("--head is for --loss ce") }
             if dims != 1 && dims != 2 { throw ValidationError("--dims must be 1 or 2") }
-            if examples < 1 || batchSize < 1 { throw ValidationError("--examples and --batch-size must be at least 1") }
-            if !(0..<1).contains(maskRatio) { throw ValidationError("--mask-ratio must be in [0, 1)") }
+            if examples < 1 { throw ValidationError("--examples must be at least 1") }
             if let maxPoints, maxPoints < 1 { throw ValidationError("--max-points must be at least 1") }
             if flatnessSamples < 1 { throw ValidationError("--flatness-samples must be at least 1") }
             if hessianIterations < 0 || !(hessianStep > 0) {
@@ -226,47 +171,29 @@ extension CKACommand {
             return r.map { $0! }
         }
 
-        /// The objective settings of the command line.
-        var objectiveOptions: LandscapeObjectiveOptions {
-            var o = LandscapeObjectiveOptions(loss: loss, checkpoint: checkpoint ?? to ?? "")
-            o.checkpointKey = checkpointKey
-            o.teacher = teacher
-            o.teacherKey = teacherKey
-            o.source = source
-            o.heads = heads
-            o.decoderHeads = decoderHeads
-            o.head = head
-            o.maskRatio = maskRatio
-            o.maskSeed = maskSeed ?? seed
-            o.masks = masks
-            o.normPixLoss = !noNormPixLoss
-            o.gamma = gamma
-            return o
-        }
-
         func run() throws {
             try reportingErrors {
                 parallel.apply()
                 // Under mpirun every rank sets up the same objective and directions; rank 0 hands out the grid
                 // points and alone writes files and speaks.
-                try OutputPlan.check(inputs: [checkpoint, from, to, teacher, head, inputs, masks], outputs: [out])
+                try OutputPlan.check(
+                    inputs: [checkpoint, from, to] + objective.inputFiles + pcaOf.map { Optional($0) }, outputs: [out])
                 if world.isRoot { removePartialOutputOnInterrupt(out) }
-                var objective = objectiveOptions
+                var settings = objective.objective(checkpoint: checkpoint ?? to ?? "", seed: seed)
+                let key = objective.checkpointKey
                 var path: (from: Checkpoint, to: Checkpoint)?
                 if let from, let to {
-                    let a = try objective.load(from, key: checkpointKey), b = try objective.load(to, key: checkpointKey)
+                    let a = try settings.load(from, key: key), b = try settings.load(to, key: key)
                     path = (a, b)
                     // The objective from B, or from A when only A has the MAE decoder the loss needs.
-                    if loss != .ce && b.decoder.isEmpty && !a.decoder.isEmpty { objective.checkpoint = from }
+                    if objective.loss != .ce && b.decoder.isEmpty && !a.decoder.isEmpty { settings.checkpoint = from }
                 }
                 let ckpt =
-                    try path.map { objective.checkpoint == from ? $0.from : $0.to }
-                    ?? objective.load(objective.checkpoint, key: checkpointKey)
-                let teacherCkpt = try teacher.map { try objective.load($0, key: teacherKey) }
-                let examples = try readLandscapeExamples(
-                    ckpt, loss: loss, images: images, inputs: inputs, examples: self.examples, pick: pick,
-                    batchSize: batchSize, preprocessing: preprocessing)
-                var o = LandscapeRun.Options(objective: objective, out: out)
+                    try path.map { settings.checkpoint == from ? $0.from : $0.to }
+                    ?? settings.load(settings.checkpoint, key: key)
+                let teacherCkpt = try objective.loadTeacher(settings)
+                let examples = try objective.examples(self.examples, for: ckpt)
+                var o = LandscapeRun.Options(objective: settings, out: out)
                 o.grid = grid
                 o.yGrid = yGrid
                 o.dims = dims
@@ -281,10 +208,11 @@ extension CKACommand {
                 o.hessianIterations = hessianIterations
                 o.hessianStep = hessianStep
                 o.maxPoints = maxPoints
-                o.pick = pick
-                o.model = model ?? ActivationExtractor.modelName(for: ckpt)
+                o.pick = objective.pick
+                o.model = objective.model ?? ActivationExtractor.modelName(for: ckpt)
                 o.quiet = quiet
                 if let from, let to { o.pathNames = (from, to) }
+                o.pcaOf = pcaOf
                 do {
                     try LandscapeRun(
                         options: o, checkpoint: ckpt, teacher: teacherCkpt, examples: examples, path: path
@@ -297,63 +225,6 @@ extension CKACommand {
             }
         }
     }
-}
-
-/// The first `examples` inputs as batches of `batchSize`, with their ids (and labels for ce): the examples of
-/// `cka landscape` and `cka hessian`.
-func readLandscapeExamples(
-    _ ckpt: Checkpoint, loss: LandscapeLoss, images: String?, inputs: String?, examples: Int, pick: ExamplePick,
-    batchSize: Int, preprocessing: PreprocessingPreset?
-) throws -> LandscapeExamples {
-    let imageSize = VisionTransformerSize(ckpt.architecture).imageSize
-    var batches: [LandscapeBatch] = []
-    var ids: [String] = []
-    func collect(_ source: inout some InputSource) throws {
-        // The examples: the first N, or N spread evenly over the inputs (index ⌊i·total/N⌋), which for a
-        // class-sorted image folder gives every class.
-        let total = source.expectedCount ?? examples
-        let chosen =
-            pick == .first || total <= examples
-            ? Set(0..<examples)
-            : Set((0..<examples).map { $0 * total / examples })
-        var index = 0, rows: [(id: String, label: Int, pixels: Tensor<Float>)] = []
-        func flush() throws {
-            guard let first = rows.first else { return }
-            var pixels = Tensor<Float>(shape: [rows.count] + Array(first.pixels.shape.dropFirst()))
-            for (k, r) in rows.enumerated() { try pixels.setRows(k..<k + 1, from: r.pixels) }
-            batches.append(LandscapeBatch(pixels: pixels, labels: loss == .ce ? rows.map(\.label) : []))
-            rows = []
-        }
-        while ids.count < examples, let b = try source.next(maxCount: batchSize) {
-            for i in 0..<b.ids.count {
-                defer { index += 1 }
-                guard chosen.contains(index), ids.count < examples else { continue }
-                ids.append(b.ids[i])
-                rows.append((b.ids[i], b.labels[i], b.pixels.rows(i..<i + 1)))
-                if rows.count == batchSize { try flush() }
-            }
-        }
-        try flush()
-        for s in source.skipped { note("warning: skipped \(s.id): \(s.reason)") }
-    }
-    if let inputs {
-        var s = try PixelStoreInput(path: inputs, limit: pick == .first ? examples : nil)
-        try collect(&s)
-    } else {
-        var s = try ImageFolderInput(
-            root: images!, preprocessing: evalTransform(for: ckpt, size: imageSize, preset: preprocessing),
-            batchSize: batchSize, limit: pick == .first ? examples : nil)
-        try collect(&s)
-    }
-    guard !ids.isEmpty else {
-        throw LandscapeError.invalidArgument("no usable examples in \(images ?? inputs ?? "")")
-    }
-    if loss == .ce, let bad = batches.flatMap(\.labels).firstIndex(where: { $0 < 0 }) {
-        throw LandscapeError.invalidArgument(
-            "\(images ?? inputs ?? ""): example \(ids[bad]) has no label; --loss ce needs class folders or /inputs/labels"
-        )
-    }
-    return LandscapeExamples(batches: batches, ids: ids)
 }
 
 extension DirectionNormalization: ExpressibleByArgument {}

@@ -101,16 +101,29 @@ extension CKACommand {
                         Array(stride(from: vmin ?? low, through: vmax ?? high, by: step)).map(transform)
                     }
                     let contour = "\(prefix)-contour.\(format.rawValue)"
-                    try ContourPlot(
-                        x: s.x, y: s.y, z: z, title: title, xLabel: "α (direction x)", yLabel: "β (direction y)",
-                        colorbarLabel: label, levelCount: 12, levels: levels, colorRange: low...high
-                    ).write(to: contour)
+                    // A trajectory plane: its principal directions with their explained variance, the path drawn.
+                    var axisLabels = ("α (direction x)", "β (direction y)"), planeTitle = title
+                    if case .doubles(let ratio)? = s.attributes["pca_explained_variance_ratio"], ratio.count == 2 {
+                        axisLabels = (
+                            String(format: "1st PC (%.1f %% of the variance)", 100 * ratio[0]),
+                            String(format: "2nd PC (%.1f %% of the variance)", 100 * ratio[1])
+                        )
+                        planeTitle = [
+                            s.attributes["model"]?.stringValue,
+                            "\(lossName) loss on the PCA plane of \(s.trajectory?.checkpoints.count ?? 0) checkpoints",
+                        ].compactMap { $0 }.joined(separator: " — ")
+                    }
+                    var plot = ContourPlot(
+                        x: s.x, y: s.y, z: z, title: planeTitle, xLabel: axisLabels.0, yLabel: axisLabels.1,
+                        colorbarLabel: label, levelCount: 12, levels: levels, colorRange: low...high)
+                    plot.overlay = s.trajectory?.coordinates.map { (x: $0[0], y: $0[1]) } ?? []
+                    try plot.write(to: contour)
                     let heat = "\(prefix)-heatmap.\(format.rawValue)"
                     let fmt: (Double) -> String = { String(format: "%g", $0) }
                     try Heatmap(
                         values: z.reversed().map { $0.map { $0.isNaN ? .nan : min(max($0, low), high) } },
-                        rowLabels: s.y.reversed().map(fmt), columnLabels: s.x.map(fmt), title: title,
-                        xLabel: "α (direction x)", yLabel: "β (direction y)", colorRange: low...high,
+                        rowLabels: s.y.reversed().map(fmt), columnLabels: s.x.map(fmt), title: planeTitle,
+                        xLabel: axisLabels.0, yLabel: axisLabels.1, colorRange: low...high,
                         colorbarLabel: label
                     ).write(to: heat)
                     written += [contour, heat]

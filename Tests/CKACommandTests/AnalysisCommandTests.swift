@@ -24,8 +24,9 @@ func csvRows(_ path: String) throws -> [[String]] {
 
 @Suite("cka knn, probe and agreement")
 struct AnalysisCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 

@@ -47,8 +47,9 @@ func similarityFixture(_ name: String) -> String {
 
 @Suite("cka command line")
 struct CommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 

@@ -32,8 +32,9 @@ private let sharedImgFocusModel: String? = {
 
 @Suite("make demo, its report and the embedded default model")
 struct DemoTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     @Test(
         "convert_imgfocus.py equals ../shared's model.safetensors (174 names, ≤ 1e-6)",

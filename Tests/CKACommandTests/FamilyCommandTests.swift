@@ -9,10 +9,18 @@ func familyFixture(_ name: String) -> String {
         .appendingPathComponent("CKAViTTests/FamilyFixtures/\(name)").path
 }
 
+/// max |ours − reference| / max |reference|.
+private func relativeError(_ ours: Tensor<Float>, _ reference: Tensor<Float>) -> Double {
+    let scale = reference.scalars.reduce(0) { max($0, abs(Double($1))) }
+    let diff = zip(ours.scalars, reference.scalars).reduce(0) { max($0, abs(Double($1.0) - Double($1.1))) }
+    return ours.shape == reference.shape ? diff / max(scale, 1e-30) : .infinity
+}
+
 @Suite("cka on every model family")
 struct FamilyCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     @Test(
         "cka extract runs on each family's directory or file with its own preprocessing",
@@ -35,6 +43,30 @@ struct FamilyCommandTests {
         #expect(store.layers.contains { $0.name == "blocks.1:gap_nocls" })
         let i = try cka(["inspect", out])
         #expect(i.status == 0)
+    }
+
+    @Test(
+        "cka extract --image-size runs a timm dynamic_img_size checkpoint at 72 px as timm does", arguments: [40, 72])
+    func dynamicImageSize(size: Int) throws {
+        let out = dir.appendingPathComponent("dynamic-\(size).h5").path
+        let r = try cka([
+            "extract", "--checkpoint", familyFixture("timm-dynamic/model.safetensors"), "--heads", "4",
+            "--image-size", "\(size)", "--images", familyFixture("timm-dynamic") + "/images", "--out", out,
+            "--store", "pooled,pixels", "--quiet",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let store = try ActivationStore(path: out)
+        let reference = try ActivationStore(path: familyFixture("timm-dynamic") + "/reference-\(size).h5")
+        // timm's eval transform (crop_pct 0.9, bicubic) at this size, then every pooled feature of timm's forward.
+        #expect(
+            relativeError(try store.readFloatDataset("inputs/pixels"), try reference.readFloatDataset("inputs/pixels"))
+                <= 1e-5)
+        var checked = 0
+        for layer in store.layers where layer.name.contains(":") {
+            #expect(relativeError(try store.read(layer.name), try reference.read(layer.name)) <= 1e-5, "\(layer.name)")
+            checked += 1
+        }
+        #expect(checked == 9)  // blocks.0, blocks.1, norm × cls, gap, gap_nocls
     }
 
     @Test("cka checkpoint --json prints the mapping from the file's names")

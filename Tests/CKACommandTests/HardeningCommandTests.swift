@@ -26,8 +26,9 @@ func imageFixture(_ name: String) -> URL {
 /// Issue 13: end-to-end regressions of the hardening classes that need the built binary.
 @Suite("hardening: cka end to end")
 struct HardeningCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
     func leftovers() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.contains(".partial-") }

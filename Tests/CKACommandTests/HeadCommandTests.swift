@@ -11,8 +11,9 @@ func headFixture(_ name: String) -> String {
 
 @Suite("cka extract --store logits, then cka agreement")
 struct HeadCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     /// `cka extract` on the fixture inputs (width 32 needs --heads 4).

@@ -5,8 +5,9 @@ import _CKATestSupport
 
 @Suite("cka hessian")
 struct HessianCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 

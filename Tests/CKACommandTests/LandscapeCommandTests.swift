@@ -5,8 +5,9 @@ import _CKATestSupport
 
 @Suite("cka landscape, landscape-plot, landscape-stats")
 struct LandscapeCommandTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
@@ -169,5 +170,42 @@ struct LandscapeCommandTests {
         let failed = try cka(common + ["--out", path("missing/o.h5"), "--directions", dirs])
         #expect(failed.status == 1, "\(failed.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dirs), "orphan directions left behind")
+    }
+
+    @Test("--pca-of: a trajectory plane with explained variances and the trajectory, drawn over the contours; resumed")
+    func trajectoryPlane() throws {
+        let f = try fixtures()
+        let epochs = try (0..<3).map { k -> String in
+            let p = path("epoch\(k).safetensors")
+            try writeTinyViTCheckpoint(to: URL(fileURLWithPath: p), seed: 10 + UInt64(k), classes: 3)
+            return p
+        }
+        let common =
+            [
+                "landscape", "--checkpoint", f.sup, "--loss", "ce", "--inputs", f.pixels, "--examples", "4",
+                "--grid", "-1:1:3", "--hessian-iterations", "0", "--pca-of",
+            ] + epochs
+        let r = try cka(common + ["--out", path("pca.h5"), "--max-points", "4"])
+        #expect(r.status == 0 && r.stderr.contains("explained variance ratios"), "\(r.stderr)")
+        let resumed = try cka(common + ["--out", path("pca.h5"), "--quiet"])
+        #expect(resumed.status == 0 && resumed.stdout.contains("9 points"), "\(resumed.stderr)")
+        let s = try LandscapeSurface(contentsOf: path("pca.h5"))
+        let t = try #require(s.trajectory)
+        #expect(t.checkpoints == ["epoch0.safetensors", "epoch1.safetensors", "epoch2.safetensors", "sup.safetensors"])
+        #expect(t.coordinates.last == [0, 0] && t.coordinates.count == 4)
+        guard case let .doubles(ratio)? = s.attributes["pca_explained_variance_ratio"] else {
+            Issue.record("no explained variance ratio")
+            return
+        }
+        // Three centred differences span two dimensions: the two ratios add up to 1.
+        #expect(ratio.count == 2 && abs(ratio[0] + ratio[1] - 1) < 1e-9 && ratio[0] >= ratio[1])
+        let plot = try cka(["landscape-plot", path("pca.h5"), "--format", "svg"])
+        let svg = (try? String(contentsOfFile: path("pca-contour.svg"), encoding: .utf8)) ?? ""
+        #expect(plot.status == 0 && svg.contains("1st PC (") && svg.contains("PCA plane"), "\(plot.stderr)")
+        // Two checkpoints are not enough; --pca-of is a plane around --checkpoint.
+        let few = try cka(Array(common.dropLast()) + ["--out", path("few.h5")])
+        #expect(few.status != 0 && few.stderr.contains("at least 3"), "\(few.stderr)")
+        let line = try cka(common + ["--out", path("line.h5"), "--dims", "1"])
+        #expect(line.status != 0 && line.stderr.contains("--pca-of"), "\(line.stderr)")
     }
 }

@@ -32,8 +32,9 @@ func ckaWithTimeout(_ args: [String], seconds: Double = 30) throws -> (RunResult
 /// Issue 13, classes 4, 5, 6 and 14 (stale temporary files): outputs never destroy inputs or special files.
 @Suite("hardening: outputs, inputs and special files")
 struct OutputSafetyTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
     func copy(_ source: String, _ name: String) throws -> String {
         try FileManager.default.copyItem(atPath: source, toPath: path(name))

@@ -10,8 +10,9 @@ import _CKATestSupport
 
 @Suite("Extraction into activation stores")
 struct ExtractionTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     @Test("Grams written during extraction equal Grams computed afterwards from stored activations")
     func gramsMatchActivations() throws {

@@ -26,8 +26,9 @@ func runPython(_ script: String, _ args: [String]) throws -> String {
 
 @Suite("HDF5 activation store")
 struct StoreTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     /// Writes a store with float32/float16/float64 layers, 2-D and 3-D, in uneven appends.
     func writeSample(_ path: String) throws {

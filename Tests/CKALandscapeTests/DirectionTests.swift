@@ -95,6 +95,7 @@ struct DirectionTests {
     @Test("a direction file round-trips; a file for another model is refused naming the parameter")
     func directionFile() throws {
         let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let w = try toyParameters()
         let dx = FilterNormalizedDirections.random(like: w, seed: 1),
             dy = FilterNormalizedDirections.random(like: w, seed: 2)

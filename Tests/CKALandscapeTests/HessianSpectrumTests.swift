@@ -69,8 +69,9 @@ func relativeError(_ a: [Double], _ b: [Double]) -> Double {
 
 @Suite("Hessian spectrum against PyTorch double-backward on a tiny ViT")
 struct HessianSpectrumTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     @Test("H·v (central differences of exact gradients, plain and extrapolated) equals torch double-backward")
     func hessianVectorProduct() throws {

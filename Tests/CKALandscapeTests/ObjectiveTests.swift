@@ -9,8 +9,9 @@ import _CKATestSupport
 
 @Suite("Landscape losses on real model code")
 struct ObjectiveTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     func checkpoint(_ name: String, decoder: Bool = false, classes: Int? = nil, seed: UInt64) throws -> Checkpoint {
         let url = dir.appendingPathComponent(name)

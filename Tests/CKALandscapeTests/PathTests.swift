@@ -9,8 +9,9 @@ import _CKATestSupport
 
 @Suite("Paths between checkpoints")
 struct PathTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     /// `Fixtures/path_small.h5` (make_hessian_fixtures.py): a backbone A without head, its fine-tuned B with a
     /// head, and the float64 PyTorch cross-entropy along θ(t) with the head held at B's value.

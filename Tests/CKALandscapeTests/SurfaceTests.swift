@@ -98,6 +98,7 @@ struct SurfaceTests {
     @Test("an interrupted run resumed from its store gives the same file as an uninterrupted run")
     func resume() throws {
         let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let w = try toyParameters()
         let q = "blocks.0.attn.qkv.weight"
         let objective = quadraticObjective(w, weights: [Double](repeating: 1, count: 192))

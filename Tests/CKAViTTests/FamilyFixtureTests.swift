@@ -199,6 +199,42 @@ struct PositionResamplingTests {
         print("\(family.rawValue) at 42 px: blocks \(worst)")
     }
 
+    @Test(
+        "A timm dynamic_img_size model fed 40 or 72 px (trained at 56) equals timm's forward: table, blocks, pooled, logits",
+        arguments: [40, 72])
+    func dynamicImageSize(size: Int) throws {
+        // timm resamples pos_embed inside every forward of a dynamic_img_size model; its state dict is the plain
+        // one, so the same weights run at `--image-size` give the same activations.
+        var options = Checkpoint.Options(heads: 4)
+        options.imageSize = size
+        let ckpt = try Checkpoint(
+            contentsOf: familyFixtures.appendingPathComponent("timm-dynamic/model.safetensors"), options: options)
+        let a = ckpt.architecture
+        #expect(ckpt.source == .timm && a.imageSize == size && a.gridSize == size / 4)
+        #expect(a.prefixTokens == 2 && a.registerTokens == 1 && a.positionIncludesPrefix)
+        let reference = try ActivationStore(
+            path: familyFixtures.appendingPathComponent("timm-dynamic/reference-\(size).h5").path)
+        let tableError = relativeMaxError(
+            try #require(ckpt["pos_embed"]), try reference.readFloatDataset("reference/pos_embed"))
+        // Ours is summed in Double, PyTorch's interpolate in float32 (≈1e-6 relative for 18×18 antialiased taps).
+        #expect(tableError <= 1e-5, "pos_embed \(tableError)")
+        let model = try VisionTransformer(checkpoint: ckpt)
+        let pixels = try reference.readFloatDataset("inputs/pixels")
+        let stored = Set(reference.layers.map(\.name)).subtracting(["head"])
+        var errors: [String: Double] = [:]
+        try model.forward(pixels, hooks: stored) { name, value in
+            errors[name] = relativeMaxError(value, try reference.read(name))
+        }
+        errors["head"] = relativeMaxError(
+            try ClassifierHead(checkpoint: ckpt).logits(model: model, pixels: pixels), try reference.read("head"))
+        #expect(Set(errors.keys) == stored.union(["head"]), "every reference layer is checked")
+        let worst = try #require(errors.max { $0.value < $1.value })
+        #expect(worst.value <= 1e-5, "\(worst.key): \(worst.value)")
+        print(
+            "timm-dynamic at \(size) px: pos_embed \(tableError), \(errors.count) layers, worst \(worst.key) at \(worst.value)"
+        )
+    }
+
     @Test("An image size that is not a multiple of the patch is refused in one line")
     func badSize() throws {
         var options = Family.timmRegisters.options

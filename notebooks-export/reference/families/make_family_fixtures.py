@@ -20,6 +20,7 @@ heads, 2 blocks, MLP 64, patch 7, 28x28 input = 16 patches) is saved exactly as 
   open-clip       open_clip.CLIP(quick_gelu=True) state_dict -> open_clip_pytorch_model.bin (torch.save)
   timm-reg        timm VisionTransformer(reg_tokens=2, no_embed_class=True) -> model.safetensors
   timm-map        timm VisionTransformer(class_token=False, global_pool='map') -> model.safetensors
+  timm-dynamic    timm VisionTransformer(dynamic_img_size=True, reg_tokens=1), 56 px patch 4, run at 40 and 72 px
   openai-torchscript  a tiny torch.jit.save archive, the format of OpenAI's ViT-B-16.pt (must be refused)
 
 Each family directory also holds `reference.h5`, an activation store (docs/formats.md section 1) with
@@ -43,6 +44,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+
+def _import_torchvision():
+    """timm imports torchvision. PyPI's torchvision wheels are CUDA builds whose C ops do not load beside the CPU
+    torch wheel, and importing them fails while registering fake kernels of those ops (torchvision::nms). Nothing
+    here uses those ops (only PIL transforms), so they are skipped."""
+    try:
+        import torchvision  # noqa: F401
+    except RuntimeError:
+        import sys
+        for name in [n for n in sys.modules if n.startswith("torchvision")]:
+            del sys.modules[name]
+        register = torch.library.register_fake
+        torch.library.register_fake = lambda *a, **k: (lambda f: f)
+        try:
+            import torchvision  # noqa: F401
+        finally:
+            torch.library.register_fake = register
+
+
+_import_torchvision()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "../../.."))
@@ -424,6 +446,52 @@ def make_timm(family, out, folder, seed):
         f.create_dataset("reference/pos_embed", data=big.pos_embed.detach().numpy())
 
 
+DYN_PATCH, DYN_SIZE, DYN_RUN = 4, 56, (40, 72)
+
+
+def make_timm_dynamic(out, folder, seed):
+    """timm `dynamic_img_size=True`: the model resamples its position table in every forward (`_pos_embed` ->
+    `resample_abs_pos_embed(pos_embed, new_size=(H, W), old_size=grid, num_prefix_tokens)`, bicubic, antialias)
+    for inputs of any size. Its state dict is that of the same model without the flag. A class token plus one
+    register with `no_embed_class=False`, so the table carries two prefix rows that must be kept. Trained at 56 px,
+    patch 4 (grid 14, as ViT-*/16 at 224) and run at 40 and 72 px (grids 10 and 18, as 160 and 288 px at /16)."""
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+    from safetensors.torch import save_file
+    timm.layers.set_fused_attn(False)
+    model = VisionTransformer(img_size=DYN_SIZE, patch_size=DYN_PATCH, embed_dim=D, depth=DEPTH, num_heads=HEADS,
+                              mlp_ratio=MLP / D, reg_tokens=1, num_classes=5, dynamic_img_size=True)
+    assert model.num_prefix_tokens == 2 and model.pos_embed.shape[1] == 2 + (DYN_SIZE // DYN_PATCH) ** 2
+    randomize(model, seed)
+    model.eval()
+    os.makedirs(out, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, "model.safetensors"))
+    ids, labels, imgs = load_images(folder)
+    copy_images(folder, ids, out)
+    for size in DYN_RUN:
+        tf = timm.data.create_transform(input_size=(3, size, size), crop_pct=0.9, interpolation="bicubic",
+                                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+        pixels = torch.stack([tf(im) for im in imgs])
+        rec = Recorder()
+        for i, blk in enumerate(model.blocks):
+            rec.hook(blk, f"blocks.{i}")
+        rec.hook(model.norm, "norm")
+        with torch.no_grad():
+            logits = model(pixels)  # the 56 px model itself, fed `size` px
+            table = timm.layers.resample_abs_pos_embed(model.pos_embed, new_size=(size // DYN_PATCH,) * 2,
+                                                       old_size=model.patch_embed.grid_size, num_prefix_tokens=2)
+        rec.remove()
+        rec.values["head"] = logits.numpy()
+        add_pooled(rec.values, 2, True)
+        path = os.path.join(out, f"reference-{size}.h5")
+        write_reference(path, ids, labels, pixels.numpy(), rec.values,
+                        {"family": "timm-dynamic", "library": f"timm {timm.__version__}", "image_size": size,
+                         "prefix_tokens": 2})
+        with h5py.File(path, "a") as f:
+            f.create_dataset("reference/pos_embed", data=table.numpy())
+    # Non-square inputs (e.g. 40 x 72) run in timm too; the toolkit crops squares, so only square sizes are checked.
+
+
 def make_torchscript(out):
     """A TorchScript archive (torch.jit.save), the format of OpenAI's CLIP `ViT-B-16.pt`: refused with the
     one-line conversion recipe (its weights are only reachable by running its code)."""
@@ -440,7 +508,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     families = ["hf-vit", "hf-vit-sharded", "hf-vit-bin", "hf-dinov2", "hf-dinov2-reg", "hf-deit", "hf-clip",
-                "hf-siglip", "open-clip", "timm-reg", "timm-map", "openai-torchscript", "hf-vit-mae"]
+                "hf-siglip", "open-clip", "timm-reg", "timm-map", "openai-torchscript", "hf-vit-mae", "timm-dynamic"]
     for seed, family in enumerate(families):
         if args.only and family not in args.only.split(","):
             continue
@@ -453,6 +521,8 @@ def main():
             make_open_clip(out, args.images, s)
         elif family == "openai-torchscript":
             make_torchscript(out)
+        elif family == "timm-dynamic":
+            make_timm_dynamic(out, args.images, s)
         else:
             make_timm(family, out, args.images, s)
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)

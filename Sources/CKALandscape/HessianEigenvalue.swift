@@ -7,8 +7,8 @@ public protocol DifferentiableLandscapeObjective: LandscapeObjective {
     /// The loss at `parameters` and its gradient with respect to every tensor of `center` (same names, same
     /// shapes).
     func valueAndGradient(at parameters: ParameterSet) throws -> (value: LandscapeValue, gradient: ParameterSet)
-    /// The weights wᶜ of the fixed chunks the examples fall into (the batches): the gradient of the loss is
-    /// Σ꜀ `chunkGradient(c)` / Σ꜀ wᶜ. Hessian-vector products add the chunks' terms in chunk order, so they
+    /// The weights w_c of the fixed chunks the examples fall into (the batches): the gradient of the loss is
+    /// Σ_c `chunkGradient(c)` / Σ_c w_c. Hessian-vector products add the chunks' terms in chunk order, so they
     /// can be computed on several processes with the same bits (default: one chunk of weight 1).
     var gradientChunkWeights: [Double] { get }
     /// The unnormalised gradient sum of chunk `chunk` at `parameters` (default: the gradient of the loss).
@@ -157,10 +157,10 @@ public struct HessianEigenvalue: Sendable {
 /// Hessian-vector products of a differentiable objective with respect to a set of its parameters, by central
 /// differences of backpropagated gradients (every Hessian quantity of the toolkit uses this one product):
 ///
-///     H·v ≈ Σ꜀ (∇L꜀(θ₀ + ε·v) − ∇L꜀(θ₀ − ε·v)) / (2ε·Σ꜀ wᶜ)
+///     H·v ≈ Σ_c (∇L_c(θ₀ + ε·v) − ∇L_c(θ₀ − ε·v)) / (2ε·Σ_c w_c)
 ///
-/// over the chosen tensors (the others held at θ₀), where ∇L꜀ is the gradient sum of the objective's chunk c
-/// of examples (`DifferentiableLandscapeObjective.chunkGradient`, its batches) and wᶜ its weight. One product
+/// over the chosen tensors (the others held at θ₀), where ∇L_c is the gradient sum of the objective's chunk c
+/// of examples (`DifferentiableLandscapeObjective.chunkGradient`, its batches) and w_c its weight. One product
 /// costs two gradients. The step ε is absolute; callers take it relative to `parameterNorm` (see
 /// `HessianEigenvalue` for the error of the step).
 ///
@@ -241,7 +241,7 @@ public struct HessianVectorProduct {
             for i in d.indices { d[i] -= m[i] }
             return d
         }
-        // Σ꜀ (g⁺꜀ − g⁻꜀), in chunk order.
+        // Σ_c (g⁺_c − g⁻_c), in chunk order.
         var sum = [Float](repeating: 0, count: count)
         var plus: [Float] = []
         func add(_ u: Int, _ x: [Float]) throws {

@@ -308,3 +308,19 @@ extension Checkpoint {
     /// The Hugging Face `model_type` of a hub model (`vit`, `clip`, `siglip_vision_model`, …).
     public var modelType: String? { hub?.modelType }
 }
+
+extension Checkpoint {
+    /// The MAE decoder's attention heads a Hugging Face ViTMAE `config.json` states (`decoder_num_attention_heads`,
+    /// transformers' default 16); nil for other layouts.
+    public var hubDecoderHeads: Int? {
+        guard let hub, hub.modelType == "vit_mae" else { return nil }
+        return hub.config?["decoder_num_attention_heads"]?.intValue ?? 16
+    }
+
+    /// Whether a Hugging Face ViTMAE `config.json` normalises each target patch in its loss (`norm_pix_loss`,
+    /// transformers' default false); nil for other layouts.
+    public var hubNormPixLoss: Bool? {
+        guard let hub, hub.modelType == "vit_mae" else { return nil }
+        return hub.config?["norm_pix_loss"]?.boolValue ?? false
+    }
+}

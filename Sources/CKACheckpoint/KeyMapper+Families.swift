@@ -48,6 +48,7 @@ extension KeyMapper {
         var qkv: [Int: [String: StoredTensor]] = [:]  // block → "q.weight" … "v.bias"
         var qkvOriginal: [Int: [String]] = [:]
         var inProj: [String: (StoredTensor, String)] = [:]
+        var decoderQKV: [Int: [String: (StoredTensor, String)]] = [:]  // MAE decoder block → "q.weight" …
         func put(_ c: String, _ t: StoredTensor, _ original: String) throws {
             try m.put(c, t, original, fileName: fileName)
         }
@@ -134,7 +135,31 @@ extension KeyMapper {
             } else if k == "embeddings.position_ids" || k.hasSuffix("num_batches_tracked") {
                 m.ignored.append(.init(key: original, reason: "buffer"))
             } else if k.hasPrefix("decoder.") {
-                m.decoder[k] = tensor.renamed(k)
+                // ViTMAEForPreTraining's decoder, under MAE's names (`decoder_blocks.{i}` with timm's block names).
+                // Its blocks are `decoder_layers.{i}` (hub files, transformers 5 in memory) or
+                // `decoder_encoder.layer.{i}` (as transformers 5 save_pretrained writes them).
+                let d = String(k.dropFirst("decoder.".count))
+                let blockKey =
+                    d.hasPrefix("decoder_layers.")
+                    ? String(d.dropFirst("decoder_".count))
+                    : d.hasPrefix("decoder_encoder.layer.") ? String(d.dropFirst("decoder_encoder.".count)) : nil
+                if let blockKey, let (i, rest) = hubBlock(blockKey) {
+                    if let part = hubQKVPart(rest) {
+                        decoderQKV[i, default: [:]][part] = (tensor, original)
+                    } else if let c = hubBlockParameter(rest) {
+                        m.decoder["decoder_blocks.\(i).\(c)"] = tensor.renamed("decoder_blocks.\(i).\(c)")
+                        m.originalNames["decoder_blocks.\(i).\(c)"] = original
+                    } else {
+                        m.unexpected.append(original)
+                    }
+                } else if ["decoder_embed.", "decoder_norm.", "decoder_pred."].contains(where: d.hasPrefix)
+                    || d == "mask_token" || d == "decoder_pos_embed"
+                {
+                    m.decoder[d] = tensor.renamed(d)
+                    m.originalNames[d] = original
+                } else {
+                    m.unexpected.append(original)
+                }
             } else {
                 m.unexpected.append(original)
             }
@@ -155,6 +180,22 @@ extension KeyMapper {
                 try put(b + kind, concatenateRows(ts, name: b + kind, fileName: fileName), "")
                 m.originalNames[b + kind] = qkvOriginal[i]!.filter { $0.hasSuffix(kind) }.sorted().joined(
                     separator: " + ")
+            }
+        }
+        for (i, parts) in decoderQKV {
+            let b = "decoder_blocks.\(i).attn.qkv."
+            for kind in ["weight", "bias"] {
+                let ts = ["q", "k", "v"].compactMap { parts["\($0).\(kind)"] }
+                if ts.isEmpty { continue }
+                guard ts.count == 3 else {
+                    throw CheckpointError.missingTensors(
+                        file: fileName, source: "hf",
+                        names: ["q", "k", "v"].filter { parts["\($0).\(kind)"] == nil }.map {
+                            "decoder block \(i) \($0) projection \(kind)"
+                        })
+                }
+                m.decoder[b + kind] = try concatenateRows(ts.map(\.0), name: b + kind, fileName: fileName)
+                m.originalNames[b + kind] = ts.map(\.1).joined(separator: " + ")
             }
         }
         // SigLIP's nn.MultiheadAttention: in_proj rows [q; k; v] → attn_pool.q and attn_pool.kv.

@@ -88,9 +88,12 @@ public final class DirectionFileGuard {
 
 /// Attention heads a checkpoint's saved training arguments (`args`, an `argparse.Namespace`) state: the fields
 /// `num_heads`/`heads` and `decoder_num_heads`/`decoder_heads`, else the official MAE model names
-/// (`mae_vit_{base,large,huge}_patch…`: decoder of 16 heads). Nil where the arguments say nothing.
+/// (`mae_vit_{base,large,huge}_patch…`: decoder of 16 heads); for a Hugging Face ViTMAE directory, its
+/// `config.json` (`decoder_num_attention_heads`). Nil where the arguments say nothing.
 public func savedHeadCounts(_ checkpoint: Checkpoint) -> (encoder: Int?, decoder: Int?) {
-    guard let args = checkpoint.extras.first(where: { $0.key == "args" })?.value else { return (nil, nil) }
+    guard let args = checkpoint.extras.first(where: { $0.key == "args" })?.value else {
+        return (nil, checkpoint.hubDecoderHeads)
+    }
     var fields: [String: PickleValue] = [:]
     switch args {
     case let .object(o): for (k, v) in o.attributes { fields[k] = v }

@@ -21,11 +21,15 @@ public struct LandscapeBatch: Sendable {
 }
 
 /// Which parameters of a checkpoint are fixed sin-cos tables (stored, but `requires_grad=False` in the
-/// official code): MAE's, RC-MAE's and MoCo-v3's `pos_embed`, and every `decoder_pos_embed`.
-func fixedPositionTables(source: CheckpointSource, names: [String]) -> [String: String] {
+/// official code): MAE's, RC-MAE's, MoCo-v3's and Hugging Face ViTMAE's (`family` `hf/vit_mae`) `pos_embed`, and
+/// every `decoder_pos_embed`.
+func fixedPositionTables(source: CheckpointSource, family: String?, names: [String]) -> [String: String] {
     var fixed: [String: String] = [:]
     if [CheckpointSource.mae, .rcmae, .mocoV3].contains(source), names.contains("pos_embed") {
         fixed["pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in the official \(source) code)"
+    }
+    if family == "hf/vit_mae", names.contains("pos_embed") {
+        fixed["pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in transformers' ViTMAE)"
     }
     if names.contains("decoder_pos_embed") {
         fixed["decoder_pos_embed"] = "fixed 2-D sin-cos table (requires_grad=False in models_mae.py)"
@@ -80,7 +84,8 @@ public struct MAELandscapeObjective: DifferentiableLandscapeObjective {
         center = try ParameterSet(
             names: checkpoint.parameterNames + decoderNames, tensors: tensors, file: checkpoint.file)
         groups = ["encoder": checkpoint.parameterNames, "decoder": decoderNames]
-        fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
+        fixedParameters = fixedPositionTables(
+            source: checkpoint.source, family: checkpoint.architecture.family, names: center.names)
         architecture = checkpoint.architecture
         self.batches = batches
         self.normPixLoss = normPixLoss
@@ -207,7 +212,8 @@ public struct CrossEntropyLandscapeObjective: DifferentiableLandscapeObjective {
         center = try ParameterSet(
             names: checkpoint.parameterNames + ["head.weight", "head.bias"], tensors: tensors, file: checkpoint.file)
         groups = ["encoder": checkpoint.parameterNames, "head": ["head.weight", "head.bias"]]
-        fixedParameters = fixedPositionTables(source: checkpoint.source, names: center.names)
+        fixedParameters = fixedPositionTables(
+            source: checkpoint.source, family: checkpoint.architecture.family, names: center.names)
         architecture = checkpoint.architecture
         self.head = head
         self.batches = batches

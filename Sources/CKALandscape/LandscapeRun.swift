@@ -76,7 +76,9 @@ public struct LandscapeObjectiveOptions: Sendable {
     public var maskSeed: UInt64 = 0
     /// Masks to use instead: an HDF5 file with `/masks [N, patches]` uint8.
     public var masks: String?
-    public var normPixLoss = true
+    /// Normalise each target patch (MAE's `--norm_pix_loss`); nil: a Hugging Face ViTMAE config's `norm_pix_loss`,
+    /// else true (the released MAE models were trained with it).
+    public var normPixLoss: Bool?
     /// RC-MAE weight γ of the consistency term.
     public var gamma = 1.0
 
@@ -142,7 +144,8 @@ public struct LandscapeObjectiveSetup {
                 attributes["mask_seed"] = .int(Int(truncatingIfNeeded: o.maskSeed))
             }
             attributes["mask_ratio"] = .double(Double(maskList.first?.maskedCount ?? 0) / Double(patches))
-            attributes["norm_pix_loss"] = .bool(o.normPixLoss)
+            let normPixLoss = o.normPixLoss ?? ckpt.hubNormPixLoss ?? true
+            attributes["norm_pix_loss"] = .bool(normPixLoss)
             if o.loss == .rcmae { attributes["gamma"] = .double(o.gamma) }
             var withMasks: [LandscapeBatch] = []
             var start = 0
@@ -156,7 +159,7 @@ public struct LandscapeObjectiveSetup {
             let dh = o.decoderHeads ?? savedHeadCounts(ckpt).decoder
             let m = try MAELandscapeObjective(
                 checkpoint: ckpt, teacher: teacher, batches: withMasks,
-                normPixLoss: o.normPixLoss, gamma: o.gamma, decoderHeads: dh)
+                normPixLoss: normPixLoss, gamma: o.gamma, decoderHeads: dh)
             attributes["decoder_heads"] = .int(try m.decoderHeadCount())
             objective = m
             groups = m.groups

@@ -15,7 +15,8 @@ public enum MAEError: Error, Equatable, CustomStringConvertible {
         case let .noDecoder(file):
             return
                 "\(file): no MAE decoder (decoder_embed.*, mask_token, decoder_pos_embed, decoder_blocks.*, decoder_norm.*, "
-                + "decoder_pred.*); an encoder-only checkpoint cannot compute the reconstruction loss"
+                + "decoder_pred.*); an encoder-only checkpoint (e.g. mae_pretrain_vit_base.pth, or a Hugging Face ViTMAEModel "
+                + "rather than ViTMAEForPreTraining) cannot compute the reconstruction loss"
         case let .inputShape(parameter, expected, got):
             return "\(parameter) has shape \(describeShape(got)), expected \(expected)"
         case let .invalidArgument(parameter, expected, got): return "\(parameter): expected \(expected), got \(got)"

@@ -7,6 +7,7 @@ import _CKASupport
 extension RSA.Dissimilarity: ExpressibleByArgument {}
 extension RSA.Comparison: ExpressibleByArgument {}
 extension MultipleTestingCorrection: ExpressibleByArgument {}
+extension PermutationPrecision: ExpressibleByArgument {}
 
 /// `--measure LIST` and the statistics options of `compare` and `compare-all` (issue 15).
 struct MeasureCLIOptions: ParsableArguments {
@@ -45,6 +46,12 @@ struct MeasureCLIOptions: ParsableArguments {
     @Option(help: "Permutations per cell (null: B's examples reordered; minibatch CKA: within each minibatch).")
     var permutations = 0
 
+    @Option(
+        help:
+            "Arithmetic of minibatch CKA's permutation null: float32 (within (k + 2)·2⁻²⁴ of float64 in CKA units, k ≤ max(batch size, 682); ≈ 1e-7 in practice) or float64. Observed values stay float64."
+    )
+    var permutationPrecision: PermutationPrecision = .float32
+
     @Option(help: "Seed of the bootstrap and permutation draws.")
     var seed: UInt64 = 0
 
@@ -81,6 +88,7 @@ struct MeasureCLIOptions: ParsableArguments {
         s.bootstrap = bootstrap
         s.confidence = ci
         s.permutations = permutations
+        s.permutationPrecision = permutationPrecision
         s.seed = seed
         s.correction = correction
         s.alpha = alpha

@@ -15,7 +15,8 @@ extension CKACommand {
                 pos_embed; decoder_pos_embed) are not perturbed unless --include-fixed; the command says which.
                 Losses (forward only, as the official code computes them):
                   mae     MAE reconstruction loss on masked patches (norm-pix targets unless --no-norm-pix-loss);
-                          needs a checkpoint with the decoder (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth)
+                          needs a checkpoint with the decoder (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth,
+                          a Hugging Face ViTMAEForPreTraining directory: decoder heads and norm_pix_loss from config.json)
                   rcmae   RC-MAE: reconstruction + γ·consistency to the EMA teacher (--teacher; same masks), the
                           teacher held at its weights, the student moved
                   ce      cross-entropy and top-1 accuracy of the checkpoint's linear head (timm, MoCo-v3 linear,

@@ -52,9 +52,11 @@ struct ObjectiveOptions: ParsableArguments {
     var masks: String?
 
     @Flag(
-        name: .customLong("no-norm-pix-loss"),
-        help: "Raw-pixel targets (mae_visualize_vit_base.pth was trained so).")
-    var noNormPixLoss = false
+        inversion: .prefixedNo,
+        help:
+            "Normalised target patches (default: on; a Hugging Face ViTMAE directory: its config.json norm_pix_loss); --no-norm-pix-loss: raw-pixel targets (mae_visualize_vit_base.pth was trained so)."
+    )
+    var normPixLoss: Bool?
 
     @Option(help: "RC-MAE weight γ of the consistency term.")
     var gamma = 1.0
@@ -105,7 +107,7 @@ struct ObjectiveOptions: ParsableArguments {
         o.maskRatio = maskRatio
         o.maskSeed = maskSeed ?? seed
         o.masks = masks
-        o.normPixLoss = !noNormPixLoss
+        o.normPixLoss = normPixLoss
         o.gamma = gamma
         return o
     }

@@ -25,7 +25,8 @@ struct FamilyCommandTests {
     @Test(
         "cka extract runs on each family's directory or file with its own preprocessing",
         arguments: [
-            ("hf-vit", [String]()), ("hf-vit-sharded", []), ("hf-vit-bin", []), ("hf-vit-mae", []), ("hf-dinov2", []),
+            ("hf-vit", [String]()), ("hf-vit-sharded", []), ("hf-vit-bin", []), ("hf-vit-mae", []),
+            ("hf-vit-mae-pretraining", []), ("hf-dinov2", []),
             ("hf-dinov2-reg", []), ("hf-deit", []), ("hf-clip", []), ("hf-siglip", []), ("open-clip", []),
             ("timm-reg/model.safetensors", ["--heads", "4"]), ("timm-map/model.safetensors", ["--heads", "4"]),
         ])
@@ -67,6 +68,38 @@ struct FamilyCommandTests {
             checked += 1
         }
         #expect(checked == 9)  // blocks.0, blocks.1, norm × cls, gap, gap_nocls
+    }
+
+    @Test(
+        "cka landscape --loss mae on a Hugging Face ViTMAEForPreTraining directory: the centre is HF's loss with that mask"
+    )
+    func hubMAELandscape() throws {
+        let mae = familyFixture("hf-vit-mae-pretraining"), losses = mae + "/mae-loss.h5"
+        let reference = try HDF5File(path: losses)
+        // Its config.json says norm_pix_loss false (the default here), 2 decoder heads; --norm-pix-loss overrides.
+        for (flag, key) in [(nil, "reference/loss"), ("--norm-pix-loss", "reference/loss_norm_pix")] {
+            let out = dir.appendingPathComponent("mae-\(flag ?? "config").h5").path
+            let r = try cka(
+                [
+                    "landscape", "--checkpoint", mae, "--loss", "mae", "--inputs", losses, "--masks", losses,
+                    "--grid", "-1:1:3", "--dims", "1", "--hessian-iterations", "0", "--out", out, "--quiet",
+                ] + (flag.map { [$0] } ?? []))
+            #expect(r.status == 0, "\(r.stderr)")
+            let surface = try LandscapeSurface(contentsOf: out)
+            let centre = try #require(surface.attributes["stat_center_loss"]?.doubleValue)
+            let expected = try reference.dataset(key).readDouble().scalars[0]
+            #expect(abs(centre - expected) / expected <= 1e-5, "\(key): \(centre) vs \(expected)")
+            #expect(surface.attributes["decoder_heads"]?.intValue == 2)
+            // Both sin-cos tables are fixed in transformers' ViTMAE (requires_grad=False): not perturbed.
+            #expect(surface.attributes["excluded"] == .strings(["decoder_pos_embed", "pos_embed"]))
+        }
+        // ViTMAEModel has no decoder: one line that names the directory and says what holds the decoder.
+        let encoderOnly = try cka([
+            "landscape", "--checkpoint", familyFixture("hf-vit-mae"), "--loss", "mae", "--inputs", losses,
+            "--grid", "-1:1:3", "--dims", "1", "--out", dir.appendingPathComponent("enc.h5").path, "--quiet",
+        ])
+        #expect(encoderOnly.status == 1 && encoderOnly.stderr.contains("ViTMAEForPreTraining"))
+        #expect(encoderOnly.stderr.contains("hf-vit-mae") && encoderOnly.stderr.split(separator: "\n").count == 1)
     }
 
     @Test("cka checkpoint --json prints the mapping from the file's names")

@@ -18,6 +18,7 @@ let familyFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 /// a user would give.
 enum Family: String, CaseIterable, CustomTestStringConvertible {
     case hfViT = "hf-vit", hfViTSharded = "hf-vit-sharded", hfViTBin = "hf-vit-bin", hfViTMAE = "hf-vit-mae"
+    case hfViTMAEPretraining = "hf-vit-mae-pretraining"
     case hfDINOv2 = "hf-dinov2"
     case hfDINOv2Registers = "hf-dinov2-reg", hfDeiT = "hf-deit", hfCLIP = "hf-clip", hfSigLIP = "hf-siglip"
     case openCLIP = "open-clip", timmRegisters = "timm-reg", timmMAP = "timm-map"
@@ -242,6 +243,56 @@ struct PositionResamplingTests {
         #expect {
             try Checkpoint(contentsOf: Family.timmRegisters.checkpointURL, options: options)
         } throws: { "\($0)".contains("multiple of the patch size 7") }
+    }
+}
+
+@Suite("Hugging Face ViTMAEForPreTraining: the MAE loss of cka landscape --loss mae")
+struct HubMAELossTests {
+    @Test("Its decoder maps onto MAE's names; prediction and loss with HF's mask equal ViTMAEForPreTraining's")
+    func loss() throws {
+        let ckpt = try Family.hfViTMAEPretraining.load()
+        #expect(ckpt.hubDecoderHeads == 2 && ckpt.hubNormPixLoss == false)
+        #expect(
+            ckpt.originalNames["decoder_blocks.1.attn.qkv.weight"]
+                == "decoder.decoder_encoder.layer.1.attention.attention.query.weight"
+                + " + decoder.decoder_encoder.layer.1.attention.attention.key.weight"
+                + " + decoder.decoder_encoder.layer.1.attention.attention.value.weight")
+        #expect(ckpt.unexpectedKeys.isEmpty, "\(ckpt.unexpectedKeys)")
+        let mae = try MaskedAutoencoder(checkpoint: ckpt, decoderHeads: ckpt.hubDecoderHeads)
+        #expect(mae.decoderDepth == 2 && mae.decoderWidth == 16 && mae.decoderHeads == 2)
+        let path = Family.hfViTMAEPretraining.directory.appendingPathComponent("mae-loss.h5").path
+        let reference = try ActivationStore(path: path), file = try HDF5File(path: path)
+        let pixels = try reference.readFloatDataset("inputs/pixels")
+        // HF's own order: ids_shuffle = argsort(noise), the first 4 of 16 patches visible.
+        let order = try file.dataset("reference/ids_shuffle").readInt64().map(Int.init)
+        let masks = try (0..<3).map { i in
+            try MAEMask(idsShuffle: Array(order[(i * 16)..<((i + 1) * 16)]), keepCount: 4)
+        }
+        let rows = try file.dataset("masks").readUInt8()
+        #expect(masks.flatMap(\.mask) == rows, "the masks HF reports")
+        let raw = try mae.forward(pixels, masks: masks, normPixLoss: false)
+        let predictionError = relativeMaxError(raw.prediction, try reference.readFloatDataset("reference/logits"))
+        #expect(predictionError <= 1e-5, "logits \(predictionError)")
+        let expected = try file.dataset("reference/loss").readDouble().scalars[0]
+        let normExpected = try file.dataset("reference/loss_norm_pix").readDouble().scalars[0]
+        let normPix = try mae.forward(pixels, masks: masks, normPixLoss: true).loss
+        let lossError = abs(raw.loss - expected) / expected, normError = abs(normPix - normExpected) / normExpected
+        #expect(
+            lossError <= 1e-5 && normError <= 1e-5,
+            "loss \(raw.loss) vs \(expected), norm-pix \(normPix) vs \(normExpected)")
+        print("hf-vit-mae-pretraining MAE: logits \(predictionError), loss \(lossError), norm-pix loss \(normError)")
+    }
+
+    @Test("ViTMAEModel (no decoder) asked for the MAE loss: one line naming the file and what is missing")
+    func noDecoder() throws {
+        let ckpt = try Family.hfViTMAE.load()
+        #expect(ckpt.decoder.isEmpty)
+        #expect {
+            try MaskedAutoencoder(checkpoint: ckpt)
+        } throws: { e in
+            let s = "\(e)"
+            return s.contains("hf-vit-mae") && s.contains("ViTMAEForPreTraining") && !s.contains("\n")
+        }
     }
 }
 

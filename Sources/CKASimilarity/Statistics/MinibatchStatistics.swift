@@ -114,55 +114,93 @@ public struct MinibatchStatisticsAccumulator: Sendable {
         terms.append(t)
         let p = statistics.permutations
         guard p > 0 else { return }
-        // ⟨K̃, P L̃ Pᵀ⟩ = 2 Σ_{a<c} K̃[a,c] L̃[π(a),π(c)] (symmetric, zero diagonal): A's packed upper triangles
-        // against B's permuted ones. Permutations go in fixed groups of `permutationGroup`; each group walks the
-        // triangle in row chunks whose gathered B rows (group × LB × chunk) stay in cache, and adds one GEMM
-        // [LA, chunk]·[group·LB, chunk]ᵀ per chunk. Groups are spread over the threads; a group's arithmetic
-        // does not depend on which thread ran it, so the sums have the same bits for every thread count.
+        try nullCross.withUnsafeMutableBufferPointer { out in
+            switch statistics.permutationPrecision {
+            case .float32:
+                try Self.addNull(
+                    Float.self, ua.stacked, ub.stacked, layersA: nA, layersB: nB, b: bs, permutations: p,
+                    seed: statistics.seed, ordinal: ordinal, into: SharedBuffer(out.baseAddress!))
+            case .float64:
+                try Self.addNull(
+                    Double.self, ua.stacked, ub.stacked, layersA: nA, layersB: nB, b: bs, permutations: p,
+                    seed: statistics.seed, ordinal: ordinal, into: SharedBuffer(out.baseAddress!))
+            }
+        }
+    }
+
+    /// Adds Σ over this batch of the permuted cross terms ⟨K̃, P L̃ Pᵀ⟩/(b(b − 3)) to `sums` (`[permutation][LA·LB]`),
+    /// with the products in `T`.
+    ///
+    /// ⟨K̃, P L̃ Pᵀ⟩ = 2 Σ_{a<c} K̃[a,c] L̃[π(a),π(c)] (symmetric, zero diagonal): A's packed upper triangles
+    /// `[LA, b(b−1)/2]` against B's permuted ones. B's Grams are first interleaved as `[b, b, LB′]` (the LB layers of
+    /// one entry side by side, padded to 16 bytes), so one permuted entry is one short contiguous copy for every
+    /// layer. Permutations go in fixed groups of `permutationGroup`; each group walks the triangle in row chunks
+    /// whose gathered entries `[chunk, group·LB′]` stay in cache, and adds one GEMM [LA, chunk]·[chunk, group·LB′]
+    /// (in `T`, from zero) per chunk to float64 sums. Groups are spread over the threads; a group's arithmetic does
+    /// not depend on which thread ran it, so the sums have the same bits for every thread count.
+    private static func addNull<T: _BLASScalar & BinaryFloatingPoint>(
+        _: T.Type, _ ua: Tensor<Double>, _ ub: Tensor<Double>, layersA nA: Int, layersB nB: Int, b bs: Int,
+        permutations p: Int, seed: UInt64, ordinal: Int, into sums: SharedBuffer
+    ) throws {
         let m = bs * (bs - 1) / 2
-        let packedA = Self.packUpper(ua.stacked, layers: nA, b: bs)
+        let size = MemoryLayout<T>.stride
+        let lanes = 16 / size  // scalars per 16-byte move
+        let moves = (nB + lanes - 1) / lanes
+        let width = ([1, 2, 3, 4, 6, 8].first { $0 >= moves } ?? moves) * lanes  // LB′: padded layers per entry
+        let entryBytes = width * size
         let scale = 2 / (Double(bs) * Double(bs - 3))
         let group = Self.permutationGroup
         let groups = (p + group - 1) / group
         let workers = max(1, min(blasThreadCount, groups))
-        let chunks = Self.rowChunks(b: bs, columns: group * nB)
-        let seed = statistics.seed
-        let src = ub.stacked
-        try nullCross.withUnsafeMutableBufferPointer { out in
-            let sums = SharedBuffer(out.baseAddress!)
-            try withBLASThreads(1) {
-                try parallelFor(workers) { w in
-                    let width = group * nB
-                    let gathered = UnsafeMutablePointer<Double>.allocate(capacity: max(1, width * chunks.longest))
-                    let cross = UnsafeMutablePointer<Double>.allocate(capacity: nA * width)
-                    cross.initialize(repeating: 0, count: nA * width)  // stays 0 if the triangle is empty
-                    let perms = UnsafeMutablePointer<Int32>.allocate(capacity: group * bs)
-                    defer { gathered.deallocate(); cross.deallocate(); perms.deallocate() }
-                    for g in stride(from: w, to: groups, by: workers) {
-                        let q0 = g * group, qn = min(group, p - q0)
-                        for q in 0..<qn {
-                            let perm = Resampling.permutation(bs, seed: seed, replicate: q0 + q, part: ordinal)
-                            for a in 0..<bs { perms[q * bs + a] = Int32(perm[a]) }
-                        }
-                        packedA.withUnsafeBufferPointer { pa in
-                            src.withUnsafeBufferPointer { sp in
-                                for (n, chunk) in chunks.ranges.enumerated() {
-                                    let length = chunk.k.count
-                                    Self.gather(
-                                        sp.baseAddress!, layers: nB, b: bs, rows: chunk.rows, perms: perms,
-                                        count: qn, into: gathered, stride: length)
-                                    Double._gemm(
-                                        false, true, Int32(nA), Int32(qn * nB), Int32(length), 1,
-                                        pa.baseAddress! + chunk.k.lowerBound, Int32(m), gathered, Int32(length),
-                                        n == 0 ? 0 : 1, cross, Int32(width))
-                                }
-                            }
-                        }
-                        for q in 0..<qn {
-                            let row = sums.pointer + (q0 + q) * nA * nB
-                            for i in 0..<nA {
-                                for j in 0..<nB { row[i * nB + j] += cross[i * width + q * nB + j] * scale }
-                            }
+        let chunks = Self.rowChunks(b: bs, bytesPerEntry: group * entryBytes)
+        // A's packed upper triangles [LA, m] and B's interleaved Grams [b, b, LB′] in T.
+        let packedA = UnsafeMutablePointer<T>.allocate(capacity: max(1, nA * m))
+        let interleaved = UnsafeMutableRawPointer.allocate(byteCount: max(16, bs * bs * entryBytes), alignment: 64)
+        defer { packedA.deallocate(); interleaved.deallocate() }
+        ua.withUnsafeBufferPointer { sp in
+            for l in 0..<nA {
+                var k = l * m
+                for a in 0..<bs {
+                    let row = l * bs * bs + a * bs
+                    for c in (a + 1)..<max(bs, a + 1) { packedA[k] = T(sp[row + c]); k += 1 }
+                }
+            }
+        }
+        ub.withUnsafeBufferPointer { sp in
+            let dst = interleaved.bindMemory(to: T.self, capacity: bs * bs * width)
+            for e in 0..<(bs * bs) {
+                for l in 0..<width { dst[e * width + l] = l < nB ? T(sp[l * bs * bs + e]) : 0 }
+            }
+        }
+        let source = UnsafeRawPointer(interleaved), a0 = UnsafePointer(packedA)
+        try withBLASThreads(1) {
+            try parallelFor(workers) { w in
+                let gathered = UnsafeMutableRawPointer.allocate(
+                    byteCount: max(16, group * entryBytes * chunks.longest), alignment: 64)
+                let cross = UnsafeMutablePointer<T>.allocate(capacity: nA * group * width)
+                let total = UnsafeMutablePointer<Double>.allocate(capacity: nA * group * width)
+                let perms = UnsafeMutablePointer<Int32>.allocate(capacity: group * bs)  // [a][q]
+                defer { gathered.deallocate(); cross.deallocate(); total.deallocate(); perms.deallocate() }
+                for g in stride(from: w, to: groups, by: workers) {
+                    let q0 = g * group, qn = min(group, p - q0), n = qn * width
+                    for q in 0..<qn {
+                        let perm = Resampling.permutation(bs, seed: seed, replicate: q0 + q, part: ordinal)
+                        for a in 0..<bs { perms[a * qn + q] = Int32(perm[a]) }
+                    }
+                    total.initialize(repeating: 0, count: nA * n)  // stays 0 if the triangle is empty
+                    for chunk in chunks.ranges {
+                        Self.gather(
+                            source, b: bs, entryBytes: entryBytes, rows: chunk.rows, perms: perms, count: qn,
+                            into: gathered)
+                        T._gemm(
+                            false, false, Int32(nA), Int32(n), Int32(chunk.k.count), 1, a0 + chunk.k.lowerBound,
+                            Int32(m), gathered.assumingMemoryBound(to: T.self), Int32(n), 0, cross, Int32(n))
+                        for i in 0..<(nA * n) { total[i] += Double(cross[i]) }
+                    }
+                    for q in 0..<qn {
+                        let row = sums.pointer + (q0 + q) * nA * nB
+                        for i in 0..<nA {
+                            for j in 0..<nB { row[i * nB + j] += total[i * n + q * width + j] * scale }
                         }
                     }
                 }
@@ -173,10 +211,10 @@ public struct MinibatchStatisticsAccumulator: Sendable {
     /// Permutations per group of the null's GEMMs.
     static let permutationGroup = 8
 
-    /// Consecutive rows of the strict upper triangle of a b×b matrix, cut so that `columns` gathered rows of a
-    /// chunk fit in about 768 KiB; `k` is each chunk's range in the packed order.
-    static func rowChunks(b: Int, columns: Int) -> (ranges: [(rows: Range<Int>, k: Range<Int>)], longest: Int) {
-        let target = max(b, (768 << 10) / (8 * max(1, columns)))
+    /// Consecutive rows of the strict upper triangle of a b×b matrix, cut so that a chunk's gathered entries
+    /// (`bytesPerEntry` each) fit in about 256 KiB; `k` is each chunk's range in the packed order.
+    static func rowChunks(b: Int, bytesPerEntry: Int) -> (ranges: [(rows: Range<Int>, k: Range<Int>)], longest: Int) {
+        let target = max(b, (256 << 10) / max(1, bytesPerEntry))
         var ranges: [(rows: Range<Int>, k: Range<Int>)] = []
         var a0 = 0, k0 = 0
         while a0 < b - 1 {
@@ -189,41 +227,59 @@ public struct MinibatchStatisticsAccumulator: Sendable {
         return (ranges, ranges.map(\.k.count).max() ?? 0)
     }
 
-    /// For each of `count` permutations π (`perms`, b entries each) and each of `layers` stacked b×b matrices of
-    /// `src`: the entries [π(a), π(c)] for a in `rows`, c > a, packed in order, as row `q·layers + l` of `out`
-    /// (leading dimension `stride`).
-    @inline(__always)
+    /// For the triangle entries (a, c), a in `rows`, c > a, in packed order, and each of `count` permutations π_q
+    /// (`perms[a·count + q]` = π_q(a)): the entry [π_q(a), π_q(c)] of `src` (`[b, b]` entries of `entryBytes`, a
+    /// multiple of 16) copied to `out`, entries side by side: `out` is `[chunk, count, entry]`.
     static func gather(
-        _ src: UnsafePointer<Double>, layers: Int, b: Int, rows: Range<Int>, perms: UnsafePointer<Int32>,
-        count: Int, into out: UnsafeMutablePointer<Double>, stride: Int
+        _ src: UnsafeRawPointer, b: Int, entryBytes: Int, rows: Range<Int>, perms: UnsafePointer<Int32>, count: Int,
+        into out: UnsafeMutableRawPointer
     ) {
-        for q in 0..<count {
-            let perm = perms + q * b
-            for l in 0..<layers {
-                var dst = out + (q * layers + l) * stride
-                let matrix = src + l * b * b
-                for a in rows {
-                    let row = matrix + Int(perm[a]) * b, columns = perm + a + 1, n = b - 1 - a
-                    for t in 0..<n { dst[t] = row[Int(columns[t])] }
-                    dst += n
+        typealias V = SIMD4<UInt32>
+        switch entryBytes {
+        case 16: gather(V.self, src, b, rows, perms, count, out)
+        case 32: gather((V, V).self, src, b, rows, perms, count, out)
+        case 48: gather((V, V, V).self, src, b, rows, perms, count, out)
+        case 64: gather((V, V, V, V).self, src, b, rows, perms, count, out)
+        case 96: gather((V, V, V, V, V, V).self, src, b, rows, perms, count, out)
+        case 128: gather((V, V, V, V, V, V, V, V).self, src, b, rows, perms, count, out)
+        default:
+            let moves = entryBytes / 16, rowBytes = b * entryBytes
+            var dst = out
+            for a in rows {
+                for c in (a + 1)..<b {
+                    for q in 0..<count {
+                        let from = src + Int(perms[a * count + q]) * rowBytes + Int(perms[c * count + q]) * entryBytes
+                        for v in 0..<moves {
+                            dst.storeBytes(
+                                of: from.loadUnaligned(fromByteOffset: v * 16, as: V.self), toByteOffset: v * 16,
+                                as: V.self)
+                        }
+                        dst += entryBytes
+                    }
                 }
             }
         }
     }
 
-    /// The strict upper triangles (row-major, a < c) of `layers` stacked `[b·b]` matrices, as `[layers, b(b−1)/2]`.
-    static func packUpper(_ stacked: Tensor<Double>, layers: Int, b: Int) -> Tensor<Double> {
-        let m = b * (b - 1) / 2
-        var out = Tensor<Double>(shape: [layers, m])
-        stacked.withUnsafeBufferPointer { sp in
-            out.withUnsafeMutableBufferPointer { dst in
-                for l in 0..<layers {
-                    var k = l * m
-                    for a in 0..<b { for c in (a + 1)..<max(b, a + 1) { dst[k] = sp[l * b * b + a * b + c]; k += 1 } }
+    /// `gather` for entries of one fixed-size type `E` (a few 16-byte vectors, copied without a loop).
+    @inline(__always)
+    private static func gather<E: BitwiseCopyable>(
+        _: E.Type, _ src: UnsafeRawPointer, _ b: Int, _ rows: Range<Int>, _ perms: UnsafePointer<Int32>,
+        _ count: Int, _ out: UnsafeMutableRawPointer
+    ) {
+        let entryBytes = MemoryLayout<E>.size, rowBytes = b * entryBytes
+        var dst = out
+        for a in rows {
+            let rowsOf = perms + a * count
+            for c in (a + 1)..<b {
+                let columns = perms + c * count
+                for q in 0..<count {
+                    let from = src + (Int(rowsOf[q]) * rowBytes + Int(columns[q]) * entryBytes)
+                    dst.storeBytes(of: from.loadUnaligned(as: E.self), as: E.self)
+                    dst += entryBytes
                 }
             }
         }
-        return out
     }
 
     /// The CKA matrix (the bits of `MinibatchCKA.matrix`) and its statistics.

@@ -18,6 +18,8 @@ public struct StatisticsOptions: Sendable {
     public var confidence = 0.95
     /// Permutations of the null (0: none).
     public var permutations = 0
+    /// Arithmetic of minibatch CKA's permuted cross terms (the observed value is always float64).
+    public var permutationPrecision: PermutationPrecision = .float32
     public var seed: UInt64 = 0
     public var correction: MultipleTestingCorrection = .holm
     public var alpha = 0.05
@@ -26,6 +28,14 @@ public struct StatisticsOptions: Sendable {
 
     /// True when nothing is requested.
     public var isEmpty: Bool { bootstrap == 0 && permutations == 0 }
+}
+
+/// The arithmetic of minibatch CKA's permutation null. `float32` rounds the U-centred Grams to float32 and sums
+/// each chunk of at most `k` products in float32 (chunk sums in float64), so a null value differs from its
+/// float64 computation by at most about (k + 2)·2⁻²⁴ in CKA units (Cauchy–Schwarz bounds Σ|K̃||L̃| by the self
+/// terms); in practice ≈ 1e-7, far below the Monte Carlo error of a p-value. `float64` is the exact reference.
+public enum PermutationPrecision: String, Sendable, CaseIterable {
+    case float32, float64
 }
 
 /// Per-cell statistics of a matrix (`[LA][LB]` each; nil when not requested).

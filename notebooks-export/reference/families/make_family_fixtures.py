@@ -12,6 +12,8 @@ heads, 2 blocks, MLP 64, patch 7, 28x28 input = 16 patches) is saved exactly as 
   hf-vit-sharded  the same weights, save_pretrained(max_shard_size) -> model-0000k-of-0000n.safetensors + index
   hf-vit-bin      the same weights as pytorch_model.bin (torch.save of the hub-named state dict, a torch zip)
   hf-vit-mae      transformers ViTMAEModel (fixed sin-cos table; run unmasked: mask_ratio 0, increasing noise)
+  hf-vit-mae-pretraining  transformers ViTMAEForPreTraining (encoder + decoder), plus mae-loss.h5: its loss
+                  with a fixed mask (the `noise` argument) for `cka landscape --loss mae`
   hf-dinov2       transformers Dinov2Model (LayerScale, eps 1e-6)
   hf-dinov2-reg   transformers Dinov2WithRegistersModel (2 register tokens)
   hf-deit         transformers DeiTForImageClassificationWithTeacher (class + distillation token, two heads)
@@ -233,6 +235,15 @@ def make_hf(family, out, folder, seed):
         proc = pil(T, "ViTImageProcessor")(size={"height": SIZE, "width": SIZE}, image_mean=IMAGENET_MEAN,
                                            image_std=IMAGENET_STD)
         prefix, has_cls = 1, True
+    elif family == "hf-vit-mae-pretraining":
+        # ViTMAEForPreTraining: the encoder plus the decoder `cka landscape --loss mae` needs (2 heads of width 8,
+        # which no default guesses: config.json says so). norm_pix_loss false, transformers' default (hub configs).
+        model = T.ViTMAEForPreTraining(T.ViTMAEConfig(
+            intermediate_size=MLP, mask_ratio=0.75, norm_pix_loss=False, decoder_hidden_size=16,
+            decoder_num_hidden_layers=2, decoder_num_attention_heads=2, decoder_intermediate_size=48, **kw))
+        proc = pil(T, "ViTImageProcessor")(size={"height": SIZE, "width": SIZE}, image_mean=IMAGENET_MEAN,
+                                           image_std=IMAGENET_STD)
+        prefix, has_cls = 1, True
     elif family == "hf-dinov2":
         model = T.Dinov2Model(T.Dinov2Config(mlp_ratio=2, **kw))
         proc = pil(T, "BitImageProcessor")(size={"shortest_edge": 32}, crop_size={"height": SIZE, "width": SIZE},
@@ -282,7 +293,8 @@ def make_hf(family, out, folder, seed):
     copy_images(folder, ids, out)
     pixels = proc(images=imgs, return_tensors="pt")["pixel_values"].float()
     rec = Recorder()
-    vision = model.vision_model if family == "hf-clip" else model
+    vision = {"hf-clip": lambda: model.vision_model, "hf-vit-mae-pretraining": lambda: model.vit}.get(
+        family, lambda: model)()
     hf_hooks(rec, vision, family)
     with torch.no_grad():
         if family == "hf-clip":
@@ -296,9 +308,14 @@ def make_hf(family, out, folder, seed):
             assert np.allclose(rec.values["norm"][:, 0], o.pooler_output.numpy(), atol=1e-6)
         else:
             extra = {}
-            if family == "hf-vit-mae":
+            if family in ("hf-vit-mae", "hf-vit-mae-pretraining"):
                 extra["noise"] = torch.arange((SIZE // PATCH) ** 2, dtype=torch.float32).repeat(len(ids), 1)
-            o = model(pixel_values=pixels, output_hidden_states=True, **extra)
+            if family == "hf-vit-mae-pretraining":  # the encoder unmasked, as extraction runs it
+                model.config.mask_ratio = 0.0
+                o = model.vit(pixel_values=pixels, output_hidden_states=True, **extra)
+                model.config.mask_ratio = 0.75
+            else:
+                o = model(pixel_values=pixels, output_hidden_states=True, **extra)
             hidden = o.hidden_states
             if family in ("hf-vit", "hf-vit-sharded", "hf-vit-bin", "hf-deit"):
                 rec.values["head"] = o.logits.numpy()
@@ -310,6 +327,8 @@ def make_hf(family, out, folder, seed):
     add_pooled(rec.values, prefix, has_cls)
     write_reference(os.path.join(out, "reference.h5"), ids, labels, pixels.numpy(), rec.values,
                     {"family": family, "library": f"transformers {T.__version__}", "prefix_tokens": prefix})
+    if family == "hf-vit-mae-pretraining":
+        write_mae_loss(model, os.path.join(out, "mae-loss.h5"), ids, labels, pixels, seed)
     if family in ("hf-dinov2", "hf-dinov2-reg"):
         # DINOv2 interpolates its position table to any input (bicubic, antialias): the same model at 42 px.
         proc42 = pil(T, "BitImageProcessor")(size={"shortest_edge": 48}, crop_size={"height": 42, "width": 42},
@@ -322,6 +341,32 @@ def make_hf(family, out, folder, seed):
         write_reference(os.path.join(out, "reference-42.h5"), ids, labels, pixels42.numpy(), values,
                         {"family": family, "library": f"transformers {T.__version__}", "image_size": 42})
     return rec.values
+
+
+def write_mae_loss(model, path, ids, labels, pixels, seed):
+    """ViTMAEForPreTraining's loss with a fixed mask: `noise` (seeded uniform) fixes HF's random_masking
+    (ids_shuffle = argsort(noise), 4 of 16 patches kept at mask_ratio 0.75). Written as the activation store's
+    /inputs plus /masks [N, P] uint8 (1 = masked, the layout `cka landscape --masks` reads) and /reference/:
+    noise, ids_shuffle, logits [N, P, p*p*3], loss (config.norm_pix_loss = false) and loss_norm_pix (the same
+    model with norm_pix_loss = true)."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    noise = torch.rand(len(ids), (SIZE // PATCH) ** 2, generator=g)
+    assert model.config.mask_ratio == 0.75 and not model.config.norm_pix_loss
+    with torch.no_grad():
+        o = model(pixel_values=pixels, noise=noise)
+        model.config.norm_pix_loss = True
+        o_norm = model(pixel_values=pixels, noise=noise)
+        model.config.norm_pix_loss = False
+    write_reference(path, ids, labels, pixels.numpy(), {}, {"family": "hf-vit-mae-pretraining"})
+    with h5py.File(path, "a") as f:
+        f.create_dataset("masks", data=o.mask.numpy().astype(np.uint8))
+        r = f.create_group("reference")
+        r.create_dataset("noise", data=noise.numpy())
+        r.create_dataset("ids_shuffle", data=torch.argsort(noise, dim=1).numpy().astype(np.int64))
+        r.create_dataset("logits", data=o.logits.numpy(), compression="gzip", compression_opts=9)
+        r.create_dataset("loss", data=np.array([o.loss.item()], dtype=np.float64))
+        r.create_dataset("loss_norm_pix", data=np.array([o_norm.loss.item()], dtype=np.float64))
+    print(f"  MAE loss {o.loss.item():.6f}, norm-pix {o_norm.loss.item():.6f}")
 
 
 # ---------------------------------------------------------------- open_clip
@@ -508,7 +553,8 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     families = ["hf-vit", "hf-vit-sharded", "hf-vit-bin", "hf-dinov2", "hf-dinov2-reg", "hf-deit", "hf-clip",
-                "hf-siglip", "open-clip", "timm-reg", "timm-map", "openai-torchscript", "hf-vit-mae", "timm-dynamic"]
+                "hf-siglip", "open-clip", "timm-reg", "timm-map", "openai-torchscript", "hf-vit-mae", "timm-dynamic",
+                "hf-vit-mae-pretraining"]
     for seed, family in enumerate(families):
         if args.only and family not in args.only.split(","):
             continue

@@ -219,7 +219,8 @@ public struct Checkpoint: Sendable {
         // The `head` hook: the model's own head on its pooled features, for the layouts whose head is part of the
         // model's output (hub models, open_clip, distilled, class-token-free and MAP models).
         if let w = mapping.head["head.weight"], w.shape.count == 2, w.shape[1] == arch.width,
-            hub != nil || extraction.source == .openCLIP || arch.attentionPool || arch.distillationToken
+            (hub != nil && hub?.source != .timm) || extraction.source == .openCLIP || arch.attentionPool
+                || arch.distillationToken
                 || !arch.classToken
         {
             arch.headFeatures = w.shape[0]

@@ -33,6 +33,11 @@ extension Checkpoint {
             if let h = a.headFeatures { parts.append("head hook [\(h)]") }
             parts.append("\(a.activation.rawValue), LayerNorm eps \(a.layerNormEpsilon)")
             lines.append("family:       " + parts.joined(separator: ", "))
+            if a.family == nil, a.attentionPool, a.activation == .gelu {
+                lines.append(
+                    "activation:   gelu: a bare state dict does not record the MLP nonlinearity; timm runs its SigLIP "
+                        + "models with gelu, but its SigLIP 2 models (act_layer gelu_tanh) need --activation gelu_tanh")
+            }
         }
         lines.append(
             "tensors:      \(fileTensorCount) in the file, \(formatBytes(fileTensorBytes)); "

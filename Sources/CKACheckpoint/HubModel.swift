@@ -58,6 +58,14 @@ package struct HubModel: Sendable {
     /// The vision tower's settings (nil for open_clip).
     package var modelType: String?
 
+    /// The `architectures` of config.json whose weights load (the backbone, and the heads the toolkit knows).
+    static let supportedArchitectures = [
+        "ViTModel", "ViTForImageClassification", "ViTMAEModel", "ViTMAEForPreTraining", "DeiTModel",
+        "DeiTForImageClassification", "DeiTForImageClassificationWithTeacher", "Dinov2Model",
+        "Dinov2WithRegistersModel",
+        "CLIPModel", "CLIPVisionModel", "CLIPVisionModelWithProjection", "SiglipModel", "SiglipVisionModel",
+    ]
+
     /// The model types whose vision towers load.
     static let supportedModelTypes = [
         "vit", "vit_mae", "deit", "dinov2", "dinov2_with_registers", "clip", "clip_vision_model", "siglip",
@@ -92,6 +100,16 @@ package struct HubModel: Sendable {
                         "missing: a Hugging Face model directory holds config.json (which model the weights are) beside its weights"
                 )
             }
+            let json = try JSONValue.read(config)
+            if let timm = try timmHub(name: path, config: config, json: json, weights: [], forced: forced) {
+                guard let w = file("model.safetensors") ?? file("pytorch_model.bin") else {
+                    throw CheckpointError.unreadable(
+                        file: path,
+                        reason: "no weights: a timm hub directory holds model.safetensors or pytorch_model.bin")
+                }
+                return HubModel(
+                    name: timm.name, weights: [w], source: .timm, config: json, configFile: config.path, modelType: nil)
+            }
             let weights: [URL]
             if let w = file("model.safetensors") {
                 weights = [w]
@@ -106,7 +124,7 @@ package struct HubModel: Sendable {
                         "no weights: expected model.safetensors, model.safetensors.index.json (shards) or pytorch_model.bin"
                 )
             }
-            return try huggingFace(name: path, weights: weights, config: config)
+            return try huggingFace(name: path, weights: weights, config: config, json: json)
         }
         if path.hasSuffix(".index.json") {
             guard let config else {
@@ -116,8 +134,11 @@ package struct HubModel: Sendable {
             }
             return try huggingFace(name: path, weights: shards(url), config: config)
         }
-        if let config, forced == nil || forced == .huggingFace {
+        if let config, forced == nil || forced == .huggingFace || forced == .timm {
             let json = try JSONValue.read(config)
+            if let timm = try timmHub(name: path, config: config, json: json, weights: [url], forced: forced) {
+                return timm
+            }
             if json["model_type"] != nil || forced == .huggingFace {
                 return try huggingFace(name: path, weights: [url], config: config, json: json)
             }
@@ -135,6 +156,28 @@ package struct HubModel: Sendable {
         return nil
     }
 
+    /// A timm hub layout (`push_to_hf_hub` / `save_for_hf`: config.json with `architecture`, `model_args` and
+    /// `pretrained_cfg`, no `model_type`), or nil.
+    static func timmHub(name: String, config: URL, json: JSONValue, weights: [URL], forced: CheckpointSource?) throws
+        -> HubModel?
+    {
+        guard json["model_type"] == nil, json["architecture"]?.stringValue != nil,
+            forced == nil || forced == .timm
+        else { return nil }
+        return HubModel(
+            name: name, weights: weights, source: .timm, config: json, configFile: config.path, modelType: nil)
+    }
+
+    /// timm's SigLIP 2 architectures, whose MLPs use the tanh GELU (`act_layer='gelu_tanh'` in the architecture's
+    /// defaults, so absent from a saved `model_args`; timm 1.0.31 `vision_transformer.py`).
+    static let timmGELUTanhArchitectures: Set<String> = [
+        "vit_base_patch32_siglip_256", "vit_large_patch16_siglip_512", "vit_so400m_patch16_siglip_256",
+        "vit_so400m_patch16_siglip_384", "vit_so400m_patch16_siglip_512", "vit_giantopt_patch16_siglip_256",
+        "vit_giantopt_patch16_siglip_384", "vit_base_patch32_siglip_gap_256", "vit_large_patch16_siglip_gap_512",
+        "vit_so400m_patch16_siglip_gap_256", "vit_so400m_patch16_siglip_gap_384", "vit_so400m_patch16_siglip_gap_512",
+        "vit_giantopt_patch16_siglip_gap_256", "vit_giantopt_patch16_siglip_gap_384",
+    ]
+
     static func huggingFace(name: String, weights: [URL], config: URL, json: JSONValue? = nil) throws -> HubModel {
         let c = try json ?? JSONValue.read(config)
         let type = c["model_type"]?.stringValue
@@ -145,6 +188,11 @@ package struct HubModel: Sendable {
                 expected: "a model_type among " + supportedModelTypes.joined(separator: ", "),
                 found: (type.map { "model_type '\($0)'" } ?? "no model_type")
                     + (architectures.isEmpty ? "" : " (\(architectures.joined(separator: ", ")))"))
+        }
+        if !architectures.isEmpty, !architectures.contains(where: supportedArchitectures.contains) {
+            throw CheckpointError.unrecognizedLayout(
+                file: config.path, expected: "an architecture among " + supportedArchitectures.joined(separator: ", "),
+                found: "architectures \(architectures.joined(separator: ", ")) (model_type '\(type)')")
         }
         return HubModel(
             name: name, weights: weights, source: .huggingFace, config: c, configFile: config.path, modelType: type)
@@ -189,6 +237,21 @@ package struct HubModel: Sendable {
     func settings() throws -> KeyMapper.HubSettings {
         var s = KeyMapper.HubSettings()
         switch source {
+        case .timm:
+            // timm's LayerNorm eps (1e-6) stays; heads and act_layer from model_args, else the architecture's.
+            let args = config?["model_args"]
+            s.heads = args?["num_heads"]?.intValue
+            let architecture = config?["architecture"]?.stringValue ?? ""
+            switch args?["act_layer"]?.stringValue {
+            case "gelu"?: s.activation = .gelu
+            case "gelu_tanh"?: s.activation = .geluTanh
+            case "quick_gelu"?: s.activation = .quickGELU
+            case let other?:
+                throw CheckpointError.unrecognizedLayout(
+                    file: configFile ?? name, expected: "model_args.act_layer gelu, gelu_tanh or quick_gelu",
+                    found: "act_layer '\(other)'")
+            case nil: s.activation = Self.timmGELUTanhArchitectures.contains(architecture) ? .geluTanh : nil
+            }
         case .openCLIP:
             // open_clip's LayerNorm is nn.LayerNorm (eps 1e-5); QuickGELU when the model config says so (OpenAI).
             s.epsilon = 1e-5
@@ -229,8 +292,14 @@ package struct HubModel: Sendable {
         return s
     }
 
-    /// `hf/<model_type>` or `open_clip`.
-    var family: String { source == .openCLIP ? "open_clip" : "hf/\(modelType ?? "?")" }
+    /// `hf/<model_type>`, `open_clip` or `timm/<architecture>`.
+    var family: String {
+        switch source {
+        case .openCLIP: "open_clip"
+        case .timm: "timm/\(config?["architecture"]?.stringValue ?? "?")"
+        default: "hf/\(modelType ?? "?")"
+        }
+    }
 }
 
 /// The image preprocessing a hub model publishes: Hugging Face `preprocessor_config.json` (the image processor's
@@ -267,6 +336,7 @@ extension HubModel {
                 resample: cfg["interpolation"]?.stringValue == "bilinear" ? 2 : 3, crop: size, mean: mean, std: std,
                 file: configFile ?? name)
         }
+        if source == .timm { return try timmPreprocessing() }
         let url = folder.appendingPathComponent("preprocessor_config.json")
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         let c = try JSONValue.read(url)
@@ -322,5 +392,40 @@ extension Checkpoint {
     public var hubNormPixLoss: Bool? {
         guard let hub, hub.modelType == "vit_mae" else { return nil }
         return hub.config?["norm_pix_loss"]?.boolValue ?? false
+    }
+}
+
+extension HubModel {
+    /// timm's eval transform from a timm hub config's `pretrained_cfg` (`input_size`, `crop_pct`, `crop_mode`,
+    /// `interpolation`, `mean`, `std`): resize to ⌊size / crop_pct⌋ (the shorter side, or both sides for `squash`),
+    /// then the centre crop.
+    func timmPreprocessing() throws -> HubPreprocessing? {
+        guard let cfg = config?["pretrained_cfg"], let input = cfg["input_size"]?.arrayValue?.compactMap(\.intValue),
+            input.count == 3
+        else { return nil }
+        let file = configFile ?? name
+        guard input[1] == input[2] else {
+            throw CheckpointError.unrecognizedLayout(
+                file: file, expected: "a square pretrained_cfg.input_size (the toolkit crops squares)",
+                found: "\(input)")
+        }
+        let mode = cfg["crop_mode"]?.stringValue ?? "center"
+        guard mode == "center" || mode == "squash" else {
+            throw CheckpointError.unrecognizedLayout(
+                file: file, expected: "pretrained_cfg.crop_mode center or squash", found: "crop_mode '\(mode)'")
+        }
+        let filters = ["nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, "hamming": 5]
+        let interpolation = cfg["interpolation"]?.stringValue ?? "bilinear"
+        guard let resample = filters[interpolation] else {
+            throw CheckpointError.unrecognizedLayout(
+                file: file, expected: "pretrained_cfg.interpolation bilinear or bicubic",
+                found: "interpolation '\(interpolation)'")
+        }
+        let size = input[1], cropPct = cfg["crop_pct"]?.doubleValue ?? 0.875  // timm's DEFAULT_CROP_PCT
+        let scale = Int((Double(size) / cropPct).rounded(.down))
+        return HubPreprocessing(
+            shortestEdge: mode == "center" ? scale : nil, square: mode == "squash" ? scale : nil, resample: resample,
+            crop: size, mean: cfg["mean"]?.arrayValue?.compactMap(\.doubleValue) ?? [0.485, 0.456, 0.406],
+            std: cfg["std"]?.arrayValue?.compactMap(\.doubleValue) ?? [0.229, 0.224, 0.225], file: file)
     }
 }

@@ -13,7 +13,8 @@ public enum CheckpointSource: String, Sendable, CaseIterable, Codable, CustomStr
     case mae
     /// RC-MAE: `teacher` (default), else `model`, else `student` (`module.` stripped); decoder kept separately.
     case rcmae
-    /// timm state dict (usually safetensors): bare backbone plus classifier `head`.
+    /// timm state dict (usually safetensors): bare backbone plus classifier `head`; also a timm hub directory
+    /// (`config.json` with `architecture`, `model_args`, `pretrained_cfg` beside the weights).
     case timm
     /// DINOv2-style ViT: LayerScale `ls1.gamma`/`ls2.gamma`, patch 14, optional `mask_token`/registers.
     case dinov2
@@ -119,6 +120,7 @@ public struct ViTArchitecture: Sendable, Equatable, Codable {
         case 384: return 6
         case 768: return 12
         case 1024: return 16
+        case 1152: return 16  // SigLIP so400m
         case 1280: return 16
         case 1536: return 24  // DINOv2 ViT-g
         default: return nil

@@ -12,11 +12,11 @@ extension CKACommand {
             abstract:
                 "Whether two models rank classes alike: Kendall τ-b of top-k scores and top-1 agreement of two /logits stores.",
             discussion: """
-                A.h5 and B.h5 hold /logits [N, C] for the same inputs (/inputs/ids, e.g. written by 'cka probe --save').
-                Per example, τ-b (scipy.stats.kendalltau's default, tie-corrected) between A's and B's scores on the union of
-                A's and B's top-k classes (--classes a: A's top-k only), averaged over the examples where it is defined; the
-                top-1 agreement rate; and the macro-F1 of B's top-1 predictions scored against A's. Each for all examples
-                and, with /inputs/labels, those both models get right (both_correct) or wrong (both_wrong).
+                A.h5 and B.h5 hold /logits [N, C] for the same inputs (/inputs/ids, e.g. written by 'cka probe --save'). \
+                Per example, τ-b (scipy.stats.kendalltau's default, tie-corrected) between A's and B's scores on the union of \
+                A's and B's top-k classes (--classes a: A's top-k only), averaged over the examples where it is defined; the \
+                top-1 agreement rate; and the macro-F1 of B's top-1 predictions scored against A's. Each for all examples \
+                and, with /inputs/labels, those both models get right (both_correct) or wrong (both_wrong). \
                 --csv writes metric,subset,k,value (k empty for top1_agreement and top1_f1; nan for an empty subset).
                   cka agreement dino-logits.h5 mae-logits.h5 --top 5,10,100 --csv agreement.csv
                 """)

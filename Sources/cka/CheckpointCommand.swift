@@ -9,10 +9,10 @@ extension CKACommand {
             abstract:
                 "Load a checkpoint safely and show its layout: source, architecture, parameters, what was ignored.",
             discussion: """
-                Reads .pth/.pth.tar (torch zip + pickle, never executed: only an allow-list of tensor constructors is
-                interpreted, anything else stays an inert value), .safetensors, Hugging Face model directories
-                (config.json + weights, shards) and open_clip state dicts. Shows the detected source (DINO, MoCo-v3,
-                MAE, RC-MAE, timm, DINOv2, hf, open-clip), the inferred architecture and the mapping from the file's
+                Reads .pth/.pth.tar (torch zip + pickle, never executed: only an allow-list of tensor constructors is \
+                interpreted, anything else stays an inert value), .safetensors, Hugging Face model directories \
+                (config.json + weights, shards) and open_clip state dicts. Shows the detected source (DINO, MoCo-v3, \
+                MAE, RC-MAE, timm, DINOv2, hf, open-clip), the inferred architecture and the mapping from the file's \
                 names to timm's (--json: "parameters"[].original).
                 """)
 
@@ -24,7 +24,7 @@ extension CKACommand {
 
         @Option(
             help:
-                "MLP nonlinearity (default: the layout's; open_clip reads open_clip_config.json): gelu, gelu_tanh, quick_gelu (OpenAI CLIP)."
+                "MLP nonlinearity: gelu, gelu_tanh, quick_gelu (OpenAI CLIP). Default: the layout's (HF config.json hidden_act; a timm hub config.json's act_layer or architecture; open_clip_config.json quick_gelu); a bare timm state dict does not record it: gelu, as timm runs its SigLIP models, but timm's SigLIP 2 models (act_layer gelu_tanh, e.g. vit_so400m_patch16_siglip_256) need --activation gelu_tanh."
         )
         var activation: MLPActivation?
 

@@ -85,8 +85,8 @@ extension CKACommand {
         static let configuration = CommandConfiguration(
             abstract: "Layer×layer CKA between two activation stores (or one store with itself).",
             discussion: """
-                Prints a summary (matrix size, estimator, N used, the diagonal); writes the matrix as a wide CSV
-                (--csv), a long CSV for pandas (--long-csv), HDF5 (--h5) and a heatmap (--heatmap, .png or .svg).
+                Prints a summary (matrix size, estimator, N used, the diagonal); writes the matrix as a wide CSV \
+                (--csv), a long CSV for pandas (--long-csv), HDF5 (--h5) and a heatmap (--heatmap, .png or .svg). \
                 Both files must hold the same inputs in the same order (/inputs/ids).
                 """)
 
@@ -163,8 +163,8 @@ extension CKACommand {
             commandName: "compare-all",
             abstract: "CKA of every pair of models (and each with itself): CSVs, heatmaps and one overview picture.",
             discussion: """
-                Writes into --out-dir: <A>__<B>.csv (wide) and <A>__<B>.png per pair, all.csv (long, one row per cell,
-                for pandas) and overview.png (all heatmaps in a grid). Model names come from each file's 'model'
+                Writes into --out-dir: <A>__<B>.csv (wide) and <A>__<B>.png per pair, all.csv (long, one row per cell, \
+                for pandas) and overview.png (all heatmaps in a grid). Model names come from each file's 'model' \
                 attribute (else the file name).
                 """)
 

@@ -25,16 +25,16 @@ extension CKACommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a ViT over images; store its layers' activations, pooled features or Grams.",
             discussion: """
-                Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm,
-                DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), or a
-                Hugging Face model directory (ViT, DeiT, DINOv2 with registers, CLIP,
-                SigLIP) or open_clip state dict, runs the model on the CPU and writes an
+                Loads an official checkpoint unchanged (DINO, MoCo-v3, MAE, RC-MAE, timm, \
+                DINOv2; .pth, .pth.tar or .safetensors; pickles are never executed), or a \
+                Hugging Face model directory (ViT, DeiT, DINOv2 with registers, CLIP, \
+                SigLIP) or open_clip state dict, runs the model on the CPU and writes an \
                 activation store (docs/formats.md §1).
 
-                Hook points (timm module paths): patch_embed, norm_pre, blocks.{i}.norm1,
-                .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2,
-                blocks.{i} (block output), norm, and per model fc_norm, attn_pool (MAP
-                head), head (the model's head: logits, CLIP's image projection).
+                Hook points (timm module paths): patch_embed, norm_pre, blocks.{i}.norm1, \
+                .attn.qkv, .attn.proj, .ls1, .norm2, .mlp.fc1, .mlp.act, .mlp.fc2, .ls2, \
+                blocks.{i} (block output), norm, and per model fc_norm, attn_pool (MAP \
+                head), head (the model's head: logits, CLIP's image projection). \
                 --layers takes globs over them ('blocks.*').
 
                 --store chooses what is written for the selected hook points:
@@ -94,7 +94,7 @@ extension CKACommand {
 
         @Option(
             help:
-                "MLP nonlinearity (default: the layout's; open_clip reads open_clip_config.json): gelu, gelu_tanh, quick_gelu (OpenAI CLIP)."
+                "MLP nonlinearity: gelu, gelu_tanh, quick_gelu (OpenAI CLIP). Default: the layout's (HF config.json hidden_act; a timm hub config.json's act_layer or architecture; open_clip_config.json quick_gelu); a bare timm state dict does not record it: gelu, as timm runs its SigLIP models, but timm's SigLIP 2 models (act_layer gelu_tanh, e.g. vit_so400m_patch16_siglip_256) need --activation gelu_tanh."
         )
         var activation: MLPActivation?
 

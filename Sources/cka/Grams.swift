@@ -8,8 +8,8 @@ extension CKACommand {
         static let configuration = CommandConfiguration(
             abstract: "Add per-minibatch Gram matrices (/grams/<layer>) to an existing activation store.",
             discussion: """
-                Later 'cka compare' runs with the same --batch-size and --tokens read these b×b Grams instead of the
-                activations. Feature columns are centred within each batch first (HSIC₁ is unchanged by it and float32
+                Later 'cka compare' runs with the same --batch-size and --tokens read these b×b Grams instead of the \
+                activations. Feature columns are centred within each batch first (HSIC₁ is unchanged by it and float32 \
                 stays exact). The store is rewritten under a temporary name and replaced only when complete.
                 """)
 

@@ -19,14 +19,15 @@ extension CKACommand {
             commandName: "knn",
             abstract: "DINO's weighted k-NN accuracy of every pooled feature layer (class separability across depth).",
             discussion: """
-                For every selected [N, D] layer (blocks.{i}:cls, :gap, :gap_nocls, norm:…, or plain [N, D] layers): L2-normalised
-                features, cosine similarity, the k most similar training examples vote with weight exp(sim / T); top-1 and
-                top-5 accuracy in percent. With --train, TEST.h5 holds the queries and TRAIN.h5 the neighbours; without it,
-                leave-one-out within TEST.h5 (a query never counts as its own neighbour). Both need /inputs/labels.
-                Ties: equal similarity → lower training index first; equal class score → lower class index first.
-                Prints a table; --csv writes layer,pooling,k,top1,top5 (layer without the pooling suffix, accuracies in
+                For every selected [N, D] layer (blocks.{i}:cls, :gap, :gap_nocls, norm:…, or plain [N, D] layers): L2-normalised \
+                features, cosine similarity, the k most similar training examples vote with weight exp(sim / T); top-1 and \
+                top-5 accuracy in percent. With --train, TEST.h5 holds the queries and TRAIN.h5 the neighbours; without it, \
+                leave-one-out within TEST.h5 (a query never counts as its own neighbour). Both need /inputs/labels. \
+                Ties: equal similarity → lower training index first; equal class score → lower class index first. \
+                Prints a table; --csv writes layer,pooling,k,top1,top5 (layer without the pooling suffix, accuracies in \
                 percent); --plot draws top-1 accuracy against block index, one line per pooling ('norm' after the last block).
-                  cka extract --checkpoint model.safetensors --images cifar/ --out feats.h5 --store pooled
+                  cka extract --checkpoint model.safetensors --images cifar/ \\
+                    --out feats.h5 --store pooled
                   cka knn feats.h5 --k 10,20,100 --csv knn.csv --plot knn.png
                 """)
 

@@ -9,14 +9,17 @@ extension CKACommand {
             abstract: "Numbers of a loss surface: curvature at the centre, convex area, flatness.",
             discussion: """
                 From the grid alone (see LandscapeStatistics in the library docs):
-                  curvature     2·c₂ of the least-squares parabola through the centre along each direction, over the
-                                points within --fit-radius (at least the 5 nearest): the sharpness of the minimum
-                  convexity     2×2 Hessian of the surface by central differences at every interior point; locally
-                                convex where λ_min ≥ −tolerance·|λ_max| (Li et al.'s convexity map)
-                  convex area   the 4-connected locally convex region containing the centre, in grid units²
-                Stored with the surface by 'cka landscape': the largest Hessian eigenvalue (± the change when the
-                finite-difference step is halved) and, when asked for, the average flatness (mean loss increase under
-                random filter-normalised perturbations of a given radius). The statistics are written back into
+                  curvature    2·c₂ of the least-squares parabola through the centre along
+                               each direction, over the points within --fit-radius (at
+                               least the 5 nearest): the sharpness of the minimum
+                  convexity    2×2 Hessian of the surface by central differences at every
+                               interior point; locally convex where
+                               λ_min ≥ −tolerance·|λ_max| (Li et al.'s convexity map)
+                  convex area  the 4-connected locally convex region containing the centre,
+                               in grid units²
+                Stored with the surface by 'cka landscape': the largest Hessian eigenvalue (± the change when the \
+                finite-difference step is halved) and, when asked for, the average flatness (mean loss increase under \
+                random filter-normalised perturbations of a given radius). The statistics are written back into \
                 the store as attributes stat_* (the file is rewritten atomically) unless --no-write.
                 """)
 

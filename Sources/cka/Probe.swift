@@ -10,14 +10,14 @@ extension CKACommand {
             abstract:
                 "Linear-probe accuracy of every pooled feature layer (multinomial logistic regression on frozen features).",
             discussion: """
-                Features are standardised with the training mean and standard deviation; the probe minimises the mean
-                cross-entropy + (λ/2)‖W‖² (bias not penalised; scikit-learn's LogisticRegression with C = 1/(λN)) by
-                deterministic full-batch L-BFGS from zero. It stops when the largest gradient component is ≤ --gtol, when an
-                iteration lowers the loss by a relative 1e-12 or less, when no step lowers it, or after --max-iterations.
-                With --train the probe is trained on TRAIN.h5 and tested on TEST.h5; without it, TEST.h5 is split per class
-                (--split of each class to training, shuffled with --seed). --save OUT.h5 writes one layer's probe and its test
-                logits as a store for 'cka agreement' (/logits, /inputs/ids, labels and classes, /probe/weight, bias, mean,
-                scale). The released checkpoint heads (MoCo-v3 head, MAE fc_norm+head, DINO linear) are applied by
+                Features are standardised with the training mean and standard deviation; the probe minimises the mean \
+                cross-entropy + (λ/2)‖W‖² (bias not penalised; scikit-learn's LogisticRegression with C = 1/(λN)) by \
+                deterministic full-batch L-BFGS from zero. It stops when the largest gradient component is ≤ --gtol, when an \
+                iteration lowers the loss by a relative 1e-12 or less, when no step lowers it, or after --max-iterations. \
+                With --train the probe is trained on TRAIN.h5 and tested on TEST.h5; without it, TEST.h5 is split per class \
+                (--split of each class to training, shuffled with --seed). --save OUT.h5 writes one layer's probe and its test \
+                logits as a store for 'cka agreement' (/logits, /inputs/ids, labels and classes, /probe/weight, bias, mean, \
+                scale). The released checkpoint heads (MoCo-v3 head, MAE fc_norm+head, DINO linear) are applied by \
                 'cka extract --store logits'.
                   cka probe feats.h5 --layers 'blocks.*:cls,norm:cls' --csv probe.csv
                   cka probe test.h5 --train train.h5 --layers norm:cls --save probe-logits.h5

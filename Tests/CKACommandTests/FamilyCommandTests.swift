@@ -29,6 +29,7 @@ struct FamilyCommandTests {
             ("hf-vit-mae-pretraining", []), ("hf-dinov2", []),
             ("hf-dinov2-reg", []), ("hf-deit", []), ("hf-clip", []), ("hf-siglip", []), ("open-clip", []),
             ("timm-reg/model.safetensors", ["--heads", "4"]), ("timm-map/model.safetensors", ["--heads", "4"]),
+            ("timm-hub", []),
         ])
     func extract(family: String, extra: [String]) throws {
         let root = familyFixture(family.components(separatedBy: "/")[0])
@@ -47,7 +48,8 @@ struct FamilyCommandTests {
     }
 
     @Test(
-        "cka extract --image-size runs a timm dynamic_img_size checkpoint at 72 px as timm does", arguments: [40, 72])
+        "cka extract --image-size runs a timm dynamic_img_size checkpoint at 40 and 72 px as timm does",
+        arguments: [40, 72])
     func dynamicImageSize(size: Int) throws {
         let out = dir.appendingPathComponent("dynamic-\(size).h5").path
         let r = try cka([
@@ -112,6 +114,20 @@ struct FamilyCommandTests {
         #expect(t.status == 0 && t.stdout.contains("no class token") && t.stdout.contains("MAP head attn_pool"))
     }
 
+    @Test("SigLIP's GELU: a Hugging Face directory reads hidden_act; a bare timm file says --activation is needed")
+    func siglipActivation() throws {
+        let hub = try cka(["checkpoint", familyFixture("hf-siglip")])
+        #expect(hub.status == 0 && hub.stdout.contains("gelu_tanh") && !hub.stdout.contains("--activation"))
+        // A timm MAP-head state dict records no nonlinearity: gelu (timm's SigLIP), and the command says so.
+        let bare = try cka(["checkpoint", familyFixture("timm-map/model.safetensors"), "--heads", "4"])
+        #expect(bare.status == 0 && bare.stdout.contains("need --activation gelu_tanh"), "\(bare.stdout)")
+        let forced = try cka([
+            "checkpoint", familyFixture("timm-map/model.safetensors"), "--heads", "4", "--activation", "gelu_tanh",
+        ])
+        #expect(forced.status == 0 && forced.stdout.contains("gelu_tanh, LayerNorm"))
+        #expect(!forced.stdout.contains("need --activation"))
+    }
+
     @Test("Refusals are one line: :cls without a class token, a TorchScript archive, a missing config.json")
     func refusals() throws {
         let out = dir.appendingPathComponent("s.h5").path
@@ -133,5 +149,14 @@ struct FamilyCommandTests {
             toPath: bare.appendingPathComponent("model.safetensors").path)
         let noConfig = try cka(["checkpoint", bare.path])
         #expect(noConfig.status == 1 && noConfig.stderr.contains("config.json"))
+        #expect(noConfig.stderr.contains("missing") && noConfig.stderr.split(separator: "\n").count == 1)
+        // An unknown model_type: what was found and what is supported, in one line.
+        try Data(#"{"model_type": "beit", "architectures": ["BeitModel"]}"#.utf8).write(
+            to: bare.appendingPathComponent("config.json"))
+        let unknown = try cka(["extract", "--checkpoint", bare.path, "--images", "x", "--out", out])
+        #expect(unknown.status == 1 && unknown.stderr.split(separator: "\n").count == 1, "\(unknown.stderr)")
+        #expect(
+            unknown.stderr.contains("model_type 'beit' (BeitModel)") && unknown.stderr.contains("dinov2_with_registers")
+        )
     }
 }

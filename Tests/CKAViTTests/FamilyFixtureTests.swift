@@ -21,22 +21,22 @@ enum Family: String, CaseIterable, CustomTestStringConvertible {
     case hfViTMAEPretraining = "hf-vit-mae-pretraining"
     case hfDINOv2 = "hf-dinov2"
     case hfDINOv2Registers = "hf-dinov2-reg", hfDeiT = "hf-deit", hfCLIP = "hf-clip", hfSigLIP = "hf-siglip"
-    case openCLIP = "open-clip", timmRegisters = "timm-reg", timmMAP = "timm-map"
+    case openCLIP = "open-clip", timmRegisters = "timm-reg", timmMAP = "timm-map", timmHub = "timm-hub"
 
     var testDescription: String { rawValue }
     var directory: URL { familyFixtures.appendingPathComponent(rawValue) }
+    /// A bare timm state dict (no config beside it).
+    var isBareTimm: Bool { self == .timmRegisters || self == .timmMAP }
     /// What `cka extract --checkpoint` is given.
-    var checkpointURL: URL {
-        rawValue.hasPrefix("timm-") ? directory.appendingPathComponent("model.safetensors") : directory
-    }
+    var checkpointURL: URL { isBareTimm ? directory.appendingPathComponent("model.safetensors") : directory }
     var options: Checkpoint.Options {
         // timm state dicts carry no head count; a width of 32 has no conventional one.
-        Checkpoint.Options(heads: rawValue.hasPrefix("timm-") ? 4 : nil)
+        Checkpoint.Options(heads: isBareTimm ? 4 : nil)
     }
     var source: CheckpointSource {
         switch self {
         case .openCLIP: .openCLIP
-        case .timmRegisters, .timmMAP: .timm
+        case .timmRegisters, .timmMAP, .timmHub: .timm
         default: .huggingFace
         }
     }
@@ -45,7 +45,7 @@ enum Family: String, CaseIterable, CustomTestStringConvertible {
         switch self {
         case .hfDINOv2Registers, .timmRegisters: 3
         case .hfDeiT: 2
-        case .hfSigLIP, .timmMAP: 0
+        case .hfSigLIP, .timmMAP, .timmHub: 0
         default: 1
         }
     }
@@ -115,6 +115,11 @@ struct FamilyFixtureTests {
         #expect(clip.ignored.contains { $0.key.hasPrefix("text_model.") })
         #expect(clip.architecture.activation == .quickGELU && clip.architecture.preNorm)
         #expect(clip.architecture.layerNormEpsilon == 1e-5)
+        // A timm hub directory: heads from model_args, gelu_tanh from the SigLIP 2 architecture's name.
+        let timmHub = try Family.timmHub.load()
+        #expect(timmHub.architecture.heads == 4 && timmHub.architecture.activation == .geluTanh)
+        #expect(timmHub.architecture.family == "timm/vit_base_patch32_siglip_256")
+        #expect(ViTArchitecture.defaultHeads(forWidth: 1152) == 16)  // SigLIP so400m without --heads
         let siglip = try Family.hfSigLIP.load()
         #expect(!siglip.architecture.classToken && siglip.architecture.attentionPool)
         #expect(siglip.architecture.activation == .geluTanh)
@@ -125,7 +130,9 @@ struct FamilyFixtureTests {
         #expect(oc.originalNames["head.weight"] == "visual.proj (transposed)")
     }
 
-    @Test("Bad hub input: a missing config.json, an unknown model_type and a missing shard are one line each")
+    @Test(
+        "Bad hub input: a missing config.json, an unknown model_type or architecture and a missing shard are one line each"
+    )
     func badInput() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cka-families-\(getpid())")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -146,6 +153,16 @@ struct FamilyFixtureTests {
         } throws: { e in
             let s = "\(e)"
             return s.contains("vit_hybrid") && s.contains("ViTHybridModel") && s.contains("dinov2_with_registers")
+        }
+        // A known model_type with an architecture whose weights are not a ViT backbone plus known heads.
+        try Data(#"{"model_type": "vit", "architectures": ["ViTForMaskedImageModeling"]}"#.utf8).write(
+            to: dir.appendingPathComponent("config.json"))
+        #expect {
+            try Checkpoint(contentsOf: dir)
+        } throws: { e in
+            let s = "\(e)"
+            return s.contains("ViTForMaskedImageModeling") && s.contains("ViTMAEForPreTraining")
+                && s.contains("config.json") && !s.contains("\n")
         }
         // A missing shard.
         let sharded = dir.appendingPathComponent("sharded")

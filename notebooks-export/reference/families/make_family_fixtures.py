@@ -22,6 +22,8 @@ heads, 2 blocks, MLP 64, patch 7, 28x28 input = 16 patches) is saved exactly as 
   open-clip       open_clip.CLIP(quick_gelu=True) state_dict -> open_clip_pytorch_model.bin (torch.save)
   timm-reg        timm VisionTransformer(reg_tokens=2, no_embed_class=True) -> model.safetensors
   timm-map        timm VisionTransformer(class_token=False, global_pool='map') -> model.safetensors
+  timm-hub        timm save_for_hf directory (config.json + model.safetensors) of vit_base_patch32_siglip_256
+                  (SigLIP 2: MAP head, gelu_tanh known from the architecture name only)
   timm-dynamic    timm VisionTransformer(dynamic_img_size=True, reg_tokens=1), 56 px patch 4, run at 40 and 72 px
   openai-torchscript  a tiny torch.jit.save archive, the format of OpenAI's ViT-B-16.pt (must be refused)
 
@@ -424,6 +426,56 @@ def make_open_clip(out, folder, seed):
 # ---------------------------------------------------------------- timm
 
 
+def timm_recorder(model):
+    """Hooks on every timm hook point of a VisionTransformer."""
+    rec = Recorder()
+    rec.hook(model.patch_embed, "patch_embed")
+    for i, blk in enumerate(model.blocks):
+        b = f"blocks.{i}"
+        for n in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.act", "mlp.fc2"):
+            rec.hook(blk.get_submodule(n), f"{b}.{n}")
+        rec.hook(blk, b)
+    rec.hook(model.norm, "norm")
+    if getattr(model, "attn_pool", None) is not None:
+        rec.hook(model.attn_pool, "attn_pool")
+    return rec
+
+
+def make_timm_hub(out, folder, seed):
+    """A timm hub directory (`timm.models.push_to_hf_hub` / `save_for_hf`: config.json with `architecture`,
+    `model_args`, `pretrained_cfg`, beside model.safetensors) of a SigLIP 2 architecture, whose GELU is the tanh
+    approximation (`act_layer='gelu_tanh'` in the architecture's defaults, not in `model_args`): the name is the
+    only record of it. Preprocessing from `pretrained_cfg` (timm's resolve_data_config + create_transform)."""
+    import timm
+    from timm.models import _hub
+    timm.layers.set_fused_attn(False)
+    model = timm.create_model("vit_base_patch32_siglip_256", pretrained=False, img_size=SIZE, patch_size=PATCH,
+                              embed_dim=D, depth=DEPTH, num_heads=HEADS, mlp_ratio=MLP / D, num_classes=0)
+    assert type(model.blocks[0].mlp.act).__name__ == "GELUTanh" and model.attn_pool is not None
+    randomize(model, seed)
+    model.eval()
+    shutil.rmtree(out, ignore_errors=True)
+    # Export preprocessing unlike the bare-file preset (timm augreg: 0.9, bicubic, 0.5), so reading it is tested.
+    _hub.save_for_hf(model, out, safe_serialization=True,
+                     data_config=dict(crop_pct=0.875, interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD))
+    ids, labels, imgs = load_images(folder)
+    copy_images(folder, ids, out)
+    # What timm.create_model("hf-hub:…") resolves from the saved pretrained_cfg.
+    with open(os.path.join(out, "config.json")) as f:
+        saved = json.load(f)["pretrained_cfg"]
+    cfg = timm.data.resolve_data_config({}, pretrained_cfg=saved)
+    tf = timm.data.create_transform(**cfg)
+    print(cfg, tf)
+    pixels = torch.stack([tf(im) for im in imgs])
+    rec = timm_recorder(model)
+    with torch.no_grad():
+        model(pixels)
+    rec.remove()
+    add_pooled(rec.values, 0, False)
+    write_reference(os.path.join(out, "reference.h5"), ids, labels, pixels.numpy(), rec.values,
+                    {"family": "timm-hub", "library": f"timm {timm.__version__}", "prefix_tokens": 0})
+
+
 def make_timm(family, out, folder, seed):
     import timm
     from timm.models.vision_transformer import VisionTransformer
@@ -451,16 +503,7 @@ def make_timm(family, out, folder, seed):
                                     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     print(tf)
     pixels = torch.stack([tf(im) for im in imgs])
-    rec = Recorder()
-    rec.hook(model.patch_embed, "patch_embed")
-    for i, blk in enumerate(model.blocks):
-        b = f"blocks.{i}"
-        for n in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.act", "mlp.fc2"):
-            rec.hook(blk.get_submodule(n), f"{b}.{n}")
-        rec.hook(blk, b)
-    rec.hook(model.norm, "norm")
-    if family == "timm-map":
-        rec.hook(model.attn_pool, "attn_pool")
+    rec = timm_recorder(model)
     with torch.no_grad():
         logits = model(pixels)
     rec.remove()
@@ -554,7 +597,7 @@ def main():
     torch.manual_seed(0)
     families = ["hf-vit", "hf-vit-sharded", "hf-vit-bin", "hf-dinov2", "hf-dinov2-reg", "hf-deit", "hf-clip",
                 "hf-siglip", "open-clip", "timm-reg", "timm-map", "openai-torchscript", "hf-vit-mae", "timm-dynamic",
-                "hf-vit-mae-pretraining"]
+                "hf-vit-mae-pretraining", "timm-hub"]
     for seed, family in enumerate(families):
         if args.only and family not in args.only.split(","):
             continue
@@ -569,6 +612,8 @@ def main():
             make_torchscript(out)
         elif family == "timm-dynamic":
             make_timm_dynamic(out, args.images, s)
+        elif family == "timm-hub":
+            make_timm_hub(out, args.images, s)
         else:
             make_timm(family, out, args.images, s)
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)

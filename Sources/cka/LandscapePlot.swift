@@ -8,11 +8,11 @@ extension CKACommand {
             commandName: "landscape-plot",
             abstract: "Draw a loss surface: contour map with labelled levels and a heatmap (2-D), or a curve (1-D).",
             discussion: """
-                Reads a landscape store written by 'cka landscape'. A plane gives two pictures, OUT-contour.png (filled
-                contours, each level labelled on its line, colour bar with the levels) and OUT-heatmap.png (the grid
-                values, y upwards); a line gives OUT-curve.png (the loss and any stored parts, e.g. RC-MAE's
-                reconstruction and consistency). A --curvature-map store also gives OUT-curvature.png (|λ_min/λ_max|
-                per point); a --pca-of plane has its trajectory drawn over the contours. Points not computed yet are grey, so a running surface can be looked at.
+                Reads a landscape store written by 'cka landscape'. A plane gives two pictures, OUT-contour.png (filled \
+                contours, each level labelled on its line, colour bar with the levels) and OUT-heatmap.png (the grid \
+                values, y upwards); a line gives OUT-curve.png (the loss and any stored parts, e.g. RC-MAE's \
+                reconstruction and consistency). A --curvature-map store also gives OUT-curvature.png (|λ_min/λ_max| \
+                per point); a --pca-of plane has its trajectory drawn over the contours. Points not computed yet are grey, so a running surface can be looked at. \
                 Levels follow loss-landscape's plot_2D: --vmin, --vmax, --vlevel (default: 12 levels over the data range).
                   cka landscape-plot surface.h5 --format svg
                   cka landscape-plot surface.h5 --vmin 0.5 --vmax 3 --vlevel 0.25 --log

@@ -4,6 +4,7 @@
 #   extract  — N images → pooled features and Grams of norm1/qkv/fc1/block outputs (--store pooled,grams)
 #   compare  — two stores of token activations of the 12 block outputs (memory-mapped path)
 #   landscape — a 2-D cross-entropy grid of a linear probe head on norm:cls (no Hessian)
+#   Hessian   — λ_max by power iteration (a 2-point line); with HESSIAN_SPECTRUM=1 also cka hessian
 # Each pair also checks that the outputs are identical. Prints a Markdown table; bytes sent come from rank 0's
 # view of the protocol (see README "Many machines").
 #   bash Benchmarks/scripts/mpi_report.sh [N_IMAGES=64] [GRID=-0.5:0.5:3] [LANDSCAPE_EXAMPLES=16]
@@ -98,5 +99,14 @@ h2=$(t "${MPIRUN[@]}" -n 2 "$CKA" "${HS[@]}" --out h2.h5)
 hv=$(python3 -c "import h5py; a = h5py.File('h2.h5','r').attrs; print(int(a['hessian_iterations']) + 1 + int(a['hessian_step_refinements']))")
 lam=$(python3 -c "import h5py; a, b = (h5py.File(p,'r').attrs['hessian_max_eigenvalue'] for p in ('h1.h5','h2.h5')); print('identical λ_max' if a == b else f'DIFFERENT {a} {b}')")
 row "Hessian λ_max, 3 power iterations (two gradients per product)" "$h1" "$h2" "$lam" "$(sent "$hv") B per product"
+# cka hessian (opt-in, HESSIAN_SPECTRUM=1; a few minutes): Lanczos + Hutchinson over LANDSCAPE_EXAMPLES examples in
+# two batches, so each of the 2 ranks computes one whole batch of every Hessian-vector product.
+if [ "${HESSIAN_SPECTRUM:-0}" = 1 ]; then
+  HX=(hessian --checkpoint "$MODEL" --loss ce --head head.h5 --images images --examples "$LEX" --batch-size $(( (LEX + 1) / 2 ))
+      --top-k 1 --lanczos-steps 2 --trace-samples 1 --density-runs 0 --threads 1 --quiet)
+  s1=$(t "${MPIRUN[@]}" -n 1 "$CKA" "${HX[@]}" --out s1.h5 --csv s1.csv)
+  s2=$(t "${MPIRUN[@]}" -n 2 "$CKA" "${HX[@]}" --out s2.h5 --csv s2.csv)
+  row "cka hessian: Lanczos 2 steps + 1 Hutchinson probe (4 products + 1 timed)" "$s1" "$s2" "$(cmp -s s1.csv s2.csv && echo identical CSV || echo DIFFERENT)" "$(sent 5) B per product"
+fi
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -209,6 +209,52 @@ public final class Communicator: @unchecked Sendable {
         return out
     }
 
+    /// An all-to-all exchange of Floats: every rank passes a vector (or an empty one) and the same `segments`, one
+    /// range per rank; rank r receives segment r of every rank's vector, in rank order ([] from an empty vector).
+    /// Counts are 32-bit: segments up to 2³¹ floats, vectors whose segments start below 2³¹.
+    public func exchangeSegments(_ values: [Float], segments: [Range<Int>]) -> [[Float]] {
+        precondition(segments.count == size, "exchangeSegments: one segment per rank")
+        guard usesMPI, size > 1 else { return [values.isEmpty ? [] : Array(values[segments[0]])] }
+        var sendCounts = segments.map { Int64(values.isEmpty ? 0 : $0.count) }
+        var receiveCounts = [Int64](repeating: 0, count: size)
+        sendCounts.withUnsafeMutableBufferPointer { s in
+            receiveCounts.withUnsafeMutableBufferPointer { r in
+                var request: MPI_Request? = nil
+                check(
+                    MPI_Ialltoall(
+                        s.baseAddress, 1, cka_MPI_INT64_T(), r.baseAddress, 1, cka_MPI_INT64_T(), cka_MPI_COMM_WORLD(),
+                        &request), "alltoall")
+                wait(&request, "alltoall")
+            }
+        }
+        var sc = sendCounts.map { Int32($0) }, sd = segments.map { Int32(values.isEmpty ? 0 : $0.lowerBound) }
+        var rc = receiveCounts.map { Int32($0) }, rd = [Int32](repeating: 0, count: size)
+        for i in 1..<size { rd[i] = rd[i - 1] + rc[i - 1] }
+        var out = [Float](repeating: 0, count: max(1, Int(receiveCounts.reduce(0, +))))
+        let source = values.isEmpty ? [Float(0)] : values
+        bytesSent += 4 * (0..<size).filter { $0 != rank }.reduce(0) { $0 + Int(sendCounts[$1]) }
+        source.withUnsafeBufferPointer { v in
+            out.withUnsafeMutableBufferPointer { o in
+                sc.withUnsafeMutableBufferPointer { sc in
+                    sd.withUnsafeMutableBufferPointer { sd in
+                        rc.withUnsafeMutableBufferPointer { rc in
+                            rd.withUnsafeMutableBufferPointer { rd in
+                                var request: MPI_Request? = nil
+                                check(
+                                    MPI_Ialltoallv(
+                                        v.baseAddress, sc.baseAddress, sd.baseAddress, cka_MPI_FLOAT(), o.baseAddress,
+                                        rc.baseAddress, rd.baseAddress, cka_MPI_FLOAT(), cka_MPI_COMM_WORLD(), &request),
+                                    "alltoall")
+                                wait(&request, "alltoall")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (0..<size).map { Array(out[Int(rd[$0])..<Int(rd[$0]) + Int(rc[$0])]) }
+    }
+
     /// Every rank's `values` (the same length on every rank), in rank order, on `root`; nil elsewhere.
     public func gather(_ values: [Double], root: Int = 0) -> [[Double]]? {
         guard usesMPI, size > 1 else { return [values] }

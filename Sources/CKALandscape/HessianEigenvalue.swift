@@ -7,8 +7,8 @@ public protocol DifferentiableLandscapeObjective: LandscapeObjective {
     /// The loss at `parameters` and its gradient with respect to every tensor of `center` (same names, same
     /// shapes).
     func valueAndGradient(at parameters: ParameterSet) throws -> (value: LandscapeValue, gradient: ParameterSet)
-    /// The weights wᶜ of the fixed chunks the examples fall into (the batches): the gradient of the loss is
-    /// Σ꜀ `chunkGradient(c)` / Σ꜀ wᶜ. Hessian-vector products add the chunks' terms in chunk order, so they
+    /// The weights w_c of the fixed chunks the examples fall into (the batches): the gradient of the loss is
+    /// Σ_c `chunkGradient(c)` / Σ_c w_c. Hessian-vector products add the chunks' terms in chunk order, so they
     /// can be computed on several processes with the same bits (default: one chunk of weight 1).
     var gradientChunkWeights: [Double] { get }
     /// The unnormalised gradient sum of chunk `chunk` at `parameters` (default: the gradient of the loss).
@@ -27,6 +27,9 @@ extension DifferentiableLandscapeObjective {
 public protocol GradientWorkSplit {
     var rank: Int { get }
     var size: Int { get }
+    /// An all-to-all exchange: every process passes a vector (or an empty one) and the same `segments`, one
+    /// range per process; each gets segment `rank` of every process's vector, in rank order ([] for an empty one).
+    func exchangeSegments(_ values: [Float], segments: [Range<Int>]) throws -> [[Float]]
     /// Every process's `values` (any length), in rank order, on every process.
     func allGather(_ values: [Float]) throws -> [[Float]]
 }
@@ -157,18 +160,19 @@ public struct HessianEigenvalue: Sendable {
 /// Hessian-vector products of a differentiable objective with respect to a set of its parameters, by central
 /// differences of backpropagated gradients (every Hessian quantity of the toolkit uses this one product):
 ///
-///     H·v ≈ Σ꜀ (∇L꜀(θ₀ + ε·v) − ∇L꜀(θ₀ − ε·v)) / (2ε·Σ꜀ wᶜ)
+///     H·v ≈ Σ_c (∇L_c(θ₀ + ε·v) − ∇L_c(θ₀ − ε·v)) / (2ε·Σ_c w_c)
 ///
-/// over the chosen tensors (the others held at θ₀), where ∇L꜀ is the gradient sum of the objective's chunk c
-/// of examples (`DifferentiableLandscapeObjective.chunkGradient`, its batches) and wᶜ its weight. One product
+/// over the chosen tensors (the others held at θ₀), where ∇L_c is the gradient sum of the objective's chunk c
+/// of examples (`DifferentiableLandscapeObjective.chunkGradient`, its batches) and w_c its weight. One product
 /// costs two gradients. The step ε is absolute; callers take it relative to `parameterNorm` (see
 /// `HessianEigenvalue` for the error of the step).
 ///
 /// **Processes.** With a `GradientWorkSplit` of R processes, the work is dealt out in rounds of R units: a unit
-/// is a chunk (both its gradients; it sends the difference) when there are at least R chunks, otherwise one
-/// gradient (a chunk at +εv or at −εv). After each round every process has every unit's float vector
-/// (`allGather`, P floats per unit) and adds them in chunk order, so H·v has the same bits for every R, one
-/// process included.
+/// is a chunk (both its gradients; the difference) when there are at least R chunks, otherwise one gradient (a
+/// chunk at +εv or at −εv). The P values are cut into R segments; after each round, process r receives segment r
+/// of every unit's vector (`exchangeSegments`) and adds them in chunk order; at the end the segments are gathered
+/// (`allGather`). Every value is thus the same sum in the same order for every R, one process included, and each
+/// process sends about P floats per round plus P/R·(R − 1) at the end.
 public struct HessianVectorProduct {
     public let objective: any DifferentiableLandscapeObjective
     /// θ₀ restricted to the chosen tensors, in the order of the objective's centre.
@@ -241,13 +245,14 @@ public struct HessianVectorProduct {
             for i in d.indices { d[i] -= m[i] }
             return d
         }
-        // Σ꜀ (g⁺꜀ − g⁻꜀), in chunk order.
-        var sum = [Float](repeating: 0, count: count)
+        // Σ_c (g⁺_c − g⁻_c) over this process's segment of the values, in chunk order.
+        let segments = (0..<size).map { r in count * r / size..<count * (r + 1) / size }
+        var sum = [Float](repeating: 0, count: segments[rank].count)
         var plus: [Float] = []
         func add(_ u: Int, _ x: [Float]) throws {
-            guard x.count == count else {
+            guard x.count == sum.count else {
                 throw LandscapeError.invalidArgument(
-                    "a gradient from another process has \(x.count) values, not \(count)")
+                    "a gradient segment from another process has \(x.count) values, not \(sum.count)")
             }
             if !halves {
                 for i in sum.indices { sum[i] += x[i] }
@@ -259,8 +264,16 @@ public struct HessianVectorProduct {
         }
         for base in stride(from: 0, to: units, by: size) {
             let mine = try base + rank < units ? unit(base + rank) : []
-            let all = try split.map { try $0.allGather(mine) } ?? [mine]
+            let all = try split.map { try $0.exchangeSegments(mine, segments: segments) } ?? [mine]
             for (r, x) in all.enumerated() where base + r < units { try add(base + r, x) }
+        }
+        if let split, size > 1 {
+            let parts = try split.allGather(sum)
+            guard parts.map(\.count) == segments.map(\.count) else {
+                throw LandscapeError.invalidArgument(
+                    "the segments of a Hessian-vector product from other processes differ")
+            }
+            sum = parts.flatMap { $0 }
         }
         let inv = Float(1 / (chunkWeights.reduce(0, +) * 2 * step))
         var hv = ParameterSet(), o = 0

@@ -217,6 +217,9 @@ struct RankGradientSplit: GradientWorkSplit {
     var rank: Int { world.rank }
     var size: Int { world.size }
     func allGather(_ values: [Float]) throws -> [[Float]] { world.allGather(floats: values) }
+    func exchangeSegments(_ values: [Float], segments: [Range<Int>]) throws -> [[Float]] {
+        world.exchangeSegments(values, segments: segments)
+    }
 
     /// The split of `world`, or nil for a single process.
     static func of(_ world: Communicator) -> (any GradientWorkSplit)? {

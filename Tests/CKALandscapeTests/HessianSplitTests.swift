@@ -64,6 +64,9 @@ struct ThreadedRank: GradientWorkSplit {
     let exchange: ThreadedExchange
     var size: Int { exchange.size }
     func allGather(_ values: [Float]) throws -> [[Float]] { exchange.allGather(rank: rank, values) }
+    func exchangeSegments(_ values: [Float], segments: [Range<Int>]) throws -> [[Float]] {
+        exchange.allGather(rank: rank, values).map { $0.isEmpty ? [] : Array($0[segments[rank]]) }
+    }
 }
 
 @Suite("Hessian-vector products split over processes: the same bits for every process count")

@@ -5,8 +5,10 @@
 #      plain compare vs --permutations 1000 (target ≤ 10×) and --bootstrap 1000 (target ≤ 2×);
 #   2. N pooled features ([N, 768], like --tokens cls): each measure beyond CKA vs --estimator debiased
 #      on the same layers (target ≤ 5×).
-# Synthetic stores (h5py) under a temporary folder; prints one table. Usage:
-#   Benchmarks/scripts/measures_report.sh [N_GRAMS=5120] [BATCH=256] [N_POOLED=5000] [LAYERS_POOLED=2]
+# Synthetic stores (h5py) under a temporary folder; prints one table. The stored-Grams timings are the median
+# of REPEATS (default 3) interleaved runs, with `--threads 1` and `--threads 2`, as wall time and as CPU time
+# (user + sys, less sensitive to other load on the machine; needs GNU time, /usr/bin/time). POOLED=0 skips part 2. Usage:
+#   [REPEATS=3] [POOLED=1] Benchmarks/scripts/measures_report.sh [N_GRAMS=5120] [BATCH=256] [N_POOLED=5000] [LAYERS_POOLED=2]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CKA="$ROOT/.build/release/cka"
@@ -47,11 +49,25 @@ PY
 t() { local s=$(date +%s.%N); "$@" > /dev/null; echo "$(date +%s.%N) - $s" | bc; }
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD), $(nproc) cores, OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS, load $(cut -d' ' -f1-3 /proc/loadavg)"
 G="$DIR/grams_a.h5 $DIR/grams_b.h5 --batch-size $BATCH --grams stored --quiet"
+# "wall cpu" of one run (cpu = user + sys, from GNU time).
+tc() { /usr/bin/time -o "$DIR/time" -f "%e %U %S" "$@" > /dev/null; awk '{ print $1, $2 + $3 }' "$DIR/time"; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+REPEATS=${REPEATS:-3}
+for th in 1 2; do
+  : > "$DIR/plain.w"; : > "$DIR/plain.c"; : > "$DIR/perm.w"; : > "$DIR/perm.c"
+  for r in $(seq "$REPEATS"); do
+    read w c < <(tc $CKA compare $G --threads $th); echo "$w" >> "$DIR/plain.w"; echo "$c" >> "$DIR/plain.c"
+    read w c < <(tc $CKA compare $G --threads $th --permutations 1000); echo "$w" >> "$DIR/perm.w"; echo "$c" >> "$DIR/perm.c"
+  done
+  pw=$(median < "$DIR/plain.w"); pc=$(median < "$DIR/plain.c"); qw=$(median < "$DIR/perm.w"); qc=$(median < "$DIR/perm.c")
+  printf "stored Grams, 12×12, N=%d, b=%d, --threads %d, median of %d: plain %.2f s (CPU %.2f s) | --permutations 1000 %.2f s (CPU %.2f s): %.1f× wall, %.1f× CPU (target ≤ 10×)\n" \
+    "$N_GRAMS" "$BATCH" "$th" "$REPEATS" "$pw" "$pc" "$qw" "$qc" "$(echo "$qw / $pw" | bc -l)" "$(echo "$qc / $pc" | bc -l)"
+done
 plain=$(t $CKA compare $G)
-perm=$(t $CKA compare $G --permutations 1000)
 boot=$(t $CKA compare $G --bootstrap 1000)
-printf "stored Grams, 12×12, N=%d, b=%d: plain %.2f s | --permutations 1000 %.2f s (%.1f×, target ≤ 10×) | --bootstrap 1000 %.2f s (%.2f×, target ≤ 2×)\n" \
-  "$N_GRAMS" "$BATCH" "$plain" "$perm" "$(echo "$perm / $plain" | bc -l)" "$boot" "$(echo "$boot / $plain" | bc -l)"
+printf "stored Grams, 12×12, N=%d, b=%d: plain %.2f s | --bootstrap 1000 %.2f s (%.2f×, target ≤ 2×)\n" \
+  "$N_GRAMS" "$BATCH" "$plain" "$boot" "$(echo "$boot / $plain" | bc -l)"
+[ "${POOLED:-1}" = 0 ] && exit 0
 P="$DIR/pooled_a.h5 $DIR/pooled_b.h5 --quiet"
 deb=$(t $CKA compare $P --estimator debiased)
 printf "pooled [N=%d, 768], %d×%d layers: debiased CKA %.2f s\n" "$N_POOLED" "$LAYERS_POOLED" "$LAYERS_POOLED" "$deb"

@@ -298,3 +298,58 @@ public func hessianScopes(_ names: [String]) -> [(scope: String, parameters: [St
     }
     return order.sorted { rank($0) < rank($1) }.map { ($0, members[$0]!) }
 }
+
+/// The extreme eigenvalues of the Hessian at points of a landscape, for Li et al.'s convexity map
+/// |λ_min/λ_max| (`cka landscape --curvature-map`): at a point θ, one Lanczos run with full re-orthogonalisation
+/// of `steps` steps from the Rademacher vector of `seed` (the same at every point), over the perturbed tensors,
+/// with central-difference Hessian-vector products of step ε = `relativeStep`·‖θ‖ (over those tensors, at the
+/// point); λ_min and λ_max are the smallest and the largest Ritz values. Cost: `steps` products (2 gradients
+/// each) per point.
+public struct CurvatureMap {
+    public let objective: any DifferentiableLandscapeObjective
+    public let parameters: Set<String>
+    public let steps: Int
+    public let relativeStep: Double
+    public let seed: UInt64
+
+    public init(
+        objective: any DifferentiableLandscapeObjective, parameters: Set<String>, steps: Int, relativeStep: Double,
+        seed: UInt64
+    ) throws {
+        guard steps >= 2, relativeStep > 0 else {
+            throw LandscapeError.invalidArgument("the curvature map needs at least 2 Lanczos steps and a positive step")
+        }
+        self.objective = objective
+        self.parameters = parameters
+        self.steps = steps
+        self.relativeStep = relativeStep
+        self.seed = seed
+    }
+
+    /// The Hessian operator at `point` (a full parameter set).
+    public func hessian(at point: ParameterSet) throws -> HessianOperator {
+        try HessianOperator(
+            objective: RecenteredObjective(base: objective, center: point), parameters: parameters,
+            relativeStep: relativeStep)
+    }
+
+    /// (λ_min, λ_max) at `point`.
+    public func extremes(at point: ParameterSet) throws -> (min: Double, max: Double) {
+        let op = try hessian(at: point)
+        let values = try LanczosTridiagonal({ try op($0) }, start: op.rademacher(seed: seed), steps: steps).ritz()
+            .values
+        return (values.first!, values.last!)
+    }
+}
+
+/// A differentiable objective with another centre (the same loss).
+struct RecenteredObjective: DifferentiableLandscapeObjective {
+    let base: any DifferentiableLandscapeObjective
+    let center: ParameterSet
+    var name: String { base.name }
+    var fixedParameters: [String: String] { base.fixedParameters }
+    func evaluate(at parameters: ParameterSet) throws -> LandscapeValue { try base.evaluate(at: parameters) }
+    func valueAndGradient(at parameters: ParameterSet) throws -> (value: LandscapeValue, gradient: ParameterSet) {
+        try base.valueAndGradient(at: parameters)
+    }
+}

@@ -9,6 +9,9 @@ public struct LandscapeValue: Sendable, Equatable {
     public var accuracy: Double?
     /// Named parts of the loss (e.g. `reconstruction`, `consistency` for RC-MAE).
     public var parts: [String: Double]
+    /// The extreme eigenvalues of the Hessian at the point (`CurvatureMap`), when asked for.
+    public var lambdaMin: Double?
+    public var lambdaMax: Double?
 
     public init(loss: Double, accuracy: Double? = nil, parts: [String: Double] = [:]) {
         self.loss = loss

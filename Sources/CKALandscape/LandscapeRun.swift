@@ -291,6 +291,9 @@ public struct LandscapeRun {
         /// Power iterations of the largest Hessian eigenvalue (0: skipped) and the step relative to ‖θ‖.
         public var hessianIterations = 10
         public var hessianStep = 1e-5
+        /// Also |λ_min/λ_max| of the Hessian at every grid point (`CurvatureMap`), by Lanczos with this many steps
+        /// (0: no curvature map), with the step `hessianStep` and the start vector of seed + 3000.
+        public var curvatureSteps = 0
         /// Stop after this many new grid points.
         public var maxPoints: Int?
         /// Recorded in the store: how the examples were picked, the model's name.
@@ -493,10 +496,37 @@ public struct LandscapeRun {
             x: xAxis.coordinates, y: dims == 2 ? yAxis.coordinates : nil, ids: examples.ids, attributes: attributes)
         if !setup.maskRows.isEmpty { surface.masks = setup.maskRows; surface.patchCount = setup.patchCount }
         surface.trajectory = trajectory
+        if o.curvatureSteps > 0 {
+            surface.attributes["curvature_steps"] = .int(o.curvatureSteps)
+            surface.attributes["curvature_seed"] = .int(Int(truncatingIfNeeded: seed &+ 3000))
+            surface.attributes["curvature_step_relative"] = .double(o.hessianStep)
+        }
         if let done = try surface.resume(from: out), !quiet {
             log("landscape: resuming \(out): \(done) of \(surface.done.count) points done")
         }
-        let run = SurfaceEvaluation(objective: objective, directions: dirs)
+        var run = SurfaceEvaluation(objective: objective, directions: dirs)
+        if o.curvatureSteps > 0 {
+            guard let differentiable = objective as? any DifferentiableLandscapeObjective else {
+                throw LandscapeError.invalidArgument("--curvature-map: the \(objective.name) loss has no gradient")
+            }
+            let map = try CurvatureMap(
+                objective: differentiable, parameters: perturbed, steps: o.curvatureSteps,
+                relativeStep: o.hessianStep, seed: seed &+ 3000)
+            run.curvature = map
+            if !quiet {
+                // Cost first: one Hessian-vector product at the centre, timed, × the steps × the points left.
+                let op = try map.hessian(at: objective.center)
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try op(op.rademacher(seed: seed &+ 3000))
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                let points = surface.done.count - surface.completedCount
+                log(
+                    String(
+                        format:
+                            "landscape: curvature map cost estimate: %d points × %d Lanczos steps × %.3f s per Hessian-vector product = %.0f s on one process (besides the losses)",
+                        points, o.curvatureSteps, seconds, Double(points * o.curvatureSteps) * seconds))
+            }
+        }
         let line = ProgressLine("landscape", quiet: quiet)
         var estimated = false
         let report: SurfaceEvaluation.Progress = { done, total, v, seconds in

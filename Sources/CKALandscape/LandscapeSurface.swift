@@ -57,6 +57,7 @@ public struct LandscapeTrajectory: Sendable, Equatable {
 /// /loss [ny, nx] float64 (NaN = not computed yet)      /done [ny, nx] uint8
 /// /accuracy [ny, nx] float64 (classification losses)    /parts/<name> [ny, nx] (e.g. RC-MAE's two terms)
 /// /inputs/ids [N] strings          /masks [N, patches] uint8 (MAE/RC-MAE: 1 = masked)
+/// /curvature/{lambda_min,lambda_max,ratio} [ny, nx] float64 (`--curvature-map`; NaN = not computed yet)
 /// /trajectory/checkpoints [M] strings, /trajectory/coordinates [M, 2] float64 (a `--pca-of` plane)
 /// attrs: format, format_version, dimensions, loss, normalization, ignore, excluded, seed, checkpoint, …
 /// ```
@@ -85,6 +86,15 @@ public struct LandscapeSurface: Sendable {
     public var attributes: [String: HDF5AttributeValue]
     /// The checkpoints of a trajectory plane (`--pca-of`) and their coordinates in it.
     public var trajectory: LandscapeTrajectory?
+    /// Row-major [ny, nx] extreme Hessian eigenvalues (`--curvature-map`); NaN where not computed.
+    public var lambdaMin: [Double]?
+    public var lambdaMax: [Double]?
+
+    /// |λ_min/λ_max| per point (Li et al.'s convexity map), when the extremes are stored.
+    public var curvatureRatio: [Double]? {
+        guard let lambdaMin, let lambdaMax else { return nil }
+        return zip(lambdaMin, lambdaMax).map { abs($0 / $1) }
+    }
 
     public var nx: Int { x.count }
     public var ny: Int { y.count }
@@ -104,6 +114,8 @@ public struct LandscapeSurface: Sendable {
         patchCount = 0
         self.attributes = attributes
         trajectory = nil
+        lambdaMin = nil
+        lambdaMax = nil
     }
 
     /// Number of computed points.
@@ -127,6 +139,14 @@ public struct LandscapeSurface: Sendable {
         for (name, value) in v.parts {
             if parts[name] == nil { parts[name] = [Double](repeating: .nan, count: loss.count) }
             parts[name]![k] = value
+        }
+        if let lo = v.lambdaMin, let hi = v.lambdaMax {
+            if lambdaMin == nil || lambdaMax == nil {
+                lambdaMin = [Double](repeating: .nan, count: loss.count)
+                lambdaMax = lambdaMin
+            }
+            lambdaMin![k] = lo
+            lambdaMax![k] = hi
         }
     }
 
@@ -182,6 +202,13 @@ public struct LandscapeSurface: Sendable {
             masks = nil
             patchCount = 0
         }
+        if f.exists("curvature/lambda_min") {
+            lambdaMin = try grid("curvature/lambda_min")
+            lambdaMax = try grid("curvature/lambda_max")
+        } else {
+            lambdaMin = nil
+            lambdaMax = nil
+        }
         if f.exists("trajectory/coordinates") {
             let c = try f.dataset("trajectory/coordinates").readDouble()
             let names = try f.readStrings("trajectory/checkpoints")
@@ -232,6 +259,12 @@ public struct LandscapeSurface: Sendable {
         if !ids.isEmpty { try f.createGroup("inputs"); try f.writeStrings("inputs/ids", ids) }
         if let masks, patchCount > 0 {
             try f.createDataset("masks", type: .uint8, shape: [masks.count / patchCount, patchCount]).write(masks)
+        }
+        if let lambdaMin, let lambdaMax, let ratio = curvatureRatio {
+            try f.createGroup("curvature")
+            try grid("curvature/lambda_min", lambdaMin)
+            try grid("curvature/lambda_max", lambdaMax)
+            try grid("curvature/ratio", ratio)
         }
         if let trajectory {
             let m = trajectory.checkpoints.count

@@ -15,6 +15,8 @@ public struct SurfaceEvaluation {
     public let objective: any LandscapeObjective
     /// One direction (a line) or two (a plane); each holds only the perturbed parameters.
     public let directions: [ParameterSet]
+    /// Also the Hessian's extreme eigenvalues at every point (`--curvature-map`).
+    public var curvature: CurvatureMap?
 
     /// Progress after each point: points done in total, points in the grid, the point's value, its seconds.
     public typealias Progress = (_ done: Int, _ total: Int, _ value: LandscapeValue, _ seconds: Double) -> Void
@@ -31,9 +33,12 @@ public struct SurfaceEvaluation {
         return try objective.center.moved(along: terms)
     }
 
-    /// The loss at grid coordinates `(a, b)`.
+    /// The loss at grid coordinates `(a, b)` (and the Hessian's extreme eigenvalues with `curvature`).
     public func value(a: Double, b: Double = 0) throws -> LandscapeValue {
-        try objective.evaluate(at: parameters(a: a, b: b))
+        let p = try parameters(a: a, b: b)
+        var v = try objective.evaluate(at: p)
+        if let curvature { (v.lambdaMin, v.lambdaMax) = try curvature.extremes(at: p) }
+        return v
     }
 
     /// Evaluates every point of `surface` that is not done yet, in flat-index order (iy·nx + ix), writing
@@ -72,7 +77,8 @@ extension LandscapeSurface {
     public static let identityAttributes = [
         "loss", "normalization", "ignore", "seed", "checkpoint", "teacher",
         "n_examples", "pick", "perturbed", "excluded", "norm_pix_loss", "gamma", "mask_ratio",
-        "mask_seed", "head", "path_from", "path_to", "pca_of",
+        "mask_seed", "head", "path_from", "path_to", "pca_of", "curvature_steps", "curvature_seed",
+        "curvature_step_relative",
     ]
 
     /// Why `other` (a stored surface) cannot be resumed as `self`, or nil if it can.
@@ -107,6 +113,8 @@ extension LandscapeSurface {
         done = other.done
         accuracy = other.accuracy
         parts = other.parts
+        lambdaMin = other.lambdaMin
+        lambdaMax = other.lambdaMax
         for (k, v) in other.attributes where attributes[k] == nil { attributes[k] = v }
     }
 }

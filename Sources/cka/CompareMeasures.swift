@@ -48,7 +48,7 @@ struct MeasureCLIOptions: ParsableArguments {
 
     @Option(
         help:
-            "Arithmetic of minibatch CKA's permutation null: float32 (within (k + 2)·2⁻²⁴ of float64 in CKA units, k ≤ max(batch size, 682); ≈ 1e-7 in practice) or float64. Observed values stay float64."
+            "Arithmetic of minibatch CKA's permutation null: float32 (within (k + 2)·2⁻²⁴ of float64 in CKA units, k ≤ max(batch size, 682); null means and sds ≈ 1e-10 in practice) or float64. Observed values stay float64."
     )
     var permutationPrecision: PermutationPrecision = .float32
 

@@ -181,6 +181,8 @@ enum DistributedLandscape {
         m.append([v.loss, v.accuracy ?? .nan] + names.map { v.parts[$0]! })
         m.append(v.accuracy == nil ? 0 : 1)
         m.append(names)
+        m.append([v.lambdaMin ?? .nan, v.lambdaMax ?? .nan])
+        m.append(v.lambdaMin == nil ? 0 : 1)
     }
 
     static func decodeValue(_ r: inout MessageReader) throws -> LandscapeValue {
@@ -188,7 +190,10 @@ enum DistributedLandscape {
         guard values.count == 2 + names.count else { throw DistributedError.malformedMessage(offset: 0) }
         var parts: [String: Double] = [:]
         for (i, n) in names.enumerated() { parts[n] = values[2 + i] }
-        return LandscapeValue(loss: values[0], accuracy: hasAccuracy ? values[1] : nil, parts: parts)
+        var v = LandscapeValue(loss: values[0], accuracy: hasAccuracy ? values[1] : nil, parts: parts)
+        let extremes = try r.doubles()
+        if try r.int() == 1, extremes.count == 2 { (v.lambdaMin, v.lambdaMax) = (extremes[0], extremes[1]) }
+        return v
     }
 }
 

@@ -8,21 +8,24 @@ extension CKACommand {
         static let configuration = CommandConfiguration(
             abstract: "The Hessian's spectrum at a checkpoint: top eigenvalues, trace and density, per block.",
             discussion: """
-                For the MAE / RC-MAE pre-training loss or a linear head's cross-entropy (as 'cka landscape') over
-                fixed examples, the Hessian with respect to the weights (fixed sin-cos tables left out unless
+                For the MAE / RC-MAE pre-training loss or a linear head's cross-entropy (as 'cka landscape') over \
+                fixed examples, the Hessian with respect to the weights (fixed sin-cos tables left out unless \
                 --include-fixed):
-                  top-k eigenvalues   Lanczos with full re-orthogonalisation (--top-k, --lanczos-steps)
-                  trace               Hutchinson with Rademacher probes (--trace-samples)
-                  spectral density    stochastic Lanczos quadrature (--density-runs, --lanczos-steps), Gaussian
-                                      broadening as PyHessian (Ghorbani et al. 2019)
-                With --per-block, the eigenvalues and trace of each diagonal block too: patch_embed (with cls_token,
-                pos_embed), blocks.{i}, norm, head or decoder. Every Hessian-vector product is a central difference
-                of two backpropagated gradients (--hessian-step × ‖θ‖; --richardson: four, error O(ε⁴)). MAE masks:
-                one per image for the whole run, seeded (--mask-seed) or --masks F.h5; stored as /masks. The cost is
-                printed first (one product timed). Output: --out (HDF5, docs/formats.md) and --csv with the columns
+                  top-k eigenvalues  Lanczos with full re-orthogonalisation (--top-k,
+                                     --lanczos-steps)
+                  trace              Hutchinson with Rademacher probes (--trace-samples)
+                  spectral density   stochastic Lanczos quadrature (--density-runs,
+                                     --lanczos-steps), Gaussian broadening as PyHessian
+                                     (Ghorbani et al. 2019)
+                With --per-block, the eigenvalues and trace of each diagonal block too: patch_embed (with cls_token, \
+                pos_embed), blocks.{i}, norm, head or decoder. Every Hessian-vector product is a central difference \
+                of two backpropagated gradients (--hessian-step × ‖θ‖; --richardson: four, error O(ε⁴)). MAE masks: \
+                one per image for the whole run, seeded (--mask-seed) or --masks F.h5; stored as /masks. The cost is \
+                printed first (one product timed). Output: --out (HDF5, docs/formats.md) and --csv with the columns \
                 scope,quantity,index,value,stderr.
-                  cka hessian --checkpoint mae_pretrain_vit_base_full.pth --loss mae --images val/ --examples 16 \\
-                    --top-k 3 --per-block --out mae-hessian.h5 --csv mae-hessian.csv
+                  cka hessian --checkpoint mae_pretrain_vit_base_full.pth --loss mae \\
+                    --images val/ --examples 16 --top-k 3 --per-block \\
+                    --out mae-hessian.h5 --csv mae-hessian.csv
                   cka landscape-plot mae-hessian.h5
                 """)
 

@@ -9,43 +9,51 @@ extension CKACommand {
             abstract:
                 "Loss landscape around a checkpoint: MAE / RC-MAE pre-training loss or cross-entropy on a 1-D or 2-D grid.",
             discussion: """
-                Evaluates L(θ₀ + α·dx + β·dy) over a grid (Li et al. 2018): dx, dy are seeded N(0,1) directions,
-                filter-normalised (every output row/filter rescaled to the norm of the weights' filter), with biases,
-                LayerNorm and LayerScale zeroed ('biasbn'). Fixed sin-cos position tables (MAE, RC-MAE, MoCo-v3
-                pos_embed; decoder_pos_embed) are not perturbed unless --include-fixed; the command says which.
+                Evaluates L(θ₀ + α·dx + β·dy) over a grid (Li et al. 2018): dx, dy are seeded N(0,1) directions, \
+                filter-normalised (every output row/filter rescaled to the norm of the weights' filter), with biases, \
+                LayerNorm and LayerScale zeroed ('biasbn'). Fixed sin-cos position tables (MAE, RC-MAE, MoCo-v3 \
+                pos_embed; decoder_pos_embed) are not perturbed unless --include-fixed; the command says which. \
                 Losses (forward only, as the official code computes them):
-                  mae     MAE reconstruction loss on masked patches (norm-pix targets unless --no-norm-pix-loss);
-                          needs a checkpoint with the decoder (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth,
-                          a Hugging Face ViTMAEForPreTraining directory: decoder heads and norm_pix_loss from config.json)
-                  rcmae   RC-MAE: reconstruction + γ·consistency to the EMA teacher (--teacher; same masks), the
-                          teacher held at its weights, the student moved
-                  ce      cross-entropy and top-1 accuracy of the checkpoint's linear head (timm, MoCo-v3 linear,
-                          MAE finetuned), DINO's linear weights or one of our probes (--head); labels from class folders
-                          or /inputs/labels
-                Each image has one mask for the whole grid: seeded (--mask-seed, default --seed) or --masks F.h5
-                (/masks [N, patches] uint8, 1 = masked, e.g. another surface). Images get the method's eval transform.
-                The store (formats.md §3) is rewritten atomically after every grid point; rerunning the same command
-                resumes where it stopped. Directions are saved to --directions (default OUT.directions.h5) and reused
-                when that file exists. When the grid is complete, the store gets curvature and convex-area statistics
-                (see 'cka landscape-stats'), the largest Hessian eigenvalue over the perturbed parameters (power
-                iteration with finite-difference Hessian-vector products of backpropagated gradients), and with
+                  mae    MAE reconstruction loss on masked patches (norm-pix targets unless
+                         --no-norm-pix-loss); needs a checkpoint with the decoder
+                         (mae_pretrain_vit_base_full.pth, mae_visualize_vit_base.pth, a Hugging
+                         Face ViTMAEForPreTraining directory: decoder heads and norm_pix_loss
+                         from config.json)
+                  rcmae  RC-MAE: reconstruction + γ·consistency to the EMA teacher (--teacher;
+                         same masks), the teacher held at its weights, the student moved
+                  ce     cross-entropy and top-1 accuracy of the checkpoint's linear head (timm,
+                         MoCo-v3 linear, MAE finetuned), DINO's linear weights or one of our
+                         probes (--head); labels from class folders or /inputs/labels
+                Each image has one mask for the whole grid: seeded (--mask-seed, default --seed) or --masks F.h5 \
+                (/masks [N, patches] uint8, 1 = masked, e.g. another surface). Images get the method's eval transform. \
+                The store (formats.md §3) is rewritten atomically after every grid point; rerunning the same command \
+                resumes where it stopped. Directions are saved to --directions (default OUT.directions.h5) and reused \
+                when that file exists. When the grid is complete, the store gets curvature and convex-area statistics \
+                (see 'cka landscape-stats'), the largest Hessian eigenvalue over the perturbed parameters (power \
+                iteration with finite-difference Hessian-vector products of backpropagated gradients), and with \
                 --flatness-radius the average flatness.
-                  cka landscape --checkpoint mae_pretrain_vit_base_full.pth --loss mae --images val/ \\
-                    --examples 64 --grid -1:1:21 --out mae-surface.h5
+                  cka landscape --checkpoint mae_pretrain_vit_base_full.pth --loss mae \\
+                    --images val/ --examples 64 --grid -1:1:21 --out mae-surface.h5
                   cka landscape-plot mae-surface.h5
-                With --from A --to B instead of --checkpoint, the 1-D path θ(t) = (1 − t)·θ_A + t·θ_B over the
-                parameters both checkpoints share (LayerNorm included, no normalisation; Goodfellow et al. 2015);
+                With --from A --to B instead of --checkpoint, the 1-D path θ(t) = (1 − t)·θ_A + t·θ_B over the \
+                parameters both checkpoints share (LayerNorm included, no normalisation; Goodfellow et al. 2015); \
                 tensors of one side only are listed and held. The store is 1-D with t as its axis:
-                  cka landscape --from mae_pretrain_vit_base.pth --to mae_finetuned_vit_base.pth --loss ce \\
-                    --images val/ --examples 64 --grid -0.25:1.25:31 --out mae-path.h5
-                With --pca-of C1 C2 … the plane is that of a training trajectory ending at --checkpoint (Li et al. §7, as
-                loss-landscape's setup_PCA_directions): the first two principal directions (unit vectors) of the
-                centred differences Cᵢ − checkpoint over the perturbed tensors (1-D tensors left out with --ignore
-                biasbn), computed in the N×N Gram form. The grid is in parameter-norm units around the checkpoint;
-                the store keeps each direction's explained variance ratio and every checkpoint's coordinates, and
+                  cka landscape --from mae_pretrain_vit_base.pth \\
+                    --to mae_finetuned_vit_base.pth --loss ce --images val/ \\
+                    --examples 64 --grid -0.25:1.25:31 --out mae-path.h5
+                With --pca-of C1 C2 … the plane is that of a training trajectory ending at --checkpoint (Li et al. §7, as \
+                loss-landscape's setup_PCA_directions): the first two principal directions (unit vectors) of the \
+                centred differences Cᵢ − checkpoint over the perturbed tensors (1-D tensors left out with --ignore \
+                biasbn), computed in the N×N Gram form. The grid is in parameter-norm units around the checkpoint; \
+                the store keeps each direction's explained variance ratio and every checkpoint's coordinates, and \
                 landscape-plot draws the trajectory over the contours:
-                  cka landscape --checkpoint epoch_100.pth --pca-of epoch_0.pth epoch_25.pth epoch_50.pth \\
-                    epoch_75.pth --loss ce --images val/ --grid -2:2:41 --out trajectory.h5
+                  cka landscape --checkpoint epoch_100.pth --pca-of epoch_0.pth \\
+                    epoch_25.pth epoch_50.pth epoch_75.pth --loss ce --images val/ \\
+                    --grid -2:2:41 --out trajectory.h5
+                With --curvature-map every grid point also gets the extreme eigenvalues λ_min, λ_max of the Hessian over \
+                the perturbed parameters (one Lanczos run of --curvature-steps central-difference Hessian-vector \
+                products, step --hessian-step·‖θ‖) and |λ_min/λ_max| (Li et al.'s convexity map; the cost is printed \
+                first); landscape-plot draws it as OUT-curvature.png.
                 """)
 
         @Option(help: "Checkpoint whose loss landscape is drawn (the RC-MAE student).")
@@ -124,6 +132,18 @@ extension CKACommand {
             help: "Finite-difference step of the Hessian-vector products, relative to ‖θ‖.")
         var hessianStep = 1e-5
 
+        @Flag(
+            name: .customLong("curvature-map"),
+            help:
+                "Also store |λ_min/λ_max| of the Hessian at every grid point (Li et al.'s convexity map), by Lanczos (--curvature-steps Hessian-vector products a point)."
+        )
+        var curvatureMap = false
+
+        @Option(
+            name: .customLong("curvature-steps"),
+            help: "Lanczos steps of the curvature map (full re-orthogonalisation; start vector seeded by --seed).")
+        var curvatureSteps = 20
+
         @Option(name: .customLong("max-points"), help: "Stop after this many new grid points (resume later).")
         var maxPoints: Int?
 
@@ -146,6 +166,9 @@ extension CKACommand {
             if !pcaOf.isEmpty && pcaOf.count < 3 {
                 throw ValidationError(
                     "--pca-of needs at least 3 checkpoints (their centred differences span N − 1 dimensions)")
+            }
+            if curvatureMap && (from != nil || curvatureSteps < 2) {
+                throw ValidationError("--curvature-map needs --checkpoint (not a path) and --curvature-steps ≥ 2")
             }
             if from != nil && yGrid != nil {
                 throw ValidationError("a path between checkpoints is 1-D (its axis is t): leave out --y-grid")
@@ -208,6 +231,7 @@ extension CKACommand {
                 o.flatnessSamples = flatnessSamples
                 o.hessianIterations = hessianIterations
                 o.hessianStep = hessianStep
+                o.curvatureSteps = curvatureMap ? curvatureSteps : 0
                 o.maxPoints = maxPoints
                 o.pick = objective.pick
                 o.model = objective.model ?? ActivationExtractor.modelName(for: ckpt)

@@ -11,7 +11,8 @@ extension CKACommand {
                 Reads a landscape store written by 'cka landscape'. A plane gives two pictures, OUT-contour.png (filled \
                 contours, each level labelled on its line, colour bar with the levels) and OUT-heatmap.png (the grid \
                 values, y upwards); a line gives OUT-curve.png (the loss and any stored parts, e.g. RC-MAE's \
-                reconstruction and consistency). Points not computed yet are grey, so a running surface can be looked at. \
+                reconstruction and consistency). A --curvature-map store also gives OUT-curvature.png (|λ_min/λ_max| \
+                per point); a --pca-of plane has its trajectory drawn over the contours. Points not computed yet are grey, so a running surface can be looked at. \
                 Levels follow loss-landscape's plot_2D: --vmin, --vmax, --vlevel (default: 12 levels over the data range).
                   cka landscape-plot surface.h5 --format svg
                   cka landscape-plot surface.h5 --vmin 0.5 --vmax 3 --vlevel 0.25 --log
@@ -89,6 +90,15 @@ extension CKACommand {
                         showsMarkers: s.nx <= 31 && !isPath, showsLegend: series.count > 1
                     ).write(to: path)
                     written.append(path)
+                    if let ratio = s.curvatureRatio {
+                        let curvature = "\(prefix)-curvature.\(format.rawValue)"
+                        try LinePlot(
+                            series: [LinePlot.Series(name: "|λ_min/λ_max|", x: s.x, y: ratio)],
+                            title: "|λ_min/λ_max| of the Hessian (\(lossName) loss)", xLabel: "α (direction x)",
+                            yLabel: "|λ_min/λ_max|", showsMarkers: s.nx <= 31, showsLegend: false
+                        ).write(to: curvature)
+                        written.append(curvature)
+                    }
                 } else {
                     let z = (0..<s.ny).map { iy in (0..<s.nx).map { ix in transform(s.loss[iy * s.nx + ix]) } }
                     let finite = z.joined().filter(\.isFinite)
@@ -127,6 +137,19 @@ extension CKACommand {
                         colorbarLabel: label
                     ).write(to: heat)
                     written += [contour, heat]
+                    if let ratio = s.curvatureRatio, let top = ratio.filter(\.isFinite).max() {
+                        // The second panel: Li et al.'s convexity map |λ_min/λ_max| on the same plane.
+                        let path = "\(prefix)-curvature.\(format.rawValue)"
+                        var map = ContourPlot(
+                            x: s.x, y: s.y, z: (0..<s.ny).map { iy in Array(ratio[(iy * s.nx)..<((iy + 1) * s.nx)]) },
+                            title: (s.attributes["model"]?.stringValue.map { $0 + " — " } ?? "")
+                                + "|λ_min/λ_max| of the Hessian (\(lossName) loss)",
+                            xLabel: axisLabels.0, yLabel: axisLabels.1, colorbarLabel: "|λ_min/λ_max|", levelCount: 8,
+                            colorRange: 0...max(top, 1e-12))
+                        map.overlay = plot.overlay
+                        try map.write(to: path)
+                        written.append(path)
+                    }
                 }
                 let done = s.completedCount, total = s.done.count
                 print(

@@ -257,4 +257,29 @@ struct HelpTextTests {
             .components(separatedBy: "activations, pooled, grams, pixels, logits").count - 1
         #expect(valueLists == 1, "the --store values are listed once, by the parser")
     }
+
+    @Test(
+        "every command's --help at 80 columns: paragraphs wrapped by the parser, no line broken mid-paragraph",
+        arguments: [
+            "extract", "grams", "compare", "compare-all", "checkpoint", "knn", "probe", "agreement", "landscape",
+            "landscape-plot", "landscape-stats", "hessian",
+        ])
+    func helpAt80Columns(command: String) throws {
+        let r = try runProcess(ckaBinary, [command, "--help"], environment: ["COLUMNS": "80"])
+        #expect(r.status == 0)
+        // The overview and discussion, before the parser's usage line.
+        let text = r.stdout.components(separatedBy: "\nUSAGE:")[0]
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.filter { $0.count > 80 })")
+        // A hard-wrapped source line longer than the terminal comes out as a full line, then a short remainder,
+        // then the next source line of the same paragraph: a short line in the middle of a paragraph.
+        for i in lines.indices.dropFirst().dropLast() {
+            let (previous, line, next) = (lines[i - 1], lines[i], lines[i + 1])
+            let paragraph = [previous, line, next].allSatisfy { !$0.isEmpty && !$0.hasPrefix(" ") }
+            let midParagraph = paragraph && !line.hasSuffix(":") && !line.hasSuffix(".")
+            #expect(
+                !(previous.count > 60 && line.count < 40 && midParagraph),
+                "'\(command) --help' breaks a paragraph: \"\(previous)\" / \"\(line)\" / \"\(next)\"")
+        }
+    }
 }

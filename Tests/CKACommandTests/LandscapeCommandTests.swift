@@ -208,4 +208,42 @@ struct LandscapeCommandTests {
         let line = try cka(common + ["--out", path("line.h5"), "--dims", "1"])
         #expect(line.status != 0 && line.stderr.contains("--pca-of"), "\(line.stderr)")
     }
+
+    @Test("--curvature-map: cost first, λ_min/λ_max per point, resumed like the loss, drawn as a second picture")
+    func curvatureMap() throws {
+        let f = try fixtures()
+        let common = [
+            "landscape", "--checkpoint", f.sup, "--loss", "ce", "--inputs", f.pixels, "--examples", "2",
+            "--grid", "-1:1:3", "--dims", "1", "--hessian-iterations", "0", "--curvature-map", "--curvature-steps",
+            "3",
+        ]
+        let a = try cka(common + ["--out", path("k.h5"), "--max-points", "1"])
+        #expect(a.status == 0, "\(a.stderr)")
+        let lines = a.stderr.split(separator: "\n")
+        let cost = lines.firstIndex { $0.contains("curvature map cost estimate: 3 points × 3 Lanczos steps") }
+        let firstPoint = lines.firstIndex { $0.contains("landscape: cost estimate") }
+        #expect(cost != nil && (firstPoint == nil || cost! < firstPoint!), "\(a.stderr)")
+        let partial = try LandscapeSurface(contentsOf: path("k.h5"))
+        #expect(partial.lambdaMin?.filter(\.isFinite).count == 1)
+        let resumed = try cka(common + ["--out", path("k.h5"), "--quiet"])
+        let whole = try cka(common + ["--out", path("w.h5"), "--quiet"])
+        #expect(resumed.status == 0 && whole.status == 0, "\(resumed.stderr) \(whole.stderr)")
+        let r = try LandscapeSurface(contentsOf: path("k.h5")), w = try LandscapeSurface(contentsOf: path("w.h5"))
+        #expect(r.lambdaMin == w.lambdaMin && r.lambdaMax == w.lambdaMax && r.loss == w.loss)
+        let ratio = try #require(w.curvatureRatio)
+        #expect(ratio.allSatisfy { $0.isFinite && $0 >= 0 } && w.lambdaMax!.allSatisfy { $0 > 0 })
+        // Ritz values of one operator: λ_min ≤ λ_max at every point.
+        #expect(zip(w.lambdaMin!, w.lambdaMax!).allSatisfy { $0 <= $1 })
+        // Another step count cannot resume the store.
+        let other = try cka(
+            common.map { $0 == "3" ? "4" : $0 } + ["--out", path("k.h5"), "--directions", path("k.directions.h5")])
+        #expect(other.status == 1 && other.stderr.contains("curvature_steps"), "\(other.stderr)")
+        let plot = try cka(["landscape-plot", path("w.h5"), "--format", "svg"])
+        #expect(
+            plot.status == 0 && FileManager.default.fileExists(atPath: path("w-curvature.svg")), "\(plot.stderr)")
+        let path1 = try cka(
+            ["landscape", "--from", f.sup, "--to", f.sup, "--loss", "ce", "--inputs", f.pixels, "--curvature-map"]
+                + ["--out", path("p.h5")])
+        #expect(path1.status != 0 && path1.stderr.contains("--curvature-map"), "\(path1.stderr)")
+    }
 }

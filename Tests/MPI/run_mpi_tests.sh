@@ -134,6 +134,13 @@ for n in 1 2 3; do
 done
 if run land7 7 "$CKA" "${LS[@]}" --grid -1:1:2 --dims 1 --out land7.h5 && run land7s 0 "$CKA" "${LS[@]}" --grid -1:1:2 --dims 1 --out land7s.h5 && same_surface land7s.h5 land7.h5
 then ok "landscape -n 7 on 2 points (more ranks than points): identical"; else cat land7.log same.txt; bad "landscape -n 7 on 2 points"; fi
+# --curvature-map: each point's task returns the loss and the Hessian's extreme eigenvalues (Lanczos), so the
+# /curvature datasets are those of one process too
+LC=(landscape --checkpoint tiny-vit.safetensors --loss ce --head probe.h5 --images images --examples 20 --batch-size 10
+    --hessian-iterations 0 --curvature-map --curvature-steps 4 --grid -1:1:3 --dims 1 --quiet)
+if run curv1 1 "$CKA" "${LC[@]}" --out curv1.h5 && run curv2 2 "$CKA" "${LC[@]}" --out curv2.h5 \
+  && python3 same_h5.py curv1.h5 curv2.h5 > same.txt && python3 -c 'import h5py,sys; sys.exit(0 if "curvature/ratio" in h5py.File("curv1.h5","r") else 1)'
+then ok "landscape --curvature-map -n 1 vs -n 2 (3 points): $(tr '\n' ' ' < same.txt)"; else cat curv1.log curv2.log same.txt; bad "landscape --curvature-map -n 2"; fi
 
 # --- hessian: Lanczos, Hutchinson and SLQ, the gradients of every Hessian-vector product split over the ranks (2
 # batches: -n 2 takes a whole batch per rank, -n 3 single gradients); HDF5 data and CSV identical to one process

@@ -74,6 +74,7 @@ extension MeasureResult {
                 ("bootstrap", .int(so.bootstrap)), ("confidence", .double(so.confidence)),
                 ("permutations", .int(so.permutations)), ("seed", .int(Int(truncatingIfNeeded: so.seed))),
                 ("correction", .string(so.correction.rawValue)), ("alpha", .double(so.alpha)),
+                ("permutation_precision", .string(so.permutationPrecision.rawValue)),
                 ("created_by", .string("cka \(toolkitVersion)")),
             ]
             for (k, v) in attrs { try f.setAttribute(k, v) }

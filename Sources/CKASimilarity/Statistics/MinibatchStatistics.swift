@@ -179,18 +179,27 @@ public struct MinibatchStatisticsAccumulator: Sendable {
                     byteCount: max(16, group * entryBytes * chunks.longest), alignment: 64)
                 let cross = UnsafeMutablePointer<T>.allocate(capacity: nA * group * width)
                 let total = UnsafeMutablePointer<Double>.allocate(capacity: nA * group * width)
-                let perms = UnsafeMutablePointer<Int32>.allocate(capacity: group * bs)  // [a][q]
-                defer { gathered.deallocate(); cross.deallocate(); total.deallocate(); perms.deallocate() }
+                // Byte offsets in `source` of row π_q(a) and column π_q(a), `[a][q]`.
+                let rowOffsets = UnsafeMutablePointer<Int>.allocate(capacity: group * bs)
+                let columnOffsets = UnsafeMutablePointer<Int>.allocate(capacity: group * bs)
+                defer {
+                    gathered.deallocate(); cross.deallocate(); total.deallocate()
+                    rowOffsets.deallocate(); columnOffsets.deallocate()
+                }
                 for g in stride(from: w, to: groups, by: workers) {
                     let q0 = g * group, qn = min(group, p - q0), n = qn * width
                     for q in 0..<qn {
                         let perm = Resampling.permutation(bs, seed: seed, replicate: q0 + q, part: ordinal)
-                        for a in 0..<bs { perms[a * qn + q] = Int32(perm[a]) }
+                        for a in 0..<bs {
+                            rowOffsets[a * qn + q] = perm[a] * bs * entryBytes
+                            columnOffsets[a * qn + q] = perm[a] * entryBytes
+                        }
                     }
                     total.initialize(repeating: 0, count: nA * n)  // stays 0 if the triangle is empty
                     for chunk in chunks.ranges {
                         Self.gather(
-                            source, b: bs, entryBytes: entryBytes, rows: chunk.rows, perms: perms, count: qn,
+                            source, b: bs, entryBytes: entryBytes, rows: chunk.rows, rowOffsets: rowOffsets,
+                            columnOffsets: columnOffsets, count: qn,
                             into: gathered)
                         T._gemm(
                             false, false, Int32(nA), Int32(n), Int32(chunk.k.count), 1, a0 + chunk.k.lowerBound,
@@ -227,28 +236,30 @@ public struct MinibatchStatisticsAccumulator: Sendable {
         return (ranges, ranges.map(\.k.count).max() ?? 0)
     }
 
-    /// For the triangle entries (a, c), a in `rows`, c > a, in packed order, and each of `count` permutations π_q
-    /// (`perms[a·count + q]` = π_q(a)): the entry [π_q(a), π_q(c)] of `src` (`[b, b]` entries of `entryBytes`, a
-    /// multiple of 16) copied to `out`, entries side by side: `out` is `[chunk, count, entry]`.
+    /// For the triangle entries (a, c), a in `rows`, c > a, in packed order, and each of `count` permutations π_q:
+    /// the entry [π_q(a), π_q(c)] of `src` (`[b, b]` entries of `entryBytes`, a multiple of 16), found at byte
+    /// offset `rowOffsets[a·count + q] + columnOffsets[c·count + q]`, copied to `out`, entries side by side: `out`
+    /// is `[chunk, count, entry]`.
     static func gather(
-        _ src: UnsafeRawPointer, b: Int, entryBytes: Int, rows: Range<Int>, perms: UnsafePointer<Int32>, count: Int,
-        into out: UnsafeMutableRawPointer
+        _ src: UnsafeRawPointer, b: Int, entryBytes: Int, rows: Range<Int>, rowOffsets: UnsafePointer<Int>,
+        columnOffsets: UnsafePointer<Int>, count: Int, into out: UnsafeMutableRawPointer
     ) {
         typealias V = SIMD4<UInt32>
+        let r = rowOffsets, c = columnOffsets
         switch entryBytes {
-        case 16: gather(V.self, src, b, rows, perms, count, out)
-        case 32: gather((V, V).self, src, b, rows, perms, count, out)
-        case 48: gather((V, V, V).self, src, b, rows, perms, count, out)
-        case 64: gather((V, V, V, V).self, src, b, rows, perms, count, out)
-        case 96: gather((V, V, V, V, V, V).self, src, b, rows, perms, count, out)
-        case 128: gather((V, V, V, V, V, V, V, V).self, src, b, rows, perms, count, out)
+        case 16: gather(V.self, src, b, rows, r, c, count, out)
+        case 32: gather((V, V).self, src, b, rows, r, c, count, out)
+        case 48: gather((V, V, V).self, src, b, rows, r, c, count, out)
+        case 64: gather((V, V, V, V).self, src, b, rows, r, c, count, out)
+        case 96: gather((V, V, V, V, V, V).self, src, b, rows, r, c, count, out)
+        case 128: gather((V, V, V, V, V, V, V, V).self, src, b, rows, r, c, count, out)
         default:
-            let moves = entryBytes / 16, rowBytes = b * entryBytes
+            let moves = entryBytes / 16
             var dst = out
             for a in rows {
                 for c in (a + 1)..<b {
                     for q in 0..<count {
-                        let from = src + Int(perms[a * count + q]) * rowBytes + Int(perms[c * count + q]) * entryBytes
+                        let from = src + (rowOffsets[a * count + q] &+ columnOffsets[c * count + q])
                         for v in 0..<moves {
                             dst.storeBytes(
                                 of: from.loadUnaligned(fromByteOffset: v * 16, as: V.self), toByteOffset: v * 16,
@@ -264,17 +275,17 @@ public struct MinibatchStatisticsAccumulator: Sendable {
     /// `gather` for entries of one fixed-size type `E` (a few 16-byte vectors, copied without a loop).
     @inline(__always)
     private static func gather<E: BitwiseCopyable>(
-        _: E.Type, _ src: UnsafeRawPointer, _ b: Int, _ rows: Range<Int>, _ perms: UnsafePointer<Int32>,
-        _ count: Int, _ out: UnsafeMutableRawPointer
+        _: E.Type, _ src: UnsafeRawPointer, _ b: Int, _ rows: Range<Int>, _ rowOffsets: UnsafePointer<Int>,
+        _ columnOffsets: UnsafePointer<Int>, _ count: Int, _ out: UnsafeMutableRawPointer
     ) {
-        let entryBytes = MemoryLayout<E>.size, rowBytes = b * entryBytes
+        let entryBytes = MemoryLayout<E>.size
         var dst = out
         for a in rows {
-            let rowsOf = perms + a * count
+            let rowsOf = rowOffsets + a * count
             for c in (a + 1)..<b {
-                let columns = perms + c * count
+                let columns = columnOffsets + c * count
                 for q in 0..<count {
-                    let from = src + (Int(rowsOf[q]) * rowBytes + Int(columns[q]) * entryBytes)
+                    let from = src + (rowsOf[q] &+ columns[q])
                     dst.storeBytes(of: from.loadUnaligned(as: E.self), as: E.self)
                     dst += entryBytes
                 }

@@ -31,9 +31,10 @@ public struct StatisticsOptions: Sendable {
 }
 
 /// The arithmetic of minibatch CKA's permutation null. `float32` rounds the U-centred Grams to float32 and sums
-/// each chunk of at most `k` products in float32 (chunk sums in float64), so a null value differs from its
-/// float64 computation by at most about (k + 2)·2⁻²⁴ in CKA units (Cauchy–Schwarz bounds Σ|K̃||L̃| by the self
-/// terms); in practice ≈ 1e-7, far below the Monte Carlo error of a p-value. `float64` is the exact reference.
+/// each chunk of at most `k` = max(b, 682) products in float32 (chunk sums in float64), so a null value differs
+/// from its float64 computation by at most about (k + 2)·2⁻²⁴ in CKA units (Cauchy–Schwarz bounds Σ|K̃||L̃| by the
+/// self terms); in practice null means and sds agree to ≈ 1e-10, far below the Monte Carlo error of a p-value.
+/// `float64` is the reference.
 public enum PermutationPrecision: String, Sendable, CaseIterable {
     case float32, float64
 }

@@ -4,7 +4,7 @@
 #   - extract: every dataset of the store (activations, pooled, Grams, pixels; image folder and /inputs/pixels);
 #   - compare (memory-mapped, HDF5-read with stored Grams, shuffled passes) and compare-all: identical outputs;
 #   - knn, probe and landscape (with Hessian λ_max) when those commands are distributed (see below);
-#   - hessian (top eigenvalues, trace, density; per block): HDF5 data and CSV;
+#   - hessian (top eigenvalues, trace, density): HDF5 data and CSV;
 #   - errors: a bad input under mpirun is one line naming the rank, exit ≠ 0, no output file; a rank killed
 #     (SIGKILL) in the middle of a run ends the job with exit ≠ 0, a line naming the rank and no partial output.
 # Prints one line per check and a closing "N passed, M failed"; exits non-zero on any failure.
@@ -145,11 +145,11 @@ then ok "landscape --curvature-map -n 1 vs -n 2 (3 points): $(tr '\n' ' ' < same
 # --- hessian: Lanczos, Hutchinson and SLQ, the gradients of every Hessian-vector product split over the ranks (2
 # batches: -n 2 takes a whole batch per rank, -n 3 single gradients); HDF5 data and CSV identical to one process
 HS=(hessian --checkpoint tiny-vit.safetensors --loss ce --head probe.h5 --images images --examples 20 --batch-size 10
-    --top-k 2 --lanczos-steps 4 --trace-samples 2 --density-runs 1 --density-bins 50 --per-block --quiet)
+    --top-k 2 --lanczos-steps 4 --trace-samples 2 --density-runs 1 --density-bins 50 --quiet)
 run hess0 0 "$CKA" "${HS[@]}" --out hess0.h5 --csv hess0.csv || { cat hess0.log; bad "hessian without mpirun"; }
 for n in 1 2 3; do
   if run hess$n $n "$CKA" "${HS[@]}" --out hess$n.h5 --csv hess$n.csv && cmp -s hess0.csv hess$n.csv && python3 same_h5.py hess0.h5 hess$n.h5 > same.txt
-  then ok "hessian -n $n (per block, Lanczos, Hutchinson, SLQ): CSV and $(cat same.txt)"; else cat hess$n.log same.txt 2> /dev/null; bad "hessian -n $n"; fi
+  then ok "hessian -n $n (Lanczos, Hutchinson, SLQ): CSV and $(cat same.txt)"; else cat hess$n.log same.txt 2> /dev/null; bad "hessian -n $n"; fi
 done
 
 # --- errors: one line naming the rank, exit ≠ 0, nothing written

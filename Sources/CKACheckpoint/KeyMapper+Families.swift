@@ -45,8 +45,7 @@ extension KeyMapper {
     /// `head` and `head_dist`; text towers, poolers and mask tokens are ignored.
     static func mapHuggingFace(_ stateDict: [(key: String, value: PickleValue)], fileName: String) throws -> Mapping {
         var m = Mapping()
-        var qkv: [Int: [String: StoredTensor]] = [:]  // block → "q.weight" … "v.bias"
-        var qkvOriginal: [Int: [String]] = [:]
+        var qkv: [Int: [String: (StoredTensor, String)]] = [:]  // block → "q.weight" … "v.bias", with the file's name
         var inProj: [String: (StoredTensor, String)] = [:]
         var decoderQKV: [Int: [String: (StoredTensor, String)]] = [:]  // MAE decoder block → "q.weight" …
         func put(_ c: String, _ t: StoredTensor, _ original: String) throws {
@@ -72,8 +71,7 @@ extension KeyMapper {
             if let (i, rest) = hubBlock(k) {
                 let b = "blocks.\(i)."
                 if let part = hubQKVPart(rest) {
-                    qkv[i, default: [:]][part] = tensor
-                    qkvOriginal[i, default: []].append(original)
+                    qkv[i, default: [:]][part] = (tensor, original)
                     continue
                 }
                 if rest.hasPrefix("mlp.weights_in") || rest.hasPrefix("mlp.w12") {
@@ -164,38 +162,37 @@ extension KeyMapper {
                 m.unexpected.append(original)
             }
         }
-        // q | k | v → attn.qkv (rows in that order, as timm's fused layer).
-        for (i, parts) in qkv {
-            let b = "blocks.\(i).attn.qkv."
-            for kind in ["weight", "bias"] {
+        /// q | k | v of one block → the fused `attn.qkv` weight and bias (rows in that order, as timm's fused layer),
+        /// each with the names it came from ("q + k + v").
+        func fused(_ parts: [String: (StoredTensor, String)], _ name: String, block: String) throws
+            -> [(kind: String, tensor: StoredTensor, original: String)]
+        {
+            try ["weight", "bias"].compactMap { kind in
                 let ts = ["q", "k", "v"].compactMap { parts["\($0).\(kind)"] }
-                if ts.isEmpty { continue }
+                if ts.isEmpty { return nil }
                 guard ts.count == 3 else {
                     throw CheckpointError.missingTensors(
                         file: fileName, source: "hf",
                         names: ["q", "k", "v"].filter { parts["\($0).\(kind)"] == nil }.map {
-                            "block \(i) \($0) projection \(kind)"
+                            "\(block) \($0) projection \(kind)"
                         })
                 }
-                try put(b + kind, concatenateRows(ts, name: b + kind, fileName: fileName), "")
-                m.originalNames[b + kind] = qkvOriginal[i]!.filter { $0.hasSuffix(kind) }.sorted().joined(
-                    separator: " + ")
+                let tensor = try concatenateRows(ts.map(\.0), name: name + kind, fileName: fileName)
+                return (kind, tensor, ts.map(\.1).joined(separator: " + "))
+            }
+        }
+        for (i, parts) in qkv {
+            let b = "blocks.\(i).attn.qkv."
+            for f in try fused(parts, b, block: "block \(i)") {
+                try put(b + f.kind, f.tensor, "")
+                m.originalNames[b + f.kind] = f.original
             }
         }
         for (i, parts) in decoderQKV {
             let b = "decoder_blocks.\(i).attn.qkv."
-            for kind in ["weight", "bias"] {
-                let ts = ["q", "k", "v"].compactMap { parts["\($0).\(kind)"] }
-                if ts.isEmpty { continue }
-                guard ts.count == 3 else {
-                    throw CheckpointError.missingTensors(
-                        file: fileName, source: "hf",
-                        names: ["q", "k", "v"].filter { parts["\($0).\(kind)"] == nil }.map {
-                            "decoder block \(i) \($0) projection \(kind)"
-                        })
-                }
-                m.decoder[b + kind] = try concatenateRows(ts.map(\.0), name: b + kind, fileName: fileName)
-                m.originalNames[b + kind] = ts.map(\.1).joined(separator: " + ")
+            for f in try fused(parts, b, block: "decoder block \(i)") {
+                m.decoder[b + f.kind] = f.tensor
+                m.originalNames[b + f.kind] = f.original
             }
         }
         // SigLIP's nn.MultiheadAttention: in_proj rows [q; k; v] → attn_pool.q and attn_pool.kv.

@@ -71,8 +71,9 @@ struct ThreadedRank: GradientWorkSplit {
 
 @Suite("Hessian-vector products split over processes: the same bits for every process count")
 struct HessianSplitTests {
-    let dir: URL
-    init() throws { dir = try makeTemporaryDirectory() }
+    let scratch: ScratchDirectory
+    var dir: URL { scratch.url }
+    init() throws { scratch = try ScratchDirectory() }
 
     /// The fixture's cross-entropy objective with its 6 examples in batches of `sizes`.
     func chunked(_ f: HessianFixture, _ sizes: [Int]) throws -> CrossEntropyLandscapeObjective {

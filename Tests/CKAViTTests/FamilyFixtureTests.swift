@@ -192,10 +192,7 @@ struct PositionResamplingTests {
         #expect(tableError <= 1e-6, "pos_embed \(tableError)")
         let model = try VisionTransformer(checkpoint: ckpt)
         #expect(model.imageSize == 42)
-        var worst = 0.0
-        try model.forward(
-            try reference.readFloatDataset("inputs/pixels"), hooks: ["blocks.0", "blocks.1", "norm"]
-        ) { name, value in worst = max(worst, relativeMaxError(value, try reference.read(name))) }
+        let worst = try worstBlockError(model, reference)
         #expect(worst <= 1e-5)
         print("\(family.rawValue) at 42 px: pos_embed \(tableError), blocks \(worst)")
     }
@@ -209,10 +206,7 @@ struct PositionResamplingTests {
         let model = try VisionTransformer(
             checkpoint: try Checkpoint(contentsOf: family.checkpointURL, options: options))
         let reference = try ActivationStore(path: family.directory.appendingPathComponent("reference-42.h5").path)
-        var worst = 0.0
-        try model.forward(
-            try reference.readFloatDataset("inputs/pixels"), hooks: ["blocks.0", "blocks.1", "norm"]
-        ) { name, value in worst = max(worst, relativeMaxError(value, try reference.read(name))) }
+        let worst = try worstBlockError(model, reference)
         #expect(worst <= 1e-5)
         print("\(family.rawValue) at 42 px: blocks \(worst)")
     }
@@ -449,4 +443,14 @@ struct FamilyExtractionTests {
             return s.contains("no class token") && s.contains("blocks.*:cls") && !s.contains("\n")
         }
     }
+}
+
+/// The largest relative error of `blocks.0`, `blocks.1` and `norm` against a reference store's layers of the same
+/// names, on its stored input pixels.
+private func worstBlockError(_ model: VisionTransformer, _ reference: ActivationStore) throws -> Double {
+    var worst = 0.0
+    try model.forward(
+        try reference.readFloatDataset("inputs/pixels"), hooks: ["blocks.0", "blocks.1", "norm"]
+    ) { name, value in worst = max(worst, relativeMaxError(value, try reference.read(name))) }
+    return worst
 }

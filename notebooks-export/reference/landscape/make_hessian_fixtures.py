@@ -60,6 +60,16 @@ OUT = os.path.join(REPO, "Tests/CKALandscapeTests/Fixtures")
 N, S, R = 6, 16, 64
 
 
+def unflatten(x, names, shapes):
+    """The flat vector x as a dict of the named tensors, in the order of names, with the given shapes."""
+    out, o = {}, 0
+    for n in names:
+        k = int(np.prod(shapes[n]))
+        out[n] = x[o:o + k].reshape(shapes[n])
+        o += k
+    return out
+
+
 def scope_of(name):
     if name.startswith(("patch_embed.", "cls_token", "pos_embed")):
         return "patch_embed"
@@ -134,11 +144,7 @@ def mae_group(f):
     sizes = [weights[n].numel() for n in names]
 
     def unflat(x):
-        out, o = {}, 0
-        for n, k in zip(names, sizes):
-            out[n] = x[o:o + k].reshape(shapes[n])
-            o += k
-        return out
+        return unflatten(x, names, shapes)
 
     theta = torch.cat([weights[n].reshape(-1) for n in names]).requires_grad_(True)
     loss = mae_loss(unflat(theta), imgs, noise)
@@ -187,11 +193,7 @@ def main():
     labels = torch.randint(0, 3, (N,), generator=torch.Generator().manual_seed(44))
 
     def unflat(x):
-        out, o = {}, 0
-        for n, k in zip(names, sizes):
-            out[n] = x[o:o + k].reshape(shapes[n])
-            o += k
-        return out
+        return unflatten(x, names, shapes)
 
     def loss_of(flat):
         return F.cross_entropy(functional_call(model, unflat(flat), (pixels,)), labels)

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from make_hessian_fixtures import unflatten  # the same flattening as the Hessian fixtures
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "../../.."))
 FIX = os.path.join(REPO, "Tests/CKALandscapeTests/Fixtures")
@@ -80,11 +82,7 @@ def main():
     sizes = [W[n].numel() for n in names]
 
     def unflat(x):
-        out, o = {}, 0
-        for n, k in zip(names, sizes):
-            out[n] = x[o:o + k].reshape(shapes[n])
-            o += k
-        return out
+        return unflatten(x, names, shapes)
 
     def flat(p):
         return torch.cat([p[n].reshape(-1) for n in names])

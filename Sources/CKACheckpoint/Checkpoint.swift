@@ -81,7 +81,8 @@ public struct Checkpoint: Sendable {
     /// The wrapper entry the weights came from (`teacher`, `state_dict`, `model`, …), nil for a bare dict.
     public let stateDictKey: String?
     public let architecture: ViTArchitecture
-    /// Backbone parameters under timm names, converted to float32.
+    /// Backbone parameters under timm names as float32: read in place from the mapped file when stored as float32
+    /// (`StoredTensor.floatTensor()`), converted otherwise.
     public let parameters: [String: Tensor<Float>]
     /// `parameters`' names in forward order (embeddings, blocks, final norm).
     public let parameterNames: [String]
@@ -106,8 +107,11 @@ public struct Checkpoint: Sendable {
     /// Every tensor in the file, and the bytes of their distinct storages.
     public let fileTensorCount: Int
     public let fileTensorBytes: Int
-    /// SHA-256 of the file (lowercase hex) when `Options.computeSHA256` was set.
-    public let sha256: String?
+    /// SHA-256 of the file (lowercase hex) when `Options.computeSHA256` was set. It is taken on a background
+    /// thread from the start of loading; the first read waits for it (an extraction reads it when its store is
+    /// complete, so the hashing overlaps the forward passes instead of delaying them).
+    public var sha256: String? { digest?.hex() }
+    private let digest: BackgroundDigest?
     /// The hub layout the weights came from (Hugging Face / open_clip directory), nil for a plain file.
     package let hub: HubModel?
 
@@ -132,7 +136,7 @@ public struct Checkpoint: Sendable {
 
     /// Reads the weights of one checkpoint from one file or from the shards of a hub model (merged in order).
     init(files: [MappedFile], name: String, options: Options, hub: HubModel?) throws {
-        // The digest is taken on a second thread while the files are parsed and converted (it reads the same pages).
+        // The digest is taken on a second thread while the files are parsed (it reads the pages the model will read).
         let digest = options.computeSHA256 ? BackgroundDigest(files) : nil
         var format = CheckpointFormat.safetensors
         var root: PickleValue = .dict([])
@@ -262,7 +266,7 @@ public struct Checkpoint: Sendable {
         self.metadata = metadata
         self.fileTensorCount = allTensors.count
         self.fileTensorBytes = bytesByStorage.values.reduce(0, +)
-        self.sha256 = digest?.hex()
+        self.digest = digest
         self.hub = hub
     }
 
@@ -283,7 +287,8 @@ public struct Checkpoint: Sendable {
     }
 }
 
-/// SHA-256 of a mapped file, computed on a background thread from creation; `hex()` waits for it.
+/// SHA-256 of a mapped file, computed on a background thread from creation; `hex()` waits for it. The files stay
+/// mapped until it is done.
 private final class BackgroundDigest: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var digest: [UInt8] = []

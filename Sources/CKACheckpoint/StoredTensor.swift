@@ -118,25 +118,34 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
 
     // MARK: - Conversions
 
-    /// The elements as a `Tensor<Float>` (float32 copied once; float16, bfloat16, float64, float8, integers and
-    /// booleans converted). Non-contiguous layouts are gathered into row-major order.
+    /// Whether `floatTensor()` reads the elements in place: contiguous little-endian float32 at a float-aligned
+    /// address (torch's 64-byte aligned records and safetensors' padded headers make them so).
+    var isBorrowable: Bool {
+        #if _endian(little)
+            guard dtype == .float32 && isContiguous && elementCount > 0 else { return false }
+            let start = storageByteOffset + storageOffset * dtype.byteSize
+            return file.withUnsafeBytes { raw in
+                Int(bitPattern: raw.baseAddress! + start) % MemoryLayout<Float>.alignment == 0
+            }
+        #else
+            return false
+        #endif
+    }
+
+    /// The elements as a `Tensor<Float>`: float32 in place when `isBorrowable` (no copy: the tensor keeps the
+    /// mapped file alive and copies on its first mutation), otherwise converted (float16, bfloat16, float64,
+    /// float8, integers and booleans) or gathered into row-major order (non-contiguous layouts).
     public func floatTensor() throws -> Tensor<Float> {
         let start = storageByteOffset + storageOffset * dtype.byteSize
+        if isBorrowable {
+            let file = file, n = elementCount
+            return try file.withUnsafeBytes { raw in
+                let p = (raw.baseAddress! + start).assumingMemoryBound(to: Float.self)
+                return try Tensor<Float>(shape: shape, borrowing: UnsafeBufferPointer(start: p, count: n), owner: file)
+            }
+        }
         file.prefault(
             offset: start, count: isContiguous ? byteCount : storageByteCount - storageOffset * dtype.byteSize)
-        #if _endian(little)
-            if dtype == .float32 && isContiguous && elementCount > 0 {
-                // One copy straight into the new tensor (no zero-fill first) when the data is aligned, as torch's
-                // 64-byte aligned records and safetensors' padded headers make it.
-                let copied: Tensor<Float>? = file.withUnsafeBytes { raw in
-                    let p = raw.baseAddress! + start
-                    guard Int(bitPattern: p) % MemoryLayout<Float>.alignment == 0 else { return nil }
-                    let src = UnsafeBufferPointer(start: p.assumingMemoryBound(to: Float.self), count: elementCount)
-                    return try? Tensor<Float>(shape: shape, scalars: src)
-                }
-                if let copied { return copied }
-            }
-        #endif
         var out = Tensor<Float>(shape: shape)
         guard elementCount > 0 else { return out }
         out.withUnsafeMutableBufferPointer { dst in
@@ -152,8 +161,10 @@ public struct StoredTensor: Sendable, CustomStringConvertible {
         return out
     }
 
-    /// Releases the mapped pages of this tensor's storage (see `MappedFile.releasePages`); values are unaffected.
+    /// Releases the mapped pages of this tensor's storage (see `MappedFile.releasePages`) once they were converted
+    /// into a tensor of their own; values are unaffected. A no-op for a borrowable tensor, read in place.
     func releaseMappedPages() {
+        guard !isBorrowable else { return }
         file.releasePages(offset: storageByteOffset, count: storageByteCount)
     }
 

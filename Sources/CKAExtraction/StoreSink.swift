@@ -18,6 +18,10 @@ public struct ExtractionPlan: @unchecked Sendable {
     public let metadata: StoreMetadata
     /// Warnings found while planning (e.g. class counts that differ).
     public let warnings: [String]
+    /// The checkpoint whose SHA-256 the store records. It is read when the store is finished (`metadata` holds an
+    /// empty `checkpointSHA256` until then), so the hashing, on its own thread since the checkpoint was loaded,
+    /// overlaps the forward passes.
+    let digestSource: Checkpoint?
 
     public var storesTokens: Bool { options.store.contains(.activations) }
     public var storesGrams: Bool { options.store.contains(.grams) }
@@ -55,7 +59,6 @@ public struct ExtractionPlan: @unchecked Sendable {
             model: options.modelName ?? checkpoint.map { ActivationExtractor.modelName(for: $0) } ?? "model")
         if let checkpoint {
             meta.checkpoint = URL(fileURLWithPath: checkpoint.file).lastPathComponent
-            meta.checkpointSHA256 = checkpoint.sha256 ?? ""
             meta.extra["source"] = .string(checkpoint.source.rawValue)
         }
         meta.architecture = a.timmName
@@ -79,6 +82,7 @@ public struct ExtractionPlan: @unchecked Sendable {
         self.head = head
         self.metadata = meta
         self.warnings = warnings
+        self.digestSource = checkpoint
     }
 
     /// Whether `name` is a pooled feature (`blocks.3:cls`, `fc_norm`) rather than a token layer.
@@ -223,6 +227,9 @@ public final class StoreSink: ExtractionSink {
             )
         }
         try writer.setInputs(ids: ids, labels: labels.contains { $0 >= 0 } ? labels : nil, classes: classes)
+        if let checkpoint = plan.digestSource {
+            try writer.setAttribute("checkpoint_sha256", .string(checkpoint.sha256 ?? ""))
+        }
         try writer.finish()
         return ExtractionSummary(
             examples: ids.count, layers: declared.count, gramLayers: gramLayers.count, skipped: skipped,

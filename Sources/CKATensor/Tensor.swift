@@ -4,20 +4,32 @@ public protocol TensorScalar: BinaryFloatingPoint, Sendable, _BLASScalar {}
 extension Float: TensorScalar {}
 extension Double: TensorScalar {}
 
-/// Reference-counted, 64-byte-aligned memory behind one or more tensors.
+/// Reference-counted memory behind one or more tensors: 64-byte-aligned memory of its own, or memory borrowed
+/// from an owner (e.g. float32 weights read in place from a memory-mapped checkpoint).
 @usableFromInline
 final class TensorStorage<Scalar: TensorScalar>: @unchecked Sendable {
     @usableFromInline let base: UnsafeMutablePointer<Scalar>
     @usableFromInline let capacity: Int
+    /// What keeps borrowed memory alive; nil when the storage owns (and frees) `base`. Borrowed memory may be
+    /// read-only: it is never written (`Tensor.makeUnique` copies it first) and never reused by `prepare`.
+    @usableFromInline let owner: AnyObject?
 
     @usableFromInline init(capacity: Int) {
         self.capacity = capacity
         let raw = UnsafeMutableRawPointer.allocate(
             byteCount: max(capacity, 1) * MemoryLayout<Scalar>.stride, alignment: 64)
         base = raw.bindMemory(to: Scalar.self, capacity: max(capacity, 1))
+        owner = nil
     }
 
-    deinit { UnsafeMutableRawPointer(base).deallocate() }
+    /// `capacity` elements at `base`, which `owner` keeps valid and unchanged for its lifetime.
+    init(borrowing base: UnsafePointer<Scalar>, capacity: Int, owner: AnyObject) {
+        self.base = UnsafeMutablePointer(mutating: base)
+        self.capacity = capacity
+        self.owner = owner
+    }
+
+    deinit { if owner == nil { UnsafeMutableRawPointer(base).deallocate() } }
 }
 
 /// A dense, row-major tensor with value semantics.
@@ -70,6 +82,23 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         offset = 0
     }
 
+    /// A tensor over `scalars` in row-major order without copying them: `owner` keeps the memory valid and
+    /// unchanged while any tensor shares it. The memory is never written (a mutation copies it first), so it may be
+    /// read-only, such as a float32 parameter in a memory-mapped checkpoint.
+    /// - Throws: `TensorError.shapeMismatch` if `scalars.count` is not the product of `shape`.
+    public init(shape: [Int], borrowing scalars: UnsafeBufferPointer<Scalar>, owner: AnyObject) throws {
+        let n = shape.reduce(1, *)
+        guard shape.allSatisfy({ $0 >= 0 }), scalars.count == n, let base = scalars.baseAddress else {
+            throw TensorError.shapeMismatch(
+                op: "Tensor(shape:borrowing:owner:)", expected: "\(n) scalars for \(describeShape(shape))",
+                got: "\(scalars.count) scalars")
+        }
+        self.init(shape: shape, storage: TensorStorage(borrowing: base, capacity: n, owner: owner))
+    }
+
+    /// Whether the elements live in borrowed memory (`init(shape:borrowing:owner:)`) rather than memory of their own.
+    public var isBorrowed: Bool { storage.owner != nil }
+
     /// A tensor whose element at flat (row-major) index `i` is `body(i)`.
     public init(shape: [Int], generating body: (Int) throws -> Scalar) rethrows {
         self.init(shape: shape)
@@ -95,7 +124,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         }
     }
 
-    /// Calls `body` with mutable access to the elements, copying them first if they are shared.
+    /// Calls `body` with mutable access to the elements, copying them first if they are shared or borrowed.
     @inlinable public mutating func withUnsafeMutableBufferPointer<R>(
         _ body: (UnsafeMutableBufferPointer<Scalar>) throws -> R
     ) rethrows -> R {
@@ -106,7 +135,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     @inlinable mutating func makeUnique() {
-        if !isKnownUniquelyReferenced(&storage) {
+        if storage.owner != nil || !isKnownUniquelyReferenced(&storage) {
             let n = count
             let fresh = TensorStorage<Scalar>(capacity: n)
             fresh.base.initialize(from: storage.base + offset, count: n)
@@ -150,7 +179,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     public mutating func prepare(shape newShape: [Int]) {
         if shape == newShape { return }
         let n = newShape.reduce(1, *)
-        if isKnownUniquelyReferenced(&storage) && storage.capacity >= n {
+        if storage.owner == nil && isKnownUniquelyReferenced(&storage) && storage.capacity >= n {
             shape = newShape
             offset = 0
         } else {

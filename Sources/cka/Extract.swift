@@ -193,7 +193,7 @@ extension CKACommand {
                 var copts = Checkpoint.Options(source: source, heads: heads)
                 copts.activation = activation
                 copts.imageSize = imageSize
-                copts.computeSHA256 = true
+                copts.computeSHA256 = world.isRoot  // recorded by rank 0, the writer
                 let ckpt = try Checkpoint(contentsOf: URL(fileURLWithPath: checkpoint), options: copts)
                 let model =
                     try randomInit.map {

@@ -179,6 +179,28 @@ struct SafeTensorsTests {
         }
     }
 
+    @Test("float32 tensors of a mapped file are read in place (copied on write); others are converted or copied")
+    func inPlace() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // c: aligned float32; a: one float16; b: float32 two bytes past a float boundary (must be copied).
+        var header =
+            #"{"c":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"a":{"dtype":"F16","shape":[1],"data_offsets":[16,18]},"b":{"dtype":"F32","shape":[2],"data_offsets":[18,26]}}"#
+        while (8 + header.utf8.count) % 8 != 0 { header += " " }
+        let half: [UInt8] = [0x00, 0x3c]  // 1.0
+        let url = dir.appendingPathComponent("mixed.safetensors")
+        try Data(safetensorsBytes(header, data: floats([1, 2, 3, 4]) + half + floats([5, 6]))).write(to: url)
+        let st = try SafeTensorsFile(contentsOf: url)
+        let c = try st["c"]!.floatTensor(), a = try st["a"]!.floatTensor(), b = try st["b"]!.floatTensor()
+        #expect(c.isBorrowed && !a.isBorrowed && !b.isBorrowed)
+        #expect(c.scalars == [1, 2, 3, 4] && a.scalars == [1] && b.scalars == [5, 6])
+        // The map is read-only: a write goes to a copy (a write into the map would crash with SIGSEGV).
+        var w = c
+        w[1, 1] = -4
+        #expect(w.scalars == [1, 2, 3, -4] && c.scalars == [1, 2, 3, 4] && !w.isBorrowed)
+        #expect(try st["c"]!.floatTensor().scalars == [1, 2, 3, 4])
+    }
+
     @Test("a checkpoint converted to safetensors keeps its values (stored tensors, non-contiguous gathered)")
     func convert() throws {
         let archive = try TorchArchive(contentsOf: Fixtures.url("values.pth"))

@@ -51,6 +51,43 @@ struct ExtractionTests {
         }
     }
 
+    @Test("a checkpoint read in place runs the model bit for bit as one whose parameters were copied")
+    func inPlaceCheckpoint() throws {
+        let url = dir.appendingPathComponent("tiny.safetensors")
+        try writeTinyViTCheckpoint(to: url, seed: 7, depth: 2)
+        let ckpt = try Checkpoint(contentsOf: url)
+        #expect(!ckpt.parameters.isEmpty && ckpt.parameters.values.allSatisfy(\.isBorrowed))
+        let copied = try ckpt.parameters.mapValues { try Tensor<Float>(shape: $0.shape, scalars: $0.scalars) }
+        #expect(copied.values.allSatisfy { !$0.isBorrowed })
+        let pixels = tinyPixels(3, seed: 11)
+        let mapped = try VisionTransformer(checkpoint: ckpt).forward(pixels)
+        let owned = try VisionTransformer(parameters: copied, architecture: ckpt.architecture).forward(pixels)
+        #expect(mapped.scalars.map(\.bitPattern) == owned.scalars.map(\.bitPattern))
+    }
+
+    @Test("the store records the checkpoint's SHA-256, which is hashed in the background while the model runs")
+    func checkpointDigest() throws {
+        let url = dir.appendingPathComponent("tiny.safetensors")
+        try writeTinyViTCheckpoint(to: url, seed: 5)
+        var copts = Checkpoint.Options()
+        copts.computeSHA256 = true
+        let ckpt = try Checkpoint(contentsOf: url, options: copts)
+        let pixels = dir.appendingPathComponent("p32.h5").path
+        let w = try ActivationStoreWriter(path: pixels, ids: ["a", "b", "c"], metadata: StoreMetadata(model: "pixels"))
+        try w.writeDataset("inputs/pixels", tinyPixels(3, seed: 2))
+        try w.finish()
+        var input = try PixelStoreInput(path: pixels)
+        var o = ExtractionOptions()
+        o.store = [.pooled]
+        o.layers = ["blocks.0"]
+        let out = dir.appendingPathComponent("digest.h5").path
+        _ = try ActivationExtractor.run(
+            model: try VisionTransformer(checkpoint: ckpt), checkpoint: ckpt, input: &input, to: out, options: o)
+        var h = SHA256()  // the portable implementation, not OpenSSL's that the checkpoint used
+        h.update(Array(try Data(contentsOf: url)))
+        #expect(try ActivationStore(path: out).attributes["checkpoint_sha256"]?.stringValue == SHA256.hex(h.finalize()))
+    }
+
     @Test("Batch size does not change the activations (batched GEMMs are per-row exact to 1e-5)")
     func batchInvariance() throws {
         let model = try tinyViT()

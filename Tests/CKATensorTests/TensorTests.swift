@@ -25,6 +25,46 @@ func referenceMatmul(_ a: Tensor<Float>, _ ta: Bool, _ b: Tensor<Float>, _ tb: B
 
 @Suite("Tensor core")
 struct TensorTests {
+    /// A read-only page holding `values` (a write through it would crash the test with SIGSEGV).
+    final class ReadOnlyPage {
+        let base: UnsafeMutableRawPointer
+        init(_ values: [Float]) {
+            base = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+            base.initializeMemory(as: Float.self, from: values, count: values.count)
+            mprotect(base, 4096, PROT_READ)
+        }
+        deinit { munmap(base, 4096) }
+        func floats(_ n: Int) -> UnsafeBufferPointer<Float> {
+            UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: n)
+        }
+    }
+
+    @Test("borrowed (read-only) memory is read in place, copied on the first write, and never reused by prepare")
+    func borrowedStorage() throws {
+        let page = ReadOnlyPage([1, 2, 3, 4, 5, 6])
+        let t = try Tensor<Float>(shape: [2, 3], borrowing: page.floats(6), owner: page)
+        #expect(t.isBorrowed && t.pointer == UnsafePointer(page.floats(6).baseAddress!))
+        #expect(t.scalars == [1, 2, 3, 4, 5, 6] && t[1, 2] == 6)
+        #expect(try t.reshaped([3, 2]).isBorrowed && t.rows(1..<2).scalars == [4, 5, 6])
+        // Every way of writing copies first: subscript, mutablePointer, withUnsafeMutableBufferPointer.
+        var a = t
+        a[0, 0] = -1
+        var b = t
+        b.mutablePointer()[5] = -6
+        var c = t.rows(1..<2)
+        c.withUnsafeMutableBufferPointer { $0[0] = 40 }
+        #expect(!a.isBorrowed && !b.isBorrowed && !c.isBorrowed)
+        #expect(a.scalars == [-1, 2, 3, 4, 5, 6] && b.scalars == [1, 2, 3, 4, 5, -6] && c.scalars == [40, 5, 6])
+        #expect(Array(page.floats(6)) == [1, 2, 3, 4, 5, 6] && t.scalars == [1, 2, 3, 4, 5, 6])
+        // A uniquely held borrowed tensor is not refilled in place either.
+        var d = try Tensor<Float>(shape: [6], borrowing: page.floats(6), owner: page)
+        d.prepare(shape: [2, 2])
+        #expect(!d.isBorrowed)
+        d.withUnsafeMutableBufferPointer { $0.update(repeating: 9) }
+        #expect(Array(page.floats(6)) == [1, 2, 3, 4, 5, 6])
+        #expect(throws: TensorError.self) { try Tensor<Float>(shape: [4], borrowing: page.floats(6), owner: page) }
+    }
+
     @Test(
         "GEMM matches a double loop for every transpose case on odd shapes",
         arguments: [(false, false), (true, false), (false, true), (true, true)])

@@ -1,5 +1,6 @@
 import CKATensor
 import Foundation
+import Synchronization
 
 /// The container format of a checkpoint file.
 public enum CheckpointFormat: String, Sendable, Codable {
@@ -287,29 +288,62 @@ public struct Checkpoint: Sendable {
     }
 }
 
-/// SHA-256 of a mapped file, computed on a background thread from creation; `hex()` waits for it. The files stay
-/// mapped until it is done.
-private final class BackgroundDigest: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var digest: [UInt8] = []
+/// SHA-256 of mapped files, taken from creation on a background thread of the lowest priority (nice 19), so it
+/// uses the time the cores would idle rather than taking it from the forward passes' threads. `hex()` takes over
+/// whatever is left on the calling thread, at that thread's priority: a busy machine cannot starve a caller that
+/// waits for it (it waits at most for the background thread to finish one piece of `chunk` bytes).
+final class BackgroundDigest: @unchecked Sendable {
+    private let files: [MappedFile]
+    private let chunk: Int
+    private let lock = NSLock()
+    private let hasher = StreamingSHA256()
+    /// Next bytes to hash: `files[file]` from `offset` (guarded by `lock`).
+    private var file = 0, offset = 0
+    private var digest: [UInt8]?
+    /// Set by `hex()`: the background thread stops at its next piece.
+    private let wanted = Atomic<Bool>(false)
 
     /// One file: its SHA-256. Shards: the SHA-256 of their bytes one after the other, in index order.
-    init(_ files: [MappedFile]) {
-        DispatchQueue.global().async { [self] in
-            if files.count == 1 {
-                digest = files[0].withUnsafeBytes { SHA256.hash($0) }
-            } else {
-                var h = SHA256()
-                for file in files { file.withUnsafeBytes { h.update($0) } }
-                digest = h.finalize()
+    /// - Parameter background: start the background thread (tests drive `step()` by hand instead).
+    init(_ files: [MappedFile], chunk: Int = 1 << 18, background: Bool = true) {
+        self.files = files
+        self.chunk = max(chunk, 1)
+        guard background else { return }
+        let thread = Thread { [self] in
+            #if os(Linux)
+                // This thread only: Linux nice values are per thread.
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
+            #endif
+            while !wanted.load(ordering: .relaxed) {
+                lock.lock()
+                let more = step()
+                lock.unlock()
+                if !more { break }
             }
-            done.signal()
         }
+        thread.start()
     }
 
+    /// Hashes the next piece; false once the digest is complete. Call with `lock` held.
+    func step() -> Bool {
+        guard digest == nil else { return false }
+        guard file < files.count else {
+            digest = hasher.finalize()
+            return false
+        }
+        let f = files[file], n = min(chunk, f.count - offset)
+        f.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[offset..<offset + n])) }
+        offset += n
+        if offset == f.count { file += 1; offset = 0 }
+        return true
+    }
+
+    /// The lowercase hex digest (finishing it on this thread if the background thread has not).
     func hex() -> String {
-        done.wait()
-        done.signal()
-        return SHA256.hex(digest)
+        wanted.store(true, ordering: .relaxed)
+        lock.lock()
+        defer { lock.unlock() }
+        while step() {}
+        return SHA256.hex(digest!)
     }
 }

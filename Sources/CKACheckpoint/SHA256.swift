@@ -139,6 +139,41 @@ package struct SHA256: Sendable {
     }
 }
 
+/// SHA-256 by OpenSSL's libcrypto fed in pieces: the digest `SHA256.hash` takes in one call (portable rounds if
+/// libcrypto cannot make a context).
+final class StreamingSHA256 {
+    private let context: OpaquePointer?
+    private var portable = SHA256()
+
+    init() {
+        let c = EVP_MD_CTX_new()
+        if let c, EVP_DigestInit_ex(c, EVP_sha256(), nil) != 1 {
+            EVP_MD_CTX_free(c)
+            context = nil
+        } else {
+            context = c
+        }
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let context else { return portable.update(bytes) }
+        if EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) != 1 {
+            preconditionFailure("EVP_DigestUpdate failed on an initialised SHA-256 context")
+        }
+    }
+
+    func finalize() -> [UInt8] {
+        guard let context else { return portable.finalize() }
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
+        precondition(ok == 1 && length == 32, "EVP_DigestFinal_ex failed on an initialised SHA-256 context")
+        return digest
+    }
+}
+
 extension UInt32 {
     @inline(__always) func rotr(_ n: UInt32) -> UInt32 { (self &>> n) | (self &<< (32 &- n)) }
 }

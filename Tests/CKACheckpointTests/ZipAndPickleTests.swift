@@ -1,4 +1,4 @@
-import CKACheckpoint
+@testable import CKACheckpoint
 import Foundation
 import Testing
 import _CKATestSupport
@@ -275,6 +275,26 @@ struct HashTests {
         var portable = SHA256()
         portable.update(odd)
         #expect(odd.withUnsafeBytes { SHA256.hash($0) } == portable.finalize())
+    }
+
+    @Test("the background digest of shards equals the portable digest wherever the caller takes it over")
+    func backgroundDigest() {
+        var g = SeededGenerator(seed: 9)
+        let parts = [1000, 0, 333, 64].map { n in (0..<n).map { _ in UInt8(truncatingIfNeeded: g.next()) } }
+        var portable = SHA256()
+        for p in parts { portable.update(p) }
+        let reference = SHA256.hex(portable.finalize())
+        let files = parts.map { MappedFile(bytes: $0) }
+        // Pieces of 7 bytes: 202 steps read the bytes, the next one finishes; `hex()` takes over after k steps.
+        for k in [0, 1, 2, 142, 143, 200, 201, 202, 400] {
+            let d = BackgroundDigest(files, chunk: 7, background: false)
+            for _ in 0..<k { _ = d.step() }
+            #expect(d.hex() == reference, "taken over after \(k) steps")
+            #expect(d.hex() == reference)
+        }
+        #expect(BackgroundDigest(files, chunk: 7).hex() == reference)  // with its thread (any interleaving)
+        #expect(BackgroundDigest([files[1]], background: false).hex() == SHA256.hex(SHA256.hash([UInt8]())))
+        #expect(BackgroundDigest([]).hex() == SHA256.hex(SHA256.hash([UInt8]())))
     }
 
     @Test("CRC-32 check values")

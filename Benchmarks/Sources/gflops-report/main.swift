@@ -202,7 +202,7 @@ import Foundation
 
     enum GramVariant {
         case uncentred  // x.gramOfRows()
-        case centredCopy  // x.gram(centered: true): the Gram kernel (≤ 128 rows), no copy
+        case centredCopy  // x.gram(centered: true): the Gram kernel (≤ 256 rows), no copy
         case centredInPlace  // x.centerColumns(); x.gramOfRows(): what the CKA code does with its buffers
     }
 

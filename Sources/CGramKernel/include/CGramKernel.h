@@ -4,7 +4,7 @@
 #define CKA_GRAM_KERNEL_H
 
 /// The largest row count the kernel takes (its accumulators grow with n²); larger Grams go through SYRK.
-#define CKA_GRAM_KERNEL_MAX_ROWS 128
+#define CKA_GRAM_KERNEL_MAX_ROWS 256
 
 /// Floats of 64-byte-aligned scratch that `cka_shifted_gram` needs for `n` rows.
 long cka_shifted_gram_scratch_floats(long n);

@@ -267,23 +267,30 @@ extension NeuralKernels {
     }
 
     /// GELU out of place: `output[i] = gelu(input[i])` (the same function as `gelu(_:count:)`).
-    public static func gelu(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = input[i]
-            output[i] = 0.5 * v * (1 + erfApprox(v * 0.707_106_781_186_547_5))
+    public static func gelu(
+        _ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, count: Int, workers: Int = 1
+    ) {
+        forEachRange(count, workers: workers) { range in
+            for i in range {
+                let v = input[i]
+                output[i] = 0.5 * v * (1 + erfApprox(v * 0.707_106_781_186_547_5))
+            }
         }
     }
 
     /// Backward of GELU: `gradient[i] *= Φ(a) + a·φ(a)` at the pre-activation a = `input[i]`, the derivative of
     /// exact-erf GELU with Φ from the same erf approximation as the forward pass (|error| ≤ 1.5e-7) and
     /// φ(a) = e^(−a²/2)/√(2π).
-    public static func geluBackward(_ input: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>, count: Int)
-    {
-        for i in 0..<count {
-            let a = input[i]
-            let cdf = 0.5 * (1 + erfApprox(a * 0.707_106_781_186_547_5))
-            let pdf = 0.398_942_280_401_432_7 * expApprox(-0.5 * a * a)
-            g[i] *= cdf + a * pdf
+    public static func geluBackward(
+        _ input: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>, count: Int, workers: Int = 1
+    ) {
+        forEachRange(count, workers: workers) { range in
+            for i in range {
+                let a = input[i]
+                let cdf = 0.5 * (1 + erfApprox(a * 0.707_106_781_186_547_5))
+                let pdf = 0.398_942_280_401_432_7 * expApprox(-0.5 * a * a)
+                g[i] *= cdf + a * pdf
+            }
         }
     }
 

@@ -9,7 +9,9 @@ struct KernelSplitTests {
     /// (101 001) for three workers of `parallelGrain` each, so 3 workers start their rows at 0, 43 and 87.
     static let rows = 131, width = 771
 
-    @Test("LayerNorm, GELU, residual add, LayerScale and bias broadcast give the same bits on 1, 2 and 3 workers")
+    @Test(
+        "LayerNorm, GELU (forward and backward), residual add, LayerScale, bias broadcast: same bits on 1, 2, 3 workers"
+    )
     func workerInvariance() {
         let (rows, width) = (Self.rows, Self.width), n = rows * width
         #expect(n / NeuralKernels.parallelGrain >= 3, "the size must be split three ways")
@@ -32,6 +34,12 @@ struct KernelSplitTests {
             var g = x
             NeuralKernels.gelu(g.mutablePointer(), count: n, workers: workers)
             outputs.append(g)
+            var gOut = Tensor<Float>(shape: [rows, width])
+            NeuralKernels.gelu(x.pointer, into: gOut.mutablePointer(), count: n, workers: workers)
+            outputs.append(gOut)
+            var gBack = y
+            NeuralKernels.geluBackward(x.pointer, gradient: gBack.mutablePointer(), count: n, workers: workers)
+            outputs.append(gBack)
             var sum = y
             NeuralKernels.addScaled(
                 x.pointer, into: sum.mutablePointer(), rows: rows, width: width, scale: nil,
@@ -55,7 +63,8 @@ struct KernelSplitTests {
             results.append(outputs.map { $0.scalars.map(\.bitPattern) })
         }
         let names = [
-            "layerNorm", "layerNorm in place", "gelu", "addScaled", "addScaled ×scale", "scaleColumns",
+            "layerNorm", "layerNorm in place", "gelu", "gelu out of place", "geluBackward", "addScaled",
+            "addScaled ×scale", "scaleColumns",
             "broadcastRows",
         ]
         for (k, name) in names.enumerated() {
@@ -63,12 +72,13 @@ struct KernelSplitTests {
         }
         // And against plain loops: the same elements, not merely the same split.
         #expect(results[0][0] == Self.plainLayerNorm(x, w, b).map(\.bitPattern), "layerNorm")
-        #expect(results[0][1] == results[0][0], "in place = out of place")
+        #expect(results[0][1] == results[0][0], "layerNorm in place = out of place")
+        #expect(results[0][3] == results[0][2], "gelu out of place = in place")
         let xs = x.scalars, ys = y.scalars, ws = w.scalars, bs = b.scalars
-        #expect(results[0][3] == (0..<n).map { (ys[$0] + xs[$0]).bitPattern }, "addScaled")
-        #expect(results[0][4] == (0..<n).map { (ys[$0] + xs[$0] * ws[$0 % width]).bitPattern }, "addScaled ×scale")
-        #expect(results[0][5] == (0..<n).map { (xs[$0] * ws[$0 % width]).bitPattern }, "scaleColumns")
-        #expect(results[0][6] == (0..<n).map { bs[$0 % width].bitPattern }, "broadcastRows")
+        #expect(results[0][5] == (0..<n).map { (ys[$0] + xs[$0]).bitPattern }, "addScaled")
+        #expect(results[0][6] == (0..<n).map { (ys[$0] + xs[$0] * ws[$0 % width]).bitPattern }, "addScaled ×scale")
+        #expect(results[0][7] == (0..<n).map { (xs[$0] * ws[$0 % width]).bitPattern }, "scaleColumns")
+        #expect(results[0][8] == (0..<n).map { bs[$0 % width].bitPattern }, "broadcastRows")
     }
 
     @Test("LayerNorm (four rows side by side) has the bits of the one-row-at-a-time loop, widths 1 to 37 and 768")

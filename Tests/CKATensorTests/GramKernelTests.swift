@@ -3,7 +3,7 @@ import Testing
 import _CKATestSupport
 
 /// The centred Gram of `x` `[n, d]` in float64 from the formula: columns centred by their mean, then X·Xᵀ.
-private func referenceCenteredGram(_ x: Tensor<Float>) -> [Double] {
+func referenceCenteredGram(_ x: Tensor<Float>) -> [Double] {
     let n = x.shape[0], d = x.shape[1]
     var xs = x.scalars.map(Double.init)
     for j in 0..<d {

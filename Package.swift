@@ -18,7 +18,7 @@ let package = Package(
     targets: [
         // MARK: - Public API
         /// Dense row-major tensors and every numeric kernel (the only importer of BLAS/LAPACKE).
-        .target(name: "CKATensor", dependencies: ["CBLAS", "_CKASupport"]),
+        .target(name: "CKATensor", dependencies: ["CBLAS", "CGramKernel", "_CKASupport"]),
         /// HDF5 stores of formats.md (the only importer of HDF5).
         .target(name: "CKAIO", dependencies: ["CKATensor", "CHDF5", "_CKASupport"]),
         /// CKA estimators: minibatch HSIC₁, debiased, linear and RBF CKA.
@@ -55,6 +55,8 @@ let package = Package(
             ]),
 
         // MARK: - C shims (implementation details)
+        /// The Gram kernel of `Tensor.centeredGram(rows:width:)` (AVX-512 / AVX2 where the CPU has them).
+        .target(name: "CGramKernel"),
         .systemLibrary(
             name: "CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),

@@ -9,6 +9,8 @@ the median over the rounds is reported. Wall time of the whole command, its CPU 
 from getrusage), and the loop time `cka extract` prints (first batch to last, without start-up):
 
   forward       --inputs, one pooled hook (blocks.<last>:cls…): the bare forward loop plus a few kB of output;
+  pooled48      --inputs, the same 48 layers stored pooled only (hooks and pooling, no Gram): with `forward` and
+                `grams48` it splits the overhead into hooks + pooling, and the Grams;
   grams48       --inputs, the 48 paper layers (norm1, attn.qkv, mlp.fc1, block output) stored as Grams;
   images48      the same from --images (JPEG decoding and preprocessing, overlapped with the forward);
   before:…      the same two with --cka-before (an older build), for before/after ratios in one run;
@@ -68,6 +70,8 @@ def main():
     variants = {}
     for tag, cka in [("", a.cka)] + ([("before: ", a.cka_before)] if a.cka_before else []):
         variants[tag + "forward"] = extract(cka, ["--inputs", a.inputs], "pooled", a.last_block, "f.h5")
+        if not tag:
+            variants["pooled48"] = extract(cka, ["--inputs", a.inputs], "pooled", LAYERS, "p.h5")
         variants[tag + "grams48"] = extract(cka, ["--inputs", a.inputs], "grams", LAYERS, "g.h5")
         if a.images:
             variants[tag + "images48"] = extract(cka, ["--images", a.images], "grams", LAYERS, "i.h5")
@@ -122,6 +126,10 @@ def main():
                   f"torch bare forward / ours bare forward loop = {tf / fl:.3f}")
 
     ratios("")
+    fl, pl, gl = med("forward", 2), med("pooled48", 2), med("grams48", 2)
+    print(f"overhead breakdown (loop times over the bare forward loop): hooks + pooling of 48 layers "
+          f"{(pl - fl) / fl * 100:+.1f} %, their Grams {(gl - pl) / fl * 100:+.1f} %; start-up "
+          f"{(med('grams48', 0) - gl) / fl * 100:+.1f} %")
     if a.cka_before:
         ratios("before: ")
 

@@ -162,8 +162,8 @@ public enum ExtractionError: Error, Equatable, CustomStringConvertible {
 
 /// Collects rows of one layer until a Gram batch is full, then emits its centred Gram.
 ///
-/// Every Gram is `Tensor.centeredGram(rows:width:)` of its rows: the column means and the centring are fused
-/// into the cache-blocked SYRK, so a hooked tensor is read from memory once and never copied or modified. Whole
+/// Every Gram is `Tensor.centeredGram(rows:width:)` of its rows: the Gram kernel reads a hooked tensor from
+/// memory once (shifted by its first row in cache, centred exactly afterwards) and never copies or modifies it. Whole
 /// Gram batches are taken straight from the hooked tensor (the forward pass's own buffer); only rows that
 /// straddle forward batches are copied into a per-layer buffer. Both ways run the same arithmetic on the same
 /// row values, so a Gram's bits do not depend on the forward batch size, the process split or the thread count.

@@ -1,4 +1,5 @@
 import Foundation
+import _CKASupport
 
 /// Element-wise and row-wise kernels of a transformer forward pass, on raw row-major buffers.
 ///
@@ -7,22 +8,80 @@ import Foundation
 package enum NeuralKernels {
     /// LayerNorm over the last axis of `rows × width`: y = (x − mean)/√(var + eps)·weight + bias,
     /// biased variance (÷ width), statistics accumulated in Double. `input` and `output` may alias.
+    ///
+    /// Each row's sums run in order over its elements whatever `workers` is; four rows are summed side by
+    /// side (one lane each) so the additions overlap instead of waiting on one another.
     public static func layerNorm(
         _ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, rows: Int, width: Int,
-        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, epsilon: Float = 1e-6
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, epsilon: Float = 1e-6, workers: Int = 1
+    ) {
+        forEachRange(rows, unitSize: width, workers: workers) { range in
+            var r = range.lowerBound
+            while r + 4 <= range.upperBound {
+                layerNorm4(input + r * width, output + r * width, width: width, weight, bias, epsilon)
+                r += 4
+            }
+            while r < range.upperBound {
+                layerNorm1(input + r * width, output + r * width, width: width, weight, bias, epsilon)
+                r += 1
+            }
+        }
+    }
+
+    /// LayerNorm of four consecutive rows, their statistics in the four lanes of one SIMD value.
+    private static func layerNorm4(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, width: Int,
+        _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, _ epsilon: Float
+    ) {
+        let x1 = x + width, x2 = x + 2 * width, x3 = x + 3 * width
+        @inline(__always) func load(_ j: Int) -> SIMD4<Double> {
+            SIMD4(Double(x[j]), Double(x1[j]), Double(x2[j]), Double(x3[j]))
+        }
+        let n = Double(width)
+        var sum = SIMD4<Double>()
+        for j in 0..<width { sum += load(j) }
+        let mean = sum / n
+        var sq = SIMD4<Double>()
+        for j in 0..<width { let d = load(j) - mean; sq += d * d }
+        let inv = 1 / (sq / n + Double(epsilon)).squareRoot()
+        for k in 0..<4 {
+            normalizeRow(x + k * width, y + k * width, width: width, Float(mean[k]), Float(inv[k]), weight, bias)
+        }
+    }
+
+    /// LayerNorm of one row (the same arithmetic as one lane of `layerNorm4`).
+    private static func layerNorm1(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, width: Int,
+        _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, _ epsilon: Float
     ) {
         let n = Double(width)
-        for r in 0..<rows {
-            let x = input + r * width, y = output + r * width
-            var sum = 0.0
-            for j in 0..<width { sum += Double(x[j]) }
-            let mean = sum / n
-            var sq = 0.0
-            for j in 0..<width { let d = Double(x[j]) - mean; sq += d * d }
-            let inv = Float(1 / (sq / n + Double(epsilon)).squareRoot())
-            let m = Float(mean)
-            for j in 0..<width { y[j] = (x[j] - m) * inv * weight[j] + bias[j] }
+        var sum = 0.0
+        for j in 0..<width { sum += Double(x[j]) }
+        let mean = sum / n
+        var sq = 0.0
+        for j in 0..<width { let d = Double(x[j]) - mean; sq += d * d }
+        let inv = 1 / (sq / n + Double(epsilon)).squareRoot()
+        normalizeRow(x, y, width: width, Float(mean), Float(inv), weight, bias)
+    }
+
+    /// y[j] = (x[j] − mean)·inv·weight[j] + bias[j], eight lanes at a time (explicit SIMD, so an in-place row
+    /// vectorises too; the compiler's own alias check sends `x == y` to a scalar loop).
+    @inline(__always) private static func normalizeRow(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, width: Int, _ mean: Float, _ inv: Float,
+        _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>
+    ) {
+        let xr = UnsafeRawPointer(x), wr = UnsafeRawPointer(weight), br = UnsafeRawPointer(bias)
+        let yr = UnsafeMutableRawPointer(y)
+        var j = 0
+        while j + 8 <= width {
+            let o = j * 4
+            let v = xr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            let w = wr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            let b = br.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            yr.storeBytes(of: (v - mean) * inv * w + b, toByteOffset: o, as: SIMD8<Float>.self)
+            j += 8
         }
+        while j < width { y[j] = (x[j] - mean) * inv * weight[j] + bias[j]; j += 1 }
     }
 
     /// GELU with the error function (PyTorch `nn.GELU()`): 0.5·x·(1 + erf(x/√2)), in place.
@@ -31,10 +90,12 @@ package enum NeuralKernels {
     /// the formula PyTorch's vectorised CPU `erf` uses — with an inlined `exp`, written as a call-free loop
     /// that the compiler vectorises, so GELU costs a few percent of the MLP's GEMMs instead of as much as
     /// they do with scalar `erff`.
-    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = x[i]
-            x[i] = 0.5 * v * (1 + erfApprox(v * 0.707_106_781_186_547_5))
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int, workers: Int = 1) {
+        forEachRange(count, workers: workers) { range in
+            for i in range {
+                let v = x[i]
+                x[i] = 0.5 * v * (1 + erfApprox(v * 0.707_106_781_186_547_5))
+            }
         }
     }
 
@@ -95,33 +156,64 @@ package enum NeuralKernels {
 
     /// Fills each of `rows` rows (length `width`) with `bias` — the starting value of a GEMM with beta = 1.
     public static func broadcastRows(
-        _ bias: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, width: Int
+        _ bias: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, width: Int, workers: Int = 1
     ) {
-        for r in 0..<rows { (out + r * width).update(from: bias, count: width) }
+        forEachRange(rows, unitSize: width, workers: workers) { range in
+            for r in range { (out + r * width).update(from: bias, count: width) }
+        }
     }
 
     /// y[i] += x[i]·scale[i mod width] (residual add, with an optional per-channel LayerScale).
     public static func addScaled(
         _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,
-        scale: UnsafePointer<Float>?
+        scale: UnsafePointer<Float>?, workers: Int = 1
     ) {
         if let scale {
-            for r in 0..<rows {
-                let a = x + r * width, b = y + r * width
-                for j in 0..<width { b[j] += a[j] * scale[j] }
+            forEachRange(rows, unitSize: width, workers: workers) { range in
+                for r in range {
+                    let a = x + r * width, b = y + r * width
+                    for j in 0..<width { b[j] += a[j] * scale[j] }
+                }
             }
         } else {
-            for i in 0..<(rows * width) { y[i] += x[i] }
+            forEachRange(rows * width, workers: workers) { range in
+                for i in range { y[i] += x[i] }
+            }
         }
     }
 
     /// x[i] *= scale[i mod width], in place (LayerScale).
     public static func scaleColumns(
-        _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: UnsafePointer<Float>
+        _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: UnsafePointer<Float>, workers: Int = 1
     ) {
-        for r in 0..<rows {
-            let a = x + r * width
-            for j in 0..<width { a[j] *= scale[j] }
+        forEachRange(rows, unitSize: width, workers: workers) { range in
+            for r in range {
+                let a = x + r * width
+                for j in 0..<width { a[j] *= scale[j] }
+            }
+        }
+    }
+
+    /// Floats below which a kernel's work is not split: the hand-off to a second thread costs about as much
+    /// as a few ten thousand floats of element-wise work.
+    package static let parallelGrain = 1 << 15
+
+    /// Calls `body` on contiguous ranges that together cover `0..<count` exactly once — rows of `unitSize`
+    /// floats, or single elements — spread over up to `workers` threads with at least `parallelGrain` floats
+    /// each; less work runs as `body(0..<count)` on the calling thread, without allocating. Every kernel
+    /// that uses it is element- or row-wise, so its bits do not depend on the split.
+    @inline(__always)
+    package static func forEachRange(_ count: Int, unitSize: Int = 1, workers: Int, _ body: (Range<Int>) -> Void) {
+        let parts = Swift.min(workers, count, count * unitSize / parallelGrain)
+        if parts <= 1 {
+            body(0..<count)
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let work = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { k in
+                work.value(count * k / parts..<count * (k + 1) / parts)
+            }
         }
     }
 }
@@ -175,23 +267,30 @@ extension NeuralKernels {
     }
 
     /// GELU out of place: `output[i] = gelu(input[i])` (the same function as `gelu(_:count:)`).
-    public static func gelu(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = input[i]
-            output[i] = 0.5 * v * (1 + erfApprox(v * 0.707_106_781_186_547_5))
+    public static func gelu(
+        _ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, count: Int, workers: Int = 1
+    ) {
+        forEachRange(count, workers: workers) { range in
+            for i in range {
+                let v = input[i]
+                output[i] = 0.5 * v * (1 + erfApprox(v * 0.707_106_781_186_547_5))
+            }
         }
     }
 
     /// Backward of GELU: `gradient[i] *= Φ(a) + a·φ(a)` at the pre-activation a = `input[i]`, the derivative of
     /// exact-erf GELU with Φ from the same erf approximation as the forward pass (|error| ≤ 1.5e-7) and
     /// φ(a) = e^(−a²/2)/√(2π).
-    public static func geluBackward(_ input: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>, count: Int)
-    {
-        for i in 0..<count {
-            let a = input[i]
-            let cdf = 0.5 * (1 + erfApprox(a * 0.707_106_781_186_547_5))
-            let pdf = 0.398_942_280_401_432_7 * expApprox(-0.5 * a * a)
-            g[i] *= cdf + a * pdf
+    public static func geluBackward(
+        _ input: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>, count: Int, workers: Int = 1
+    ) {
+        forEachRange(count, workers: workers) { range in
+            for i in range {
+                let a = input[i]
+                let cdf = 0.5 * (1 + erfApprox(a * 0.707_106_781_186_547_5))
+                let pdf = 0.398_942_280_401_432_7 * expApprox(-0.5 * a * a)
+                g[i] *= cdf + a * pdf
+            }
         }
     }
 

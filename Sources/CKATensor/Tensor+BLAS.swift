@@ -1,4 +1,5 @@
 internal import CBLAS
+internal import CGramKernel
 import Dispatch
 
 /// BLAS entry points for each scalar type (row-major throughout). Implementation detail of the
@@ -289,12 +290,17 @@ extension Tensor {
         return try flattenedRows.gramOfRows()
     }
 
-    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, without modifying `self`:
-    /// a copy centred by `centerColumns()`, then `gramOfRows()` (callers that own their buffer can
-    /// centre in place and skip the copy). Returns `[n, n]` in Double.
+    /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, without modifying `self`.
+    /// Returns `[n, n]` in Double. Float rows up to `CKA_GRAM_KERNEL_MAX_ROWS` go through the Gram kernel
+    /// (`centeredGramOfRows()`), so every minibatch Gram has the same bits whichever path built it; otherwise
+    /// a copy centred by `centerColumns()`, then `gramOfRows()` (callers that own their buffer can centre in
+    /// place and skip the copy).
     @_specialize(exported:true,where Scalar == Float)
     @_specialize(exported:true,where Scalar == Double)
     public func centeredGram() throws -> Tensor<Double> {
+        if let x = self as? Tensor<Float>, x.flattenedRows.rowCount <= Int(CKA_GRAM_KERNEL_MAX_ROWS) {
+            return try x.centeredGramOfRows()
+        }
         var c = flattenedRows
         try c.centerColumns()
         return try c.gramOfRows()
@@ -370,6 +376,12 @@ struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
     init(_ p: UnsafeMutablePointer<T>) { pointer = p }
 }
 
+/// A read-only pointer handed to `concurrentPerform` workers.
+struct UnsafeSendablePointer<T>: @unchecked Sendable {
+    let pointer: UnsafePointer<T>
+    init(_ p: UnsafePointer<T>) { pointer = p }
+}
+
 extension Tensor where Scalar == Float {
     /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, in one pass over `self` and
     /// without a centred copy (see `centeredGram(rows:width:blockColumns:)`). Returns `[n, n]` in Double;
@@ -383,12 +395,84 @@ extension Tensor where Scalar == Float {
     }
 
     /// The Gram of the column-centred rows given as pointers (rows of a memory-mapped file, say — they need not
-    /// be evenly spaced), each `width` long. The columns are taken in blocks of `blockColumns`; each block is
-    /// centred into a small buffer that stays in the core's cache (means of the differences to the first row,
-    /// as `centerColumns()`) and added to the Gram by SYRK, so the rows are read from memory once. Long rows
-    /// are split into a fixed number of column parts spread over the BLAS threads, one single-threaded SYRK
-    /// stream each, so the result does not depend on the thread count. Returns `[n, n]` in Double.
+    /// be evenly spaced), each `width` long. Returns `[n, n]` in Double; the bits do not depend on the thread count.
+    ///
+    /// Up to `CKA_GRAM_KERNEL_MAX_ROWS` rows (every Gram batch of `cka extract`): the Gram of the rows shifted
+    /// by the first row (`cka_shifted_gram`: one pass over the rows, 16-lane float32 sums flushed to float64),
+    /// then centred exactly in float64 as H·G·H — a common shift cancels there. The columns are split into a
+    /// fixed number of parts (by the width alone) spread over the BLAS threads and added in order.
+    /// More rows: each block of `blockColumns` columns is centred into a small buffer that stays in the core's
+    /// cache and added to the Gram by SYRK, long rows split in the same way.
     public static func centeredGram(rows: [UnsafePointer<Float>], width d: Int, blockColumns: Int = 4096) throws
+        -> Tensor<Double>
+    {
+        if !rows.isEmpty && rows.count <= Int(CKA_GRAM_KERNEL_MAX_ROWS) {
+            return shiftedCenteredGram(rows: rows, width: d)
+        }
+        return try syrkCenteredGram(rows: rows, width: d, blockColumns: blockColumns)
+    }
+
+    /// Column parts of a kernel Gram: one per 16 384 columns, at most 8 (a function of the width only).
+    @usableFromInline static func kernelGramParts(width d: Int) -> Int { Swift.max(1, Swift.min(8, d / (1 << 14))) }
+
+    /// The best vector level of the Gram kernel on this CPU: 2 AVX-512F, 1 AVX2 + FMA, 0 portable C.
+    package static var gramKernelBestLevel: Int32 { cka_shifted_gram_best_level() }
+
+    /// `centeredGram(rows:width:)` through `cka_shifted_gram` at `level` (−1: the best the CPU has).
+    package static func shiftedCenteredGram(rows: [UnsafePointer<Float>], width d: Int, level: Int32 = -1)
+        -> Tensor<Double>
+    {
+        let n = rows.count
+        var g = Tensor<Double>(shape: [n, n])
+        guard n > 0, d > 0 else { return g }
+        let parts = kernelGramParts(width: d), workers = Swift.min(blasThreadCount, parts)
+        let chunk = (d + parts - 1) / parts
+        let scratchFloats = (cka_shifted_gram_scratch_floats(n) + 15) / 16 * 16
+        let scratch = UnsafeMutablePointer<Float>(
+            OpaquePointer(UnsafeMutableRawPointer.allocate(byteCount: workers * scratchFloats * 4, alignment: 64)))
+        defer { UnsafeMutableRawPointer(scratch).deallocate() }
+        var partial = [Double](repeating: 0, count: parts * n * n)
+        let rowList: [UnsafePointer<Float>?] = rows
+        rowList.withUnsafeBufferPointer { pr in
+            partial.withUnsafeMutableBufferPointer { pp in
+                let out = UnsafeMutableSendablePointer(pp.baseAddress!), buf = UnsafeMutableSendablePointer(scratch)
+                let rowsPointer = UnsafeSendablePointer(pr.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    for p in stride(from: w, to: parts, by: workers) {
+                        let begin = p * chunk, end = Swift.min(d, begin + chunk)
+                        guard begin < end else { continue }
+                        cka_shifted_gram(
+                            rowsPointer.pointer, n, begin, end, out.pointer + p * n * n,
+                            buf.pointer + w * scratchFloats, level)
+                    }
+                }
+            }
+        }
+        // The parts in order (lower triangle), then H·G·H: G − r·1ᵀ − 1·rᵀ + t with r the row means, t their mean.
+        var shifted = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in 0...i {
+                var v = 0.0
+                for p in 0..<parts { v += partial[p * n * n + i * n + j] }
+                shifted[i * n + j] = v
+                shifted[j * n + i] = v
+            }
+        }
+        var rowMean = [Double](repeating: 0, count: n)
+        for i in 0..<n {
+            var s = 0.0
+            for j in 0..<n { s += shifted[i * n + j] }
+            rowMean[i] = s / Double(n)
+        }
+        let total = rowMean.reduce(0, +) / Double(n)
+        g.withUnsafeMutableBufferPointer { pg in
+            for i in 0..<n { for j in 0..<n { pg[i * n + j] = shifted[i * n + j] - rowMean[i] - rowMean[j] + total } }
+        }
+        return g
+    }
+
+    /// `centeredGram(rows:width:blockColumns:)` through SYRK on blocks centred in cache (any row count).
+    static func syrkCenteredGram(rows: [UnsafePointer<Float>], width d: Int, blockColumns: Int) throws
         -> Tensor<Double>
     {
         let n = rows.count

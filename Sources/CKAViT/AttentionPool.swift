@@ -3,23 +3,27 @@ import CKATensor
 import Foundation
 
 extension MLPActivation {
-    /// Applies the nonlinearity in place to `count` floats.
-    func apply(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    /// Applies the nonlinearity in place to `count` floats, spread over up to `workers` threads (same bits).
+    func apply(_ x: UnsafeMutablePointer<Float>, count: Int, workers: Int = 1) {
         switch self {
         case .gelu:
-            NeuralKernels.gelu(x, count: count)
+            NeuralKernels.gelu(x, count: count, workers: workers)
         case .geluTanh:
             // PyTorch GELU(approximate='tanh'): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
             let k: Float = 0.797_884_560_802_865_4
-            for i in 0..<count {
-                let v = x[i]
-                x[i] = 0.5 * v * (1 + Foundation.tanh(k * (v + 0.044_715 * v * v * v)))
+            NeuralKernels.forEachRange(count, workers: workers) { range in
+                for i in range {
+                    let v = x[i]
+                    x[i] = 0.5 * v * (1 + Foundation.tanh(k * (v + 0.044_715 * v * v * v)))
+                }
             }
         case .quickGELU:
             // OpenAI CLIP: x·σ(1.702·x).
-            for i in 0..<count {
-                let v = x[i]
-                x[i] = v / (1 + Foundation.exp(-1.702 * v))
+            NeuralKernels.forEachRange(count, workers: workers) { range in
+                for i in range {
+                    let v = x[i]
+                    x[i] = v / (1 + Foundation.exp(-1.702 * v))
+                }
             }
         }
     }

@@ -72,7 +72,7 @@ extension TransformerBlocks {
             throw ViTError.unsupported(
                 "gradients are implemented for exact-GELU blocks; these use \(activation) (CLIP / SigLIP)")
         }
-        let b = w.images, t = w.tokens, d = width, rows = b * t, hid = hiddenWidth
+        let b = w.images, t = w.tokens, d = width, rows = b * t, hid = hiddenWidth, workers = blasThreadCount
         var tape = Tape()
         func copy(_ src: Tensor<Float>) -> Tensor<Float> {
             var c = Tensor<Float>(shape: src.shape)
@@ -84,7 +84,7 @@ extension TransformerBlocks {
             tape.input.append(copy(w.x))
             NeuralKernels.layerNorm(
                 w.x.pointer, w.h.mutablePointer(), rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
-                bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon)
+                bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon, workers: workers)
             var qkv = Tensor<Float>(shape: [rows, 3 * d]), attn = Tensor<Float>(shape: [rows, d])
             try linear(w.h.pointer, rows: rows, n + ".attn.qkv", into: qkv.mutablePointer())
             try attention(
@@ -94,25 +94,29 @@ extension TransformerBlocks {
             if layerScale {
                 tape.branch1.append(copy(w.proj))
                 NeuralKernels.scaleColumns(
-                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer,
+                    workers: workers)
             }
-            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
+            NeuralKernels.addScaled(
+                w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil, workers: workers)
             tape.mid.append(copy(w.x))
 
             NeuralKernels.layerNorm(
                 w.x.pointer, w.h.mutablePointer(), rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
-                bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon)
+                bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon, workers: workers)
             var pre = Tensor<Float>(shape: [rows, hid])
             try linear(w.h.pointer, rows: rows, n + ".mlp.fc1", into: pre.mutablePointer())
-            NeuralKernels.gelu(pre.pointer, into: w.fc1.mutablePointer(), count: rows * hid)
+            NeuralKernels.gelu(pre.pointer, into: w.fc1.mutablePointer(), count: rows * hid, workers: workers)
             tape.fc1.append(pre)
             try linear(w.fc1.pointer, rows: rows, n + ".mlp.fc2", into: w.proj.mutablePointer())
             if layerScale {
                 tape.branch2.append(copy(w.proj))
                 NeuralKernels.scaleColumns(
-                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer,
+                    workers: workers)
             }
-            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
+            NeuralKernels.addScaled(
+                w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil, workers: workers)
         }
         return tape
     }
@@ -128,7 +132,7 @@ extension TransformerBlocks {
         _ tape: Tape, images b: Int, tokens t: Int, gradient dx: UnsafeMutablePointer<Float>,
         outputGradients: [Int: Tensor<Float>] = [:], into g: GradientBuffers
     ) throws {
-        let d = width, rows = b * t, hid = hiddenWidth, dh = d / heads
+        let d = width, rows = b * t, hid = hiddenWidth, dh = d / heads, workers = blasThreadCount
         let scale = Float(1 / Double(dh).squareRoot())
         var h = Tensor<Float>(shape: [rows, d]), dhid = Tensor<Float>(shape: [rows, d]),
             branch = Tensor<Float>(shape: [rows, d])
@@ -156,22 +160,22 @@ extension TransformerBlocks {
         for blk in (0..<depth).reversed() {
             let n = "\(prefix).\(blk)"
             if let extra = outputGradients[blk] {
-                NeuralKernels.addScaled(extra.pointer, into: dx, rows: rows, width: d, scale: nil)
+                NeuralKernels.addScaled(extra.pointer, into: dx, rows: rows, width: d, scale: nil, workers: workers)
             }
             // MLP branch: out = mid + γ₂·fc2(GELU(fc1(norm2(mid)))).
             let db2 = branchGradient(tape.branch2, blk, n + ".ls2.gamma")
             let pre = tape.fc1[blk].pointer
-            NeuralKernels.gelu(pre, into: actp, count: rows * hid)
+            NeuralKernels.gelu(pre, into: actp, count: rows * hid, workers: workers)
             try gemm(
                 R(db2, rows, d), transposeA: true, R(actp, rows, hid), beta: 1,
                 into: M(g.pointer(n + ".mlp.fc2.weight"), d, hid))
             NeuralKernels.addColumnSums(db2, rows: rows, width: d, into: g.pointer(n + ".mlp.fc2.bias"))
             try gemm(R(db2, rows, d), W(n + ".mlp.fc2.weight"), into: M(dactp, rows, hid))
-            NeuralKernels.geluBackward(pre, gradient: dactp, count: rows * hid)
+            NeuralKernels.geluBackward(pre, gradient: dactp, count: rows * hid, workers: workers)
             let mid = tape.mid[blk].pointer
             NeuralKernels.layerNorm(
                 mid, hp, rows: rows, width: d, weight: p[n + ".norm2.weight"]!.pointer,
-                bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon)
+                bias: p[n + ".norm2.bias"]!.pointer, epsilon: epsilon, workers: workers)
             try gemm(
                 R(dactp, rows, hid), transposeA: true, R(hp, rows, d), beta: 1,
                 into: M(g.pointer(n + ".mlp.fc1.weight"), hid, d))
@@ -216,7 +220,7 @@ extension TransformerBlocks {
             let x = tape.input[blk].pointer
             NeuralKernels.layerNorm(
                 x, hp, rows: rows, width: d, weight: p[n + ".norm1.weight"]!.pointer,
-                bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon)
+                bias: p[n + ".norm1.bias"]!.pointer, epsilon: epsilon, workers: workers)
             try gemm(
                 R(dqp, rows, 3 * d), transposeA: true, R(hp, rows, d), beta: 1,
                 into: M(g.pointer(n + ".attn.qkv.weight"), 3 * d, d))

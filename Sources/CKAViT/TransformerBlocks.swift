@@ -84,7 +84,7 @@ struct TransformerBlocks {
         into o: UnsafeMutablePointer<Float>
     ) throws {
         let outW = wt.shape[0], inW = wt.shape[1]
-        NeuralKernels.broadcastRows(bias.pointer, into: o, rows: rows, width: outW)
+        NeuralKernels.broadcastRows(bias.pointer, into: o, rows: rows, width: outW, workers: blasThreadCount)
         try gemm(
             MatrixRef(input, rows: rows, cols: inW), wt.matrixRef, transposeB: true, beta: 1,
             into: MutableMatrixRef(o, rows: rows, cols: outW))
@@ -148,10 +148,13 @@ struct TransformerBlocks {
         afterBlock: (String, Tensor<Float>) throws -> Void = { _, _ in }
     ) throws {
         let b = w.images, t = w.tokens, d = width, rows = b * t
+        // The element-wise kernels run on the BLAS threads' cores between the GEMMs (bits do not depend on it).
+        let workers = blasThreadCount
         func layerNorm(_ name: String) {
             NeuralKernels.layerNorm(
                 w.x.pointer, w.h.mutablePointer(), rows: rows, width: d,
-                weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon)
+                weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: epsilon,
+                workers: workers)
         }
         for blk in 0..<depth {
             // Hook names are timm module paths (`LayerName`); parameters are `<hook>.weight`, `<hook>.bias`, ….
@@ -167,25 +170,29 @@ struct TransformerBlocks {
             try emit(hook(.attnProj), w.proj, [b, t, d])
             if layerScale {
                 NeuralKernels.scaleColumns(
-                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer)
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls1.gamma"]!.pointer,
+                    workers: workers)
                 try emit(hook(.ls1), w.proj, [b, t, d])
             }
-            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
+            NeuralKernels.addScaled(
+                w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil, workers: workers)
 
             layerNorm(hook(.norm2))
             try emit(hook(.norm2), w.h, [b, t, d])
             try linear(w.h.pointer, rows: rows, hook(.fc1), into: w.fc1.mutablePointer())
             try emit(hook(.fc1), w.fc1, [b, t, hiddenWidth])
-            activation.apply(w.fc1.mutablePointer(), count: w.fc1.count)
+            activation.apply(w.fc1.mutablePointer(), count: w.fc1.count, workers: workers)
             try emit(hook(.act), w.fc1, [b, t, hiddenWidth])
             try linear(w.fc1.pointer, rows: rows, hook(.fc2), into: w.proj.mutablePointer())
             try emit(hook(.fc2), w.proj, [b, t, d])
             if layerScale {
                 NeuralKernels.scaleColumns(
-                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer)
+                    w.proj.mutablePointer(), rows: rows, width: d, scale: p[n + ".ls2.gamma"]!.pointer,
+                    workers: workers)
                 try emit(hook(.ls2), w.proj, [b, t, d])
             }
-            NeuralKernels.addScaled(w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil)
+            NeuralKernels.addScaled(
+                w.proj.pointer, into: w.x.mutablePointer(), rows: rows, width: d, scale: nil, workers: workers)
             try emit(n, w.x, [b, t, d])
             try afterBlock(n, w.x)
         }

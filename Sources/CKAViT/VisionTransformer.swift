@@ -153,7 +153,8 @@ public final class VisionTransformer {
         func layerNorm(_ input: Tensor<Float>, _ name: String, into out: inout Tensor<Float>) {
             NeuralKernels.layerNorm(
                 input.pointer, out.mutablePointer(), rows: b * t, width: d,
-                weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: eps)
+                weight: p[name + ".weight"]!.pointer, bias: p[name + ".bias"]!.pointer, epsilon: eps,
+                workers: blasThreadCount)
         }
         func pooled(_ prefix: String, _ x: Tensor<Float>) throws {
             for kind in HookPoint.poolingKinds(for: a) where hooks.contains("\(prefix):\(kind.rawValue)") {
@@ -171,7 +172,8 @@ public final class VisionTransformer {
         if a.preNorm {
             NeuralKernels.layerNorm(
                 w.blocks.x.pointer, w.blocks.x.mutablePointer(), rows: b * t, width: d,
-                weight: p["norm_pre.weight"]!.pointer, bias: p["norm_pre.bias"]!.pointer, epsilon: eps)
+                weight: p["norm_pre.weight"]!.pointer, bias: p["norm_pre.bias"]!.pointer, epsilon: eps,
+                workers: blasThreadCount)
             try emit("norm_pre", w.blocks.x, [b, t, d])
         }
 

@@ -24,9 +24,12 @@ WORK=${FUZZ_DIR:-/tmp/cka-checkpoint-fuzz}
 mkdir -p "$WORK/build"
 export SWIFT_BACKTRACE=enable=no   # otherwise the backtracer eats the crash and no crash file is written
 
-FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -package-name ViTCKA -I "$ROOT/Sources/CBLAS" -I "$ROOT/Sources/CCrypto" -I "$WORK/build")
+FLAGS=(-O -g -sanitize=fuzzer,address -parse-as-library -package-name ViTCKA -I "$ROOT/Sources/CBLAS" -I "$ROOT/Sources/CCrypto"
+    -I "$ROOT/Sources/CGramKernel/include" -I "$WORK/build")
 HDF5_INCLUDE=$(pkg-config --cflags-only-I hdf5 | sed 's/^-I//; s/ *$//')
 quiet() { grep -v "Cannot export local symbol" || true; }   # harmless ld.gold warnings under ASan
+clang -O2 -g -fsanitize=address -c "$ROOT/Sources/CGramKernel/shifted_gram.c" -I "$ROOT/Sources/CGramKernel/include" \
+    -o "$WORK/build/CGramKernel.o"
 swiftc "${FLAGS[@]}" -wmo -module-name _CKASupport -emit-module -emit-module-path "$WORK/build/_CKASupport.swiftmodule" \
     -c "$ROOT"/Sources/_CKASupport/*.swift -o "$WORK/build/_CKASupport.o" 2>&1 | quiet
 swiftc "${FLAGS[@]}" -wmo -module-name CKATensor -emit-module -emit-module-path "$WORK/build/CKATensor.swiftmodule" \
@@ -61,7 +64,7 @@ PY
 pids=()
 for t in "${TARGETS[@]}"; do
     swiftc "${FLAGS[@]}" -I "$ROOT/Sources/CHDF5" -Xcc -I"$HDF5_INCLUDE" "$HERE/fuzz_$t.swift" "$WORK/build/_CKASupport.o" \
-        "$WORK/build/CKATensor.o" "$WORK/build/CKACheckpoint.o" "$WORK/build/CKAIO.o" \
+        "$WORK/build/CKATensor.o" "$WORK/build/CGramKernel.o" "$WORK/build/CKACheckpoint.o" "$WORK/build/CKAIO.o" \
         $(pkg-config --libs-only-L hdf5) -lhdf5_serial -lopenblas -llapacke -lcrypto -o "$WORK/build/fuzz_$t" 2>&1 | quiet
     [ -x "$WORK/build/fuzz_$t" ] || { echo "build of fuzz_$t failed"; exit 2; }
     mkdir -p "$WORK/corpus/$t" "$WORK/crashes/$t"

@@ -202,7 +202,7 @@ import Foundation
 
     enum GramVariant {
         case uncentred  // x.gramOfRows()
-        case centredCopy  // x.gram(centered: true): centres a copy
+        case centredCopy  // x.gram(centered: true): the Gram kernel (≤ 256 rows), no copy
         case centredInPlace  // x.centerColumns(); x.gramOfRows(): what the CKA code does with its buffers
     }
 
@@ -279,10 +279,10 @@ import Foundation
             "gram f32 [32x151296]·[151296x32] (CKA Gram of a ViT-B block output)",
             n: 32, d: 197 * 768, .uncentred, isGoal: true),
         gramKernel(
-            "gram f32 [32x151296]·[151296x32] centred (gram(centered: true))",
+            "gram f32 [32x151296]·[151296x32] centred, Gram kernel (gram(centered: true))",
             n: 32, d: 197 * 768, .centredCopy),
         gramKernel(
-            "gram f32 [32x151296]·[151296x32] centred in place (centerColumns() + gramOfRows())",
+            "gram f32 [32x151296]·[151296x32] centred in place by SYRK (centerColumns() + gramOfRows())",
             n: 32, d: 197 * 768, .centredInPlace),
     ]
 

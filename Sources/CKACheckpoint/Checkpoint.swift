@@ -113,6 +113,20 @@ public struct Checkpoint: Sendable {
     /// complete, so the hashing overlaps the forward passes instead of delaying them).
     public var sha256: String? { digest?.hex() }
     private let digest: BackgroundDigest?
+    /// The mapped files (float32 parameters are read from them while the model runs).
+    private let files: [MappedFile]
+
+    /// Throws `unreadable` if a file of the checkpoint was modified in place since it was loaded: float32
+    /// parameters are read from the mapped file while the model runs, so its results could mix old and new
+    /// weights (a file replaced by a rename is harmless: the mapped one stays intact).
+    public func checkUnchanged() throws {
+        for f in files where f.modifiedInPlace() {
+            throw CheckpointError.unreadable(
+                file: f.name,
+                reason: "modified while in use (its weights are read from the file during the run, so the results "
+                    + "could mix old and new values); run again once it is written")
+        }
+    }
     /// The hub layout the weights came from (Hugging Face / open_clip directory), nil for a plain file.
     package let hub: HubModel?
 
@@ -268,6 +282,7 @@ public struct Checkpoint: Sendable {
         self.fileTensorCount = allTensors.count
         self.fileTensorBytes = bytesByStorage.values.reduce(0, +)
         self.digest = digest
+        self.files = files
         self.hub = hub
     }
 

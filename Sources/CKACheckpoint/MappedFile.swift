@@ -20,6 +20,8 @@ package final class MappedFile: @unchecked Sendable {
     /// Number of bytes.
     public let count: Int
     private let mappedLength: Int  // > 0: munmap on deinit; 0: deallocate on deinit
+    /// Device, inode, size and modification time when mapped (nil for in-memory bytes).
+    private let identity: [Int]?
 
     /// Maps the file at `url` read-only.
     public init(url: URL) throws {
@@ -38,6 +40,7 @@ package final class MappedFile: @unchecked Sendable {
                 file: path, reason: "not a regular file (\(InputFile.nonRegularKind(path) ?? "a special file"))")
         }
         let size = Int(st.st_size)
+        identity = MappedFile.identity(st)
         if size == 0 {
             let p = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
             base = UnsafeRawPointer(p); count = 0; mappedLength = 0
@@ -56,6 +59,22 @@ package final class MappedFile: @unchecked Sendable {
         let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1), alignment: 64)
         _ = UnsafeMutableRawBufferPointer(start: p, count: n).initializeMemory(as: UInt8.self, from: bytes)
         base = UnsafeRawPointer(p); count = n; mappedLength = 0
+        identity = nil
+    }
+
+    private static func identity(_ st: stat) -> [Int] {
+        [Int(st.st_dev), Int(st.st_ino), Int(st.st_size), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec)]
+    }
+
+    /// Whether the file was modified in place since it was mapped: the path still names the same file (device and
+    /// inode) but its size or modification time changed. The map then shows the new bytes (or faults past a
+    /// truncated end). A file replaced by a rename, or removed, leaves the mapped one intact and is not "modified".
+    package func modifiedInPlace() -> Bool {
+        guard let identity else { return false }
+        var st = stat()
+        guard stat(name, &st) == 0 else { return false }
+        let now = MappedFile.identity(st)
+        return now[0..<2] == identity[0..<2] && now != identity
     }
 
     deinit {

@@ -18,10 +18,10 @@ public struct ExtractionPlan: @unchecked Sendable {
     public let metadata: StoreMetadata
     /// Warnings found while planning (e.g. class counts that differ).
     public let warnings: [String]
-    /// The checkpoint whose SHA-256 the store records. It is read when the store is finished (`metadata` holds an
-    /// empty `checkpointSHA256` until then), so the hashing, on its own thread since the checkpoint was loaded,
-    /// overlaps the forward passes.
-    let digestSource: Checkpoint?
+    /// The checkpoint the model was built from. When the store is finished, its files are checked to be unmodified
+    /// (`Checkpoint.checkUnchanged`) and its SHA-256 is recorded: read only then (`metadata` holds an empty
+    /// `checkpointSHA256` until then), so the hashing, on its own thread since loading, overlaps the forward passes.
+    let checkpoint: Checkpoint?
 
     public var storesTokens: Bool { options.store.contains(.activations) }
     public var storesGrams: Bool { options.store.contains(.grams) }
@@ -82,7 +82,7 @@ public struct ExtractionPlan: @unchecked Sendable {
         self.head = head
         self.metadata = meta
         self.warnings = warnings
-        self.digestSource = checkpoint
+        self.checkpoint = checkpoint
     }
 
     /// Whether `name` is a pooled feature (`blocks.3:cls`, `fc_norm`) rather than a token layer.
@@ -227,7 +227,8 @@ public final class StoreSink: ExtractionSink {
             )
         }
         try writer.setInputs(ids: ids, labels: labels.contains { $0 >= 0 } ? labels : nil, classes: classes)
-        if let checkpoint = plan.digestSource {
+        if let checkpoint = plan.checkpoint {
+            try checkpoint.checkUnchanged()
             try writer.setAttribute("checkpoint_sha256", .string(checkpoint.sha256 ?? ""))
         }
         try writer.finish()

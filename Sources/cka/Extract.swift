@@ -6,18 +6,29 @@ import _CKASupport
 extension CKACheckpoint.CheckpointSource: ExpressibleByArgument {}
 extension CKACheckpoint.MLPActivation: ExpressibleByArgument {}
 
-/// Cleans up a partial output when the run is interrupted (Ctrl-C or `kill`): the handler only calls
-/// the async-signal-safe `unlink` and `_exit`.
+/// Cleans up a partial output when the run is interrupted (Ctrl-C or `kill`), or when a memory-mapped input
+/// (the checkpoint, whose float32 weights are read from the file during the run) is truncated under it (SIGBUS,
+/// with one line saying so): the handlers only call the async-signal-safe `write`, `unlink` and `_exit`.
 nonisolated(unsafe) private var partialOutputPath: UnsafeMutablePointer<CChar>?
+nonisolated(unsafe) private var busErrorMessage: UnsafeMutablePointer<CChar>?
 
-func removePartialOutputOnInterrupt(_ finalPath: String) {
+func removePartialOutputOnInterrupt(_ finalPath: String, checkpoint: String? = nil) {
     partialOutputPath = strdup(AtomicOutput(path: finalPath).temporaryPath)
+    busErrorMessage = strdup(
+        "error: \(checkpoint ?? "a checkpoint"): the file was truncated while in use (its weights are read from it "
+            + "during the run); no output written\n")
     let handler: @convention(c) (Int32) -> Void = { sig in
+        if let p = partialOutputPath { unlink(p) }
+        _exit(128 + sig)
+    }
+    let busHandler: @convention(c) (Int32) -> Void = { sig in
+        if let m = busErrorMessage { _ = write(2, m, strlen(m)) }
         if let p = partialOutputPath { unlink(p) }
         _exit(128 + sig)
     }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
+    signal(SIGBUS, busHandler)
 }
 
 extension CKACommand {
@@ -224,7 +235,7 @@ extension CKACommand {
                         options.attributes["random_init_layer_scale"] = .double(Double(randomLayerScale))
                     }
                 }
-                if world.isRoot { removePartialOutputOnInterrupt(out) }
+                if world.isRoot { removePartialOutputOnInterrupt(out, checkpoint: checkpoint) }
                 let line = ProgressLine("extract", quiet: quiet || !world.isRoot)
                 let report: (CKAProgress) -> Void = { p in
                     line.update(p, detail: String(format: "%.1f img/s", p.perSecond ?? 0))

@@ -88,6 +88,44 @@ struct ExtractionTests {
         #expect(try ActivationStore(path: out).attributes["checkpoint_sha256"]?.stringValue == SHA256.hex(h.finalize()))
     }
 
+    @Test(
+        "a checkpoint modified in place during the run fails the extraction (no store); one replaced by a rename does not"
+    )
+    func checkpointModifiedDuringRun() throws {
+        let url = dir.appendingPathComponent("tiny.safetensors")
+        try writeTinyViTCheckpoint(to: url, seed: 6)
+        let pixels = dir.appendingPathComponent("p32.h5").path
+        let w = try ActivationStoreWriter(path: pixels, ids: ["a", "b"], metadata: StoreMetadata(model: "pixels"))
+        try w.writeDataset("inputs/pixels", tinyPixels(2, seed: 3))
+        try w.finish()
+        var o = ExtractionOptions()
+        o.store = [.pooled]
+        o.layers = ["blocks.0"]
+        func extract(_ ckpt: Checkpoint, _ name: String) throws -> String {
+            var input = try PixelStoreInput(path: pixels)
+            let out = dir.appendingPathComponent(name).path
+            _ = try ActivationExtractor.run(
+                model: try VisionTransformer(checkpoint: ckpt), checkpoint: ckpt, input: &input, to: out, options: o)
+            return out
+        }
+        // Rewritten in place (same inode; here only its modification time changes): refused at the end.
+        let ckpt = try Checkpoint(contentsOf: url)
+        try ckpt.checkUnchanged()
+        var times = [timespec(tv_sec: 1_000_000_000, tv_nsec: 0), timespec(tv_sec: 1_000_000_000, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, url.path, &times, 0) == 0)
+        #expect(throws: CheckpointError.self) { try ckpt.checkUnchanged() }
+        let refused = dir.appendingPathComponent("refused.h5").path
+        #expect(throws: CheckpointError.self) { _ = try extract(ckpt, "refused.h5") }
+        #expect(!FileManager.default.fileExists(atPath: refused))
+        // Replaced by a rename (the mapped file stays intact): accepted.
+        let fresh = try Checkpoint(contentsOf: url)
+        let other = dir.appendingPathComponent("other.safetensors")
+        try writeTinyViTCheckpoint(to: other, seed: 8)
+        #expect(rename(other.path, url.path) == 0)
+        try fresh.checkUnchanged()
+        #expect(FileManager.default.fileExists(atPath: try extract(fresh, "accepted.h5")))
+    }
+
     @Test("Batch size does not change the activations (batched GEMMs are per-row exact to 1e-5)")
     func batchInvariance() throws {
         let model = try tinyViT()

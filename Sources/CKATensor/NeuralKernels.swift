@@ -54,14 +54,21 @@ package enum NeuralKernels {
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, width: Int,
         _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, _ epsilon: Float
     ) {
+        let (mean, inv) = rowMoments(x, width: width, epsilon: epsilon)
+        normalizeRow(x, y, width: width, Float(mean), Float(inv), weight, bias)
+    }
+
+    /// Mean and 1/√(biased variance + ε) of one row, summed in Double in column order (two passes).
+    @inline(__always) static func rowMoments(_ x: UnsafePointer<Float>, width: Int, epsilon: Float) -> (
+        mean: Double, inverseStd: Double
+    ) {
         let n = Double(width)
         var sum = 0.0
         for j in 0..<width { sum += Double(x[j]) }
         let mean = sum / n
         var sq = 0.0
         for j in 0..<width { let d = Double(x[j]) - mean; sq += d * d }
-        let inv = 1 / (sq / n + Double(epsilon)).squareRoot()
-        normalizeRow(x, y, width: width, Float(mean), Float(inv), weight, bias)
+        return (mean, 1 / (sq / n + Double(epsilon)).squareRoot())
     }
 
     /// y[j] = (x[j] − mean)·inv·weight[j] + bias[j], eight lanes at a time (explicit SIMD, so an in-place row
@@ -239,12 +246,7 @@ extension NeuralKernels {
         let accW = acc, accB = acc + width
         for r in 0..<rows {
             let x = x0 + r * width, dy = dy0 + r * width, dx = dx0 + r * width
-            var sum = 0.0
-            for j in 0..<width { sum += Double(x[j]) }
-            let mean = sum / n
-            var sq = 0.0
-            for j in 0..<width { let c = Double(x[j]) - mean; sq += c * c }
-            let rstd = 1 / (sq / n + Double(epsilon)).squareRoot()
+            let (mean, rstd) = rowMoments(x, width: width, epsilon: epsilon)
             let m = Float(mean), rs = Float(rstd)
             var s1 = 0.0, s2 = 0.0
             for j in 0..<width {

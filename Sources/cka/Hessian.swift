@@ -106,6 +106,7 @@ extension CKACommand {
                 // Under mpirun every rank runs the same iterations and computes its share of the gradients of
                 // each Hessian-vector product; rank 0 alone speaks and writes.
                 try OutputPlan.check(inputs: [checkpoint] + objective.inputFiles, outputs: [out, csv])
+                if world.isRoot { removePartialOutputOnInterrupt(out, checkpoint: checkpoint) }
                 let settings = objective.objective(checkpoint: checkpoint, seed: seed)
                 let ckpt = try settings.load(checkpoint, key: objective.checkpointKey)
                 let chosen = try objective.examples(examples, for: ckpt)

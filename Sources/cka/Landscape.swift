@@ -202,7 +202,7 @@ extension CKACommand {
                 // points and alone writes files and speaks.
                 try OutputPlan.check(
                     inputs: [checkpoint, from, to] + objective.inputFiles + pcaOf.map { Optional($0) }, outputs: [out])
-                if world.isRoot { removePartialOutputOnInterrupt(out) }
+                if world.isRoot { removePartialOutputOnInterrupt(out, checkpoint: checkpoint ?? to) }
                 var settings = objective.objective(checkpoint: checkpoint ?? to ?? "", seed: seed)
                 let key = objective.checkpointKey
                 var path: (from: Checkpoint, to: Checkpoint)?

@@ -466,7 +466,13 @@ extension Tensor where Scalar == Float {
         }
         let total = rowMean.reduce(0, +) / Double(n)
         g.withUnsafeMutableBufferPointer { pg in
-            for i in 0..<n { for j in 0..<n { pg[i * n + j] = shifted[i * n + j] - rowMean[i] - rowMean[j] + total } }
+            for i in 0..<n {
+                for j in 0...i {  // one rounding per pair, mirrored: the Gram is exactly symmetric
+                    let v = shifted[i * n + j] - rowMean[i] - rowMean[j] + total
+                    pg[i * n + j] = v
+                    pg[j * n + i] = v
+                }
+            }
         }
         return g
     }

@@ -57,6 +57,7 @@ struct GramKernelTests {
         // the 16-lane partial sums (flushed to float64 every 4096 columns) stays far below 1e-5 of the diagonal.
         expectClose(g.scalars, ref, atol: max(1e-5 * scale, 1e-9))
         #expect(g.scalars.allSatisfy { $0.isFinite })
+        #expect((0..<n * n).allSatisfy { g[$0 / n, $0 % n] == g[$0 % n, $0 / n] }, "exactly symmetric")
     }
 
     @Test("Rows need not be evenly spaced or aligned; the input is untouched")

@@ -56,22 +56,15 @@ public enum HSIC {
         }
     }
 
-    /// Double-centres a Gram matrix, `HKH` with `H = I − 11ᵀ/n` (the biased, Gretton form):
-    /// K̃ᵢⱼ = Kᵢⱼ − rᵢ − rⱼ + r̄, where r are the row means and r̄ their mean.
+    /// Double-centres a (symmetric) Gram matrix, `HKH` with `H = I − 11ᵀ/n` (the biased, Gretton form):
+    /// K̃ᵢⱼ = Kᵢⱼ − rᵢ − rⱼ + r̄, where r are the row means and r̄ their mean (`Tensor.doubleCenter()`).
     public static func centered(_ k: Tensor<Double>) throws -> Tensor<Double> {
         guard k.rank == 2, k.shape[0] == k.shape[1], k.shape[0] >= 2 else {
             throw TensorError.shapeMismatch(
                 op: "centring (HSIC₀)", expected: "[n, n] with n ≥ 2", got: describeShape(k.shape))
         }
-        let n = k.shape[0]
         var out = k
-        out.withUnsafeMutableBufferPointer { p in
-            let a = p.baseAddress!
-            var r = [Double](repeating: 0, count: n)
-            for i in 0..<n { var s = 0.0; for j in 0..<n { s += a[i * n + j] }; r[i] = s / Double(n) }
-            let mean = r.reduce(0, +) / Double(n)
-            for i in 0..<n { for j in 0..<n { a[i * n + j] += mean - r[i] - r[j] } }
-        }
+        out.doubleCenter()
         return out
     }
 

@@ -382,6 +382,34 @@ struct UnsafeSendablePointer<T>: @unchecked Sendable {
     init(_ p: UnsafePointer<T>) { pointer = p }
 }
 
+extension Tensor where Scalar == Double {
+    /// Double-centres a symmetric `[n, n]` Gram in place: `H·K·H` with `H = I − 11ᵀ/n`, that is
+    /// K̃ᵢⱼ = Kᵢⱼ + (r̄ − rᵢ − rⱼ) with r the row means and r̄ their mean. Each pair is rounded once (lower
+    /// triangle) and mirrored, so the result is exactly symmetric.
+    public mutating func doubleCenter() {
+        precondition(rank == 2 && shape[0] == shape[1], "doubleCenter needs a square matrix")
+        let n = shape[0]
+        guard n > 0 else { return }
+        withUnsafeMutableBufferPointer { p in
+            let a = p.baseAddress!
+            var r = [Double](repeating: 0, count: n)
+            for i in 0..<n {
+                var s = 0.0
+                for j in 0..<n { s += a[i * n + j] }
+                r[i] = s / Double(n)
+            }
+            let mean = r.reduce(0, +) / Double(n)
+            for i in 0..<n {
+                for j in 0...i {
+                    let v = a[i * n + j] + (mean - r[i] - r[j])
+                    a[i * n + j] = v
+                    a[j * n + i] = v
+                }
+            }
+        }
+    }
+}
+
 extension Tensor where Scalar == Float {
     /// The Gram of the column-centred rows, `(X − 1·meanᵀ)(X − 1·meanᵀ)ᵀ`, in one pass over `self` and
     /// without a centred copy (see `centeredGram(rows:width:blockColumns:)`). Returns `[n, n]` in Double;
@@ -448,32 +476,18 @@ extension Tensor where Scalar == Float {
                 }
             }
         }
-        // The parts in order (lower triangle), then H·G·H: G − r·1ᵀ − 1·rᵀ + t with r the row means, t their mean.
-        var shifted = [Double](repeating: 0, count: n * n)
-        for i in 0..<n {
-            for j in 0...i {
-                var v = 0.0
-                for p in 0..<parts { v += partial[p * n * n + i * n + j] }
-                shifted[i * n + j] = v
-                shifted[j * n + i] = v
-            }
-        }
-        var rowMean = [Double](repeating: 0, count: n)
-        for i in 0..<n {
-            var s = 0.0
-            for j in 0..<n { s += shifted[i * n + j] }
-            rowMean[i] = s / Double(n)
-        }
-        let total = rowMean.reduce(0, +) / Double(n)
+        // The parts in order (lower triangle, mirrored), then H·G·H.
         g.withUnsafeMutableBufferPointer { pg in
             for i in 0..<n {
-                for j in 0...i {  // one rounding per pair, mirrored: the Gram is exactly symmetric
-                    let v = shifted[i * n + j] - rowMean[i] - rowMean[j] + total
+                for j in 0...i {
+                    var v = 0.0
+                    for p in 0..<parts { v += partial[p * n * n + i * n + j] }
                     pg[i * n + j] = v
                     pg[j * n + i] = v
                 }
             }
         }
+        g.doubleCenter()
         return g
     }
 
